@@ -1,0 +1,165 @@
+# krill — plain Makefile (see ../shared/conventions.md "Build").
+#
+#   make            setup (idempotent) + build everything this machine can build
+#   make test       build + run every test this machine can run (SANITIZE=1: ASan+UBSan)
+#   make demo       the main job end to end on a local broker
+#   make bench      benchmark report into docs/benchmarks.md
+#   make fuzz       build the libFuzzer targets (clang)
+#   make format     clang-format the C sources
+#   CUDA=0|1 forces the CUDA backend off/on; CUDA_ARCH="80 89 90" overrides targets.
+#
+# Every public target runs scripts/setup.sh first, then re-enters make so that
+# what setup installed (nvcc) is detected.
+
+SHELL := /bin/bash
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+VERSION := $(shell cat $(ROOT)/VERSION)
+
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+BUILD ?= build/san
+else
+BUILD ?= build
+endif
+
+# ---------------------------------------------------------------- public targets
+.PHONY: all setup test demo bench fuzz format clean build check-test
+all: setup
+	@$(MAKE) --no-print-directory build
+
+setup:
+	@scripts/setup.sh
+
+test: setup
+	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory check-test
+
+demo: setup
+	@$(MAKE) --no-print-directory build
+	@scripts/demo.sh
+
+bench: setup
+	@$(MAKE) --no-print-directory build
+	@scripts/bench.sh
+
+clean:
+	rm -rf build
+
+format:
+	clang-format -i $$(find src tests kernels -name '*.[ch]' -o -name '*.cu')
+
+# ---------------------------------------------------------------- detection
+CUDA_HOME_DETECTED := $(firstword $(wildcard $(CUDA_HOME)/bin/nvcc /usr/local/cuda/bin/nvcc) \
+                        $(shell command -v nvcc 2>/dev/null) $(wildcard $(ROOT)/.cache/cuda/bin/nvcc))
+NVCC_FOUND := $(CUDA_HOME_DETECTED)
+ifeq ($(CUDA),0)
+  USE_CUDA := 0
+else ifeq ($(CUDA),1)
+  USE_CUDA := 1
+  ifeq ($(NVCC_FOUND),)
+    $(error CUDA=1 but no nvcc was found (CUDA_HOME, /usr/local/cuda, PATH, .cache/cuda); run scripts/setup.sh)
+  endif
+else
+  USE_CUDA := $(if $(NVCC_FOUND),1,0)
+endif
+NVCC := $(NVCC_FOUND)
+CUDA_DIR := $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_ARCH ?= 80 89 90
+
+PKGS := rdkafka jansson libconfig msgpack libpcre2-8 openblas libmicrohttpd cmocka
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CC ?= cc
+CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -MMD -MP -pthread \
+          -fno-strict-aliasing -Isrc -Isrc/common -Isrc/engine -Isrc/worker $(PKG_CFLAGS) \
+          -DKRILL_VERSION=\"$(VERSION)\" $(EXTRA_CFLAGS)
+ifneq ($(filter -march%,$(EXTRA_CFLAGS)),)
+else
+  CFLAGS += -march=x86-64-v3 -mtune=native
+endif
+LDLIBS := $(PKG_LIBS) -lm -lpthread
+LDFLAGS := -pthread
+ifeq ($(SANITIZE),1)
+  CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -O1
+  LDFLAGS += -fsanitize=address,undefined
+endif
+
+ifeq ($(USE_CUDA),1)
+  CFLAGS += -DKRILL_CUDA=1
+  NVCCFLAGS := -O3 -std=c++17 -Isrc -Isrc/engine -Ikernels --expt-relaxed-constexpr \
+               $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
+               -Xcompiler -Wall,-Wextra,-Werror,-fPIC $(if $(wildcard $(CUDA_DIR)/include/cccl),-I$(CUDA_DIR)/include/cccl)
+  LDLIBS += -L$(CUDA_DIR)/lib64 -L$(CUDA_DIR)/lib -Wl,-rpath,$(CUDA_DIR)/lib -lcublasLt -lcublas -lcudart -lstdc++
+endif
+
+# ---------------------------------------------------------------- sources
+COMMON_SRC := $(wildcard src/common/*.c)
+ENGINE_SRC := $(wildcard src/engine/*.c)
+WORKER_SRC := $(filter-out src/worker/main.c,$(wildcard src/worker/*.c))
+TOOL_SRC   := $(wildcard src/tools/krill-*.c)
+TEST_SRC   := $(wildcard tests/unit/test_*.c)
+CU_SRC     := $(if $(filter 1,$(USE_CUDA)),$(wildcard kernels/*.cu))
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+ENGINE_LIB := $(BUILD)/libkrill_engine.a
+WORKER_LIB := $(BUILD)/libkrill_worker.a
+ENGINE_OBJ := $(call obj,$(COMMON_SRC) $(ENGINE_SRC)) $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRC))
+WORKER_OBJ := $(call obj,$(WORKER_SRC))
+TOOLS      := $(patsubst src/tools/%.c,$(BUILD)/%,$(TOOL_SRC))
+WORKER_BIN := $(if $(wildcard src/worker/main.c),$(BUILD)/krill-worker)
+TESTS      := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+
+build: banner $(LINK_LIBS) $(TOOLS) $(WORKER_BIN) $(TESTS)
+
+ok = $(if $(1),✓,✗)
+banner:
+	@echo "krill $(VERSION): build=$(BUILD) cc=$(CC) sanitize=$(SANITIZE)" \
+	  "| $(call ok,$(filter 1,$(USE_CUDA))) cuda$(if $(filter 1,$(USE_CUDA)), ($(NVCC); sm_$(subst $() $(),/sm_,$(CUDA_ARCH))))" \
+	  "| $(call ok,$(findstring openblas,$(PKG_LIBS))) openblas | $(call ok,$(findstring rdkafka,$(PKG_LIBS))) librdkafka" \
+	  "| $(call ok,$(shell command -v clang 2>/dev/null)) clang (fuzz)"
+	@[ -n "$(PKG_LIBS)" ] || { echo "missing libraries: pkg-config cannot find $(PKGS); run scripts/setup.sh" >&2; exit 1; }
+.PHONY: banner
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(ENGINE_LIB): $(ENGINE_OBJ)
+	@rm -f $@; ar rcs $@ $^
+$(WORKER_LIB): $(WORKER_OBJ)
+	@rm -f $@; ar rcs $@ $^
+
+LINK_LIBS := $(if $(WORKER_OBJ),$(WORKER_LIB)) $(ENGINE_LIB)
+.SECONDARY:
+
+$(BUILD)/krill-%: $(BUILD)/obj/src/tools/krill-%.o $(LINK_LIBS)
+	$(CC) $(LDFLAGS) $< $(LINK_LIBS) $(LDLIBS) -o $@
+
+$(BUILD)/krill-worker: $(BUILD)/obj/src/worker/main.o $(LINK_LIBS)
+	$(CC) $(LDFLAGS) $< $(LINK_LIBS) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LINK_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< $(LINK_LIBS) $(LDLIBS) -o $@
+
+check-test:
+	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) scripts/run-tests.sh
+
+# ---------------------------------------------------------------- fuzzing
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
+FUZZ_CFLAGS := $(filter-out -MMD -MP -march% -mtune%,$(CFLAGS)) -O1 -g -fsanitize=fuzzer,address,undefined
+fuzz: setup
+	@$(MAKE) --no-print-directory fuzz-build
+fuzz-build: $(FUZZ_BIN)
+build/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(ENGINE_SRC) $(WORKER_SRC)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) $(FUZZ_CFLAGS) -DKRILL_CUDA=0 -UKRILL_CUDA $^ $(PKG_LIBS) -lm -o $@
+.PHONY: fuzz-build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,139 @@
+/* engine.h — the public API of krill's inference engine (knows nothing about Kafka).
+ *
+ * One engine thread owns the model, the KV cache and the backend: it alone calls
+ * engine_step() (and engine_close()). engine_submit, engine_poll, engine_abort,
+ * engine_get_stats, engine_tokenize and engine_chat_render are thread-safe and may be
+ * called from any thread (the worker's io thread, a tool's main thread).
+ *
+ * Flow: submit requests (token ids) -> step() repeatedly (continuous batching) ->
+ * poll() finished results. Every submitted request yields exactly one result, also
+ * when it fails (finish ENGINE_FINISH_ERROR) or is aborted. Results own their heap
+ * strings; release them with engine_result_clear(). */
+#ifndef KRILL_ENGINE_H
+#define KRILL_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct engine engine_t;
+
+typedef enum {
+    ENGINE_OK = 0,
+    ENGINE_ERR_INVALID = -1,        /* a request field out of range: OpenAI code invalid_value */
+    ENGINE_ERR_CONTEXT = -2,        /* prompt + max_tokens can never fit: context_length_exceeded */
+    ENGINE_ERR_BUSY = -3,           /* the submit queue is at max_queue: retry later */
+    ENGINE_ERR_INTERNAL = -4,       /* backend failure: internal_error */
+} engine_status_t;
+
+typedef enum {
+    ENGINE_FINISH_STOP = 0,   /* EOS/EOT or a stop string */
+    ENGINE_FINISH_LENGTH = 1, /* max_tokens reached */
+    ENGINE_FINISH_ERROR = 2,  /* see error_code / error */
+    ENGINE_FINISH_ABORTED = 3,/* engine_abort() or engine_close() with work pending */
+} engine_finish_t;
+
+typedef struct {
+    const char *model_path;
+    const char *backend;        /* "auto" (default) | "cpu" | "cuda" */
+    const char *dtype;          /* cuda weights: "bf16" (default) | "f16"; cpu is always f32 */
+    int n_threads;              /* cpu backend threads; 0 = online cores */
+    int context;                /* max tokens per sequence; 0 = the model's training context */
+    int max_seqs;               /* sequences per step; 0 = backend default (cpu 64, cuda 256) */
+    int max_batch_tokens;       /* tokens per step (prefill chunking); 0 = default 2048 */
+    int kv_block_size;          /* tokens per KV block; 0 = 16 */
+    int64_t kv_cache_tokens;    /* cpu: KV capacity in tokens; 0 = context * max_seqs, capped */
+    double gpu_memory_fraction; /* cuda: fraction of free memory for weights+activations+KV; 0 = 0.9 */
+    int max_queue;              /* waiting requests accepted before ENGINE_ERR_BUSY; 0 = unbounded */
+    uint64_t seed;              /* base for requests without a seed; 0 = random per engine */
+} engine_config_t;
+
+typedef struct {
+    char model_name[128];   /* general.name, else the file's base name */
+    char arch[32];          /* "llama", "qwen2" */
+    char backend[16];       /* "cpu" | "cuda" */
+    char device[128];       /* "cpu (2 threads)", "NVIDIA H100 80GB HBM3" */
+    int n_ctx;              /* effective context per sequence */
+    int n_vocab;
+    int32_t bos_id, eos_id, eot_id; /* -1 when the model has none */
+    int64_t kv_cache_tokens;        /* capacity */
+} engine_info_t;
+
+#define ENGINE_MAX_STOP 4
+typedef struct {
+    uint64_t id;                 /* caller's tag, returned with the result */
+    const int32_t *prompt;       /* copied by engine_submit */
+    int n_prompt;                /* >= 1 */
+    int max_tokens;              /* >= 1 */
+    int min_tokens;              /* EOS/stop ignored before this many tokens */
+    bool ignore_eos;
+    float temperature;           /* 0 = greedy; [0, 2] */
+    float top_p;                 /* (0, 1]; 1 = off */
+    int top_k;                   /* 0 = off */
+    float min_p;                 /* [0, 1]; 0 = off */
+    float presence_penalty;      /* [-2, 2] */
+    float frequency_penalty;     /* [-2, 2] */
+    bool has_seed;
+    uint64_t seed;               /* same seed + prompt => same tokens whatever shares the batch */
+    const char *stop[ENGINE_MAX_STOP]; /* NUL-terminated, copied; matched on decoded text */
+    int n_stop;
+    int priority;                /* reserved (FCFS today) */
+} engine_request_t;
+
+typedef struct {
+    uint64_t id;
+    engine_finish_t finish;
+    char *text;                  /* malloc'd UTF-8 completion (stop string excluded) */
+    size_t text_len;
+    int32_t *tokens;             /* malloc'd generated ids */
+    int n_tokens;
+    int prompt_tokens;
+    int completion_tokens;
+    engine_status_t error_code;  /* ENGINE_OK unless finish == ENGINE_FINISH_ERROR */
+    char error[256];
+    double queue_ms;             /* submit -> first scheduled */
+    double ttft_ms;              /* submit -> first token sampled */
+    double total_ms;             /* submit -> finished */
+} engine_result_t;
+
+typedef struct {
+    int running, waiting;
+    int64_t kv_blocks_used, kv_blocks_total;
+    uint64_t steps, preemptions;
+    uint64_t prompt_tokens_total, generated_tokens_total;
+    int last_step_seqs, last_step_tokens;
+    double last_step_ms;
+} engine_stats_t;
+
+typedef struct {
+    const char *role;    /* "system" | "user" | "assistant" | "tool" ... */
+    const char *content;
+} engine_chat_msg_t;
+
+void engine_config_defaults(engine_config_t *cfg);
+engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen);
+void engine_close(engine_t *e); /* accepts NULL; pending requests are dropped */
+const engine_info_t *engine_get_info(const engine_t *e);
+
+/* Text helpers (thread-safe). *ids is malloc'd; caller frees. 0 or -1 with err. */
+int engine_tokenize(const engine_t *e, const char *text, size_t len, bool add_bos,
+                    bool parse_special, int32_t **ids, int *n_ids, char *err, size_t errlen);
+/* Renders messages with the model's chat template + generation prompt; *prompt malloc'd. */
+int engine_chat_render(const engine_t *e, const engine_chat_msg_t *msgs, size_t n_msgs,
+                       char **prompt, char *err, size_t errlen);
+
+/* Queues a request. Returns ENGINE_OK or an engine_status_t with err filled; on error
+ * no result will be produced for this id (the caller answers it). */
+int engine_submit(engine_t *e, const engine_request_t *req, char *err, size_t errlen);
+/* Runs one scheduler iteration. Returns the number of sequences stepped (0 = idle). */
+int engine_step(engine_t *e);
+/* Blocks up to timeout_ms until there is work to step; returns 1 if there is. */
+int engine_wait(engine_t *e, int timeout_ms);
+/* Moves up to max finished results into out; returns how many. */
+size_t engine_poll(engine_t *e, engine_result_t *out, size_t max);
+void engine_result_clear(engine_result_t *r);
+/* Finishes a request with ENGINE_FINISH_ABORTED at the next step; -1 if unknown. */
+int engine_abort(engine_t *e, uint64_t id);
+void engine_get_stats(engine_t *e, engine_stats_t *st);
+
+#endif
