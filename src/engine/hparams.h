@@ -1,0 +1,40 @@
+/* hparams.h — model hyper-parameters of the llama family, read from GGUF metadata.
+ *
+ * Keys are "<arch>.<name>" with arch = general.architecture ("llama", "qwen2").
+ * Every value is range-checked (positive, divisible where it must be, tensor shapes
+ * agreeing); an error names the key. */
+#ifndef KRILL_HPARAMS_H
+#define KRILL_HPARAMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "gguf.h"
+
+typedef enum { HPARAMS_ROPE_NONE = 0, HPARAMS_ROPE_LINEAR, HPARAMS_ROPE_LLAMA3 } hparams_rope_scaling_t;
+
+typedef struct {
+    char arch[32];            /* general.architecture */
+    char name[128];           /* general.name or "" */
+    int n_layers;             /* <arch>.block_count */
+    int d_model;              /* <arch>.embedding_length */
+    int n_heads;              /* <arch>.attention.head_count */
+    int n_kv_heads;           /* <arch>.attention.head_count_kv (default n_heads) */
+    int head_dim;             /* <arch>.attention.key_length, else d_model / n_heads */
+    int ffn_dim;              /* <arch>.feed_forward_length */
+    int n_vocab;              /* token_embd.weight ne[1] (== tokenizer.ggml.tokens length) */
+    int n_ctx_train;          /* <arch>.context_length */
+    float rope_base;          /* <arch>.rope.freq_base (default 10000) */
+    int rope_dim;             /* <arch>.rope.dimension_count (default head_dim) */
+    hparams_rope_scaling_t rope_scaling;
+    float rope_factor;        /* <arch>.rope.scaling.factor */
+    float rope_low_freq_factor, rope_high_freq_factor; /* llama3 (defaults 1, 4) */
+    int rope_orig_ctx;        /* <arch>.rope.scaling.original_context_length (default 8192) */
+    float rms_eps;            /* <arch>.attention.layer_norm_rms_epsilon */
+    bool tied_embeddings;     /* no output.weight tensor: the LM head is token_embd */
+    bool qkv_bias;            /* blk.N.attn_q.bias present (qwen2) */
+} hparams_t;
+
+int hparams_load(const gguf_t *g, hparams_t *hp, char *err, size_t errlen);
+
+#endif
