@@ -259,13 +259,21 @@ static int cp_to_byte(const int16_t *inv, uint32_t cp) { return cp < 0x144 ? inv
 /* Whitespace as llama.cpp classifies it (its \s): inside a character class. */
 #define WS "\\t-\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
 
+/* Letters, numbers and punctuation (class contents). llama.cpp's tables are Unicode
+ * 15.1; PCRE2 10.42 (Debian 12) knows Unicode 14, so the code points that 15.0/15.1
+ * assigned to these categories are listed explicitly (a newer PCRE2 already has them). */
+#define RE_L "\\p{L}\\x{1123F}-\\x{11240}\\x{11F02}\\x{11F04}-\\x{11F10}\\x{11F12}-\\x{11F33}\\x{1342F}"      \
+          "\\x{13441}-\\x{13446}\\x{1B132}\\x{1B155}\\x{1DF25}-\\x{1DF2A}\\x{1E030}-\\x{1E06D}"          \
+          "\\x{1E4D0}-\\x{1E4EB}\\x{2B739}\\x{2EBF0}-\\x{2EE5D}\\x{31350}-\\x{323AF}"
+#define RE_N "\\p{N}\\x{11F50}-\\x{11F59}\\x{1D2C0}-\\x{1D2D3}\\x{1E4F0}-\\x{1E4F9}"
+#define RE_P "\\p{P}\\x{11B00}-\\x{11B09}\\x{11F43}-\\x{11F4F}"
+
 /* GPT-2: 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
-#define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" WS "\\p{L}\\p{N}]+|[" WS "]+(?![^" WS "])|[" WS "]+"
+#define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?[" RE_L "]+| ?[" RE_N "]+| ?[^" WS RE_L RE_N "]+|[" WS "]+(?![^" WS "])|[" WS "]+"
 #define RE_CONTRACT_CI "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
-#define RE_LLAMA3_TAIL \
-    "| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n]*|[" WS "]*[\\r\\n]+|[" WS "]+(?![^" WS "])|[" WS "]+"
-#define RE_LLAMA3 RE_CONTRACT_CI "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}" RE_LLAMA3_TAIL
-#define RE_QWEN2 RE_CONTRACT_CI "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}" RE_LLAMA3_TAIL
+#define RE_LLAMA3_TAIL "| ?[^" WS RE_L RE_N "]+[\\r\\n]*|[" WS "]*[\\r\\n]+|[" WS "]+(?![^" WS "])|[" WS "]+"
+#define RE_LLAMA3 RE_CONTRACT_CI "|[^\\r\\n" RE_L RE_N "]?[" RE_L "]+|[" RE_N "]{1,3}" RE_LLAMA3_TAIL
+#define RE_QWEN2 RE_CONTRACT_CI "|[^\\r\\n" RE_L RE_N "]?[" RE_L "]+|[" RE_N "]" RE_LLAMA3_TAIL
 
 /* llama.cpp matches regexes without \p{..} on text where every non-ASCII whitespace
  * character was replaced by U+000B, so a literal range never matches one of them: the
@@ -283,14 +291,14 @@ typedef struct {
 } pre_def_t;
 
 static const pre_def_t pre_defs[] = {
-    {"default", {"[\\p{P}$+<=>^~|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"}, false, false},
+    {"default", {"[" RE_P "$+<=>^~|]+", RE_GPT2, "[" RE_N "]+", "[0-9][0-9][0-9]"}, false, false},
     {"gpt-2|phi-2|jina-es|jina-de|gigachat|jina-v2-es|jina-v2-de|a.x-4.0|mellum|modern-bert|"
      "jina-v1-en|jina-v2-code|roberta-bpe|exaone4|mpt|olmo|jais|trillion|granite-docling",
      {RE_GPT2}, false, false},
-    {"smollm|starcoder|refact|command-r|codeshell|exaone|minerva-7b", {"\\p{N}", RE_GPT2}, false, false},
+    {"smollm|starcoder|refact|command-r|codeshell|exaone|minerva-7b", {"[" RE_N "]", RE_GPT2}, false, false},
     {"llama3|llama-v3|llama-bpe|falcon3|falcon-h1|pixtral|midm-2.0|lfm2|jina-v5-nano", {RE_LLAMA3}, true, true},
     {"qwen2|deepseek-r1-qwen|kormo|f2llmv2|megrez|stablelm2|hunyuan", {RE_QWEN2}, false, false},
-    {"falcon", {"[\\p{P}$+<=>^~|`]+", RE_GPT2, "[0-9][0-9][0-9]"}, false, false},
+    {"falcon", {"[" RE_P "$+<=>^~|`]+", RE_GPT2, "[0-9][0-9][0-9]"}, false, false},
     {"deepseek-llm",
      {"[\\r\\n]",
       "[" WS "]?["
@@ -313,10 +321,10 @@ static const pre_def_t pre_defs[] = {
       "[" WS "]?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3001}-\\x{3002}]+",
       "(?<![" WS "])[" WS "]++\\z",
       RE_DEEPSEEK_CJK,
-      "\\p{N}+"},
+      "[" RE_N "]+"},
      false, false},
     {"deepseek-coder",
-     {"[\\r\\n]", "[" WS "]?\\p{L}+", "[" WS "]?\\p{P}+", RE_DEEPSEEK_CJK, "\\p{N}"}, false, false},
+     {"[\\r\\n]", "[" WS "]?[" RE_L "]+", "[" WS "]?[" RE_P "]+", RE_DEEPSEEK_CJK, "[" RE_N "]"}, false, false},
 };
 
 static bool name_in(const char *names, const char *name) {
