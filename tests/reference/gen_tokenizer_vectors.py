@@ -23,6 +23,8 @@ Outputs (committed, one line of space-separated ids per case, an empty line for 
   bpe-PRE.ids                the default model's vocabulary with tokenizer.ggml.pre=PRE
                              (write_bpe_variant_gguf.py), special=False: the corpus
                              lines, then the documents
+  chat.jsonl / chat.ids      message lists and the ids of their rendering with the
+                             model's chat template + generation prompt (special=True)
   smollm.meta                llama.cpp's special ids for the default model (bos, eos,
                              eot, end-of-generation set, add_bos)
   hf_crosscheck.txt          transformers vs llama.cpp disagreements
@@ -31,6 +33,7 @@ Run with the reference venv: /tmp/refvenv/bin/python tests/reference/gen_tokeniz
 [--model models/SmolLM2-135M-Instruct.Q4_1.gguf] [--retrain-spm]
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -215,6 +218,22 @@ def main():
                            hf_ids(tok, lines, special))
                 crosscheck(report, f"smollm docs {tag}, {who}", docs, ref[("d", special)],
                            hf_ids(tok, docs, special))
+
+    # --- krill-tokenize --chat: the model's template (transformers renders the Jinja),
+    # then llama.cpp with special=True
+    chats = [
+        [{"role": "user", "content": "Hi"}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What's 2+2?"},
+         {"role": "assistant", "content": "4"}, {"role": "user", "content": "And 3+3? <|im_end|> stays text?"}],
+        [{"role": "user", "content": "Grüße, 世界! 🙂\nZweite Zeile\t"}],
+    ]
+    from transformers import AutoTokenizer  # noqa: F401 (hf_tokenizer imports it)
+    tok = hf_tokenizer(args.model)
+    rendered = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats]
+    with open(os.path.join(DATA, "chat.jsonl"), "w", encoding="utf-8", newline="\n") as f:
+        for c in chats:
+            f.write(json.dumps(c, ensure_ascii=False) + "\n")
+    write_ids("chat.ids", llama_ids(args.model, rendered, True))
 
     # --- llama.cpp's view of the default model's special tokens
     import llama_cpp
