@@ -414,7 +414,6 @@ static const gguf_kv_t *find_arr(const gguf_t *g, const char *key, gguf_vtype_t 
     return kv;
 }
 
-/* Adds a symbol text (copied) and returns its id; the caller checks for duplicates. */
 /* Appends a symbol text (copied, NUL-terminated) as id n_sym; no hashing. */
 static bool add_text(tokenizer_t *t, const char *s, size_t slen) {
     if (t->n_sym == t->sym_cap) {
@@ -804,6 +803,8 @@ tokenizer_t *tokenizer_load(const gguf_t *g, char *err, size_t errlen) {
         const pre_def_t *def = &pre_defs[0];
         if (gguf_get_str(g, "tokenizer.ggml.pre", &pre, NULL, 0) == 0) {
             gguf_str_copy(pre, t->pre, sizeof t->pre);
+            for (char *c = t->pre; *c; c++) /* it is logged: keep it printable */
+                if ((unsigned char)*c < 0x20 || *c == '"' || *c == 0x7F) *c = '?';
             def = NULL;
             for (size_t i = 0; i < sizeof pre_defs / sizeof pre_defs[0] && !def; i++)
                 if (name_in(pre_defs[i].names, t->pre)) def = &pre_defs[i];
