@@ -153,13 +153,13 @@ check-test:
 # ---------------------------------------------------------------- fuzzing
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
-FUZZ_CFLAGS := $(filter-out -MMD -MP -march% -mtune%,$(CFLAGS)) -O1 -g -fsanitize=fuzzer,address,undefined
+FUZZ_CFLAGS := $(filter-out -MMD -MP -march% -mtune% -DKRILL_CUDA%,$(CFLAGS)) -O1 -g -fsanitize=fuzzer,address,undefined
 fuzz: setup
 	@$(MAKE) --no-print-directory fuzz-build
 fuzz-build: $(FUZZ_BIN)
 build/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(ENGINE_SRC) $(WORKER_SRC)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_FLAGS) $(FUZZ_CFLAGS) -DKRILL_CUDA=0 -UKRILL_CUDA $^ $(PKG_LIBS) -lm -o $@
+	clang $(FUZZ_FLAGS) $(FUZZ_CFLAGS) $^ $(PKG_LIBS) -lm -o $@
 .PHONY: fuzz-build
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
