@@ -294,10 +294,21 @@ chat_t *chat_load_template(const char *tmpl, const char *bos, const char *eos, c
     if (c->fallback) {
         LOG_WARN("chat template not recognised; using ChatML", "template=%s",
                  !tmpl ? "(none)" : !*tmpl ? "(empty)" : "(unknown family)");
-    } else if (c->hs && c->hs->family == FAM_CHATML) {
-        bool oom = false;
-        c->default_system = find_default_system(tmpl, &oom);
-        if (oom) goto oom;
+    } else {
+        if (c->hs && c->hs->family == FAM_CHATML) {
+            bool oom = false;
+            c->default_system = find_default_system(tmpl, &oom);
+            if (oom) goto oom;
+        }
+        /* Recognised family, but template logic we do not model (Llama-3.1+ date
+         * header, Qwen3 thinking blocks): render the base family and say so. */
+        static const char *const inexact[] = {"Cutting Knowledge Date", "strftime_now", "<think>"};
+        for (size_t i = 0; i < sizeof inexact / sizeof inexact[0]; i++)
+            if (has(tmpl, inexact[i])) {
+                LOG_WARN("chat template has parts krill does not render; prompts may differ from the "
+                         "model's Jinja template", "variant=%s feature=\"%s\"", chat_variant_name(c), inexact[i]);
+                break;
+            }
     }
     return c;
 oom:
