@@ -461,9 +461,9 @@ static int render_inst(const chat_t *c, const engine_chat_msg_t *msgs, const rol
     for (size_t i = first; i < n; i++) {
         bool want_user = (i - first) % 2 == 0;
         if (roles[i] == ROLE_SYSTEM || roles[i] == ROLE_TOOL) {
-            set_err(err, errlen, "chat: messages[%zu]: the %s template accepts %s only user and assistant "
-                    "messages; role '%s' is not allowed here", i, s->variant,
-                    s->sys == SYS_NONE ? "" : "an optional first system message, then", role_names[roles[i]]);
+            set_err(err, errlen, "chat: messages[%zu]: the %s template accepts %suser and assistant "
+                    "messages only; role '%s' is not allowed here", i, s->variant,
+                    s->sys == SYS_NONE ? "" : "an optional first system message, then ", role_names[roles[i]]);
             return -1;
         }
         if ((roles[i] == ROLE_USER) != want_user) {
@@ -517,7 +517,8 @@ int chat_render(const chat_t *c, const engine_chat_msg_t *msgs, size_t n_msgs, b
     CHECK(c && out);
     *out = NULL;
     role_t stack_roles[64];
-    role_t *roles = n_msgs <= 64 ? stack_roles : malloc(n_msgs * sizeof *roles);
+    role_t *roles = n_msgs <= 64 ? stack_roles
+                   : n_msgs > SIZE_MAX / sizeof *roles ? NULL : malloc(n_msgs * sizeof *roles);
     sbuf_t b = {0};
     int rc = -1;
     if (!roles) {
