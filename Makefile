@@ -121,11 +121,16 @@ banner:
 	@[ -n "$(PKG_LIBS)" ] || { echo "missing libraries: pkg-config cannot find $(PKGS); run scripts/setup.sh" >&2; exit 1; }
 .PHONY: banner
 
-$(BUILD)/obj/%.o: %.c
+# Objects depend on the flags they were built with (CUDA=0/1 switches rebuild).
+FLAGS_STAMP := $(BUILD)/.flags-$(shell echo '$(CFLAGS) $(NVCCFLAGS)' | md5sum | cut -c1-12)
+$(FLAGS_STAMP):
+	@mkdir -p $(BUILD); rm -f $(BUILD)/.flags-*; touch $@
+
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/%.o: %.cu
+$(BUILD)/obj/%.o: %.cu $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
