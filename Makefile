@@ -140,7 +140,7 @@ $(WORKER_LIB): $(WORKER_OBJ)
 	@rm -f $@; ar rcs $@ $^
 
 LINK_LIBS := $(if $(WORKER_OBJ),$(WORKER_LIB)) $(ENGINE_LIB)
-.SECONDARY:
+.PRECIOUS: $(BUILD)/obj/%.o
 
 $(BUILD)/krill-%: $(BUILD)/obj/src/tools/krill-%.o $(LINK_LIBS)
 	$(CC) $(LDFLAGS) $< $(LINK_LIBS) $(LDLIBS) -o $@
