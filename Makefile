@@ -153,7 +153,7 @@ check-test:
 # ---------------------------------------------------------------- fuzzing
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
-FUZZ_CFLAGS := $(filter-out -MMD -MP -march% -mtune%,$(CFLAGS)) -O1 -g -fsanitize=fuzzer,address,undefined
+FUZZ_CFLAGS := $(filter-out -MMD -MP -march% -mtune% -DKRILL_CUDA=1,$(CFLAGS)) -O1 -g -fsanitize=fuzzer,address,undefined
 fuzz: setup
 	@$(MAKE) --no-print-directory fuzz-build
 fuzz-build: $(FUZZ_BIN)

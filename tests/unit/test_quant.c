@@ -187,7 +187,7 @@ static void test_speed(void **state) {
     float *dst = malloc((size_t)n * 4);
     for (int64_t i = 0; i < quant_row_bytes(GGUF_T_Q8_0, n); i++) src[i] = (uint8_t)(i * 7919 >> 3);
     for (size_t k = 0; k < sizeof(ts) / sizeof(ts[0]); k++) {
-        /* keep the f16 scales finite: write a small scale into every block's scale slots */
+        /* arbitrary bytes: some scales are NaN/inf, which costs nothing extra here */
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         assert_int_equal(quant_dequantize_f32(ts[k], src, dst, n), 0);
