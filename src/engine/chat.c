@@ -294,10 +294,21 @@ chat_t *chat_load_template(const char *tmpl, const char *bos, const char *eos, c
     if (c->fallback) {
         LOG_WARN("chat template not recognised; using ChatML", "template=%s",
                  !tmpl ? "(none)" : !*tmpl ? "(empty)" : "(unknown family)");
-    } else if (c->hs && c->hs->family == FAM_CHATML) {
-        bool oom = false;
-        c->default_system = find_default_system(tmpl, &oom);
-        if (oom) goto oom;
+    } else {
+        if (c->hs && c->hs->family == FAM_CHATML) {
+            bool oom = false;
+            c->default_system = find_default_system(tmpl, &oom);
+            if (oom) goto oom;
+        }
+        /* Recognised family, but template logic we do not model (Llama-3.1+ date
+         * header, Qwen3 thinking blocks): render the base family and say so. */
+        static const char *const inexact[] = {"Cutting Knowledge Date", "strftime_now", "<think>"};
+        for (size_t i = 0; i < sizeof inexact / sizeof inexact[0]; i++)
+            if (has(tmpl, inexact[i])) {
+                LOG_WARN("chat template has parts krill does not render; prompts may differ from the "
+                         "model's Jinja template", "variant=%s feature=\"%s\"", chat_variant_name(c), inexact[i]);
+                break;
+            }
     }
     return c;
 oom:
@@ -450,9 +461,9 @@ static int render_inst(const chat_t *c, const engine_chat_msg_t *msgs, const rol
     for (size_t i = first; i < n; i++) {
         bool want_user = (i - first) % 2 == 0;
         if (roles[i] == ROLE_SYSTEM || roles[i] == ROLE_TOOL) {
-            set_err(err, errlen, "chat: messages[%zu]: the %s template accepts %s only user and assistant "
-                    "messages; role '%s' is not allowed here", i, s->variant,
-                    s->sys == SYS_NONE ? "" : "an optional first system message, then", role_names[roles[i]]);
+            set_err(err, errlen, "chat: messages[%zu]: the %s template accepts %suser and assistant "
+                    "messages only; role '%s' is not allowed here", i, s->variant,
+                    s->sys == SYS_NONE ? "" : "an optional first system message, then ", role_names[roles[i]]);
             return -1;
         }
         if ((roles[i] == ROLE_USER) != want_user) {
@@ -506,7 +517,8 @@ int chat_render(const chat_t *c, const engine_chat_msg_t *msgs, size_t n_msgs, b
     CHECK(c && out);
     *out = NULL;
     role_t stack_roles[64];
-    role_t *roles = n_msgs <= 64 ? stack_roles : malloc(n_msgs * sizeof *roles);
+    role_t *roles = n_msgs <= 64 ? stack_roles
+                   : n_msgs > SIZE_MAX / sizeof *roles ? NULL : malloc(n_msgs * sizeof *roles);
     sbuf_t b = {0};
     int rc = -1;
     if (!roles) {
