@@ -22,6 +22,7 @@
  *     (rank, result) hash map; a word is merged with a linear scan for the best pair
  *     when short and with a binary heap when long. */
 #include "tokenizer.h"
+#include "err.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -97,14 +98,6 @@ struct tokenizer {
 
 /* ------------------------------------------------------------------ helpers */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static uint64_t hash_bytes(const void *p, size_t n) {
     const uint8_t *s = p;
@@ -399,14 +392,14 @@ static const gguf_kv_t *find_arr(const gguf_t *g, const char *key, gguf_vtype_t 
     *bad = false;
     if (!kv) return NULL;
     if (kv->type != GGUF_VT_ARRAY || (kv->v.arr.type != want1 && kv->v.arr.type != want2)) {
-        seterr(err, errlen, "GGUF key %s has type %s%s%s, expected an array of %s; the file is not a usable tokenizer",
+        err_set(err, errlen, "GGUF key %s has type %s%s%s, expected an array of %s; the file is not a usable tokenizer",
                key, gguf_vtype_name(kv->type), kv->type == GGUF_VT_ARRAY ? " of " : "",
                kv->type == GGUF_VT_ARRAY ? gguf_vtype_name(kv->v.arr.type) : "", gguf_vtype_name(want1));
         *bad = true;
         return NULL;
     }
     if (kv->v.arr.n < min_n) {
-        seterr(err, errlen, "GGUF key %s has %llu entries, fewer than the %llu tokens; the file is inconsistent",
+        err_set(err, errlen, "GGUF key %s has %llu entries, fewer than the %llu tokens; the file is inconsistent",
                key, (unsigned long long)kv->v.arr.n, (unsigned long long)min_n);
         *bad = true;
         return NULL;
@@ -598,13 +591,13 @@ static int load_bpe(tokenizer_t *t, const gguf_t *g, char *err, size_t errlen) {
     const gguf_kv_t *mkv = find_arr(g, "tokenizer.ggml.merges", GGUF_VT_STRING, GGUF_VT_STRING, 0, &bad, err, errlen);
     if (bad) return -1;
     if (!mkv) {
-        seterr(err, errlen, "GGUF has no tokenizer.ggml.merges: a \"gpt2\" tokenizer needs its BPE merges; "
+        err_set(err, errlen, "GGUF has no tokenizer.ggml.merges: a \"gpt2\" tokenizer needs its BPE merges; "
                             "re-convert the model with a current convert_hf_to_gguf.py");
         return -1;
     }
     uint64_t n_merges = gguf_arr_len(mkv);
     if (n_merges > INT32_MAX / 4) {
-        seterr(err, errlen, "tokenizer.ggml.merges has %llu entries, more than krill supports",
+        err_set(err, errlen, "tokenizer.ggml.merges has %llu entries, more than krill supports",
                (unsigned long long)n_merges);
         return -1;
     }
@@ -656,7 +649,7 @@ static int load_bpe(tokenizer_t *t, const gguf_t *g, char *err, size_t errlen) {
     return 0;
 oom:
     free(cat);
-    seterr(err, errlen, "out of memory while loading the BPE merges");
+    err_set(err, errlen, "out of memory while loading the BPE merges");
     return -1;
 }
 
@@ -669,7 +662,7 @@ static int compile_pre(tokenizer_t *t, const pre_def_t *def, char *err, size_t e
         if (!re) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(ec, msg, sizeof msg);
-            seterr(err, errlen, "pre-tokenizer regex %d of '%s' does not compile at %zu: %s (a krill bug)", i,
+            err_set(err, errlen, "pre-tokenizer regex %d of '%s' does not compile at %zu: %s (a krill bug)", i,
                    t->pre, (size_t)eo, (const char *)msg);
             return -1;
         }
@@ -709,7 +702,7 @@ static void add_eog(tokenizer_t *t, int32_t id) {
 tokenizer_t *tokenizer_load(const gguf_t *g, char *err, size_t errlen) {
     tokenizer_t *t = NULL;
     if (!g) {
-        seterr(err, errlen, "tokenizer_load: no GGUF file");
+        err_set(err, errlen, "tokenizer_load: no GGUF file");
         return NULL;
     }
     t = calloc(1, sizeof *t);
@@ -718,7 +711,7 @@ tokenizer_t *tokenizer_load(const gguf_t *g, char *err, size_t errlen) {
     gguf_str_t model;
     if (gguf_get_str(g, "tokenizer.ggml.model", &model, err, errlen) != 0) {
         if (!gguf_find(g, "tokenizer.ggml.model"))
-            seterr(err, errlen, "GGUF has no tokenizer.ggml.model: this file carries no tokenizer");
+            err_set(err, errlen, "GGUF has no tokenizer.ggml.model: this file carries no tokenizer");
         goto fail;
     }
     if (gguf_str_eq(model, "gpt2")) {
@@ -727,7 +720,7 @@ tokenizer_t *tokenizer_load(const gguf_t *g, char *err, size_t errlen) {
         t->kind = TOK_SPM;
     } else {
         char name[64];
-        seterr(err, errlen, "tokenizer.ggml.model '%s' is not supported: krill reads \"gpt2\" (byte-level BPE) "
+        err_set(err, errlen, "tokenizer.ggml.model '%s' is not supported: krill reads \"gpt2\" (byte-level BPE) "
                             "and \"llama\" (SentencePiece BPE) tokenizers",
                gguf_str_copy(model, name, sizeof name));
         goto fail;
@@ -737,11 +730,11 @@ tokenizer_t *tokenizer_load(const gguf_t *g, char *err, size_t errlen) {
     const gguf_kv_t *tkv = find_arr(g, "tokenizer.ggml.tokens", GGUF_VT_STRING, GGUF_VT_STRING, 0, &bad, err, errlen);
     if (bad) goto fail;
     if (!tkv || gguf_arr_len(tkv) == 0) {
-        seterr(err, errlen, "GGUF has no tokenizer.ggml.tokens (or it is empty): the vocabulary is missing");
+        err_set(err, errlen, "GGUF has no tokenizer.ggml.tokens (or it is empty): the vocabulary is missing");
         goto fail;
     }
     if (gguf_arr_len(tkv) > INT32_MAX / 4) {
-        seterr(err, errlen, "tokenizer.ggml.tokens has %llu entries, more than krill supports",
+        err_set(err, errlen, "tokenizer.ggml.tokens has %llu entries, more than krill supports",
                (unsigned long long)gguf_arr_len(tkv));
         goto fail;
     }
@@ -765,7 +758,7 @@ tokenizer_t *tokenizer_load(const gguf_t *g, char *err, size_t errlen) {
             s.len = (uint64_t)k;
         }
         if (s.len > (1u << 20)) {
-            seterr(err, errlen, "token %d is %llu bytes long; the vocabulary is corrupt", i, (unsigned long long)s.len);
+            err_set(err, errlen, "token %d is %llu bytes long; the vocabulary is corrupt", i, (unsigned long long)s.len);
             goto fail;
         }
         if (!add_text(t, s.ptr, s.len)) goto oom;
@@ -790,7 +783,7 @@ tokenizer_t *tokenizer_load(const gguf_t *g, char *err, size_t errlen) {
         if (o != i) {
             char name[64];
             snprintf(name, sizeof name, "%.60s", sym_text(t, i));
-            seterr(err, errlen, "tokens %d and %d have the same text '%s': the vocabulary is corrupt "
+            err_set(err, errlen, "tokens %d and %d have the same text '%s': the vocabulary is corrupt "
                                 "(llama.cpp refuses it too)", o, i, name);
             goto fail;
         }
@@ -904,7 +897,7 @@ tokenizer_t *tokenizer_load(const gguf_t *g, char *err, size_t errlen) {
     if (!build_pieces(t)) goto oom;
     return t;
 oom:
-    seterr(err, errlen, "out of memory while loading the tokenizer");
+    err_set(err, errlen, "out of memory while loading the tokenizer");
 fail:
     tokenizer_free(t);
     return NULL;
@@ -1312,12 +1305,12 @@ int tokenizer_encode(const tokenizer_t *t, const char *text, size_t len, bool ad
     *ids = NULL;
     *n_ids = 0;
     if (!text && len) {
-        seterr(err, errlen, "tokenizer_encode: NULL text");
+        err_set(err, errlen, "tokenizer_encode: NULL text");
         return -1;
     }
     size_t bad = utf8_check(text, len);
     if (bad < len) {
-        seterr(err, errlen, "invalid UTF-8 at byte offset %zu (byte 0x%02X): the text must be UTF-8", bad,
+        err_set(err, errlen, "invalid UTF-8 at byte offset %zu (byte 0x%02X): the text must be UTF-8", bad,
                (unsigned)(uint8_t)text[bad]);
         return -1;
     }
@@ -1347,7 +1340,7 @@ int tokenizer_encode(const tokenizer_t *t, const char *text, size_t len, bool ad
         if (t->kind == TOK_BPE) {
             if (!pretok(&s, 0, p, n)) {
                 if (out.oom || !s.err) goto oom;
-                seterr(err, errlen, "pre-tokenizer regex failed (PCRE2 error %d) in the text at byte %zu", s.err,
+                err_set(err, errlen, "pre-tokenizer regex failed (PCRE2 error %d) in the text at byte %zu", s.err,
                        f[i].off);
                 goto done;
             }
@@ -1371,7 +1364,7 @@ int tokenizer_encode(const tokenizer_t *t, const char *text, size_t len, bool ad
             }
             if (!spm_text(&s, x, k)) {
                 if (out.oom || !s.err) goto oom;
-                seterr(err, errlen, "the vocabulary has no byte token (<0xNN>) and no unknown token for a "
+                err_set(err, errlen, "the vocabulary has no byte token (<0xNN>) and no unknown token for a "
                                     "character of the text; the model cannot represent it");
                 goto done;
             }
@@ -1387,7 +1380,7 @@ int tokenizer_encode(const tokenizer_t *t, const char *text, size_t len, bool ad
     rc = 0;
     goto done;
 oom:
-    seterr(err, errlen, "out of memory while tokenizing %zu bytes", len);
+    err_set(err, errlen, "out of memory while tokenizing %zu bytes", len);
 done:
     free(out.v);
     free(f);
