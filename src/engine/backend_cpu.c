@@ -63,8 +63,10 @@ typedef struct {
     int ith;
 } pool_worker_t;
 
-/* ~tens of microseconds of spinning before sleeping. */
-#define POOL_SPIN 20000
+/* Pause iterations (~tens of microseconds) before sleeping: long enough to bridge the
+ * gap between two ops of one forward pass, short enough not to burn a core that
+ * another process (or OpenBLAS in the caller's thread) needs. */
+#define POOL_SPIN 2000
 
 static void *pool_main(void *p) {
     pool_worker_t *w = p;
@@ -460,6 +462,9 @@ static void cpu_rmsnorm(void *ctx, float *out, float *x, const float *add, const
 
 /* ------------------------------------------------------------------ matmul */
 
+/* Below this many rows a matmul is done as gemv per row. */
+#define MM_GEMV_ROWS 3
+
 typedef struct {
     float *y;
     const float *x, *w, *bias;
@@ -473,8 +478,15 @@ static void mm_worker(void *arg, int ith, int nth) {
     int c0 = (int)((int64_t)units * ith / nth) * 16, c1 = (int)((int64_t)units * (ith + 1) / nth) * 16;
     if (c1 > j->out) c1 = j->out;
     if (c1 <= c0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, c1 - c0, j->in, 1.0f, j->x, j->in,
-                j->w + (size_t)c0 * j->in, j->in, 0.0f, j->y + c0, j->out);
+    if (j->n < MM_GEMV_ROWS) {
+        /* sgemm would pack the whole weight slice for one or two rows: gemv reads it in place */
+        for (int r = 0; r < j->n; r++)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, c1 - c0, j->in, 1.0f, j->w + (size_t)c0 * j->in, j->in,
+                        j->x + (size_t)r * j->in, 1, 0.0f, j->y + (size_t)r * j->out + c0, 1);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, c1 - c0, j->in, 1.0f, j->x, j->in,
+                    j->w + (size_t)c0 * j->in, j->in, 0.0f, j->y + c0, j->out);
+    }
     if (j->bias)
         for (int r = 0; r < j->n; r++) {
             float *y = j->y + (size_t)r * j->out;
