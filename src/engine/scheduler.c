@@ -83,6 +83,8 @@ struct scheduler {
 
     /* engine thread */
     rlist_t waiting, running;
+    int64_t projected;  /* blocks the running requests would hold at max_tokens */
+    double admit_limit; /* overcommit x kv blocks */
     uint64_t steps, preemptions, prompt_total, gen_total;
     int last_seqs, last_tokens;
     double last_ms;
@@ -337,6 +339,7 @@ scheduler_t *scheduler_new(const scheduler_config_t *cfg, const scheduler_model_
         s->n_eog = n;
     }
     s->snap.kv_blocks_total = cfg->kv_blocks;
+    s->admit_limit = (cfg->overcommit > 0 ? cfg->overcommit : 1.0) * (double)cfg->kv_blocks;
     return s;
 oom:
     scheduler_free(s);
@@ -375,6 +378,16 @@ int64_t scheduler_kv_blocks(const scheduler_t *s) { return kvcache_n_blocks(s->k
 
 static inline int n_known(const sreq_t *r) { return r->n_prompt + r->n_gen; }
 
+/* Blocks r holds once it has generated max_tokens (the last token is never fed). */
+static int64_t final_blocks(const scheduler_t *s, const sreq_t *r) {
+    return kvcache_blocks_for(s->kv, (int64_t)r->n_prompt + r->max_tokens - 1);
+}
+
+static void running_remove(scheduler_t *s, sreq_t *r) {
+    rl_remove(&s->running, r);
+    s->projected -= final_blocks(s, r);
+}
+
 /* Engine thread: r is out of every list; its result is complete but for the text flush. */
 static void finish_req(scheduler_t *s, sreq_t *r, engine_finish_t f, engine_status_t code,
                        const char *msg, bool flush, sreq_t **fin) {
@@ -398,7 +411,7 @@ static void finish_req(scheduler_t *s, sreq_t *r, engine_finish_t f, engine_stat
 }
 
 static void preempt(scheduler_t *s, sreq_t *r) {
-    rl_remove(&s->running, r);
+    running_remove(s, r);
     kvcache_seq_release(s->kv, &r->kv);
     r->n_computed = 0; /* recomputed from prompt + generated tokens when readmitted */
     r->state = RS_WAITING;
@@ -440,7 +453,7 @@ static bool sample_one(scheduler_t *s, sreq_t *r, float *lg, sreq_t **fin) {
     if (r->t_first == 0.0) r->t_first = now_ms();
 
     if (!r->ignore_eos && s->m.is_eog(s->m.ctx, tok)) {
-        rl_remove(&s->running, r);
+        running_remove(s, r);
         finish_req(s, r, ENGINE_FINISH_STOP, ENGINE_OK, NULL, true, fin);
         return true;
     }
@@ -455,13 +468,13 @@ static bool sample_one(scheduler_t *s, sreq_t *r, float *lg, sreq_t **fin) {
                                     r->stop_len, r->n_stop);
         if (at >= 0) {
             r->text_len = (size_t)at; /* the stop string and what follows are dropped */
-            rl_remove(&s->running, r);
+            running_remove(s, r);
             finish_req(s, r, ENGINE_FINISH_STOP, ENGINE_OK, NULL, false, fin);
             return true;
         }
     }
     if (r->n_gen >= r->max_tokens) {
-        rl_remove(&s->running, r);
+        running_remove(s, r);
         finish_req(s, r, ENGINE_FINISH_LENGTH, ENGINE_OK, NULL, true, fin);
         return true;
     }
@@ -529,7 +542,7 @@ int scheduler_step(scheduler_t *s) {
     for (sreq_t *r = aborts, *nx; r; r = nx) {
         nx = r->abort_next;
         if (r->state == RS_WAITING) rl_remove(&s->waiting, r);
-        else if (r->state == RS_RUNNING) rl_remove(&s->running, r);
+        else if (r->state == RS_RUNNING) running_remove(s, r);
         else continue;
         finish_req(s, r, ENGINE_FINISH_ABORTED, ENGINE_OK, "aborted", true, &fin);
     }
@@ -561,10 +574,12 @@ int scheduler_step(scheduler_t *s) {
         sreq_t *r;
         while ((r = s->waiting.head) && ns < S && nt < B) {
             if (kvcache_seq_missing(s->kv, &r->kv, n_known(r)) > kvcache_n_free(s->kv) - wm) break;
+            if (s->running.n > 0 && (double)(s->projected + final_blocks(s, r)) > s->admit_limit) break;
             CHECK(kvcache_seq_reserve(s->kv, &r->kv, n_known(r)) == 0);
             rl_remove(&s->waiting, r);
             r->state = RS_RUNNING;
             rl_push_back(&s->running, r);
+            s->projected += final_blocks(s, r);
             if (r->t_sched == 0.0) {
                 r->t_sched = now_ms();
                 s->prompt_total += (uint64_t)r->n_prompt;
@@ -585,7 +600,7 @@ int scheduler_step(scheduler_t *s) {
         for (int i = 0; i < ns; i++) {
             sreq_t *r = s->b_reqs[i];
             if (rc != 0) {
-                rl_remove(&s->running, r);
+                running_remove(s, r);
                 finish_req(s, r, ENGINE_FINISH_ERROR, ENGINE_ERR_INTERNAL,
                            "the model's forward pass failed on the backend (see the engine log)",
                            true, &fin);

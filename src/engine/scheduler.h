@@ -55,6 +55,12 @@ typedef struct {
     int kv_block_size;      /* tokens per block */
     int max_queue;          /* waiting requests before ENGINE_ERR_BUSY; 0 = unbounded */
     uint64_t seed;          /* base seed for requests without one */
+    /* Admission: a waiting request is admitted only while the KV blocks that all
+     * running requests would hold at max_tokens, plus its own, stay within
+     * overcommit x the cache. 1.0 never preempts (nothing can outgrow its share);
+     * larger values admit more optimistically (requests often stop early) and fall
+     * back on preemption. 0 = 1.0. */
+    double overcommit;
 } scheduler_config_t;
 
 /* m is copied; m->ctx must outlive the scheduler. NULL with err on bad sizes. */

@@ -159,10 +159,12 @@ static void fake_fini(fake_t *f) {
     free(f->owner);
 }
 
+static double g_overcommit = 1000.0; /* optimistic admission unless a test says otherwise */
+
 static scheduler_t *sched_make(fake_t *f, int n_ctx, uint64_t seed, int max_queue) {
     scheduler_config_t c = {.max_seqs = f->max_seqs, .max_batch_tokens = f->max_batch_tokens,
                             .n_ctx = n_ctx, .kv_blocks = f->n_blocks, .kv_block_size = f->block_size,
-                            .max_queue = max_queue, .seed = seed};
+                            .max_queue = max_queue, .seed = seed, .overcommit = g_overcommit};
     scheduler_model_t m = {.ctx = f, .n_vocab = f->n_vocab, .forward = fake_forward,
                            .is_eog = fake_is_eog, .detok_init = fake_detok_init,
                            .detok_push = fake_detok_push, .detok_flush = fake_detok_flush,
@@ -303,7 +305,7 @@ static void run_greedy_case(int64_t n_blocks, bool expect_preemption) {
     if (expect_preemption) assert_true(st.preemptions > 0);
     else assert_int_equal(st.preemptions, 0);
     assert_true(f.max_nt <= 48 && f.max_ns <= 8);
-    if (!expect_preemption) assert_int_equal(f.max_ns, 8);
+    if (!expect_preemption && n_blocks > 48) assert_int_equal(f.max_ns, 8);
     assert_true(f.fed_without_logits > 0); /* chunked prefill happened (prompts up to 100 > 48) */
     for (int i = 0; i < N; i++) result_clear(&res[i]);
     free(jobs);
@@ -324,6 +326,15 @@ static void test_preemption_keeps_output(void **state) {
 }
 
 /* The cache holds one long request at a time: everything still finishes. */
+/* overcommit 1: admission keeps every running request's max_tokens within the
+ * cache, so the tiny cache never preempts, and the output is the same */
+static void test_reserved_admission(void **state) {
+    (void)state;
+    g_overcommit = 1.0;
+    run_greedy_case(48, false);
+    g_overcommit = 1000.0;
+}
+
 static void test_full_cache_no_deadlock(void **state) {
     (void)state;
     enum { N = 10, V = 64, BS = 4 };
@@ -762,6 +773,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_matches_reference),
         cmocka_unit_test(test_preemption_keeps_output),
+        cmocka_unit_test(test_reserved_admission),
         cmocka_unit_test(test_full_cache_no_deadlock),
         cmocka_unit_test(test_seeded_sampling),
         cmocka_unit_test(test_stop_strings),
