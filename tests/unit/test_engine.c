@@ -239,7 +239,7 @@ static void test_default_model(void **state) {
 
     /* 2. alone: some requests in batches of one (the reference cases were generated
      * alone by the reference itself) */
-    const int alone[] = {0, n + 4, n + 6, n + N_EXTRA, n + N_EXTRA + 1};
+    const int alone[] = {0, n + 0, n + 4, n + N_EXTRA, n + N_EXTRA + 1};
     for (size_t k = 0; k < sizeof(alone) / sizeof(alone[0]); k++) {
         engine_result_t r[1];
         job_t one = all[alone[k]];
