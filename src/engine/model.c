@@ -188,6 +188,8 @@ static int rope_freqs(model_t *m, const gguf_t *g, float *inv, char *err, size_t
 }
 
 model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t errlen) {
+    static const model_params_t defaults = {0};
+    if (!p) p = &defaults;
     model_t *m = calloc(1, sizeof *m);
     if (!m) {
         seterr(err, errlen, "out of memory");

@@ -313,8 +313,10 @@ static void check_default(const char *kv, int all_modes) {
             int a = argmax(got + (size_t)r * V, V);
             if (a != am[r]) fail_msg("default %s kv=%s: position %d: argmax %d, reference %d", mode_name[mode], kv, r, a, am[r]);
         }
-        printf("  default         %-8s kv=%s  max rel L2: last position %.3g, column subset %.3g (%.1f s)\n",
-               mode_name[mode], kv, worst_last, worst_cols,
+        char last_s[32] = "n/a";
+        if (last) snprintf(last_s, sizeof last_s, "%.3g", worst_last);
+        printf("  default         %-8s kv=%s  max rel L2: last position %s, column subset %.3g (%.1f s)\n",
+               mode_name[mode], kv, last_s, worst_cols,
                (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
         const double tol = f16 ? TOL_F16 : TOL_F32;
         if (!(worst_last <= tol) || !(worst_cols <= tol))
