@@ -22,6 +22,7 @@
  *     (rank, result) hash map; a word is merged with a linear scan for the best pair
  *     when short and with a binary heap when long. */
 #include "tokenizer.h"
+#include "err.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -97,14 +98,6 @@ struct tokenizer {
 
 /* ------------------------------------------------------------------ helpers */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static uint64_t hash_bytes(const void *p, size_t n) {
     const uint8_t *s = p;
@@ -259,13 +252,29 @@ static int cp_to_byte(const int16_t *inv, uint32_t cp) { return cp < 0x144 ? inv
 /* Whitespace as llama.cpp classifies it (its \s): inside a character class. */
 #define WS "\\t-\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
 
+/* Letters, numbers and punctuation (class contents). llama.cpp's tables are Unicode
+ * 15.1; PCRE2 10.42 (Debian 12) knows Unicode 14, so the code points that 15.0/15.1
+ * assigned to these categories are listed explicitly (a newer PCRE2 already has them). */
+#define RE_L "\\p{L}\\x{1123F}-\\x{11240}\\x{11F02}\\x{11F04}-\\x{11F10}\\x{11F12}-\\x{11F33}\\x{1342F}"      \
+          "\\x{13441}-\\x{13446}\\x{1B132}\\x{1B155}\\x{1DF25}-\\x{1DF2A}\\x{1E030}-\\x{1E06D}"          \
+          "\\x{1E4D0}-\\x{1E4EB}\\x{2B739}\\x{2EBF0}-\\x{2EE5D}\\x{31350}-\\x{323AF}"
+#define RE_N "\\p{N}\\x{11F50}-\\x{11F59}\\x{1D2C0}-\\x{1D2D3}\\x{1E4F0}-\\x{1E4F9}"
+#define RE_P "\\p{P}\\x{11B00}-\\x{11B09}\\x{11F43}-\\x{11F4F}"
+
 /* GPT-2: 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
-#define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" WS "\\p{L}\\p{N}]+|[" WS "]+(?![^" WS "])|[" WS "]+"
+#define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?[" RE_L "]+| ?[" RE_N "]+| ?[^" WS RE_L RE_N "]+|[" WS "]+(?![^" WS "])|[" WS "]+"
 #define RE_CONTRACT_CI "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
-#define RE_LLAMA3_TAIL \
-    "| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n]*|[" WS "]*[\\r\\n]+|[" WS "]+(?![^" WS "])|[" WS "]+"
-#define RE_LLAMA3 RE_CONTRACT_CI "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}" RE_LLAMA3_TAIL
-#define RE_QWEN2 RE_CONTRACT_CI "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}" RE_LLAMA3_TAIL
+#define RE_LLAMA3_TAIL "| ?[^" WS RE_L RE_N "]+[\\r\\n]*|[" WS "]*[\\r\\n]+|[" WS "]+(?![^" WS "])|[" WS "]+"
+#define RE_LLAMA3 RE_CONTRACT_CI "|[^\\r\\n" RE_L RE_N "]?[" RE_L "]+|[" RE_N "]{1,3}" RE_LLAMA3_TAIL
+#define RE_QWEN2 RE_CONTRACT_CI "|[^\\r\\n" RE_L RE_N "]?[" RE_L "]+|[" RE_N "]" RE_LLAMA3_TAIL
+
+/* llama.cpp matches regexes without \p{..} on text where every non-ASCII whitespace
+ * character was replaced by U+000B, so a literal range never matches one of them: the
+ * ranges below leave them out (U+0800..U+4E00 minus U+1680, U+2000..U+200A, U+2028,
+ * U+2029, U+202F, U+205F, U+3000; the punctuation class of deepseek-llm minus U+3000). */
+#define RE_DEEPSEEK_CJK                                                                              \
+    "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{167F}\\x{1681}-\\x{1FFF}\\x{200B}-\\x{2027}\\x{202A}-\\x{202E}" \
+    "\\x{2030}-\\x{205E}\\x{2060}-\\x{2FFF}\\x{3001}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+"
 
 typedef struct {
     const char *names; /* '|'-separated tokenizer.ggml.pre values */
@@ -275,24 +284,40 @@ typedef struct {
 } pre_def_t;
 
 static const pre_def_t pre_defs[] = {
-    {"default", {"[\\p{P}$+<=>^~|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"}, false, false},
+    {"default", {"[" RE_P "$+<=>^~|]+", RE_GPT2, "[" RE_N "]+", "[0-9][0-9][0-9]"}, false, false},
     {"gpt-2|phi-2|jina-es|jina-de|gigachat|jina-v2-es|jina-v2-de|a.x-4.0|mellum|modern-bert|"
      "jina-v1-en|jina-v2-code|roberta-bpe|exaone4|mpt|olmo|jais|trillion|granite-docling",
      {RE_GPT2}, false, false},
-    {"smollm|starcoder|refact|command-r|codeshell|exaone|minerva-7b", {"\\p{N}", RE_GPT2}, false, false},
+    {"smollm|starcoder|refact|command-r|codeshell|exaone|minerva-7b", {"[" RE_N "]", RE_GPT2}, false, false},
     {"llama3|llama-v3|llama-bpe|falcon3|falcon-h1|pixtral|midm-2.0|lfm2|jina-v5-nano", {RE_LLAMA3}, true, true},
     {"qwen2|deepseek-r1-qwen|kormo|f2llmv2|megrez|stablelm2|hunyuan", {RE_QWEN2}, false, false},
-    {"falcon", {"[\\p{P}$+<=>^~|`]+", RE_GPT2, "[0-9][0-9][0-9]"}, false, false},
+    {"falcon", {"[" RE_P "$+<=>^~|`]+", RE_GPT2, "[0-9][0-9][0-9]"}, false, false},
     {"deepseek-llm",
      {"[\\r\\n]",
-      "[" WS "]?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
-      "[" WS "]?[!-/:-~！-／：-～‘-‟　-。]+",
+      "[" WS "]?["
+      "A-Za-z\\x{B5}\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{1BA}\\x{1BC}-\\x{1BF}\\x{1C4}-\\x{293}"
+      "\\x{295}-\\x{2AF}\\x{370}-\\x{373}\\x{376}\\x{377}\\x{37B}-\\x{37D}\\x{37F}\\x{386}\\x{388}"
+      "-\\x{38A}\\x{38C}\\x{38E}-\\x{3A1}\\x{3A3}-\\x{3F5}\\x{3F7}-\\x{481}\\x{48A}-\\x{52F}\\x{531}"
+      "-\\x{556}\\x{10A0}-\\x{10C5}\\x{13A0}-\\x{13F5}\\x{13F8}-\\x{13FD}\\x{1C90}-\\x{1CBA}\\x{1CBD}"
+      "-\\x{1CBF}\\x{1D00}-\\x{1D2B}\\x{1D6B}-\\x{1D77}\\x{1D79}-\\x{1D9A}\\x{1E00}-\\x{1F15}\\x{1F18}"
+      "-\\x{1F1D}\\x{1F20}-\\x{1F45}\\x{1F48}-\\x{1F4D}\\x{1F50}-\\x{1F57}\\x{1F59}\\x{1F5B}\\x{1F5D}"
+      "\\x{1F5F}-\\x{1F7D}\\x{1F80}-\\x{1FB4}\\x{1FB6}-\\x{1FBC}\\x{1FBE}\\x{1FC2}-\\x{1FC4}\\x{1FC6}"
+      "-\\x{1FCC}\\x{1FD0}-\\x{1FD3}\\x{1FD6}-\\x{1FDB}\\x{1FE0}-\\x{1FEC}\\x{1FF2}-\\x{1FF4}\\x{1FF6}"
+      "-\\x{1FFC}\\x{2102}\\x{2107}\\x{210A}-\\x{2113}\\x{2115}\\x{2119}-\\x{211D}\\x{2124}\\x{2126}"
+      "\\x{2128}\\x{212A}-\\x{212D}\\x{212F}-\\x{2134}\\x{2139}\\x{213C}-\\x{213F}\\x{2145}-\\x{2149}"
+      "\\x{214E}\\x{2183}\\x{2184}\\x{2C00}-\\x{2C7B}\\x{2C7E}-\\x{2CE4}\\x{2CEB}-\\x{2CEE}\\x{2CF2}"
+      "\\x{2CF3}\\x{A640}-\\x{A66D}\\x{A680}-\\x{A69B}\\x{A722}-\\x{A76F}\\x{A771}-\\x{A787}\\x{A78B}"
+      "-\\x{A78E}\\x{AB70}-\\x{ABBF}\\x{FB00}-\\x{FB06}\\x{FB13}-\\x{FB17}\\x{FF21}-\\x{FF3A}\\x{FF41}"
+      "-\\x{FF5A}\\x{10400}-\\x{1044F}\\x{104B0}-\\x{104D3}\\x{104D8}-\\x{104FB}\\x{10C80}-\\x{10CB2}"
+      "\\x{10CC0}-\\x{10CF2}\\x{118A0}-\\x{118DF}\\x{1E900}-\\x{1E943}"
+      "]+",
+      "[" WS "]?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3001}-\\x{3002}]+",
       "(?<![" WS "])[" WS "]++\\z",
-      "[一-龥ࠀ-一가-퟿]+",
-      "\\p{N}+"},
+      RE_DEEPSEEK_CJK,
+      "[" RE_N "]+"},
      false, false},
     {"deepseek-coder",
-     {"[\\r\\n]", "[" WS "]?\\p{L}+", "[" WS "]?\\p{P}+", "[一-龥ࠀ-一가-퟿]+", "\\p{N}"}, false, false},
+     {"[\\r\\n]", "[" WS "]?[" RE_L "]+", "[" WS "]?[" RE_P "]+", RE_DEEPSEEK_CJK, "[" RE_N "]"}, false, false},
 };
 
 static bool name_in(const char *names, const char *name) {
@@ -367,14 +392,14 @@ static const gguf_kv_t *find_arr(const gguf_t *g, const char *key, gguf_vtype_t 
     *bad = false;
     if (!kv) return NULL;
     if (kv->type != GGUF_VT_ARRAY || (kv->v.arr.type != want1 && kv->v.arr.type != want2)) {
-        seterr(err, errlen, "GGUF key %s has type %s%s%s, expected an array of %s; the file is not a usable tokenizer",
+        err_set(err, errlen, "GGUF key %s has type %s%s%s, expected an array of %s; the file is not a usable tokenizer",
                key, gguf_vtype_name(kv->type), kv->type == GGUF_VT_ARRAY ? " of " : "",
                kv->type == GGUF_VT_ARRAY ? gguf_vtype_name(kv->v.arr.type) : "", gguf_vtype_name(want1));
         *bad = true;
         return NULL;
     }
     if (kv->v.arr.n < min_n) {
-        seterr(err, errlen, "GGUF key %s has %llu entries, fewer than the %llu tokens; the file is inconsistent",
+        err_set(err, errlen, "GGUF key %s has %llu entries, fewer than the %llu tokens; the file is inconsistent",
                key, (unsigned long long)kv->v.arr.n, (unsigned long long)min_n);
         *bad = true;
         return NULL;
@@ -382,7 +407,6 @@ static const gguf_kv_t *find_arr(const gguf_t *g, const char *key, gguf_vtype_t 
     return kv;
 }
 
-/* Adds a symbol text (copied) and returns its id; the caller checks for duplicates. */
 /* Appends a symbol text (copied, NUL-terminated) as id n_sym; no hashing. */
 static bool add_text(tokenizer_t *t, const char *s, size_t slen) {
     if (t->n_sym == t->sym_cap) {
@@ -567,13 +591,13 @@ static int load_bpe(tokenizer_t *t, const gguf_t *g, char *err, size_t errlen) {
     const gguf_kv_t *mkv = find_arr(g, "tokenizer.ggml.merges", GGUF_VT_STRING, GGUF_VT_STRING, 0, &bad, err, errlen);
     if (bad) return -1;
     if (!mkv) {
-        seterr(err, errlen, "GGUF has no tokenizer.ggml.merges: a \"gpt2\" tokenizer needs its BPE merges; "
+        err_set(err, errlen, "GGUF has no tokenizer.ggml.merges: a \"gpt2\" tokenizer needs its BPE merges; "
                             "re-convert the model with a current convert_hf_to_gguf.py");
         return -1;
     }
     uint64_t n_merges = gguf_arr_len(mkv);
     if (n_merges > INT32_MAX / 4) {
-        seterr(err, errlen, "tokenizer.ggml.merges has %llu entries, more than krill supports",
+        err_set(err, errlen, "tokenizer.ggml.merges has %llu entries, more than krill supports",
                (unsigned long long)n_merges);
         return -1;
     }
@@ -625,7 +649,7 @@ static int load_bpe(tokenizer_t *t, const gguf_t *g, char *err, size_t errlen) {
     return 0;
 oom:
     free(cat);
-    seterr(err, errlen, "out of memory while loading the BPE merges");
+    err_set(err, errlen, "out of memory while loading the BPE merges");
     return -1;
 }
 
@@ -638,7 +662,7 @@ static int compile_pre(tokenizer_t *t, const pre_def_t *def, char *err, size_t e
         if (!re) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(ec, msg, sizeof msg);
-            seterr(err, errlen, "pre-tokenizer regex %d of '%s' does not compile at %zu: %s (a krill bug)", i,
+            err_set(err, errlen, "pre-tokenizer regex %d of '%s' does not compile at %zu: %s (a krill bug)", i,
                    t->pre, (size_t)eo, (const char *)msg);
             return -1;
         }
@@ -678,7 +702,7 @@ static void add_eog(tokenizer_t *t, int32_t id) {
 tokenizer_t *tokenizer_load(const gguf_t *g, char *err, size_t errlen) {
     tokenizer_t *t = NULL;
     if (!g) {
-        seterr(err, errlen, "tokenizer_load: no GGUF file");
+        err_set(err, errlen, "tokenizer_load: no GGUF file");
         return NULL;
     }
     t = calloc(1, sizeof *t);
@@ -687,7 +711,7 @@ tokenizer_t *tokenizer_load(const gguf_t *g, char *err, size_t errlen) {
     gguf_str_t model;
     if (gguf_get_str(g, "tokenizer.ggml.model", &model, err, errlen) != 0) {
         if (!gguf_find(g, "tokenizer.ggml.model"))
-            seterr(err, errlen, "GGUF has no tokenizer.ggml.model: this file carries no tokenizer");
+            err_set(err, errlen, "GGUF has no tokenizer.ggml.model: this file carries no tokenizer");
         goto fail;
     }
     if (gguf_str_eq(model, "gpt2")) {
@@ -696,7 +720,7 @@ tokenizer_t *tokenizer_load(const gguf_t *g, char *err, size_t errlen) {
         t->kind = TOK_SPM;
     } else {
         char name[64];
-        seterr(err, errlen, "tokenizer.ggml.model '%s' is not supported: krill reads \"gpt2\" (byte-level BPE) "
+        err_set(err, errlen, "tokenizer.ggml.model '%s' is not supported: krill reads \"gpt2\" (byte-level BPE) "
                             "and \"llama\" (SentencePiece BPE) tokenizers",
                gguf_str_copy(model, name, sizeof name));
         goto fail;
@@ -706,11 +730,11 @@ tokenizer_t *tokenizer_load(const gguf_t *g, char *err, size_t errlen) {
     const gguf_kv_t *tkv = find_arr(g, "tokenizer.ggml.tokens", GGUF_VT_STRING, GGUF_VT_STRING, 0, &bad, err, errlen);
     if (bad) goto fail;
     if (!tkv || gguf_arr_len(tkv) == 0) {
-        seterr(err, errlen, "GGUF has no tokenizer.ggml.tokens (or it is empty): the vocabulary is missing");
+        err_set(err, errlen, "GGUF has no tokenizer.ggml.tokens (or it is empty): the vocabulary is missing");
         goto fail;
     }
     if (gguf_arr_len(tkv) > INT32_MAX / 4) {
-        seterr(err, errlen, "tokenizer.ggml.tokens has %llu entries, more than krill supports",
+        err_set(err, errlen, "tokenizer.ggml.tokens has %llu entries, more than krill supports",
                (unsigned long long)gguf_arr_len(tkv));
         goto fail;
     }
@@ -734,7 +758,7 @@ tokenizer_t *tokenizer_load(const gguf_t *g, char *err, size_t errlen) {
             s.len = (uint64_t)k;
         }
         if (s.len > (1u << 20)) {
-            seterr(err, errlen, "token %d is %llu bytes long; the vocabulary is corrupt", i, (unsigned long long)s.len);
+            err_set(err, errlen, "token %d is %llu bytes long; the vocabulary is corrupt", i, (unsigned long long)s.len);
             goto fail;
         }
         if (!add_text(t, s.ptr, s.len)) goto oom;
@@ -759,7 +783,7 @@ tokenizer_t *tokenizer_load(const gguf_t *g, char *err, size_t errlen) {
         if (o != i) {
             char name[64];
             snprintf(name, sizeof name, "%.60s", sym_text(t, i));
-            seterr(err, errlen, "tokens %d and %d have the same text '%s': the vocabulary is corrupt "
+            err_set(err, errlen, "tokens %d and %d have the same text '%s': the vocabulary is corrupt "
                                 "(llama.cpp refuses it too)", o, i, name);
             goto fail;
         }
@@ -772,6 +796,8 @@ tokenizer_t *tokenizer_load(const gguf_t *g, char *err, size_t errlen) {
         const pre_def_t *def = &pre_defs[0];
         if (gguf_get_str(g, "tokenizer.ggml.pre", &pre, NULL, 0) == 0) {
             gguf_str_copy(pre, t->pre, sizeof t->pre);
+            for (char *c = t->pre; *c; c++) /* it is logged: keep it printable */
+                if ((unsigned char)*c < 0x20 || *c == '"' || *c == 0x7F) *c = '?';
             def = NULL;
             for (size_t i = 0; i < sizeof pre_defs / sizeof pre_defs[0] && !def; i++)
                 if (name_in(pre_defs[i].names, t->pre)) def = &pre_defs[i];
@@ -871,7 +897,7 @@ tokenizer_t *tokenizer_load(const gguf_t *g, char *err, size_t errlen) {
     if (!build_pieces(t)) goto oom;
     return t;
 oom:
-    seterr(err, errlen, "out of memory while loading the tokenizer");
+    err_set(err, errlen, "out of memory while loading the tokenizer");
 fail:
     tokenizer_free(t);
     return NULL;
@@ -1279,12 +1305,12 @@ int tokenizer_encode(const tokenizer_t *t, const char *text, size_t len, bool ad
     *ids = NULL;
     *n_ids = 0;
     if (!text && len) {
-        seterr(err, errlen, "tokenizer_encode: NULL text");
+        err_set(err, errlen, "tokenizer_encode: NULL text");
         return -1;
     }
     size_t bad = utf8_check(text, len);
     if (bad < len) {
-        seterr(err, errlen, "invalid UTF-8 at byte offset %zu (byte 0x%02X): the text must be UTF-8", bad,
+        err_set(err, errlen, "invalid UTF-8 at byte offset %zu (byte 0x%02X): the text must be UTF-8", bad,
                (unsigned)(uint8_t)text[bad]);
         return -1;
     }
@@ -1314,7 +1340,7 @@ int tokenizer_encode(const tokenizer_t *t, const char *text, size_t len, bool ad
         if (t->kind == TOK_BPE) {
             if (!pretok(&s, 0, p, n)) {
                 if (out.oom || !s.err) goto oom;
-                seterr(err, errlen, "pre-tokenizer regex failed (PCRE2 error %d) in the text at byte %zu", s.err,
+                err_set(err, errlen, "pre-tokenizer regex failed (PCRE2 error %d) in the text at byte %zu", s.err,
                        f[i].off);
                 goto done;
             }
@@ -1338,7 +1364,7 @@ int tokenizer_encode(const tokenizer_t *t, const char *text, size_t len, bool ad
             }
             if (!spm_text(&s, x, k)) {
                 if (out.oom || !s.err) goto oom;
-                seterr(err, errlen, "the vocabulary has no byte token (<0xNN>) and no unknown token for a "
+                err_set(err, errlen, "the vocabulary has no byte token (<0xNN>) and no unknown token for a "
                                     "character of the text; the model cannot represent it");
                 goto done;
             }
@@ -1354,7 +1380,7 @@ int tokenizer_encode(const tokenizer_t *t, const char *text, size_t len, bool ad
     rc = 0;
     goto done;
 oom:
-    seterr(err, errlen, "out of memory while tokenizing %zu bytes", len);
+    err_set(err, errlen, "out of memory while tokenizing %zu bytes", len);
 done:
     free(out.v);
     free(f);

@@ -295,6 +295,12 @@ def gen_lines(rng):
         lines.append("trail" + ws)
         lines.append("12" + ws + "34")
         lines.append(ws + ws + "x" + ws + ws + ws)
+    # control bytes and code points whose byte-level characters some vocabularies lack
+    # (SmolLM2 has no token for bytes 04 06 13 14 16 1D C0 C1 F1 F2 F5..FF)
+    lines += ["ctrl\x04\x06\x13\x14\x16\x1d chars", "\x04", "a\x13b", "nul\x00byte", "\x00", "del\x7f",
+              "c1 \u0080\u0085\u0099\u009f end", "\U00040000 \U0007FFFF \U00080000 \U000BFFFF",
+              "pua \U000F0000\U000FFFFD \U00100000\U0010FFFD", "\ue000\uf8ff private", "\ufffd\ufffe\uffff",
+              "x\U00041234y\U00081234z", "\x01\x02\x03\x05\x07\x08\x0e\x0f\x10\x11\x12\x15\x17\x18\x19\x1a\x1b\x1c\x1e\x1f"]
     lines += ["", " ", "  ", "\t", "a", "A", "1", "'", "\"", "!", "?!", "...", "…", "—", "-" * 40,
               "=" * 80, "a" * 200, "ab" * 150, "1" * 300, "🙂" * 30, "。" * 20, " " * 64,
               "\t" * 20, "x" + " " * 33 + "y", "!!!???", "&&||", "<<>>", "{{}}", "[[]]"]

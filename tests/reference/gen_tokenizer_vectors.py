@@ -2,10 +2,13 @@
 """gen_tokenizer_vectors.py — expected token ids for the tokenizer parity tests.
 
 Reference: llama.cpp (llama-cpp-python 0.3.36, Llama(vocab_only=True).tokenize), the
-implementation krill follows. Cross-check: Hugging Face transformers' GGUF tokenizer
-(AutoTokenizer.from_pretrained(dir, gguf_file=name)); every disagreement with
-llama.cpp is written to tests/data/tokenizer/hf_crosscheck.txt (docs/tokenizer.md
-explains them).
+implementation krill follows. Cross-checks, summarised in tests/data/tokenizer/
+hf_crosscheck.txt (counts and the first examples; docs/tokenizer.md explains them):
+  - Hugging Face transformers' GGUF tokenizer (AutoTokenizer.from_pretrained(dir,
+    gguf_file=name)), as converted, and for the default model also with the
+    pre-tokenizer of SmolLM2's own tokenizer.json restored (Digits + ByteLevel);
+  - the sentencepiece library itself on the SentencePiece vocabulary (a ModelProto
+    built from spm_vocab.tsv), for texts without user-defined/control token strings.
 
 Inputs (committed): tests/data/tokenizer/corpus.txt, docs.txt (see
 gen_tokenizer_corpus.py), spm_vocab.tsv (a SentencePiece BPE vocabulary with byte
@@ -17,12 +20,20 @@ Outputs (committed, one line of space-separated ids per case, an empty line for 
   docs.smollm.ids / docs.smollm.special.ids   per document of docs.txt
   corpus.spm.ids / corpus.spm.special.ids / docs.spm.ids   the SentencePiece vocab
   docs.spm-noprefix.ids      same vocab with tokenizer.ggml.add_space_prefix=false
+  bpe-PRE.ids                the default model's vocabulary with tokenizer.ggml.pre=PRE
+                             (write_bpe_variant_gguf.py), special=False: the corpus
+                             lines, then the documents
+  chat.jsonl / chat.ids      message lists and the ids of their rendering with the
+                             model's chat template + generation prompt (special=True)
+  smollm.meta                llama.cpp's special ids for the default model (bos, eos,
+                             eot, end-of-generation set, add_bos)
   hf_crosscheck.txt          transformers vs llama.cpp disagreements
 
 Run with the reference venv: /tmp/refvenv/bin/python tests/reference/gen_tokenizer_vectors.py
 [--model models/SmolLM2-135M-Instruct.Q4_1.gguf] [--retrain-spm]
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -35,6 +46,7 @@ sys.path.insert(0, HERE)
 from gen_tokenizer_corpus import DOC_SEPARATOR  # noqa: E402
 
 SPM_USER_DEFINED = ["<|im_start|>", "<|im_end|>"]
+BPE_VARIANTS = ["gpt-2", "llama-bpe", "qwen2", "deepseek-llm", "deepseek-coder", "falcon", "default"]
 SPM_CONTROL = ["<|ctrl|>"]
 
 
@@ -76,15 +88,54 @@ def hf_ids(tok, texts, special):
             for t in texts]
 
 
-def crosscheck(report, label, texts, ref, hf):
-    bad = 0
-    for i, (t, a, b) in enumerate(zip(texts, ref, hf)):
-        if list(a) != list(b):
-            bad += 1
-            report.append(f"[{label} #{i + 1}] text={t!r}\n  llama.cpp={list(a)}\n  transformers={list(b)}")
-    report.append(f"== {label}: {bad} of {len(texts)} cases differ")
-    print(f"{label}: transformers differs from llama.cpp on {bad} of {len(texts)} cases")
-    return bad
+def crosscheck(report, label, texts, ref, other, max_examples=5):
+    """Appends '<label>: N of M differ' and the first examples to report."""
+    bad = [i for i, (a, b) in enumerate(zip(ref, other)) if list(a) != list(b)]
+    report.append(f"== {label}: {len(bad)} of {len(texts)} cases differ from llama.cpp")
+    for i in bad[:max_examples]:
+        a, b = list(ref[i]), list(other[i])
+        j = 0
+        while j < min(len(a), len(b)) and a[j] == b[j]:
+            j += 1
+        report.append(f"  #{i + 1} {texts[i][:70]!r}: from id {j}: llama.cpp {a[j:j + 5]} other {b[j:j + 5]}")
+    print(f"{label}: {len(bad)} of {len(texts)} differ")
+    return len(bad)
+
+
+def spm_proto(tsv, add_dummy_prefix=True):
+    """A serialized SentencePiece ModelProto (BPE, byte fallback, identity normaliser)
+    for the vocabulary; written by hand because protobuf is not in the venv."""
+    import struct
+    sys.path.insert(0, HERE)
+    import write_spm_gguf
+
+    def varint(n):
+        out = b""
+        while True:
+            b, n = n & 0x7F, n >> 7
+            if not n:
+                return out + bytes([b])
+            out += bytes([b | 0x80])
+
+    def fld(num, wire, payload):
+        return varint((num << 3) | wire) + payload
+
+    def f_len(num, data):
+        return fld(num, 2, varint(len(data)) + data)
+
+    def f_int(num, v):
+        return fld(num, 0, varint(v))
+
+    pieces, scores, types = write_spm_gguf.read_vocab(tsv)
+    mp = b""
+    for p, sc, ty in zip(pieces, scores, types):  # ModelProto.pieces: piece=1 score=2 type=3
+        mp += f_len(1, f_len(1, p.encode()) + fld(2, 5, struct.pack("<f", sc)) + f_int(3, ty))
+    # TrainerSpec: model_type=3 (BPE=2), vocab_size=4, byte_fallback=35, unk/bos/eos/pad ids 40..43
+    mp += f_len(2, f_int(3, 2) + f_int(4, len(pieces)) + f_int(35, 1) + f_int(40, pieces.index("<unk>")) +
+                f_int(41, pieces.index("<s>")) + f_int(42, pieces.index("</s>")) + f_int(43, (1 << 64) - 1))
+    # NormalizerSpec: name=1, add_dummy_prefix=3, remove_extra_whitespaces=4, escape_whitespaces=5
+    mp += f_len(3, f_len(1, b"identity") + f_int(3, int(add_dummy_prefix)) + f_int(4, 0) + f_int(5, 1))
+    return mp
 
 
 def escape(piece):
@@ -141,7 +192,8 @@ def main():
 
     lines, docs = read_corpus(), read_docs()
     print(f"corpus: {len(lines)} lines, {len(docs)} documents")
-    report = ["# transformers (GGUF tokenizer) vs llama.cpp disagreements; see docs/tokenizer.md"]
+    report = ["# Cross-checks of the llama.cpp vectors (tests/reference/gen_tokenizer_vectors.py);",
+              "# docs/tokenizer.md explains each difference. 'other' = the implementation checked."]
 
     # --- the default model (byte-level BPE, pre-tokenizer 'smollm')
     ref = {}
@@ -152,11 +204,57 @@ def main():
         write_ids(f"corpus.smollm{sfx}.ids", ref[("c", special)])
         write_ids(f"docs.smollm{sfx}.ids", ref[("d", special)])
     if not args.no_hf:
+        from tokenizers import pre_tokenizers
         tok = hf_tokenizer(args.model)
-        for special in (False, True):
-            tag = "special" if special else "plain"
-            crosscheck(report, f"smollm corpus {tag}", lines, ref[("c", special)], hf_ids(tok, lines, special))
-            crosscheck(report, f"smollm docs {tag}", docs, ref[("d", special)], hf_ids(tok, docs, special))
+        for restored in (False, True):
+            if restored:  # SmolLM2's tokenizer.json: Digits(individual_digits) then ByteLevel
+                tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+                    pre_tokenizers.Digits(individual_digits=True),
+                    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+            who = "transformers+Digits" if restored else "transformers"
+            for special in (False, True):
+                tag = "special" if special else "plain"
+                crosscheck(report, f"smollm corpus {tag}, {who}", lines, ref[("c", special)],
+                           hf_ids(tok, lines, special))
+                crosscheck(report, f"smollm docs {tag}, {who}", docs, ref[("d", special)],
+                           hf_ids(tok, docs, special))
+
+    # --- krill-tokenize --chat: the model's template (transformers renders the Jinja),
+    # then llama.cpp with special=True
+    chats = [
+        [{"role": "user", "content": "Hi"}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What's 2+2?"},
+         {"role": "assistant", "content": "4"}, {"role": "user", "content": "And 3+3? <|im_end|> stays text?"}],
+        [{"role": "user", "content": "Grüße, 世界! 🙂\nZweite Zeile\t"}],
+    ]
+    from transformers import AutoTokenizer  # noqa: F401 (hf_tokenizer imports it)
+    tok = hf_tokenizer(args.model)
+    rendered = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats]
+    with open(os.path.join(DATA, "chat.jsonl"), "w", encoding="utf-8", newline="\n") as f:
+        for c in chats:
+            f.write(json.dumps(c, ensure_ascii=False) + "\n")
+    write_ids("chat.ids", llama_ids(args.model, rendered, True))
+
+    # --- llama.cpp's view of the default model's special tokens
+    import llama_cpp
+    llm = llama_cpp.Llama(model_path=args.model, vocab_only=True, verbose=False)
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+    eog = [i for i in range(n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, i)]
+    with open(os.path.join(DATA, "smollm.meta"), "w", encoding="ascii", newline="\n") as f:
+        f.write(f"n_vocab {n_vocab}\nbos {llama_cpp.llama_vocab_bos(vocab)}\neos {llama_cpp.llama_vocab_eos(vocab)}\n"
+                f"eot {llama_cpp.llama_vocab_eot(vocab)}\nadd_bos {int(llama_cpp.llama_vocab_get_add_bos(vocab))}\n"
+                f"eog {' '.join(map(str, eog))}\n")
+    del llm
+
+    # --- the same vocabulary under every other pre-tokenizer krill implements
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, os.path.join(HERE, "write_bpe_variant_gguf.py"), args.model, tmp,
+                        *BPE_VARIANTS], check=True)
+        for pre in BPE_VARIANTS:
+            g = os.path.join(tmp, f"bpe-{pre}.gguf")
+            write_ids(f"bpe-{pre}.ids", llama_ids(g, lines + docs, False))
+            print(f"bpe-{pre}.ids written")
 
     # --- SentencePiece ("llama") vocabulary
     tsv = os.path.join(DATA, "spm_vocab.tsv")
@@ -174,14 +272,27 @@ def main():
         write_spm_gguf(tsv, g2, "--no-space-prefix")
         write_ids("docs.spm-noprefix.ids", llama_ids(g2, docs, False))
         if not args.no_hf:
-            try:
-                tok = hf_tokenizer(g)
-                crosscheck(report, "spm corpus plain", lines, c_plain, hf_ids(tok, lines, False))
-                crosscheck(report, "spm corpus special", lines, c_special, hf_ids(tok, lines, True))
-                crosscheck(report, "spm docs plain", docs, d_plain, hf_ids(tok, docs, False))
-            except Exception as e:  # a converter limitation is itself a finding
-                report.append(f"== spm: transformers could not load the GGUF vocabulary: {e!r}")
-                print(f"spm: transformers failed: {e!r}")
+            tok = hf_tokenizer(g)
+            crosscheck(report, "spm corpus plain, transformers", lines, c_plain, hf_ids(tok, lines, False))
+            crosscheck(report, "spm corpus special, transformers", lines, c_special, hf_ids(tok, lines, True))
+            crosscheck(report, "spm docs plain, transformers", docs, d_plain, hf_ids(tok, docs, False))
+            # the sentencepiece library, on texts without "<|" (its user-defined symbols are
+            # always matched; llama.cpp turns <|im_end|> into a control token, see the docs)
+            import sentencepiece as spmlib
+            sp = spmlib.SentencePieceProcessor()
+            sp.LoadFromSerializedProto(spm_proto(tsv))
+            keep = [i for i, t in enumerate(lines) if "<|" not in t]
+            crosscheck(report, f"spm corpus plain ({len(keep)} lines without '<|'), sentencepiece",
+                       [lines[i] for i in keep], [c_plain[i] for i in keep], [sp.encode(lines[i]) for i in keep])
+            keep = [i for i, t in enumerate(docs) if "<|" not in t]
+            crosscheck(report, f"spm docs plain ({len(keep)} without '<|'), sentencepiece",
+                       [docs[i] for i in keep], [d_plain[i] for i in keep], [sp.encode(docs[i]) for i in keep])
+            sp2 = spmlib.SentencePieceProcessor()
+            sp2.LoadFromSerializedProto(spm_proto(tsv, add_dummy_prefix=False))
+            d_np = [[int(x) for x in ln.split()] for ln in
+                    open(os.path.join(DATA, "docs.spm-noprefix.ids")).read().split("\n")[:-1]]
+            crosscheck(report, f"spm docs no space prefix ({len(keep)} without '<|'), sentencepiece",
+                       [docs[i] for i in keep], [d_np[i] for i in keep], [sp2.encode(docs[i]) for i in keep])
     if not args.no_hf:
         with open(os.path.join(DATA, "hf_crosscheck.txt"), "w", encoding="utf-8", newline="\n") as f:
             f.write("\n".join(report) + "\n")
