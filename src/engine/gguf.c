@@ -607,10 +607,15 @@ static bool is_signed(gguf_vtype_t t) {
     return t == GGUF_VT_INT8 || t == GGUF_VT_INT16 || t == GGUF_VT_INT32 || t == GGUF_VT_INT64;
 }
 
-static int type_err(const gguf_kv_t *kv, const char *want, char *err, size_t errlen) {
+/* range: the type is right (an integer) but the value does not fit. */
+static int type_err(const gguf_kv_t *kv, const char *want, bool range, char *err, size_t errlen) {
     char nb[96];
-    seterr(err, errlen, "key '%s' has type %s (value out of range for %s), expected %s",
-           safe_name(kv->key, nb, sizeof(nb)), gguf_vtype_name(kv->type), want, want);
+    if (range)
+        seterr(err, errlen, "key '%s': %s value is out of range for %s", safe_name(kv->key, nb, sizeof(nb)),
+               gguf_vtype_name(kv->type), want);
+    else
+        seterr(err, errlen, "key '%s' has type %s, expected %s", safe_name(kv->key, nb, sizeof(nb)),
+               gguf_vtype_name(kv->type), want);
     return -2;
 }
 
@@ -619,7 +624,7 @@ int gguf_get_u64(const gguf_t *g, const char *key, uint64_t *out, char *err, siz
     if (!kv) return -1;
     if (is_unsigned(kv->type)) *out = kv->v.u64;
     else if (is_signed(kv->type) && kv->v.i64 >= 0) *out = (uint64_t)kv->v.i64;
-    else return type_err(kv, "an unsigned integer", err, errlen);
+    else return type_err(kv, "an unsigned integer", is_signed(kv->type), err, errlen);
     return 0;
 }
 
@@ -628,7 +633,7 @@ int gguf_get_i64(const gguf_t *g, const char *key, int64_t *out, char *err, size
     if (!kv) return -1;
     if (is_signed(kv->type)) *out = kv->v.i64;
     else if (is_unsigned(kv->type) && kv->v.u64 <= (uint64_t)INT64_MAX) *out = (int64_t)kv->v.u64;
-    else return type_err(kv, "an integer", err, errlen);
+    else return type_err(kv, "an integer", is_unsigned(kv->type), err, errlen);
     return 0;
 }
 
@@ -638,14 +643,14 @@ int gguf_get_f64(const gguf_t *g, const char *key, double *out, char *err, size_
     if (kv->type == GGUF_VT_FLOAT32 || kv->type == GGUF_VT_FLOAT64) *out = kv->v.f64;
     else if (is_unsigned(kv->type)) *out = (double)kv->v.u64;
     else if (is_signed(kv->type)) *out = (double)kv->v.i64;
-    else return type_err(kv, "a number", err, errlen);
+    else return type_err(kv, "a number", false, err, errlen);
     return 0;
 }
 
 int gguf_get_bool(const gguf_t *g, const char *key, bool *out, char *err, size_t errlen) {
     const gguf_kv_t *kv = gguf_find(g, key);
     if (!kv) return -1;
-    if (kv->type != GGUF_VT_BOOL) return type_err(kv, "bool", err, errlen);
+    if (kv->type != GGUF_VT_BOOL) return type_err(kv, "bool", false, err, errlen);
     *out = kv->v.u64 != 0;
     return 0;
 }
@@ -653,7 +658,7 @@ int gguf_get_bool(const gguf_t *g, const char *key, bool *out, char *err, size_t
 int gguf_get_str(const gguf_t *g, const char *key, gguf_str_t *out, char *err, size_t errlen) {
     const gguf_kv_t *kv = gguf_find(g, key);
     if (!kv) return -1;
-    if (kv->type != GGUF_VT_STRING) return type_err(kv, "string", err, errlen);
+    if (kv->type != GGUF_VT_STRING) return type_err(kv, "string", false, err, errlen);
     *out = kv->v.str;
     return 0;
 }
@@ -679,7 +684,8 @@ int64_t gguf_arr_i64(const gguf_kv_t *kv, uint64_t i) {
     gguf_kv_t tmp;
     scalar_decode(&tmp, kv->v.arr.type, kv->v.arr.data + i * (uint64_t)sz);
     switch (kv->v.arr.type) {
-    case GGUF_VT_FLOAT32: case GGUF_VT_FLOAT64: return (int64_t)tmp.v.f64;
+    case GGUF_VT_FLOAT32: case GGUF_VT_FLOAT64: /* truncated; NaN and out-of-range give 0 */
+        return tmp.v.f64 > -9.2e18 && tmp.v.f64 < 9.2e18 ? (int64_t)tmp.v.f64 : 0;
     default: return tmp.v.i64; /* unsigned were zero-extended into the same bits */
     }
 }
