@@ -108,6 +108,34 @@ template <typename T, bool VECTOR> struct vec_of { static constexpr int n = VECT
 
 /* ---------------------------------------------------------------- decode path */
 
+/* P.V partial sums of one work item (4 heads hg*4.., elements d0..d0+VEC of head_dim)
+ * over the chunk's positions j = pg, pg + P, ... (probabilities in sc). */
+template <typename T, int VEC>
+__device__ __forceinline__ void pv_item(float (&a)[4][VEC], int it, int pg, int P, int cnt, int c0, int nvec, int G,
+                                        int g, int n_kv_heads, int bs, int hd, const int32_t *tab, const T *vc,
+                                        const float *sc) {
+    const int hg = it / nvec, d0 = (it % nvec) * VEC;
+#pragma unroll
+    for (int hh = 0; hh < 4; hh++)
+#pragma unroll
+        for (int e = 0; e < VEC; e++) a[hh][e] = 0.0f;
+    for (int j = pg; j < cnt; j += P) {
+        const int p = c0 + j;
+        float vf[VEC];
+        load_vec(vc + (((int64_t)tab[p / bs] * n_kv_heads + g) * bs + p % bs) * hd + d0, vf);
+#pragma unroll
+        for (int hh = 0; hh < 4; hh++) {
+            const int h = hg * 4 + hh;
+            if (h < G) {
+                const float w = sc[h * DEC_CH + j];
+#pragma unroll
+                for (int e = 0; e < VEC; e++) a[hh][e] += w * vf[e];
+            }
+        }
+    }
+}
+
+
 /* One block (4 warps) per (token t, kv head g, split). The split owns positions
  * [split*chunk, min(n_ctx, (split+1)*chunk)) of the token's n_ctx = pos + 1, with chunk
  * a multiple of DEC_CH; it walks them DEC_CH at a time:
@@ -117,8 +145,9 @@ template <typename T, bool VECTOR> struct vec_of { static constexpr int n = VECT
  *     G query heads from shared memory and reduces with L-wide xor shuffles;
  *   softmax: warp w updates heads w, w+4, ... (running max/sum, rescales acc);
  *   P.V: threads take (group of 4 heads, VEC-wide slice of head_dim) items, each V row
- *     is read once per 4 heads; when there are fewer items than threads, several
- *     threads split the positions and add into shared acc atomically.
+ *     is read once per 4 heads; when there are fewer items than threads, P threads
+ *     split an item's positions and their partials are summed in a fixed order
+ *     (results are deterministic run to run).
  * With one split the block writes the normalised output; otherwise it writes its
  * (max, sum, acc) for attention_combine_kernel. */
 template <typename T, bool VECTOR>
@@ -136,6 +165,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
     float *sc = acc + G * hd;     /* (G, DEC_CH) scores, then probabilities */
     float *mx = sc + G * DEC_CH;  /* (G) running max */
     float *sm = mx + G;           /* (G) running sum of exp */
+    float *red = sm + G;          /* (4*VEC, P*items) P.V partials when P > 1 */
 
     const int n_ctx = pos[t] + 1;
     const int chunk = ceil_div(ceil_div(n_ctx, n_splits), DEC_CH) * DEC_CH;
@@ -205,41 +235,38 @@ __global__ void __launch_bounds__(ATT_THREADS)
         }
         __syncthreads();
         /* P.V */
-        for (int it = P == 1 ? tid : tid % items; it < items; it += ATT_THREADS) {
-            const int pg = P == 1 ? 0 : tid / items;
-            if (pg >= P) break;
-            const int hg = it / nvec, d0 = (it % nvec) * VEC;
-            float a[4][VEC];
+        if (P == 1) {
+            for (int it = tid; it < items; it += ATT_THREADS) {
+                float a[4][VEC];
+                pv_item<T, VEC>(a, it, 0, 1, cnt, c0, nvec, G, g, n_kv_heads, bs, hd, tab, vc, sc);
+                const int hg = it / nvec, d0 = (it % nvec) * VEC;
 #pragma unroll
-            for (int hh = 0; hh < 4; hh++)
+                for (int hh = 0; hh < 4; hh++)
+                    if (hg * 4 + hh < G)
 #pragma unroll
-                for (int e = 0; e < VEC; e++) a[hh][e] = 0.0f;
-            for (int j = pg; j < cnt; j += P) {
-                const int p = c0 + j;
-                float vf[VEC];
-                load_vec(vc + (((int64_t)tab[p / bs] * n_kv_heads + g) * bs + p % bs) * hd + d0, vf);
-#pragma unroll
-                for (int hh = 0; hh < 4; hh++) {
-                    const int h = hg * 4 + hh;
-                    if (h < G) {
-                        const float w = sc[h * DEC_CH + j];
-#pragma unroll
-                        for (int e = 0; e < VEC; e++) a[hh][e] += w * vf[e];
-                    }
-                }
+                        for (int e = 0; e < VEC; e++) acc[(hg * 4 + hh) * hd + d0 + e] += a[hh][e];
             }
+        } else {
+            /* P threads per item; partials go to red (4*VEC, P*items), summed in a fixed
+             * order: deterministic, unlike shared-memory atomics */
+            const int it = tid % items, pg = tid / items, np = P * items;
+            if (pg < P) {
+                float a[4][VEC];
+                pv_item<T, VEC>(a, it, pg, P, cnt, c0, nvec, G, g, n_kv_heads, bs, hd, tab, vc, sc);
 #pragma unroll
-            for (int hh = 0; hh < 4; hh++) {
-                const int h = hg * 4 + hh;
+                for (int hh = 0; hh < 4; hh++)
+#pragma unroll
+                    for (int e = 0; e < VEC; e++) red[(hh * VEC + e) * np + pg * items + it] = a[hh][e];
+            }
+            __syncthreads();
+            for (int o = tid; o < 4 * VEC * items; o += ATT_THREADS) {
+                const int rest = o / items, item = o % items, h = (item / nvec) * 4 + rest / VEC;
                 if (h < G) {
-#pragma unroll
-                    for (int e = 0; e < VEC; e++) {
-                        if (P == 1) acc[h * hd + d0 + e] += a[hh][e];
-                        else atomicAdd(&acc[h * hd + d0 + e], a[hh][e]);
-                    }
+                    float sum = 0.0f;
+                    for (int q2 = 0; q2 < P; q2++) sum += red[rest * np + q2 * items + item];
+                    acc[h * hd + (item % nvec) * VEC + rest % VEC] += sum;
                 }
             }
-            if (P > 1) break; /* one item per thread when positions are split */
         }
         __syncthreads();
     }
@@ -396,7 +423,12 @@ static int prefill_qt(int G, int hd) {
     return qt >= 2 ? qt : 1;
 }
 
-static size_t decode_smem(int G, int hd) { return sizeof(float) * (size_t)(2 * G * hd + G * DEC_CH + 2 * G); }
+/* Mirrors the decode kernel's shared layout; vec = VEC of the variant. */
+static size_t decode_smem(int G, int hd, int vec) {
+    const int items = ceil_div(G, 4) * (hd / vec), P = items >= ATT_THREADS ? 1 : ATT_THREADS / items;
+    const int red = P > 1 ? 4 * vec * P * items : 0;
+    return sizeof(float) * (size_t)(2 * G * hd + G * DEC_CH + 2 * G + red);
+}
 static size_t prefill_smem(int rows, int hd) {
     return sizeof(float) * (size_t)(rows * hd + PRE_CH * (hd + 1) + rows * PRE_CH + 3 * rows);
 }
@@ -428,7 +460,7 @@ template <typename K> static cudaError_t smem_attr(cudaError_t prev, K kernel, i
 
 extern "C" cudaError_t attention_init(int max_smem_optin) {
     /* the largest layouts backend.h allows: G <= 32, head_dim <= 256; prefill rows * hd <= 4096 */
-    const int dec = (int)decode_smem(32, 256);
+    const int dec = (int)decode_smem(32, 256, 1) + 4 * 4 * 8 * ATT_THREADS; /* + the largest red */
     const int pre = (int)(sizeof(float) * (size_t)(PRE_OUT * ATT_THREADS + PRE_CH * (256 + 1) + PRE_ROWS * PRE_CH +
                                                    3 * PRE_ROWS));
     const int d = dec < max_smem_optin ? dec : max_smem_optin, p = pre < max_smem_optin ? pre : max_smem_optin;
@@ -455,7 +487,7 @@ static cudaError_t attention_run(float *out, const float *q, int q_stride, const
     const bool vector = hd % vec == 0 && nv <= 32 && (nv & (nv - 1)) == 0 &&
                         ((uintptr_t)kc | (uintptr_t)vc) % 16 == 0;
     const dim3 dgrid(n, nkv, splits);
-    const size_t dsm = decode_smem(G, hd);
+    const size_t dsm = decode_smem(G, hd, vector ? vec : 1);
     if (vector)
         attention_decode_kernel<T, true><<<dgrid, ATT_THREADS, dsm, s>>>(out, p->part, q, q_stride, kc, vc, pos, seq,
                                                                           table, table_stride, n, nh, nkv, hd,
