@@ -88,11 +88,14 @@ __device__ __forceinline__ bool tile_uniform(const int32_t *pos, const int32_t *
 
 /* Loads VEC consecutive cache elements as f32: 16-byte loads for the vector variants. */
 __device__ __forceinline__ void load_vec(const __half *p, float (&f)[8]) {
-    const uint4 u = *(const uint4 *)p;
-    const __half2 *h2 = (const __half2 *)&u;
+    union {
+        uint4 u;
+        __half2 h2[4];
+    } v; /* a union, not a pointer cast: reading a uint4 through __half2* breaks aliasing rules */
+    v.u = *(const uint4 *)p;
 #pragma unroll
     for (int i = 0; i < 4; i++) {
-        const float2 x = __half22float2(h2[i]);
+        const float2 x = __half22float2(v.h2[i]);
         f[2 * i] = x.x;
         f[2 * i + 1] = x.y;
     }
