@@ -66,7 +66,9 @@ NVCC := $(NVCC_FOUND)
 CUDA_DIR := $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_ARCH ?= 80 89 90
 
-PKGS := rdkafka jansson libconfig msgpack libpcre2-8 openblas libmicrohttpd cmocka
+# msgpack-c >= 6 renamed its pkg-config module (Ubuntu 24.04: msgpack-c; Debian 12: msgpack).
+MSGPACK_PKG := $(if $(shell pkg-config --exists msgpack-c 2>/dev/null && echo y),msgpack-c,msgpack)
+PKGS := rdkafka jansson libconfig $(MSGPACK_PKG) libpcre2-8 openblas libmicrohttpd cmocka
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
