@@ -22,11 +22,14 @@
  * Matrix conventions (row-major, ne[0] of a GGUF tensor is the contiguous dimension):
  *   x (n, in) activations, W (out, in) weights, y = x W^T + b  -> y (n, out).
  *
- * KV cache layout (the contract between kv_write and attention, and what
- * docs/engine.md documents): for one layer, K and V are each
- *   (n_blocks, n_kv_heads, block_size, head_dim)   in info.kv_dtype
- * ("HND" pages). Token position p of sequence s lives in physical block
- * block_table[s * table_stride + p / block_size], slot p % block_size. */
+ * KV cache: paged. For one layer, K and V are each a buffer of
+ *   n_blocks * n_kv_heads * block_size * head_dim   elements of info.kv_dtype,
+ * one block being n_kv_heads * block_size * head_dim consecutive elements. Token
+ * position p of sequence s lives in physical block
+ * block_table[s * table_stride + p / block_size], slot p % block_size. The order
+ * INSIDE a block is the backend's own (kv_write and attention are its only readers
+ * and writers; docs/engine.md gives the CPU's: K (head, dim, slot), V (head, slot,
+ * dim)). The model only sizes the buffers and addresses whole blocks. */
 #ifndef KRILL_BACKEND_H
 #define KRILL_BACKEND_H
 

@@ -65,8 +65,10 @@ typedef struct {
     int ith;
 } pool_worker_t;
 
-/* ~tens of microseconds of spinning before sleeping. */
-#define POOL_SPIN 20000
+/* Pause iterations (~tens of microseconds) before sleeping: long enough to bridge the
+ * gap between two ops of one forward pass, short enough not to burn a core that
+ * another process (or OpenBLAS in the caller's thread) needs. */
+#define POOL_SPIN 2000
 
 static void *pool_main(void *p) {
     pool_worker_t *w = p;
@@ -464,6 +466,9 @@ static void cpu_rmsnorm(void *ctx, float *out, float *x, const float *add, const
 
 /* ------------------------------------------------------------------ matmul */
 
+/* Below this many rows a matmul is done as gemv per row. */
+#define MM_GEMV_ROWS 3
+
 typedef struct {
     float *y;
     const float *x, *w, *bias;
@@ -485,8 +490,15 @@ static void mm_worker(void *arg, int ith, int nth) {
             for (int c = b0; c < c1 && c < b0 + 16; c++)
                 j->y[(size_t)r * j->out + c] = dot_f32(j->x + (size_t)r * j->in, j->w + (size_t)c * j->in, j->in);
 #else
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, c1 - c0, j->in, 1.0f, j->x, j->in,
-                j->w + (size_t)c0 * j->in, j->in, 0.0f, j->y + c0, j->out);
+    if (j->n < MM_GEMV_ROWS) {
+        /* sgemm would pack the whole weight slice for one or two rows: gemv reads it in place */
+        for (int r = 0; r < j->n; r++)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, c1 - c0, j->in, 1.0f, j->w + (size_t)c0 * j->in, j->in,
+                        j->x + (size_t)r * j->in, 1, 0.0f, j->y + (size_t)r * j->out + c0, 1);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, c1 - c0, j->in, 1.0f, j->x, j->in,
+                    j->w + (size_t)c0 * j->in, j->in, 0.0f, j->y + c0, j->out);
+    }
 #endif
     if (j->bias)
         for (int r = 0; r < j->n; r++) {
@@ -554,6 +566,17 @@ static void cpu_rope(void *ctx, float *x, int n, int row_stride, int n_heads, in
 
 /* ------------------------------------------------------------------ kv_write */
 
+/* CPU cache layout inside one block (docs/engine.md):
+ *   K: (n_kv_heads, head_dim, block_size)  — transposed, so attention reads 16 keys of
+ *      one dimension as one vector and computes 16 scores per FMA with no reduction;
+ *   V: (n_kv_heads, block_size, head_dim). */
+static inline size_t k_index(const backend_attn_t *a, int64_t blk, int g, int d, int slot) {
+    return (((size_t)blk * a->n_kv_heads + g) * a->head_dim + d) * a->block_size + slot;
+}
+static inline size_t v_index(const backend_attn_t *a, int64_t blk, int g, int slot) {
+    return (((size_t)blk * a->n_kv_heads + g) * a->block_size + slot) * a->head_dim;
+}
+
 typedef struct {
     void *kc, *vc;
     const float *k, *v;
@@ -569,17 +592,23 @@ static void kvw_worker(void *arg, int ith, int nth) {
     int r0, r1;
     split_rows(j->n, ith, nth, &r0, &r1);
     const backend_attn_t *a = j->a;
-    const size_t es = backend_dtype_size(j->dt);
+    const int hd = a->head_dim;
     for (int i = r0; i < r1; i++) {
         int p = j->pos[i];
         int64_t blk = j->table[(size_t)j->seq[i] * j->table_stride + p / a->block_size];
         int slot = p % a->block_size;
         for (int g = 0; g < a->n_kv_heads; g++) {
-            size_t off = (((size_t)blk * a->n_kv_heads + g) * a->block_size + slot) * a->head_dim * es;
-            kv_store_row((char *)j->kc + off, j->k + (size_t)i * j->row_stride + (size_t)g * a->head_dim, a->head_dim,
-                         j->dt);
-            kv_store_row((char *)j->vc + off, j->v + (size_t)i * j->row_stride + (size_t)g * a->head_dim, a->head_dim,
-                         j->dt);
+            const float *k = j->k + (size_t)i * j->row_stride + (size_t)g * hd;
+            const float *v = j->v + (size_t)i * j->row_stride + (size_t)g * hd;
+            size_t ki = k_index(a, blk, g, 0, slot), vi = v_index(a, blk, g, slot);
+            if (j->dt == BACKEND_DT_F32) {
+                float *kc = j->kc;
+                for (int d = 0; d < hd; d++) kc[ki + (size_t)d * a->block_size] = k[d];
+            } else {
+                uint16_t *kc = j->kc;
+                for (int d = 0; d < hd; d++) kc[ki + (size_t)d * a->block_size] = quant_f32_to_f16(k[d]);
+            }
+            kv_store_row((char *)j->vc + vi * backend_dtype_size(j->dt), v, hd, j->dt);
         }
     }
 }
@@ -594,9 +623,15 @@ static void cpu_kv_write(void *ctx, void *kc, void *vc, const float *k, const fl
 
 /* ------------------------------------------------------------------ attention */
 
-/* Positions per inner chunk: scores for CHUNK keys are computed, then folded into the
- * running (max, sum, acc) of each query head (online softmax). */
+/* Keys per inner chunk (never crossing a block): the scores of one query row for a
+ * chunk are one 16-lane vector pair. */
 #define ATT_CHUNK 16
+/* Query rows per task: up to ATT_TILE consecutive tokens of one sequence times the
+ * n_heads / n_kv_heads query heads sharing a kv head, at most ATT_MAX_ROWS rows, so
+ * each K/V chunk is converted once for all of them (prefill) — decode tiles have one
+ * token. */
+#define ATT_TILE 16
+#define ATT_MAX_ROWS 64
 
 typedef struct {
     float *out;
@@ -604,80 +639,234 @@ typedef struct {
     int q_stride;
     const void *kc, *vc;
     const int32_t *pos, *seq, *table;
-    int table_stride, n;
+    int table_stride, n, tile;
     const backend_attn_t *a;
     backend_dtype_t dt;
-    atomic_int next; /* next task: token * n_kv_heads + kv head */
+    atomic_int next; /* next task: (token block of `tile`) * n_kv_heads + kv head */
 } att_job_t;
 
-static void att_task(att_job_t *j, int t, int g) {
+/* Converts n values at src (f16 or f32) to f32. */
+static inline void kv_load(float *dst, const void *src, size_t idx, int n, backend_dtype_t dt) {
+    if (dt == BACKEND_DT_F32) memcpy(dst, (const float *)src + idx, (size_t)n * sizeof(float));
+    else kv_load_row(dst, (const uint16_t *)src + idx, n, dt);
+}
+
+/* s[0..16) = q . kt[:, 0..16) for one query row (keys transposed: kt (hd, ATT_CHUNK)). */
+static inline void att_scores1(const float *q, const float (*kt)[ATT_CHUNK], int hd, float *s) {
+#if CPU_AVX2
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int d = 0;
+    for (; d + 2 <= hd; d += 2) {
+        const __m256 q0 = _mm256_set1_ps(q[d]), q1 = _mm256_set1_ps(q[d + 1]);
+        a0 = _mm256_fmadd_ps(q0, _mm256_load_ps(kt[d]), a0);
+        a1 = _mm256_fmadd_ps(q0, _mm256_load_ps(kt[d] + 8), a1);
+        a2 = _mm256_fmadd_ps(q1, _mm256_load_ps(kt[d + 1]), a2);
+        a3 = _mm256_fmadd_ps(q1, _mm256_load_ps(kt[d + 1] + 8), a3);
+    }
+    if (d < hd) {
+        const __m256 q0 = _mm256_set1_ps(q[d]);
+        a0 = _mm256_fmadd_ps(q0, _mm256_load_ps(kt[d]), a0);
+        a1 = _mm256_fmadd_ps(q0, _mm256_load_ps(kt[d] + 8), a1);
+    }
+    _mm256_store_ps(s, _mm256_add_ps(a0, a2));
+    _mm256_store_ps(s + 8, _mm256_add_ps(a1, a3));
+#else
+    for (int k = 0; k < ATT_CHUNK; k++) s[k] = 0.0f;
+    for (int d = 0; d < hd; d++)
+        for (int k = 0; k < ATT_CHUNK; k++) s[k] += q[d] * kt[d][k];
+#endif
+}
+
+/* The same for two query rows sharing every key load (8 independent FMA chains). */
+static inline void att_scores2(const float *qa, const float *qb, const float (*kt)[ATT_CHUNK], int hd, float *sa,
+                               float *sb) {
+#if CPU_AVX2
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
+    int d = 0;
+    for (; d + 2 <= hd; d += 2) {
+        const __m256 k0 = _mm256_load_ps(kt[d]), k1 = _mm256_load_ps(kt[d] + 8);
+        const __m256 k2 = _mm256_load_ps(kt[d + 1]), k3 = _mm256_load_ps(kt[d + 1] + 8);
+        __m256 q = _mm256_set1_ps(qa[d]);
+        a0 = _mm256_fmadd_ps(q, k0, a0);
+        a1 = _mm256_fmadd_ps(q, k1, a1);
+        q = _mm256_set1_ps(qa[d + 1]);
+        a2 = _mm256_fmadd_ps(q, k2, a2);
+        a3 = _mm256_fmadd_ps(q, k3, a3);
+        q = _mm256_set1_ps(qb[d]);
+        b0 = _mm256_fmadd_ps(q, k0, b0);
+        b1 = _mm256_fmadd_ps(q, k1, b1);
+        q = _mm256_set1_ps(qb[d + 1]);
+        b2 = _mm256_fmadd_ps(q, k2, b2);
+        b3 = _mm256_fmadd_ps(q, k3, b3);
+    }
+    if (d < hd) {
+        const __m256 k0 = _mm256_load_ps(kt[d]), k1 = _mm256_load_ps(kt[d] + 8);
+        __m256 q = _mm256_set1_ps(qa[d]);
+        a0 = _mm256_fmadd_ps(q, k0, a0);
+        a1 = _mm256_fmadd_ps(q, k1, a1);
+        q = _mm256_set1_ps(qb[d]);
+        b0 = _mm256_fmadd_ps(q, k0, b0);
+        b1 = _mm256_fmadd_ps(q, k1, b1);
+    }
+    _mm256_store_ps(sa, _mm256_add_ps(a0, a2));
+    _mm256_store_ps(sa + 8, _mm256_add_ps(a1, a3));
+    _mm256_store_ps(sb, _mm256_add_ps(b0, b2));
+    _mm256_store_ps(sb + 8, _mm256_add_ps(b1, b3));
+#else
+    att_scores1(qa, kt, hd, sa);
+    att_scores1(qb, kt, hd, sb);
+#endif
+}
+
+/* Online-softmax update of one row for a chunk: s (scores, `valid` of them count)
+ * becomes exp(s - new max) with 0 beyond valid; updates (m, l); returns the factor
+ * the row's accumulator must be scaled by. */
+static inline float att_softmax(float *s, int valid, float *m, float *l) {
+    float mx = *m;
+    for (int k = 0; k < valid; k++)
+        if (s[k] > mx) mx = s[k];
+    const float corr = expf(*m - mx); /* 0 on the first chunk (m = -inf) */
+    float sum;
+#if CPU_AVX2
+    for (int k = valid; k < ATT_CHUNK; k++) s[k] = -INFINITY; /* exp256 gives 0 */
+    const __m256 vmx = _mm256_set1_ps(mx);
+    const __m256 e0 = exp256(_mm256_sub_ps(_mm256_load_ps(s), vmx));
+    const __m256 e1 = exp256(_mm256_sub_ps(_mm256_load_ps(s + 8), vmx));
+    _mm256_store_ps(s, e0);
+    _mm256_store_ps(s + 8, e1);
+    sum = hsum256(_mm256_add_ps(e0, e1));
+#else
+    sum = 0.0f;
+    for (int k = 0; k < ATT_CHUNK; k++) sum += (s[k] = k < valid ? expf(s[k] - mx) : 0.0f);
+#endif
+    *l = *l * corr + sum;
+    *m = mx;
+    return corr;
+}
+
+/* acc[0..hd) = acc * corr + sum_k p[k] v[k][0..hd) for k < n; v rows `stride` floats apart. */
+static inline void att_pv1(float *acc, float corr, const float *p, const float *v, int n, int hd, int stride) {
+    int i = 0;
+#if CPU_AVX2
+    const __m256 vc = _mm256_set1_ps(corr);
+    for (; i + 32 <= hd; i += 32) {
+        __m256 a0 = _mm256_mul_ps(_mm256_load_ps(acc + i), vc), a1 = _mm256_mul_ps(_mm256_load_ps(acc + i + 8), vc);
+        __m256 a2 = _mm256_mul_ps(_mm256_load_ps(acc + i + 16), vc), a3 = _mm256_mul_ps(_mm256_load_ps(acc + i + 24), vc);
+        for (int k = 0; k < n; k++) {
+            const __m256 w = _mm256_set1_ps(p[k]);
+            const float *vk = v + (size_t)k * stride + i;
+            a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vk), a0);
+            a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vk + 8), a1);
+            a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vk + 16), a2);
+            a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vk + 24), a3);
+        }
+        _mm256_store_ps(acc + i, a0);
+        _mm256_store_ps(acc + i + 8, a1);
+        _mm256_store_ps(acc + i + 16, a2);
+        _mm256_store_ps(acc + i + 24, a3);
+    }
+    for (; i + 8 <= hd; i += 8) {
+        __m256 a0 = _mm256_mul_ps(_mm256_load_ps(acc + i), vc);
+        for (int k = 0; k < n; k++)
+            a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[k]), _mm256_loadu_ps(v + (size_t)k * stride + i), a0);
+        _mm256_store_ps(acc + i, a0);
+    }
+#endif
+    for (; i < hd; i++) {
+        float x = acc[i] * corr;
+        for (int k = 0; k < n; k++) x += p[k] * v[(size_t)k * stride + i];
+        acc[i] = x;
+    }
+}
+
+/* The same for two rows sharing every V load (p beyond a row's valid keys is 0). */
+static inline void att_pv2(float *acca, float ca, const float *pa, float *accb, float cb, const float *pb,
+                           const float *v, int n, int hd) {
+    int i = 0;
+#if CPU_AVX2
+    const __m256 vca = _mm256_set1_ps(ca), vcb = _mm256_set1_ps(cb);
+    for (; i + 16 <= hd; i += 16) {
+        __m256 a0 = _mm256_mul_ps(_mm256_load_ps(acca + i), vca), a1 = _mm256_mul_ps(_mm256_load_ps(acca + i + 8), vca);
+        __m256 b0 = _mm256_mul_ps(_mm256_load_ps(accb + i), vcb), b1 = _mm256_mul_ps(_mm256_load_ps(accb + i + 8), vcb);
+        for (int k = 0; k < n; k++) {
+            const float *vk = v + (size_t)k * hd + i;
+            const __m256 v0 = _mm256_loadu_ps(vk), v1 = _mm256_loadu_ps(vk + 8);
+            const __m256 wa = _mm256_set1_ps(pa[k]), wb = _mm256_set1_ps(pb[k]);
+            a0 = _mm256_fmadd_ps(wa, v0, a0);
+            a1 = _mm256_fmadd_ps(wa, v1, a1);
+            b0 = _mm256_fmadd_ps(wb, v0, b0);
+            b1 = _mm256_fmadd_ps(wb, v1, b1);
+        }
+        _mm256_store_ps(acca + i, a0);
+        _mm256_store_ps(acca + i + 8, a1);
+        _mm256_store_ps(accb + i, b0);
+        _mm256_store_ps(accb + i + 8, b1);
+    }
+#endif
+    if (i < hd) {
+        att_pv1(acca + i, ca, pa, v + i, n, hd - i, hd);
+        att_pv1(accb + i, cb, pb, v + i, n, hd - i, hd);
+    }
+}
+
+/* Attention for query tokens t0..t0+nt-1 (one sequence, consecutive positions) and kv head g. */
+static void att_tile(const att_job_t *j, int t0, int nt, int g) {
     const backend_attn_t *a = j->a;
     const int hd = a->head_dim, G = a->n_heads / a->n_kv_heads, bs = a->block_size;
-    const size_t es = backend_dtype_size(j->dt);
-    const int n_ctx = j->pos[t] + 1;
-    const int32_t *tab = j->table + (size_t)j->seq[t] * j->table_stride;
-    float q[BACKEND_MAX_GQA][BACKEND_MAX_HEAD_DIM];
-    float acc[BACKEND_MAX_GQA][BACKEND_MAX_HEAD_DIM];
-    float m[BACKEND_MAX_GQA], l[BACKEND_MAX_GQA];
-    float kf[ATT_CHUNK][BACKEND_MAX_HEAD_DIM];
-    float s[BACKEND_MAX_GQA][ATT_CHUNK];
-    for (int h = 0; h < G; h++) {
-        const float *qs = j->q + (size_t)t * j->q_stride + (size_t)(g * G + h) * hd;
-        for (int i = 0; i < hd; i++) q[h][i] = qs[i] * a->scale;
-        memset(acc[h], 0, (size_t)hd * sizeof(float));
-        m[h] = -INFINITY;
-        l[h] = 0.0f;
+    const int rows = nt * G, p_first = j->pos[t0], p_last = j->pos[t0 + nt - 1];
+    const int32_t *tab = j->table + (size_t)j->seq[t0] * j->table_stride;
+    float q[ATT_MAX_ROWS][BACKEND_MAX_HEAD_DIM] __attribute__((aligned(32)));
+    float acc[ATT_MAX_ROWS][BACKEND_MAX_HEAD_DIM] __attribute__((aligned(32)));
+    float kt[BACKEND_MAX_HEAD_DIM][ATT_CHUNK] __attribute__((aligned(32))); /* keys transposed */
+    float vf[ATT_CHUNK * BACKEND_MAX_HEAD_DIM] __attribute__((aligned(32))); /* (cnt, hd) */
+    float sa[ATT_CHUNK] __attribute__((aligned(32)));
+    float sb[ATT_CHUNK] __attribute__((aligned(32)));
+    float m[ATT_MAX_ROWS], l[ATT_MAX_ROWS];
+    for (int r = 0; r < rows; r++) { /* row r = token t0 + r / G, head g*G + r % G */
+        const float *qs = j->q + (size_t)(t0 + r / G) * j->q_stride + (size_t)(g * G + r % G) * hd;
+        for (int i = 0; i < hd; i++) q[r][i] = qs[i] * a->scale;
+        memset(acc[r], 0, (size_t)hd * sizeof(float));
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
     }
     int cnt;
-    for (int p0 = 0; p0 < n_ctx; p0 += cnt) {
-        /* a chunk never crosses a block boundary */
-        int blk_pos = p0 % bs;
-        cnt = n_ctx - p0;
+    for (int p0 = 0; p0 <= p_last; p0 += cnt) {
+        const int blk_pos = p0 % bs;
+        cnt = p_last + 1 - p0;
         if (cnt > ATT_CHUNK) cnt = ATT_CHUNK;
         if (cnt > bs - blk_pos) cnt = bs - blk_pos;
-        size_t base = (((size_t)tab[p0 / bs] * a->n_kv_heads + g) * bs + blk_pos) * hd;
-        const char *kp = (const char *)j->kc + base * es, *vp = (const char *)j->vc + base * es;
-        for (int r = 0; r < cnt; r++) kv_load_row(kf[r], kp + (size_t)r * hd * es, hd, j->dt);
-        for (int h = 0; h < G; h++) {
-            float mx = m[h];
-            for (int r = 0; r < cnt; r++) {
-                s[h][r] = dot_f32(q[h], kf[r], hd);
-                if (s[h][r] > mx) mx = s[h][r];
-            }
-            float corr = expf(m[h] - mx); /* 0 on the first chunk (m = -inf) */
-            int r = 0;
-#if CPU_AVX2
-            const __m256 vmx = _mm256_set1_ps(mx);
-            for (; r + 8 <= cnt; r += 8)
-                _mm256_storeu_ps(&s[h][r], exp256(_mm256_sub_ps(_mm256_loadu_ps(&s[h][r]), vmx)));
-#endif
-            for (; r < cnt; r++) s[h][r] = expf(s[h][r] - mx);
-            float sum = 0.0f;
-            for (r = 0; r < cnt; r++) sum += s[h][r];
-            l[h] = l[h] * corr + sum;
-            m[h] = mx;
-            if (corr != 1.0f)
-                for (int i = 0; i < hd; i++) acc[h][i] *= corr;
+        const int64_t blk = tab[p0 / bs];
+        for (int d = 0; d < hd; d++) {
+            kv_load(kt[d], j->kc, k_index(a, blk, g, d, blk_pos), cnt, j->dt);
+            for (int k = cnt; k < ATT_CHUNK; k++) kt[d][k] = 0.0f;
         }
-        for (int r = 0; r < cnt; r++) {
-            kv_load_row(kf[r], vp + (size_t)r * hd * es, hd, j->dt);
-            for (int h = 0; h < G; h++) {
-                const float w = s[h][r];
-                int i = 0;
-#if CPU_AVX2
-                const __m256 vw = _mm256_set1_ps(w);
-                for (; i + 8 <= hd; i += 8)
-                    _mm256_storeu_ps(&acc[h][i], _mm256_fmadd_ps(vw, _mm256_loadu_ps(&kf[r][i]), _mm256_loadu_ps(&acc[h][i])));
-#endif
-                for (; i < hd; i++) acc[h][i] += w * kf[r][i];
+        kv_load(vf, j->vc, v_index(a, blk, g, blk_pos), cnt * hd, j->dt); /* rows contiguous in a block */
+        /* keys row r may see in this chunk: positions <= its own; non-decreasing in r */
+        int r = 0;
+        while (r < rows && p_first + r / G - p0 + 1 <= 0) r++;
+        for (; r < rows; r += 2) {
+            int va = p_first + r / G - p0 + 1;
+            if (va > cnt) va = cnt;
+            if (r + 1 == rows) {
+                att_scores1(q[r], (const float(*)[ATT_CHUNK])kt, hd, sa);
+                float ca = att_softmax(sa, va, &m[r], &l[r]);
+                att_pv1(acc[r], ca, sa, vf, va, hd, hd);
+                break;
             }
+            int vb = p_first + (r + 1) / G - p0 + 1;
+            if (vb > cnt) vb = cnt;
+            att_scores2(q[r], q[r + 1], (const float(*)[ATT_CHUNK])kt, hd, sa, sb);
+            float ca = att_softmax(sa, va, &m[r], &l[r]);
+            float cb = att_softmax(sb, vb, &m[r + 1], &l[r + 1]);
+            att_pv2(acc[r], ca, sa, acc[r + 1], cb, sb, vf, vb, hd); /* vb >= va; sa is 0 past va */
         }
     }
     const int qd = a->n_heads * hd;
-    for (int h = 0; h < G; h++) {
-        float *o = j->out + (size_t)t * qd + (size_t)(g * G + h) * hd;
-        const float inv = 1.0f / l[h];
-        for (int i = 0; i < hd; i++) o[i] = acc[h][i] * inv;
+    for (int r = 0; r < rows; r++) {
+        float *o = j->out + (size_t)(t0 + r / G) * qd + (size_t)(g * G + r % G) * hd;
+        const float inv = 1.0f / l[r];
+        for (int i = 0; i < hd; i++) o[i] = acc[r][i] * inv;
     }
 }
 
@@ -685,11 +874,18 @@ static void att_worker(void *arg, int ith, int nth) {
     (void)ith;
     (void)nth;
     att_job_t *j = arg;
-    const int n_tasks = j->n * j->a->n_kv_heads;
+    const int nkv = j->a->n_kv_heads, n_blocks = (j->n + j->tile - 1) / j->tile;
     for (;;) {
         int task = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (task >= n_tasks) break;
-        att_task(j, task / j->a->n_kv_heads, task % j->a->n_kv_heads);
+        if (task >= n_blocks * nkv) break;
+        const int t_end = (task / nkv + 1) * j->tile < j->n ? (task / nkv + 1) * j->tile : j->n;
+        /* split the token block into runs of one sequence with consecutive positions */
+        for (int t = (task / nkv) * j->tile; t < t_end;) {
+            int e = t + 1;
+            while (e < t_end && j->seq[e] == j->seq[t] && j->pos[e] == j->pos[e - 1] + 1) e++;
+            att_tile(j, t, e - t, task % nkv);
+            t = e;
+        }
     }
 }
 
@@ -699,9 +895,11 @@ static void cpu_attention(void *ctx, float *out, const float *q, int q_stride, c
     cpu_t *c = ctx;
     CHECK(a->head_dim <= BACKEND_MAX_HEAD_DIM && a->n_kv_heads > 0 && a->n_heads % a->n_kv_heads == 0 &&
           a->n_heads / a->n_kv_heads <= BACKEND_MAX_GQA && a->block_size > 0 &&
-          a->block_size <= BACKEND_MAX_BLOCK_SIZE);
+          a->block_size <= BACKEND_MAX_BLOCK_SIZE && BACKEND_MAX_GQA <= ATT_MAX_ROWS);
+    const int G = a->n_heads / a->n_kv_heads;
     att_job_t j = {.out = out, .q = q, .q_stride = q_stride, .kc = kc, .vc = vc, .pos = pos, .seq = seq,
-                   .table = block_table, .table_stride = table_stride, .n = n, .a = a, .dt = c->kv_dtype};
+                   .table = block_table, .table_stride = table_stride, .n = n,
+                   .tile = ATT_MAX_ROWS / G < ATT_TILE ? ATT_MAX_ROWS / G : ATT_TILE, .a = a, .dt = c->kv_dtype};
     atomic_init(&j.next, 0);
     int64_t work = 0;
     for (int i = 0; i < n && work < (1 << 16); i++) work += (int64_t)(pos[i] + 1) * a->n_heads * a->head_dim;

@@ -281,14 +281,15 @@ static void run_attention_case(backend_t *b, int nh, int nkv, int hd, int bs, co
     b->ops->kv_write(b->ctx, kc, vc, qkv + (size_t)half * stride + qd, qkv + (size_t)half * stride + qd + kvd, stride,
                      pos + half, seq + half, table, tstride, total - half, &a);
     b->ops->kv_write(b->ctx, kc, vc, qkv + qd, qkv + qd + kvd, stride, pos, seq, table, tstride, half, &a);
-    /* layout check: (block, kv_head, slot, dim) */
+    /* the CPU layout (docs/engine.md): K (block, kv_head, dim, slot), V (block, kv_head, slot, dim) */
     for (t = 0; t < total; t++) {
         int blk = table[seq[t] * tstride + pos[t] / bs], slot = pos[t] % bs;
         for (int g = 0; g < nkv; g++)
             for (int i = 0; i < hd; i++) {
-                size_t idx = (((size_t)blk * nkv + g) * bs + slot) * hd + i;
-                float kv_k = dt == BACKEND_DT_F16 ? quant_f16_to_f32(((uint16_t *)kc)[idx]) : ((float *)kc)[idx];
-                float kv_v = dt == BACKEND_DT_F16 ? quant_f16_to_f32(((uint16_t *)vc)[idx]) : ((float *)vc)[idx];
+                size_t ki = (((size_t)blk * nkv + g) * hd + i) * bs + slot;
+                size_t vi = (((size_t)blk * nkv + g) * bs + slot) * hd + i;
+                float kv_k = dt == BACKEND_DT_F16 ? quant_f16_to_f32(((uint16_t *)kc)[ki]) : ((float *)kc)[ki];
+                float kv_v = dt == BACKEND_DT_F16 ? quant_f16_to_f32(((uint16_t *)vc)[vi]) : ((float *)vc)[vi];
                 float want_k = round_kv(qkv[(size_t)t * stride + qd + g * hd + i], dt);
                 float want_v = round_kv(qkv[(size_t)t * stride + qd + kvd + g * hd + i], dt);
                 if (kv_k != want_k || kv_v != want_v)
