@@ -255,6 +255,18 @@ static void run_case(const att_case &c, int kv_f32, int n_sm) {
     ck(attention_launch(out[1].data(), qkv.data(), stride, kc[1].data(), vc[1].data(), pos.data(), seq.data(),
                         table.data(), mb, n, &p, nullptr),
        "attention");
+    /* the CPU keeps K blocks as (kv head, dim, slot) (docs/engine.md); these kernels as
+     * (kv head, slot, dim): compare in the kernels' order */
+    {
+        std::vector<uint8_t> t(cache);
+        for (int blk = 0; blk < total; blk++)
+            for (int g = 0; g < nkv; g++)
+                for (int d = 0; d < hd; d++)
+                    for (int sl = 0; sl < bs; sl++)
+                        memcpy(&t[((((size_t)blk * nkv + g) * bs + sl) * hd + d) * es],
+                               &kc[0][((((size_t)blk * nkv + g) * hd + d) * bs + sl) * es], es);
+        kc[0] = t;
+    }
     char shape[160];
     int maxctx = 0;
     for (int s = 0; s < S; s++) maxctx = c.ctx[s] > maxctx ? c.ctx[s] : maxctx;

@@ -420,6 +420,26 @@ typedef struct {
     int nq[8];    /* tokens of each sequence in this batch (the last nq positions) */
 } att_case_t;
 
+/* The order inside a KV block is each backend's own (backend.h). To compare kv_write
+ * results, K is brought to (block, kv head, slot, dim) order: the CUDA backend's own;
+ * the CPU backend stores K blocks as (kv head, dim, slot) (docs/engine.md). V is
+ * (kv head, slot, dim) on both. */
+static void canon_k(const backend_t *b, uint8_t *k, int n_blocks, const backend_attn_t *a, size_t es) {
+    if (strcmp(b->info.name, "cpu")) return;
+    const size_t blk = (size_t)a->n_kv_heads * a->block_size * a->head_dim * es;
+    uint8_t *tmp = xmalloc(blk);
+    for (int i = 0; i < n_blocks; i++) {
+        uint8_t *base = k + (size_t)i * blk;
+        for (int g = 0; g < a->n_kv_heads; g++)
+            for (int d = 0; d < a->head_dim; d++)
+                for (int s = 0; s < a->block_size; s++)
+                    memcpy(tmp + (((size_t)g * a->block_size + s) * a->head_dim + d) * es,
+                           base + (((size_t)g * a->head_dim + d) * a->block_size + s) * es, es);
+        memcpy(base, tmp, blk);
+    }
+    free(tmp);
+}
+
 static const att_case_t att_cases[] = {
     {"decode 1B shape", 32, 8, 64, 16, 4, {1, 17, 300, 1000}, {1, 1, 1, 1}},
     {"decode batch1 long ctx (splits)", 32, 8, 64, 16, 1, {4096}, {1}},
@@ -498,6 +518,7 @@ static void run_att_case(const att_case_t *c, bool big_batch) {
         cache[k] = xmalloc(2 * cache_bytes);
         down(b, cache[k], kc, cache_bytes);
         down(b, cache[k] + cache_bytes, vc, cache_bytes);
+        canon_k(b, cache[k], total_blocks, &a, backend_dtype_size(gpu->info.kv_dtype));
         dfree(b, kc), dfree(b, vc), dfree(b, dtab), dfree(b, dpos), dfree(b, dseq), dfree(b, dhp), dfree(b, dhs);
         dfree(b, dq), dfree(b, dh), dfree(b, dout);
     }

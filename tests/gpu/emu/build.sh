@@ -7,6 +7,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 out=${1:?usage: build.sh OUTDIR}
+case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
+cd "$root"
 mkdir -p "$out"
 inc=""
 for d in "${CUDA_HOME:-/nonexistent}/include" /usr/local/cuda/include "$root/.cache/cuda/include"; do
@@ -35,9 +37,9 @@ for src in tests/gpu/emu/emu.cpp tests/gpu/emu_kernels.cpp; do
   newer "$o" "$root/$src" "${hdrs[@]}" && g++ $CXXFLAGS -c "$root/$src" -o "$o" &
   objs+=("$o")
 done
-for src in src/engine/backend.c src/engine/backend_cpu.c src/engine/quant.c src/engine/gguf.c src/common/log.c; do
+for src in src/engine/backend.c src/engine/backend_cpu.c src/engine/quant.c src/engine/gguf.c src/common/*.c; do
   o="$out/c_$(basename "$src" .c).o"
-  newer "$o" "$root/$src" "$root"/src/engine/*.h && cc $CFLAGS -c "$root/$src" -o "$o" &
+  newer "$o" "$root/$src" "$root"/src/engine/*.h "$root"/src/common/*.h && cc $CFLAGS -c "$root/$src" -o "$o" &
   objs+=("$o")
 done
 wait
