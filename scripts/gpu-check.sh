@@ -128,7 +128,7 @@ fi
 log "build: engine + kernels (sm_$ARCH) with -DKRILL_NO_BLAS -DKRILL_NO_PCRE2, no pkg-config libraries"
 VERSION=$(cat VERSION)
 CFLAGS="-std=c11 -D_GNU_SOURCE -O2 -g -pthread -fno-strict-aliasing -Wall -Wextra -Isrc -Isrc/common -Isrc/engine
-        -DKRILL_VERSION=\"$VERSION\" -DKRILL_NO_BLAS -DKRILL_NO_PCRE2 $MARCH"
+        -DKRILL_VERSION=\"$VERSION\" -DKRILL_NO_BLAS -DKRILL_NO_PCRE2 -DKRILL_NO_JANSSON $MARCH"
 LIBS="-lm -lpthread -ldl -lrt"
 if [ -n "$NVCC" ]; then
   CFLAGS="$CFLAGS -DKRILL_CUDA=1 -I$CUDA_DIR/include"
@@ -290,6 +290,12 @@ fi
 if [ $SKIP_BENCH = 1 ]; then
   record bench all NOT-RUN "--skip-bench"
 elif [ $CPU_ONLY = 1 ]; then
+  if [ $HAVE_BENCH = 1 ] && have_model tiny; then
+    timeout 60 "$B/krill-bench" --model "$MODELS/tiny.gguf" --backend cpu --requests 64 --prompt-len 32 --output-len 16 \
+      --json >"$OUT/bench_krill_cpu_tiny.json" 2>"$OUT/bench_krill_cpu_tiny.log" \
+      && record bench krill-cpu-smoke PASS "tiny model on the CPU: $(grep -o '"output_tok_per_s":[0-9.]*' "$OUT/bench_krill_cpu_tiny.json")" \
+      || record bench krill-cpu-smoke FAIL "log: $OUT/bench_krill_cpu_tiny.log"
+  fi
   record bench all NOT-RUN "no GPU"
 elif ! have_model llama1b; then
   record bench all NOT-RUN "no Llama-1B model (--quick)"
@@ -301,7 +307,7 @@ else
   if [ $HAVE_BENCH = 1 ]; then
     help=$("$B/krill-bench" --help 2>&1)
     missing=""
-    for f in --model --backend --requests --prompt-tokens --max-tokens --ignore-eos --json --max-seqs; do
+    for f in --model --backend --requests --prompt-len --output-len --max-seqs --json; do
       grep -q -- "$f" <<<"$help" || missing="$missing $f"
     done
     if [ -n "$missing" ]; then
@@ -309,14 +315,14 @@ else
     else
       log "bench: krill-bench --backend cuda, $N_REQ requests x (128 prompt + 128 generated)"
       smi_start krill
-      timeout 150 "$B/krill-bench" --model "$MODELS/llama1b.gguf" --backend cuda --requests $N_REQ --prompt-tokens 128 \
-        --max-tokens 128 --ignore-eos --json "$OUT/bench_krill.json" >"$OUT/bench_krill.log" 2>&1
+      timeout 150 "$B/krill-bench" --model "$MODELS/llama1b.gguf" --backend cuda --requests $N_REQ --prompt-len 128 \
+        --output-len 128 --max-seqs 256 --json >"$OUT/bench_krill.json" 2>"$OUT/bench_krill.log"
       rc=$?; smi_stop
-      [ $rc = 0 ] && record bench krill PASS "$(tail -1 "$OUT/bench_krill.log" | cut -c1-200)" \
+      [ $rc = 0 ] && record bench krill PASS "$(cut -c1-220 "$OUT/bench_krill.json")" \
         || record bench krill FAIL "exit $rc (log: $OUT/bench_krill.log)"
-      timeout 60 "$B/krill-bench" --model "$MODELS/llama1b.gguf" --backend cuda --requests 4 --max-seqs 1 --prompt-tokens 128 \
-        --max-tokens 128 --ignore-eos --json "$OUT/bench_krill_b1.json" >"$OUT/bench_krill_b1.log" 2>&1 \
-        && record bench krill-batch1 PASS "$(tail -1 "$OUT/bench_krill_b1.log" | cut -c1-200)" \
+      timeout 60 "$B/krill-bench" --model "$MODELS/llama1b.gguf" --backend cuda --requests 1 --prompt-len 128 \
+        --output-len 128 --json >"$OUT/bench_krill_b1.json" 2>"$OUT/bench_krill_b1.log" \
+        && record bench krill-batch1 PASS "$(grep -o '"tpot_ms_p50":[0-9.]*' "$OUT/bench_krill_b1.json")" \
         || record bench krill-batch1 FAIL "log: $OUT/bench_krill_b1.log"
     fi
   else
@@ -360,12 +366,15 @@ def util(tag):
 # does 2 FLOPs per parameter per token
 P = 1235814400  # parameters of the Llama-3.2-1B shape (tied embeddings counted once)
 perf = {}
-tps = bk.get("generated_tokens_per_s")
+tps = bk.get("output_tok_per_s") or bk.get("generated_tokens_per_s")
 if tps:
     perf["krill_generated_tokens_per_s"] = tps
     if ops.get("gemm_tflops"):
         perf["krill_fraction_of_gemm_roofline"] = 2 * P * tps / (ops["gemm_tflops"] * 1e12)
-    steps = bk.get("decode_steps_per_s") or (tps / bk["mean_batch"] if bk.get("mean_batch") else None)
+    # every step streams the weights once: steps/s from the run (prefill steps included)
+    steps = bk["steps"] / bk["wall_s"] if bk.get("steps") and bk.get("wall_s") else None
+    if steps: perf["krill_steps_per_s"] = steps
+    if bk.get("mean_seqs_per_step"): perf["krill_mean_seqs_per_step"] = bk["mean_seqs_per_step"]
     if steps and ops.get("copy_gbs"):
         perf["krill_fraction_of_hbm_weight_stream"] = steps * 2 * P / (ops["copy_gbs"] * 1e9)
     for k in ("gpu_idle_ms", "gpu_busy_ms", "gpu_idle_fraction"):
@@ -374,7 +383,7 @@ if bh.get("generated_tokens_per_s"):
     perf["transformers_generated_tokens_per_s"] = bh["generated_tokens_per_s"]
     perf["transformers_method"] = bh.get("method")
     if tps: perf["krill_over_transformers"] = tps / bh["generated_tokens_per_s"]
-if b1.get("ms_per_token") or b1.get("tpot_ms"): perf["krill_batch1_ms_per_token"] = b1.get("ms_per_token") or b1.get("tpot_ms")
+if b1.get("tpot_ms_p50"): perf["krill_batch1_ms_per_token"] = b1["tpot_ms_p50"]
 if bh.get("batch1_ms_per_token"): perf["transformers_batch1_ms_per_token"] = bh["batch1_ms_per_token"]
 for tag in ("krill", "hf"):
     u = util(tag)
