@@ -278,8 +278,9 @@ int main(int argc, char **argv) {
     cmp_t self = compare(dec, pre, rows, vocab, max_rel);
     printf("  decode vs prefill (krill)   rel median %.3g p99 %.3g max %.3g  argmax agree %.1f%%  (%.0f ms / %.0f ms)\n",
            self.rel_median, self.rel_p99, self.rel_max, 100 * self.agree, pre_ms, dec_ms);
-    /* the two paths differ only in summation order: far tighter than against a reference */
-    if (self.rel_max > max_rel / 4) fail = 1;
+    /* the two paths differ in summation order (and so, with bf16 matmul inputs, in a few
+     * roundings): a sanity bound; the references below are the real gates */
+    if (self.rel_max > max_rel) fail = 1;
     FILE *jf = json_path ? fopen(json_path, "w") : NULL;
     if (jf)
         fprintf(jf,

@@ -53,6 +53,9 @@ template <typename T> cudaError_t cudaFuncSetAttribute(T *, cudaFuncAttribute, i
 void emu_run_grid(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body);
 /* Counts launches; the test checks that each launcher really launched something. */
 extern long emu_launches;
+/* Set by fake_cudart.cpp: launches then go into its deferred stream queue (or into a
+ * graph being captured) instead of running at once. */
+extern void (*emu_submit_hook)(std::function<void()> f);
 
 template <typename F> struct emu_launch_t {
     F f;
@@ -60,7 +63,11 @@ template <typename F> struct emu_launch_t {
     size_t smem;
     template <typename... A> void operator()(A... a) const {
         const F fn = f;
-        emu_run_grid(g, b, smem, [=]() { fn(a...); });
+        const dim3 gg = g, bb = b;
+        const size_t sm = smem;
+        std::function<void()> run = [=]() { emu_run_grid(gg, bb, sm, [=]() { fn(a...); }); };
+        if (emu_submit_hook) emu_submit_hook(std::move(run));
+        else run();
     }
 };
 template <typename F>

@@ -1,14 +1,15 @@
-/* emu.cpp — the fiber runtime behind cuda_emu.h, plus stubs for the CUDA runtime and
- * cuBLAS calls the kernel files make (they are never reached by the emulated tests
- * except cudaGetLastError/cudaFuncSetAttribute, which succeed).
+/* emu.cpp — the fiber runtime behind cuda_emu.h, and the two runtime calls every kernel
+ * file makes (cudaGetLastError, cudaFuncSetAttribute: both succeed). The rest of the
+ * runtime is fake_cudart.cpp (whole-backend builds) or emu_stubs.cpp (kernels only).
  *
  * Scheduling: every thread of a block is a ucontext fiber with its own stack. The
  * scheduler resumes the fibers round-robin; a fiber runs until it waits at a barrier
  * that is not yet released (block barrier for __syncthreads, warp barrier for
  * shuffles) or returns. The last arrival releases a barrier (bumps its generation).
  * A full pass without progress while fibers still wait is a deadlock: abort. */
-#include <cublas_v2.h>
 #include <ucontext.h>
+
+#include <cstdint>
 
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +19,7 @@
 #include "cuda_emu.h"
 
 long emu_launches;
+void (*emu_submit_hook)(std::function<void()> f);
 
 namespace {
 
@@ -165,14 +167,8 @@ void emu_run_grid(dim3 grid, dim3 block, size_t smem, const std::function<void()
             }
 }
 
-/* ---------------------------------------------------------------- runtime stubs */
+/* ---------------------------------------------------------------- runtime calls the kernels make */
 extern "C" {
 cudaError_t cudaGetLastError(void) { return cudaSuccess; }
 cudaError_t cudaFuncSetAttribute(const void *, enum cudaFuncAttribute, int) { return cudaSuccess; }
-const char *cublasGetStatusString(cublasStatus_t) { return "emulator: cuBLAS is not emulated"; }
-cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void *,
-                            const void *, cudaDataType, int, const void *, cudaDataType, int, const void *, void *,
-                            cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t) {
-    return CUBLAS_STATUS_NOT_SUPPORTED;
-}
 }
