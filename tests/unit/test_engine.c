@@ -447,7 +447,9 @@ int main(void) {
         return 77;
     }
     char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "%s tests/reference/make_engine_model.py '%s' >'%s.log' 2>&1", py, dir, dir);
+    /* mkdir first: the log lives next to the model dir, in a build dir that may be fresh */
+    snprintf(cmd, sizeof(cmd), "mkdir -p '%s' && %s tests/reference/make_engine_model.py '%s' >'%s.log' 2>&1", dir, py,
+             dir, dir);
     if (system(cmd) != 0) {
         fprintf(stderr, "make_synthetic.py failed: see %s.log\n", dir);
         return 1;
