@@ -23,9 +23,12 @@ done
 [ -n "$inc" ] || { echo "SKIP: no CUDA headers (cuda_fp16.h) found; run scripts/setup.sh"; exit 77; }
 for t in g++ cc python3; do command -v $t >/dev/null || { echo "SKIP: $t not found"; exit 77; }; done
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
-CXXFLAGS="-std=c++17 -O2 -g -w -include $root/tests/gpu/emu/cuda_emu.h -I$root/tests/gpu/emu -I$root/kernels
+# SANITIZE=1 (make test SANITIZE=1): ASan + UBSan over everything, fibers included
+SAN=""
+[ "${SANITIZE:-0}" = 1 ] && SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+CXXFLAGS="$SAN -std=c++17 -O2 -g -w -include $root/tests/gpu/emu/cuda_emu.h -I$root/tests/gpu/emu -I$root/kernels
           -I$root/src -I$root/src/engine -I$root/src/common -I$inc"
-BASE_CFLAGS="-std=c11 -D_GNU_SOURCE -O2 -g -pthread -DKRILL_VERSION=\"emu\" -I$root/src -I$root/src/engine -I$root/src/common"
+BASE_CFLAGS="$SAN -std=c11 -D_GNU_SOURCE -O2 -g -pthread -DKRILL_VERSION=\"emu\" -I$root/src -I$root/src/engine -I$root/src/common"
 # the reference side of emu_kernels: the CPU backend alone
 REF_CFLAGS="$BASE_CFLAGS -DKRILL_NO_BLAS"
 # the whole-backend programs: every engine file, the CUDA backend selected, no libraries
@@ -84,9 +87,9 @@ fi
 fail=0
 while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || fail=1; done
 [ $fail = 0 ] || { echo "build.sh: a compile failed (see above)" >&2; exit 1; }
-g++ -pthread "${k_objs[@]}" "$out/emu.o" "$out/emu_stubs.o" "$out/emu_kernels.o" "${ref_objs[@]}" -lm -o "$out/emu_kernels"
+g++ $SAN -pthread "${k_objs[@]}" "$out/emu.o" "$out/emu_stubs.o" "$out/emu_kernels.o" "${ref_objs[@]}" -lm -o "$out/emu_kernels"
 if [ "$what" = all ]; then
   whole=("${k_objs[@]}" "$out/k_backend_cuda.o" "$out/emu.o" "$out/fake_cudart.o" "${all_objs[@]}")
-  g++ -pthread "$out/gpu_ops.o" "${whole[@]}" -lm -o "$out/emu_gpu_ops"
-  g++ -pthread "$out/gpu_parity.o" "${whole[@]}" -lm -o "$out/emu_gpu_parity"
+  g++ $SAN -pthread "$out/gpu_ops.o" "${whole[@]}" -lm -o "$out/emu_gpu_ops"
+  g++ $SAN -pthread "$out/gpu_parity.o" "${whole[@]}" -lm -o "$out/emu_gpu_parity"
 fi

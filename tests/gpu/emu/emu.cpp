@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "cuda_emu.h"
@@ -41,7 +42,7 @@ struct fiber_t {
 const size_t STACK = 256 << 10;
 ucontext_t sched_ctx;
 std::vector<fiber_t> fibers;
-std::vector<char *> stacks;
+std::vector<std::unique_ptr<char[]>> stacks; /* freed at exit (LeakSanitizer) */
 std::vector<warp_t> warps;
 fiber_t *cur;
 uint3 cur_block;
@@ -122,7 +123,7 @@ void emu_run_grid(dim3 grid, dim3 block, size_t smem, const std::function<void()
         fprintf(stderr, "emu: %zu bytes of dynamic shared memory is more than any GPU gives a block\n", smem);
         abort();
     }
-    while ((int)stacks.size() < nt) stacks.push_back((char *)malloc(STACK));
+    while ((int)stacks.size() < nt) stacks.emplace_back(new char[STACK]);
     fibers.resize(nt);
     warps.resize(nt / 32);
     cur_body = &body;
@@ -143,7 +144,7 @@ void emu_run_grid(dim3 grid, dim3 block, size_t smem, const std::function<void()
                     f.done = 0;
                     f.tid = make_uint3(i % block.x, (i / block.x) % block.y, i / (block.x * block.y));
                     getcontext(&f.ctx);
-                    f.ctx.uc_stack.ss_sp = stacks[i];
+                    f.ctx.uc_stack.ss_sp = stacks[i].get();
                     f.ctx.uc_stack.ss_size = STACK;
                     f.ctx.uc_link = nullptr;
                     makecontext(&f.ctx, fiber_main, 0);
