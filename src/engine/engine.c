@@ -23,7 +23,10 @@
 #include "scheduler.h"
 #include "tokenizer.h"
 
-#define ENGINE_DEFAULT_MAX_BATCH_TOKENS 2048
+/* cpu: a step of 512 tokens already runs the matmuls at full speed, and activations
+ * for 2048 would cost ~85 MB more resident memory (SmolLM2-135M) */
+#define ENGINE_DEFAULT_MAX_BATCH_TOKENS_CPU 512
+#define ENGINE_DEFAULT_MAX_BATCH_TOKENS_CUDA 2048
 #define ENGINE_DEFAULT_MAX_SEQS_CPU 64
 #define ENGINE_DEFAULT_MAX_SEQS_CUDA 256
 #define ENGINE_DEFAULT_KV_BLOCK_SIZE 16
@@ -106,7 +109,10 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
     }
 
     const char *backend = cfg->backend && *cfg->backend ? cfg->backend : "auto";
-    int max_batch = cfg->max_batch_tokens > 0 ? cfg->max_batch_tokens : ENGINE_DEFAULT_MAX_BATCH_TOKENS;
+    const bool cpu_likely = strcmp(backend, "cpu") == 0 || (strcmp(backend, "auto") == 0 && !cuda_built);
+    int max_batch = cfg->max_batch_tokens > 0 ? cfg->max_batch_tokens
+                    : cpu_likely              ? ENGINE_DEFAULT_MAX_BATCH_TOKENS_CPU
+                                              : ENGINE_DEFAULT_MAX_BATCH_TOKENS_CUDA;
     /* "auto" may end up on CUDA: size the model for the CUDA default; the scheduler
      * then uses what the backend turned out to be */
     int model_seqs = cfg->max_seqs > 0                 ? cfg->max_seqs
@@ -115,8 +121,7 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
     /* f32 KV on the cpu: with f16, the last-bit differences of sgemm between batch
      * shapes flip f16 roundings and seeded outputs stop being batch-independent */
     const char *kv_dtype = cfg->kv_dtype && *cfg->kv_dtype ? cfg->kv_dtype : NULL;
-    if (!kv_dtype && (strcmp(backend, "cpu") == 0 || (strcmp(backend, "auto") == 0 && !cuda_built)))
-        kv_dtype = "f32";
+    if (!kv_dtype && cpu_likely) kv_dtype = "f32";
     model_params_t mp = {.backend = backend,
                          .dtype = cfg->dtype,
                          .n_threads = cfg->n_threads,

@@ -40,7 +40,7 @@ typedef struct {
     int n_threads;              /* cpu backend threads; 0 = online cores */
     int context;                /* max tokens per sequence; 0 = the model's training context */
     int max_seqs;               /* sequences per step; 0 = backend default (cpu 64, cuda 256) */
-    int max_batch_tokens;       /* tokens per step (prefill chunking); 0 = default 2048 */
+    int max_batch_tokens;       /* tokens per step (prefill chunking); 0 = cpu 512, cuda 2048 */
     int kv_block_size;          /* tokens per KV block; 0 = 16 */
     int64_t kv_cache_tokens;    /* cpu: KV capacity in tokens; 0 = min(4 x training context,
                                    512 MiB of KV) (model.h MODEL_DEFAULT_CPU_KV_BYTES) */
