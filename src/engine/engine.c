@@ -60,6 +60,20 @@ static int fwd(void *ctx, const model_batch_t *b, float *logits) {
     if (rc != 0) LOG_ERROR("model_forward failed", "error=\"%s\"", model_last_error(e->model));
     return rc;
 }
+static int fwd_argmax(void *ctx, const model_batch_t *b, int32_t *ids) {
+    engine_t *e = ctx;
+    int rc = model_forward_argmax(e->model, b, ids);
+    if (rc != 0) LOG_ERROR("model_forward_argmax failed", "error=\"%s\"", model_last_error(e->model));
+    return rc;
+}
+static void dev_stats(void *ctx, engine_stats_t *st) {
+    model_stats_t ms;
+    model_get_stats(((engine_t *)ctx)->model, &ms);
+    st->gpu_busy_ms = ms.busy_ms;
+    st->gpu_idle_ms = ms.idle_ms;
+    st->graph_captures = ms.graph_captures;
+    st->graph_replays = ms.graph_replays;
+}
 static bool is_eog(void *ctx, int32_t id) { return tokenizer_is_eog(((engine_t *)ctx)->tok, id); }
 static void detok_init(void *ctx, tokenizer_stream_t *s) {
     (void)ctx;
@@ -168,6 +182,8 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
     scheduler_model_t sm = {.ctx = e,
                             .n_vocab = hp->n_vocab,
                             .forward = fwd,
+                            .forward_argmax = fwd_argmax,
+                            .device_stats = dev_stats,
                             .is_eog = is_eog,
                             .detok_init = detok_init,
                             .detok_push = detok_push,

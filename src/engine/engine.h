@@ -112,6 +112,11 @@ typedef struct {
     uint64_t prompt_tokens_total, generated_tokens_total;
     int last_step_seqs, last_step_tokens;
     double last_step_ms;
+    /* device counters (cuda; 0 on cpu): time the GPU worked on steps and sat idle
+     * between them, graph captures/replays of decode steps; argmax_steps: steps whose
+     * sampling ran on the device (only ids downloaded) */
+    double gpu_busy_ms, gpu_idle_ms;
+    uint64_t graph_captures, graph_replays, argmax_steps;
 } engine_stats_t;
 
 typedef struct {

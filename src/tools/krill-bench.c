@@ -220,15 +220,19 @@ int main(int argc, char **argv) {
                "\"load_s\":%.17g,\"wall_s\":%.17g,\"requests_per_s\":%.17g,\"output_tok_per_s\":%.17g,"
                "\"total_tok_per_s\":%.17g,\"ttft_ms_p50\":%.17g,\"ttft_ms_p99\":%.17g,\"tpot_ms_p50\":%.17g,"
                "\"tpot_ms_p99\":%.17g,\"latency_ms_p50\":%.17g,\"decode_tok_per_s_p50\":%.17g,\"peak_rss_mb\":%.17g,"
-               "\"steps\":%llu,\"preemptions\":%llu,\"mean_seqs_per_step\":%.17g,\"max_seqs_per_step\":%d}\n",
+               "\"steps\":%llu,\"preemptions\":%llu,\"mean_seqs_per_step\":%.17g,\"max_seqs_per_step\":%d,"
+               "\"gpu_busy_ms\":%.17g,\"gpu_idle_ms\":%.17g,\"graph_captures\":%llu,\"graph_replays\":%llu,"
+               "\"argmax_steps\":%llu}\n",
                KRILL_VERSION, name, dev, n_req, plen, olen, info->max_seqs, info->max_batch_tokens,
                (long long)info->kv_cache_tokens, t_load / 1000.0, s, req_s, out_s, tot_s, pct(ttft, (int)n_req, 50),
                pct(ttft, (int)n_req, 99), pct(tpot, (int)n_req, 50), pct(tpot, (int)n_req, 99),
                pct(lat, (int)n_req, 50), dec_s, rss_mb, (unsigned long long)steps,
-               (unsigned long long)st.preemptions, steps ? seqs_sum / (double)steps : 0.0, max_seqs_seen);
+               (unsigned long long)st.preemptions, steps ? seqs_sum / (double)steps : 0.0, max_seqs_seen,
+               st.gpu_busy_ms, st.gpu_idle_ms, (unsigned long long)st.graph_captures,
+               (unsigned long long)st.graph_replays, (unsigned long long)st.argmax_steps);
 #else
         json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
-                              "s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:i}",
+                              "s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:i, s:f, s:f, s:I, s:I, s:I}",
                               "engine", "krill", "version", KRILL_VERSION, "model", info->model_name, "device",
                               info->device, "requests", (int)n_req, "prompt_len", (int)plen, "output_len", (int)olen,
                               "max_seqs", info->max_seqs, "max_batch_tokens", info->max_batch_tokens,
@@ -239,7 +243,9 @@ int main(int argc, char **argv) {
                               "latency_ms_p50", pct(lat, (int)n_req, 50), "decode_tok_per_s_p50", dec_s,
                               "peak_rss_mb", rss_mb, "steps", (json_int_t)steps, "preemptions",
                               (json_int_t)st.preemptions, "mean_seqs_per_step", steps ? seqs_sum / (double)steps : 0.0,
-                              "max_seqs_per_step", max_seqs_seen);
+                              "max_seqs_per_step", max_seqs_seen, "gpu_busy_ms", st.gpu_busy_ms, "gpu_idle_ms",
+                              st.gpu_idle_ms, "graph_captures", (json_int_t)st.graph_captures, "graph_replays",
+                              (json_int_t)st.graph_replays, "argmax_steps", (json_int_t)st.argmax_steps);
         char *txt = json_dumps(o, JSON_COMPACT);
         puts(txt);
         free(txt);
@@ -261,6 +267,10 @@ int main(int argc, char **argv) {
         printf("TPOT ms          p50 %9.2f   p99 %9.2f   (decode %.1f tok/s per request at p50)\n",
                pct(tpot, (int)n_req, 50), pct(tpot, (int)n_req, 99), dec_s);
         printf("peak RSS         %10.1f MB\n", rss_mb);
+        printf("device           busy %.1f ms, idle between steps %.1f ms; graphs %llu captured, %llu replays; "
+               "%llu steps sampled on the device\n", st.gpu_busy_ms, st.gpu_idle_ms,
+               (unsigned long long)st.graph_captures, (unsigned long long)st.graph_replays,
+               (unsigned long long)st.argmax_steps);
     }
     rc = 0;
 out:
