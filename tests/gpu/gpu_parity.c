@@ -10,7 +10,11 @@
  * Per position: relative error ||krill - ref|| / ||ref|| over the vocabulary, and
  * whether the greedy token (argmax) agrees. Gates: every position's relative error
  * <= --max-rel, and the agreeing fraction >= --min-agree. --out writes the prefill
- * logits (S, L, vocab) as f32 for another run's --ref.
+ * logits (S, L, vocab) as f32 for another run's --ref, --out-decode the decode path's.
+ * Greedy ids: the decode steps are run again through model_forward_argmax (the
+ * device's argmax where the backend has one, padded graph buckets on CUDA); every id
+ * must equal the argmax of the decode logits (gate: exact). --no-graphs runs the
+ * decode steps eagerly (to compare the two with --out-decode).
  * Exit: 0 gates met, 1 not met or error, 77 no GPU for --backend cuda. */
 #include <math.h>
 #include <stdbool.h>
@@ -118,6 +122,7 @@ typedef struct {
     int32_t *table;      /* (S, mb) */
     int32_t *cur;        /* (S) cached tokens of each sequence */
     int max_tokens;      /* tokens per model_forward */
+    int32_t *ids;        /* (S, L) greedy ids of model_forward_argmax, or NULL */
 } run_t;
 
 /* Runs tokens [p0, p1) of sequences [s0, s1) in one batch; logits of every row go to
@@ -133,6 +138,13 @@ static int run_batch(run_t *r, int s0, int s1, int p0, int p1, float *out, float
         for (int p = p0; p < p1; p++, t++) tok[t] = r->toks[(size_t)s * r->L + p], pos[t] = p, seq[t] = s, rows[t] = t;
     model_batch_t b = {.n_tokens = n, .tokens = tok, .pos = pos, .seq = seq, .n_seqs = r->S, .seq_len = len,
                        .block_table = r->table, .max_blocks = r->mb, .n_logits = n, .logit_rows = rows};
+    if (r->ids) { /* greedy ids only */
+        int32_t *got = xmalloc(sizeof(int32_t) * n);
+        int rc = model_forward_argmax(r->m, &b, got);
+        for (t = 0; !rc && t < n; t++) r->ids[(size_t)seq[t] * r->L + pos[t]] = got[t];
+        free(got), free(tok), free(pos), free(seq), free(rows), free(len);
+        return rc;
+    }
     int rc = model_forward(r->m, &b, scratch);
     if (!rc)
         for (t = 0; t < n; t++)
@@ -154,12 +166,13 @@ static int run_all(run_t *r, int p0, int p1, float *out, float *scratch) {
 static void usage(FILE *f) {
     fprintf(f, "usage: gpu_parity --model M.gguf --tokens T.bin --seqs S --len L [--backend cuda|cpu] [--dtype bf16|f16]\n"
                "                  [--ref FILE[:NAME]]... [--out FILE] [--max-rel 2e-2] [--min-agree 0.9]\n"
-               "                  [--json FILE] [--threads N]\n"
+               "                  [--json FILE] [--threads N] [--out-decode FILE] [--no-graphs]\n"
                "Compares krill's logits (prefill and decode paths) with reference logits (S, L, vocab) f32.\n");
 }
 
 int main(int argc, char **argv) {
-    const char *model_path = NULL, *tok_path = NULL, *out_path = NULL;
+    const char *model_path = NULL, *tok_path = NULL, *out_path = NULL, *out_dec_path = NULL;
+    int no_graphs = 0;
     char *refs[4];
     int n_refs = 0;
     const char *backend = "cuda", *dtype = "bf16", *json_path = NULL;
@@ -173,6 +186,9 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--version")) {
             printf("%s\n", PARITY_VERSION);
             return 0;
+        } else if (!strcmp(a, "--no-graphs")) {
+            no_graphs = 1;
+            continue;
         } else if (!v) {
             fprintf(stderr, "gpu_parity: %s needs a value\n", a);
             return 2;
@@ -180,6 +196,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--tokens")) tok_path = v;
         else if (!strcmp(a, "--ref") && n_refs < 4) refs[n_refs++] = strdup(v);
         else if (!strcmp(a, "--out")) out_path = v;
+        else if (!strcmp(a, "--out-decode")) out_dec_path = v;
         else if (!strcmp(a, "--backend")) backend = v;
         else if (!strcmp(a, "--dtype")) dtype = v;
         else if (!strcmp(a, "--json")) json_path = v;
@@ -219,7 +236,7 @@ int main(int argc, char **argv) {
     const int max_tokens = L > 256 ? L : 256;
     model_params_t mp = {.backend = backend, .dtype = dtype, .n_threads = threads, .max_batch_tokens = max_tokens,
                          .max_seqs = S, .kv_block_size = bs, .kv_cache_tokens = (int64_t)S * mb * bs,
-                         .gpu_memory_fraction = 0.5};
+                         .gpu_memory_fraction = 0.5, .no_graphs = no_graphs};
     double t0 = now_ms();
     model_t *m = model_load(g, &mp, err, sizeof err);
     if (!m) {
@@ -246,7 +263,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "gpu_parity: token %d out of the vocabulary (%d)\n", toks[i], vocab);
             return 1;
         }
-    run_t r = {m, S, L, vocab, mb, toks, xmalloc(sizeof(int32_t) * S * mb), calloc(S, sizeof(int32_t)), max_tokens};
+    run_t r = {m, S, L, vocab, mb, toks, xmalloc(sizeof(int32_t) * S * mb), calloc(S, sizeof(int32_t)), max_tokens,
+               NULL};
     for (int i = 0; i < S * mb; i++) r.table[i] = i; /* sequence s owns blocks [s*mb, (s+1)*mb) */
     const size_t rows = (size_t)S * L, bytes = rows * vocab * sizeof(float);
     float *pre = xmalloc(bytes), *dec = xmalloc(bytes), *scratch = xmalloc(sizeof(float) * max_tokens * vocab);
@@ -275,6 +293,29 @@ int main(int argc, char **argv) {
         }
     const double dec_ms = now_ms() - t0;
     int fail = 0;
+    /* the decode steps again, greedy ids only (same blocks, same positions) */
+    r.ids = xmalloc(sizeof(int32_t) * S * L);
+    for (int p = half; p < L; p++)
+        if (run_all(&r, p, p + 1, NULL, scratch)) {
+            fprintf(stderr, "gpu_parity: model_forward_argmax (decode step %d) failed\n", p);
+            return 1;
+        }
+    int id_bad = 0;
+    for (int s = 0; s < S; s++)
+        for (int p = half; p < L; p++) {
+            const float *x = dec + ((size_t)s * L + p) * vocab;
+            int best = 0;
+            for (int v = 1; v < vocab; v++)
+                if (x[v] > x[best]) best = v;
+            if (r.ids[(size_t)s * L + p] != best) id_bad++;
+        }
+    model_stats_t mst;
+    model_get_stats(m, &mst);
+    printf("  decode greedy ids (model_forward_argmax) vs argmax of decode logits: %d of %d differ; "
+           "graphs: %llu captured, %llu replays\n", id_bad, S * (L - half), (unsigned long long)mst.graph_captures,
+           (unsigned long long)mst.graph_replays);
+    if (id_bad) fail = 1;
+    free(r.ids);
     cmp_t self = compare(dec, pre, rows, vocab, max_rel);
     printf("  decode vs prefill (krill)   rel median %.3g p99 %.3g max %.3g  argmax agree %.1f%%  (%.0f ms / %.0f ms)\n",
            self.rel_median, self.rel_p99, self.rel_max, 100 * self.agree, pre_ms, dec_ms);
@@ -314,6 +355,13 @@ int main(int argc, char **argv) {
     if (jf) {
         fprintf(jf, "],\n \"pass\": %s}\n", fail ? "false" : "true");
         fclose(jf);
+    }
+    if (out_dec_path) {
+        FILE *f = fopen(out_dec_path, "wb");
+        if (!f || fwrite(dec, 1, bytes, f) != bytes || fclose(f)) {
+            fprintf(stderr, "gpu_parity: cannot write %s\n", out_dec_path);
+            return 1;
+        }
     }
     if (out_path) {
         FILE *f = fopen(out_path, "wb");
