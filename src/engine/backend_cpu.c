@@ -24,7 +24,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifndef KRILL_NO_BLAS
 #include <cblas.h>
+#endif
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define CPU_AVX2 1
@@ -197,7 +199,9 @@ static void *cpu_init(const backend_params_t *p, backend_info_t *info, char *err
         }
     }
     /* Our pool splits every sgemm; OpenBLAS must not start threads of its own. */
+#ifndef KRILL_NO_BLAS
     openblas_set_num_threads(1);
+#endif
     memset(info, 0, sizeof *info);
     snprintf(info->name, sizeof info->name, "cpu");
     snprintf(info->device, sizeof info->device, "cpu (%d thread%s, OpenBLAS)", n, n == 1 ? "" : "s");
@@ -478,6 +482,14 @@ static void mm_worker(void *arg, int ith, int nth) {
     int c0 = (int)((int64_t)units * ith / nth) * 16, c1 = (int)((int64_t)units * (ith + 1) / nth) * 16;
     if (c1 > j->out) c1 = j->out;
     if (c1 <= c0) return;
+#ifdef KRILL_NO_BLAS
+    /* Built without OpenBLAS (bare GPU machines, scripts/gpu-check.sh): dot products over
+     * 16-column blocks so a block of W stays in cache while every row of x passes. */
+    for (int b0 = c0; b0 < c1; b0 += 16)
+        for (int r = 0; r < j->n; r++)
+            for (int c = b0; c < c1 && c < b0 + 16; c++)
+                j->y[(size_t)r * j->out + c] = dot_f32(j->x + (size_t)r * j->in, j->w + (size_t)c * j->in, j->in);
+#else
     if (j->n < MM_GEMV_ROWS) {
         /* sgemm would pack the whole weight slice for one or two rows: gemv reads it in place */
         for (int r = 0; r < j->n; r++)
@@ -487,6 +499,7 @@ static void mm_worker(void *arg, int ith, int nth) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, c1 - c0, j->in, 1.0f, j->x, j->in,
                     j->w + (size_t)c0 * j->in, j->in, 0.0f, j->y + c0, j->out);
     }
+#endif
     if (j->bias)
         for (int r = 0; r < j->n; r++) {
             float *y = j->y + (size_t)r * j->out;
