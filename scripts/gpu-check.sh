@@ -377,8 +377,11 @@ if tps:
     if bk.get("mean_seqs_per_step"): perf["krill_mean_seqs_per_step"] = bk["mean_seqs_per_step"]
     if steps and ops.get("copy_gbs"):
         perf["krill_fraction_of_hbm_weight_stream"] = steps * 2 * P / (ops["copy_gbs"] * 1e9)
-    for k in ("gpu_idle_ms", "gpu_busy_ms", "gpu_idle_fraction"):
+    for k in ("gpu_idle_ms", "gpu_busy_ms", "graph_captures", "graph_replays", "argmax_steps"):
         if k in bk: perf["krill_" + k] = bk[k]
+    # the GPU-idle gap between steps (krill-bench's engine stats, backend events)
+    if bk.get("gpu_busy_ms") and bk.get("gpu_idle_ms") is not None:
+        perf["krill_gpu_idle_fraction"] = bk["gpu_idle_ms"] / (bk["gpu_busy_ms"] + bk["gpu_idle_ms"])
 if bh.get("generated_tokens_per_s"):
     perf["transformers_generated_tokens_per_s"] = bh["generated_tokens_per_s"]
     perf["transformers_method"] = bh.get("method")
