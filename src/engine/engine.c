@@ -101,7 +101,7 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
     }
     char sub[384];
     if (!(e->g = gguf_open(cfg->model_path, sub, sizeof(sub)))) {
-        snprintf(err, errlen, "%s: %s", cfg->model_path, sub);
+        snprintf(err, errlen, "%s", sub); /* gguf_open names the file */
         goto fail;
     }
     if (!(e->tok = tokenizer_load(e->g, sub, sizeof(sub)))) {
