@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "chat.h"
 #include "gguf.h"
 #include "hparams.h"
@@ -31,11 +32,15 @@
 #define ENGINE_DEFAULT_MAX_SEQS_CUDA 256
 #define ENGINE_DEFAULT_KV_BLOCK_SIZE 16
 
+/* Whether "auto" will pick CUDA: built in and a device present (backend.c's rule). */
+static bool cuda_present(void) {
 #ifdef KRILL_CUDA
-static const bool cuda_built = true;
+    const backend_ops_t *o = backend_cuda_ops();
+    return o && o->device_count() > 0;
 #else
-static const bool cuda_built = false;
+    return false;
 #endif
+}
 
 struct engine {
     gguf_t *g;
@@ -110,7 +115,7 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
     }
     char sub[384];
     if (!(e->g = gguf_open(cfg->model_path, sub, sizeof(sub)))) {
-        snprintf(err, errlen, "%s: %s", cfg->model_path, sub);
+        snprintf(err, errlen, "%s", sub); /* gguf_open names the file */
         goto fail;
     }
     if (!(e->tok = tokenizer_load(e->g, sub, sizeof(sub)))) {
@@ -123,7 +128,7 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
     }
 
     const char *backend = cfg->backend && *cfg->backend ? cfg->backend : "auto";
-    const bool cpu_likely = strcmp(backend, "cpu") == 0 || (strcmp(backend, "auto") == 0 && !cuda_built);
+    const bool cpu_likely = strcmp(backend, "cpu") == 0 || (strcmp(backend, "auto") == 0 && !cuda_present());
     int max_batch = cfg->max_batch_tokens > 0 ? cfg->max_batch_tokens
                     : cpu_likely              ? ENGINE_DEFAULT_MAX_BATCH_TOKENS_CPU
                                               : ENGINE_DEFAULT_MAX_BATCH_TOKENS_CUDA;
