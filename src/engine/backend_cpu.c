@@ -1,14 +1,18 @@
-/* backend_cpu.c — the CPU backend: OpenBLAS sgemm for matmuls, our own thread pool
- * for everything else.
+/* backend_cpu.c — the CPU backend: our own batch-invariant matmul kernels
+ * (matmul_cpu.c) and our own thread pool for everything.
  *
  * Rules:
- * - One pool of n_threads (the caller's thread is worker 0). OpenBLAS is set to ONE
- *   thread for the whole process (openblas_set_num_threads(1)) and every sgemm is
- *   split by output columns over the pool, so OpenBLAS's own threads never compete
- *   with ours for the cores (no oversubscription, one place that decides threading).
- * - Weights are f32 (dequantized at load by quant.c), activations f32. The KV cache
- *   is f16 by default (half the memory of f32; values rounded to nearest even) or f32
- *   (kv_dtype "f32", used by the exactness tests). Attention accumulates in f32.
+ * - One pool of n_threads (the caller's thread is worker 0) runs every op. Matmuls
+ *   are split into (row block x column tile) tasks handed out dynamically; each
+ *   output element is computed in one fixed order (matmul_cpu.h) whatever the batch,
+ *   the split or the thread, so every op here is batch-invariant bitwise: a row's
+ *   results do not depend on the other rows of the call. KRILL_CPU_MATMUL=openblas
+ *   switches matmuls to OpenBLAS sgemm (one OpenBLAS thread, split over our pool) —
+ *   not batch-invariant; kept for comparison (docs/engine.md, "Why our own matmul").
+ * - Weights are f32 in the file's (out, in) row order (dequantized at load by
+ *   quant.c; no packing, so embed gathers rows of the same table the LM head uses),
+ *   activations f32. The KV cache is f16 by default (half the memory of f32; values
+ *   rounded to nearest even) or f32 (kv_dtype "f32"). Attention accumulates in f32.
  * - Workers spin briefly on a generation counter, then sleep on a condition
  *   variable: short ops see little wake-up latency, idle threads cost no CPU.
  * - Work too small to amortise a dispatch runs on the caller's thread.
@@ -216,7 +220,8 @@ static void *cpu_init(const backend_params_t *p, backend_info_t *info, char *err
             c->n_started++;
         }
     }
-    /* Our pool splits every sgemm; OpenBLAS must not start threads of its own. */
+    /* With KRILL_CPU_MATMUL=openblas our pool splits every sgemm; OpenBLAS must not
+     * start threads of its own. */
     openblas_set_num_threads(1);
     memset(info, 0, sizeof *info);
     snprintf(info->name, sizeof info->name, "cpu");
