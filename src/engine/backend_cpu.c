@@ -28,7 +28,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifndef KRILL_NO_BLAS
 #include <cblas.h>
+#endif
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define CPU_AVX2 1
@@ -222,7 +224,9 @@ static void *cpu_init(const backend_params_t *p, backend_info_t *info, char *err
     }
     /* With KRILL_CPU_MATMUL=openblas our pool splits every sgemm; OpenBLAS must not
      * start threads of its own. */
+#ifndef KRILL_NO_BLAS
     openblas_set_num_threads(1);
+#endif
     memset(info, 0, sizeof *info);
     snprintf(info->name, sizeof info->name, "cpu");
     snprintf(info->device, sizeof info->device, "cpu (%d thread%s, %s matmul)", n, n == 1 ? "" : "s",
