@@ -405,7 +405,6 @@ int kafka_io_produce(kafka_io_t *k, const char *topic, const void *key, size_t k
                 continue;
             }
         }
-        if (hdrs) rd_kafka_headers_destroy(hdrs);
         snprintf(err, errlen, "produce to %s failed: %s", topic, rd_kafka_err2str(e));
         return -1;
     }

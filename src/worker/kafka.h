@@ -71,7 +71,7 @@ rd_kafka_message_t *kafka_io_consume(kafka_io_t *k, int timeout_ms);
 /* Serves the producer's delivery reports (handlers->delivered). Returns how many. */
 int kafka_io_serve(kafka_io_t *k);
 
-/* Produces one record (copies key, value; takes ownership of hdrs, also on failure).
+/* Produces one record (copies key, value; takes ownership of hdrs on success only).
  * partition -1 = partitioner (by key). Returns 0, or -1 with err filled (unknown topic,
  * message too large, queue full after waiting queue_wait_ms while serving reports). */
 int kafka_io_produce(kafka_io_t *k, const char *topic, const void *key, size_t keylen,
