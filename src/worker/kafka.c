@@ -269,7 +269,10 @@ kafka_io_t *kafka_io_open(const kafka_io_config_t *cfg, const kafka_io_handlers_
             conf_set(cconf, "enable.auto.commit", "true", "default", err, errlen) ||
             conf_set(cconf, "auto.commit.interval.ms", aci, "default", err, errlen) ||
             conf_set(cconf, "auto.offset.reset", "earliest", "default", err, errlen) ||
-            conf_set(cconf, "enable.partition.eof", "false", "default", err, errlen))
+            conf_set(cconf, "enable.partition.eof", "false", "default", err, errlen) ||
+            /* A fetch long-poll in flight delays the refetch after a resume by up to this
+             * long; librdkafka's 500 ms default made backpressure cycles stall. */
+            conf_set(cconf, "fetch.wait.max.ms", "20", "default", err, errlen))
             goto fail;
         if (conf_apply_props(cconf, cfg, true, err, errlen)) goto fail;
         /* Forced last: an offset is stored only when its answer is acknowledged. */
@@ -464,6 +467,23 @@ void kafka_io_resume_all(kafka_io_t *k) {
     k->want_paused = false;
     if (!k->consumer || k->paused->cnt == 0) return;
     rd_kafka_resume_partitions(k->consumer, k->paused);
+    /* librdkafka's fetcher may sleep up to 1 s before it notices a resume (nothing
+     * wakes its broker thread); a seek to the current position does wake it, and
+     * loses nothing: pausing already dropped what was prefetched after it. */
+    rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_copy(k->paused);
+    if (rd_kafka_position(k->consumer, pos) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_new(pos->cnt);
+        for (int i = 0; i < pos->cnt; i++)
+            if (pos->elems[i].offset >= 0 && !pos->elems[i].err)
+                rd_kafka_topic_partition_list_add(seek, pos->elems[i].topic, pos->elems[i].partition)->offset =
+                    pos->elems[i].offset;
+        if (seek->cnt) {
+            rd_kafka_error_t *e = rd_kafka_seek_partitions(k->consumer, seek, 0);
+            if (e) rd_kafka_error_destroy(e);
+        }
+        rd_kafka_topic_partition_list_destroy(seek);
+    }
+    rd_kafka_topic_partition_list_destroy(pos);
     rd_kafka_topic_partition_list_destroy(k->paused);
     k->paused = rd_kafka_topic_partition_list_new(16);
 }
@@ -492,4 +512,71 @@ rd_kafka_headers_t *kafka_headers_copy(const rd_kafka_message_t *m) {
     rd_kafka_headers_t *h = NULL;
     if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR || !h) return NULL;
     return rd_kafka_headers_copy(h);
+}
+
+int kafka_create_topics(const char *brokers, const char *const *props, size_t n_props, const char *const *topics,
+                        size_t n_topics, int n_partitions, int replication, int timeout_ms, char *err, size_t errlen) {
+    char es[512];
+    int rc = -1;
+    rd_kafka_t *rk = NULL;
+    rd_kafka_queue_t *q = NULL;
+    rd_kafka_NewTopic_t **nts = calloc(n_topics ? n_topics : 1, sizeof *nts);
+    rd_kafka_AdminOptions_t *opts = NULL;
+    rd_kafka_event_t *ev = NULL;
+    kafka_io_config_t cfg = {.brokers = brokers, .properties = props, .n_properties = n_props};
+    kafka_io_t dummy;
+    memset(&dummy, 0, sizeof dummy);
+    rd_kafka_conf_t *conf = conf_common(&dummy, &cfg, err, errlen);
+    if (!nts || !conf) goto fail;
+    if (conf_apply_props(conf, &cfg, false, err, errlen)) goto fail;
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, es, sizeof es);
+    if (!rk) {
+        snprintf(err, errlen, "cannot create a Kafka client: %s", es);
+        goto fail;
+    }
+    conf = NULL; /* now owned by rk */
+    for (size_t i = 0; i < n_topics; i++) {
+        nts[i] = rd_kafka_NewTopic_new(topics[i], n_partitions, replication, es, sizeof es);
+        if (!nts[i]) {
+            snprintf(err, errlen, "topic %s: %s", topics[i], es);
+            goto fail;
+        }
+    }
+    q = rd_kafka_queue_new(rk);
+    opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, es, sizeof es);
+    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, es, sizeof es);
+    rd_kafka_CreateTopics(rk, nts, n_topics, opts, q);
+    ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+    if (!ev) {
+        snprintf(err, errlen, "no answer from %s within %d ms; is the broker running?", brokers, timeout_ms + 2000);
+        goto fail;
+    }
+    if (rd_kafka_event_error(ev)) {
+        snprintf(err, errlen, "create topics: %s", rd_kafka_event_error_string(ev));
+        goto fail;
+    }
+    const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+    size_t n = 0;
+    const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &n);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
+        if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            snprintf(err, errlen, "topic %s: %s", rd_kafka_topic_result_name(tr[i]),
+                     rd_kafka_topic_result_error_string(tr[i]) ? rd_kafka_topic_result_error_string(tr[i])
+                                                               : rd_kafka_err2str(e));
+            goto fail;
+        }
+    }
+    rc = 0;
+fail:
+    if (ev) rd_kafka_event_destroy(ev);
+    if (opts) rd_kafka_AdminOptions_destroy(opts);
+    if (q) rd_kafka_queue_destroy(q);
+    for (size_t i = 0; nts && i < n_topics; i++)
+        if (nts[i]) rd_kafka_NewTopic_destroy(nts[i]);
+    free(nts);
+    if (conf) rd_kafka_conf_destroy(conf);
+    if (rk) rd_kafka_destroy(rk);
+    return rc;
 }

@@ -103,7 +103,13 @@ const char *kafka_io_fatal(const kafka_io_t *k);
 /* True while librdkafka reports every broker down (cleared when one answers again). */
 bool kafka_io_brokers_down(const kafka_io_t *k);
 
-/* Helpers shared by the tools: a producer-only handle with the same conventions. */
-rd_kafka_headers_t *kafka_headers_copy(const rd_kafka_message_t *m); /* NULL when none */
+/* A copy of a message's headers; NULL when it has none. */
+rd_kafka_headers_t *kafka_headers_copy(const rd_kafka_message_t *m);
+
+/* Tools: creates topics (n_partitions each, replication 1 unless the broker says
+ * otherwise) through the Admin API; existing topics are fine. props as in the config.
+ * 0 or -1 with err naming the topic. */
+int kafka_create_topics(const char *brokers, const char *const *props, size_t n_props, const char *const *topics,
+                        size_t n_topics, int n_partitions, int replication, int timeout_ms, char *err, size_t errlen);
 
 #endif

@@ -858,7 +858,10 @@ int main(int argc, char **argv) {
             if (!w->draining) handle_message(w, m); /* while draining: not tracked, replayed later */
             rd_kafka_message_destroy(m);
             taken++;
-            if (w->used >= cfg->worker.queue_high && !kafka_io_paused(w->kafka)) kafka_io_pause_all(w->kafka);
+            if (w->used >= cfg->worker.queue_high && !kafka_io_paused(w->kafka)) {
+                LOG_DEBUG("backpressure: pausing", "in_flight=%d", w->used);
+                kafka_io_pause_all(w->kafka);
+            }
         }
         handle_completions(w);
         kafka_io_serve(w->kafka);
@@ -867,8 +870,10 @@ int main(int argc, char **argv) {
         if (!w->draining) {
             if (!kafka_io_paused(w->kafka) && w->used >= cfg->worker.queue_high)
                 kafka_io_pause_all(w->kafka);
-            else if (kafka_io_paused(w->kafka) && w->used <= cfg->worker.queue_low)
+            else if (kafka_io_paused(w->kafka) && w->used <= cfg->worker.queue_low) {
+                LOG_DEBUG("backpressure: resuming", "in_flight=%d", w->used);
                 kafka_io_resume_all(w->kafka);
+            }
         }
         double now = now_ms();
         if (cfg->stats.interval_ms > 0 && now >= next_stats) {
