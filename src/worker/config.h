@@ -14,7 +14,9 @@
  * - kafka.properties values may hold secrets (SASL passwords, TLS keys): they never
  *   appear in an error message or in config_render(); only their keys do.
  * - Lists from the environment or --set: a libconfig list literal ["a=b", "c=d"], or
- *   newline-separated entries; "--set kafka.properties+=key=value" appends one entry. */
+ *   newline-separated entries; "--set kafka.properties+=key=value" appends one entry.
+ * - config_t is krill's; libconfig's own config_t is renamed inside config.c, so do
+ *   not include <libconfig.h> next to this header (nothing else needs it). */
 #ifndef KRILL_CONFIG_H
 #define KRILL_CONFIG_H
 
@@ -97,6 +99,11 @@ typedef struct {
     const char *choices;   /* CONFIG_ENUM: "auto|cpu|cuda" */
     bool secret;           /* values never printed */
     const char *doc;       /* one line */
+    size_t offset;         /* of the field in config_t */
+    size_t count_offset;   /* CONFIG_STRLIST: of its size_t count */
+    /* extra check of a value already of the right type; 0 or -1 with err (no value echoed
+     * when secret) */
+    int (*check)(const void *field, char *err, size_t errlen);
 } config_key_t;
 
 const config_key_t *config_keys(size_t *n);
