@@ -24,15 +24,22 @@ import json
 import sys
 
 
+PARTIAL_OK = False  # --partial: a last line without its newline (a file still being written) is skipped
+
+
 def load_jsonl(path):
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if line:
-                try:
-                    yield json.loads(line)
-                except ValueError as e:
-                    raise SystemExit("%s:%d: not JSON: %s" % (path, n, e))
+    with open(path, encoding="utf-8", errors="replace") as f:
+        data = f.read()
+    lines = data.split("\n")
+    if PARTIAL_OK and lines and not data.endswith("\n"):
+        lines = lines[:-1]
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if line:
+            try:
+                yield json.loads(line)
+            except ValueError as e:
+                raise SystemExit("%s:%d: not JSON: %s" % (path, n, e))
 
 
 def check_result(env, problems):
@@ -100,7 +107,10 @@ def main(argv):
     ap.add_argument("--max-unexpected", type=int, default=0)
     ap.add_argument("--strict-dlq", action="store_true")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--partial", action="store_true", help="skip an unfinished last line (progress checks)")
     a = ap.parse_args(argv)
+    global PARTIAL_OK
+    PARTIAL_OK = a.partial
 
     expect = {}
     n_dlq_expected = 0
