@@ -197,6 +197,7 @@ int main(int argc, char **argv) {
     while (!g_stop && (max_n < 0 || n < max_n)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         if (!m) {
+            fflush(stdout); /* nothing new: let a reader of the file see everything so far */
             if (idle >= 0 && now_s() - last_msg >= idle) break;
             continue;
         }

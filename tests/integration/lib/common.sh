@@ -80,8 +80,9 @@ WORKER_SETS=()
 worker_start() {
   local name=$1; shift
   "$B/krill-worker" --set kafka.brokers="$BROKERS" --set worker.id="$name" --set stats.interval_ms=1000 \
-    --set 'kafka.properties+=session.timeout.ms=6000' --set 'kafka.properties+=heartbeat.interval.ms=500' \
-    --set 'kafka.properties+=auto.commit.interval.ms=200' \
+    --set 'kafka.properties+=consumer.session.timeout.ms=6000' \
+    --set 'kafka.properties+=consumer.heartbeat.interval.ms=500' \
+    --set 'kafka.properties+=consumer.auto.commit.interval.ms=200' \
     "${WORKER_SETS[@]}" "$@" >>"$T/$name.log" 2>&1 &
   WPID[$name]=$!
   note "worker $name started (pid ${WPID[$name]})"
@@ -89,13 +90,13 @@ worker_start() {
 
 worker_alive() { kill -0 "${WPID[$1]}" 2>/dev/null; }
 
-# worker_stop NAME SIGNAL: signals it and waits; echoes its exit status.
+# worker_stop NAME SIGNAL: signals it and waits; its exit status is left in $WRC.
+WRC=0
 worker_stop() {
-  local pid=${WPID[$1]} rc
+  local pid=${WPID[$1]}
   kill -"$2" "$pid" 2>/dev/null
-  wait "$pid"; rc=$?
+  wait "$pid"; WRC=$?
   unset "WPID[$1]"
-  echo "$rc"
 }
 
 # Readers that follow the results and DLQ topics from the beginning into files.
@@ -135,3 +136,24 @@ check() { python3 "$LIB/check_results.py" "$T/expect.jsonl" "$T/results.jsonl" -
 enqueue() { "$B/krill-enqueue" -q -b "$BROKERS" -t krill.requests "$@" 2>"$T/enqueue.log" || fail "enqueue failed: $(tail -n 3 "$T/enqueue.log")"; }
 
 gen() { python3 "$LIB/gen_requests.py" "$@" "$T/requests.jsonl" "$T/expect.jsonl"; }
+
+# feed_start CHUNK PERIOD_S: sends $T/requests.jsonl in chunks of CHUNK lines every
+# PERIOD_S seconds in the background (so faults land mid-stream whatever the engine's
+# speed); feed_wait waits for the last chunk.
+feed_start() {
+  mkdir -p "$T/chunks"
+  split -l "$1" -d -a 4 "$T/requests.jsonl" "$T/chunks/c"
+  (
+    for c in "$T"/chunks/c*; do
+      "$B/krill-enqueue" -q -b "$BROKERS" -t krill.requests --format mixed "$c" 2>>"$T/enqueue.log" ||
+        echo "enqueue of $c failed" >>"$T/feed.err"
+      sleep "$2"
+    done
+  ) &
+  FEED_PID=$!
+}
+feed_wait() {
+  wait "$FEED_PID"
+  [ -s "$T/feed.err" ] && fail "feeding failed: $(cat "$T/feed.err")"
+  return 0
+}
