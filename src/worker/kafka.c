@@ -40,6 +40,8 @@ static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const
     log_level_t lvl = level <= 3 ? LOG_LVL_ERROR : level == 4 ? LOG_LVL_WARN : level <= 6 ? LOG_LVL_INFO : LOG_LVL_DEBUG;
     /* librdkafka's own notices are chatty (level 5/6): keep them at debug. */
     if (level == 5 || level == 6) lvl = LOG_LVL_DEBUG;
+    /* A fresh broker answers "coordinator load in progress" for a moment: retried. */
+    if (level == 4 && strcmp(fac, "GETPID") == 0 && strstr(buf, "retrying")) lvl = LOG_LVL_INFO;
     if ((int)lvl < log_level_current) return;
     log_write(lvl, "librdkafka", buf, "handle=%s fac=%s", rd_kafka_name(rk), fac);
 }

@@ -18,6 +18,12 @@ static void pe_set(pipeline_error_t *pe, codec_error_t code, const char *param, 
     va_end(ap);
 }
 
+/* engine_tokenize refuses texts longer than the context: that is the request's
+ * context_length_exceeded, not a malformed prompt. */
+static bool too_long(int rc, const char *err) {
+    return rc == ENGINE_ERR_CONTEXT || strstr(err, "context") != NULL;
+}
+
 int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t id, engine_request_t *er,
                      int32_t **ids, pipeline_error_t *pe) {
     char err[256];
@@ -52,6 +58,11 @@ int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t i
          * template wants one), so they are parsed and no BOS is added. */
         rc = engine_tokenize(p->engine, text, strlen(text), false, true, &toks, &n, err, sizeof err);
         free(text);
+        if (rc != 0 && too_long(rc, err)) {
+            pe_set(pe, CODEC_ERR_CONTEXT_LENGTH_EXCEEDED, "body.messages",
+                   "the rendered messages do not fit the model's context of %d tokens; shorten them", info->n_ctx);
+            return -1;
+        }
         if (rc != 0) {
             pe_set(pe, CODEC_ERR_INVALID_VALUE, "body.messages", "the rendered messages cannot be tokenized: %s", err);
             return -1;
@@ -60,6 +71,11 @@ int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t i
         /* engine.h does not say whether the model wants a BOS (tokenizer.ggml.add_bos_token),
          * so completion prompts are tokenized as given, like token-id prompts. */
         int rc = engine_tokenize(p->engine, req->prompt, req->prompt_len, false, true, &toks, &n, err, sizeof err);
+        if (rc != 0 && too_long(rc, err)) {
+            pe_set(pe, CODEC_ERR_CONTEXT_LENGTH_EXCEEDED, "body.prompt",
+                   "the prompt does not fit the model's context of %d tokens; shorten it", info->n_ctx);
+            return -1;
+        }
         if (rc != 0) {
             pe_set(pe, CODEC_ERR_INVALID_VALUE, "body.prompt", "the prompt cannot be tokenized: %s", err);
             return -1;
