@@ -38,8 +38,9 @@ static void usage(FILE *f) {
             "  --idle-timeout S       stop after S seconds (decimal) without a record\n"
             "  --from-beginning       start at the oldest record (default: only new ones)\n"
             "  -g, --group GROUP      join GROUP and commit (default: no group)\n"
-            "  --envelope             one object per record: {topic, partition, offset, key,\n"
-            "                         headers, value} (value: JSON, else a string, else value_hex)\n"
+            "  --envelope             one object per record: {topic, partition, offset, timestamp\n"
+            "                         (ms), key, headers, value} (value: JSON, else a string,\n"
+            "                         else value_hex)\n"
             "  -X KEY=VALUE           librdkafka property (repeatable)\n"
             "  -q, --quiet            no progress line\n"
             "  -h, --help, --version\n");
@@ -216,6 +217,9 @@ int main(int argc, char **argv) {
             json_object_set_new(o, "topic", json_string(rd_kafka_topic_name(m->rkt)));
             json_object_set_new(o, "partition", json_integer(m->partition));
             json_object_set_new(o, "offset", json_integer(m->offset));
+            rd_kafka_timestamp_type_t tst;
+            int64_t ts = rd_kafka_message_timestamp(m, &tst);
+            json_object_set_new(o, "timestamp", ts >= 0 ? json_integer(ts) : json_null());
             json_object_set_new(o, "key", m->key ? bytes_json(m->key, m->key_len, &hex) : json_null());
             json_t *h = json_object();
             rd_kafka_headers_t *hdrs = NULL;

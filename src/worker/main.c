@@ -562,6 +562,7 @@ static void on_revoked(void *ctx, const rd_kafka_topic_partition_list_t *parts, 
 
 static void *engine_main(void *arg) {
     worker_t *w = arg;
+    pthread_setname_np(pthread_self(), "krill-engine");
     engine_result_t *res = calloc(ENGINE_POLL_MAX, sizeof *res);
     CHECK(res != NULL);
     bool idle = true;
@@ -828,6 +829,7 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    pthread_setname_np(pthread_self(), "krill-io");
     if (pthread_create(&w->engine_thread, NULL, engine_main, w) != 0) {
         fprintf(stderr, "krill-worker: cannot start the engine thread\n");
         goto done;
