@@ -12,9 +12,11 @@
 #      the worker (io thread + librdkafka threads) and the broker JVM, per request,
 #   4. the peer: krill-run-batch (same decode/engine/encode path, no Kafka) on the same
 #      file, so the Kafka pipeline's cost shows as a ratio on the same machine.
-# It writes a section of docs/benchmarks.md (between the "pipeline" markers) with the
-# date, commit and machine, and prints it. Usage:
-#   scripts/bench-pipeline.sh [-n N] [-p PARTITIONS] [--threads T] [--no-doc]
+# It prints the result (markdown) on stdout and writes it as the pipeline section of
+# docs/benchmarks.md (between <!-- bench:pipeline --> markers, as scripts/bench.sh
+# does), with the date, commit and machine; progress goes to stderr. Usage:
+#   scripts/bench-pipeline.sh [-n N] [--quick] [-p PARTITIONS] [--threads T] [--no-doc]
+# (--quick: N = 10,000)
 # This is a benchmark, not a test: it keeps both cores busy for a minute or two.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,6 +27,7 @@ N=50000 P=4 THREADS=1 DOC=1
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) N=$2; shift 2 ;;
+    --quick) N=10000; shift ;;
     -p) P=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
     --no-doc) DOC=0; shift ;;
@@ -53,12 +56,12 @@ if [ ! -f "$TINY" ]; then
   mv "$TINY.tmp" "$TINY"
 fi
 brokers=$(scripts/kafka-local.sh start 2>/dev/null | tail -n 1)
-scripts/kafka-local.sh topics --partitions "$P" 2>/dev/null
+scripts/kafka-local.sh topics --partitions "$P" 2>/dev/null >&2
 python3 tests/integration/lib/gen_requests.py --valid "$N" --seed 7 --max-tokens 1 --prefix bp "$T/req.jsonl" "$T/exp.jsonl"
 t0=$(date +%s.%N)
 "$B/krill-enqueue" -q -b "$brokers" -t krill.requests --format mixed "$T/req.jsonl" 2>"$T/enq.log"
 t1=$(date +%s.%N)
-echo "bench-pipeline: $N requests enqueued in $(python3 -c "print('%.2f' % ($t1 - $t0))") s"
+echo "bench-pipeline: $N requests enqueued in $(python3 -c "print('%.2f' % ($t1 - $t0))") s" >&2
 
 broker_cpu0=$(python3 -c "import os,sys; f=open('/proc/%s/stat' % sys.argv[1]).read(); f=f[f.rindex(')')+2:].split(); print((int(f[11])+int(f[12]))/os.sysconf('SC_CLK_TCK'))" "$(cat "$KRILL_KAFKA_STATE/pid")")
 "$B/krill-worker" --set kafka.brokers="$brokers" --set model.path="$TINY" --set model.threads="$THREADS" \
@@ -112,10 +115,7 @@ m = re.search(r"([0-9.]+) req/s", batch_line)
 brps = float(m.group(1)) if m else float("nan")
 us = lambda sec: sec / n * 1e6
 today = datetime.date.today().isoformat()
-print("""<!-- pipeline:begin (scripts/bench-pipeline.sh writes this section) -->
-## Kafka pipeline (scripts/bench-pipeline.sh)
-
-Requests per second through the real broker on this machine (broker included), and what
+print("""Requests per second through the real broker on this machine (broker included), and what
 each request costs outside the engine. Tiny synthetic model (real SmolLM2 tokenizer and
 chat template, 1 layer, d_model 32), max_tokens 1, %d requests (chat and completion,
 JSON and msgpack mixed) enqueued first, %s partitions, one worker, CPU backend with %s
@@ -126,8 +126,7 @@ thread(s). Goal: >= 5,000 req/s.
 | %s | %s | %s (%s cores) | %s / %s | **%.0f** | %.0f | %.2f |
 
 CPU per request (from /proc, whole run, µs): worker outside the engine **%.0f** (io thread
-%.0f, librdkafka threads %.0f), engine thread %.0f, broker JVM (while the worker ran) %.0f.
-<!-- pipeline:end -->""" % (n, p, th, today, commit, cpuname, ncpu, kv, rv, rps, brps,
+%.0f, librdkafka threads %.0f), engine thread %.0f, broker JVM (while the worker ran) %.0f.""" % (n, p, th, today, commit, cpuname, ncpu, kv, rv, rps, brps,
                            rps / brps if brps == brps and brps > 0 else float("nan"),
                            us(other), us(io), us(rdk), us(engine), us(c["broker"])))
 PY
@@ -138,9 +137,10 @@ if [ "$DOC" = 1 ]; then
   [ -f "$doc" ] || printf '# krill benchmarks\n\nEach section is written by the script it names; numbers keep their date, commit and machine.\n' >"$doc"
   python3 - "$doc" "$T/section.md" <<'PY'
 import sys
-doc, sec = sys.argv[1], open(sys.argv[2]).read().strip()
+doc, body = sys.argv[1], open(sys.argv[2]).read().strip()
+sec = "<!-- bench:pipeline -->\n## Kafka pipeline (scripts/bench-pipeline.sh)\n\n" + body + "\n<!-- /bench:pipeline -->"
 text = open(doc).read()
-b, e = "<!-- pipeline:begin", "<!-- pipeline:end -->"
+b, e = "<!-- bench:pipeline -->", "<!-- /bench:pipeline -->"
 if b in text and e in text:
     i, j = text.index(b), text.index(e) + len(e)
     text = text[:i] + sec + text[j:]
@@ -148,5 +148,5 @@ else:
     text = text.rstrip() + "\n\n" + sec + "\n"
 open(doc, "w").write(text)
 PY
-  echo "bench-pipeline: wrote the pipeline section of $doc"
+  echo "bench-pipeline: wrote the pipeline section of $doc" >&2
 fi
