@@ -66,7 +66,9 @@ NVCC := $(NVCC_FOUND)
 CUDA_DIR := $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_ARCH ?= 80 89 90
 
-PKGS := rdkafka jansson libconfig msgpack libpcre2-8 openblas libmicrohttpd cmocka
+# msgpack-c >= 6 renamed its pkg-config module (Ubuntu 24.04: msgpack-c; Debian 12: msgpack).
+MSGPACK_PKG := $(if $(shell pkg-config --exists msgpack-c 2>/dev/null && echo y),msgpack-c,msgpack)
+PKGS := rdkafka jansson libconfig $(MSGPACK_PKG) libpcre2-8 openblas libmicrohttpd cmocka
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -121,11 +123,16 @@ banner:
 	@[ -n "$(PKG_LIBS)" ] || { echo "missing libraries: pkg-config cannot find $(PKGS); run scripts/setup.sh" >&2; exit 1; }
 .PHONY: banner
 
-$(BUILD)/obj/%.o: %.c
+# Objects depend on the flags they were built with (CUDA=0/1 switches rebuild).
+FLAGS_STAMP := $(BUILD)/.flags-$(shell echo '$(CFLAGS) $(NVCCFLAGS)' | md5sum | cut -c1-12)
+$(FLAGS_STAMP):
+	@mkdir -p $(BUILD); rm -f $(BUILD)/.flags-*; touch $@
+
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/%.o: %.cu
+$(BUILD)/obj/%.o: %.cu $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
@@ -135,7 +142,7 @@ $(WORKER_LIB): $(WORKER_OBJ)
 	@rm -f $@; ar rcs $@ $^
 
 LINK_LIBS := $(if $(WORKER_OBJ),$(WORKER_LIB)) $(ENGINE_LIB)
-.SECONDARY:
+.PRECIOUS: $(BUILD)/obj/%.o
 
 $(BUILD)/krill-%: $(BUILD)/obj/src/tools/krill-%.o $(LINK_LIBS)
 	$(CC) $(LDFLAGS) $< $(LINK_LIBS) $(LDLIBS) -o $@
@@ -153,13 +160,13 @@ check-test:
 # ---------------------------------------------------------------- fuzzing
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
-FUZZ_CFLAGS := $(filter-out -MMD -MP -march% -mtune%,$(CFLAGS)) -O1 -g -fsanitize=fuzzer,address,undefined
+FUZZ_CFLAGS := $(filter-out -MMD -MP -march% -mtune% -DKRILL_CUDA%,$(CFLAGS)) -O1 -g -fsanitize=fuzzer,address,undefined
 fuzz: setup
 	@$(MAKE) --no-print-directory fuzz-build
 fuzz-build: $(FUZZ_BIN)
 build/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(ENGINE_SRC) $(WORKER_SRC)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_FLAGS) $(FUZZ_CFLAGS) -DKRILL_CUDA=0 -UKRILL_CUDA $^ $(PKG_LIBS) -lm -o $@
+	clang $(FUZZ_FLAGS) $(FUZZ_CFLAGS) $^ $(PKG_LIBS) -lm -o $@
 .PHONY: fuzz-build
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

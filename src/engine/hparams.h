@@ -32,8 +32,16 @@ typedef struct {
     int rope_orig_ctx;        /* <arch>.rope.scaling.original_context_length (default 8192) */
     float rms_eps;            /* <arch>.attention.layer_norm_rms_epsilon */
     bool tied_embeddings;     /* no output.weight tensor: the LM head is token_embd */
-    bool qkv_bias;            /* blk.N.attn_q.bias present (qwen2) */
+    bool qkv_bias;            /* blk.N.attn_{q,k,v}.bias present (qwen2) */
+    bool rope_freqs;          /* rope_freqs.weight (F32, rope_dim/2) present: llama.cpp's precomputed
+                                 llama3 factors; rope_scaling is then HPARAMS_ROPE_LLAMA3 and the
+                                 model divides each frequency by the tensor's value */
 } hparams_t;
+
+/* Supported architectures: "llama" and "qwen2". A llama3-scaled model states
+ * <arch>.rope.scaling.type = "llama3" with .factor, .low_freq_factor, .high_freq_factor
+ * and .original_context_length, or ships rope_freqs.weight. "yarn"/"longrope" are
+ * rejected. All tensors of every layer are checked for presence and shape. */
 
 int hparams_load(const gguf_t *g, hparams_t *hp, char *err, size_t errlen);
 

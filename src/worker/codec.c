@@ -268,15 +268,19 @@ static int mp_prescan(const unsigned char *p, size_t n, int limit, const char **
         uint64_t count;
         if (mp_header(&p, end, &kind, &count, why) != 0) return -1;
         if (kind == MP_STR) p += count;
-        if ((kind == MP_ARRAY || kind == MP_MAP) && count > 0) {
+        if (kind == MP_ARRAY || kind == MP_MAP) {
+            /* every container counts, empty ones too (msgpack-c checks its stack
+             * before it looks at the count), as in the JSON pre-scan */
+            if (depth == limit) return 1;
             uint64_t items = kind == MP_MAP ? count * 2 : count;
             if (items > (uint64_t)(end - p)) {
                 *why = "truncated (a container holds more items than there are bytes)";
                 return -1;
             }
-            if (depth == limit) return 1;
-            stack[depth++] = items;
-            continue;
+            if (items > 0) {
+                stack[depth++] = items;
+                continue;
+            }
         }
         while (depth > 0) {
             if (--stack[depth - 1] > 0) break;
@@ -528,7 +532,7 @@ static const char *v_str_raw(val_t v, size_t *n) {
         return json_string_value(v.j);
     }
     *n = v.m->via.str.size;
-    return v.m->via.str.ptr;
+    return v.m->via.str.ptr ? v.m->via.str.ptr : ""; /* msgpack-c: NULL for "" */
 }
 
 typedef struct {
@@ -573,17 +577,15 @@ static const char *get_str(dec_t *d, val_t v, const char *field, size_t *len) {
     if (!want_type(d, v, VT_STR, field, "a string")) return NULL;
     size_t n;
     const char *s = v_str_raw(v, &n);
-    if (v.m) {
-        if (!utf8_valid(s, n)) {
-            fail(d, CODEC_ERR_INVALID_VALUE, field, "not valid UTF-8; send UTF-8 text");
-            return NULL;
-        }
-        if (memchr(s, 0, n)) {
-            fail(d, CODEC_ERR_INVALID_VALUE, field, "contains a NUL character");
-            return NULL;
-        }
-        s = arena_strdup(d->pv, s, n);
+    if (v.m && !utf8_valid(s, n)) {
+        fail(d, CODEC_ERR_INVALID_VALUE, field, "not valid UTF-8; send UTF-8 text");
+        return NULL;
     }
+    if (memchr(s, 0, n)) { /* JSON \u0000 (parsed with JSON_ALLOW_NUL) or a msgpack NUL byte */
+        fail(d, CODEC_ERR_INVALID_VALUE, field, "contains a NUL character");
+        return NULL;
+    }
+    if (v.m) s = arena_strdup(d->pv, s, n);
     if (len) *len = n;
     return s;
 }
@@ -1121,10 +1123,10 @@ void codec_decode(const codec_limits_t *lim, const void *buf, size_t len, const 
             return;
         }
         json_error_t jerr;
-        pv->root = json_loadb((const char *)p, len, JSON_REJECT_DUPLICATES, &jerr);
+        pv->root = json_loadb((const char *)p, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
         if (!pv->root && json_error_code(&jerr) == json_error_duplicate_key) {
             /* structurally fine: answer it (400 invalid_json) rather than dead-letter it */
-            pv->root = json_loadb((const char *)p, len, 0, NULL);
+            pv->root = json_loadb((const char *)p, len, JSON_ALLOW_NUL, NULL);
             dup = pv->root != NULL;
         }
         if (!pv->root) {
@@ -1513,7 +1515,7 @@ int codec_json_to_msgpack(const char *json, size_t len, codec_buf_t *out, char *
         return -1;
     }
     json_error_t jerr;
-    json_t *root = json_loadb(json, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root = json_loadb(json, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!root) {
         snprintf(err, errlen, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
         return -1;
@@ -1551,6 +1553,7 @@ static json_t *mp_to_json(const msgpack_object *o, char *err, size_t errlen) {
     case MSGPACK_OBJECT_BIN: {
         const char *p = o->type == MSGPACK_OBJECT_STR ? o->via.str.ptr : o->via.bin.ptr;
         size_t n = o->type == MSGPACK_OBJECT_STR ? o->via.str.size : o->via.bin.size;
+        if (!p) p = ""; /* msgpack-c: NULL for "" */
         if (!utf8_valid(p, n)) {
             snprintf(err, errlen, "string is not valid UTF-8");
             return NULL;
@@ -1580,9 +1583,9 @@ static json_t *mp_to_json(const msgpack_object *o, char *err, size_t errlen) {
             const char *kp;
             size_t kl;
             if (k->type == MSGPACK_OBJECT_STR) {
-                kp = k->via.str.ptr, kl = k->via.str.size;
-                if (!utf8_valid(kp, kl)) {
-                    snprintf(err, errlen, "map key is not valid UTF-8");
+                kp = k->via.str.ptr ? k->via.str.ptr : "", kl = k->via.str.size;
+                if (!utf8_valid(kp, kl) || memchr(kp, 0, kl)) { /* jansson cannot read NUL in keys back */
+                    snprintf(err, errlen, "map key is not valid UTF-8 or holds a NUL");
                     goto map_fail;
                 }
             } else if (k->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {

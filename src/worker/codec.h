@@ -21,8 +21,9 @@
  *                       invalid_msgpack) for custom_id.
  * - Wrong types and out-of-range values are errors, never silent defaults. JSON
  *   null (msgpack nil) for an optional field means "not given".
- * - Every string krill reads is valid UTF-8 (jansson checks JSON text; msgpack str
- *   bytes are checked here). Result text is made valid UTF-8 (U+FFFD) on encode. */
+ * - Every string krill reads is valid UTF-8 without NUL (jansson checks JSON text;
+ *   msgpack str bytes are checked here). Result text is made valid UTF-8 (U+FFFD)
+ *   on encode. docs/schema.md has the full rules and every error code. */
 #ifndef KRILL_CODEC_H
 #define KRILL_CODEC_H
 
@@ -32,7 +33,7 @@
 
 #include "engine.h"
 
-#define CODEC_MAX_DEPTH 32      /* containers, the top object counts 1 (msgpack-c's own stack is 32) */
+#define CODEC_MAX_DEPTH 32      /* nested containers, the top object counts 1 (msgpack-c's own limit) */
 #define CODEC_MAX_ID_BYTES 512  /* custom_id / id length */
 #define CODEC_MAX_STOP ENGINE_MAX_STOP
 
@@ -96,7 +97,8 @@ typedef struct {
     codec_error_t error;         /* result code */
     codec_dlq_t dlq;             /* CODEC_UNDECODABLE only */
     const char *param;           /* offending field path ("body.temperature") or NULL */
-    char error_message[256];     /* what is wrong and what to do; never echoes values */
+    char error_message[256];     /* what is wrong and what to do; quotes numbers, never string
+                                    field values (a parse error may quote jansson's token) */
 
     /* the request (status == CODEC_OK) */
     codec_kind_t kind;

@@ -65,7 +65,7 @@ static void run_case(const case_t *c) {
     check_case(c, &r, "json");
     assert_int_equal(r.format, CODEC_FMT_JSON);
     codec_request_clear(&r);
-    json_t *j = json_loads(c->json, JSON_REJECT_DUPLICATES, NULL);
+    json_t *j = json_loads(c->json, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
     if (!j) return;
     json_decref(j);
     codec_buf_t b = {0};
@@ -251,6 +251,10 @@ static void test_error_table(void **state) {
         {"{\"prompt\":[2147483648]}", CODEC_INVALID, "invalid_value", "prompt[0]", 400},
         {"{\"prompt\":\"x\"," MSGS "}", CODEC_INVALID, "invalid_value", "prompt", 400},
         {"{\"custom_id\":\"\"," MSGS "}", CODEC_INVALID, "invalid_value", "custom_id", 400},
+        {"{\"custom_id\":\"a\\u0000\"," MSGS "}", CODEC_INVALID, "invalid_value", "custom_id", 400},
+        {"{\"prompt\":\"a\\u0000b\"}", CODEC_INVALID, "invalid_value", "prompt", 400},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"\\u0000\"}]}]}",
+         CODEC_INVALID, "invalid_value", "messages[0].content[0].text", 400},
         {"{\"method\":\"GET\",\"url\":\"/v1/chat/completions\",\"body\":{" MSGS "}}", CODEC_INVALID, "invalid_value", "method", 400},
         {BARE(",\"max_tokens\":-1"), CODEC_INVALID, "invalid_value", "max_tokens", 400},
         {BARE(",\"max_tokens\":0"), CODEC_INVALID, "invalid_value", "max_tokens", 400},
@@ -389,9 +393,6 @@ static void test_undecodable_json(void **state) {
     expect_dlq(s, strlen(s), CODEC_DLQ_INVALID_JSON, "u1");
     s = "{\"custom_id\": \"u2\xc0\xaf\", \"prompt\": \"x\"}"; /* overlong in the id itself: not recognised */
     expect_dlq(s, strlen(s), CODEC_DLQ_INVALID_JSON, NULL);
-    /* NUL escape: jansson refuses \u0000 */
-    s = "{\"custom_id\": \"n1\", \"prompt\": \"a\\u0000b\"}";
-    expect_dlq(s, strlen(s), CODEC_DLQ_INVALID_JSON, "n1");
     /* integers beyond int64 */
     s = "{\"custom_id\": \"big\", \"prompt\": \"a\", \"seed\": 99999999999999999999}";
     expect_dlq(s, strlen(s), CODEC_DLQ_INVALID_JSON, "big");
@@ -443,6 +444,27 @@ static void test_nesting(void **state) {
             codec_buf_free(&b);
             codec_buf_free(&b2);
         }
+    }
+    /* empty containers count as levels too (msgpack-c counts them): one at level 33 is too deep */
+    n = (size_t)sprintf(s, "{\"prompt\":\"x\",\"z\":");
+    for (int i = 0; i < CODEC_MAX_DEPTH - 1; i++) s[n++] = '[';
+    n += (size_t)sprintf(s + n, "5, [ ]");
+    for (int i = 0; i < CODEC_MAX_DEPTH - 1; i++) s[n++] = ']';
+    s[n++] = '}';
+    expect_dlq(s, n, CODEC_DLQ_NESTING_TOO_DEEP, NULL);
+    for (int extra = 0; extra < 2; extra++) {
+        unsigned char mm[64];
+        size_t k = 0;
+        mm[k++] = 0x82;
+        mm[k++] = 0xa6, memcpy(mm + k, "prompt", 6), k += 6, mm[k++] = 0xa1, mm[k++] = 'x';
+        mm[k++] = 0xa1, mm[k++] = 'z';
+        for (int i = 0; i < CODEC_MAX_DEPTH - 2 + extra; i++) mm[k++] = 0x91;
+        mm[k++] = 0x90; /* [] at level 32 (fine) or 33 (too deep) */
+        codec_request_t r = {0};
+        codec_decode(&lim, mm, k, "t:0:0", &r);
+        assert_int_equal(r.status, extra ? CODEC_UNDECODABLE : CODEC_OK);
+        if (extra) assert_int_equal(r.dlq, CODEC_DLQ_NESTING_TOO_DEEP);
+        codec_request_clear(&r);
     }
     /* msgpack 100,000 deep */
     unsigned char *m = malloc(depth + 32);
@@ -843,7 +865,7 @@ static void test_converters(void **state) {
     /* round trips */
     static const char *const docs[] = {
         "{\"custom_id\":\"r\",\"body\":{\"messages\":[{\"role\":\"user\",\"content\":\"h\\u00e9\\n\\\"q\\\"\"}],\"t\":0.25}}",
-        "[1,2,[3,[4,{}]]]", "\"just a string\"", "-9223372036854775808", "1.5e300", "null", "{\"k\":\"\\ud83d\\ude00\"}"};
+        "[1,2,[3,[4,{}]]]", "{\"\":\"\",\"e\":[\"\", {}]}", "\"just a string\"", "-9223372036854775808", "1.5e300", "null", "{\"k\":\"\\ud83d\\ude00\"}"};
     for (size_t i = 0; i < sizeof docs / sizeof *docs; i++) {
         assert_int_equal(codec_json_to_msgpack(docs[i], strlen(docs[i]), &m, err, sizeof err), 0);
         assert_int_equal(codec_msgpack_to_json(m.data, m.len, &j, err, sizeof err), 0);

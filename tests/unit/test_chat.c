@@ -1,0 +1,315 @@
+/* test_chat.c — chat templates: family detection and byte-exact rendering against the
+ * jinja2/transformers vectors of tests/reference/gen_chat_vectors.py
+ * (the JSON files in tests/data/chat), the default model through chat_load on its GGUF, the
+ * ChatML fallback, Python-compatible trimming, and input errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chat.h"
+#include "gguf.h"
+#include "log.h"
+
+#define FAMILIES_JSON "tests/data/chat/families.json"
+#define SMOLLM2_JSON "tests/data/chat/smollm2.json"
+#define MODEL_GGUF "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+static json_t *load_json(const char *path) {
+    json_error_t e;
+    json_t *j = json_load_file(path, 0, &e);
+    if (!j) fail_msg("%s:%d: %s", path, e.line, e.text);
+    return j;
+}
+
+static const char *jstr(const json_t *o, const char *key) {
+    json_t *v = json_object_get(o, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* messages of case i -> engine_chat_msg_t array (views into the JSON). */
+static engine_chat_msg_t *case_msgs(const json_t *cases, size_t i, size_t *n) {
+    json_t *msgs = json_object_get(json_array_get(cases, i), "messages");
+    assert_non_null(msgs);
+    *n = json_array_size(msgs);
+    engine_chat_msg_t *m = calloc(*n ? *n : 1, sizeof *m);
+    assert_non_null(m);
+    for (size_t k = 0; k < *n; k++) {
+        m[k].role = jstr(json_array_get(msgs, k), "role");
+        m[k].content = jstr(json_array_get(msgs, k), "content");
+    }
+    return m;
+}
+
+/* Renders every (case, gen) of one family description and compares. Returns the
+ * number of checked results. */
+static size_t check_family(const chat_t *c, const json_t *fam, const json_t *cases) {
+    const char *name = jstr(fam, "name");
+    json_t *results = json_object_get(fam, "results");
+    size_t idx, checked = 0;
+    json_t *r;
+    assert_false(chat_is_fallback(c));
+    assert_string_equal(chat_family_name(c), jstr(fam, "family"));
+    assert_string_equal(chat_variant_name(c), jstr(fam, "variant"));
+    const char *ds = jstr(fam, "default_system");
+    if (ds) {
+        assert_non_null(chat_default_system(c));
+        assert_string_equal(chat_default_system(c), ds);
+    } else {
+        assert_null(chat_default_system(c));
+    }
+    json_array_foreach(results, idx, r) {
+        size_t ci = (size_t)json_integer_value(json_object_get(r, "case"));
+        bool gen = json_is_true(json_object_get(r, "gen"));
+        json_t *want = json_object_get(r, "output");
+        size_t n;
+        engine_chat_msg_t *m = case_msgs(cases, ci, &n);
+        char *out = (char *)"sentinel";
+        char err[512] = "";
+        int rc = chat_render(c, m, n, gen, &out, err, sizeof err);
+        const char *cname = jstr(json_array_get(cases, ci), "name");
+        if (json_is_string(want)) {
+            if (rc != 0) fail_msg("%s/%s gen=%d: rc=%d err=%s", name, cname, gen, rc, err);
+            size_t wl = json_string_length(want);
+            if (strlen(out) != wl || memcmp(out, json_string_value(want), wl) != 0)
+                fail_msg("%s/%s gen=%d:\n got  [%s]\n want [%s]", name, cname, gen, out,
+                         json_string_value(want));
+            free(out);
+        } else {
+            if (rc != -1) fail_msg("%s/%s gen=%d: expected an error, got rc=%d [%s]", name, cname, gen, rc,
+                                   rc == 0 ? out : "");
+            assert_null(out);
+            assert_true(err[0] != '\0');
+            assert_non_null(strstr(err, "chat: "));
+            if (rc == 0) free(out);
+        }
+        free(m);
+        checked++;
+    }
+    return checked;
+}
+
+static void test_families(void **state) {
+    (void)state;
+    json_t *j = load_json(FAMILIES_JSON);
+    json_t *cases = json_object_get(j, "cases"), *fam;
+    size_t i, total = 0;
+    assert_true(json_array_size(cases) >= 15);
+    assert_true(json_array_size(json_object_get(j, "families")) >= 10);
+    json_array_foreach(json_object_get(j, "families"), i, fam) {
+        char err[256] = "";
+        chat_t *c = chat_load_template(jstr(fam, "template"), jstr(fam, "bos"), jstr(fam, "eos"), err, sizeof err);
+        assert_non_null(c);
+        total += check_family(c, fam, cases);
+        chat_free(c);
+    }
+    print_message("checked %zu family renderings\n", total);
+    assert_true(total >= 10 * 15 * 2);
+    json_decref(j);
+}
+
+/* The default model's vectors with the template text (no GGUF needed). */
+static void test_smollm2_template_text(void **state) {
+    (void)state;
+    json_t *j = load_json(SMOLLM2_JSON);
+    json_t *fam = json_array_get(json_object_get(j, "families"), 0);
+    chat_t *c = chat_load_template(jstr(fam, "template"), jstr(fam, "bos"), jstr(fam, "eos"), NULL, 0);
+    assert_non_null(c);
+    size_t n = check_family(c, fam, json_object_get(j, "cases"));
+    assert_true(n >= 30);
+    chat_free(c);
+    json_decref(j);
+}
+
+/* The default model through chat_load on the real GGUF. */
+static void test_smollm2_gguf(void **state) {
+    (void)state;
+    if (access(MODEL_GGUF, R_OK) != 0) {
+        print_message("SKIP: %s missing (run scripts/setup.sh)\n", MODEL_GGUF);
+        skip();
+    }
+    char err[512] = "";
+    gguf_t *g = gguf_open(MODEL_GGUF, err, sizeof err);
+    if (!g) fail_msg("gguf_open: %s", err);
+    chat_t *c = chat_load(g, err, sizeof err);
+    assert_non_null(c);
+    json_t *j = load_json(SMOLLM2_JSON);
+    json_t *fam = json_array_get(json_object_get(j, "families"), 0);
+    size_t n = check_family(c, fam, json_object_get(j, "cases"));
+    assert_true(n >= 30);
+    chat_free(c);
+    gguf_close(g);
+    json_decref(j);
+}
+
+static void test_fallback(void **state) {
+    (void)state;
+    json_t *j = load_json(FAMILIES_JSON);
+    json_t *u;
+    size_t i;
+    engine_chat_msg_t m[] = {{"system", "S"}, {"user", "Hi"}};
+    const char *want = "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+    json_array_foreach(json_object_get(j, "unknown"), i, u) {
+        chat_t *c = chat_load_template(jstr(u, "template"), "<bos>", "<eos>", NULL, 0);
+        assert_non_null(c);
+        assert_true(chat_is_fallback(c));
+        assert_string_equal(chat_family_name(c), "chatml");
+        assert_null(chat_default_system(c));
+        char *out = NULL;
+        assert_int_equal(chat_render(c, m, 2, true, &out, NULL, 0), 0);
+        assert_string_equal(out, want);
+        free(out);
+        chat_free(c);
+    }
+    assert_true(i >= 3);
+    const char *none[] = {NULL, ""};
+    for (int k = 0; k < 2; k++) {
+        chat_t *c = chat_load_template(none[k], NULL, NULL, NULL, 0);
+        assert_non_null(c);
+        assert_true(chat_is_fallback(c));
+        assert_string_equal(chat_variant_name(c), "chatml");
+        chat_free(c);
+    }
+    json_decref(j);
+}
+
+static int utf8_put(char *p, unsigned cp) {
+    if (cp < 0x80) { p[0] = (char)cp; return 1; }
+    if (cp < 0x800) { p[0] = (char)(0xC0 | (cp >> 6)); p[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
+    if (cp < 0x10000) {
+        p[0] = (char)(0xE0 | (cp >> 12)); p[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        p[2] = (char)(0x80 | (cp & 0x3F)); return 3;
+    }
+    p[0] = (char)(0xF0 | (cp >> 18)); p[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    p[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); p[3] = (char)(0x80 | (cp & 0x3F)); return 4;
+}
+
+/* Llama-3's |trim removes exactly Python's str.isspace() code points (list from the
+ * generator), on both ends, and nothing else: every code point up to U+10FFFF. */
+static void test_trim_matches_python(void **state) {
+    (void)state;
+    json_t *j = load_json(FAMILIES_JSON);
+    json_t *ws = json_object_get(json_object_get(j, "meta"), "python_whitespace");
+    assert_true(json_array_size(ws) >= 25);
+    static unsigned char is_ws[0x110000];
+    memset(is_ws, 0, sizeof is_ws);
+    size_t i;
+    json_t *v;
+    json_array_foreach(ws, i, v) is_ws[json_integer_value(v)] = 1;
+    chat_t *c = chat_load_template("{{ '<|start_header_id|>' }}<|eot_id|>", "", "", NULL, 0);
+    assert_string_equal(chat_variant_name(c), "llama3");
+    const char *pre = "<|start_header_id|>user<|end_header_id|>\n\n";
+    size_t npre = strlen(pre);
+    for (unsigned cp = 1; cp < 0x110000; cp++) {
+        if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+        char content[16];
+        int l = utf8_put(content, cp);
+        content[l] = 'x';
+        l += utf8_put(content + l + 1, cp) + 1;
+        content[l] = '\0';
+        engine_chat_msg_t m = {"user", content};
+        char *out = NULL;
+        assert_int_equal(chat_render(c, &m, 1, false, &out, NULL, 0), 0);
+        const char *body = out + npre;
+        size_t blen = strlen(body) - strlen("<|eot_id|>");
+        if (is_ws[cp]) {
+            if (!(blen == 1 && body[0] == 'x')) fail_msg("U+%04X should be trimmed", cp);
+        } else if (blen != (size_t)l || memcmp(body, content, blen) != 0) {
+            fail_msg("U+%04X should be kept", cp);
+        }
+        free(out);
+    }
+    chat_free(c);
+    json_decref(j);
+}
+
+static void test_errors(void **state) {
+    (void)state;
+    chat_t *c = chat_load_template(NULL, "", "", NULL, 0);
+    char err[256];
+    char *out = NULL;
+    engine_chat_msg_t ok = {"user", "hi"};
+
+    err[0] = '\0';
+    assert_int_equal(chat_render(c, &ok, 0, true, &out, err, sizeof err), -1);
+    assert_null(out);
+    assert_non_null(strstr(err, "empty"));
+    assert_int_equal(chat_render(c, NULL, 3, true, &out, err, sizeof err), -1);
+
+    engine_chat_msg_t bad_role[] = {{"user", "a"}, {"function", "b"}};
+    assert_int_equal(chat_render(c, bad_role, 2, true, &out, err, sizeof err), -1);
+    assert_null(out);
+    assert_non_null(strstr(err, "messages[1]"));
+    assert_non_null(strstr(err, "unknown role 'function'"));
+
+    engine_chat_msg_t case_role[] = {{"User", "a"}};
+    assert_int_equal(chat_render(c, case_role, 1, true, &out, err, sizeof err), -1);
+
+    engine_chat_msg_t null_content[] = {{"user", "a"}, {"assistant", "b"}, {"user", NULL}};
+    assert_int_equal(chat_render(c, null_content, 3, true, &out, err, sizeof err), -1);
+    assert_non_null(strstr(err, "messages[2]"));
+    assert_non_null(strstr(err, "no content"));
+
+    engine_chat_msg_t null_role[] = {{NULL, "a"}};
+    assert_int_equal(chat_render(c, null_role, 1, true, &out, err, sizeof err), -1);
+    assert_non_null(strstr(err, "no role"));
+
+    /* errors with a NULL err buffer are still errors */
+    assert_int_equal(chat_render(c, null_role, 1, true, &out, NULL, 0), -1);
+    assert_null(out);
+    chat_free(c);
+    chat_free(NULL);
+}
+
+/* More than the on-stack role buffer: 1000 alternating turns, Mistral checks all. */
+static void test_many_messages(void **state) {
+    (void)state;
+    json_t *j = load_json(FAMILIES_JSON);
+    json_t *fam;
+    size_t i;
+    enum { N = 1001 };
+    engine_chat_msg_t *m = calloc(N, sizeof *m);
+    for (size_t k = 0; k < N; k++) m[k] = (engine_chat_msg_t){k % 2 ? "assistant" : "user", k % 2 ? "a" : "u"};
+    json_array_foreach(json_object_get(j, "families"), i, fam) {
+        chat_t *c = chat_load_template(jstr(fam, "template"), jstr(fam, "bos"), jstr(fam, "eos"), NULL, 0);
+        char *out = NULL;
+        assert_int_equal(chat_render(c, m, N, true, &out, NULL, 0), 0);
+        assert_true(strlen(out) > N);
+        free(out);
+        m[N - 2].role = "user"; /* breaks alternation at the end */
+        char err[256] = "";
+        int rc = chat_render(c, m, N, true, &out, err, sizeof err);
+        const char *fname = chat_family_name(c);
+        if (strcmp(fname, "llama2") == 0 || strcmp(fname, "mistral") == 0) {
+            assert_int_equal(rc, -1);
+            assert_non_null(strstr(err, "messages[999]"));
+        } else {
+            assert_int_equal(rc, 0);
+            free(out);
+        }
+        m[N - 2].role = "assistant";
+        chat_free(c);
+    }
+    free(m);
+    json_decref(j);
+}
+
+int main(void) {
+    log_set_level(LOG_LVL_ERROR); /* the fallback tests warn on purpose */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_families),
+        cmocka_unit_test(test_smollm2_template_text),
+        cmocka_unit_test(test_smollm2_gguf),
+        cmocka_unit_test(test_fallback),
+        cmocka_unit_test(test_trim_matches_python),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_many_messages),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
