@@ -77,13 +77,13 @@ say "4. what came back ($got results for $with_id requests with an id)"
 python3 - "$T/results.jsonl" "$T/dlq.jsonl" "$T/stats.jsonl" <<'PY'
 import json, sys
 res = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-ok = [r for r in res if r["response"]["status_code"] == 200]
+ok = sorted((r for r in res if r["response"]["status_code"] == 200), key=lambda r: r["custom_id"])
 bad = [r for r in res if r["response"]["status_code"] != 200]
 def text(r):
     c = r["response"]["body"]["choices"][0]
     return c.get("message", {}).get("content") if "message" in c else c.get("text")
 print("Some completions:")
-for r in ok[:6]:
+for r in ok[:8]:
     u = r["response"]["body"]["usage"]
     k = r["krill"]
     print("  %-10s %-6s %3d+%-3d tokens %7.1f ms  %r" % (r["custom_id"], r["response"]["body"]["choices"][0]["finish_reason"],
