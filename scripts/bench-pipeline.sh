@@ -83,11 +83,15 @@ def ticks(path):
     f = s[s.rindex(")") + 2:].split()
     return comm, (int(f[11]) + int(f[12])) / hz
 pid, bpid = sys.argv[1], sys.argv[2]
-threads = {}
+threads, waits = {}, {}
 for t in os.listdir("/proc/%s/task" % pid):
     comm, sec = ticks("/proc/%s/task/%s/stat" % (pid, t))
     threads[comm] = threads.get(comm, 0) + sec
-print(json.dumps({"threads": threads, "broker": ticks("/proc/%s/stat" % bpid)[1] - float(sys.argv[3])}))
+    try:  # schedstat: ns on a CPU, ns runnable but waiting for a CPU, timeslices
+        waits[comm] = waits.get(comm, 0) + int(open("/proc/%s/task/%s/schedstat" % (pid, t)).read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        pass
+print(json.dumps({"threads": threads, "waits": waits, "broker": ticks("/proc/%s/stat" % bpid)[1] - float(sys.argv[3])}))
 PY
 kill -TERM "$wpid"; wait "$wpid" || true; wpid=""
 got=$(wc -l <"$T/res.jsonl")
@@ -131,9 +135,12 @@ with %s thread(s)%s. Load average at the end: %s (the machine is shared). Goal: 
 | %s | %s | %s (%s cores) | %s / %s | **%.0f** | %.0f | %.2f |
 
 CPU per request (from /proc, whole run, µs): worker outside the engine **%.0f** (io thread
-%.0f, librdkafka threads %.0f), engine thread %.0f, broker JVM (while the worker ran) %.0f.""" % (n, p, th, (", " + sets.replace("--set ", "")) if sets else "", load, today, commit, cpuname, ncpu, kv, rv, rps, brps,
+%.0f, librdkafka threads %.0f), engine thread %.0f, broker JVM (while the worker ran) %.0f.
+Time the engine thread was runnable but waited for a CPU (other processes): %.1f s of the
+%.1f s the results took.""" % (n, p, th, (", " + sets.replace("--set ", "")) if sets else "", load, today, commit, cpuname, ncpu, kv, rv, rps, brps,
                            rps / brps if brps == brps and brps > 0 else float("nan"),
-                           us(other), us(io), us(rdk), us(engine), us(c["broker"])))
+                           us(other), us(io), us(rdk), us(engine), us(c["broker"]),
+                           c.get("waits", {}).get("krill-engine", float("nan")), span))
 PY
 cat "$T/section.md"
 if [ "$DOC" = 1 ]; then
