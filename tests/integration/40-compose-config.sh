@@ -30,9 +30,9 @@ cpu=(-f compose/docker-compose.yml -f compose/docker-compose.cpu.yml)
 
 # ---- 1. docker-compose config ----------------------------------------------------
 # Interpolation comes from compose/.env; keep the caller's environment out of it.
-env -u PARTITIONS -u WORKERS -u KRILL_IMAGE_TAG docker-compose "${base[@]}" config >"$tmp/base.yml" 2>"$tmp/err" \
+env -u PARTITIONS -u WORKERS -u IMAGE_TAG docker-compose "${base[@]}" config >"$tmp/base.yml" 2>"$tmp/err" \
   || { cat "$tmp/err" >&2; fail "docker-compose config rejects compose/docker-compose.yml"; }
-env -u PARTITIONS -u WORKERS -u KRILL_IMAGE_TAG docker-compose "${cpu[@]}" config >"$tmp/cpu.yml" 2>"$tmp/err" \
+env -u PARTITIONS -u WORKERS -u IMAGE_TAG docker-compose "${cpu[@]}" config >"$tmp/cpu.yml" 2>"$tmp/err" \
   || { cat "$tmp/err" >&2; fail "docker-compose config rejects the CPU override"; }
 docker-compose "${base[@]}" config --services | sort >"$tmp/base.services"
 docker-compose "${cpu[@]}" config --services | sort >"$tmp/cpu.services"
