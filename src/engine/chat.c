@@ -17,6 +17,7 @@
  *   - the role "developer" is treated as "system" in every family;
  *   - a loaded chat_t is immutable, so chat_render is thread-safe. */
 #include "chat.h"
+#include "err.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -99,14 +100,6 @@ struct chat {
 
 /* ---------------------------------------------------------------- helpers */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 typedef struct {
     char *p;
@@ -312,7 +305,7 @@ chat_t *chat_load_template(const char *tmpl, const char *bos, const char *eos, c
     }
     return c;
 oom:
-    set_err(err, errlen, "chat: out of memory loading the chat template");
+    err_set(err, errlen, "chat: out of memory loading the chat template");
     chat_free(c);
     return NULL;
 }
@@ -334,7 +327,7 @@ chat_t *chat_load(const gguf_t *g, char *err, size_t errlen) {
     char *tmpl = NULL, *bos = NULL, *eos = NULL;
     chat_t *c = NULL;
     if (!g) {
-        set_err(err, errlen, "chat: no GGUF file given");
+        err_set(err, errlen, "chat: no GGUF file given");
         return NULL;
     }
     gguf_str_t s;
@@ -353,7 +346,7 @@ chat_t *chat_load(const gguf_t *g, char *err, size_t errlen) {
     free(eos);
     return c;
 oom:
-    set_err(err, errlen, "chat: out of memory reading the chat template");
+    err_set(err, errlen, "chat: out of memory reading the chat template");
     free(tmpl);
     free(bos);
     free(eos);
@@ -379,17 +372,17 @@ const char *chat_default_system(const chat_t *c) { return c->default_system; }
 
 static int parse_roles(const engine_chat_msg_t *msgs, size_t n, role_t *roles, char *err, size_t errlen) {
     if (!msgs || n == 0) {
-        set_err(err, errlen, "chat: the message list is empty; send at least one message");
+        err_set(err, errlen, "chat: the message list is empty; send at least one message");
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
         const char *r = msgs[i].role;
         if (!r) {
-            set_err(err, errlen, "chat: messages[%zu] has no role; set role to system, user, assistant, tool or developer", i);
+            err_set(err, errlen, "chat: messages[%zu] has no role; set role to system, user, assistant, tool or developer", i);
             return -1;
         }
         if (!msgs[i].content) {
-            set_err(err, errlen, "chat: messages[%zu] (%s) has no content; send a string (it may be empty)", i, r);
+            err_set(err, errlen, "chat: messages[%zu] (%s) has no content; send a string (it may be empty)", i, r);
             return -1;
         }
         if (strcmp(r, "developer") == 0) roles[i] = ROLE_SYSTEM;
@@ -398,7 +391,7 @@ static int parse_roles(const engine_chat_msg_t *msgs, size_t n, role_t *roles, c
             for (int j = 0; j < 4; j++)
                 if (strcmp(r, role_names[j]) == 0) k = j;
             if (k < 0) {
-                set_err(err, errlen, "chat: messages[%zu] has unknown role '%.40s'; use system, user, assistant, tool or developer", i, r);
+                err_set(err, errlen, "chat: messages[%zu] has unknown role '%.40s'; use system, user, assistant, tool or developer", i, r);
                 return -1;
             }
             roles[i] = (role_t)k;
@@ -420,7 +413,7 @@ static int render_header(const chat_t *c, const engine_chat_msg_t *msgs, const r
     }
     for (size_t i = 0; i < n; i++) {
         if (roles[i] == ROLE_TOOL && !s->allow_tool) {
-            set_err(err, errlen, "chat: messages[%zu]: the %s template has no tool role; use system, user or assistant",
+            err_set(err, errlen, "chat: messages[%zu]: the %s template has no tool role; use system, user or assistant",
                     i, s->variant);
             return -1;
         }
@@ -451,7 +444,7 @@ static int render_inst(const chat_t *c, const engine_chat_msg_t *msgs, const rol
     const char *sys = NULL;
     if (roles[0] == ROLE_SYSTEM) {
         if (s->sys == SYS_NONE) {
-            set_err(err, errlen, "chat: messages[0]: the %s template has no system role; "
+            err_set(err, errlen, "chat: messages[0]: the %s template has no system role; "
                     "put the instructions in the first user message", s->variant);
             return -1;
         }
@@ -461,13 +454,13 @@ static int render_inst(const chat_t *c, const engine_chat_msg_t *msgs, const rol
     for (size_t i = first; i < n; i++) {
         bool want_user = (i - first) % 2 == 0;
         if (roles[i] == ROLE_SYSTEM || roles[i] == ROLE_TOOL) {
-            set_err(err, errlen, "chat: messages[%zu]: the %s template accepts %suser and assistant "
+            err_set(err, errlen, "chat: messages[%zu]: the %s template accepts %suser and assistant "
                     "messages only; role '%s' is not allowed here", i, s->variant,
                     s->sys == SYS_NONE ? "" : "an optional first system message, then ", role_names[roles[i]]);
             return -1;
         }
         if ((roles[i] == ROLE_USER) != want_user) {
-            set_err(err, errlen, "chat: messages[%zu]: the %s template needs roles alternating "
+            err_set(err, errlen, "chat: messages[%zu]: the %s template needs roles alternating "
                     "user/assistant/user/... (after an optional first system message); got '%s'",
                     i, s->variant, role_names[roles[i]]);
             return -1;
@@ -522,7 +515,7 @@ int chat_render(const chat_t *c, const engine_chat_msg_t *msgs, size_t n_msgs, b
     sbuf_t b = {0};
     int rc = -1;
     if (!roles) {
-        set_err(err, errlen, "chat: out of memory (%zu messages)", n_msgs);
+        err_set(err, errlen, "chat: out of memory (%zu messages)", n_msgs);
         return -1;
     }
     if (parse_roles(msgs, n_msgs, roles, err, errlen) != 0) goto done;
@@ -535,7 +528,7 @@ int chat_render(const chat_t *c, const engine_chat_msg_t *msgs, size_t n_msgs, b
         if (!b.p) b.oom = true;
     }
     if (b.oom) {
-        set_err(err, errlen, "chat: out of memory rendering %zu messages", n_msgs);
+        err_set(err, errlen, "chat: out of memory rendering %zu messages", n_msgs);
         rc = -1;
         goto done;
     }

@@ -8,6 +8,7 @@
  * it. Files are mapped read-only (MAP_PRIVATE, PROT_READ); a mapped file that is
  * truncated by someone else afterwards is outside what we can defend against. */
 #include "gguf.h"
+#include "err.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -47,14 +48,6 @@ struct gguf {
 
 /* ---------------------------------------------------------------- errors */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* A printable, bounded rendering of a (possibly hostile) name for messages. */
 static const char *safe_name(gguf_str_t s, char *buf, size_t bufsize) {
@@ -89,7 +82,7 @@ typedef struct {
 
 static bool need(cur_t *c, uint64_t n, const char *what) {
     if (n > c->size - c->pos) {
-        seterr(c->err, c->errlen,
+        err_set(c->err, c->errlen,
                "%s%s%s at offset %zu needs %" PRIu64 " bytes but the file ends at %zu "
                "(truncated or corrupt file)",
                c->ctx ? c->ctx : "", c->ctx ? ": " : "", what, c->pos, n, c->size);
@@ -121,7 +114,7 @@ static bool rd_str(cur_t *c, gguf_str_t *s, const char *what) {
     uint64_t len;
     if (!rd_u64(c, &len, what)) return false;
     if (len > c->size - c->pos) {
-        seterr(c->err, c->errlen,
+        err_set(c->err, c->errlen,
                "%s%s%s: length %" PRIu64 " at offset %zu runs past the end of the file (size %zu)",
                c->ctx ? c->ctx : "", c->ctx ? ": " : "", what, len, c->pos - 8, c->size);
         return false;
@@ -237,7 +230,7 @@ static bool parse_kv(gguf_t *g, cur_t *c, size_t i) {
     if (!rd_str(c, &kv->key, "key")) return false;
     snprintf(ctx, sizeof(ctx), "kv %zu '%s'", i, safe_name(kv->key, nb, sizeof(nb)));
     if (kv->key.len == 0 || kv->key.len > GGUF_MAX_KEY) {
-        seterr(c->err, c->errlen, "%s: key length %" PRIu64 " is outside 1..%d", ctx, kv->key.len,
+        err_set(c->err, c->errlen, "%s: key length %" PRIu64 " is outside 1..%d", ctx, kv->key.len,
                GGUF_MAX_KEY);
         return false;
     }
@@ -245,7 +238,7 @@ static bool parse_kv(gguf_t *g, cur_t *c, size_t i) {
     if (!rd_u32(c, &t, "value type")) return false;
     int sz = vtype_size(t);
     if (sz < 0) {
-        seterr(c->err, c->errlen, "%s: unknown value type %" PRIu32 " at offset %zu", ctx, t, c->pos - 4);
+        err_set(c->err, c->errlen, "%s: unknown value type %" PRIu32 " at offset %zu", ctx, t, c->pos - 4);
         return false;
     }
     kv->type = (gguf_vtype_t)t;
@@ -261,12 +254,12 @@ static bool parse_kv(gguf_t *g, cur_t *c, size_t i) {
     if (!rd_u32(c, &et, "array element type")) return false;
     int esz = vtype_size(et);
     if (esz < 0) {
-        seterr(c->err, c->errlen, "%s: unknown array element type %" PRIu32 " at offset %zu", ctx, et,
+        err_set(c->err, c->errlen, "%s: unknown array element type %" PRIu32 " at offset %zu", ctx, et,
                c->pos - 4);
         return false;
     }
     if (et == GGUF_VT_ARRAY) {
-        seterr(c->err, c->errlen, "%s: nested arrays are not supported (at offset %zu)", ctx, c->pos - 4);
+        err_set(c->err, c->errlen, "%s: nested arrays are not supported (at offset %zu)", ctx, c->pos - 4);
         return false;
     }
     if (!rd_u64(c, &n, "array length")) return false;
@@ -274,7 +267,7 @@ static bool parse_kv(gguf_t *g, cur_t *c, size_t i) {
     /* strings take at least 8 bytes each (their length) */
     const uint64_t min_each = et == GGUF_VT_STRING ? 8 : (uint64_t)esz;
     if (n > remain / min_each) {
-        seterr(c->err, c->errlen,
+        err_set(c->err, c->errlen,
                "%s: array length %" PRIu64 " at offset %zu: %" PRIu64 "-byte elements cannot fit in "
                "the %zu bytes left in the file",
                ctx, n, c->pos - 8, min_each, remain);
@@ -289,14 +282,14 @@ static bool parse_kv(gguf_t *g, cur_t *c, size_t i) {
     }
     uint64_t *idx = malloc((size_t)(n ? n : 1) * sizeof(uint64_t));
     if (!idx) {
-        seterr(c->err, c->errlen, "%s: out of memory indexing %" PRIu64 " strings", ctx, n);
+        err_set(c->err, c->errlen, "%s: out of memory indexing %" PRIu64 " strings", ctx, n);
         return false;
     }
     g->str_idx[i] = idx;
     for (uint64_t j = 0; j < n; j++) {
         idx[j] = c->pos;
         if (c->size - c->pos < 8) {
-            seterr(c->err, c->errlen,
+            err_set(c->err, c->errlen,
                    "%s: string %" PRIu64 " of %" PRIu64 " at offset %zu: length runs past the end of "
                    "the file (size %zu)",
                    ctx, j, n, c->pos, c->size);
@@ -305,7 +298,7 @@ static bool parse_kv(gguf_t *g, cur_t *c, size_t i) {
         uint64_t len = le64(c->p + c->pos);
         c->pos += 8;
         if (len > c->size - c->pos) {
-            seterr(c->err, c->errlen,
+            err_set(c->err, c->errlen,
                    "%s: string %" PRIu64 " of %" PRIu64 ": length %" PRIu64 " at offset %zu runs past "
                    "the end of the file (size %zu)",
                    ctx, j, n, len, c->pos - 8, c->size);
@@ -324,20 +317,20 @@ static bool parse_tensor(gguf_t *g, cur_t *c, size_t i) {
     if (!rd_str(c, &t->name, "name")) return false;
     snprintf(ctx, sizeof(ctx), "tensor %zu '%s'", i, safe_name(t->name, nb, sizeof(nb)));
     if (t->name.len == 0 || t->name.len > GGUF_MAX_NAME) {
-        seterr(c->err, c->errlen, "%s: name length %" PRIu64 " is outside 1..%d", ctx, t->name.len,
+        err_set(c->err, c->errlen, "%s: name length %" PRIu64 " is outside 1..%d", ctx, t->name.len,
                GGUF_MAX_NAME);
         return false;
     }
     if (!rd_u32(c, &t->n_dims, "n_dims")) return false;
     if (t->n_dims > GGUF_MAX_DIMS) {
-        seterr(c->err, c->errlen, "%s: n_dims %" PRIu32 " is more than %d", ctx, t->n_dims, GGUF_MAX_DIMS);
+        err_set(c->err, c->errlen, "%s: n_dims %" PRIu32 " is more than %d", ctx, t->n_dims, GGUF_MAX_DIMS);
         return false;
     }
     for (int d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = 1;
     for (uint32_t d = 0; d < t->n_dims; d++) {
         if (!rd_u64(c, &t->ne[d], "dimension")) return false;
         if (t->ne[d] > (uint64_t)INT64_MAX) {
-            seterr(c->err, c->errlen, "%s: dimension %" PRIu32 " is %" PRIu64 " (negative or absurd)", ctx, d,
+            err_set(c->err, c->errlen, "%s: dimension %" PRIu32 " is %" PRIu64 " (negative or absurd)", ctx, d,
                    t->ne[d]);
             return false;
         }
@@ -346,7 +339,7 @@ static bool parse_tensor(gguf_t *g, cur_t *c, size_t i) {
     if (!rd_u32(c, &type, "type")) return false;
     t->type = (gguf_ttype_t)type;
     if (type > 1000 || quant_block_elems(t->type) == 0) {
-        seterr(c->err, c->errlen, "%s: unknown tensor type %" PRIu32 " (not a ggml type this reader knows)",
+        err_set(c->err, c->errlen, "%s: unknown tensor type %" PRIu32 " (not a ggml type this reader knows)",
                ctx, type);
         return false;
     }
@@ -356,25 +349,25 @@ static bool parse_tensor(gguf_t *g, cur_t *c, size_t i) {
     uint64_t rows = 1;
     for (int d = 1; d < GGUF_MAX_DIMS; d++) {
         if (t->ne[d] != 0 && rows > (uint64_t)INT64_MAX / t->ne[d]) {
-            seterr(c->err, c->errlen, "%s: shape [%" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64
+            err_set(c->err, c->errlen, "%s: shape [%" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64
                    "] overflows 64 bits", ctx, t->ne[0], t->ne[1], t->ne[2], t->ne[3]);
             return false;
         }
         rows *= t->ne[d];
     }
     if (rows != 0 && t->ne[0] > (uint64_t)INT64_MAX / rows) {
-        seterr(c->err, c->errlen, "%s: shape [%" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64
+        err_set(c->err, c->errlen, "%s: shape [%" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64
                "] overflows 64 bits", ctx, t->ne[0], t->ne[1], t->ne[2], t->ne[3]);
         return false;
     }
     int64_t rb = quant_row_bytes(t->type, (int64_t)t->ne[0]);
     if (rb < 0) {
-        seterr(c->err, c->errlen, "%s: row length %" PRIu64 " is not a whole number of %s blocks (%" PRId64
+        err_set(c->err, c->errlen, "%s: row length %" PRIu64 " is not a whole number of %s blocks (%" PRId64
                " elements each)", ctx, t->ne[0], quant_type_name(t->type), quant_block_elems(t->type));
         return false;
     }
     if (rows != 0 && (uint64_t)rb > UINT64_MAX / rows) {
-        seterr(c->err, c->errlen, "%s: byte size overflows 64 bits", ctx);
+        err_set(c->err, c->errlen, "%s: byte size overflows 64 bits", ctx);
         return false;
     }
     t->nbytes = (uint64_t)rb * rows;
@@ -384,7 +377,7 @@ static bool parse_tensor(gguf_t *g, cur_t *c, size_t i) {
 static gguf_t *parse(const uint8_t *buf, size_t size, bool mapped, char *err, size_t errlen) {
     gguf_t *g = calloc(1, sizeof(*g));
     if (!g) {
-        seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     g->base = buf;
@@ -394,21 +387,21 @@ static gguf_t *parse(const uint8_t *buf, size_t size, bool mapped, char *err, si
     cur_t c = {.p = buf, .size = size, .pos = 0, .err = err, .errlen = errlen, .ctx = "header"};
 
     if (size == 0) {
-        seterr(err, errlen, "empty file (0 bytes): not a GGUF model");
+        err_set(err, errlen, "empty file (0 bytes): not a GGUF model");
         goto fail;
     }
     uint32_t magic;
     if (size < 4 || (magic = le32(buf)) != GGUF_MAGIC) {
-        seterr(err, errlen, "not a GGUF file: bad magic (expected \"GGUF\" in the first 4 bytes)");
+        err_set(err, errlen, "not a GGUF file: bad magic (expected \"GGUF\" in the first 4 bytes)");
         goto fail;
     }
     c.pos = 4;
     if (!rd_u32(&c, &g->version, "version")) goto fail;
     if (g->version != 2 && g->version != 3) {
         if (g->version == 0x02000000u || g->version == 0x03000000u)
-            seterr(err, errlen, "big-endian GGUF files are not supported; use a little-endian file");
+            err_set(err, errlen, "big-endian GGUF files are not supported; use a little-endian file");
         else
-            seterr(err, errlen, "unsupported GGUF version %" PRIu32 " (this reader supports 2 and 3)",
+            err_set(err, errlen, "unsupported GGUF version %" PRIu32 " (this reader supports 2 and 3)",
                    g->version);
         goto fail;
     }
@@ -417,11 +410,11 @@ static gguf_t *parse(const uint8_t *buf, size_t size, bool mapped, char *err, si
     /* A kv needs at least 8 (key len) + 1 (key) + 4 (type) + 1 bytes, a tensor info
      * 8 + 1 + 4 + 4 + 8; counts that cannot fit are rejected before allocating. */
     if (n_kv > (size - c.pos) / 14 || n_kv >= UINT32_MAX) {
-        seterr(err, errlen, "header: kv count %" PRIu64 " cannot fit in a file of %zu bytes", n_kv, size);
+        err_set(err, errlen, "header: kv count %" PRIu64 " cannot fit in a file of %zu bytes", n_kv, size);
         goto fail;
     }
     if (n_tensors > (size - c.pos) / 25 || n_tensors >= UINT32_MAX) {
-        seterr(err, errlen, "header: tensor count %" PRIu64 " cannot fit in a file of %zu bytes", n_tensors,
+        err_set(err, errlen, "header: tensor count %" PRIu64 " cannot fit in a file of %zu bytes", n_tensors,
                size);
         goto fail;
     }
@@ -432,7 +425,7 @@ static gguf_t *parse(const uint8_t *buf, size_t size, bool mapped, char *err, si
     g->kv_hcap = hash_cap(g->n_kv);
     g->kv_hash = calloc(g->kv_hcap, sizeof(uint32_t));
     if (!g->kv || !g->str_idx || !g->kv_hash) {
-        seterr(err, errlen, "out of memory for %zu kv pairs", g->n_kv);
+        err_set(err, errlen, "out of memory for %zu kv pairs", g->n_kv);
         goto fail;
     }
     for (size_t i = 0; i < g->n_kv; i++) {
@@ -441,7 +434,7 @@ static gguf_t *parse(const uint8_t *buf, size_t size, bool mapped, char *err, si
         HASH_INSERT(g->kv_hash, g->kv_hcap, key, g->kv, i, dup);
         if (dup != SIZE_MAX) {
             char nb[96];
-            seterr(err, errlen, "kv %zu: duplicate key '%s' (first defined by kv %zu)", i,
+            err_set(err, errlen, "kv %zu: duplicate key '%s' (first defined by kv %zu)", i,
                    safe_name(g->kv[i].key, nb, sizeof(nb)), dup);
             goto fail;
         }
@@ -458,7 +451,7 @@ static gguf_t *parse(const uint8_t *buf, size_t size, bool mapped, char *err, si
                   al->type == GGUF_VT_INT64) && al->v.i64 > 0)
             a = (uint64_t)al->v.i64;
         if (a == 0 || (a & (a - 1)) != 0 || a > GGUF_MAX_ALIGN) {
-            seterr(err, errlen, "general.alignment must be a power of two in 1..%u (got %s %" PRIu64 ")",
+            err_set(err, errlen, "general.alignment must be a power of two in 1..%u (got %s %" PRIu64 ")",
                    GGUF_MAX_ALIGN, gguf_vtype_name(al->type), a);
             goto fail;
         }
@@ -470,7 +463,7 @@ static gguf_t *parse(const uint8_t *buf, size_t size, bool mapped, char *err, si
     g->t_hcap = hash_cap(g->n_tensors);
     g->t_hash = calloc(g->t_hcap, sizeof(uint32_t));
     if (!g->tensors || !g->t_hash) {
-        seterr(err, errlen, "out of memory for %zu tensors", g->n_tensors);
+        err_set(err, errlen, "out of memory for %zu tensors", g->n_tensors);
         goto fail;
     }
     for (size_t i = 0; i < g->n_tensors; i++) {
@@ -479,7 +472,7 @@ static gguf_t *parse(const uint8_t *buf, size_t size, bool mapped, char *err, si
         HASH_INSERT(g->t_hash, g->t_hcap, name, g->tensors, i, dup);
         if (dup != SIZE_MAX) {
             char nb[96];
-            seterr(err, errlen, "tensor %zu: duplicate name '%s' (first defined by tensor %zu)", i,
+            err_set(err, errlen, "tensor %zu: duplicate name '%s' (first defined by tensor %zu)", i,
                    safe_name(g->tensors[i].name, nb, sizeof(nb)), dup);
             goto fail;
         }
@@ -492,13 +485,13 @@ static gguf_t *parse(const uint8_t *buf, size_t size, bool mapped, char *err, si
         gguf_tensor_t *t = &g->tensors[i];
         char nb[96];
         if (t->offset % g->alignment != 0) {
-            seterr(err, errlen, "tensor %zu '%s': offset %" PRIu64 " is not a multiple of the alignment %" PRIu64,
+            err_set(err, errlen, "tensor %zu '%s': offset %" PRIu64 " is not a multiple of the alignment %" PRIu64,
                    i, safe_name(t->name, nb, sizeof(nb)), t->offset, g->alignment);
             goto fail;
         }
         if (t->offset > UINT64_MAX - g->data_off || t->nbytes > UINT64_MAX - g->data_off - t->offset ||
             g->data_off + t->offset + t->nbytes > size) {
-            seterr(err, errlen,
+            err_set(err, errlen,
                    "tensor %zu '%s': data [%" PRIu64 " + %" PRIu64 ", +%" PRIu64 " bytes) ends past the end "
                    "of the file (size %zu; truncated file?)",
                    i, safe_name(t->name, nb, sizeof(nb)), g->data_off, t->offset, t->nbytes, size);
@@ -516,7 +509,7 @@ fail:
 
 gguf_t *gguf_open_mem(const void *buf, size_t len, char *err, size_t errlen) {
     if (!buf && len > 0) {
-        seterr(err, errlen, "NULL buffer");
+        err_set(err, errlen, "NULL buffer");
         return NULL;
     }
     static const uint8_t empty[1];
@@ -526,37 +519,37 @@ gguf_t *gguf_open_mem(const void *buf, size_t len, char *err, size_t errlen) {
 gguf_t *gguf_open(const char *path, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        seterr(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
         close(fd);
         return NULL;
     }
     if (!S_ISREG(st.st_mode)) {
-        seterr(err, errlen, "%s: not a regular file", path);
+        err_set(err, errlen, "%s: not a regular file", path);
         close(fd);
         return NULL;
     }
     size_t size = (size_t)st.st_size;
     if (size == 0) {
         close(fd);
-        seterr(err, errlen, "%s: empty file (0 bytes): not a GGUF model", path);
+        err_set(err, errlen, "%s: empty file (0 bytes): not a GGUF model", path);
         return NULL;
     }
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED) {
-        seterr(err, errlen, "%s: mmap failed: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: mmap failed: %s", path, strerror(errno));
         return NULL;
     }
     char e[512] = "";
     gguf_t *g = parse(map, size, true, e, sizeof(e));
     if (!g) {
         munmap(map, size);
-        seterr(err, errlen, "%s: %s", path, e);
+        err_set(err, errlen, "%s: %s", path, e);
         return NULL;
     }
     return g;
@@ -611,10 +604,10 @@ static bool is_signed(gguf_vtype_t t) {
 static int type_err(const gguf_kv_t *kv, const char *want, bool range, char *err, size_t errlen) {
     char nb[96];
     if (range)
-        seterr(err, errlen, "key '%s': %s value is out of range for %s", safe_name(kv->key, nb, sizeof(nb)),
+        err_set(err, errlen, "key '%s': %s value is out of range for %s", safe_name(kv->key, nb, sizeof(nb)),
                gguf_vtype_name(kv->type), want);
     else
-        seterr(err, errlen, "key '%s' has type %s, expected %s", safe_name(kv->key, nb, sizeof(nb)),
+        err_set(err, errlen, "key '%s' has type %s, expected %s", safe_name(kv->key, nb, sizeof(nb)),
                gguf_vtype_name(kv->type), want);
     return -2;
 }

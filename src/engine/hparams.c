@@ -6,6 +6,7 @@
  * so the model loader can index them without further checks. Errors name the key or
  * tensor and say what was expected. */
 #include "hparams.h"
+#include "err.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -18,14 +19,6 @@
 #define MAX_VOCAB (1 << 24)
 #define MAX_CTX (1 << 26)
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 typedef struct {
     const gguf_t *g;
@@ -45,19 +38,19 @@ static int get_int(const ctx_t *c, const char *name, int64_t lo, int64_t hi, boo
     akey(c, name, key, sizeof(key));
     const gguf_kv_t *kv = gguf_find(c->g, key);
     if (kv && kv->type == GGUF_VT_ARRAY) {
-        seterr(c->err, c->errlen, "%s: per-layer arrays are not supported (need one integer)", key);
+        err_set(c->err, c->errlen, "%s: per-layer arrays are not supported (need one integer)", key);
         return -2;
     }
     int64_t v;
     int rc = gguf_get_i64(c->g, key, &v, c->err, c->errlen);
     if (rc == -1) {
         if (!required) return -1;
-        seterr(c->err, c->errlen, "%s: missing (required for architecture '%s')", key, c->arch);
+        err_set(c->err, c->errlen, "%s: missing (required for architecture '%s')", key, c->arch);
         return -2;
     }
     if (rc != 0) return -2;
     if (v < lo || v > hi) {
-        seterr(c->err, c->errlen, "%s: value %" PRId64 " is outside %" PRId64 "..%" PRId64, key, v, lo, hi);
+        err_set(c->err, c->errlen, "%s: value %" PRId64 " is outside %" PRId64 "..%" PRId64, key, v, lo, hi);
         return -2;
     }
     *out = (int)v;
@@ -72,12 +65,12 @@ static int get_float(const ctx_t *c, const char *name, double lo, double hi, boo
     int rc = gguf_get_f64(c->g, key, &v, c->err, c->errlen);
     if (rc == -1) {
         if (!required) return -1;
-        seterr(c->err, c->errlen, "%s: missing (required for architecture '%s')", key, c->arch);
+        err_set(c->err, c->errlen, "%s: missing (required for architecture '%s')", key, c->arch);
         return -2;
     }
     if (rc != 0) return -2;
     if (!isfinite(v) || !(v > lo) || v > hi) {
-        seterr(c->err, c->errlen, "%s: value %g is outside (%g, %g]", key, v, lo, hi);
+        err_set(c->err, c->errlen, "%s: value %g is outside (%g, %g]", key, v, lo, hi);
         return -2;
     }
     *out = (float)v;
@@ -88,13 +81,13 @@ static int get_float(const ctx_t *c, const char *name, double lo, double hi, boo
 static int want_tensor(const ctx_t *c, const char *name, int64_t ne0, int64_t ne1) {
     const gguf_tensor_t *t = gguf_find_tensor(c->g, name);
     if (!t) {
-        seterr(c->err, c->errlen, "tensor '%s' is missing (the file is not a complete %s model)", name, c->arch);
+        err_set(c->err, c->errlen, "tensor '%s' is missing (the file is not a complete %s model)", name, c->arch);
         return -1;
     }
     bool ok = t->ne[0] == (uint64_t)ne0 && t->ne[2] == 1 && t->ne[3] == 1 &&
               (ne1 == 0 ? t->ne[1] == 1 : t->ne[1] == (uint64_t)ne1);
     if (!ok) {
-        seterr(c->err, c->errlen,
+        err_set(c->err, c->errlen,
                "tensor '%s' has shape [%" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64 "], expected [%" PRId64
                ", %" PRId64 "] from the hyper-parameters",
                name, t->ne[0], t->ne[1], t->ne[2], t->ne[3], ne0, ne1 ? ne1 : 1);
@@ -138,11 +131,11 @@ int hparams_load(const gguf_t *g, hparams_t *hp, char *err, size_t errlen) {
     memset(hp, 0, sizeof(*hp));
     gguf_str_t s;
     int rc = gguf_get_str(g, "general.architecture", &s, err, errlen);
-    if (rc == -1) seterr(err, errlen, "general.architecture: missing (not a model file?)");
+    if (rc == -1) err_set(err, errlen, "general.architecture: missing (not a model file?)");
     if (rc != 0) return -1;
     if (!gguf_str_eq(s, "llama") && !gguf_str_eq(s, "qwen2")) {
         char a[40];
-        seterr(err, errlen, "general.architecture '%s' is not supported (supported: llama, qwen2)",
+        err_set(err, errlen, "general.architecture '%s' is not supported (supported: llama, qwen2)",
                gguf_str_copy(s, a, sizeof(a)));
         return -1;
     }
@@ -161,7 +154,7 @@ int hparams_load(const gguf_t *g, hparams_t *hp, char *err, size_t errlen) {
     if (rc == -2) return -1;
     if (rc == -1) hp->n_kv_heads = hp->n_heads;
     if (hp->n_heads % hp->n_kv_heads != 0) {
-        seterr(err, errlen, "%s: %d heads are not a multiple of %d kv heads", akey(&c, "attention.head_count_kv", key, sizeof(key)),
+        err_set(err, errlen, "%s: %d heads are not a multiple of %d kv heads", akey(&c, "attention.head_count_kv", key, sizeof(key)),
                hp->n_heads, hp->n_kv_heads);
         return -1;
     }
@@ -169,7 +162,7 @@ int hparams_load(const gguf_t *g, hparams_t *hp, char *err, size_t errlen) {
     if (rc == -2) return -1;
     if (rc == -1) {
         if (hp->d_model % hp->n_heads != 0) {
-            seterr(err, errlen, "%s: embedding_length %d is not a multiple of head_count %d (and no key_length is given)",
+            err_set(err, errlen, "%s: embedding_length %d is not a multiple of head_count %d (and no key_length is given)",
                    akey(&c, "attention.head_count", key, sizeof(key)), hp->d_model, hp->n_heads);
             return -1;
         }
@@ -179,17 +172,17 @@ int hparams_load(const gguf_t *g, hparams_t *hp, char *err, size_t errlen) {
     rc = get_int(&c, "attention.value_length", 1, MAX_DIM, false, &vlen);
     if (rc == -2) return -1;
     if (rc == 0 && vlen != hp->head_dim) {
-        seterr(err, errlen, "%s: %d differs from the key length %d (not supported)",
+        err_set(err, errlen, "%s: %d differs from the key length %d (not supported)",
                akey(&c, "attention.value_length", key, sizeof(key)), vlen, hp->head_dim);
         return -1;
     }
     if ((int64_t)hp->n_heads * hp->head_dim > MAX_DIM) {
-        seterr(err, errlen, "%s: head_count * head_dim is absurd (%d * %d)", akey(&c, "attention.head_count", key, sizeof(key)),
+        err_set(err, errlen, "%s: head_count * head_dim is absurd (%d * %d)", akey(&c, "attention.head_count", key, sizeof(key)),
                hp->n_heads, hp->head_dim);
         return -1;
     }
     if (hp->head_dim % 2 != 0) {
-        seterr(err, errlen, "%s: head dimension %d is odd (rotary embeddings need pairs)",
+        err_set(err, errlen, "%s: head dimension %d is odd (rotary embeddings need pairs)",
                akey(&c, "attention.key_length", key, sizeof(key)), hp->head_dim);
         return -1;
     }
@@ -199,7 +192,7 @@ int hparams_load(const gguf_t *g, hparams_t *hp, char *err, size_t errlen) {
     if (rc == -2) return -1;
     if (rc == -1) hp->rope_dim = hp->head_dim;
     if (hp->rope_dim % 2 != 0) {
-        seterr(err, errlen, "%s: %d is odd (rotary embeddings need pairs)",
+        err_set(err, errlen, "%s: %d is odd (rotary embeddings need pairs)",
                akey(&c, "rope.dimension_count", key, sizeof(key)), hp->rope_dim);
         return -1;
     }
@@ -223,7 +216,7 @@ int hparams_load(const gguf_t *g, hparams_t *hp, char *err, size_t errlen) {
             hp->rope_scaling = HPARAMS_ROPE_LLAMA3;
         } else {
             char v[40];
-            seterr(err, errlen, "%s: '%s' is not supported (none, linear, llama3)", key, gguf_str_copy(s, v, sizeof(v)));
+            err_set(err, errlen, "%s: '%s' is not supported (none, linear, llama3)", key, gguf_str_copy(s, v, sizeof(v)));
             return -1;
         }
     }
@@ -236,7 +229,7 @@ int hparams_load(const gguf_t *g, hparams_t *hp, char *err, size_t errlen) {
             get_int(&c, "rope.scaling.original_context_length", 1, MAX_CTX, false, &hp->rope_orig_ctx) == -2)
             return -1;
         if (!(hp->rope_high_freq_factor > hp->rope_low_freq_factor)) {
-            seterr(err, errlen, "%s.rope.scaling.high_freq_factor (%g) must be greater than low_freq_factor (%g)",
+            err_set(err, errlen, "%s.rope.scaling.high_freq_factor (%g) must be greater than low_freq_factor (%g)",
                    hp->arch, hp->rope_high_freq_factor, hp->rope_low_freq_factor);
             return -1;
         }
@@ -245,11 +238,11 @@ int hparams_load(const gguf_t *g, hparams_t *hp, char *err, size_t errlen) {
     if (rf) {
         if (rf->type != GGUF_T_F32 || rf->ne[0] != (uint64_t)(hp->rope_dim / 2) || rf->ne[1] != 1 ||
             rf->ne[2] != 1 || rf->ne[3] != 1) {
-            seterr(err, errlen, "tensor 'rope_freqs.weight' must be F32 of shape [%d] (rope_dim / 2)", hp->rope_dim / 2);
+            err_set(err, errlen, "tensor 'rope_freqs.weight' must be F32 of shape [%d] (rope_dim / 2)", hp->rope_dim / 2);
             return -1;
         }
         if (hp->rope_scaling == HPARAMS_ROPE_LINEAR) {
-            seterr(err, errlen, "%s is linear but the file also has rope_freqs.weight: ambiguous", key);
+            err_set(err, errlen, "%s is linear but the file also has rope_freqs.weight: ambiguous", key);
             return -1;
         }
         hp->rope_freqs = true;
@@ -259,18 +252,18 @@ int hparams_load(const gguf_t *g, hparams_t *hp, char *err, size_t errlen) {
     /* vocabulary, LM head and biases from the tensors */
     const gguf_tensor_t *emb = gguf_find_tensor(g, "token_embd.weight");
     if (!emb) {
-        seterr(err, errlen, "tensor 'token_embd.weight' is missing (the file is not a complete model)");
+        err_set(err, errlen, "tensor 'token_embd.weight' is missing (the file is not a complete model)");
         return -1;
     }
     if (emb->ne[1] < 1 || emb->ne[1] > MAX_VOCAB) {
-        seterr(err, errlen, "tensor 'token_embd.weight': vocabulary size %" PRIu64 " is outside 1..%d", emb->ne[1],
+        err_set(err, errlen, "tensor 'token_embd.weight': vocabulary size %" PRIu64 " is outside 1..%d", emb->ne[1],
                MAX_VOCAB);
         return -1;
     }
     hp->n_vocab = (int)emb->ne[1];
     const gguf_kv_t *toks = gguf_find(g, "tokenizer.ggml.tokens");
     if (toks && (toks->type != GGUF_VT_ARRAY || gguf_arr_len(toks) != (uint64_t)hp->n_vocab)) {
-        seterr(err, errlen, "tokenizer.ggml.tokens has %" PRIu64 " entries but token_embd.weight has %d rows",
+        err_set(err, errlen, "tokenizer.ggml.tokens has %" PRIu64 " entries but token_embd.weight has %d rows",
                gguf_arr_len(toks), hp->n_vocab);
         return -1;
     }

@@ -12,6 +12,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
@@ -106,8 +109,8 @@ float quant_f16_to_f32(uint16_t h) {
     uint32_t exp = (h >> 10) & 0x1f;
     uint32_t man = h & 0x3ff;
     uint32_t u;
-    if (exp == 0x1f) {
-        u = sign | 0x7f800000u | (man << 13); /* inf / NaN keeps its payload */
+    if (exp == 0x1f) { /* inf; NaN keeps its payload and is made quiet, as F16C does */
+        u = sign | 0x7f800000u | (man << 13) | (man ? 0x400000u : 0);
     } else if (exp != 0) {
         u = sign | ((exp + 112) << 23) | (man << 13);
     } else if (man == 0) {
@@ -167,7 +170,12 @@ static inline uint32_t rd32(const uint8_t *p) {
 static void deq_f32(const uint8_t *x, float *y, int64_t n) { memcpy(y, x, (size_t)n * 4); }
 
 static void deq_f16(const uint8_t *x, float *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] = quant_f16_to_f32(rd16(x + 2 * i));
+    int64_t i = 0;
+#if defined(__F16C__) /* exact conversion in hardware, 8 at a time (little-endian host) */
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(x + 2 * i))));
+#endif
+    for (; i < n; i++) y[i] = quant_f16_to_f32(rd16(x + 2 * i));
 }
 
 static void deq_bf16(const uint8_t *x, float *y, int64_t n) {
@@ -412,6 +420,16 @@ int quant_dequantize_bf16(gguf_ttype_t t, const void *src, uint16_t *dst, int64_
     return 0;
 }
 
+/* Round to nearest even; F16C gives the same bits as quant_f32_to_f16 (NaNs included). */
+static void f32_to_f16_n(const float *x, uint16_t *y, int64_t n) {
+    int64_t i = 0;
+#if defined(__F16C__)
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(void *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+#endif
+    for (; i < n; i++) y[i] = quant_f32_to_f16(x[i]);
+}
+
 int quant_dequantize_f16(gguf_ttype_t t, const void *src, uint16_t *dst, int64_t n) {
     const type_info_t *ti = type_get(t);
     if (!ti || !ti->deq || n < 0 || n % ti->blck != 0) return -1;
@@ -424,7 +442,7 @@ int quant_dequantize_f16(gguf_ttype_t t, const void *src, uint16_t *dst, int64_t
     for (int64_t i = 0; i < n; i += CHUNK) {
         const int64_t m = n - i < CHUNK ? n - i : CHUNK;
         quant_dequantize_f32(t, x + (i / ti->blck) * ti->bytes, buf, m);
-        for (int64_t j = 0; j < m; j++) dst[i + j] = quant_f32_to_f16(buf[j]);
+        f32_to_f16_n(buf, dst + i, m);
     }
     return 0;
 }

@@ -10,6 +10,7 @@ is a few tens of KB at most. Files:
   llama3.gguf       2-layer llama, rope scaling type "llama3" (factor 8, low 1, high 4, orig 8192)
   ropefreqs.gguf    2-layer llama carrying rope_freqs.weight
   linear.gguf       2-layer llama, linear rope scaling factor 2
+  seed_*.gguf       1-layer models of a few KB (the fuzz corpus seeds)
   bad_*.gguf        one defect each (see BAD below); hparams_load must refuse them
 """
 import os
@@ -126,6 +127,10 @@ def main():
     finish(model(p("linear.gguf"), extra_kv={"{arch}.rope.scaling.type": ("linear", V.STRING),
                                              "{arch}.rope.scaling.factor": (2.0, V.FLOAT32)}, head_count_kv=False,
                  kv=4))
+    # minimal models (a few KB): seeds for the fuzz corpus
+    finish(model(p("seed_llama.gguf"), layers=1, d=8, heads=2, kv=1, ffn=16, vocab=8))
+    finish(model(p("seed_qwen2.gguf"), arch="qwen2", layers=1, d=8, heads=2, kv=1, ffn=16, vocab=8, bias=True,
+                 tied=False, extra_kv=l3))
     BAD = {
         "bad_arch.gguf": dict(arch="gpt2"),
         "bad_no_block_count.gguf": dict(skip=("block_count",)),
