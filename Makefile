@@ -88,7 +88,8 @@ ifeq ($(SANITIZE),1)
 endif
 
 ifeq ($(USE_CUDA),1)
-  CFLAGS += -DKRILL_CUDA=1
+  # the C side links the CUDA backend (backend_cuda_ops) only once kernels/ has one
+  CFLAGS += $(if $(wildcard kernels/*.cu),-DKRILL_CUDA=1)
   NVCCFLAGS := -O3 -std=c++17 -Isrc -Isrc/engine -Ikernels --expt-relaxed-constexpr \
                $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
                -Xcompiler -Wall,-Wextra,-Werror,-fPIC $(if $(wildcard $(CUDA_DIR)/include/cccl),-I$(CUDA_DIR)/include/cccl)

@@ -42,7 +42,14 @@ typedef struct {
     int max_seqs;               /* sequences per step; 0 = backend default (cpu 64, cuda 256) */
     int max_batch_tokens;       /* tokens per step (prefill chunking); 0 = default 2048 */
     int kv_block_size;          /* tokens per KV block; 0 = 16 */
-    int64_t kv_cache_tokens;    /* cpu: KV capacity in tokens; 0 = context * max_seqs, capped */
+    int64_t kv_cache_tokens;    /* cpu: KV capacity in tokens; 0 = min(4 x training context,
+                                   512 MiB of KV) (model.h MODEL_DEFAULT_CPU_KV_BYTES) */
+    const char *kv_dtype;       /* KV cache storage "f16" | "f32"; NULL = f32 on the cpu
+                                   backend (see docs/engine-scheduling.md: f16 makes seeded
+                                   outputs depend on the batch), the backend's default else */
+    double kv_overcommit;       /* admission: running requests' prompt + max_tokens may claim
+                                   this many times the KV cache (preemption covers the rest);
+                                   0 = 1.0 (never preempt) */
     double gpu_memory_fraction; /* cuda: fraction of free memory for weights+activations+KV; 0 = 0.9 */
     int max_queue;              /* waiting requests accepted before ENGINE_ERR_BUSY; 0 = unbounded */
     uint64_t seed;              /* base for requests without a seed; 0 = random per engine */
@@ -56,6 +63,8 @@ typedef struct {
     int n_ctx;              /* effective context per sequence */
     int n_vocab;
     int32_t bos_id, eos_id, eot_id; /* -1 when the model has none */
+    bool add_bos;                   /* tokenizer.ggml.add_bos_token: raw prompts start with BOS */
+    int max_seqs, max_batch_tokens; /* effective scheduler budgets */
     int64_t kv_cache_tokens;        /* capacity */
 } engine_info_t;
 

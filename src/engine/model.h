@@ -1,5 +1,11 @@
 /* model.h — the llama-family forward pass, written once against backend.h.
  *
+ * Memory (docs/engine.md): weights are dequantized once at load into the backend's
+ * weight dtype (cpu: f32), wq|wk|wv fused into one (q_dim + 2 kv_dim, d_model) matrix
+ * and gate|up into one (2 ffn, d_model) matrix; activations are allocated once for
+ * max_batch_tokens; the KV cache holds model_kv_blocks() blocks of kv_block_size
+ * tokens for every layer. Nothing is allocated by model_forward.
+ *
  * One call runs a ragged batch: a flat list of tokens, each with its sequence and
  * position; tokens of one sequence are contiguous and in position order, and the
  * K/V of every earlier position of that sequence is already in the paged cache
@@ -25,7 +31,15 @@ typedef struct {
     int kv_block_size;          /* tokens per KV block */
     int64_t kv_cache_tokens;    /* cpu: capacity; cuda: 0 = from free memory */
     double gpu_memory_fraction;
+    const char *kv_dtype;       /* KV cache storage "f16" | "f32"; NULL = backend default (f16) */
 } model_params_t;
+
+/* Defaults applied by model_load for fields left 0: */
+#define MODEL_DEFAULT_MAX_BATCH_TOKENS 512
+#define MODEL_DEFAULT_MAX_SEQS 64
+#define MODEL_DEFAULT_KV_BLOCK_SIZE 16
+/* cpu, kv_cache_tokens == 0: min(4 * n_ctx_train, what fits in this many bytes) */
+#define MODEL_DEFAULT_CPU_KV_BYTES ((int64_t)512 << 20)
 
 typedef struct {
     int n_tokens;
@@ -48,7 +62,13 @@ const hparams_t *model_hparams(const model_t *m);
 int64_t model_kv_blocks(const model_t *m);   /* physical KV blocks allocated */
 const char *model_backend_name(const model_t *m);
 const char *model_device_name(const model_t *m);
-/* logits: (n_logits, n_vocab) f32, host memory. 0 or -1 (backend failure). */
+int model_kv_block_size(const model_t *m);  /* tokens per KV block */
+/* Bytes held on the backend: weights, KV cache, activations + index buffers. */
+void model_memory(const model_t *m, size_t *weights, size_t *kv, size_t *activations);
+/* logits: (n_logits, n_vocab) f32, host memory. 0, or -1 for a batch that breaks the
+ * rules above (sizes over the load-time maxima, ids out of range) or a backend
+ * failure; model_last_error() says which. A rejected batch changes nothing. */
 int model_forward(model_t *m, const model_batch_t *b, float *logits);
+const char *model_last_error(const model_t *m); /* "" when none */
 
 #endif

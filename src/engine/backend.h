@@ -1,0 +1,152 @@
+/* backend.h — the compute backend interface: a small table of function pointers over
+ * backend-owned buffers (ggml's ggml_backend_i, kept to calm's size).
+ *
+ * model.c writes the llama forward pass once against this table; backend.c is the
+ * only place that knows which backends exist (and the only #ifdef KRILL_CUDA).
+ *
+ * Rules every backend keeps:
+ * - Buffers come from ops->alloc and are opaque to the caller except for pointer
+ *   arithmetic: `(char *)buf + bytes` addresses inside a buffer (a device pointer on
+ *   CUDA, host memory on the CPU). The caller never dereferences them; it moves bytes
+ *   with upload/download/load_tensor.
+ * - Activations, norms, biases and RoPE frequencies are f32. Large matrices (matmul
+ *   weights, the embedding table) are in info.weight_dtype; the KV cache is in
+ *   info.kv_dtype. All arithmetic accumulates in f32.
+ * - Compute ops return nothing and may run asynchronously, in call order. A failure is
+ *   sticky: synchronize() and download() return -1 once one happened, and
+ *   last_error() says what. Shape arguments are trusted (the model validated them);
+ *   a backend may CHECK() them.
+ * - Index arrays (token ids, positions, sequence ids, block tables, row lists) live in
+ *   backend buffers too, uploaded by the caller.
+ *
+ * Matrix conventions (row-major, ne[0] of a GGUF tensor is the contiguous dimension):
+ *   x (n, in) activations, W (out, in) weights, y = x W^T + b  -> y (n, out).
+ *
+ * KV cache: paged. For one layer, K and V are each a buffer of
+ *   n_blocks * n_kv_heads * block_size * head_dim   elements of info.kv_dtype,
+ * one block being n_kv_heads * block_size * head_dim consecutive elements. Token
+ * position p of sequence s lives in physical block
+ * block_table[s * table_stride + p / block_size], slot p % block_size. The order
+ * INSIDE a block is the backend's own (kv_write and attention are its only readers
+ * and writers; docs/engine.md gives the CPU's: K (head, dim, slot), V (head, slot,
+ * dim)). The model only sizes the buffers and addresses whole blocks. */
+#ifndef KRILL_BACKEND_H
+#define KRILL_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gguf.h"
+
+typedef enum { BACKEND_DT_F32 = 0, BACKEND_DT_F16 = 1, BACKEND_DT_BF16 = 2 } backend_dtype_t;
+
+size_t backend_dtype_size(backend_dtype_t t);
+const char *backend_dtype_name(backend_dtype_t t);
+/* "f32" | "f16" | "bf16" -> 0 and *out; -1 for anything else. */
+int backend_dtype_parse(const char *s, backend_dtype_t *out);
+
+/* Limits the attention op supports on every backend (model_load checks them). */
+#define BACKEND_MAX_HEAD_DIM 256
+#define BACKEND_MAX_GQA 32        /* n_heads / n_kv_heads */
+#define BACKEND_MAX_BLOCK_SIZE 256
+
+typedef struct {
+    int n_threads;          /* cpu: worker threads, 0 = online cores */
+    const char *dtype;      /* weights: cuda "bf16" (default) | "f16"; cpu is always f32 */
+    const char *kv_dtype;   /* KV cache: "f16" | "f32" | NULL = backend default (f16) */
+    int device;             /* cuda device ordinal */
+} backend_params_t;
+
+typedef struct {
+    char name[16];                /* "cpu" | "cuda" */
+    char device[128];             /* "cpu (2 threads)", "NVIDIA H100 80GB HBM3" */
+    backend_dtype_t weight_dtype; /* matmul weights and the embedding table */
+    backend_dtype_t kv_dtype;
+    int n_threads;                /* cpu threads used (1 for cuda) */
+} backend_info_t;
+
+/* Per-layer attention geometry. */
+typedef struct {
+    int n_heads;      /* query heads */
+    int n_kv_heads;   /* divides n_heads; query head h reads kv head h / (n_heads / n_kv_heads) */
+    int head_dim;
+    int block_size;   /* tokens per KV block */
+    float scale;      /* softmax scale, 1/sqrt(head_dim) */
+} backend_attn_t;
+
+typedef struct backend_ops {
+    const char *name;
+    /* Devices present (cpu: 1). Used by "auto"; must not fail loudly. */
+    int (*device_count)(void);
+    /* Creates a context; NULL with a message in err. Fills *info. */
+    void *(*init)(const backend_params_t *p, backend_info_t *info, char *err, size_t errlen);
+    void (*destroy)(void *ctx); /* accepts NULL */
+
+    /* ---- memory ---- */
+    void *(*alloc)(void *ctx, size_t bytes);  /* NULL when out of memory; contents undefined */
+    void (*free)(void *ctx, void *buf);       /* accepts NULL */
+    /* Device memory (free, total) in bytes; -1 when the backend computes in host memory. */
+    int (*mem_info)(void *ctx, size_t *free_bytes, size_t *total_bytes);
+    void (*upload)(void *ctx, void *dst, const void *src, size_t bytes);   /* src host */
+    int (*download)(void *ctx, void *dst, const void *src, size_t bytes);  /* dst host; waits; 0 | -1 */
+    /* Converts n elements of a GGUF tensor (host memory, any quant.h type) into dst of
+     * type dst_type. 0, or -1 when the type is unsupported (last_error says). */
+    int (*load_tensor)(void *ctx, void *dst, backend_dtype_t dst_type, gguf_ttype_t src_type,
+                       const void *src, int64_t n);
+    int (*synchronize)(void *ctx);            /* waits for queued work; 0 | -1 (sticky error) */
+    const char *(*last_error)(void *ctx);     /* "" when none */
+
+    /* ---- compute ---- */
+    /* out (n, dim) f32 = table[ids[i]] (table (vocab, dim) in weight_dtype). */
+    void (*embed)(void *ctx, float *out, const void *table, const int32_t *ids, int n, int dim);
+    /* out (n, dim) = src[rows[i]] (f32 rows of a (?, dim) matrix). */
+    void (*get_rows)(void *ctx, float *out, const float *src, const int32_t *rows, int n, int dim);
+    /* Per row: if add: x += add (the residual stream, in place); then
+     * out = x / sqrt(mean(x^2) + eps) * w.  x, add, out (n, dim); w (dim). out != x. */
+    void (*rmsnorm)(void *ctx, float *out, float *x, const float *add, const float *w, int n, int dim,
+                    float eps);
+    /* y (n, out) = x (n, in) W^T (+ bias (out) when not NULL); W (out, in) in weight_dtype. */
+    void (*matmul)(void *ctx, float *y, const float *x, const void *w, const float *bias, int n, int in,
+                   int out);
+    /* Rotates, in place, the first rope_dim dims of n_heads consecutive heads of head_dim
+     * floats at the start of each of n rows (row i at x + i * row_stride) by angle
+     * pos[i] * inv_freq[j], j < rope_dim / 2. neox: pairs (j, j + rope_dim/2) (GPT-NeoX,
+     * HF "rotate_half", qwen2 GGUFs); else pairs (2j, 2j+1) (GGML_ROPE_TYPE_NORM, llama
+     * GGUFs, whose q/k rows convert_hf_to_gguf permuted to this order). */
+    void (*rope)(void *ctx, float *x, int n, int row_stride, int n_heads, int head_dim, int rope_dim,
+                 const int32_t *pos, const float *inv_freq, bool neox);
+    /* Writes the K and V rows of n tokens (k, v: row i at +i*row_stride, n_kv_heads*head_dim
+     * floats) into the layer's caches kc, vc at (seq[i], pos[i]) through the block table. */
+    void (*kv_write)(void *ctx, void *kc, void *vc, const float *k, const float *v, int row_stride,
+                     const int32_t *pos, const int32_t *seq, const int32_t *block_table, int table_stride,
+                     int n, const backend_attn_t *a);
+    /* Ragged-batch attention over the paged cache: token i (query row at q + i*q_stride,
+     * n_heads*head_dim floats) attends to positions 0..pos[i] of sequence seq[i] (causal;
+     * its own K/V already written), softmax(scale q.k) v with f32 accumulation and an
+     * online softmax. out (n, n_heads*head_dim). */
+    void (*attention)(void *ctx, float *out, const float *q, int q_stride, const void *kc, const void *vc,
+                      const int32_t *pos, const int32_t *seq, const int32_t *block_table, int table_stride,
+                      int n, const backend_attn_t *a);
+    /* out (n, ffn) = silu(gu[:, :ffn]) * gu[:, ffn:]   (gu (n, 2*ffn): gate | up). */
+    void (*swiglu)(void *ctx, float *out, const float *gu, int n, int ffn);
+} backend_ops_t;
+
+/* An open backend: the table, its context and what it chose. */
+typedef struct {
+    const backend_ops_t *ops;
+    void *ctx;
+    backend_info_t info;
+} backend_t;
+
+/* name: "cpu" | "cuda" | "auto" (cuda when built with it and a device is present,
+ * else cpu). NULL with a message in err ("cuda: not built ..."). */
+backend_t *backend_open(const char *name, const backend_params_t *p, char *err, size_t errlen);
+void backend_close(backend_t *b); /* accepts NULL */
+
+/* The tables. backend_cuda_ops() is implemented in kernels/ and linked only when
+ * KRILL_CUDA is defined; call it only through backend_open. */
+const backend_ops_t *backend_cpu_ops(void);
+const backend_ops_t *backend_cuda_ops(void);
+
+#endif

@@ -1,0 +1,275 @@
+/* engine.c — the public engine API (engine.h): opens the model file, its tokenizer,
+ * chat template and forward pass, and runs requests through the scheduler.
+ *
+ * Ownership: the engine owns the GGUF mapping (kept open for the model's lifetime),
+ * tokenizer, chat template, model and scheduler. The scheduler reaches the model and
+ * the tokenizer only through the scheduler_model_t table built here. Thread rules are
+ * engine.h's: step/wait/close on the engine thread, the rest from anywhere. */
+#include "engine.h"
+
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chat.h"
+#include "gguf.h"
+#include "hparams.h"
+#include "log.h"
+#include "model.h"
+#include "scheduler.h"
+#include "tokenizer.h"
+
+#define ENGINE_DEFAULT_MAX_BATCH_TOKENS 2048
+#define ENGINE_DEFAULT_MAX_SEQS_CPU 64
+#define ENGINE_DEFAULT_MAX_SEQS_CUDA 256
+#define ENGINE_DEFAULT_KV_BLOCK_SIZE 16
+
+#ifdef KRILL_CUDA
+static const bool cuda_built = true;
+#else
+static const bool cuda_built = false;
+#endif
+
+struct engine {
+    gguf_t *g;
+    tokenizer_t *tok;
+    chat_t *chat;
+    model_t *model;
+    scheduler_t *sched;
+    engine_info_t info;
+};
+
+void engine_config_defaults(engine_config_t *cfg) {
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->backend = "auto";
+    cfg->dtype = "bf16";
+}
+
+/* ---------------------------------------------------------------- model table */
+
+static int fwd(void *ctx, const model_batch_t *b, float *logits) {
+    engine_t *e = ctx;
+    int rc = model_forward(e->model, b, logits);
+    if (rc != 0) LOG_ERROR("model_forward failed", "error=\"%s\"", model_last_error(e->model));
+    return rc;
+}
+static bool is_eog(void *ctx, int32_t id) { return tokenizer_is_eog(((engine_t *)ctx)->tok, id); }
+static void detok_init(void *ctx, tokenizer_stream_t *s) {
+    (void)ctx;
+    tokenizer_stream_init(s);
+}
+static int detok_push(void *ctx, tokenizer_stream_t *s, int32_t id, char *out, size_t cap) {
+    return tokenizer_stream_push(((engine_t *)ctx)->tok, s, id, out, cap);
+}
+static int detok_flush(void *ctx, tokenizer_stream_t *s, char *out, size_t cap) {
+    (void)ctx;
+    return tokenizer_stream_flush(s, out, cap);
+}
+
+/* ---------------------------------------------------------------- open / close */
+
+engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
+    engine_t *e = calloc(1, sizeof(*e));
+    if (!e) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (!cfg->model_path || !*cfg->model_path) {
+        snprintf(err, errlen, "no model path: set model.path to a GGUF file");
+        goto fail;
+    }
+    if (cfg->n_threads < 0 || cfg->context < 0 || cfg->max_seqs < 0 || cfg->max_batch_tokens < 0 ||
+        cfg->kv_block_size < 0 || cfg->kv_cache_tokens < 0 || cfg->max_queue < 0 ||
+        cfg->gpu_memory_fraction < 0 || cfg->gpu_memory_fraction > 1 || !(cfg->kv_overcommit >= 0)) {
+        snprintf(err, errlen,
+                 "engine config: n_threads, context, max_seqs, max_batch_tokens, kv_block_size, "
+                 "kv_cache_tokens, max_queue and kv_overcommit must be >= 0 (0 = default), "
+                 "gpu_memory_fraction in [0, 1]");
+        goto fail;
+    }
+    char sub[384];
+    if (!(e->g = gguf_open(cfg->model_path, sub, sizeof(sub)))) {
+        snprintf(err, errlen, "%s: %s", cfg->model_path, sub);
+        goto fail;
+    }
+    if (!(e->tok = tokenizer_load(e->g, sub, sizeof(sub)))) {
+        snprintf(err, errlen, "%s: tokenizer: %s", cfg->model_path, sub);
+        goto fail;
+    }
+    if (!(e->chat = chat_load(e->g, sub, sizeof(sub)))) {
+        snprintf(err, errlen, "%s: chat template: %s", cfg->model_path, sub);
+        goto fail;
+    }
+
+    const char *backend = cfg->backend && *cfg->backend ? cfg->backend : "auto";
+    int max_batch = cfg->max_batch_tokens > 0 ? cfg->max_batch_tokens : ENGINE_DEFAULT_MAX_BATCH_TOKENS;
+    /* "auto" may end up on CUDA: size the model for the CUDA default; the scheduler
+     * then uses what the backend turned out to be */
+    int model_seqs = cfg->max_seqs > 0                 ? cfg->max_seqs
+                     : strcmp(backend, "cpu") == 0 ? ENGINE_DEFAULT_MAX_SEQS_CPU
+                                                       : ENGINE_DEFAULT_MAX_SEQS_CUDA;
+    /* f32 KV on the cpu: with f16, the last-bit differences of sgemm between batch
+     * shapes flip f16 roundings and seeded outputs stop being batch-independent */
+    const char *kv_dtype = cfg->kv_dtype && *cfg->kv_dtype ? cfg->kv_dtype : NULL;
+    if (!kv_dtype && (strcmp(backend, "cpu") == 0 || (strcmp(backend, "auto") == 0 && !cuda_built)))
+        kv_dtype = "f32";
+    model_params_t mp = {.backend = backend,
+                         .dtype = cfg->dtype,
+                         .n_threads = cfg->n_threads,
+                         .max_batch_tokens = max_batch,
+                         .max_seqs = model_seqs,
+                         .kv_block_size = cfg->kv_block_size > 0 ? cfg->kv_block_size : ENGINE_DEFAULT_KV_BLOCK_SIZE,
+                         .kv_cache_tokens = cfg->kv_cache_tokens,
+                         .gpu_memory_fraction = cfg->gpu_memory_fraction,
+                         .kv_dtype = kv_dtype};
+    if (!(e->model = model_load(e->g, &mp, sub, sizeof(sub)))) {
+        snprintf(err, errlen, "%s: %s", cfg->model_path, sub);
+        goto fail;
+    }
+    const hparams_t *hp = model_hparams(e->model);
+    if (tokenizer_n_vocab(e->tok) != hp->n_vocab) {
+        snprintf(err, errlen, "%s: the tokenizer has %d tokens but the model's embedding has %d rows",
+                 cfg->model_path, tokenizer_n_vocab(e->tok), hp->n_vocab);
+        goto fail;
+    }
+    int n_ctx = cfg->context > 0 ? cfg->context : hp->n_ctx_train;
+    if (n_ctx > hp->n_ctx_train) {
+        snprintf(err, errlen, "context %d exceeds the model's training context %d: lower model.context",
+                 n_ctx, hp->n_ctx_train);
+        goto fail;
+    }
+    if (n_ctx < 2) {
+        snprintf(err, errlen, "context %d is too small (at least 2 tokens)", n_ctx);
+        goto fail;
+    }
+    bool cuda = strcmp(model_backend_name(e->model), "cuda") == 0;
+    int max_seqs = cfg->max_seqs > 0 ? cfg->max_seqs
+                   : cuda            ? ENGINE_DEFAULT_MAX_SEQS_CUDA
+                                     : ENGINE_DEFAULT_MAX_SEQS_CPU;
+    if (max_seqs > model_seqs) max_seqs = model_seqs;
+
+    /* the longest bytes one detokenizer push can write: every input byte becomes at
+     * most 3 output bytes (U+FFFD), and a push consumes <= 7 pending bytes + one piece */
+    int longest = 0;
+    for (int32_t id = 0; id < hp->n_vocab; id++) {
+        char tmp[8];
+        int n = tokenizer_token_bytes(e->tok, id, true, tmp, sizeof(tmp));
+        if (n > longest) longest = n;
+    }
+    scheduler_model_t sm = {.ctx = e,
+                            .n_vocab = hp->n_vocab,
+                            .forward = fwd,
+                            .is_eog = is_eog,
+                            .detok_init = detok_init,
+                            .detok_push = detok_push,
+                            .detok_flush = detok_flush,
+                            .max_piece_bytes = 3 * (longest + 8)};
+    uint64_t seed = cfg->seed;
+    if (seed == 0 && getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+        seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    scheduler_config_t sc = {.max_seqs = max_seqs,
+                             .max_batch_tokens = max_batch,
+                             .n_ctx = n_ctx,
+                             .kv_blocks = model_kv_blocks(e->model),
+                             .kv_block_size = model_kv_block_size(e->model),
+                             .max_queue = cfg->max_queue,
+                             .seed = seed,
+                             .overcommit = cfg->kv_overcommit};
+    if (!(e->sched = scheduler_new(&sc, &sm, sub, sizeof(sub)))) {
+        snprintf(err, errlen, "%s", sub);
+        goto fail;
+    }
+
+    engine_info_t *in = &e->info;
+    if (hp->name[0]) {
+        snprintf(in->model_name, sizeof(in->model_name), "%s", hp->name);
+    } else {
+        char path[512];
+        snprintf(path, sizeof(path), "%s", cfg->model_path);
+        snprintf(in->model_name, sizeof(in->model_name), "%s", basename(path));
+    }
+    snprintf(in->arch, sizeof(in->arch), "%s", hp->arch);
+    snprintf(in->backend, sizeof(in->backend), "%s", model_backend_name(e->model));
+    snprintf(in->device, sizeof(in->device), "%s", model_device_name(e->model));
+    in->n_ctx = n_ctx;
+    in->n_vocab = hp->n_vocab;
+    in->bos_id = tokenizer_bos(e->tok);
+    in->eos_id = tokenizer_eos(e->tok);
+    in->eot_id = tokenizer_eot(e->tok);
+    in->add_bos = tokenizer_add_bos_default(e->tok);
+    in->max_seqs = max_seqs;
+    in->max_batch_tokens = max_batch;
+    in->kv_cache_tokens = model_kv_blocks(e->model) * model_kv_block_size(e->model);
+    LOG_INFO("engine ready", "model=\"%s\" backend=%s context=%d max_seqs=%d max_batch_tokens=%d "
+             "kv_cache_tokens=%lld", in->model_name, in->backend, n_ctx, max_seqs, max_batch,
+             (long long)in->kv_cache_tokens);
+    return e;
+fail:
+    engine_close(e);
+    return NULL;
+}
+
+void engine_close(engine_t *e) {
+    if (!e) return;
+    scheduler_free(e->sched);
+    model_free(e->model);
+    chat_free(e->chat);
+    tokenizer_free(e->tok);
+    gguf_close(e->g);
+    free(e);
+}
+
+const engine_info_t *engine_get_info(const engine_t *e) { return &e->info; }
+
+/* ---------------------------------------------------------------- text helpers */
+
+int engine_tokenize(const engine_t *e, const char *text, size_t len, bool add_bos, bool parse_special,
+                    int32_t **ids, int *n_ids, char *err, size_t errlen) {
+    size_t n = 0;
+    *ids = NULL;
+    *n_ids = 0;
+    if (tokenizer_encode(e->tok, text, len, add_bos, parse_special, ids, &n, err, errlen) != 0) return -1;
+    if (n > (size_t)e->info.n_ctx) {
+        snprintf(err, errlen, "the text is %zu tokens, more than the context of %d", n, e->info.n_ctx);
+        free(*ids);
+        *ids = NULL;
+        return -1;
+    }
+    *n_ids = (int)n;
+    return 0;
+}
+
+int engine_chat_render(const engine_t *e, const engine_chat_msg_t *msgs, size_t n_msgs, char **prompt,
+                       char *err, size_t errlen) {
+    return chat_render(e->chat, msgs, n_msgs, true, prompt, err, errlen);
+}
+
+/* ---------------------------------------------------------------- requests */
+
+int engine_submit(engine_t *e, const engine_request_t *req, char *err, size_t errlen) {
+    return scheduler_submit(e->sched, req, err, errlen);
+}
+
+int engine_step(engine_t *e) { return scheduler_step(e->sched); }
+
+int engine_wait(engine_t *e, int timeout_ms) { return scheduler_wait(e->sched, timeout_ms); }
+
+size_t engine_poll(engine_t *e, engine_result_t *out, size_t max) { return scheduler_poll(e->sched, out, max); }
+
+void engine_result_clear(engine_result_t *r) {
+    if (!r) return;
+    free(r->text);
+    free(r->tokens);
+    r->text = NULL;
+    r->tokens = NULL;
+    r->text_len = 0;
+    r->n_tokens = 0;
+}
+
+int engine_abort(engine_t *e, uint64_t id) { return scheduler_abort(e->sched, id); }
+
+void engine_get_stats(engine_t *e, engine_stats_t *st) { scheduler_get_stats(e->sched, st); }

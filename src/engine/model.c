@@ -1,0 +1,513 @@
+/* model.c — the llama-family forward pass (llama, qwen2), written once against the
+ * backend table (backend.h); no backend #ifdefs here.
+ *
+ * Rules:
+ * - Everything is allocated in model_load: weights, the KV cache, activations for
+ *   max_batch_tokens rows, index buffers, the logits staging for one chunk of rows.
+ *   model_forward allocates nothing and validates the whole batch before touching
+ *   any state, so a bad batch is refused without side effects.
+ * - Weights as the file stores them, converted to the backend's weight dtype; q/k
+ *   rows keep llama.cpp's GGUF order and RoPE is chosen to match it: adjacent pairs
+ *   for "llama" (convert_hf_to_gguf permuted q/k), NEOX halves for "qwen2".
+ * - Residual stream x stays f32; each rmsnorm first adds the previous sub-layer's
+ *   output (fused residual add). The final norm and the LM head run only for the
+ *   requested logit rows, in chunks of at most logit_chunk rows. */
+#include "model.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "log.h"
+
+typedef struct {
+    float *attn_norm; /* (d_model) */
+    void *wqkv;       /* (q_dim + 2 kv_dim, d_model) wq | wk | wv */
+    float *bqkv;      /* (q_dim + 2 kv_dim) or NULL */
+    void *wo;         /* (d_model, q_dim) */
+    float *ffn_norm;  /* (d_model) */
+    void *wgu;        /* (2 ffn, d_model) gate | up */
+    void *wdown;      /* (d_model, ffn) */
+} layer_t;
+
+struct model {
+    hparams_t hp;
+    backend_t *be;
+    const backend_ops_t *ops;
+    void *bctx;
+    int max_tokens, max_seqs, block_size, logit_chunk, table_cap;
+    int64_t n_blocks;
+    int q_dim, kv_dim, qkv_dim;
+    bool neox;
+    backend_attn_t attn;
+    size_t wsize; /* bytes per weight element */
+    size_t bytes_weights, bytes_kv, bytes_act;
+
+    /* weights */
+    void *tok_embd;   /* (n_vocab, d_model) */
+    void *lm_head;    /* (n_vocab, d_model): tok_embd when tied */
+    float *out_norm;  /* (d_model) */
+    float *inv_freq;  /* (rope_dim / 2) */
+    layer_t *layers;  /* (n_layers) */
+
+    /* KV cache: (n_layers, n_blocks, n_kv_heads, block_size, head_dim) each */
+    void *kcache, *vcache;
+    size_t kv_layer_bytes;
+
+    /* activations, (max_tokens, ...) f32 */
+    float *x;      /* (T, d_model) residual stream */
+    float *h;      /* (T, d_model) normed input of a sub-layer */
+    float *tmp;    /* (T, d_model) sub-layer output before the residual add */
+    float *qkv;    /* (T, qkv_dim) */
+    float *att;    /* (T, q_dim) */
+    float *gu;     /* (T, 2 ffn) */
+    float *act;    /* (T, ffn) */
+    float *rows_x, *rows_d, *rows_h; /* (logit_chunk, d_model) */
+    float *logits;                   /* (logit_chunk, n_vocab) */
+    int32_t *d_tokens, *d_pos, *d_seq, *d_rows; /* (T) */
+    int32_t *d_table;                /* (max_seqs, table_cap) */
+    int32_t *h_table;                /* host staging of the compacted table */
+
+    void **bufs; /* every backend buffer, freed by model_free */
+    int n_bufs, cap_bufs;
+    char err[256];
+};
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* A backend buffer owned by the model. */
+static void *balloc(model_t *m, size_t bytes, size_t *account, char *err, size_t errlen) {
+    if (m->n_bufs == m->cap_bufs) {
+        int cap = m->cap_bufs ? m->cap_bufs * 2 : 64;
+        void **nb = realloc(m->bufs, sizeof(void *) * (size_t)cap);
+        if (!nb) goto oom;
+        m->bufs = nb;
+        m->cap_bufs = cap;
+    }
+    void *p = m->ops->alloc(m->bctx, bytes ? bytes : 1);
+    if (!p) goto oom;
+    m->bufs[m->n_bufs++] = p;
+    if (account) *account += bytes;
+    return p;
+oom:
+    seterr(err, errlen, "%s backend: out of memory allocating %zu bytes (lower max_batch_tokens or the KV "
+                        "cache size)", m->be->info.name, bytes);
+    return NULL;
+}
+
+static const gguf_tensor_t *want(const gguf_t *g, const char *name, uint64_t ne0, uint64_t ne1, char *err,
+                                 size_t errlen) {
+    const gguf_tensor_t *t = gguf_find_tensor(g, name);
+    if (!t) {
+        seterr(err, errlen, "tensor '%s' is missing (the file is not a complete llama-family model)", name);
+        return NULL;
+    }
+    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1) {
+        seterr(err, errlen, "tensor '%s' has shape [%llu, %llu, %llu, %llu], expected [%llu, %llu]", name,
+               (unsigned long long)t->ne[0], (unsigned long long)t->ne[1], (unsigned long long)t->ne[2],
+               (unsigned long long)t->ne[3], (unsigned long long)ne0, (unsigned long long)ne1);
+        return NULL;
+    }
+    return t;
+}
+
+/* Converts tensor `name` (ne0 x ne1) into dst (already allocated, dst_type). */
+static int load_into(model_t *m, const gguf_t *g, const char *name, uint64_t ne0, uint64_t ne1, void *dst,
+                     backend_dtype_t dst_type, char *err, size_t errlen) {
+    const gguf_tensor_t *t = want(g, name, ne0, ne1, err, errlen);
+    if (!t) return -1;
+    if (m->ops->load_tensor(m->bctx, dst, dst_type, t->type, t->data, (int64_t)(ne0 * ne1))) {
+        seterr(err, errlen, "tensor '%s': %s", name, m->ops->last_error(m->bctx));
+        return -1;
+    }
+    return 0;
+}
+
+static void *load_mat(model_t *m, const gguf_t *g, const char *name, int rows, int cols, char *err, size_t errlen) {
+    void *p = balloc(m, (size_t)rows * cols * m->wsize, &m->bytes_weights, err, errlen);
+    if (!p || load_into(m, g, name, (uint64_t)cols, (uint64_t)rows, p, m->be->info.weight_dtype, err, errlen))
+        return NULL;
+    return p;
+}
+
+static float *load_vec(model_t *m, const gguf_t *g, const char *name, int n, char *err, size_t errlen) {
+    float *p = balloc(m, (size_t)n * sizeof(float), &m->bytes_weights, err, errlen);
+    if (!p || load_into(m, g, name, (uint64_t)n, 1, p, BACKEND_DT_F32, err, errlen)) return NULL;
+    return p;
+}
+
+/* RoPE frequencies with the model's scaling, computed in f32 as transformers does. */
+static int rope_freqs(model_t *m, const gguf_t *g, float *inv, char *err, size_t errlen) {
+    const hparams_t *hp = &m->hp;
+    const int half = hp->rope_dim / 2;
+    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(hp->rope_base, (float)(2 * i) / (float)hp->rope_dim);
+    if (hp->rope_freqs) {
+        /* llama.cpp: theta_i = pos * base^(-2i/d) / rope_freqs[i] */
+        const gguf_tensor_t *t = want(g, "rope_freqs.weight", (uint64_t)half, 1, err, errlen);
+        if (!t) return -1;
+        if (t->type != GGUF_T_F32) {
+            seterr(err, errlen, "tensor 'rope_freqs.weight' must be F32");
+            return -1;
+        }
+        for (int i = 0; i < half; i++) {
+            float f;
+            memcpy(&f, (const char *)t->data + 4 * (size_t)i, 4);
+            if (!(f > 0.0f) || !isfinite(f)) {
+                seterr(err, errlen, "tensor 'rope_freqs.weight'[%d] = %g: factors must be positive and finite", i, f);
+                return -1;
+            }
+            inv[i] /= f;
+        }
+    } else if (hp->rope_scaling == HPARAMS_ROPE_LINEAR) {
+        for (int i = 0; i < half; i++) inv[i] /= hp->rope_factor;
+    } else if (hp->rope_scaling == HPARAMS_ROPE_LLAMA3) {
+        /* transformers' _compute_llama3_parameters */
+        const float factor = hp->rope_factor, lo = hp->rope_low_freq_factor, hi = hp->rope_high_freq_factor;
+        const float old_ctx = (float)hp->rope_orig_ctx;
+        const float lo_wl = old_ctx / lo, hi_wl = old_ctx / hi;
+        for (int i = 0; i < half; i++) {
+            float wl = 2.0f * (float)M_PI / inv[i];
+            float f = wl > lo_wl ? inv[i] / factor : inv[i];
+            if (!(wl < hi_wl) && !(wl > lo_wl)) {
+                float s = (old_ctx / wl - lo) / (hi - lo);
+                f = (1.0f - s) * f / factor + s * f;
+            }
+            inv[i] = f;
+        }
+    }
+    return 0;
+}
+
+model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t errlen) {
+    static const model_params_t defaults = {0};
+    if (!p) p = &defaults;
+    model_t *m = calloc(1, sizeof *m);
+    if (!m) {
+        seterr(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (hparams_load(g, &m->hp, err, errlen)) goto fail;
+    const hparams_t *hp = &m->hp;
+
+    m->max_tokens = p->max_batch_tokens > 0 ? p->max_batch_tokens : MODEL_DEFAULT_MAX_BATCH_TOKENS;
+    m->max_seqs = p->max_seqs > 0 ? p->max_seqs : MODEL_DEFAULT_MAX_SEQS;
+    m->block_size = p->kv_block_size > 0 ? p->kv_block_size : MODEL_DEFAULT_KV_BLOCK_SIZE;
+    if (p->max_batch_tokens < 0 || p->max_seqs < 0 || p->kv_block_size < 0 || p->kv_cache_tokens < 0 ||
+        m->max_tokens > (1 << 20) || m->max_seqs > (1 << 16)) {
+        seterr(err, errlen, "model params: max_batch_tokens %d (1..1048576), max_seqs %d (1..65536), kv_block_size %d, "
+                            "kv_cache_tokens %lld must be in range (0 = default)", p->max_batch_tokens, p->max_seqs,
+               p->kv_block_size, (long long)p->kv_cache_tokens);
+        goto fail;
+    }
+    if (m->block_size > BACKEND_MAX_BLOCK_SIZE) {
+        seterr(err, errlen, "kv_block_size %d is larger than %d", m->block_size, BACKEND_MAX_BLOCK_SIZE);
+        goto fail;
+    }
+    if (hp->head_dim > BACKEND_MAX_HEAD_DIM || hp->n_heads % hp->n_kv_heads ||
+        hp->n_heads / hp->n_kv_heads > BACKEND_MAX_GQA || hp->rope_dim > hp->head_dim || hp->rope_dim % 2) {
+        seterr(err, errlen, "model shape not supported: head_dim %d (max %d), heads %d / kv heads %d (max ratio %d), "
+                            "rope_dim %d", hp->head_dim, BACKEND_MAX_HEAD_DIM, hp->n_heads, hp->n_kv_heads,
+               BACKEND_MAX_GQA, hp->rope_dim);
+        goto fail;
+    }
+    if (strcmp(hp->arch, "llama") && strcmp(hp->arch, "qwen2")) {
+        seterr(err, errlen, "architecture '%s' is not supported (llama, qwen2)", hp->arch);
+        goto fail;
+    }
+    m->neox = !strcmp(hp->arch, "qwen2");
+
+    backend_params_t bp = {.n_threads = p->n_threads, .dtype = p->dtype, .kv_dtype = p->kv_dtype};
+    m->be = backend_open(p->backend, &bp, err, errlen);
+    if (!m->be) goto fail;
+    m->ops = m->be->ops;
+    m->bctx = m->be->ctx;
+    m->wsize = backend_dtype_size(m->be->info.weight_dtype);
+    size_t dev_free0 = 0, dev_total = 0;
+    const bool device_mem = m->ops->mem_info(m->bctx, &dev_free0, &dev_total) == 0;
+
+    const int d = hp->d_model, ffn = hp->ffn_dim, V = hp->n_vocab;
+    m->q_dim = hp->n_heads * hp->head_dim;
+    m->kv_dim = hp->n_kv_heads * hp->head_dim;
+    m->qkv_dim = m->q_dim + 2 * m->kv_dim;
+    m->attn = (backend_attn_t){.n_heads = hp->n_heads, .n_kv_heads = hp->n_kv_heads, .head_dim = hp->head_dim,
+                               .block_size = m->block_size, .scale = 1.0f / sqrtf((float)hp->head_dim)};
+
+    /* ---- weights */
+    if (!(m->tok_embd = load_mat(m, g, "token_embd.weight", V, d, err, errlen))) goto fail;
+    if (hp->tied_embeddings) m->lm_head = m->tok_embd;
+    else if (!(m->lm_head = load_mat(m, g, "output.weight", V, d, err, errlen))) goto fail;
+    if (!(m->out_norm = load_vec(m, g, "output_norm.weight", d, err, errlen))) goto fail;
+    float inv[BACKEND_MAX_HEAD_DIM / 2];
+    if (rope_freqs(m, g, inv, err, errlen)) goto fail;
+    if (!(m->inv_freq = balloc(m, sizeof(float) * (size_t)(hp->rope_dim / 2), &m->bytes_weights, err, errlen)))
+        goto fail;
+    m->ops->upload(m->bctx, m->inv_freq, inv, sizeof(float) * (size_t)(hp->rope_dim / 2));
+
+    m->layers = calloc((size_t)hp->n_layers, sizeof *m->layers);
+    if (!m->layers) {
+        seterr(err, errlen, "out of memory");
+        goto fail;
+    }
+    const backend_dtype_t wdt = m->be->info.weight_dtype;
+    for (int l = 0; l < hp->n_layers; l++) {
+        layer_t *L = &m->layers[l];
+        char nm[96];
+#define NAME(s) (snprintf(nm, sizeof nm, "blk.%d." s, l), nm)
+        if (!(L->attn_norm = load_vec(m, g, NAME("attn_norm.weight"), d, err, errlen))) goto fail;
+        if (!(L->wqkv = balloc(m, (size_t)m->qkv_dim * d * m->wsize, &m->bytes_weights, err, errlen))) goto fail;
+        char *wq = L->wqkv;
+        if (load_into(m, g, NAME("attn_q.weight"), (uint64_t)d, (uint64_t)m->q_dim, wq, wdt, err, errlen) ||
+            load_into(m, g, NAME("attn_k.weight"), (uint64_t)d, (uint64_t)m->kv_dim,
+                      wq + (size_t)m->q_dim * d * m->wsize, wdt, err, errlen) ||
+            load_into(m, g, NAME("attn_v.weight"), (uint64_t)d, (uint64_t)m->kv_dim,
+                      wq + (size_t)(m->q_dim + m->kv_dim) * d * m->wsize, wdt, err, errlen))
+            goto fail;
+        if (hp->qkv_bias) {
+            if (!(L->bqkv = balloc(m, sizeof(float) * (size_t)m->qkv_dim, &m->bytes_weights, err, errlen))) goto fail;
+            if (load_into(m, g, NAME("attn_q.bias"), (uint64_t)m->q_dim, 1, L->bqkv, BACKEND_DT_F32, err, errlen) ||
+                load_into(m, g, NAME("attn_k.bias"), (uint64_t)m->kv_dim, 1, L->bqkv + m->q_dim, BACKEND_DT_F32, err,
+                          errlen) ||
+                load_into(m, g, NAME("attn_v.bias"), (uint64_t)m->kv_dim, 1, L->bqkv + m->q_dim + m->kv_dim,
+                          BACKEND_DT_F32, err, errlen))
+                goto fail;
+        }
+        if (!(L->wo = load_mat(m, g, NAME("attn_output.weight"), d, m->q_dim, err, errlen))) goto fail;
+        if (!(L->ffn_norm = load_vec(m, g, NAME("ffn_norm.weight"), d, err, errlen))) goto fail;
+        if (!(L->wgu = balloc(m, (size_t)2 * ffn * d * m->wsize, &m->bytes_weights, err, errlen))) goto fail;
+        if (load_into(m, g, NAME("ffn_gate.weight"), (uint64_t)d, (uint64_t)ffn, L->wgu, wdt, err, errlen) ||
+            load_into(m, g, NAME("ffn_up.weight"), (uint64_t)d, (uint64_t)ffn,
+                      (char *)L->wgu + (size_t)ffn * d * m->wsize, wdt, err, errlen))
+            goto fail;
+        if (!(L->wdown = load_mat(m, g, NAME("ffn_down.weight"), d, ffn, err, errlen))) goto fail;
+#undef NAME
+    }
+
+    /* ---- activations */
+    const size_t T = (size_t)m->max_tokens, F = sizeof(float);
+    m->logit_chunk = m->max_seqs < m->max_tokens ? m->max_seqs : m->max_tokens;
+    if ((int64_t)m->logit_chunk * V > ((int64_t)32 << 20)) m->logit_chunk = (int)(((int64_t)32 << 20) / V);
+    if (m->logit_chunk < 1) m->logit_chunk = 1;
+    const size_t C = (size_t)m->logit_chunk;
+    size_t *ab = &m->bytes_act;
+    if (!(m->x = balloc(m, T * d * F, ab, err, errlen)) || !(m->h = balloc(m, T * d * F, ab, err, errlen)) ||
+        !(m->tmp = balloc(m, T * d * F, ab, err, errlen)) ||
+        !(m->qkv = balloc(m, T * m->qkv_dim * F, ab, err, errlen)) ||
+        !(m->att = balloc(m, T * m->q_dim * F, ab, err, errlen)) ||
+        !(m->gu = balloc(m, T * 2 * ffn * F, ab, err, errlen)) ||
+        !(m->act = balloc(m, T * ffn * F, ab, err, errlen)) ||
+        !(m->rows_x = balloc(m, C * d * F, ab, err, errlen)) ||
+        !(m->rows_d = balloc(m, C * d * F, ab, err, errlen)) ||
+        !(m->rows_h = balloc(m, C * d * F, ab, err, errlen)) ||
+        !(m->logits = balloc(m, C * V * F, ab, err, errlen)) ||
+        !(m->d_tokens = balloc(m, T * 4, ab, err, errlen)) || !(m->d_pos = balloc(m, T * 4, ab, err, errlen)) ||
+        !(m->d_seq = balloc(m, T * 4, ab, err, errlen)) || !(m->d_rows = balloc(m, T * 4, ab, err, errlen)))
+        goto fail;
+
+    /* ---- KV cache */
+    const size_t kv_es = backend_dtype_size(m->be->info.kv_dtype);
+    const size_t tok_bytes = (size_t)2 * hp->n_layers * m->kv_dim * kv_es; /* K and V, all layers */
+    int64_t kv_tokens = p->kv_cache_tokens;
+    if (kv_tokens == 0) {
+        if (device_mem) {
+            size_t free1 = 0, total1 = 0;
+            m->ops->mem_info(m->bctx, &free1, &total1);
+            double frac = p->gpu_memory_fraction > 0 ? p->gpu_memory_fraction : 0.9;
+            double budget = (double)dev_free0 * frac - (double)(dev_free0 > free1 ? dev_free0 - free1 : 0);
+            /* the block table for max_seqs rows is charged too */
+            kv_tokens = budget > 0 ? (int64_t)(budget / ((double)tok_bytes + 4.0 * m->max_seqs / m->block_size)) : 0;
+            if (kv_tokens < m->block_size) {
+                seterr(err, errlen, "no device memory left for the KV cache (%zu MiB free before loading, "
+                                    "fraction %.2f): raise gpu_memory_fraction or use a smaller model",
+                       dev_free0 >> 20, frac);
+                goto fail;
+            }
+        } else {
+            int64_t cap = MODEL_DEFAULT_CPU_KV_BYTES / (int64_t)tok_bytes;
+            kv_tokens = (int64_t)4 * hp->n_ctx_train;
+            if (kv_tokens > cap) kv_tokens = cap;
+            if (kv_tokens < m->max_tokens) kv_tokens = m->max_tokens;
+        }
+    }
+    m->n_blocks = (kv_tokens + m->block_size - 1) / m->block_size;
+    if (m->n_blocks > INT32_MAX / 2) {
+        seterr(err, errlen, "kv_cache_tokens %lld is too large", (long long)kv_tokens);
+        goto fail;
+    }
+    m->kv_layer_bytes = (size_t)m->n_blocks * m->block_size * m->kv_dim * kv_es;
+    size_t kv_all = m->kv_layer_bytes * (size_t)hp->n_layers;
+    if (!(m->kcache = balloc(m, kv_all, &m->bytes_kv, err, errlen)) ||
+        !(m->vcache = balloc(m, kv_all, &m->bytes_kv, err, errlen)))
+        goto fail;
+    /* the block table: no row needs more columns than there are blocks */
+    m->table_cap = (int)m->n_blocks;
+    size_t tab = (size_t)m->max_seqs * (size_t)m->table_cap * 4;
+    if (!(m->d_table = balloc(m, tab, ab, err, errlen))) goto fail;
+    if (!(m->h_table = malloc(tab))) {
+        seterr(err, errlen, "out of memory (block table staging, %zu bytes)", tab);
+        goto fail;
+    }
+    if (m->ops->synchronize(m->bctx)) {
+        seterr(err, errlen, "%s backend: %s", m->be->info.name, m->ops->last_error(m->bctx));
+        goto fail;
+    }
+    LOG_INFO("model loaded", "arch=%s layers=%d d_model=%d vocab=%d backend=%s device=\"%s\" weights_mb=%zu "
+             "kv_blocks=%lld kv_block_size=%d kv_mb=%zu kv_dtype=%s act_mb=%zu", hp->arch, hp->n_layers, d, V,
+             m->be->info.name, m->be->info.device, m->bytes_weights >> 20, (long long)m->n_blocks, m->block_size,
+             m->bytes_kv >> 20, backend_dtype_name(m->be->info.kv_dtype), m->bytes_act >> 20);
+    return m;
+fail:
+    model_free(m);
+    return NULL;
+}
+
+void model_free(model_t *m) {
+    if (!m) return;
+    if (m->be) {
+        for (int i = 0; i < m->n_bufs; i++) m->ops->free(m->bctx, m->bufs[i]);
+        backend_close(m->be);
+    }
+    free(m->bufs);
+    free(m->layers);
+    free(m->h_table);
+    free(m);
+}
+
+const hparams_t *model_hparams(const model_t *m) { return &m->hp; }
+int64_t model_kv_blocks(const model_t *m) { return m->n_blocks; }
+int model_kv_block_size(const model_t *m) { return m->block_size; }
+const char *model_backend_name(const model_t *m) { return m->be->info.name; }
+const char *model_device_name(const model_t *m) { return m->be->info.device; }
+const char *model_last_error(const model_t *m) { return m->err; }
+
+void model_memory(const model_t *m, size_t *weights, size_t *kv, size_t *activations) {
+    if (weights) *weights = m->bytes_weights;
+    if (kv) *kv = m->bytes_kv;
+    if (activations) *activations = m->bytes_act;
+}
+
+/* Checks every index of the batch; fills the compacted block table (stride *stride). */
+static int check_batch(model_t *m, const model_batch_t *b, int *stride) {
+    const hparams_t *hp = &m->hp;
+    if (b->n_tokens < 1 || b->n_tokens > m->max_tokens || b->n_seqs < 1 || b->n_seqs > m->max_seqs ||
+        b->n_logits < 0 || b->n_logits > m->max_tokens || b->max_blocks < 1 || !b->tokens || !b->pos || !b->seq ||
+        !b->seq_len || !b->block_table || (b->n_logits > 0 && !b->logit_rows)) {
+        seterr(m->err, sizeof m->err, "batch: n_tokens %d (1..%d), n_seqs %d (1..%d), n_logits %d (0..%d), "
+                                      "max_blocks %d or a NULL array out of range", b->n_tokens, m->max_tokens,
+               b->n_seqs, m->max_seqs, b->n_logits, m->max_tokens, b->max_blocks);
+        return -1;
+    }
+    const int64_t cap = m->n_blocks * m->block_size;
+    int cols = 1;
+    for (int s = 0; s < b->n_seqs; s++) {
+        if (b->seq_len[s] < 0 || b->seq_len[s] > cap) {
+            seterr(m->err, sizeof m->err, "batch: seq_len[%d] = %d outside 0..%lld (the KV cache capacity)", s,
+                   b->seq_len[s], (long long)cap);
+            return -1;
+        }
+        int nb = (b->seq_len[s] + m->block_size - 1) / m->block_size;
+        if (nb > b->max_blocks) {
+            seterr(m->err, sizeof m->err, "batch: seq_len[%d] = %d needs %d blocks but max_blocks is %d", s,
+                   b->seq_len[s], nb, b->max_blocks);
+            return -1;
+        }
+        if (nb > cols) cols = nb;
+    }
+    for (int s = 0; s < b->n_seqs; s++) {
+        int nb = (b->seq_len[s] + m->block_size - 1) / m->block_size;
+        for (int c = 0; c < nb; c++) {
+            int32_t blk = b->block_table[(size_t)s * b->max_blocks + c];
+            if (blk < 0 || blk >= m->n_blocks) {
+                seterr(m->err, sizeof m->err, "batch: block_table[%d][%d] = %d outside 0..%lld", s, c, blk,
+                       (long long)m->n_blocks - 1);
+                return -1;
+            }
+            m->h_table[(size_t)s * cols + c] = blk;
+        }
+        for (int c = nb; c < cols; c++) m->h_table[(size_t)s * cols + c] = 0;
+    }
+    for (int i = 0; i < b->n_tokens; i++) {
+        int s = b->seq[i];
+        if (b->tokens[i] < 0 || b->tokens[i] >= hp->n_vocab || s < 0 || s >= b->n_seqs || b->pos[i] < 0 ||
+            b->pos[i] >= b->seq_len[s]) {
+            seterr(m->err, sizeof m->err, "batch: token %d: id %d (vocab %d), seq %d (n_seqs %d), pos %d (seq_len %d) "
+                                          "out of range", i, b->tokens[i], hp->n_vocab, s, b->n_seqs, b->pos[i],
+                   (s >= 0 && s < b->n_seqs) ? b->seq_len[s] : -1);
+            return -1;
+        }
+    }
+    for (int i = 0; i < b->n_logits; i++)
+        if (b->logit_rows[i] < 0 || b->logit_rows[i] >= b->n_tokens) {
+            seterr(m->err, sizeof m->err, "batch: logit_rows[%d] = %d outside 0..%d", i, b->logit_rows[i],
+                   b->n_tokens - 1);
+            return -1;
+        }
+    *stride = cols;
+    return 0;
+}
+
+int model_forward(model_t *m, const model_batch_t *b, float *logits) {
+    m->err[0] = 0;
+    int tstride = 0;
+    if (check_batch(m, b, &tstride)) return -1;
+    if (b->n_logits > 0 && !logits) {
+        seterr(m->err, sizeof m->err, "model_forward: logits is NULL but n_logits is %d", b->n_logits);
+        return -1;
+    }
+    const backend_ops_t *o = m->ops;
+    void *c = m->bctx;
+    const hparams_t *hp = &m->hp;
+    const int T = b->n_tokens, d = hp->d_model, ffn = hp->ffn_dim, V = hp->n_vocab;
+    const size_t T4 = (size_t)T * 4;
+
+    o->upload(c, m->d_tokens, b->tokens, T4);
+    o->upload(c, m->d_pos, b->pos, T4);
+    o->upload(c, m->d_seq, b->seq, T4);
+    o->upload(c, m->d_table, m->h_table, (size_t)b->n_seqs * tstride * 4);
+    if (b->n_logits > 0) o->upload(c, m->d_rows, b->logit_rows, (size_t)b->n_logits * 4);
+
+    o->embed(c, m->x, m->tok_embd, m->d_tokens, T, d);
+    const float *delta = NULL; /* previous sub-layer output, added into x by the next norm */
+    for (int l = 0; l < hp->n_layers; l++) {
+        const layer_t *L = &m->layers[l];
+        char *kc = (char *)m->kcache + (size_t)l * m->kv_layer_bytes;
+        char *vc = (char *)m->vcache + (size_t)l * m->kv_layer_bytes;
+        o->rmsnorm(c, m->h, m->x, delta, L->attn_norm, T, d, hp->rms_eps);
+        o->matmul(c, m->qkv, m->h, L->wqkv, L->bqkv, T, d, m->qkv_dim);
+        /* q heads then k heads are contiguous in a qkv row: one rope call rotates both */
+        o->rope(c, m->qkv, T, m->qkv_dim, hp->n_heads + hp->n_kv_heads, hp->head_dim, hp->rope_dim, m->d_pos,
+                m->inv_freq, m->neox);
+        o->kv_write(c, kc, vc, m->qkv + m->q_dim, m->qkv + m->q_dim + m->kv_dim, m->qkv_dim, m->d_pos, m->d_seq,
+                    m->d_table, tstride, T, &m->attn);
+        o->attention(c, m->att, m->qkv, m->qkv_dim, kc, vc, m->d_pos, m->d_seq, m->d_table, tstride, T, &m->attn);
+        o->matmul(c, m->tmp, m->att, L->wo, NULL, T, m->q_dim, d);
+        o->rmsnorm(c, m->h, m->x, m->tmp, L->ffn_norm, T, d, hp->rms_eps);
+        o->matmul(c, m->gu, m->h, L->wgu, NULL, T, d, 2 * ffn);
+        o->swiglu(c, m->act, m->gu, T, ffn);
+        o->matmul(c, m->tmp, m->act, L->wdown, NULL, T, ffn, d);
+        delta = m->tmp;
+    }
+
+    /* final norm + LM head, only for the requested rows */
+    for (int r0 = 0; r0 < b->n_logits; r0 += m->logit_chunk) {
+        int n = b->n_logits - r0 < m->logit_chunk ? b->n_logits - r0 : m->logit_chunk;
+        o->get_rows(c, m->rows_x, m->x, m->d_rows + r0, n, d);
+        o->get_rows(c, m->rows_d, m->tmp, m->d_rows + r0, n, d);
+        o->rmsnorm(c, m->rows_h, m->rows_x, m->rows_d, m->out_norm, n, d, hp->rms_eps);
+        o->matmul(c, m->logits, m->rows_h, m->lm_head, NULL, n, d, V);
+        if (o->download(c, logits + (size_t)r0 * V, m->logits, (size_t)n * V * sizeof(float))) break;
+    }
+    if (o->synchronize(c)) {
+        seterr(m->err, sizeof m->err, "%s backend: %s", m->be->info.name, o->last_error(c));
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,60 @@
+/* sampler.h — next-token choice from one row of logits, per-request RNG, stop strings.
+ *
+ * Rules: the result depends only on (logits, params, the request's generated tokens,
+ * its RNG state), never on what else shares the batch; the RNG advances exactly once
+ * per sampled token (not at all for greedy). A sampler_t is scratch for one thread
+ * (the engine thread), sized once for the vocabulary: sampling allocates nothing.
+ *
+ * Order (as vLLM/OpenAI): presence/frequency penalties on the raw logits (OpenAI:
+ * logit[t] -= frequency * count(t) + presence * (count(t) > 0), over generated tokens),
+ * then temperature 0 -> argmax (lowest id on ties); else logits / temperature,
+ * top-k, softmax, top-p (smallest set of most probable tokens holding >= top_p of the
+ * mass), min-p (drop p < min_p * p_max), then one draw from what is left. */
+#ifndef KRILL_SAMPLER_H
+#define KRILL_SAMPLER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* xoshiro256** seeded through splitmix64: small, fast, and good enough for sampling. */
+typedef struct {
+    uint64_t s[4];
+} sampler_rng_t;
+
+void sampler_rng_seed(sampler_rng_t *r, uint64_t seed);
+uint64_t sampler_rng_next(sampler_rng_t *r);
+double sampler_rng_uniform(sampler_rng_t *r); /* [0, 1), 53 random bits */
+/* A seed from (base, counter) for requests that bring none (splitmix64 of both). */
+uint64_t sampler_seed_mix(uint64_t base, uint64_t counter);
+
+typedef struct {
+    float temperature;        /* 0 = greedy */
+    int top_k;                /* 0 = off */
+    float top_p;              /* 1 = off */
+    float min_p;              /* 0 = off */
+    float presence_penalty;   /* 0 = off */
+    float frequency_penalty;  /* 0 = off */
+} sampler_params_t;
+
+typedef struct sampler sampler_t;
+
+sampler_t *sampler_new(int n_vocab); /* NULL when out of memory or n_vocab < 1 */
+void sampler_free(sampler_t *s);     /* accepts NULL */
+
+/* Picks the next token. logits (n_vocab) is modified in place (penalties).
+ * generated: the request's generated tokens so far (for the penalties). */
+int32_t sampler_sample(sampler_t *s, const sampler_params_t *p, float *logits,
+                       const int32_t *generated, int n_generated, sampler_rng_t *rng);
+
+/* Stop strings on decoded text. A new match must end inside the bytes added by the
+ * last token: call with new_from = the text length before that token's bytes.
+ * Returns the byte offset where the earliest stop string starts, or -1. */
+long sampler_stop_find(const char *text, size_t len, size_t new_from,
+                       const char *const *stop, const size_t *stop_len, int n_stop);
+/* Bytes at the end of text that are a proper prefix of some stop string: text that a
+ * streaming consumer must hold back until the next token decides it. */
+size_t sampler_stop_holdback(const char *text, size_t len,
+                             const char *const *stop, const size_t *stop_len, int n_stop);
+
+#endif

@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""bench_peers.py — krill vs llama.cpp vs transformers, side by side, same machine,
+same GGUF, same offline workload (a benchmark program, not a test).
+
+Workload (defaults = the issue's): N requests of exactly P synthetic prompt tokens
+(the same ids krill-bench generates), O greedy output tokens each, end-of-generation
+ignored, all submitted at once; plus a batch-1 decode run (1 request, same P and O).
+Every engine runs in its own process, one after the other, with the same thread
+count, so peak RSS (getrusage ru_maxrss of that process) is per engine.
+
+  krill         build/krill-bench --json (the engine's continuous batching)
+  llama.cpp     llama-cpp-python's low-level API: one llama_batch holding every
+                sequence (prefill in n_batch chunks, then one token per sequence per
+                llama_decode), greedy argmax on the returned rows; GGUF as is (Q4_1
+                kernels), default context params (f16 KV)
+  transformers  model.generate on the whole batch (fp32, CPU, weights dequantized
+                from the same GGUF), min_new_tokens = max_new_tokens = O
+
+Usage (reference venv):
+  /tmp/refvenv/bin/python tests/reference/bench_peers.py [--model M] [--requests 64]
+      [--prompt-len 128] [--output-len 128] [--threads 2] [--skip transformers]
+      [--markdown]
+Prints one JSON line per run and a summary table (markdown with --markdown).
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DEFAULT_MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def prompts(n_req, plen, n_vocab, seed=1):
+    """The ids krill-bench uses (same 64-bit LCG, same range)."""
+    M = (1 << 64) - 1
+    A, C = 6364136223846793005, 1442695040888963407
+    x = (seed * A + C) & M
+    lo = 256 if n_vocab > 1000 else 3
+    span = n_vocab - lo - 1
+    out = []
+    for _ in range(n_req):
+        row = []
+        for _ in range(plen):
+            x = (x * A + C) & M
+            row.append(lo + (x >> 33) % span)
+        out.append(row)
+    return out
+
+
+def rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def pct(v, p):
+    v = sorted(v)
+    if not v:
+        return 0.0
+    k = max(0, min(len(v) - 1, int(p / 100.0 * len(v) + 0.999999) - 1))
+    return v[k]
+
+
+def summarize(name, n_req, plen, olen, wall, ttft, done, extra=None):
+    out_tok = n_req * olen
+    tpot = [(d - t) / (olen - 1) * 1000.0 for t, d in zip(ttft, done)] if olen > 1 else [0.0]
+    r = {"engine": name, "requests": n_req, "prompt_len": plen, "output_len": olen, "wall_s": wall,
+         "requests_per_s": n_req / wall, "output_tok_per_s": out_tok / wall,
+         "total_tok_per_s": n_req * (plen + olen) / wall,
+         "ttft_ms_p50": pct([t * 1000 for t in ttft], 50), "ttft_ms_p99": pct([t * 1000 for t in ttft], 99),
+         "tpot_ms_p50": pct(tpot, 50), "tpot_ms_p99": pct(tpot, 99),
+         "decode_tok_per_s_p50": 1000.0 / pct(tpot, 50) if pct(tpot, 50) > 0 else 0.0,
+         "peak_rss_mb": rss_mb()}
+    if extra:
+        r.update(extra)
+    return r
+
+
+# ------------------------------------------------------------------ llama.cpp
+
+def child_llamacpp(a):
+    import ctypes
+
+    import numpy as np
+    import llama_cpp as L
+
+    L.llama_backend_init()
+    mp = L.llama_model_default_params()
+    model = L.llama_model_load_from_file(a.model.encode(), mp)
+    if not model:
+        sys.exit("llama.cpp: cannot load " + a.model)
+    vocab = L.llama_model_get_vocab(model)
+    n_vocab = L.llama_vocab_n_tokens(vocab)
+    n_seq = a.requests
+    n_batch = 2048
+    cp = L.llama_context_default_params()
+    cp.n_ctx = n_seq * (a.prompt_len + a.output_len) + 256
+    cp.n_batch = n_batch
+    cp.n_ubatch = 512
+    cp.n_seq_max = n_seq
+    cp.n_threads = a.threads
+    cp.n_threads_batch = a.threads
+    cp.no_perf = True
+    ctx = L.llama_init_from_model(model, cp)
+    if not ctx:
+        sys.exit("llama.cpp: cannot create a context for %d sequences" % n_seq)
+    batch = L.llama_batch_init(n_batch, 0, n_seq)
+    ps = prompts(n_seq, a.prompt_len, n_vocab)
+
+    def logits_row(i):
+        ptr = L.llama_get_logits_ith(ctx, i)
+        return np.ctypeslib.as_array(ptr, shape=(n_vocab,))
+
+    t0 = time.perf_counter()
+    ttft = [0.0] * n_seq
+    done = [0.0] * n_seq
+    last = [0] * n_seq
+    # prefill: the prompts back to back, in n_batch chunks; logits at each prompt's end
+    flat = [(s, j, ps[s][j]) for s in range(n_seq) for j in range(a.prompt_len)]
+    for c0 in range(0, len(flat), n_batch):
+        chunk = flat[c0:c0 + n_batch]
+        batch.n_tokens = len(chunk)
+        want = []
+        for i, (s, j, tok) in enumerate(chunk):
+            batch.token[i] = tok
+            batch.pos[i] = j
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = s
+            end = j == a.prompt_len - 1
+            batch.logits[i] = 1 if end else 0
+            if end:
+                want.append((i, s))
+        if L.llama_decode(ctx, batch) != 0:
+            sys.exit("llama.cpp: llama_decode failed in the prefill")
+        now = time.perf_counter() - t0
+        for i, s in want:
+            last[s] = int(np.argmax(logits_row(i)))
+            ttft[s] = now
+    # decode: one token per sequence per call
+    for step in range(1, a.output_len):
+        batch.n_tokens = n_seq
+        for s in range(n_seq):
+            batch.token[s] = last[s]
+            batch.pos[s] = a.prompt_len + step - 1
+            batch.n_seq_id[s] = 1
+            batch.seq_id[s][0] = s
+            batch.logits[s] = 1
+        if L.llama_decode(ctx, batch) != 0:
+            sys.exit("llama.cpp: llama_decode failed at decode step %d" % step)
+        for s in range(n_seq):
+            last[s] = int(np.argmax(logits_row(s)))
+    wall = time.perf_counter() - t0
+    done = [wall] * n_seq
+    r = summarize("llama.cpp", n_seq, a.prompt_len, a.output_len, wall, ttft, done,
+                  {"version": L.__version__, "api": "llama_batch + llama_decode, all sequences per call",
+                   "kv": "f16 (default)"})
+    L.llama_batch_free(batch)
+    L.llama_free(ctx)
+    L.llama_model_free(model)
+    print(json.dumps(r))
+
+
+# ------------------------------------------------------------------ transformers
+
+def child_transformers(a):
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(a.threads)
+    d, f = os.path.split(a.model)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
+    model.eval()
+    n_vocab = model.config.vocab_size
+    ids = torch.tensor(prompts(a.requests, a.prompt_len, n_vocab), dtype=torch.long)
+    t0 = time.perf_counter()
+    first = []
+
+    class FirstToken(transformers.StoppingCriteria):
+        def __call__(self, input_ids, scores, **kw):
+            if not first:
+                first.append(time.perf_counter() - t0)
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool)
+
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                             max_new_tokens=a.output_len, min_new_tokens=a.output_len, pad_token_id=2,
+                             stopping_criteria=transformers.StoppingCriteriaList([FirstToken()]))
+    wall = time.perf_counter() - t0
+    assert out.shape[1] == a.prompt_len + a.output_len
+    r = summarize("transformers", a.requests, a.prompt_len, a.output_len, wall, [first[0]] * a.requests,
+                  [wall] * a.requests, {"version": transformers.__version__, "torch": torch.__version__,
+                                        "api": "generate() on the whole batch, fp32"})
+    print(json.dumps(r))
+
+
+# ------------------------------------------------------------------ driver
+
+def run_krill(a, n_req):
+    exe = os.path.join(ROOT, "build", "krill-bench")
+    cmd = [exe, "-m", a.model, "--requests", str(n_req), "--prompt-len", str(a.prompt_len),
+           "--output-len", str(a.output_len), "--backend", "cpu", "--threads", str(a.threads), "--json"]
+    if a.max_seqs:
+        cmd += ["--max-seqs", str(a.max_seqs)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    r["engine"] = "krill"
+    return r
+
+
+def run_child(a, peer, n_req):
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", peer, "--model", a.model, "--requests", str(n_req),
+           "--prompt-len", str(a.prompt_len), "--output-len", str(a.output_len), "--threads", str(a.threads)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS="1")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--requests", type=int, default=64)
+    ap.add_argument("--prompt-len", type=int, default=128)
+    ap.add_argument("--output-len", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-seqs", type=int, default=0, help="krill --max-seqs (0 = engine default)")
+    ap.add_argument("--skip", nargs="*", default=[], help="krill | llama.cpp | transformers")
+    ap.add_argument("--no-batch1", action="store_true", help="skip the batch-1 decode runs")
+    ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child == "llama.cpp":
+        return child_llamacpp(a)
+    if a.child == "transformers":
+        return child_transformers(a)
+
+    runs = {}
+    for n_req, tag in [(a.requests, "batch")] + ([] if a.no_batch1 else [(1, "batch1")]):
+        for peer in ["krill", "llama.cpp", "transformers"]:
+            if peer in a.skip:
+                continue
+            t = time.time()
+            r = run_krill(a, n_req) if peer == "krill" else run_child(a, peer, n_req)
+            r["run"] = tag
+            r["load_avg_1m"] = os.getloadavg()[0]
+            runs[(peer, tag)] = r
+            print(json.dumps(r), flush=True)
+            print(f"# {peer} {tag}: {time.time() - t:.0f} s", file=sys.stderr, flush=True)
+
+    def g(peer, tag, key):
+        r = runs.get((peer, tag))
+        return r[key] if r else None
+
+    k = g("krill", "batch", "output_tok_per_s")
+    rows = []
+    for peer in ["krill", "llama.cpp", "transformers"]:
+        o = g(peer, "batch", "output_tok_per_s")
+        if o is None:
+            continue
+        rows.append([peer, f"{o:.1f}", f"{k / o:.2f}x" if k and peer != "krill" else "1.00x",
+                     f"{g(peer, 'batch', 'total_tok_per_s'):.1f}", f"{g(peer, 'batch', 'ttft_ms_p50'):.0f}",
+                     f"{g(peer, 'batch', 'tpot_ms_p50'):.1f}",
+                     f"{g(peer, 'batch1', 'decode_tok_per_s_p50'):.1f}" if g(peer, "batch1", "decode_tok_per_s_p50") else "-",
+                     f"{g(peer, 'batch', 'peak_rss_mb'):.0f}"])
+    head = ["engine", "output tok/s", "krill / peer", "total tok/s", "TTFT p50 ms", "TPOT p50 ms",
+            "batch-1 decode tok/s", "peak RSS MB"]
+    if a.markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for r in rows:
+            print("| " + " | ".join(r) + " |")
+    else:
+        w = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+        print("  ".join(h.ljust(w[i]) for i, h in enumerate(head)))
+        for r in rows:
+            print("  ".join(c.ljust(w[i]) for i, c in enumerate(r)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+/* test_sampler.c — the sampler against an independent, sort-based reference of the
+ * same definitions (OpenAI penalties; top-k, top-p, min-p), by exact checks (greedy,
+ * penalties, RNG) and by frequencies over many draws; stop-string matching. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "sampler.h"
+
+/* ---------------------------------------------------------------- RNG */
+
+static void test_rng(void **state) {
+    (void)state;
+    sampler_rng_t a, b, c;
+    sampler_rng_seed(&a, 42);
+    sampler_rng_seed(&b, 42);
+    sampler_rng_seed(&c, 43);
+    int diff = 0;
+    for (int i = 0; i < 1000; i++) {
+        uint64_t x = sampler_rng_next(&a), y = sampler_rng_next(&b), z = sampler_rng_next(&c);
+        assert_true(x == y);
+        diff += x != z;
+    }
+    assert_true(diff > 990);
+    double sum = 0;
+    for (int i = 0; i < 100000; i++) {
+        double u = sampler_rng_uniform(&a);
+        assert_true(u >= 0.0 && u < 1.0);
+        sum += u;
+    }
+    assert_true(fabs(sum / 100000 - 0.5) < 0.01);
+    assert_true(sampler_seed_mix(1, 0) != sampler_seed_mix(1, 1));
+    assert_true(sampler_seed_mix(1, 0) != sampler_seed_mix(2, 0));
+    assert_true(sampler_seed_mix(7, 9) == sampler_seed_mix(7, 9));
+}
+
+/* ---------------------------------------------------------------- greedy, penalties */
+
+static void test_greedy(void **state) {
+    (void)state;
+    sampler_t *s = sampler_new(6);
+    sampler_params_t p = {.temperature = 0, .top_p = 1};
+    sampler_rng_t rng;
+    sampler_rng_seed(&rng, 1);
+    sampler_rng_t before = rng;
+    float l1[6] = {0.1f, 2.0f, -1.0f, 1.9f, 2.0f, 0.0f};
+    assert_int_equal(sampler_sample(s, &p, l1, NULL, 0, &rng), 1); /* tie 1/4: lowest id */
+    assert_memory_equal(&rng, &before, sizeof(rng));                /* greedy draws nothing */
+    float l2[6] = {-INFINITY, -3.0f, -2.0f, -5.0f, -2.5f, -9.0f};
+    assert_int_equal(sampler_sample(s, &p, l2, NULL, 0, &rng), 2);
+    sampler_free(s);
+    sampler_free(NULL);
+    assert_null(sampler_new(0));
+}
+
+static void test_penalties_exact(void **state) {
+    (void)state;
+    enum { V = 50 };
+    sampler_t *s = sampler_new(V);
+    sampler_params_t p = {.temperature = 0, .top_p = 1, .presence_penalty = 0.7f,
+                          .frequency_penalty = 0.3f};
+    int32_t gen[] = {3, 7, 3, 3, 49, 7, 0};
+    int ngen = (int)(sizeof(gen) / sizeof(gen[0]));
+    sampler_rng_t rng;
+    sampler_rng_seed(&rng, 5);
+    for (int round = 0; round < 3; round++) { /* repeated calls: stamps must not leak */
+        float l[V], ref[V];
+        for (int i = 0; i < V; i++) l[i] = ref[i] = sinf((float)i * 1.3f + (float)round);
+        for (int i = 0; i < V; i++) {
+            int cnt = 0;
+            for (int j = 0; j < ngen; j++) cnt += gen[j] == i;
+            ref[i] -= p.frequency_penalty * (float)cnt + p.presence_penalty * (cnt > 0 ? 1.0f : 0.0f);
+        }
+        int32_t t = sampler_sample(s, &p, l, gen, ngen, &rng);
+        for (int i = 0; i < V; i++) assert_float_equal(l[i], ref[i], 1e-5);
+        int32_t best = 0;
+        for (int i = 1; i < V; i++)
+            if (ref[i] > ref[best]) best = i;
+        assert_int_equal(t, best);
+    }
+    /* a penalty decides the greedy choice: token 2 is best until it has been used */
+    float l[V] = {0};
+    l[2] = 1.0f;
+    l[5] = 0.5f;
+    int32_t used[] = {2};
+    p.presence_penalty = 0.6f;
+    p.frequency_penalty = 0.0f;
+    assert_int_equal(sampler_sample(s, &p, l, used, 1, &rng), 5);
+    sampler_free(s);
+}
+
+/* ---------------------------------------------------------------- distributions */
+
+typedef struct {
+    float l;
+    int i;
+} pair_t;
+static int cmp_pair(const void *a, const void *b) {
+    const pair_t *x = a, *y = b;
+    if (x->l != y->l) return x->l > y->l ? -1 : 1;
+    return x->i - y->i;
+}
+
+/* Independent reference: full sort, then the definitions one by one. */
+static void ref_probs(const float *logits, int n, const sampler_params_t *p, double *out) {
+    pair_t *v = malloc((size_t)n * sizeof(pair_t));
+    for (int i = 0; i < n; i++) v[i] = (pair_t){logits[i] / p->temperature, i};
+    qsort(v, (size_t)n, sizeof(pair_t), cmp_pair);
+    int m = (p->top_k > 0 && p->top_k < n) ? p->top_k : n;
+    double *pr = malloc((size_t)m * sizeof(double)), z = 0;
+    for (int i = 0; i < m; i++) z += pr[i] = exp((double)v[i].l - (double)v[0].l);
+    for (int i = 0; i < m; i++) pr[i] /= z;
+    int keep = m;
+    if (p->top_p < 1.0f) {
+        double c = 0;
+        for (keep = 0; keep < m;) {
+            c += pr[keep++];
+            if (c >= p->top_p) break;
+        }
+    }
+    int keep2 = keep;
+    if (p->min_p > 0)
+        for (keep2 = 0; keep2 < keep && pr[keep2] >= p->min_p * pr[0]; keep2++) {}
+    double z2 = 0;
+    for (int i = 0; i < keep2; i++) z2 += pr[i];
+    for (int i = 0; i < n; i++) out[i] = 0;
+    for (int i = 0; i < keep2; i++) out[v[i].i] = pr[i] / z2;
+    free(v);
+    free(pr);
+}
+
+static void check_frequencies(int V, const float *logits, const sampler_params_t *p, int draws,
+                              uint64_t seed) {
+    sampler_t *s = sampler_new(V);
+    double *ref = malloc((size_t)V * sizeof(double));
+    int *cnt = calloc((size_t)V, sizeof(int));
+    float *l = malloc((size_t)V * sizeof(float));
+    ref_probs(logits, V, p, ref);
+    sampler_rng_t rng;
+    sampler_rng_seed(&rng, seed);
+    for (int d = 0; d < draws; d++) {
+        memcpy(l, logits, (size_t)V * sizeof(float));
+        int32_t t = sampler_sample(s, p, l, NULL, 0, &rng);
+        assert_true(t >= 0 && t < V);
+        cnt[t]++;
+    }
+    for (int i = 0; i < V; i++) {
+        double f = (double)cnt[i] / draws, q = ref[i];
+        if (q == 0.0) {
+            if (cnt[i] != 0) fail_msg("token %d drawn %d times but is outside the reference set", i, cnt[i]);
+            continue;
+        }
+        double sd = sqrt(q * (1 - q) / draws);
+        if (fabs(f - q) > 5 * sd + 1e-4)
+            fail_msg("token %d: frequency %.5f vs reference %.5f (sd %.5f)", i, f, q, sd);
+    }
+    free(ref);
+    free(cnt);
+    free(l);
+    sampler_free(s);
+}
+
+static void test_dist_small(void **state) {
+    (void)state;
+    const float lg[8] = {1.0f, 2.5f, 0.3f, -1.0f, 2.2f, 0.9f, 1.7f, -0.4f};
+    sampler_params_t base = {.temperature = 1.0f, .top_p = 1.0f};
+    sampler_params_t p = base;
+    check_frequencies(8, lg, &p, 200000, 1);
+    p = base;
+    p.temperature = 0.5f;
+    check_frequencies(8, lg, &p, 200000, 2);
+    p = base;
+    p.top_k = 3;
+    check_frequencies(8, lg, &p, 200000, 3);
+    p = base;
+    p.top_p = 0.8f;
+    check_frequencies(8, lg, &p, 200000, 4);
+    p = base;
+    p.min_p = 0.3f;
+    check_frequencies(8, lg, &p, 200000, 5);
+    p = base;
+    p.temperature = 1.5f;
+    p.top_k = 6;
+    p.top_p = 0.9f;
+    p.min_p = 0.1f;
+    check_frequencies(8, lg, &p, 200000, 6);
+    /* top_k = 1 is greedy whatever the temperature */
+    p = base;
+    p.top_k = 1;
+    p.temperature = 2.0f;
+    check_frequencies(8, lg, &p, 1000, 7);
+}
+
+/* A realistic vocabulary size exercises the partition-based top-k / top-p. */
+static void test_dist_large(void **state) {
+    (void)state;
+    enum { V = 49152 };
+    float *lg = malloc(V * sizeof(float));
+    uint64_t x = 99;
+    for (int i = 0; i < V; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        double u = (double)(x >> 11) * 0x1.0p-53;
+        lg[i] = (float)(-8.0 + 6.0 * u);
+    }
+    for (int i = 0; i < 40; i++) lg[(i * 977) % V] = 4.0f + 0.1f * (float)i; /* a peaked head */
+    lg[5] = lg[6] = 5.5f;                                                    /* ties */
+    sampler_params_t p = {.temperature = 1.0f, .top_p = 0.9f};
+    check_frequencies(V, lg, &p, 2500, 11);
+    p = (sampler_params_t){.temperature = 0.8f, .top_k = 20, .top_p = 1.0f};
+    check_frequencies(V, lg, &p, 2500, 12);
+    p = (sampler_params_t){.temperature = 1.0f, .top_p = 1.0f, .min_p = 0.05f};
+    check_frequencies(V, lg, &p, 2500, 13);
+    p = (sampler_params_t){.temperature = 1.0f, .top_k = 1000, .top_p = 0.95f};
+    check_frequencies(V, lg, &p, 2500, 14);
+    free(lg);
+}
+
+/* Same seed, same logits => same sequence of draws; different seeds differ. */
+static void test_seeded_repro(void **state) {
+    (void)state;
+    enum { V = 1000 };
+    sampler_t *s = sampler_new(V);
+    float base[V], l[V];
+    for (int i = 0; i < V; i++) base[i] = cosf((float)i * 0.37f) * 3.0f;
+    sampler_params_t p = {.temperature = 0.9f, .top_p = 0.95f, .top_k = 100};
+    int32_t out[3][64];
+    uint64_t seeds[3] = {7, 7, 8};
+    for (int k = 0; k < 3; k++) {
+        sampler_rng_t rng;
+        sampler_rng_seed(&rng, seeds[k]);
+        for (int j = 0; j < 64; j++) {
+            memcpy(l, base, sizeof(l));
+            out[k][j] = sampler_sample(s, &p, l, out[k], j, &rng);
+        }
+    }
+    assert_memory_equal(out[0], out[1], sizeof(out[0]));
+    assert_memory_not_equal(out[0], out[2], sizeof(out[0]));
+    sampler_free(s);
+}
+
+/* ---------------------------------------------------------------- stop strings */
+
+static void test_stop_find(void **state) {
+    (void)state;
+    const char *stop[] = {"lo w", "\n\n", "xyz"};
+    size_t sl[] = {4, 2, 3};
+    const char *t = "hello world\n\nxyz";
+    size_t n = strlen(t);
+    /* the text grew from "hello" to "hello wo": "lo w" spans the boundary */
+    assert_int_equal(sampler_stop_find(t, 8, 5, stop, sl, 3), 3);
+    /* nothing new could match when the match ended before new_from */
+    assert_int_equal(sampler_stop_find(t, 8, 8, stop, sl, 3), -1);
+    /* earliest start wins among several completed by the same piece */
+    assert_int_equal(sampler_stop_find(t, n, 5, stop, sl, 3), 3);
+    assert_int_equal(sampler_stop_find(t, n, 12, stop, sl, 3), 11);
+    assert_int_equal(sampler_stop_find(t, n, 14, stop, sl, 3), 13);
+    assert_int_equal(sampler_stop_find(t, 2, 0, stop, sl, 3), -1);
+    assert_int_equal(sampler_stop_find("ab", 2, 0, stop, sl, 0), -1);
+}
+
+static void test_stop_holdback(void **state) {
+    (void)state;
+    const char *stop[] = {"</s>", "END"};
+    size_t sl[] = {4, 3};
+    assert_int_equal(sampler_stop_holdback("abc", 3, stop, sl, 2), 0);
+    assert_int_equal(sampler_stop_holdback("abc<", 4, stop, sl, 2), 1);
+    assert_int_equal(sampler_stop_holdback("abc</s", 6, stop, sl, 2), 3);
+    assert_int_equal(sampler_stop_holdback("xEN", 3, stop, sl, 2), 2);
+    assert_int_equal(sampler_stop_holdback("E", 1, stop, sl, 2), 1);
+    assert_int_equal(sampler_stop_holdback("", 0, stop, sl, 2), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rng),
+        cmocka_unit_test(test_greedy),
+        cmocka_unit_test(test_penalties_exact),
+        cmocka_unit_test(test_dist_small),
+        cmocka_unit_test(test_dist_large),
+        cmocka_unit_test(test_seeded_repro),
+        cmocka_unit_test(test_stop_find),
+        cmocka_unit_test(test_stop_holdback),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
