@@ -11,6 +11,8 @@
 #   3. A small Python venv (.cache/pyenv: gguf, numpy, prometheus-client) the tests use
 #      to write synthetic models and parse /metrics.
 #   4. The default model (scripts/fetch-model.sh).
+#   5. The Apache Kafka jars for the local test broker (scripts/kafka-local.sh fetch,
+#      from Maven Central into .cache/kafka).
 # Usage: scripts/setup.sh [--no-model] [--no-cuda]
 set -euo pipefail
 
@@ -113,5 +115,11 @@ fi
 # ---- 4. Default model --------------------------------------------------------
 if [ "$want_model" = 1 ]; then
   "$root/scripts/fetch-model.sh" >/dev/null
+fi
+
+# ---- 5. Kafka jars for the local broker ----------------------------------------
+if command -v mvn >/dev/null 2>&1 && command -v java >/dev/null 2>&1; then
+  "$root/scripts/kafka-local.sh" fetch >/dev/null 2>&1 \
+    || echo "setup: could not fetch the Kafka jars (scripts/kafka-local.sh fetch says why); Kafka tests will skip" >&2
 fi
 exit 0
