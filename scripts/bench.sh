@@ -5,8 +5,8 @@
 #   engine    build/krill-bench over a range of concurrencies (all requests submitted
 #             at once): throughput vs concurrency, latency percentiles vs load, and
 #             the step time breakdown (fixed + per-token cost, from per-step timings)
-#   pipeline  the worker's pipeline benchmark (scripts/bench-pipeline.sh or
-#             build/krill-bench-pipeline): requests/s through the local broker
+#   pipeline  the worker's pipeline benchmark (scripts/bench-pipeline.sh): requests/s
+#             through the local broker, CPU per request outside the engine
 #   slo       build/krill-bench-slo: a 4 -> 64 client load step with static limits
 #             and with the adaptive batching controller
 #
@@ -95,13 +95,10 @@ fi
 if want pipeline; then
   sec=$work/pipeline.md
   if [ -x scripts/bench-pipeline.sh ]; then
-    { printf '## Pipeline (Kafka + codec, tiny model)\n\n%s; %s%s.\n\n' "$machine" "$stamp" "$label"
-      scripts/bench-pipeline.sh $([ $quick = 1 ] && echo --quick) ; } >"$sec"
-  elif [ -x "$BUILD/krill-bench-pipeline" ]; then
-    { printf '## Pipeline (Kafka + codec, tiny model)\n\n%s; %s%s.\n\n```\n' "$machine" "$stamp" "$label"
-      "$BUILD/krill-bench-pipeline" $([ $quick = 1 ] && echo --quick); printf '```\n'; } >"$sec"
+    { printf '## Kafka pipeline (scripts/bench-pipeline.sh)\n\n'
+      scripts/bench-pipeline.sh --no-doc $([ $quick = 1 ] && echo --quick); } >"$sec"
   else
-    printf '## Pipeline\n\nNot run: no pipeline benchmark here yet (scripts/bench-pipeline.sh or %s/krill-bench-pipeline, from the worker).\n' "$BUILD" >"$sec"
+    printf '## Kafka pipeline\n\nNot run: scripts/bench-pipeline.sh (from the worker) is not here.\n' >"$sec"
   fi
   replace_section pipeline "$sec"
 fi
