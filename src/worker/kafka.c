@@ -143,6 +143,13 @@ static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
+static int kafka_stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+    (void)rk;
+    kafka_io_t *k = opaque;
+    if (k->h.stats) k->h.stats(k->h.ctx, json, len);
+    return 0; /* librdkafka frees json */
+}
+
 /* ---------------------------------------------------------------- configuration */
 
 /* Sets key=value; on failure names the key, and hides the value if librdkafka echoes it. */
@@ -276,6 +283,12 @@ kafka_io_t *kafka_io_open(const kafka_io_config_t *cfg, const kafka_io_handlers_
              * long; librdkafka's 500 ms default made backpressure cycles stall. */
             conf_set(cconf, "fetch.wait.max.ms", "20", "default", err, errlen))
             goto fail;
+        if (k->h.stats && cfg->statistics_interval_ms > 0) { /* before the properties: they may override it */
+            char si[16];
+            snprintf(si, sizeof si, "%d", cfg->statistics_interval_ms);
+            if (conf_set(cconf, "statistics.interval.ms", si, "default", err, errlen)) goto fail;
+            rd_kafka_conf_set_stats_cb(cconf, kafka_stats_cb);
+        }
         if (conf_apply_props(cconf, cfg, true, err, errlen)) goto fail;
         /* Forced last: an offset is stored only when its answer is acknowledged. */
         if (conf_set(cconf, "enable.auto.offset.store", "false", "default", err, errlen)) goto fail;

@@ -36,6 +36,9 @@ typedef struct {
     /* A produced record was acknowledged (err == 0) or failed for good. m is valid only
      * during the call (payload, key and headers may be copied for a retry). */
     void (*delivered)(void *ctx, void *opaque, rd_kafka_resp_err_t err, const rd_kafka_message_t *m);
+    /* The consumer's librdkafka statistics JSON (every statistics.interval.ms), valid only
+     * during the call; runs on the io thread inside kafka_io_consume. May be NULL. */
+    void (*stats)(void *ctx, const char *json, size_t len);
 } kafka_io_handlers_t;
 
 typedef struct {
@@ -48,6 +51,8 @@ typedef struct {
     size_t n_properties;
     int auto_commit_interval_ms;         /* 0 = 1000 */
     int linger_ms;                       /* producer linger.ms; <0 = librdkafka default */
+    int statistics_interval_ms;          /* consumer statistics.interval.ms unless kafka.properties
+                                            sets it (with handlers->stats); 0 = off */
 } kafka_io_config_t;
 
 /* Opens both handles and subscribes. Returns NULL with err filled (a property that

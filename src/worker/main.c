@@ -36,9 +36,11 @@
 #include "engine.h"
 #include "kafka.h"
 #include "log.h"
+#include "metrics.h"
 #include "offsets.h"
 #include "pipeline.h"
 #include "queue.h"
+#include "slo.h"
 #include "stats.h"
 
 #define PRODUCE_ATTEMPTS 6       /* a record that fails this many deliveries stops the worker */
@@ -74,6 +76,8 @@ typedef struct slot {
     rd_kafka_headers_t *hdrs; /* the request's headers + krill-source (template) */
     char source[320];      /* topic:partition:offset */
     int next_free;
+    double t_consumed;     /* now_ms() when consumed (metrics) */
+    int n_prompt;          /* prompt tokens while in the engine (metrics: pending prompt tokens) */
 } slot_t;
 
 /* A record waiting to be produced again after a failed delivery. */
@@ -117,6 +121,10 @@ typedef struct {
 
     pthread_t engine_thread;
     atomic_bool engine_stop;
+
+    metrics_t *metrics;    /* Prometheus registry (metrics.listen); updates accept NULL */
+    slo_t *slo;            /* adaptive batching (batching.slo); NULL when off */
+    int64_t pending_prompt;/* prompt tokens of requests in the engine (io thread) */
 } worker_t;
 
 static volatile sig_atomic_t g_stop;
@@ -352,6 +360,7 @@ static void answer_error(worker_t *w, slot_t *s, codec_error_t code, const char 
     }
     produce_result(w, s);
     stats_add_request(w->stats, false, 0, 0, -1, -1);
+    metrics_request_done(w->metrics, codec_error_status(code), 0, 0, -1, -1, -1, (now_ms() - s->t_consumed) / 1e3);
 }
 
 /* ---------------------------------------------------------------- consuming */
@@ -381,6 +390,8 @@ static void handle_message(worker_t *w, rd_kafka_message_t *m) {
     s->part = p;
     s->epoch = p->epoch;
     s->offset = m->offset;
+    s->t_consumed = now_ms();
+    s->n_prompt = 0;
     p->live++;
     snprintf(s->source, sizeof s->source, "%s:%d:%lld", topic, (int)m->partition, (long long)m->offset);
     if (m->key && m->key_len) {
@@ -408,10 +419,13 @@ static void handle_message(worker_t *w, rd_kafka_message_t *m) {
         LOG_DEBUG("undecodable message to the DLQ", "source=%s code=%s", s->source, code);
         produce(w, s, w->cfg->kafka.topic_dlq, m->key, m->key ? m->key_len : 0, m->payload, m->len, h, 0);
         stats_add_dlq(w->stats);
+        metrics_dlq(w->metrics, code);
         if (req->has_custom_id) {
             if (pipeline_encode_request_error(&w->pipe, req, &w->out, err, sizeof err) == 0) {
                 produce_result(w, s);
                 stats_add_request(w->stats, false, 0, 0, -1, -1);
+                metrics_request_done(w->metrics, req->status_code ? req->status_code : 400, 0, 0, -1, -1, -1,
+                                     (now_ms() - s->t_consumed) / 1e3);
             } else {
                 LOG_ERROR("cannot encode an error result", "source=%s error=\"%s\"", s->source, err);
             }
@@ -421,6 +435,8 @@ static void handle_message(worker_t *w, rd_kafka_message_t *m) {
         if (pipeline_encode_request_error(&w->pipe, req, &w->out, err, sizeof err) == 0) {
             produce_result(w, s);
             stats_add_request(w->stats, false, 0, 0, -1, -1);
+            metrics_request_done(w->metrics, req->status_code ? req->status_code : 400, 0, 0, -1, -1, -1,
+                                 (now_ms() - s->t_consumed) / 1e3);
         } else {
             LOG_ERROR("cannot encode an error result", "source=%s error=\"%s\"", s->source, err);
         }
@@ -441,6 +457,8 @@ static void handle_message(worker_t *w, rd_kafka_message_t *m) {
                 s->state = SLOT_ANSWERED;
             } else {
                 s->state = SLOT_ENGINE;
+                s->n_prompt = er.n_prompt;
+                w->pending_prompt += er.n_prompt;
             }
         }
     }
@@ -460,6 +478,8 @@ static void handle_completions(worker_t *w) {
             engine_result_clear(&r);
             continue;
         }
+        w->pending_prompt -= s->n_prompt;
+        s->n_prompt = 0;
         if (r.finish == ENGINE_FINISH_ABORTED || !slot_current(s)) {
             /* Given up (revoke or shutdown): no answer, the offset stays unfinished and
              * whoever owns the partition next answers it. */
@@ -474,6 +494,14 @@ static void handle_completions(worker_t *w) {
             produce_result(w, s);
             stats_add_request(w->stats, ok, r.prompt_tokens, r.completion_tokens, r.total_ms,
                               r.n_tokens > 0 ? r.ttft_ms : -1);
+            pipeline_error_t pe = {0};
+            if (!ok) pipeline_submit_error(r.error_code, r.error, &pe);
+            double ttft = r.n_tokens > 0 ? r.ttft_ms : -1;
+            double tpot = r.completion_tokens >= 2 ? (r.total_ms - r.ttft_ms) / (r.completion_tokens - 1) : -1;
+            metrics_request_done(w->metrics, ok ? 200 : codec_error_status(pe.code), r.prompt_tokens,
+                                 r.completion_tokens, r.queue_ms / 1e3, ttft >= 0 ? ttft / 1e3 : -1,
+                                 tpot >= 0 ? tpot / 1e3 : -1, r.total_ms / 1e3);
+            if (ok) slo_observe_request(w->slo, now_ms(), ttft, tpot);
         } else {
             LOG_ERROR("cannot encode a result", "source=%s error=\"%s\"", s->source, err);
         }
@@ -507,6 +535,7 @@ static void on_assigned(void *ctx, const rd_kafka_topic_partition_list_t *parts)
         p->op = offsets_add(w->offs, p->topic, p->partition);
         CHECK(p->op != NULL);
     }
+    if (parts->cnt > 0) metrics_set_consumer_state(w->metrics, METRICS_CONSUMER_ASSIGNED);
 }
 
 static int revoked_live(worker_t *w, const rd_kafka_topic_partition_list_t *parts) {
@@ -554,6 +583,19 @@ static void on_revoked(void *ctx, const rd_kafka_topic_partition_list_t *parts, 
     }
     LOG_INFO(lost ? "partitions lost" : "partitions released", "count=%d unfinished=%d waited_ms=%.0f", parts->cnt,
              left, now_ms() - t0);
+    bool any = false;
+    for (int i = 0; i < w->n_parts; i++) any |= w->parts[i]->assigned;
+    metrics_set_consumer_state(w->metrics, w->draining ? METRICS_CONSUMER_STOPPED
+                                           : any        ? METRICS_CONSUMER_ASSIGNED
+                                                        : METRICS_CONSUMER_WAITING);
+}
+
+/* librdkafka statistics of the consumer (io thread): per-partition lag for /metrics. */
+static void on_kafka_stats(void *ctx, const char *json, size_t len) {
+    worker_t *w = ctx;
+    char err[256];
+    if (metrics_update_from_rdkafka_stats(w->metrics, json, len, err, sizeof err) < 0)
+        LOG_DEBUG("librdkafka statistics not understood", "error=\"%s\"", err);
 }
 
 /* ---------------------------------------------------------------- engine thread */
@@ -569,6 +611,7 @@ static void *engine_main(void *arg) {
     int max_wait = w->cfg->batching.max_wait_ms;
     int max_seqs = w->cfg->batching.max_seqs > 0 ? w->cfg->batching.max_seqs : 64;
     while (!atomic_load(&w->engine_stop)) {
+        metrics_engine_heartbeat(w->metrics);
         if (!engine_wait(w->engine, 50)) {
             idle = true;
             continue;
@@ -589,6 +632,19 @@ static void *engine_main(void *arg) {
         engine_stats_t st;
         engine_get_stats(w->engine, &st);
         if (seqs > 0) stats_add_step(w->stats, seqs, st.last_step_tokens);
+        if (seqs > 0) metrics_step(w->metrics, seqs, st.last_step_tokens, st.last_step_ms / 1e3);
+        metrics_set_engine(w->metrics, st.running, st.waiting,
+                           st.kv_blocks_total > 0 ? (double)st.kv_blocks_used / (double)st.kv_blocks_total : 0);
+        if (w->slo && seqs > 0) { /* adaptive batching: measure, then set the next steps' limits */
+            slo_observe_step(w->slo, now_ms(), seqs, st.last_step_tokens, st.last_step_ms, st.running, st.waiting);
+            int ls, lt;
+            if (slo_limits(w->slo, &ls, &lt)) engine_set_limits(w->engine, ls, lt);
+            slo_state_t ss;
+            slo_get_state(w->slo, &ss);
+            metrics_set_slo(w->metrics, true, ss.max_seqs, ss.max_batch_tokens,
+                            ss.ttft_p95_ms >= 0 ? ss.ttft_p95_ms / 1e3 : -1,
+                            ss.tpot_p95_ms >= 0 ? ss.tpot_p95_ms / 1e3 : -1);
+        }
         size_t n;
         bool any = false;
         while ((n = engine_poll(w->engine, res, ENGINE_POLL_MAX)) > 0) {
@@ -763,6 +819,32 @@ int main(int argc, char **argv) {
     LOG_INFO("engine ready", "model=\"%s\" backend=%s device=\"%s\" n_ctx=%d load_ms=%.0f", w->info->model_name,
              w->info->backend, w->info->device, w->info->n_ctx, now_ms() - t0);
 
+    /* metrics (metrics.listen) and adaptive batching (batching.slo) */
+    w->metrics = metrics_new();
+    CHECK(w->metrics != NULL);
+    metrics_set_info(w->metrics, w->worker_id, w->info->backend, w->info->device,
+                     cfg->model.name && *cfg->model.name ? cfg->model.name : w->info->model_name);
+    if (metrics_serve(w->metrics, cfg->metrics.listen, err, sizeof err) != 0) {
+        fprintf(stderr, "krill-worker: %s\n", err);
+        goto done;
+    }
+    metrics_set_slo(w->metrics, false, w->info->max_seqs, w->info->max_batch_tokens, -1, -1);
+    if (cfg->batching.slo.ttft_ms > 0 || cfg->batching.slo.tpot_ms > 0) {
+        slo_config_t sc;
+        slo_config_defaults(&sc);
+        sc.ttft_ms = cfg->batching.slo.ttft_ms;
+        sc.tpot_ms = cfg->batching.slo.tpot_ms;
+        sc.max_seqs = w->info->max_seqs;
+        sc.max_batch_tokens = w->info->max_batch_tokens;
+        if (!(w->slo = slo_new(&sc, err, sizeof err))) {
+            fprintf(stderr, "krill-worker: %s\n", err);
+            goto done;
+        }
+        metrics_set_slo(w->metrics, true, sc.max_seqs, sc.max_batch_tokens, -1, -1);
+        LOG_INFO("adaptive batching on", "tpot_target_ms=%.1f ttft_target_ms=%.1f max_seqs<=%d max_batch_tokens<=%d",
+                 sc.tpot_ms, sc.ttft_ms, sc.max_seqs, sc.max_batch_tokens);
+    }
+
     codec_limits_defaults(&w->limits);
     w->limits.max_message_bytes = (size_t)cfg->input.max_message_bytes;
     w->limits.max_tokens_cap = cfg->input.max_tokens_cap;
@@ -813,14 +895,17 @@ int main(int argc, char **argv) {
         .n_properties = cfg->kafka.n_properties,
         .auto_commit_interval_ms = 0,
         .linger_ms = 5,
+        .statistics_interval_ms = 5000, /* consumer lag for /metrics; kafka.properties may change it */
     };
-    kafka_io_handlers_t kh = {.ctx = w, .assigned = on_assigned, .revoked = on_revoked, .delivered = on_delivered};
+    kafka_io_handlers_t kh = {.ctx = w, .assigned = on_assigned, .revoked = on_revoked, .delivered = on_delivered,
+                              .stats = on_kafka_stats};
     w->kafka = kafka_io_open(&kc, &kh, err, sizeof err);
     if (!w->kafka) {
         fprintf(stderr, "krill-worker: %s\n", err);
         goto done;
     }
     g_wake_fd = kafka_io_wake_fd(w->kafka);
+    metrics_set_consumer_state(w->metrics, METRICS_CONSUMER_WAITING); /* subscribed */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -852,6 +937,7 @@ int main(int argc, char **argv) {
             w->draining = true;
             w->drain_deadline = now_ms() + cfg->worker.drain_timeout_ms;
             kafka_io_stop_fetching(w->kafka);
+            metrics_set_consumer_state(w->metrics, METRICS_CONSUMER_STOPPED);
             LOG_INFO("shutting down: draining", "in_flight=%d timeout_ms=%d", w->used, cfg->worker.drain_timeout_ms);
         }
         int taken = 0;
@@ -869,6 +955,7 @@ int main(int argc, char **argv) {
         kafka_io_serve(w->kafka);
         if (w->retries) retries_serve(w);
         store_offsets(w);
+        metrics_set_pending_prompt_tokens(w->metrics, w->pending_prompt);
         if (!w->draining) {
             if (!kafka_io_paused(w->kafka) && w->used >= cfg->worker.queue_high)
                 kafka_io_pause_all(w->kafka);
@@ -960,6 +1047,8 @@ done:
         offsets_free(w->offs);
         codec_request_clear(&w->req);
         codec_buf_free(&w->out);
+        metrics_free(w->metrics); /* stops the HTTP server (after the engine thread is gone) */
+        slo_free(w->slo);
         config_free(w->cfg);
         free(w);
     }
