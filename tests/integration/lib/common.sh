@@ -76,10 +76,13 @@ tiny_model() {
 }
 
 # worker_start NAME [--set k=v]...: a krill-worker in the background, log $T/NAME.log.
+# Its /metrics listens on a free port (several workers run at once); a later --set
+# metrics.listen=... wins.
 WORKER_SETS=()
 worker_start() {
   local name=$1; shift
   "$B/krill-worker" --set kafka.brokers="$BROKERS" --set worker.id="$name" --set stats.interval_ms=1000 \
+    --set metrics.listen=127.0.0.1:0 \
     --set 'kafka.properties+=consumer.session.timeout.ms=6000' \
     --set 'kafka.properties+=consumer.heartbeat.interval.ms=500' \
     --set 'kafka.properties+=consumer.auto.commit.interval.ms=200' \
