@@ -60,7 +60,7 @@ say "2. sending $lines requests from $prompts"
 
 say "3. krill-worker ($model)"
 "$B/krill-worker" --set kafka.brokers="$brokers" --set model.path="$model" --set worker.id=demo-worker \
-  --set stats.interval_ms=2000 --set worker.drain_timeout_ms=5000 --set metrics.listen=127.0.0.1:0 \
+  --set stats.interval_ms=2000 --set worker.drain_timeout_ms=5000 --set metrics.listen=127.0.0.1:"$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')" \
   2>"$T/worker.log" &
 worker_pid=$!
 # answers: one result per request that has an id; progress on the terminal
