@@ -8,9 +8,11 @@
 #      PyPI, unpacked into $KRILL_CUDA_PREFIX (default: .cache/cuda in the repo).
 #      An existing toolkit (CUDA_HOME, /usr/local/cuda, nvcc on PATH) is used as is.
 #      KRILL_SKIP_CUDA=1 skips this step.
-#   3. A small Python venv (.cache/pyenv: gguf, numpy) the tests use to write
-#      synthetic models.
+#   3. A small Python venv (.cache/pyenv: gguf, numpy, prometheus-client) the tests use
+#      to write synthetic models and parse /metrics.
 #   4. The default model (scripts/fetch-model.sh).
+#   5. The Apache Kafka jars for the local test broker (scripts/kafka-local.sh fetch,
+#      from Maven Central into .cache/kafka).
 # Usage: scripts/setup.sh [--no-model] [--no-cuda]
 set -euo pipefail
 
@@ -101,10 +103,11 @@ fi
 # Tests generate their small synthetic models (deterministic, seeded) with the
 # pinned gguf package instead of committing model files. KRILL_PY points at it.
 pyenv=$root/.cache/pyenv
-py_pins=(gguf==0.19.0 numpy==2.4.6)
-if ! "$pyenv/bin/python" -c "import gguf, numpy" >/dev/null 2>&1; then
+# prometheus-client: its parser checks the worker's /metrics text (tests/integration/41-*).
+py_pins=(gguf==0.19.0 numpy==2.4.6 prometheus-client==0.26.0)
+if ! "$pyenv/bin/python" -c "import gguf, numpy, prometheus_client" >/dev/null 2>&1; then
   step "creating the test Python environment $pyenv (${py_pins[*]})"
-  rm -rf "$pyenv" && python3 -m venv "$pyenv"
+  "$pyenv/bin/python" -c "" >/dev/null 2>&1 || { rm -rf "$pyenv" && python3 -m venv "$pyenv"; }
   "$pyenv/bin/pip" install -q --disable-pip-version-check "${py_pins[@]}" \
     || { echo "setup: pip could not install ${py_pins[*]}; check that PyPI is reachable" >&2; exit 1; }
 fi
@@ -112,5 +115,11 @@ fi
 # ---- 4. Default model --------------------------------------------------------
 if [ "$want_model" = 1 ]; then
   "$root/scripts/fetch-model.sh" >/dev/null
+fi
+
+# ---- 5. Kafka jars for the local broker ----------------------------------------
+if command -v mvn >/dev/null 2>&1 && command -v java >/dev/null 2>&1; then
+  "$root/scripts/kafka-local.sh" fetch >/dev/null 2>&1 \
+    || echo "setup: could not fetch the Kafka jars (scripts/kafka-local.sh fetch says why); Kafka tests will skip" >&2
 fi
 exit 0

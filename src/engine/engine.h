@@ -149,5 +149,10 @@ void engine_result_clear(engine_result_t *r);
 /* Finishes a request with ENGINE_FINISH_ABORTED at the next step; -1 if unknown. */
 int engine_abort(engine_t *e, uint64_t id);
 void engine_get_stats(engine_t *e, engine_stats_t *st);
+/* Engine thread only, between steps: admission limits for the next steps (the adaptive
+ * batching controller, slo.h). <= 0 keeps a limit; both are capped by the effective
+ * engine_info max_seqs / max_batch_tokens (what the buffers were sized for). Lowering
+ * max_seqs never preempts: running sequences continue, admission waits. */
+void engine_set_limits(engine_t *e, int max_seqs, int max_batch_tokens);
 
 #endif

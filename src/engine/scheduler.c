@@ -66,6 +66,7 @@ typedef struct {
 
 struct scheduler {
     scheduler_config_t cfg;
+    int cap_seqs, cap_tokens; /* the sizes at scheduler_new: buffers are sized for them */
     scheduler_model_t m;
     kvcache_t *kv;
     sampler_t *sampler;
@@ -305,6 +306,8 @@ scheduler_t *scheduler_new(const scheduler_config_t *cfg, const scheduler_model_
     scheduler_t *s = calloc(1, sizeof(*s));
     if (!s) goto oom;
     s->cfg = *cfg;
+    s->cap_seqs = cfg->max_seqs;
+    s->cap_tokens = cfg->max_batch_tokens;
     s->m = *m;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
@@ -377,6 +380,11 @@ void scheduler_free(scheduler_t *s) {
 }
 
 int64_t scheduler_kv_blocks(const scheduler_t *s) { return kvcache_n_blocks(s->kv); }
+
+void scheduler_set_limits(scheduler_t *s, int max_seqs, int max_batch_tokens) {
+    if (max_seqs > 0) s->cfg.max_seqs = max_seqs < s->cap_seqs ? max_seqs : s->cap_seqs;
+    if (max_batch_tokens > 0) s->cfg.max_batch_tokens = max_batch_tokens < s->cap_tokens ? max_batch_tokens : s->cap_tokens;
+}
 
 /* ---------------------------------------------------------------- step */
 
@@ -575,7 +583,7 @@ int scheduler_step(scheduler_t *s) {
     int nt = 0, ns = 0, nl = 0;
     bool preempted = false;
     for (sreq_t *r = s->running.head; r; r = r->next) {
-        if (ns == S || nt == B) break;
+        if (ns == s->cap_seqs || nt == B) break; /* admitted sequences keep going when S was lowered */
         int chunk = n_known(r) - r->n_computed;
         if (chunk > B - nt) chunk = B - nt;
         bool self = false;

@@ -88,5 +88,9 @@ int scheduler_abort(scheduler_t *s, uint64_t id);
 void scheduler_get_stats(scheduler_t *s, engine_stats_t *st);
 /* Physical blocks the scheduler manages (for engine_info). */
 int64_t scheduler_kv_blocks(const scheduler_t *s);
+/* Engine thread, between steps: new budgets for the next steps (adaptive batching).
+ * <= 0 keeps one; both are capped by the sizes given to scheduler_new. A lower max_seqs
+ * stops admission until fewer sequences run; the running ones keep stepping. */
+void scheduler_set_limits(scheduler_t *s, int max_seqs, int max_batch_tokens);
 
 #endif

@@ -187,9 +187,9 @@ static const config_key_t KEYS[] = {
     K("batching.max_wait_ms", CONFIG_INT, 0, 10000, "0", NULL, F(batching, max_wait_ms), NULL,
       "How long an idle engine waits after the first request arrives to gather a fuller first batch."),
     K("batching.slo.ttft_ms", CONFIG_DOUBLE, 0, 3600000, "0.0", NULL, F(batching, slo.ttft_ms), NULL,
-      "Reserved (not enforced yet): target time to first token; 0 = none."),
+      "Adaptive batching: p95 time-to-first-token target in ms (watched, saturation is logged); 0 = none."),
     K("batching.slo.tpot_ms", CONFIG_DOUBLE, 0, 3600000, "0.0", NULL, F(batching, slo.tpot_ms), NULL,
-      "Reserved (not enforced yet): target time per output token; 0 = none."),
+      "Adaptive batching: p95 time-per-output-token target in ms; the step budget adapts to hold it; 0 = off."),
 
     K("input.max_message_bytes", CONFIG_INT64, 1024, 268435456.0, "1048576", NULL, F(input, max_message_bytes),
       NULL, "Larger request values go to the DLQ (message_too_large)."),

@@ -1,0 +1,120 @@
+/* kafka.h — the worker's librdkafka io: one consumer (group member) and one idempotent
+ * producer, owned by one thread (the io thread). Nothing here knows about requests.
+ *
+ * Rules it keeps (design §5):
+ * - consumer: cooperative-sticky, enable.auto.commit=true, enable.auto.offset.store=false
+ *   (offsets are stored by the caller only when everything below them is acknowledged),
+ *   auto.offset.reset=earliest; polled with rd_kafka_consumer_poll (never batch consume).
+ * - producer: enable.idempotence=true, acks=all; every record carries an opaque that comes
+ *   back in the delivery callback.
+ * - pause/resume: kafka_io_pause_all() pauses the assigned partitions and remembers them;
+ *   kafka_io_resume_all() resumes only those. Partitions assigned while paused are paused.
+ * - kafka.properties "key=value" entries go to both handles; "consumer.KEY=V" or
+ *   "producer.KEY=V" to one. enable.auto.offset.store cannot be turned on.
+ * - librdkafka logs go through log.h; error_cb watches __FATAL (kafka_io_fatal()).
+ * - configuration values are never logged (they may be secrets).
+ * All functions must be called from the io thread, except kafka_io_wake(). */
+#ifndef KRILL_KAFKA_H
+#define KRILL_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kafka_io kafka_io_t;
+
+typedef struct {
+    void *ctx;
+    /* Partitions just assigned to us (already incrementally assigned). May be NULL. */
+    void (*assigned)(void *ctx, const rd_kafka_topic_partition_list_t *parts);
+    /* Partitions about to be released. The handler finishes or time-boxes their work and
+     * stores the offsets it wants committed (kafka_io_store_offset) before returning;
+     * kafka.c then commits synchronously (unless lost) and unassigns. lost: the group
+     * already gave them away (session timeout): nothing may be committed. */
+    void (*revoked)(void *ctx, const rd_kafka_topic_partition_list_t *parts, bool lost);
+    /* A produced record was acknowledged (err == 0) or failed for good. m is valid only
+     * during the call (payload, key and headers may be copied for a retry). */
+    void (*delivered)(void *ctx, void *opaque, rd_kafka_resp_err_t err, const rd_kafka_message_t *m);
+    /* The consumer's librdkafka statistics JSON (every statistics.interval.ms), valid only
+     * during the call; runs on the io thread inside kafka_io_consume. May be NULL. */
+    void (*stats)(void *ctx, const char *json, size_t len);
+} kafka_io_handlers_t;
+
+typedef struct {
+    const char *brokers;                 /* bootstrap.servers */
+    const char *group;                   /* group.id; NULL = producer only (no consumer) */
+    const char *client_id;               /* client.id (the worker's name); may be NULL */
+    const char *const *topics;           /* subscribed input topics */
+    size_t n_topics;
+    const char *const *properties;       /* "key=value" (see top of file) */
+    size_t n_properties;
+    int auto_commit_interval_ms;         /* 0 = 1000 */
+    int linger_ms;                       /* producer linger.ms; <0 = librdkafka default */
+    int statistics_interval_ms;          /* consumer statistics.interval.ms unless kafka.properties
+                                            sets it (with handlers->stats); 0 = off */
+} kafka_io_config_t;
+
+/* Opens both handles and subscribes. Returns NULL with err filled (a property that
+ * librdkafka rejects is named by its key, never its value). */
+kafka_io_t *kafka_io_open(const kafka_io_config_t *cfg, const kafka_io_handlers_t *h, char *err,
+                          size_t errlen);
+/* Leaves the group cleanly (rd_kafka_consumer_close: the revoke handler runs) and destroys
+ * both handles. Flush first: kafka_io_flush(). Accepts NULL. */
+void kafka_io_close(kafka_io_t *k);
+
+/* Wake-ups: an eventfd that becomes readable when the consumer queue or the producer's
+ * delivery-report queue gets something, or when kafka_io_wake() is called (any thread). */
+int kafka_io_wake_fd(const kafka_io_t *k);
+void kafka_io_wake(kafka_io_t *k);
+/* Waits up to timeout_ms for a wake-up and clears it. */
+void kafka_io_wait(kafka_io_t *k, int timeout_ms);
+
+/* Next consumed message (caller destroys it with rd_kafka_message_destroy) or NULL.
+ * Consumer errors are logged here and not returned; rebalances run inside. */
+rd_kafka_message_t *kafka_io_consume(kafka_io_t *k, int timeout_ms);
+/* Serves the producer's delivery reports (handlers->delivered). Returns how many. */
+int kafka_io_serve(kafka_io_t *k);
+
+/* Produces one record (copies key, value; takes ownership of hdrs on success only).
+ * partition -1 = partitioner (by key). Returns 0, or -1 with err filled (unknown topic,
+ * message too large, queue full after waiting queue_wait_ms while serving reports). */
+int kafka_io_produce(kafka_io_t *k, const char *topic, const void *key, size_t keylen,
+                     const void *value, size_t len, rd_kafka_headers_t *hdrs, void *opaque,
+                     int queue_wait_ms, char *err, size_t errlen);
+/* Records not yet acknowledged by the broker. */
+int kafka_io_outq_len(kafka_io_t *k);
+/* Waits up to timeout_ms for every produced record to be acknowledged; returns the
+ * number still outstanding (0 = all delivered or failed through the callback). */
+int kafka_io_flush(kafka_io_t *k, int timeout_ms);
+
+/* Stores `next` (the next offset to consume) for commit by auto-commit. */
+int kafka_io_store_offset(kafka_io_t *k, const char *topic, int32_t partition, int64_t next);
+/* Commits the stored offsets now (synchronously). Returns 0 or the librdkafka error. */
+int kafka_io_commit(kafka_io_t *k);
+
+/* Backpressure: pause every assigned partition not paused yet / resume those we paused. */
+void kafka_io_pause_all(kafka_io_t *k);
+void kafka_io_resume_all(kafka_io_t *k);
+bool kafka_io_paused(const kafka_io_t *k);
+/* Stops fetching for good (shutdown): like pause_all, and later assignments stay paused. */
+void kafka_io_stop_fetching(kafka_io_t *k);
+/* Number of partitions currently assigned to us. */
+int kafka_io_assigned_count(const kafka_io_t *k);
+
+/* A fatal librdkafka error happened (idempotence broken, ...): the caller must exit
+ * non-zero without storing more offsets. Returns the message or NULL. */
+const char *kafka_io_fatal(const kafka_io_t *k);
+/* True while librdkafka reports every broker down (cleared when one answers again). */
+bool kafka_io_brokers_down(const kafka_io_t *k);
+
+/* A copy of a message's headers; NULL when it has none. */
+rd_kafka_headers_t *kafka_headers_copy(const rd_kafka_message_t *m);
+
+/* Tools: creates topics (n_partitions each, replication 1 unless the broker says
+ * otherwise) through the Admin API; existing topics are fine. props as in the config.
+ * 0 or -1 with err naming the topic. */
+int kafka_create_topics(const char *brokers, const char *const *props, size_t n_props, const char *const *topics,
+                        size_t n_topics, int n_partitions, int replication, int timeout_ms, char *err, size_t errlen);
+
+#endif

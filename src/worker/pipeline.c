@@ -1,0 +1,220 @@
+/* pipeline.c — see pipeline.h. */
+#include "pipeline.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void pe_set(pipeline_error_t *pe, codec_error_t code, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void pe_set(pipeline_error_t *pe, codec_error_t code, const char *param, const char *fmt, ...) {
+    pe->code = code;
+    pe->param = param;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pe->message, sizeof pe->message, fmt, ap);
+    va_end(ap);
+}
+
+/* engine_tokenize refuses texts longer than the context: that is the request's
+ * context_length_exceeded, not a malformed prompt. */
+static bool too_long(int rc, const char *err) {
+    return rc == ENGINE_ERR_CONTEXT || strstr(err, "context") != NULL;
+}
+
+int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t id, engine_request_t *er,
+                     int32_t **ids, pipeline_error_t *pe) {
+    char err[256];
+    const engine_info_t *info = engine_get_info(p->engine);
+    int32_t *toks = NULL;
+    int n = 0;
+    *ids = NULL;
+    memset(er, 0, sizeof *er);
+    if (req->kind == CODEC_KIND_CHAT) {
+        engine_chat_msg_t stackmsgs[16];
+        engine_chat_msg_t *msgs = stackmsgs;
+        if (req->n_messages > 16) {
+            msgs = malloc(req->n_messages * sizeof *msgs);
+            if (!msgs) {
+                pe_set(pe, CODEC_ERR_INTERNAL, NULL, "out of memory rendering the messages");
+                return -1;
+            }
+        }
+        for (size_t i = 0; i < req->n_messages; i++) {
+            msgs[i].role = req->messages[i].role;
+            msgs[i].content = req->messages[i].content;
+        }
+        char *text = NULL;
+        int rc = engine_chat_render(p->engine, msgs, req->n_messages, &text, err, sizeof err);
+        if (msgs != stackmsgs) free(msgs);
+        if (rc != 0) {
+            free(text);
+            pe_set(pe, CODEC_ERR_INVALID_VALUE, "body.messages", "the messages cannot be rendered with the model's chat template: %s", err);
+            return -1;
+        }
+        /* The rendered template already holds the model's special tokens (BOS where the
+         * template wants one), so they are parsed and no BOS is added. */
+        rc = engine_tokenize(p->engine, text, strlen(text), false, true, &toks, &n, err, sizeof err);
+        free(text);
+        if (rc != 0 && too_long(rc, err)) {
+            pe_set(pe, CODEC_ERR_CONTEXT_LENGTH_EXCEEDED, "body.messages",
+                   "the rendered messages do not fit the model's context of %d tokens; shorten them", info->n_ctx);
+            return -1;
+        }
+        if (rc != 0) {
+            pe_set(pe, CODEC_ERR_INVALID_VALUE, "body.messages", "the rendered messages cannot be tokenized: %s", err);
+            return -1;
+        }
+    } else if (req->prompt) {
+        /* A raw prompt starts with BOS when the model wants one (add_bos_token), as
+         * llama.cpp does; token-id prompts are taken as given. */
+        int rc = engine_tokenize(p->engine, req->prompt, req->prompt_len, info->add_bos, true, &toks, &n, err,
+                                 sizeof err);
+        if (rc != 0 && too_long(rc, err)) {
+            pe_set(pe, CODEC_ERR_CONTEXT_LENGTH_EXCEEDED, "body.prompt",
+                   "the prompt does not fit the model's context of %d tokens; shorten it", info->n_ctx);
+            return -1;
+        }
+        if (rc != 0) {
+            pe_set(pe, CODEC_ERR_INVALID_VALUE, "body.prompt", "the prompt cannot be tokenized: %s", err);
+            return -1;
+        }
+    } else {
+        if (req->n_prompt_ids < 1 || !req->prompt_ids) {
+            pe_set(pe, CODEC_ERR_MISSING_FIELD, "body.prompt", "the prompt is empty; give a non-empty prompt");
+            return -1;
+        }
+        for (int i = 0; i < req->n_prompt_ids; i++)
+            if (req->prompt_ids[i] < 0 || req->prompt_ids[i] >= info->n_vocab) {
+                pe_set(pe, CODEC_ERR_INVALID_VALUE, "body.prompt",
+                       "prompt token %d is outside the vocabulary (0..%d); send token ids of this model", i,
+                       info->n_vocab - 1);
+                return -1;
+            }
+        toks = malloc((size_t)req->n_prompt_ids * sizeof *toks);
+        if (!toks) {
+            pe_set(pe, CODEC_ERR_INTERNAL, NULL, "out of memory");
+            return -1;
+        }
+        memcpy(toks, req->prompt_ids, (size_t)req->n_prompt_ids * sizeof *toks);
+        n = req->n_prompt_ids;
+    }
+    if (n < 1) {
+        free(toks);
+        pe_set(pe, CODEC_ERR_INVALID_VALUE, req->kind == CODEC_KIND_CHAT ? "body.messages" : "body.prompt",
+               "the prompt has no tokens; send some text");
+        return -1;
+    }
+    if (p->max_prompt_tokens > 0 && n > p->max_prompt_tokens) {
+        free(toks);
+        pe_set(pe, CODEC_ERR_CONTEXT_LENGTH_EXCEEDED, "body.messages",
+               "the prompt has %d tokens, over this worker's limit of %d (input.max_prompt_tokens); shorten it", n,
+               p->max_prompt_tokens);
+        if (req->kind == CODEC_KIND_COMPLETION) pe->param = "body.prompt";
+        return -1;
+    }
+    if ((int64_t)n + req->max_tokens > info->n_ctx) {
+        free(toks);
+        pe_set(pe, CODEC_ERR_CONTEXT_LENGTH_EXCEEDED, req->kind == CODEC_KIND_CHAT ? "body.messages" : "body.prompt",
+               "the prompt (%d tokens) plus max_tokens (%d) exceeds the model's context of %d tokens; shorten the "
+               "prompt or lower max_tokens",
+               n, req->max_tokens, info->n_ctx);
+        return -1;
+    }
+    codec_request_to_engine(req, er);
+    er->id = id;
+    er->prompt = toks;
+    er->n_prompt = n;
+    *ids = toks;
+    return 0;
+}
+
+void pipeline_submit_error(int status, const char *engine_err, pipeline_error_t *pe) {
+    switch (status) {
+    case ENGINE_ERR_CONTEXT:
+        pe_set(pe, CODEC_ERR_CONTEXT_LENGTH_EXCEEDED, NULL, "%s", engine_err && *engine_err ? engine_err : "the request can never fit the context");
+        break;
+    case ENGINE_ERR_INVALID:
+        pe_set(pe, CODEC_ERR_INVALID_VALUE, NULL, "%s", engine_err && *engine_err ? engine_err : "a request field is out of range");
+        break;
+    default:
+        pe_set(pe, CODEC_ERR_INTERNAL, NULL, "the engine could not take the request: %s",
+               engine_err && *engine_err ? engine_err : "unknown error");
+        break;
+    }
+}
+
+codec_format_t pipeline_format(const pipeline_t *p, codec_format_t request_fmt) {
+    return p->output_format < 0 ? request_fmt : (codec_format_t)p->output_format;
+}
+
+static void result_base(pipeline_t *p, codec_result_t *res, const char *custom_id, codec_kind_t kind,
+                        codec_format_t request_fmt) {
+    memset(res, 0, sizeof *res);
+    res->format = pipeline_format(p, request_fmt);
+    res->uid = p->uid_base + p->uid_next++;
+    res->custom_id = custom_id;
+    res->kind = kind;
+    res->model = p->model_name;
+    res->created = (int64_t)time(NULL);
+    res->worker = p->worker;
+    res->queue_ms = res->ttft_ms = res->total_ms = -1;
+}
+
+int pipeline_encode_result(pipeline_t *p, const char *custom_id, codec_kind_t kind, codec_format_t request_fmt,
+                           const engine_result_t *r, bool *ok, codec_buf_t *out, char *err, size_t errlen) {
+    codec_result_t res;
+    result_base(p, &res, custom_id, kind, request_fmt);
+    res.queue_ms = r->queue_ms;
+    res.ttft_ms = r->n_tokens > 0 ? r->ttft_ms : -1;
+    res.total_ms = r->total_ms;
+    if (r->finish == ENGINE_FINISH_STOP || r->finish == ENGINE_FINISH_LENGTH) {
+        res.status_code = 200;
+        res.text = r->text ? r->text : "";
+        res.text_len = r->text ? r->text_len : 0;
+        res.finish_reason = r->finish == ENGINE_FINISH_STOP ? "stop" : "length";
+        res.prompt_tokens = r->prompt_tokens;
+        res.completion_tokens = r->completion_tokens;
+        if (ok) *ok = true;
+    } else {
+        pipeline_error_t pe;
+        pipeline_submit_error(r->finish == ENGINE_FINISH_ERROR ? r->error_code : ENGINE_ERR_INTERNAL,
+                              r->finish == ENGINE_FINISH_ERROR ? r->error : "the request was aborted", &pe);
+        res.error = pe.code;
+        res.status_code = codec_error_status(pe.code);
+        res.error_message = pe.message;
+        res.error_param = pe.param;
+        if (ok) *ok = false;
+        return codec_encode_result(&res, out, err, errlen);
+    }
+    return codec_encode_result(&res, out, err, errlen);
+}
+
+int pipeline_encode_error(pipeline_t *p, const char *custom_id, codec_kind_t kind, codec_format_t request_fmt,
+                          codec_error_t code, const char *message, const char *param, codec_buf_t *out, char *err,
+                          size_t errlen) {
+    codec_result_t res;
+    result_base(p, &res, custom_id, kind, request_fmt);
+    res.status_code = codec_error_status(code);
+    res.error = code;
+    res.error_message = message;
+    res.error_param = param;
+    return codec_encode_result(&res, out, err, errlen);
+}
+
+int pipeline_encode_request_error(pipeline_t *p, const codec_request_t *req, codec_buf_t *out, char *err,
+                                  size_t errlen) {
+    codec_result_t res, base;
+    memset(&res, 0, sizeof res);
+    codec_result_from_request_error(req, &res);
+    result_base(p, &base, req->id, req->kind, req->format);
+    res.format = base.format;
+    res.uid = base.uid;
+    res.model = base.model;
+    res.created = base.created;
+    res.worker = base.worker;
+    res.queue_ms = res.ttft_ms = res.total_ms = -1;
+    return codec_encode_result(&res, out, err, errlen);
+}

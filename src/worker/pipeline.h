@@ -1,0 +1,63 @@
+/* pipeline.h — one request's way through krill, without Kafka: a decoded request
+ * becomes an engine request (chat template, tokenization, prompt limits), and an
+ * engine result (or an error) becomes a result message. krill-worker and
+ * krill-run-batch both go through here, so they answer the same request the same way.
+ *
+ * Rules it keeps: every request gets exactly one answer — pipeline_prepare either
+ * fills an engine request or says which 400 error to answer with; every error answer
+ * names what is wrong and never echoes the request's values. Thread-safe (the engine's
+ * text helpers are); the caller owns the codec buffers. */
+#ifndef KRILL_PIPELINE_H
+#define KRILL_PIPELINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "engine.h"
+
+typedef struct {
+    engine_t *engine;
+    const char *model_name;  /* served name: body.model of results */
+    const char *worker;      /* the "krill.worker" field */
+    int max_prompt_tokens;   /* input.max_prompt_tokens; 0 = context - max_tokens */
+    int output_format;       /* -1 = the request's format, else CODEC_FMT_JSON/MSGPACK */
+    uint64_t uid_base;       /* result uids are uid_base + a counter */
+    uint64_t uid_next;       /* the counter (owned by the caller's thread) */
+} pipeline_t;
+
+/* What a failed preparation answers with. */
+typedef struct {
+    codec_error_t code;
+    const char *param;       /* static string or NULL */
+    char message[256];
+} pipeline_error_t;
+
+/* Renders/tokenizes req (status CODEC_OK) into er with engine id `id`. On success
+ * returns 0 and *ids holds the malloc'd prompt (er->prompt points to it; free it after
+ * engine_submit, which copies it). On a request error returns -1 with *pe filled. */
+int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t id, engine_request_t *er,
+                     int32_t **ids, pipeline_error_t *pe);
+
+/* Maps an engine_submit status to the answer (ENGINE_ERR_CONTEXT -> 400
+ * context_length_exceeded, ENGINE_ERR_INVALID -> 400 invalid_value, else 500). */
+void pipeline_submit_error(int status, const char *engine_err, pipeline_error_t *pe);
+
+/* The format a result to a request of format fmt is written in. */
+codec_format_t pipeline_format(const pipeline_t *p, codec_format_t request_fmt);
+
+/* Encodes the answer to a finished engine request (finish STOP/LENGTH -> 200, ERROR ->
+ * 400/500 by error_code; ABORTED is the caller's business and must not come here).
+ * ok (may be NULL) says whether it is a 200. 0 or -1 with err. */
+int pipeline_encode_result(pipeline_t *p, const char *custom_id, codec_kind_t kind, codec_format_t request_fmt,
+                           const engine_result_t *r, bool *ok, codec_buf_t *out, char *err, size_t errlen);
+/* Encodes an error answer (decode/validation/prepare/submit failure). */
+int pipeline_encode_error(pipeline_t *p, const char *custom_id, codec_kind_t kind, codec_format_t request_fmt,
+                          codec_error_t code, const char *message, const char *param, codec_buf_t *out, char *err,
+                          size_t errlen);
+/* Encodes the 400/404 answer to a request that failed codec_decode (status != OK). */
+int pipeline_encode_request_error(pipeline_t *p, const codec_request_t *req, codec_buf_t *out, char *err,
+                                  size_t errlen);
+
+#endif
