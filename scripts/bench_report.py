@@ -143,7 +143,7 @@ def slo(results, work, img, machine, stamp, trace, text):
                    f"{fmt(r['tpot_p50_ms'])} | {fmt(r['tpot_p95_ms'])} | {fmt(r['ttft_p95_all_ms'], 0)} | "
                    f"{fmt(r['tpot_p95_all_ms'])} | {lim} |")
     holds = lambda v: v is not None and v <= tgt
-    src = (f"{d['tpot_frac']:.2f} × the sweep's best static p95" if d["tpot_target_from_sweep"] else "given")
+    src = d.get("tpot_target_source", "given")
     ratios = sorted(p[2] for p in pairs)
     med = ratios[len(ratios) // 2] if len(ratios) % 2 else 0.5 * (ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2])
     out += ["", f"Best static setting for throughput in the sweep: **{best['name']}**. "
