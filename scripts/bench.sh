@@ -46,7 +46,7 @@ mkdir -p "$img" "$(dirname "$out")" "$work"
 [ -f "$out" ] || printf '# Benchmarks\n\nWritten by `make bench` (scripts/bench.sh) between the markers; other text is kept.\n' >"$out"
 
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1)
-machine="${cpu:-unknown CPU}, $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GB RAM"
+machine="${cpu:-unknown CPU}, $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GB RAM, load average $(cut -d' ' -f1 /proc/loadavg) at the start"
 stamp="$(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+dirty')"
 label=$([ $quick = 1 ] && echo " (--quick: reduced workload)" || true)
 
@@ -114,7 +114,7 @@ if want slo; then
             --static 8:1024 --static 8:128 --repeat 1)
     else
       args=(--prompt-len 128 --output-len 32 --low 4 --high 16 --low-s 20 --high-s 150 --settle-s 30
-            --static 16:2048 --static 16:256 --repeat 2)
+            --static 16:2048 --static 16:256 --repeat 2 --tpot-frac 0.8)
     fi
     echo "bench.sh: krill-bench-slo ${args[*]} (several minutes)" >&2
     "$BUILD/krill-bench-slo" -m "$model" "${args[@]}" ${KRILL_BENCH_SLO_ARGS:-} --json "$work/slo.json" --trace "$work/slo.trace" \
