@@ -137,10 +137,10 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
     int model_seqs = cfg->max_seqs > 0                 ? cfg->max_seqs
                      : strcmp(backend, "cpu") == 0 ? ENGINE_DEFAULT_MAX_SEQS_CPU
                                                        : ENGINE_DEFAULT_MAX_SEQS_CUDA;
-    /* f32 KV on the cpu: with f16, the last-bit differences of sgemm between batch
-     * shapes flip f16 roundings and seeded outputs stop being batch-independent */
+    /* NULL = the backend's default (f16). The CPU matmul has a fixed per-element
+     * reduction order (matmul_cpu.c), so f16 KV keeps outputs batch-independent
+     * bitwise (test_batch_invariance) at half the memory of f32. */
     const char *kv_dtype = cfg->kv_dtype && *cfg->kv_dtype ? cfg->kv_dtype : NULL;
-    if (!kv_dtype && cpu_likely) kv_dtype = "f32";
     model_params_t mp = {.backend = backend,
                          .dtype = cfg->dtype,
                          .n_threads = cfg->n_threads,
