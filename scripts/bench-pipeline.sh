@@ -65,7 +65,7 @@ echo "bench-pipeline: $N requests enqueued in $(python3 -c "print('%.2f' % ($t1 
 
 broker_cpu0=$(python3 -c "import os,sys; f=open('/proc/%s/stat' % sys.argv[1]).read(); f=f[f.rindex(')')+2:].split(); print((int(f[11])+int(f[12]))/os.sysconf('SC_CLK_TCK'))" "$(cat "$KRILL_KAFKA_STATE/pid")")
 "$B/krill-worker" --set kafka.brokers="$brokers" --set model.path="$TINY" --set model.threads="$THREADS" \
-  --set worker.id=bench --set stats.interval_ms=0 --set log.level=warn 2>"$T/worker.log" &
+  --set worker.id=bench --set stats.interval_ms=0 --set log.level=warn --set metrics.listen=off 2>"$T/worker.log" &
 wpid=$!
 "$B/krill-results" -q -b "$brokers" -t krill.results --from-beginning --envelope -n "$N" --idle-timeout 120 \
   >"$T/res.jsonl" 2>/dev/null

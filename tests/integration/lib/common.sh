@@ -79,7 +79,9 @@ tiny_model() {
 WORKER_SETS=()
 worker_start() {
   local name=$1; shift
+  # each worker its own metrics port (the default 127.0.0.1:9464 would collide on one host)
   "$B/krill-worker" --set kafka.brokers="$BROKERS" --set worker.id="$name" --set stats.interval_ms=1000 \
+    --set metrics.listen=127.0.0.1:"$(free_port)" \
     --set 'kafka.properties+=consumer.session.timeout.ms=6000' \
     --set 'kafka.properties+=consumer.heartbeat.interval.ms=500' \
     --set 'kafka.properties+=consumer.auto.commit.interval.ms=200' \
