@@ -15,8 +15,11 @@
 # It prints the result (markdown) on stdout and writes it as the pipeline section of
 # docs/benchmarks.md (between <!-- bench:pipeline --> markers, as scripts/bench.sh
 # does), with the date, commit and machine; progress goes to stderr. Usage:
-#   scripts/bench-pipeline.sh [-n N] [--quick] [-p PARTITIONS] [--threads T] [--no-doc]
-# (--quick: N = 10,000)
+#   scripts/bench-pipeline.sh [-n N] [--quick] [-p PARTITIONS] [--threads T]
+#                             [--set K=V]... [--no-doc]
+# (--quick: N = 10,000; --set: worker and krill-run-batch configuration on top of the
+# defaults batching.max_seqs=256, batching.max_batch_tokens=8192). Requests are greedy (temperature 0): sampling cost is the
+# engine's business (krill-bench), not the pipeline's.
 # This is a benchmark, not a test: it keeps both cores busy for a minute or two.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,12 +27,16 @@ cd "$root"
 B=${KRILL_BUILD:-$root/build}
 PY=${KRILL_PY:-$root/.cache/pyenv/bin/python}
 N=50000 P=4 THREADS=1 DOC=1
+# Many tiny requests: let a step take more of them (the CPU default is 64 seqs / 2,048
+# tokens). Later --set options win.
+SETS=(--set batching.max_seqs=256 --set batching.max_batch_tokens=8192)
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) N=$2; shift 2 ;;
     --quick) N=10000; shift ;;
     -p) P=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
+    --set) SETS+=(--set "$2"); shift 2 ;;
     --no-doc) DOC=0; shift ;;
     -h|--help) awk 'NR>1 && /^#/ {sub(/^# ?/, ""); print; next} NR>1 {exit}' "$0"; exit 0 ;;
     *) echo "bench-pipeline: unknown argument '$1' (try --help)" >&2; exit 2 ;;
@@ -57,7 +64,7 @@ if [ ! -f "$TINY" ]; then
 fi
 brokers=$(scripts/kafka-local.sh start 2>/dev/null | tail -n 1)
 scripts/kafka-local.sh topics --partitions "$P" 2>/dev/null >&2
-python3 tests/integration/lib/gen_requests.py --valid "$N" --seed 7 --max-tokens 1 --prefix bp "$T/req.jsonl" "$T/exp.jsonl"
+python3 tests/integration/lib/gen_requests.py --valid "$N" --seed 7 --max-tokens 1 --greedy --prefix bp "$T/req.jsonl" "$T/exp.jsonl"
 t0=$(date +%s.%N)
 "$B/krill-enqueue" -q -b "$brokers" -t krill.requests --format mixed "$T/req.jsonl" 2>"$T/enq.log"
 t1=$(date +%s.%N)
@@ -65,7 +72,8 @@ echo "bench-pipeline: $N requests enqueued in $(python3 -c "print('%.2f' % ($t1 
 
 broker_cpu0=$(python3 -c "import os,sys; f=open('/proc/%s/stat' % sys.argv[1]).read(); f=f[f.rindex(')')+2:].split(); print((int(f[11])+int(f[12]))/os.sysconf('SC_CLK_TCK'))" "$(cat "$KRILL_KAFKA_STATE/pid")")
 "$B/krill-worker" --set kafka.brokers="$brokers" --set model.path="$TINY" --set model.threads="$THREADS" \
-  --set worker.id=bench --set stats.interval_ms=0 --set log.level=warn --set metrics.listen=off 2>"$T/worker.log" &
+  --set worker.id=bench --set stats.interval_ms=0 --set log.level=warn --set metrics.listen=127.0.0.1:"$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')" "${SETS[@]}" \
+  2>"$T/worker.log" &
 wpid=$!
 "$B/krill-results" -q -b "$brokers" -t krill.results --from-beginning --envelope -n "$N" --idle-timeout 120 \
   >"$T/res.jsonl" 2>/dev/null
@@ -79,27 +87,32 @@ def ticks(path):
     f = s[s.rindex(")") + 2:].split()
     return comm, (int(f[11]) + int(f[12])) / hz
 pid, bpid = sys.argv[1], sys.argv[2]
-threads = {}
+threads, waits = {}, {}
 for t in os.listdir("/proc/%s/task" % pid):
     comm, sec = ticks("/proc/%s/task/%s/stat" % (pid, t))
     threads[comm] = threads.get(comm, 0) + sec
-print(json.dumps({"threads": threads, "broker": ticks("/proc/%s/stat" % bpid)[1] - float(sys.argv[3])}))
+    try:  # schedstat: ns on a CPU, ns runnable but waiting for a CPU, timeslices
+        waits[comm] = waits.get(comm, 0) + int(open("/proc/%s/task/%s/schedstat" % (pid, t)).read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        pass
+print(json.dumps({"threads": threads, "waits": waits, "broker": ticks("/proc/%s/stat" % bpid)[1] - float(sys.argv[3])}))
 PY
 kill -TERM "$wpid"; wait "$wpid" || true; wpid=""
 got=$(wc -l <"$T/res.jsonl")
 [ "$got" = "$N" ] || { echo "bench-pipeline: only $got of $N results" >&2; tail "$T/worker.log" >&2; exit 1; }
 
 # the peer: the same requests through krill-run-batch (no Kafka)
-"$B/krill-run-batch" -m "$TINY" --set model.threads="$THREADS" -q -i "$T/req.jsonl" -o "$T/batch.jsonl" 2>"$T/batch.log"
+"$B/krill-run-batch" -m "$TINY" --set model.threads="$THREADS" --set log.level=warn "${SETS[@]}" -q -i "$T/req.jsonl" -o "$T/batch.jsonl" 2>"$T/batch.log"
 batch_line=$(tail -n 1 "$T/batch.log")
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 kafka_v=$(sed -n 's/^version=\${KRILL_KAFKA_VERSION:-\(.*\)}$/\1/p' scripts/kafka-local.sh)
 rdk_v=$(pkg-config --modversion rdkafka 2>/dev/null || echo "?")
-python3 - "$T/res.jsonl" "$T/cpu.json" "$N" "$P" "$THREADS" "$batch_line" "$commit" "$cpu" "$(nproc)" "$kafka_v" "$rdk_v" >"$T/section.md" <<'PY'
+python3 - "$T/res.jsonl" "$T/cpu.json" "$N" "$P" "$THREADS" "$batch_line" "$commit" "$cpu" "$(nproc)" "$kafka_v" "$rdk_v" "$load" "${SETS[*]}" >"$T/section.md" <<'PY'
 import json, re, sys, datetime
-res, cpu, n, p, th, batch_line, commit, cpuname, ncpu, kv, rv = sys.argv[1:]
+res, cpu, n, p, th, batch_line, commit, cpuname, ncpu, kv, rv, load, sets = sys.argv[1:]
 n = int(n)
 ts = sorted(json.loads(l)["timestamp"] for l in open(res) if l.strip())
 span = (ts[-1] - ts[0]) / 1000.0
@@ -118,17 +131,20 @@ today = datetime.date.today().isoformat()
 print("""Requests per second through the real broker on this machine (broker included), and what
 each request costs outside the engine. Tiny synthetic model (real SmolLM2 tokenizer and
 chat template, 1 layer, d_model 32), max_tokens 1, %d requests (chat and completion,
-JSON and msgpack mixed) enqueued first, %s partitions, one worker, CPU backend with %s
-thread(s). Goal: >= 5,000 req/s.
+JSON and msgpack mixed, greedy) enqueued first, %s partitions, one worker, CPU backend
+with %s thread(s)%s. Load average at the end: %s (the machine is shared). Goal: >= 5,000 req/s.
 
 | date | commit | machine | Kafka / librdkafka | req/s via Kafka | krill-run-batch req/s (no Kafka) | ratio |
 |---|---|---|---|---|---|---|
 | %s | %s | %s (%s cores) | %s / %s | **%.0f** | %.0f | %.2f |
 
 CPU per request (from /proc, whole run, µs): worker outside the engine **%.0f** (io thread
-%.0f, librdkafka threads %.0f), engine thread %.0f, broker JVM (while the worker ran) %.0f.""" % (n, p, th, today, commit, cpuname, ncpu, kv, rv, rps, brps,
+%.0f, librdkafka threads %.0f), engine thread %.0f, broker JVM (while the worker ran) %.0f.
+Time the engine thread was runnable but waited for a CPU (other processes): %.1f s of the
+%.1f s the results took.""" % (n, p, th, (", " + sets.replace("--set ", "")) if sets else "", load, today, commit, cpuname, ncpu, kv, rv, rps, brps,
                            rps / brps if brps == brps and brps > 0 else float("nan"),
-                           us(other), us(io), us(rdk), us(engine), us(c["broker"])))
+                           us(other), us(io), us(rdk), us(engine), us(c["broker"]),
+                           c.get("waits", {}).get("krill-engine", float("nan")), span))
 PY
 cat "$T/section.md"
 if [ "$DOC" = 1 ]; then

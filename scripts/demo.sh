@@ -60,7 +60,8 @@ say "2. sending $lines requests from $prompts"
 
 say "3. krill-worker ($model)"
 "$B/krill-worker" --set kafka.brokers="$brokers" --set model.path="$model" --set worker.id=demo-worker \
-  --set stats.interval_ms=2000 --set worker.drain_timeout_ms=5000 2>"$T/worker.log" &
+  --set stats.interval_ms=2000 --set worker.drain_timeout_ms=5000 --set metrics.listen=127.0.0.1:"$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')" \
+  2>"$T/worker.log" &
 worker_pid=$!
 # answers: one result per request that has an id; progress on the terminal
 "$B/krill-results" -b "$brokers" -t krill.results --from-beginning -n "$with_id" \
@@ -77,13 +78,13 @@ say "4. what came back ($got results for $with_id requests with an id)"
 python3 - "$T/results.jsonl" "$T/dlq.jsonl" "$T/stats.jsonl" <<'PY'
 import json, sys
 res = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-ok = [r for r in res if r["response"]["status_code"] == 200]
+ok = sorted((r for r in res if r["response"]["status_code"] == 200), key=lambda r: r["custom_id"])
 bad = [r for r in res if r["response"]["status_code"] != 200]
 def text(r):
     c = r["response"]["body"]["choices"][0]
     return c.get("message", {}).get("content") if "message" in c else c.get("text")
 print("Some completions:")
-for r in ok[:6]:
+for r in ok[:8]:
     u = r["response"]["body"]["usage"]
     k = r["krill"]
     print("  %-10s %-6s %3d+%-3d tokens %7.1f ms  %r" % (r["custom_id"], r["response"]["body"]["choices"][0]["finish_reason"],

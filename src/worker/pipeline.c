@@ -68,9 +68,10 @@ int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t i
             return -1;
         }
     } else if (req->prompt) {
-        /* engine.h does not say whether the model wants a BOS (tokenizer.ggml.add_bos_token),
-         * so completion prompts are tokenized as given, like token-id prompts. */
-        int rc = engine_tokenize(p->engine, req->prompt, req->prompt_len, false, true, &toks, &n, err, sizeof err);
+        /* A raw prompt starts with BOS when the model wants one (add_bos_token), as
+         * llama.cpp does; token-id prompts are taken as given. */
+        int rc = engine_tokenize(p->engine, req->prompt, req->prompt_len, info->add_bos, true, &toks, &n, err,
+                                 sizeof err);
         if (rc != 0 && too_long(rc, err)) {
             pe_set(pe, CODEC_ERR_CONTEXT_LENGTH_EXCEEDED, "body.prompt",
                    "the prompt does not fit the model's context of %d tokens; shorten it", info->n_ctx);

@@ -76,10 +76,11 @@ tiny_model() {
 }
 
 # worker_start NAME [--set k=v]...: a krill-worker in the background, log $T/NAME.log.
+# Its /metrics listens on a free port (several workers run at once); a later --set
+# metrics.listen=... wins.
 WORKER_SETS=()
 worker_start() {
   local name=$1; shift
-  # each worker its own metrics port (the default 127.0.0.1:9464 would collide on one host)
   "$B/krill-worker" --set kafka.brokers="$BROKERS" --set worker.id="$name" --set stats.interval_ms=1000 \
     --set metrics.listen=127.0.0.1:"$(free_port)" \
     --set 'kafka.properties+=consumer.session.timeout.ms=6000' \
@@ -124,9 +125,13 @@ answered() {
 # wait_answered N TIMEOUT_S: until N ids are answered; fails on timeout.
 wait_answered() {
   local want=$1 deadline=$((SECONDS + $2)) got=0
+  local n alive
   while [ $SECONDS -lt $deadline ]; do
     got=$(answered); got=${got:-0}
     [ "$got" -ge "$want" ] && return 0
+    alive=0
+    for n in "${!WPID[@]}"; do kill -0 "${WPID[$n]}" 2>/dev/null && alive=1; done
+    [ ${#WPID[@]} -gt 0 ] && [ $alive = 0 ] && fail "no worker is running ($got of $want answered)"
     sleep 0.5
   done
   fail "timed out: $got of $want requests answered after $2 s"

@@ -23,7 +23,7 @@ WORDS = ("apple river stone cloud lamp tiger music orange paper window garden si
          "violin dragon castle mirror shadow thunder").split()
 
 
-def valid(rng, cid, max_tokens, deterministic=False):
+def valid(rng, cid, max_tokens, deterministic=False, greedy=False):
     kind = rng.random()
     text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 9)))
     if kind < 0.45:
@@ -49,6 +49,10 @@ def valid(rng, cid, max_tokens, deterministic=False):
         b.update(temperature=1.0, top_k=20, min_p=0.05, seed=rng.randint(0, 10**6))
     if rng.random() < 0.1:
         b["stop"] = ["\n\n"]
+    if greedy:
+        for k in ("top_p", "top_k", "min_p", "seed"):
+            b.pop(k, None)
+        b["temperature"] = 0
     if deterministic and b.get("temperature", 1) != 0 and "seed" not in b:
         b["seed"] = rng.randint(0, 10**6)
     return req
@@ -108,6 +112,7 @@ def main(argv):
     ap.add_argument("--prefix", default="r")
     ap.add_argument("--deterministic", action="store_true",
                     help="every valid request is greedy or seeded (same answer from any run)")
+    ap.add_argument("--greedy", action="store_true", help="every valid request is greedy (temperature 0)")
     ap.add_argument("--long-prompt-words", type=int, default=3000,
                     help="words of the context_length_exceeded prompt (must exceed the model's context)")
     ap.add_argument("requests")
@@ -117,7 +122,7 @@ def main(argv):
     items = []
     for i in range(a.valid):
         cid = "%s-%06d" % (a.prefix, i)
-        items.append((json.dumps(valid(rng, cid, a.max_tokens, a.deterministic)).encode(), {"custom_id": cid, "expect": "200"}))
+        items.append((json.dumps(valid(rng, cid, a.max_tokens, a.deterministic, a.greedy)).encode(), {"custom_id": cid, "expect": "200"}))
     for j in range(a.malformed):
         cid = "%s-bad-%05d" % (a.prefix, j)
         kind = KINDS[j % len(KINDS)]
