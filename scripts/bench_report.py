@@ -104,6 +104,7 @@ def slo(results, work, img, machine, stamp, trace, text):
         g.write(gp_header(p1, f"load step {d['low']} -> {d['high']} clients: step time and the controller's budget",
                           "time (s)", "step time (ms)", 1000, 520))
         g.write("set y2label 'max_batch_tokens (controller)' noenhanced\nset y2tics\nset ytics nomirror\nset key noenhanced\n")
+        g.write("set logscale y\nset logscale y2\n")
         g.write(f"set arrow from {step_t}, graph 0 to {step_t}, graph 1 nohead dt 2\n")
         g.write(f"set arrow from graph 0, first {tgt} to graph 1, first {tgt} nohead lc rgb 'red' dt 3\n")
         plots = []
@@ -113,7 +114,7 @@ def slo(results, work, img, machine, stamp, trace, text):
             plots.append(f"'{files[ctl['name']]}' u 1:4 w p pt 7 ps 0.3 lc rgb '#1f77b4' t 'step time, controller'")
             plots.append(f"'{files[ctl['name']]}' u 1:6 axes x1y2 w steps lw 2 lc rgb '#d62728' t 'max_batch_tokens (controller)'")
         g.write("plot " + ", ".join(plots) + "\n")
-        g.write("unset arrow\nunset y2label\nunset y2tics\nset ytics mirror\n")
+        g.write("unset arrow\nunset y2label\nunset y2tics\nset ytics mirror\nunset logscale\n")
         g.write(gp_header(p2, "step time breakdown: fixed cost + per-token cost (all runs)", "tokens in the step",
                           "step time (ms)"))
         dec, mix = os.path.join(work, "steps-decode.dat"), os.path.join(work, "steps-mixed.dat")
@@ -132,8 +133,9 @@ def slo(results, work, img, machine, stamp, trace, text):
            f"{d['prompt_len']}-token prompts, {d['output_len']}-token answers (`ignore_eos`), closed loop: "
            f"{d['low']} clients for {d['low_s']:.0f} s, then {d['high']} for {d['high_s']:.0f} s. Figures are over "
            f"the requests sent ≥ {d['settle_s']:.0f} s after the step (\"all\": the whole high phase, transient "
-           "included). Order: a sweep of static settings, then pairs run back to back (controller, then the best "
-           "static setting again) so that load drift on a shared machine hits both.", "",
+           "included). Every run has its own engine and CPU thread and runs side by side with the others of its "
+           "group (the sweep's static settings; then each pair: the controller next to the best static setting), "
+           "so that the machine's load, which drifts a lot on a shared machine, hits both alike.", "",
            "| run | out tok/s | TTFT p50 ms | TTFT p95 ms | TPOT p50 ms | TPOT p95 ms | TTFT p95 all | TPOT p95 all | limits |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in runs:
@@ -143,7 +145,7 @@ def slo(results, work, img, machine, stamp, trace, text):
                    f"{fmt(r['tpot_p50_ms'])} | {fmt(r['tpot_p95_ms'])} | {fmt(r['ttft_p95_all_ms'], 0)} | "
                    f"{fmt(r['tpot_p95_all_ms'])} | {lim} |")
     holds = lambda v: v is not None and v <= tgt
-    src = (f"{d['tpot_frac']:.2f} × the sweep's best static p95" if d["tpot_target_from_sweep"] else "given")
+    src = d.get("tpot_target_source", "given")
     ratios = sorted(p[2] for p in pairs)
     med = ratios[len(ratios) // 2] if len(ratios) % 2 else 0.5 * (ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2])
     out += ["", f"Best static setting for throughput in the sweep: **{best['name']}**. "

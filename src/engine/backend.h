@@ -75,6 +75,16 @@ typedef struct {
     float scale;      /* softmax scale, 1/sqrt(head_dim) */
 } backend_attn_t;
 
+/* Counters a backend may keep (get_stats below). A "step" is the work issued between
+ * one download (or synchronize) and the next: one model_forward call. */
+typedef struct {
+    uint64_t steps;
+    double busy_ms;            /* device time from a step's first op to its end */
+    double idle_ms;            /* device idle from one step's end to the next step's first op */
+    uint64_t graph_captures;   /* graphs instantiated */
+    uint64_t graph_replays;    /* steps launched from a captured graph */
+} backend_stats_t;
+
 typedef struct backend_ops {
     const char *name;
     /* Devices present (cpu: 1). Used by "auto"; must not fail loudly. */
@@ -130,6 +140,34 @@ typedef struct backend_ops {
                       int n, const backend_attn_t *a);
     /* out (n, ffn) = silu(gu[:, :ffn]) * gu[:, ffn:]   (gu (n, 2*ffn): gate | up). */
     void (*swiglu)(void *ctx, float *out, const float *gu, int n, int ffn);
+
+    /* ---- optional: NULL where a backend has nothing to do or cannot (the cpu table
+     * leaves them all NULL). Appended at the end so existing tables stay valid. ---- */
+    /* Called by model_load after the weights and before sizing the KV cache, with the
+     * largest step: max_tokens per call, the widest matmul input (max of d_model, ffn,
+     * n_heads*head_dim) and the attention geometry. The backend allocates its scratch
+     * now, so mem_info afterwards accounts for it and no op allocates. 0 | -1. */
+    int (*reserve)(void *ctx, int max_tokens, int max_in, const backend_attn_t *a);
+    /* Graphs of whole steps (CUDA graphs), keyed by the caller, e.g. a decode-only step
+     * padded to a batch-size bucket. Protocol for one step:
+     *   if (graph_replay(ctx, key) == 1) -> nothing else to issue for this step;
+     *   else if (graph_begin(ctx, key) == 0) { issue the ops; graph_end(ctx, key); }
+     *   else issue the ops eagerly (graph_begin declines the first time it sees a key,
+     *   so that one eager run loads every kernel before anything is captured).
+     * Between graph_begin and graph_end only compute ops are allowed: alloc, upload,
+     * download, load_tensor, synchronize and reserve fail (sticky). A replay reuses
+     * every pointer and size of the capture: upload the step's inputs (tokens, pos,
+     * seq, block table, logit rows) into the SAME buffers before graph_replay, and pad
+     * the batch to the key's size with tokens whose K/V go to a scratch block.
+     * graph_end instantiates the capture, launches it once and returns 0 | -1. */
+    int (*graph_replay)(void *ctx, int key);
+    int (*graph_begin)(void *ctx, int key);
+    int (*graph_end)(void *ctx, int key);
+    /* out (n) int32 = argmax of each row of logits (n, vocab) f32, lowest index on ties:
+     * greedy sampling without downloading n * vocab floats. */
+    void (*argmax)(void *ctx, int32_t *out, const float *logits, int n, int vocab);
+    /* Fills *st (counters since init). 0 | -1. */
+    int (*get_stats)(void *ctx, backend_stats_t *st);
 } backend_ops_t;
 
 /* An open backend: the table, its context and what it chose. */

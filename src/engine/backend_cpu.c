@@ -1,14 +1,18 @@
-/* backend_cpu.c — the CPU backend: OpenBLAS sgemm for matmuls, our own thread pool
- * for everything else.
+/* backend_cpu.c — the CPU backend: our own batch-invariant matmul kernels
+ * (matmul_cpu.c) and our own thread pool for everything.
  *
  * Rules:
- * - One pool of n_threads (the caller's thread is worker 0). OpenBLAS is set to ONE
- *   thread for the whole process (openblas_set_num_threads(1)) and every sgemm is
- *   split by output columns over the pool, so OpenBLAS's own threads never compete
- *   with ours for the cores (no oversubscription, one place that decides threading).
- * - Weights are f32 (dequantized at load by quant.c), activations f32. The KV cache
- *   is f16 by default (half the memory of f32; values rounded to nearest even) or f32
- *   (kv_dtype "f32", used by the exactness tests). Attention accumulates in f32.
+ * - One pool of n_threads (the caller's thread is worker 0) runs every op. Matmuls
+ *   are split into (row block x column tile) tasks handed out dynamically; each
+ *   output element is computed in one fixed order (matmul_cpu.h) whatever the batch,
+ *   the split or the thread, so every op here is batch-invariant bitwise: a row's
+ *   results do not depend on the other rows of the call. KRILL_CPU_MATMUL=openblas
+ *   switches matmuls to OpenBLAS sgemm (one OpenBLAS thread, split over our pool) —
+ *   not batch-invariant; kept for comparison (docs/engine.md, "Why our own matmul").
+ * - Weights are f32 in the file's (out, in) row order (dequantized at load by
+ *   quant.c; no packing, so embed gathers rows of the same table the LM head uses),
+ *   activations f32. The KV cache is f16 by default (half the memory of f32; values
+ *   rounded to nearest even) or f32 (kv_dtype "f32"). Attention accumulates in f32.
  * - Workers spin briefly on a generation counter, then sleep on a condition
  *   variable: short ops see little wake-up latency, idle threads cost no CPU.
  * - Work too small to amortise a dispatch runs on the caller's thread.
@@ -24,7 +28,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifndef KRILL_NO_BLAS
 #include <cblas.h>
+#endif
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define CPU_AVX2 1
@@ -40,6 +46,7 @@
 #endif
 
 #include "log.h"
+#include "matmul_cpu.h"
 #include "quant.h"
 
 /* ------------------------------------------------------------------ thread pool */
@@ -147,6 +154,8 @@ typedef struct {
     pool_worker_t *workers;
     int n_started;
     backend_dtype_t kv_dtype;
+    matmul_cpu_impl_t mm_impl; /* krill kernels: AVX2 or generic (same bits) */
+    bool mm_blas;              /* KRILL_CPU_MATMUL=openblas: sgemm, not batch-invariant */
     int failed;
     char err[256];
 } cpu_t;
@@ -171,9 +180,26 @@ static void *cpu_init(const backend_params_t *p, backend_info_t *info, char *err
         snprintf(err, errlen, "cpu backend: kv dtype '%s' is not supported: use \"f16\" or \"f32\"", p->kv_dtype);
         return NULL;
     }
+    /* KRILL_CPU_MATMUL: "krill" (default) | "generic" | "openblas" (docs/engine.md) */
+    const char *mm = getenv("KRILL_CPU_MATMUL");
+    matmul_cpu_impl_t mm_impl = MATMUL_CPU_AUTO;
+    bool mm_blas = false;
+    if (mm && *mm && strcmp(mm, "krill")) {
+        if (!strcmp(mm, "generic")) mm_impl = MATMUL_CPU_GENERIC;
+#ifndef KRILL_NO_BLAS
+        else if (!strcmp(mm, "openblas")) mm_blas = true;
+#endif
+        else {
+            snprintf(err, errlen, "cpu backend: KRILL_CPU_MATMUL='%s' is not known: use \"krill\" (default), "
+                                  "\"generic\" or \"openblas\" (when built with OpenBLAS)", mm);
+            return NULL;
+        }
+    }
     cpu_t *c = calloc(1, sizeof *c);
     if (!c) goto oom;
     c->kv_dtype = kv;
+    c->mm_impl = mm_impl;
+    c->mm_blas = mm_blas;
     pool_t *pool = &c->pool;
     pool->n = n;
     pthread_mutex_init(&pool->mu, NULL);
@@ -196,11 +222,15 @@ static void *cpu_init(const backend_params_t *p, backend_info_t *info, char *err
             c->n_started++;
         }
     }
-    /* Our pool splits every sgemm; OpenBLAS must not start threads of its own. */
+    /* With KRILL_CPU_MATMUL=openblas our pool splits every sgemm; OpenBLAS must not
+     * start threads of its own. */
+#ifndef KRILL_NO_BLAS
     openblas_set_num_threads(1);
+#endif
     memset(info, 0, sizeof *info);
     snprintf(info->name, sizeof info->name, "cpu");
-    snprintf(info->device, sizeof info->device, "cpu (%d thread%s, OpenBLAS)", n, n == 1 ? "" : "s");
+    snprintf(info->device, sizeof info->device, "cpu (%d thread%s, %s matmul)", n, n == 1 ? "" : "s",
+             mm_blas ? "OpenBLAS" : mm_impl == MATMUL_CPU_GENERIC || !matmul_cpu_has_avx2() ? "generic" : "AVX2");
     info->weight_dtype = BACKEND_DT_F32;
     info->kv_dtype = kv;
     info->n_threads = n;
@@ -462,16 +492,46 @@ static void cpu_rmsnorm(void *ctx, float *out, float *x, const float *add, const
 
 /* ------------------------------------------------------------------ matmul */
 
-/* Below this many rows a matmul is done as gemv per row. */
+/* Two implementations (KRILL_CPU_MATMUL at init):
+ * - "krill" (default): matmul_cpu.c's kernels on W as stored, split into tasks of
+ *   (MATMUL_CPU_ROW_BLOCK rows x matmul_cpu_tile_cols(in) columns) handed out
+ *   dynamically. Each element is computed in one fixed order whatever the batch, the
+ *   split or the thread (batch-invariant bitwise); "generic" is the same order in
+ *   portable C (tests, and machines without AVX2).
+ * - "openblas": sgemm split by 16-column slices over the pool, sgemv for 1-2 rows.
+ *   Not batch-invariant: a row's last bits depend on the row count and its position. */
 #define MM_GEMV_ROWS 3
 
 typedef struct {
     float *y;
     const float *x, *w, *bias;
     int n, in, out;
+    matmul_cpu_impl_t impl;
+    int tile_cols, n_col_tiles, n_row_blocks, n_tasks;
+    bool cols_outer; /* task order: column tiles outer when W is the larger operand */
+    atomic_int next;
 } mm_job_t;
 
 static void mm_worker(void *arg, int ith, int nth) {
+    (void)ith;
+    (void)nth;
+    mm_job_t *j = arg;
+    for (;;) {
+        const int t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (t >= j->n_tasks) break;
+        /* the smaller operand is re-read once per tile of the other: with W larger (LM
+         * head, long prefills of big models) each W tile is read from memory once */
+        const int rb = j->cols_outer ? t % j->n_row_blocks : t / j->n_col_tiles;
+        const int ct = j->cols_outer ? t / j->n_row_blocks : t % j->n_col_tiles;
+        const int r0 = rb * MATMUL_CPU_ROW_BLOCK, c0 = ct * j->tile_cols;
+        const int r1 = r0 + MATMUL_CPU_ROW_BLOCK < j->n ? r0 + MATMUL_CPU_ROW_BLOCK : j->n;
+        const int c1 = c0 + j->tile_cols < j->out ? c0 + j->tile_cols : j->out;
+        matmul_cpu_block(j->impl, j->y, j->out, j->x, j->in, j->w, j->bias, j->in, r0, r1, c0, c1);
+    }
+}
+
+#ifndef KRILL_NO_BLAS
+static void mm_blas_worker(void *arg, int ith, int nth) {
     mm_job_t *j = arg;
     /* columns [c0, c1) in multiples of 16 so each slice keeps sgemm's kernels aligned */
     int units = (j->out + 15) / 16;
@@ -493,11 +553,30 @@ static void mm_worker(void *arg, int ith, int nth) {
             for (int c = c0; c < c1; c++) y[c] += j->bias[c];
         }
 }
+#endif
 
 static void cpu_matmul(void *ctx, float *y, const float *x, const void *w, const float *bias, int n, int in, int out) {
     cpu_t *c = ctx;
-    mm_job_t j = {y, x, w, bias, n, in, out};
-    if ((int64_t)n * in * out < (1 << 18) || out < 32 || c->pool.n == 1) mm_worker(&j, 0, 1);
+    mm_job_t j = {.y = y, .x = x, .w = w, .bias = bias, .n = n, .in = in, .out = out, .impl = c->mm_impl};
+    const bool small = (int64_t)n * in * out < (1 << 18) || c->pool.n == 1;
+#ifndef KRILL_NO_BLAS
+    if (c->mm_blas) {
+        if (small || out < 32) mm_blas_worker(&j, 0, 1);
+        else pool_run(&c->pool, mm_blas_worker, &j);
+        return;
+    }
+#endif
+    j.n_row_blocks = (n + MATMUL_CPU_ROW_BLOCK - 1) / MATMUL_CPU_ROW_BLOCK;
+    j.tile_cols = matmul_cpu_tile_cols(in);
+    /* enough tasks to keep every thread busy on short batches (dynamic: a preempted
+     * thread's share is taken by the others) */
+    while (!small && j.tile_cols > 24 && j.n_row_blocks * ((out + j.tile_cols - 1) / j.tile_cols) < 4 * c->pool.n)
+        j.tile_cols -= 24;
+    j.n_col_tiles = (out + j.tile_cols - 1) / j.tile_cols;
+    j.n_tasks = j.n_col_tiles * j.n_row_blocks;
+    j.cols_outer = out > n;
+    atomic_init(&j.next, 0);
+    if (small) mm_worker(&j, 0, 1);
     else pool_run(&c->pool, mm_worker, &j);
 }
 

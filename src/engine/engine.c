@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "chat.h"
 #include "gguf.h"
 #include "hparams.h"
@@ -23,16 +24,23 @@
 #include "scheduler.h"
 #include "tokenizer.h"
 
-#define ENGINE_DEFAULT_MAX_BATCH_TOKENS 2048
+/* cpu: a step of 512 tokens already runs the matmuls at full speed, and activations
+ * for 2048 would cost ~85 MB more resident memory (SmolLM2-135M) */
+#define ENGINE_DEFAULT_MAX_BATCH_TOKENS_CPU 512
+#define ENGINE_DEFAULT_MAX_BATCH_TOKENS_CUDA 2048
 #define ENGINE_DEFAULT_MAX_SEQS_CPU 64
 #define ENGINE_DEFAULT_MAX_SEQS_CUDA 256
 #define ENGINE_DEFAULT_KV_BLOCK_SIZE 16
 
+/* Whether "auto" will pick CUDA: built in and a device present (backend.c's rule). */
+static bool cuda_present(void) {
 #ifdef KRILL_CUDA
-static const bool cuda_built = true;
+    const backend_ops_t *o = backend_cuda_ops();
+    return o && o->device_count() > 0;
 #else
-static const bool cuda_built = false;
+    return false;
 #endif
+}
 
 struct engine {
     gguf_t *g;
@@ -56,6 +64,20 @@ static int fwd(void *ctx, const model_batch_t *b, float *logits) {
     int rc = model_forward(e->model, b, logits);
     if (rc != 0) LOG_ERROR("model_forward failed", "error=\"%s\"", model_last_error(e->model));
     return rc;
+}
+static int fwd_argmax(void *ctx, const model_batch_t *b, int32_t *ids) {
+    engine_t *e = ctx;
+    int rc = model_forward_argmax(e->model, b, ids);
+    if (rc != 0) LOG_ERROR("model_forward_argmax failed", "error=\"%s\"", model_last_error(e->model));
+    return rc;
+}
+static void dev_stats(void *ctx, engine_stats_t *st) {
+    model_stats_t ms;
+    model_get_stats(((engine_t *)ctx)->model, &ms);
+    st->gpu_busy_ms = ms.busy_ms;
+    st->gpu_idle_ms = ms.idle_ms;
+    st->graph_captures = ms.graph_captures;
+    st->graph_replays = ms.graph_replays;
 }
 static bool is_eog(void *ctx, int32_t id) { return tokenizer_is_eog(((engine_t *)ctx)->tok, id); }
 static void detok_init(void *ctx, tokenizer_stream_t *s) {
@@ -93,7 +115,7 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
     }
     char sub[384];
     if (!(e->g = gguf_open(cfg->model_path, sub, sizeof(sub)))) {
-        snprintf(err, errlen, "%s: %s", cfg->model_path, sub);
+        snprintf(err, errlen, "%s", sub); /* gguf_open names the file */
         goto fail;
     }
     if (!(e->tok = tokenizer_load(e->g, sub, sizeof(sub)))) {
@@ -106,7 +128,10 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
     }
 
     const char *backend = cfg->backend && *cfg->backend ? cfg->backend : "auto";
-    int max_batch = cfg->max_batch_tokens > 0 ? cfg->max_batch_tokens : ENGINE_DEFAULT_MAX_BATCH_TOKENS;
+    const bool cpu_likely = strcmp(backend, "cpu") == 0 || (strcmp(backend, "auto") == 0 && !cuda_present());
+    int max_batch = cfg->max_batch_tokens > 0 ? cfg->max_batch_tokens
+                    : cpu_likely              ? ENGINE_DEFAULT_MAX_BATCH_TOKENS_CPU
+                                              : ENGINE_DEFAULT_MAX_BATCH_TOKENS_CUDA;
     /* "auto" may end up on CUDA: size the model for the CUDA default; the scheduler
      * then uses what the backend turned out to be */
     int model_seqs = cfg->max_seqs > 0                 ? cfg->max_seqs
@@ -115,8 +140,7 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
     /* f32 KV on the cpu: with f16, the last-bit differences of sgemm between batch
      * shapes flip f16 roundings and seeded outputs stop being batch-independent */
     const char *kv_dtype = cfg->kv_dtype && *cfg->kv_dtype ? cfg->kv_dtype : NULL;
-    if (!kv_dtype && (strcmp(backend, "cpu") == 0 || (strcmp(backend, "auto") == 0 && !cuda_built)))
-        kv_dtype = "f32";
+    if (!kv_dtype && cpu_likely) kv_dtype = "f32";
     model_params_t mp = {.backend = backend,
                          .dtype = cfg->dtype,
                          .n_threads = cfg->n_threads,
@@ -163,6 +187,8 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
     scheduler_model_t sm = {.ctx = e,
                             .n_vocab = hp->n_vocab,
                             .forward = fwd,
+                            .forward_argmax = fwd_argmax,
+                            .device_stats = dev_stats,
                             .is_eog = is_eog,
                             .detok_init = detok_init,
                             .detok_push = detok_push,

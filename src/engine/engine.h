@@ -40,7 +40,7 @@ typedef struct {
     int n_threads;              /* cpu backend threads; 0 = online cores */
     int context;                /* max tokens per sequence; 0 = the model's training context */
     int max_seqs;               /* sequences per step; 0 = backend default (cpu 64, cuda 256) */
-    int max_batch_tokens;       /* tokens per step (prefill chunking); 0 = default 2048 */
+    int max_batch_tokens;       /* tokens per step (prefill chunking); 0 = cpu 512, cuda 2048 */
     int kv_block_size;          /* tokens per KV block; 0 = 16 */
     int64_t kv_cache_tokens;    /* cpu: KV capacity in tokens; 0 = min(4 x training context,
                                    512 MiB of KV) (model.h MODEL_DEFAULT_CPU_KV_BYTES) */
@@ -112,6 +112,11 @@ typedef struct {
     uint64_t prompt_tokens_total, generated_tokens_total;
     int last_step_seqs, last_step_tokens;
     double last_step_ms;
+    /* device counters (cuda; 0 on cpu): time the GPU worked on steps and sat idle
+     * between them, graph captures/replays of decode steps; argmax_steps: steps whose
+     * sampling ran on the device (only ids downloaded) */
+    double gpu_busy_ms, gpu_idle_ms;
+    uint64_t graph_captures, graph_replays, argmax_steps;
 } engine_stats_t;
 
 typedef struct {

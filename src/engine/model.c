@@ -11,7 +11,13 @@
  *   for "llama" (convert_hf_to_gguf permuted q/k), NEOX halves for "qwen2".
  * - Residual stream x stays f32; each rmsnorm first adds the previous sub-layer's
  *   output (fused residual add). The final norm and the LM head run only for the
- *   requested logit rows, in chunks of at most logit_chunk rows. */
+ *   requested logit rows, in chunks of at most logit_chunk rows.
+ * - Decode-only batches on a backend with graphs are padded to a bucket and replayed
+ *   from a graph (model.h): the padded rows use token 0, position 0, their own block
+ *   table row pointing at the scratch KV block (one block past the n_blocks the
+ *   scheduler manages), and the table stride is the caller's max_blocks, so that every
+ *   pointer and size the graph captured depends on the bucket only.
+ * - The only wait in a step is the download of its logits or sampled ids. */
 #include "model.h"
 
 #include <math.h>
@@ -70,6 +76,11 @@ struct model {
     int32_t *d_tokens, *d_pos, *d_seq, *d_rows; /* (T) */
     int32_t *d_table;                /* (max_seqs, table_cap) */
     int32_t *h_table;                /* host staging of the compacted table */
+    int32_t *d_ids;                  /* (logit_chunk) argmax results */
+    float *h_row;                    /* (n_vocab) host row for argmax without a backend op */
+    int32_t *h_tok, *h_pos, *h_seq, *h_rows; /* (max_seqs) padded decode batch */
+    bool graphs;                     /* decode steps replayed from graphs */
+    int32_t scratch_block;           /* KV block of the padding rows (graphs) */
 
     void **bufs; /* every backend buffer, freed by model_free */
     int n_bufs, cap_bufs;
@@ -312,6 +323,18 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
         !(m->d_seq = balloc(m, T * 4, ab, err, errlen)) || !(m->d_rows = balloc(m, T * 4, ab, err, errlen)))
         goto fail;
 
+    /* ---- backend scratch for the largest step, before the KV cache takes the rest */
+    if (m->ops->reserve) {
+        int max_in = d > ffn ? d : ffn;
+        if (m->q_dim > max_in) max_in = m->q_dim;
+        if (m->ops->reserve(m->bctx, m->max_tokens, max_in, &m->attn)) {
+            seterr(err, errlen, "%s backend: reserving scratch for %d tokens: %s (lower max_batch_tokens)",
+                   m->be->info.name, m->max_tokens, m->ops->last_error(m->bctx));
+            goto fail;
+        }
+    }
+    m->graphs = !p->no_graphs && m->ops->graph_begin && m->ops->graph_end && m->ops->graph_replay;
+
     /* ---- KV cache */
     const size_t kv_es = backend_dtype_size(m->be->info.kv_dtype);
     const size_t tok_bytes = (size_t)2 * hp->n_layers * m->kv_dim * kv_es; /* K and V, all layers */
@@ -342,7 +365,10 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
         seterr(err, errlen, "kv_cache_tokens %lld is too large", (long long)kv_tokens);
         goto fail;
     }
-    m->kv_layer_bytes = (size_t)m->n_blocks * m->block_size * m->kv_dim * kv_es;
+    /* graphs: one more block, never handed out, for the padding rows of a bucket */
+    const int64_t phys_blocks = m->n_blocks + (m->graphs ? 1 : 0);
+    m->scratch_block = (int32_t)m->n_blocks;
+    m->kv_layer_bytes = (size_t)phys_blocks * m->block_size * m->kv_dim * kv_es;
     size_t kv_all = m->kv_layer_bytes * (size_t)hp->n_layers;
     if (!(m->kcache = balloc(m, kv_all, &m->bytes_kv, err, errlen)) ||
         !(m->vcache = balloc(m, kv_all, &m->bytes_kv, err, errlen)))
@@ -351,7 +377,10 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
     m->table_cap = (int)m->n_blocks;
     size_t tab = (size_t)m->max_seqs * (size_t)m->table_cap * 4;
     if (!(m->d_table = balloc(m, tab, ab, err, errlen))) goto fail;
-    if (!(m->h_table = malloc(tab))) {
+    if (!(m->d_ids = balloc(m, C * 4, ab, err, errlen))) goto fail;
+    const size_t S4 = (size_t)m->max_seqs * 4;
+    if (!(m->h_table = malloc(tab)) || !(m->h_row = malloc((size_t)V * F)) || !(m->h_tok = malloc(S4)) ||
+        !(m->h_pos = malloc(S4)) || !(m->h_seq = malloc(S4)) || !(m->h_rows = malloc(S4))) {
         seterr(err, errlen, "out of memory (block table staging, %zu bytes)", tab);
         goto fail;
     }
@@ -360,9 +389,11 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
         goto fail;
     }
     LOG_INFO("model loaded", "arch=%s layers=%d d_model=%d vocab=%d backend=%s device=\"%s\" weights_mb=%zu "
-             "kv_blocks=%lld kv_block_size=%d kv_mb=%zu kv_dtype=%s act_mb=%zu", hp->arch, hp->n_layers, d, V,
-             m->be->info.name, m->be->info.device, m->bytes_weights >> 20, (long long)m->n_blocks, m->block_size,
-             m->bytes_kv >> 20, backend_dtype_name(m->be->info.kv_dtype), m->bytes_act >> 20);
+             "kv_blocks=%lld kv_block_size=%d kv_tokens=%lld kv_mb=%zu kv_dtype=%s act_mb=%zu graphs=%s "
+             "device_argmax=%s", hp->arch, hp->n_layers, d, V, m->be->info.name, m->be->info.device,
+             m->bytes_weights >> 20, (long long)m->n_blocks, m->block_size, (long long)m->n_blocks * m->block_size,
+             m->bytes_kv >> 20, backend_dtype_name(m->be->info.kv_dtype), m->bytes_act >> 20,
+             m->graphs ? "on" : "off", m->ops->argmax ? "yes" : "no");
     return m;
 fail:
     model_free(m);
@@ -378,6 +409,11 @@ void model_free(model_t *m) {
     free(m->bufs);
     free(m->layers);
     free(m->h_table);
+    free(m->h_row);
+    free(m->h_tok);
+    free(m->h_pos);
+    free(m->h_seq);
+    free(m->h_rows);
     free(m);
 }
 
@@ -394,8 +430,20 @@ void model_memory(const model_t *m, size_t *weights, size_t *kv, size_t *activat
     if (activations) *activations = m->bytes_act;
 }
 
-/* Checks every index of the batch; fills the compacted block table (stride *stride). */
-static int check_batch(model_t *m, const model_batch_t *b, int *stride) {
+void model_get_stats(const model_t *m, model_stats_t *st) {
+    memset(st, 0, sizeof *st);
+    backend_stats_t bs;
+    if (m->ops->get_stats && m->ops->get_stats(m->bctx, &bs) == 0) {
+        st->steps = bs.steps;
+        st->busy_ms = bs.busy_ms;
+        st->idle_ms = bs.idle_ms;
+        st->graph_captures = bs.graph_captures;
+        st->graph_replays = bs.graph_replays;
+    }
+}
+
+/* Checks every index of the batch; *cols = the most blocks any sequence needs. */
+static int check_batch(model_t *m, const model_batch_t *b, int *cols_out) {
     const hparams_t *hp = &m->hp;
     if (b->n_tokens < 1 || b->n_tokens > m->max_tokens || b->n_seqs < 1 || b->n_seqs > m->max_seqs ||
         b->n_logits < 0 || b->n_logits > m->max_tokens || b->max_blocks < 1 || !b->tokens || !b->pos || !b->seq ||
@@ -420,9 +468,6 @@ static int check_batch(model_t *m, const model_batch_t *b, int *stride) {
             return -1;
         }
         if (nb > cols) cols = nb;
-    }
-    for (int s = 0; s < b->n_seqs; s++) {
-        int nb = (b->seq_len[s] + m->block_size - 1) / m->block_size;
         for (int c = 0; c < nb; c++) {
             int32_t blk = b->block_table[(size_t)s * b->max_blocks + c];
             if (blk < 0 || blk >= m->n_blocks) {
@@ -430,9 +475,7 @@ static int check_batch(model_t *m, const model_batch_t *b, int *stride) {
                        (long long)m->n_blocks - 1);
                 return -1;
             }
-            m->h_table[(size_t)s * cols + c] = blk;
         }
-        for (int c = nb; c < cols; c++) m->h_table[(size_t)s * cols + c] = 0;
     }
     for (int i = 0; i < b->n_tokens; i++) {
         int s = b->seq[i];
@@ -450,30 +493,46 @@ static int check_batch(model_t *m, const model_batch_t *b, int *stride) {
                    b->n_tokens - 1);
             return -1;
         }
-    *stride = cols;
+    *cols_out = cols;
     return 0;
 }
 
-int model_forward(model_t *m, const model_batch_t *b, float *logits) {
-    m->err[0] = 0;
-    int tstride = 0;
-    if (check_batch(m, b, &tstride)) return -1;
-    if (b->n_logits > 0 && !logits) {
-        seterr(m->err, sizeof m->err, "model_forward: logits is NULL but n_logits is %d", b->n_logits);
-        return -1;
+/* Host staging of the block table with row stride `stride` (>= every row's blocks);
+ * unused columns and rows [n_seqs, n_rows) point at block `fill`. */
+static void fill_table(model_t *m, const model_batch_t *b, int stride, int n_rows, int32_t fill) {
+    for (int s = 0; s < n_rows; s++) {
+        int32_t *row = m->h_table + (size_t)s * stride;
+        int nb = s < b->n_seqs ? (b->seq_len[s] + m->block_size - 1) / m->block_size : 0;
+        if (nb) memcpy(row, b->block_table + (size_t)s * b->max_blocks, (size_t)nb * 4);
+        for (int c = nb; c < stride; c++) row[c] = fill;
     }
+}
+
+/* The graph bucket for a decode-only batch of n sequences, or 0 when the batch is not
+ * one (or is larger than any bucket the buffers allow). */
+static int decode_bucket(const model_t *m, const model_batch_t *b) {
+    const int n = b->n_tokens;
+    if (!m->graphs || b->n_seqs != n || b->n_logits != n) return 0;
+    for (int i = 0; i < n; i++)
+        if (b->seq[i] != i || b->logit_rows[i] != i) return 0;
+    int lim = m->max_seqs;
+    if (m->max_tokens < lim) lim = m->max_tokens;
+    if (m->logit_chunk < lim) lim = m->logit_chunk;
+    if (n > lim || n > 4096) return 0; /* keys are B * 65536 + stride */
+    static const int small[] = {1, 2, 4, 8, 16, 32, 48, 64, 96, 128};
+    int B = 0;
+    for (size_t k = 0; k < sizeof small / sizeof small[0] && !B; k++)
+        if (small[k] >= n) B = small[k];
+    if (!B) B = (n + 63) / 64 * 64;
+    return B < lim ? B : lim;
+}
+
+/* Issues the layers for T tokens (inputs already uploaded; table stride tstride). */
+static void issue_layers(model_t *m, int T, int tstride) {
     const backend_ops_t *o = m->ops;
     void *c = m->bctx;
     const hparams_t *hp = &m->hp;
-    const int T = b->n_tokens, d = hp->d_model, ffn = hp->ffn_dim, V = hp->n_vocab;
-    const size_t T4 = (size_t)T * 4;
-
-    o->upload(c, m->d_tokens, b->tokens, T4);
-    o->upload(c, m->d_pos, b->pos, T4);
-    o->upload(c, m->d_seq, b->seq, T4);
-    o->upload(c, m->d_table, m->h_table, (size_t)b->n_seqs * tstride * 4);
-    if (b->n_logits > 0) o->upload(c, m->d_rows, b->logit_rows, (size_t)b->n_logits * 4);
-
+    const int d = hp->d_model, ffn = hp->ffn_dim;
     o->embed(c, m->x, m->tok_embd, m->d_tokens, T, d);
     const float *delta = NULL; /* previous sub-layer output, added into x by the next norm */
     for (int l = 0; l < hp->n_layers; l++) {
@@ -495,19 +554,123 @@ int model_forward(model_t *m, const model_batch_t *b, float *logits) {
         o->matmul(c, m->tmp, m->act, L->wdown, NULL, T, ffn, d);
         delta = m->tmp;
     }
+}
 
+/* Final norm + LM head for logit rows [r0, r0 + n) into m->logits (n, vocab). */
+static void issue_head(model_t *m, int r0, int n) {
+    const backend_ops_t *o = m->ops;
+    void *c = m->bctx;
+    const int d = m->hp.d_model;
+    /* the last layer's output (tmp) is added into x by the final norm; rows first */
+    o->get_rows(c, m->rows_x, m->x, m->d_rows + r0, n, d);
+    o->get_rows(c, m->rows_d, m->tmp, m->d_rows + r0, n, d);
+    o->rmsnorm(c, m->rows_h, m->rows_x, m->rows_d, m->out_norm, n, d, m->hp.rms_eps);
+    o->matmul(c, m->logits, m->rows_h, m->lm_head, NULL, n, d, m->hp.n_vocab);
+}
+
+/* Moves the n rows of m->logits to the caller: logits (n, vocab) or argmax ids (n). */
+static int take_rows(model_t *m, int n, float *logits, int32_t *ids) {
+    const backend_ops_t *o = m->ops;
+    void *c = m->bctx;
+    const size_t V = (size_t)m->hp.n_vocab;
+    if (logits) return o->download(c, logits, m->logits, (size_t)n * V * sizeof(float));
+    if (o->argmax) {
+        o->argmax(c, m->d_ids, m->logits, n, (int)V);
+        return o->download(c, ids, m->d_ids, (size_t)n * 4);
+    }
+    for (int i = 0; i < n; i++) {
+        if (o->download(c, m->h_row, m->logits + (size_t)i * V, V * sizeof(float))) return -1;
+        const float *x = m->h_row;
+        int32_t best = 0; /* sampler.c's greedy rule: strict >, so the lowest id wins a tie */
+        float bv = x[0];
+        for (size_t j = 1; j < V; j++)
+            if (x[j] > bv) bv = x[j], best = (int32_t)j;
+        ids[i] = best;
+    }
+    return 0;
+}
+
+static int forward(model_t *m, const model_batch_t *b, float *logits, int32_t *ids) {
+    m->err[0] = 0;
+    int cols = 0;
+    if (check_batch(m, b, &cols)) return -1;
+    if (b->n_logits > 0 && !logits && !ids) {
+        seterr(m->err, sizeof m->err, "model_forward: the output array is NULL but n_logits is %d", b->n_logits);
+        return -1;
+    }
+    const backend_ops_t *o = m->ops;
+    void *c = m->bctx;
+    const int T = b->n_tokens;
+    const size_t V = (size_t)m->hp.n_vocab;
+    const int B = decode_bucket(m, b);
+    if (B > 0) {
+        /* padded decode step: fixed stride, padding rows on the scratch block */
+        int stride = b->max_blocks < m->table_cap ? b->max_blocks : m->table_cap;
+        if (stride < cols) stride = cols;
+        for (int i = 0; i < B; i++) {
+            const bool real = i < T;
+            m->h_tok[i] = real ? b->tokens[i] : 0;
+            m->h_pos[i] = real ? b->pos[i] : 0;
+            m->h_seq[i] = i;
+            m->h_rows[i] = i;
+        }
+        fill_table(m, b, stride, B, m->scratch_block);
+        const size_t B4 = (size_t)B * 4;
+        o->upload(c, m->d_tokens, m->h_tok, B4);
+        o->upload(c, m->d_pos, m->h_pos, B4);
+        o->upload(c, m->d_seq, m->h_seq, B4);
+        o->upload(c, m->d_rows, m->h_rows, B4);
+        o->upload(c, m->d_table, m->h_table, (size_t)B * stride * 4);
+        /* a graph is keyed by bucket and stride: both fix every size it captured */
+        const int key = B * 65536 + (stride & 0xffff);
+        if (stride >= 65536 || o->graph_replay(c, key) != 1) {
+            const bool cap = stride < 65536 && o->graph_begin(c, key) == 0;
+            issue_layers(m, B, stride);
+            issue_head(m, 0, B);
+            if (cap && o->graph_end(c, key)) {
+                seterr(m->err, sizeof m->err, "%s backend: graph capture: %s", m->be->info.name, o->last_error(c));
+                return -1;
+            }
+        }
+        if (take_rows(m, T, logits, ids) == 0 && o->synchronize(c) == 0) return 0;
+        seterr(m->err, sizeof m->err, "%s backend: %s", m->be->info.name, o->last_error(c));
+        return -1;
+    }
+
+    fill_table(m, b, cols, b->n_seqs, 0);
+    const size_t T4 = (size_t)T * 4;
+    o->upload(c, m->d_tokens, b->tokens, T4);
+    o->upload(c, m->d_pos, b->pos, T4);
+    o->upload(c, m->d_seq, b->seq, T4);
+    o->upload(c, m->d_table, m->h_table, (size_t)b->n_seqs * cols * 4);
+    if (b->n_logits > 0) o->upload(c, m->d_rows, b->logit_rows, (size_t)b->n_logits * 4);
+    issue_layers(m, T, cols);
     /* final norm + LM head, only for the requested rows */
     for (int r0 = 0; r0 < b->n_logits; r0 += m->logit_chunk) {
         int n = b->n_logits - r0 < m->logit_chunk ? b->n_logits - r0 : m->logit_chunk;
-        o->get_rows(c, m->rows_x, m->x, m->d_rows + r0, n, d);
-        o->get_rows(c, m->rows_d, m->tmp, m->d_rows + r0, n, d);
-        o->rmsnorm(c, m->rows_h, m->rows_x, m->rows_d, m->out_norm, n, d, hp->rms_eps);
-        o->matmul(c, m->logits, m->rows_h, m->lm_head, NULL, n, d, V);
-        if (o->download(c, logits + (size_t)r0 * V, m->logits, (size_t)n * V * sizeof(float))) break;
+        issue_head(m, r0, n);
+        if (take_rows(m, n, logits ? logits + (size_t)r0 * V : NULL, logits ? NULL : ids + r0)) break;
     }
     if (o->synchronize(c)) {
         seterr(m->err, sizeof m->err, "%s backend: %s", m->be->info.name, o->last_error(c));
         return -1;
     }
     return 0;
+}
+
+int model_forward(model_t *m, const model_batch_t *b, float *logits) {
+    if (b->n_logits > 0 && !logits) {
+        m->err[0] = 0;
+        seterr(m->err, sizeof m->err, "model_forward: logits is NULL but n_logits is %d", b->n_logits);
+        return -1;
+    }
+    return forward(m, b, logits, NULL);
+}
+
+int model_forward_argmax(model_t *m, const model_batch_t *b, int32_t *ids) {
+    if (b->n_logits > 0 && !ids) {
+        seterr(m->err, sizeof m->err, "model_forward_argmax: ids is NULL but n_logits is %d", b->n_logits);
+        return -1;
+    }
+    return forward(m, b, NULL, ids);
 }

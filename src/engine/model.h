@@ -10,7 +10,14 @@
  * position; tokens of one sequence are contiguous and in position order, and the
  * K/V of every earlier position of that sequence is already in the paged cache
  * (written by previous calls). The call writes this batch's K/V into the blocks named
- * by the block table and returns logits only for the requested rows. */
+ * by the block table and returns logits only for the requested rows.
+ *
+ * Decode-only batches (one token per sequence, sequence i = token i, every row
+ * sampled) on a backend with graphs (CUDA) are padded to a bucket size (1, 2, 4, 8,
+ * 16, 32, 48, 64, 96, 128, then steps of 64) with rows whose K/V go to one scratch KV
+ * block, use a fixed block-table stride (the caller's max_blocks) and the same device
+ * buffers every step, and are replayed from a graph captured once per bucket. Every
+ * other batch runs eagerly. */
 #ifndef KRILL_MODEL_H
 #define KRILL_MODEL_H
 
@@ -32,6 +39,7 @@ typedef struct {
     int64_t kv_cache_tokens;    /* cpu: capacity; cuda: 0 = from free memory */
     double gpu_memory_fraction;
     const char *kv_dtype;       /* KV cache storage "f16" | "f32"; NULL = backend default (f16) */
+    int no_graphs;              /* 1: never replay decode steps from graphs (tests, debugging) */
 } model_params_t;
 
 /* Defaults applied by model_load for fields left 0: */
@@ -69,6 +77,20 @@ void model_memory(const model_t *m, size_t *weights, size_t *kv, size_t *activat
  * rules above (sizes over the load-time maxima, ids out of range) or a backend
  * failure; model_last_error() says which. A rejected batch changes nothing. */
 int model_forward(model_t *m, const model_batch_t *b, float *logits);
+/* The same forward pass, but only the greedy choice of each requested row crosses to
+ * the host: ids (n_logits) = argmax of the row's logits, lowest id on ties (the
+ * sampler's temperature-0 rule). On a backend with an argmax op the logits never leave
+ * the device; without one each row is downloaded and reduced on the host. */
+int model_forward_argmax(model_t *m, const model_batch_t *b, int32_t *ids);
 const char *model_last_error(const model_t *m); /* "" when none */
+
+/* Device counters (backend_stats_t, backend.h): device-busy and idle time between
+ * steps, graph captures and replays. Zeros on a backend without counters (cpu).
+ * Engine thread only (the backend updates them in model_forward). */
+typedef struct {
+    uint64_t steps, graph_captures, graph_replays;
+    double busy_ms, idle_ms;
+} model_stats_t;
+void model_get_stats(const model_t *m, model_stats_t *st);
 
 #endif

@@ -79,6 +79,7 @@ struct scheduler {
     int32_t *b_seq_len;                               /* (max_seqs) */
     int32_t *b_block_table;                           /* (max_seqs, max_blocks) */
     float *logits;                                    /* (max_seqs, n_vocab) */
+    int32_t *ids;                                     /* (max_seqs) greedy ids (forward_argmax) */
     sreq_t **b_reqs;                                  /* (max_seqs) */
     char *piece;                                      /* (max_piece_bytes + 64) */
 
@@ -86,7 +87,8 @@ struct scheduler {
     rlist_t waiting, running;
     int64_t projected;  /* blocks the running requests would hold at max_tokens */
     double admit_limit; /* overcommit x kv blocks */
-    uint64_t steps, preemptions, prompt_total, gen_total;
+    uint64_t steps, preemptions, prompt_total, gen_total, argmax_steps;
+    engine_stats_t dev; /* device counters (device_stats) */
     int last_seqs, last_tokens;
     double last_ms;
 
@@ -321,10 +323,11 @@ scheduler_t *scheduler_new(const scheduler_config_t *cfg, const scheduler_model_
     s->b_seq_len = malloc(bs * sizeof(int32_t));
     s->b_block_table = malloc(bs * (size_t)s->max_blocks * sizeof(int32_t));
     s->logits = malloc(bs * (size_t)m->n_vocab * sizeof(float));
+    s->ids = malloc(bs * sizeof(int32_t));
     s->b_reqs = malloc(bs * sizeof(sreq_t *));
     s->piece = malloc((size_t)m->max_piece_bytes + 64);
     if (!s->b_tokens || !s->b_pos || !s->b_seq || !s->b_logit_rows || !s->b_seq_len ||
-        !s->b_block_table || !s->logits || !s->b_reqs || !s->piece)
+        !s->b_block_table || !s->logits || !s->ids || !s->b_reqs || !s->piece)
         goto oom;
     for (size_t i = 0; i < bs * (size_t)s->max_blocks; i++) s->b_block_table[i] = -1;
     /* end-of-generation ids, for masking them before min_tokens */
@@ -368,6 +371,7 @@ void scheduler_free(scheduler_t *s) {
     free(s->b_seq_len);
     free(s->b_block_table);
     free(s->logits);
+    free(s->ids);
     free(s->b_reqs);
     free(s->piece);
     pthread_mutex_destroy(&s->mu);
@@ -450,12 +454,26 @@ static void batch_add(scheduler_t *s, sreq_t *r, int chunk, int *nt, int *ns, in
     *ns = si + 1;
 }
 
+/* True when r's next token is the plain argmax of its logits: greedy, no penalties
+ * and no end-of-generation masking (min_tokens) this step. */
+static bool plain_greedy(const scheduler_t *s, const sreq_t *r) {
+    return !(r->sp.temperature > 0.0f) && r->sp.presence_penalty == 0.0f && r->sp.frequency_penalty == 0.0f &&
+           (r->ignore_eos || r->n_gen >= r->min_tokens || s->n_eog == 0);
+}
+
+static bool accept_token(scheduler_t *s, sreq_t *r, int32_t tok, sreq_t **fin);
+
 /* Samples r's next token from its logits row; returns true when r finished (and
  * was handed to finish_req). */
 static bool sample_one(scheduler_t *s, sreq_t *r, float *lg, sreq_t **fin) {
     if (!r->ignore_eos && r->n_gen < r->min_tokens)
         for (int i = 0; i < s->n_eog; i++) lg[s->eog_ids[i]] = -INFINITY;
     int32_t tok = sampler_sample(s->sampler, &r->sp, lg, r->tokens + r->n_prompt, r->n_gen, &r->rng);
+    return accept_token(s, r, tok, fin);
+}
+
+/* Appends the sampled tok to r: text, stop strings, limits. True when r finished. */
+static bool accept_token(scheduler_t *s, sreq_t *r, int32_t tok, sreq_t **fin) {
     r->tokens[r->n_prompt + r->n_gen++] = tok;
     s->gen_total++;
     if (r->t_first == 0.0) r->t_first = now_ms();
@@ -525,6 +543,11 @@ static void publish(scheduler_t *s, sreq_t *fin) {
     st->last_step_seqs = s->last_seqs;
     st->last_step_tokens = s->last_tokens;
     st->last_step_ms = s->last_ms;
+    st->gpu_busy_ms = s->dev.gpu_busy_ms;
+    st->gpu_idle_ms = s->dev.gpu_idle_ms;
+    st->graph_captures = s->dev.graph_captures;
+    st->graph_replays = s->dev.graph_replays;
+    st->argmax_steps = s->argmax_steps;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -604,7 +627,12 @@ int scheduler_step(scheduler_t *s) {
                            .n_seqs = ns, .seq_len = s->b_seq_len, .block_table = s->b_block_table,
                            .max_blocks = s->max_blocks, .n_logits = nl,
                            .logit_rows = s->b_logit_rows};
-        int rc = s->m.forward(s->m.ctx, &b, s->logits);
+        /* greedy-only steps take ids, not logits, from the device */
+        bool by_ids = s->m.forward_argmax != NULL && nl > 0;
+        for (int i = 0; i < ns && by_ids; i++)
+            if (s->b_reqs[i]->logit_row >= 0 && !plain_greedy(s, s->b_reqs[i])) by_ids = false;
+        int rc = by_ids ? s->m.forward_argmax(s->m.ctx, &b, s->ids) : s->m.forward(s->m.ctx, &b, s->logits);
+        if (by_ids) s->argmax_steps++;
         for (int i = 0; i < ns; i++) {
             sreq_t *r = s->b_reqs[i];
             if (rc != 0) {
@@ -615,13 +643,15 @@ int scheduler_step(scheduler_t *s) {
                 continue;
             }
             r->n_computed += r->chunk;
-            if (r->logit_row >= 0)
+            if (r->logit_row >= 0 && by_ids) accept_token(s, r, s->ids[r->logit_row], &fin);
+            else if (r->logit_row >= 0)
                 sample_one(s, r, s->logits + (size_t)r->logit_row * (size_t)s->m.n_vocab, &fin);
         }
         s->steps++;
         s->last_seqs = ns;
         s->last_tokens = nt;
         s->last_ms = now_ms() - t0;
+        if (s->m.device_stats) s->m.device_stats(s->m.ctx, &s->dev);
     }
     publish(s, fin);
     return ns;

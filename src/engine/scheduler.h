@@ -45,6 +45,14 @@ typedef struct {
     int (*detok_push)(void *ctx, tokenizer_stream_t *s, int32_t id, char *out, size_t cap);
     int (*detok_flush)(void *ctx, tokenizer_stream_t *s, char *out, size_t cap);
     int max_piece_bytes; /* most bytes one detok_push may write */
+    /* Optional (NULL = not available): the same forward pass returning only the
+     * greedy id of each logits row, ids (b->n_logits). Used for steps where every
+     * sampled row is greedy without penalties or masking; the result must equal
+     * sampling those rows at temperature 0. 0 or -1. */
+    int (*forward_argmax)(void *ctx, const model_batch_t *b, int32_t *ids);
+    /* Optional: device counters (busy/idle ms, graph replays) copied into the stats
+     * after each step, on the engine thread. */
+    void (*device_stats)(void *ctx, engine_stats_t *st);
 } scheduler_model_t;
 
 typedef struct {

@@ -142,8 +142,9 @@ static double p95(wv_t *v, size_t n) {
     return v[n - 1].v;
 }
 
-/* Least squares over the steps in the window: step_ms = a + b * tokens. */
-static void fit(slo_t *s, double since) {
+/* Least squares over the steps in the window: step_ms = a + b * tokens. Returns true
+ * when the line is usable: the tokens vary enough to see a slope, a >= 0 and b > 0. */
+static bool fit(slo_t *s, double since) {
     double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
     for (size_t i = 0; i < s->n_steps; i++) {
         const step_sample_t *p = &s->steps[i];
@@ -155,21 +156,14 @@ static void fit(slo_t *s, double since) {
         sxx += x * x;
         sxy += x * y;
     }
-    if (n < 2) return;
+    if (n < MIN_STEPS_FOR_DECISION) return false;
     double mx = sx / n, var = sxx / n - mx * mx;
-    double a = NAN, b = NAN;
-    if (var > 0 && sqrt(var) > 0.05 * mx) { /* enough spread in tokens to see the slope */
-        b = (sxy / n - mx * (sy / n)) / var;
-        a = sy / n - b * mx;
-    }
-    if (!(b > 0) || !(a >= 0)) { /* degenerate: a line through the origin (overestimates b when a > 0: safe) */
-        a = 0;
-        b = sxy / sxx;
-    }
-    if (b > 0) {
-        s->a = a;
-        s->b = b;
-    }
+    if (!(var > 0) || sqrt(var) <= 0.05 * mx) return false; /* all steps alike (a saturated budget) */
+    double b = (sxy / n - mx * (sy / n)) / var, a = sy / n - b * mx;
+    if (!(b > 0) || !(a >= 0)) return false;
+    s->a = a;
+    s->b = b;
+    return true;
 }
 
 static void decide(slo_t *s, double now, int running, int waiting) {
@@ -209,9 +203,22 @@ static void decide(slo_t *s, double now, int running, int waiting) {
             else if (s->itl_p95 < 0.9 * c->tpot_ms)
                 s->gain = fmin(1.0, s->gain + (ttft_over ? 2 * GAIN_UP : GAIN_UP));
         }
-        fit(s, since);
-        if (s->b > 0) {
-            double want = (s->gain * c->tpot_ms - s->a) / s->b;
+        double want = NAN; /* NaN: keep the budget */
+        if (fit(s, since)) {
+            want = (s->gain * c->tpot_ms - s->a) / s->b; /* may be <= 0: the floor */
+        } else if (fresh) {
+            /* No usable line (every step alike, e.g. a saturated budget, or a fixed cost the
+             * noise hides): scale the budget by what was measured. Grow only when the budget
+             * is what limits the steps, so that it cannot wind up while idle. */
+            int used = 0;
+            for (size_t i = 0; i < s->n_steps; i++)
+                if (s->steps[i].t > s->last_change && s->steps[i].tokens > used) used = s->steps[i].tokens;
+            if (s->itl_p95 > c->tpot_ms)
+                want = s->tokens * fmax(0.25, 0.9 * c->tpot_ms / s->itl_p95);
+            else if (s->itl_p95 < 0.9 * c->tpot_ms && used >= 0.9 * s->tokens)
+                want = s->tokens + fmax(16, s->tokens / 4.0);
+        }
+        if (!isnan(want)) {
             double cap = GROW_MAX * s->tokens + 16;
             if (want > cap) want = cap;
             if (want > c->max_batch_tokens) want = c->max_batch_tokens;

@@ -14,9 +14,13 @@
  *    ITL over its steps. Holding the step time under the TPOT target holds TPOT.
  *  - Step time is close to linear in the step's tokens: t = a + b*tokens (weights are
  *    read once per step; the matmuls scale with tokens). a and b are fitted by least
- *    squares over the recent steps (through the origin when the tokens barely vary).
+ *    squares over the recent steps.
  *  - max_batch_tokens = (gain * tpot_target - a) / b, clamped to [min, ceiling]; it
  *    may grow by at most x1.5 per decision, and shrinks at once.
+ *  - No usable line (the steps all alike — e.g. a saturated budget — or a < 0 / b <= 0
+ *    in noise): the budget is scaled by the measurement instead: over the target by
+ *    0.9 x target / p95 ITL (at most /4), under 90 % of it +max(16, B/4), growing only
+ *    when the steps use the budget (no wind-up while idle).
  *  - gain in [0.3, 1] absorbs what the line misses (attention growing with context,
  *    noise): AIMD on the measured p95 ITL of the steps since the last change
  *    (weighted by sequences): above the target, gain *= 0.85; under 90 % of it,

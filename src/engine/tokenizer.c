@@ -24,8 +24,12 @@
 #include "tokenizer.h"
 #include "err.h"
 
+#ifdef KRILL_NO_PCRE2
+#include "pcre2_none.h" /* bare GPU machines: SentencePiece vocabularies only */
+#else
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#endif
 
 #include <limits.h>
 #include <stdarg.h>
@@ -654,6 +658,13 @@ oom:
 }
 
 static int compile_pre(tokenizer_t *t, const pre_def_t *def, char *err, size_t errlen) {
+#ifdef KRILL_NO_PCRE2
+    if (def->re[0]) {
+        err_set(err, errlen, "tokenizer: pre-tokenizer '%s' needs PCRE2 and this build has none (-DKRILL_NO_PCRE2): "
+                "only SentencePiece (\"llama\") vocabularies load; rebuild with libpcre2-dev", t->pre);
+        return -1;
+    }
+#endif
     for (int i = 0; i < MAX_RE && def->re[i]; i++) {
         int ec;
         PCRE2_SIZE eo;

@@ -4,15 +4,17 @@
  * LOW clients for --low-s seconds, then HIGH clients for --high-s seconds; each client
  * sends its next request as soon as the previous one finishes. Prompts are synthetic
  * (exactly --prompt-len random token ids, seeded), ignore_eos, --output-len tokens.
- * One engine is opened once; the runs follow each other on it:
- *   - the sweep: one static run per --static S:B (max_seqs:max_batch_tokens); the one
- *     with the highest high-phase throughput is "the best static setting",
- *   - --repeat pairs, adjacent in time so that a drifting machine load hits both: a
- *     controller run (batching.slo with --tpot-ms / --ttft-ms; ceilings = the best
- *     static setting, or --ceiling S:B), then the best static setting again.
- * Without --tpot-ms the TPOT target is --tpot-frac x the sweep's best static p95 TPOT
- * (a target that setting missed there by construction; the report says so, and the
- * repeated static runs say whether it keeps missing it).
+ * Runs go side by side, each with its own engine (one CPU thread by default) and its
+ * own clients, started together, so that whatever else loads the machine hits them
+ * alike (a shared machine's load drifts by tens of percent within minutes):
+ *   - the sweep: every --static S:B (max_seqs:max_batch_tokens) at once; the one with
+ *     the highest high-phase throughput is "the best static setting",
+ *   - --repeat pairs: the controller (batching.slo, --tpot-ms / --ttft-ms; ceilings =
+ *     the best static setting, or --ceiling S:B) next to that static setting again.
+ * Without --tpot-ms the TPOT target is --tpot-decode-x (1.5) times the median step time
+ * of the best static run's decode-only steps at the high load: the decodes alone fit,
+ * prefill may add half as much again. Whether the static setting holds it is measured,
+ * not assumed (--tpot-frac F: F x its p95 TPOT instead).
  *
  * Reported per run: output tokens/s in the high phase (after --settle-s), p50/p95 of
  * TTFT and TPOT for requests sent in that window, the same for the whole high phase
@@ -22,6 +24,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +53,7 @@ typedef struct {
     double tok_s, req_s;
     double ttft50, ttft95, tpot50, tpot95;       /* steady window */
     double ttft95_all, tpot95_all;               /* whole high phase */
+    double decode_step_ms;                       /* median decode-only step in the window */
     size_t n_steady, n_all;
     int end_seqs, end_tokens;
     double end_gain;
@@ -59,7 +63,7 @@ typedef struct {
 typedef struct {
     const char *model, *backend, *json_path, *trace_path;
     int threads, prompt_len, output_len, low, high;
-    double low_s, high_s, settle_s, tpot_ms, ttft_ms, tpot_frac;
+    double low_s, high_s, settle_s, tpot_ms, ttft_ms, tpot_frac, tpot_decode_x;
     int ceil_seqs, ceil_tokens;
     int st_seqs[MAX_RUNS], st_tokens[MAX_RUNS], n_static;
     int repeat;
@@ -97,7 +101,7 @@ static void usage(FILE *f) {
             "admission limits and with the adaptive batching controller (batching.slo).\n"
             "  -m, --model PATH        GGUF model (required)\n"
             "  --backend B             auto | cpu | cuda (default auto)\n"
-            "  --threads N             cpu threads (default: online cores)\n"
+            "  --threads N             cpu threads per engine (default 1: the runs go side by side)\n"
             "  --prompt-len P          prompt tokens per request (default 128)\n"
             "  --output-len O          generated tokens per request, ignore_eos (default 64)\n"
             "  --low N, --high N       concurrent clients before/after the step (default 4, 64)\n"
@@ -106,8 +110,10 @@ static void usage(FILE *f) {
             "  --static S:B            a static run with max_seqs S, max_batch_tokens B (repeatable;\n"
             "                          default 64:2048 64:512 64:256 32:256)\n"
             "  --ceiling S:B           controller ceilings (default: the best static run)\n"
-            "  --tpot-ms T             p95 TPOT target (default: --tpot-frac x best static p95)\n"
-            "  --tpot-frac F           (default 0.7)\n"
+            "  --tpot-ms T             p95 TPOT target in ms; default: --tpot-decode-x X times the best\n"
+            "                          static run's median decode-only step (prefill may add (X-1) x that)\n"
+            "  --tpot-decode-x X       (default 1.5)\n"
+            "  --tpot-frac F           instead: F x the best static run's p95 TPOT\n"
             "  --ttft-ms T             p95 TTFT target (default: none)\n"
             "  --repeat R              controller / best-static pairs after the sweep (default 2)\n"
             "  --seed N                prompt seed (default 1)\n"
@@ -158,13 +164,14 @@ static int run_once(engine_t *e, const opts_t *o, run_t *r, FILE *trace, int n_v
     engine_set_limits(e, r->seqs, r->tokens);
     int cur_seqs = r->seqs, cur_tokens = r->tokens;
 
-    size_t cap = 1 << 16, n_rec = 0;
+    size_t cap = 1 << 16, n_rec = 0, dec_cap = 1 << 16, n_dec = 0;
+    double *dec_ms = malloc(dec_cap * sizeof *dec_ms); /* decode-only step times in the window */
     rec_t *rec = calloc(cap, sizeof *rec);
     double *submit_t = calloc((size_t)o->high + 1, sizeof *submit_t); /* per client */
     bool *busy = calloc((size_t)o->high + 1, sizeof *busy);
     int32_t *prompt = malloc((size_t)o->prompt_len * sizeof *prompt);
     engine_result_t res[64];
-    if (!rec || !submit_t || !busy || !prompt) {
+    if (!rec || !submit_t || !busy || !prompt || !dec_ms) {
         fprintf(stderr, "krill-bench-slo: out of memory\n");
         return -1;
     }
@@ -221,6 +228,7 @@ static int run_once(engine_t *e, const opts_t *o, run_t *r, FILE *trace, int n_v
         engine_get_stats(e, &st);
         double ts = now_s() - t0;
         if (seqs > 0) {
+            if (seqs == st.last_step_tokens && ts >= t_step + o->settle_s && n_dec < dec_cap) dec_ms[n_dec++] = st.last_step_ms;
             if (slo) slo_observe_step(slo, ts * 1000, seqs, st.last_step_tokens, st.last_step_ms, st.running, st.waiting);
             if (trace)
                 fprintf(trace, "%s %.4f %d %d %.3f %d %d\n", r->name, ts, seqs, st.last_step_tokens, st.last_step_ms,
@@ -301,6 +309,7 @@ static int run_once(engine_t *e, const opts_t *o, run_t *r, FILE *trace, int n_v
             }
         r->n_all = na;
         r->ttft95_all = pct(a, na, 0.95);
+        r->decode_step_ms = pct(dec_ms, n_dec, 0.5);
         r->tpot95_all = pct(b, nb, 0.95);
         free(a);
         free(b);
@@ -314,6 +323,7 @@ static int run_once(engine_t *e, const opts_t *o, run_t *r, FILE *trace, int n_v
         r->changes = ss.changes;
     }
     #undef SUBMIT
+    free(dec_ms);
     free(rec);
     free(submit_t);
     free(busy);
@@ -321,6 +331,7 @@ static int run_once(engine_t *e, const opts_t *o, run_t *r, FILE *trace, int n_v
     slo_free(slo);
     return 0;
 fail:
+    free(dec_ms);
     free(rec);
     free(submit_t);
     free(busy);
@@ -329,25 +340,77 @@ fail:
     return -1;
 }
 
+/* Runs side by side: one engine and one thread per run, started together. */
+typedef struct {
+    const opts_t *o;
+    const engine_config_t *ec;
+    FILE *trace;
+    char model_name[128], backend[16], device[128];
+} group_t;
+
+typedef struct {
+    group_t *g;
+    run_t *r;
+    engine_t *e;
+    int n_vocab;
+    int rc;
+} job_t;
+
+static void *job_main(void *arg) {
+    job_t *j = arg;
+    j->rc = run_once(j->e, j->g->o, j->r, j->g->trace, j->n_vocab);
+    return NULL;
+}
+
+static int run_group(group_t *g, run_t *runs, int n) {
+    job_t jobs[MAX_RUNS];
+    pthread_t th[MAX_RUNS];
+    int rc = 0, opened = 0, started = 0;
+    char err[1024];
+    for (int i = 0; i < n; i++, opened++) {
+        jobs[i] = (job_t){.g = g, .r = &runs[i]};
+        if (!(jobs[i].e = engine_open(g->ec, err, sizeof err))) {
+            fprintf(stderr, "krill-bench-slo: %s\n", err);
+            rc = -1;
+            goto out;
+        }
+        jobs[i].n_vocab = engine_get_info(jobs[i].e)->n_vocab;
+    }
+    for (int i = 0; i < n; i++, started++)
+        if (pthread_create(&th[i], NULL, job_main, &jobs[i]) != 0) {
+            fprintf(stderr, "krill-bench-slo: cannot start a thread\n");
+            rc = -1;
+            break;
+        }
+    for (int i = 0; i < started; i++) {
+        pthread_join(th[i], NULL);
+        if (jobs[i].rc != 0) rc = -1;
+    }
+out:
+    for (int i = 0; i < opened; i++) engine_close(jobs[i].e);
+    return rc;
+}
+
 static void print_run(const run_t *r) {
     if (r->n_steady < 20)
         fprintf(stderr, "krill-bench-slo: warning: only %zu requests in the measuring window of '%s': percentiles are "
                         "rough; lengthen --high-s\n", r->n_steady, r->name);
-    printf("%-26s %7.1f %7.2f %9.0f %9.0f %8.1f %8.1f | %9.0f %8.1f %5zu | %s%d:%d\n", r->name, r->tok_s, r->req_s,
-           r->ttft50, r->ttft95, r->tpot50, r->tpot95, r->ttft95_all, r->tpot95_all, r->n_steady,
-           r->slo ? "end " : "", r->end_seqs, r->end_tokens);
+    printf("%-26s %7.1f %7.2f %9.0f %9.0f %8.1f %8.1f | %9.0f %8.1f %5zu %7.1f | %s%d:%d\n", r->name, r->tok_s,
+           r->req_s, r->ttft50, r->ttft95, r->tpot50, r->tpot95, r->ttft95_all, r->tpot95_all, r->n_steady,
+           r->decode_step_ms, r->slo ? "end " : "", r->end_seqs, r->end_tokens);
     fflush(stdout);
 }
 
 int main(int argc, char **argv) {
     opts_t o = {.backend = "auto", .prompt_len = 128, .output_len = 64, .low = 4, .high = 64, .low_s = 20,
-                .high_s = 120, .settle_s = 20, .tpot_frac = 0.7, .repeat = 2, .seed = 1};
+                .high_s = 120, .settle_s = 20, .tpot_decode_x = 1.5, .repeat = 2, .seed = 1};
     static const struct option lo[] = {
         {"model", 1, 0, 'm'},       {"backend", 1, 0, 1},     {"threads", 1, 0, 2},  {"prompt-len", 1, 0, 3},
         {"output-len", 1, 0, 4},    {"low", 1, 0, 5},         {"high", 1, 0, 6},     {"low-s", 1, 0, 7},
         {"high-s", 1, 0, 8},        {"settle-s", 1, 0, 9},    {"static", 1, 0, 10},  {"ceiling", 1, 0, 11},
         {"tpot-ms", 1, 0, 12},      {"tpot-frac", 1, 0, 13},  {"ttft-ms", 1, 0, 14}, {"seed", 1, 0, 15},
-        {"json", 1, 0, 16},         {"trace", 1, 0, 17},      {"repeat", 1, 0, 18},  {"help", 0, 0, 'h'},
+        {"json", 1, 0, 16},         {"trace", 1, 0, 17},      {"repeat", 1, 0, 18},  {"tpot-decode-x", 1, 0, 19},
+        {"help", 0, 0, 'h'},
         {"version", 0, 0, 'V'},
         {0, 0, 0, 0}};
     int c;
@@ -383,6 +446,7 @@ int main(int argc, char **argv) {
         case 16: o.json_path = optarg; break;
         case 17: o.trace_path = optarg; break;
         case 18: o.repeat = (int)num(optarg, "--repeat"); break;
+        case 19: o.tpot_decode_x = num(optarg, "--tpot-decode-x"); break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("krill-bench-slo %s\n", KRILL_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -393,10 +457,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (o.prompt_len < 1 || o.output_len < 2 || o.low < 1 || o.high < o.low || o.high > 4096 ||
-        o.settle_s >= o.high_s || !(o.tpot_frac > 0 && o.tpot_frac <= 1) || o.repeat < 1 ||
+        o.settle_s >= o.high_s || !(o.tpot_frac >= 0 && o.tpot_frac <= 1) || !(o.tpot_decode_x >= 1) || o.repeat < 1 ||
         o.n_static + 2 * o.repeat > MAX_RUNS) {
         fprintf(stderr, "krill-bench-slo: need prompt-len >= 1, output-len >= 2, 1 <= low <= high <= 4096, "
-                        "settle-s < high-s, 0 < tpot-frac <= 1, 1 <= repeat\n");
+                        "settle-s < high-s, 0 < tpot-frac <= 1, tpot-decode-x >= 1, 1 <= repeat\n");
         return 2;
     }
     if (o.n_static == 0) {
@@ -417,48 +481,60 @@ int main(int argc, char **argv) {
     engine_config_defaults(&ec);
     ec.model_path = o.model;
     ec.backend = o.backend;
-    ec.n_threads = o.threads;
+    ec.n_threads = o.threads > 0 ? o.threads : 1; /* runs go side by side: one core each by default */
     ec.context = o.prompt_len + o.output_len + 8;
     ec.max_seqs = max_s;
     ec.max_batch_tokens = max_b;
     ec.kv_cache_tokens = (int64_t)ec.context * (max_s > o.high ? max_s : o.high);
+    group_t g = {.o = &o, .ec = &ec};
     char err[1024];
-    engine_t *e = engine_open(&ec, err, sizeof err);
-    if (!e) {
-        fprintf(stderr, "krill-bench-slo: %s\n", err);
-        return 1;
-    }
-    const engine_info_t *info = engine_get_info(e);
-    FILE *trace = NULL;
-    if (o.trace_path && !(trace = fopen(o.trace_path, "w"))) {
-        fprintf(stderr, "krill-bench-slo: cannot write %s\n", o.trace_path);
+    {
+        engine_t *e = engine_open(&ec, err, sizeof err); /* fail early, and name the device */
+        if (!e) {
+            fprintf(stderr, "krill-bench-slo: %s\n", err);
+            return 1;
+        }
+        const engine_info_t *info = engine_get_info(e);
+        snprintf(g.model_name, sizeof g.model_name, "%s", info->model_name);
+        snprintf(g.backend, sizeof g.backend, "%s", info->backend);
+        snprintf(g.device, sizeof g.device, "%s", info->device);
         engine_close(e);
+    }
+    if (o.trace_path && !(g.trace = fopen(o.trace_path, "w"))) {
+        fprintf(stderr, "krill-bench-slo: cannot write %s\n", o.trace_path);
         return 1;
     }
-    printf("krill-bench-slo: model %s, %s on %s; %d-token prompts, %d-token answers; %d clients for %.0f s, "
-           "then %d for %.0f s (measured after %.0f s)\n",
-           info->model_name, info->backend, info->device, o.prompt_len, o.output_len, o.low, o.low_s, o.high,
-           o.high_s, o.settle_s);
-    printf("%-26s %7s %7s %9s %9s %8s %8s | %9s %8s %5s | %s\n", "run", "tok/s", "req/s", "ttft50ms", "ttft95ms",
-           "tpot50", "tpot95", "ttft95all", "tpot95all", "n", "limits");
+    printf("krill-bench-slo: model %s, %s on %s, runs side by side (one engine each); %d-token prompts, %d-token "
+           "answers; %d clients for %.0f s, then %d for %.0f s (measured after %.0f s)\n",
+           g.model_name, g.backend, g.device, o.prompt_len, o.output_len, o.low, o.low_s, o.high, o.high_s,
+           o.settle_s);
+    printf("%-26s %7s %7s %9s %9s %8s %8s | %9s %8s %5s %7s | %s\n", "run", "tok/s", "req/s", "ttft50ms", "ttft95ms",
+           "tpot50", "tpot95", "ttft95all", "tpot95all", "n", "dec_ms", "limits");
     run_t runs[MAX_RUNS];
     int nr = 0, best = -1, rc = 0;
-    for (int i = 0; i < o.n_static; i++) { /* 1. the sweep: pick the best static setting */
+    /* 1. the sweep, all static settings side by side: pick the best for throughput */
+    for (int i = 0; i < o.n_static; i++) {
         run_t *r = &runs[nr++];
         memset(r, 0, sizeof *r);
         snprintf(r->name, sizeof r->name, "static %d:%d", o.st_seqs[i], o.st_tokens[i]);
         r->seqs = o.st_seqs[i];
         r->tokens = o.st_tokens[i];
-        if (run_once(e, &o, r, trace, info->n_vocab) != 0) {
-            rc = 1;
-            goto out;
-        }
-        print_run(r);
-        if (best < 0 || r->tok_s > runs[best].tok_s) best = nr - 1;
     }
-    /* 2. pairs, adjacent in time (the machine's load drifts): controller, then the best
-     *    static setting again; the target comes from the sweep's best static run */
-    double target = o.tpot_ms > 0 ? o.tpot_ms : o.tpot_frac * runs[best].tpot95;
+    if (run_group(&g, runs, o.n_static) != 0) {
+        rc = 1;
+        goto out;
+    }
+    for (int i = 0; i < o.n_static; i++) {
+        print_run(&runs[i]);
+        if (best < 0 || runs[i].tok_s > runs[best].tok_s) best = i;
+    }
+    /* 2. pairs side by side (the same machine load hits both): the controller, whose
+     *    target comes from the sweep's best static run, and that static setting again */
+    double target = o.tpot_ms > 0     ? o.tpot_ms
+                    : o.tpot_frac > 0 ? o.tpot_frac * runs[best].tpot95
+                                      : o.tpot_decode_x * runs[best].decode_step_ms;
+    const char *target_src = o.tpot_ms > 0 ? "given" : o.tpot_frac > 0 ? "tpot-frac x the sweep's best static p95"
+                                                                        : "tpot-decode-x x its median decode-only step";
     if (!(target > 0)) {
         fprintf(stderr, "krill-bench-slo: the best static run finished no request in its measuring window, so there "
                         "is no TPOT to derive a target from: lengthen --high-s (or shorten --settle-s / --output-len), "
@@ -469,7 +545,8 @@ int main(int argc, char **argv) {
     double ratio[MAX_RUNS];
     int n_pairs = 0, st_holds = 0, slo_holds = 0, slo_ttft_holds = 0, st_ttft_holds = 0;
     for (int k = 0; k < o.repeat; k++) {
-        run_t *r = &runs[nr++], *b = &runs[nr++];
+        run_t *r = &runs[nr], *b = &runs[nr + 1];
+        nr += 2;
         memset(r, 0, sizeof *r);
         r->slo = true;
         r->seqs = o.ceil_seqs ? o.ceil_seqs : runs[best].seqs;
@@ -477,13 +554,15 @@ int main(int argc, char **argv) {
         r->tpot_target = target;
         r->ttft_target = o.ttft_ms;
         snprintf(r->name, sizeof r->name, "slo#%d tpot<=%.0fms", k + 1, target);
-        *b = runs[best];
-        snprintf(b->name, sizeof b->name, "static#%d %d:%d", k + 1, runs[best].seqs, runs[best].tokens);
-        if (run_once(e, &o, r, trace, info->n_vocab) != 0 || (print_run(r), 0) ||
-            run_once(e, &o, b, trace, info->n_vocab) != 0) {
+        memset(b, 0, sizeof *b);
+        b->seqs = runs[best].seqs;
+        b->tokens = runs[best].tokens;
+        snprintf(b->name, sizeof b->name, "static#%d %d:%d", k + 1, b->seqs, b->tokens);
+        if (run_group(&g, r, 2) != 0) {
             rc = 1;
             goto out;
         }
+        print_run(r);
         print_run(b);
         ratio[n_pairs++] = r->tok_s / b->tok_s;
         st_holds += b->tpot95 <= target;
@@ -498,9 +577,9 @@ int main(int argc, char **argv) {
         double med = pct(ratio, (size_t)n_pairs, 0.5);
         printf("\nbest static for throughput in the sweep: %s (%.1f tok/s, p95 TPOT %.1f ms, p95 TTFT %.0f ms)\n",
                b->name, b->tok_s, b->tpot95, b->ttft95);
-        printf("target p95 TPOT %.1f ms%s: held by the static setting in %d of %d runs, by the controller in %d of %d; "
+        printf("target p95 TPOT %.1f ms (%s): held by the static setting in %d of %d runs, by the controller in %d of %d; "
                "controller throughput / static throughput, per pair: median %.3f",
-               target, o.tpot_ms > 0 ? "" : " (tpot-frac x the sweep's best static p95)", st_holds, o.repeat,
+               target, target_src, st_holds, o.repeat,
                slo_holds, o.repeat, med);
         for (int k = 0; k < n_pairs; k++) printf("%s%.3f", k ? ", " : " (", ratio[k]);
         printf(")\n");
@@ -510,9 +589,10 @@ int main(int argc, char **argv) {
     }
     if (o.json_path) {
         json_t *root = json_object(), *arr = json_array();
-        json_object_set_new(root, "model", json_string(info->model_name));
-        json_object_set_new(root, "backend", json_string(info->backend));
-        json_object_set_new(root, "device", json_string(info->device));
+        json_object_set_new(root, "model", json_string(g.model_name));
+        json_object_set_new(root, "backend", json_string(g.backend));
+        json_object_set_new(root, "device", json_string(g.device));
+        json_object_set_new(root, "side_by_side", json_true());
         json_object_set_new(root, "prompt_len", json_integer(o.prompt_len));
         json_object_set_new(root, "output_len", json_integer(o.output_len));
         json_object_set_new(root, "low", json_integer(o.low));
@@ -522,8 +602,7 @@ int main(int argc, char **argv) {
         json_object_set_new(root, "settle_s", json_real(o.settle_s));
         json_object_set_new(root, "best_static", json_integer(best));
         json_object_set_new(root, "tpot_target_ms", json_real(target));
-        json_object_set_new(root, "tpot_target_from_sweep", json_boolean(!(o.tpot_ms > 0)));
-        json_object_set_new(root, "tpot_frac", json_real(o.tpot_frac));
+        json_object_set_new(root, "tpot_target_source", json_string(target_src));
         json_object_set_new(root, "ttft_target_ms", json_real(o.ttft_ms));
         json_t *pairs = json_array();
         for (int k = 0; k < n_pairs; k++) {
@@ -553,6 +632,7 @@ int main(int argc, char **argv) {
             JNUM("ttft_p95_all_ms", r->ttft95_all);
             JNUM("tpot_p95_all_ms", r->tpot95_all);
             JNUM("gain", r->end_gain);
+            JNUM("decode_step_ms", r->decode_step_ms);
 #undef JNUM
             json_object_set_new(j, "n_steady", json_integer((json_int_t)r->n_steady));
             json_object_set_new(j, "n_all", json_integer((json_int_t)r->n_all));
@@ -569,7 +649,6 @@ int main(int argc, char **argv) {
         json_decref(root);
     }
 out:
-    if (trace) fclose(trace);
-    engine_close(e);
+    if (g.trace) fclose(g.trace);
     return rc;
 }

@@ -6,7 +6,9 @@
  * JSON object with --json); the engine's log goes to stderr. */
 #include <errno.h>
 #include <getopt.h>
+#ifndef KRILL_NO_JANSSON
 #include <jansson.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,8 +207,32 @@ int main(int argc, char **argv) {
     double dec_s = tpot[n_req / 2] > 0 ? 1000.0 / tpot[n_req / 2] : 0;
 
     if (json) {
+#ifdef KRILL_NO_JANSSON
+        /* bare GPU machines (scripts/gpu-check.sh): the same object by hand; the two
+         * free-text fields keep only characters that need no JSON escaping */
+        char name[128], dev[128];
+        snprintf(name, sizeof name, "%s", info->model_name);
+        snprintf(dev, sizeof dev, "%s", info->device);
+        for (char *c = name; *c; c++) *c = (*c == '"' || *c == '\\' || (unsigned char)*c < 32) ? '_' : *c;
+        for (char *c = dev; *c; c++) *c = (*c == '"' || *c == '\\' || (unsigned char)*c < 32) ? '_' : *c;
+        printf("{\"engine\":\"krill\",\"version\":\"%s\",\"model\":\"%s\",\"device\":\"%s\",\"requests\":%ld,"
+               "\"prompt_len\":%ld,\"output_len\":%ld,\"max_seqs\":%d,\"max_batch_tokens\":%d,\"kv_cache_tokens\":%lld,"
+               "\"load_s\":%.17g,\"wall_s\":%.17g,\"requests_per_s\":%.17g,\"output_tok_per_s\":%.17g,"
+               "\"total_tok_per_s\":%.17g,\"ttft_ms_p50\":%.17g,\"ttft_ms_p99\":%.17g,\"tpot_ms_p50\":%.17g,"
+               "\"tpot_ms_p99\":%.17g,\"latency_ms_p50\":%.17g,\"decode_tok_per_s_p50\":%.17g,\"peak_rss_mb\":%.17g,"
+               "\"steps\":%llu,\"preemptions\":%llu,\"mean_seqs_per_step\":%.17g,\"max_seqs_per_step\":%d,"
+               "\"gpu_busy_ms\":%.17g,\"gpu_idle_ms\":%.17g,\"graph_captures\":%llu,\"graph_replays\":%llu,"
+               "\"argmax_steps\":%llu}\n",
+               KRILL_VERSION, name, dev, n_req, plen, olen, info->max_seqs, info->max_batch_tokens,
+               (long long)info->kv_cache_tokens, t_load / 1000.0, s, req_s, out_s, tot_s, pct(ttft, (int)n_req, 50),
+               pct(ttft, (int)n_req, 99), pct(tpot, (int)n_req, 50), pct(tpot, (int)n_req, 99),
+               pct(lat, (int)n_req, 50), dec_s, rss_mb, (unsigned long long)steps,
+               (unsigned long long)st.preemptions, steps ? seqs_sum / (double)steps : 0.0, max_seqs_seen,
+               st.gpu_busy_ms, st.gpu_idle_ms, (unsigned long long)st.graph_captures,
+               (unsigned long long)st.graph_replays, (unsigned long long)st.argmax_steps);
+#else
         json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
-                              "s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:i}",
+                              "s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:i, s:f, s:f, s:I, s:I, s:I}",
                               "engine", "krill", "version", KRILL_VERSION, "model", info->model_name, "device",
                               info->device, "requests", (int)n_req, "prompt_len", (int)plen, "output_len", (int)olen,
                               "max_seqs", info->max_seqs, "max_batch_tokens", info->max_batch_tokens,
@@ -217,11 +243,14 @@ int main(int argc, char **argv) {
                               "latency_ms_p50", pct(lat, (int)n_req, 50), "decode_tok_per_s_p50", dec_s,
                               "peak_rss_mb", rss_mb, "steps", (json_int_t)steps, "preemptions",
                               (json_int_t)st.preemptions, "mean_seqs_per_step", steps ? seqs_sum / (double)steps : 0.0,
-                              "max_seqs_per_step", max_seqs_seen);
+                              "max_seqs_per_step", max_seqs_seen, "gpu_busy_ms", st.gpu_busy_ms, "gpu_idle_ms",
+                              st.gpu_idle_ms, "graph_captures", (json_int_t)st.graph_captures, "graph_replays",
+                              (json_int_t)st.graph_replays, "argmax_steps", (json_int_t)st.argmax_steps);
         char *txt = json_dumps(o, JSON_COMPACT);
         puts(txt);
         free(txt);
         json_decref(o);
+#endif
     } else {
         printf("krill-bench %s: %s on %s (%s)\n", KRILL_VERSION, info->model_name, info->backend, info->device);
         printf("workload: %ld requests x %ld prompt + %ld output tokens, greedy, ignore_eos, all at once\n", n_req,
@@ -238,6 +267,10 @@ int main(int argc, char **argv) {
         printf("TPOT ms          p50 %9.2f   p99 %9.2f   (decode %.1f tok/s per request at p50)\n",
                pct(tpot, (int)n_req, 50), pct(tpot, (int)n_req, 99), dec_s);
         printf("peak RSS         %10.1f MB\n", rss_mb);
+        printf("device           busy %.1f ms, idle between steps %.1f ms; graphs %llu captured, %llu replays; "
+               "%llu steps sampled on the device\n", st.gpu_busy_ms, st.gpu_idle_ms,
+               (unsigned long long)st.graph_captures, (unsigned long long)st.graph_replays,
+               (unsigned long long)st.argmax_steps);
     }
     rc = 0;
 out:

@@ -6,7 +6,7 @@
 #     CPU override compose/docker-compose.cpu.yml (Debian's docker-compose 1.29).
 #  2. Every image is pinned: a tag that is not "latest" (services, the Dockerfile's
 #     FROM defaults and the CPU override's build args).
-#  3. Every service the README text names (docs/readme-compose.md, README.md) exists
+#  3. Every service the README names exists
 #     in the file set its command uses.
 #  4. The Dockerfile runs Makefile targets that exist (and `make -n` accepts them), and
 #     copies files that exist.
@@ -90,7 +90,7 @@ for want in ("nvidia/cuda:13.0.2-devel-ubuntu24.04", "nvidia/cuda:13.0.2-runtime
 services = {"base": set(open(f"{tmp}/base.services").read().split()),
             "cpu": set(open(f"{tmp}/cpu.services").read().split())}
 named = 0
-for doc in ("docs/readme-compose.md", "README.md"):
+for doc in ("README.md",):
     if not os.path.exists(doc):
         continue
     text = open(doc).read()
@@ -129,7 +129,7 @@ for doc in ("docs/readme-compose.md", "README.md"):
                 if n not in services[which]:
                     err(f"{doc}: `{line}` names service {n!r}, which the {which} file set does not define")
 if named == 0:
-    err("docs/readme-compose.md names no compose service: the README text check found nothing to check")
+    err("README.md names no compose service: the README text check found nothing to check")
 
 # 4. Dockerfile -> Makefile targets and copied files ---------------------------------
 makefile = open("Makefile").read()

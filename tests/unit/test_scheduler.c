@@ -116,6 +116,24 @@ static int fake_forward(void *ctx, const model_batch_t *b, float *logits) {
     return 0;
 }
 
+/* forward_argmax over fake_forward: the greedy id of each row (lowest on ties). */
+static int fake_argmax_calls;
+static int fake_forward_argmax(void *ctx, const model_batch_t *b, int32_t *ids) {
+    fake_t *f = ctx;
+    float *lg = malloc((size_t)(b->n_logits > 0 ? b->n_logits : 1) * (size_t)f->n_vocab * sizeof(float));
+    int rc = fake_forward(ctx, b, lg);
+    for (int i = 0; rc == 0 && i < b->n_logits; i++) {
+        const float *x = lg + (size_t)i * (size_t)f->n_vocab;
+        int32_t best = 0;
+        for (int v = 1; v < f->n_vocab; v++)
+            if (x[v] > x[best]) best = v;
+        ids[i] = best;
+    }
+    free(lg);
+    fake_argmax_calls++;
+    return rc;
+}
+
 static bool fake_is_eog(void *ctx, int32_t id) { return id == ((fake_t *)ctx)->eog; }
 static void fake_detok_init(void *ctx, tokenizer_stream_t *s) {
     (void)ctx;
@@ -159,6 +177,7 @@ static void fake_fini(fake_t *f) {
     free(f->owner);
 }
 
+static bool g_use_argmax; /* give the scheduler forward_argmax */
 static double g_overcommit = 1000.0; /* optimistic admission unless a test says otherwise */
 
 static scheduler_t *sched_make(fake_t *f, int n_ctx, uint64_t seed, int max_queue) {
@@ -170,6 +189,7 @@ static scheduler_t *sched_make(fake_t *f, int n_ctx, uint64_t seed, int max_queu
                            .detok_push = fake_detok_push, .detok_flush = fake_detok_flush,
                            .max_piece_bytes = 15};
     char err[256];
+    if (g_use_argmax) m.forward_argmax = fake_forward_argmax;
     scheduler_t *s = scheduler_new(&c, &m, err, sizeof(err));
     if (!s) fail_msg("scheduler_new: %s", err);
     return s;
@@ -537,6 +557,24 @@ static void test_eos_and_lengths(void **state) {
     free(f);
 }
 
+/* forward_argmax: greedy steps take ids instead of logits and give the same outputs
+ * (with preemption too); min_tokens masking and sampled requests fall back to logits
+ * (the same expected outputs as without forward_argmax). */
+static void test_seeded_sampling(void **state);
+static void test_argmax_path(void **state) {
+    g_use_argmax = true;
+    fake_argmax_calls = 0;
+    run_greedy_case(32 * 41, false);
+    int greedy_calls = fake_argmax_calls;
+    assert_true(greedy_calls > 0);
+    run_greedy_case(48, true);
+    test_eos_and_lengths(state);
+    fake_argmax_calls = 0;
+    test_seeded_sampling(state);
+    assert_int_equal(fake_argmax_calls, 0); /* sampled steps never use it */
+    g_use_argmax = false;
+}
+
 /* ---------------------------------------------------------------- errors */
 
 static void test_submit_errors(void **state) {
@@ -781,6 +819,7 @@ int main(void) {
         cmocka_unit_test(test_submit_errors),
         cmocka_unit_test(test_abort),
         cmocka_unit_test(test_forward_failure),
+        cmocka_unit_test(test_argmax_path),
         cmocka_unit_test(test_busy),
         cmocka_unit_test(test_threads),
     };

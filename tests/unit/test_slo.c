@@ -299,6 +299,78 @@ static void test_holds_with_noise_and_attention(void **state) {
     slo_free(slo);
 }
 
+/* A CPU-like engine whose step cost is mostly fixed (a = 300 ms: the weights are read once
+ * per step) with 16 clients of 64+64 tokens and a target of 1.5 x the decode-only step:
+ * what the real benchmark runs. The budget must not collapse (an earlier version fitted a
+ * line through the origin when all steps looked alike, overestimated the per-token cost
+ * 20-fold and cut the budget to its floor). */
+static void test_fixed_cost_dominated(void **state) {
+    (void)state;
+    sim_model_t m = {.a = 300, .b = 2.0, .c_ctx = 0, .noise = 0.1, .prompt = 64, .gen = 64};
+    const double target = 1.5 * (m.a + m.b * 16);
+    sim_t s;
+    sim_result_t st_r, r;
+    sim_init(&s, m, 4, 16, 2048);
+    sim_run_until(&s, NULL, 60000);
+    sim_add_clients(&s, 12);
+    sim_run_until(&s, NULL, 120000);
+    sim_measure_from_now(&s);
+    sim_run_until(&s, NULL, 900000);
+    st_r = sim_result(&s);
+    sim_free(&s);
+    slo_t *slo = mk(0, target, 16, 2048);
+    sim_init(&s, m, 4, 16, 2048);
+    sim_run_until(&s, slo, 60000);
+    sim_add_clients(&s, 12);
+    sim_run_until(&s, slo, 120000);
+    sim_measure_from_now(&s);
+    sim_run_until(&s, slo, 900000);
+    r = sim_result(&s);
+    slo_state_t st;
+    slo_get_state(slo, &st);
+    print_message("fixed-cost engine, target %.0f ms: static %.1f tok/s p95 tpot %.0f | controller %.1f tok/s p95 tpot "
+                  "%.0f (B=%d S=%d)\n",
+                  target, st_r.tok_per_s, st_r.tpot95, r.tok_per_s, r.tpot95, st.max_batch_tokens, st.max_seqs);
+    assert_true(r.tpot95 <= target);
+    assert_true(st.max_batch_tokens >= 64); /* room for a prompt chunk beside the 16 decodes */
+    assert_true(r.tok_per_s >= 0.90 * st_r.tok_per_s);
+    sim_free(&s);
+    slo_free(slo);
+}
+
+/* Steps that all look alike (16 decodes, 332 ms: mostly a 300 ms fixed cost) give no
+ * line to fit. Under the target the budget must stay (not collapse to the floor, as a
+ * line through the origin made it: 20 ms/token). Then 112-token prompt chunks arrive
+ * (step = 279 + 3.29 x tokens ms, the cost the budget decides): the budget settles where
+ * the steps meet the target, far above the floor. */
+static void test_no_usable_fit(void **state) {
+    (void)state;
+    const double target = 498;
+    slo_t *slo = mk(0, target, 16, 2048);
+    int seqs, tokens;
+    double t = 0;
+    for (int i = 0; i < 200; i++) {
+        t += 332;
+        slo_observe_step(slo, t, 16, 16, 332, 16, 0);
+    }
+    slo_limits(slo, &seqs, &tokens);
+    assert_int_equal(tokens, 2048);
+    assert_int_equal(seqs, 16);
+    double worst = 0;
+    for (int i = 0; i < 600; i++) { /* demand: 16 decodes + 112 prefill tokens per step */
+        slo_limits(slo, &seqs, &tokens);
+        int tok = tokens < 128 ? tokens : 128;
+        double ms = 279 + 3.29 * tok;
+        t += ms;
+        if (i >= 300 && ms > worst) worst = ms;
+        slo_observe_step(slo, t, 17, tok, ms, 16, 4);
+    }
+    print_message("settled: max_batch_tokens %d, slowest late step %.0f ms (target %.0f)\n", tokens, worst, target);
+    assert_true(worst <= target);
+    assert_true(tokens >= 48); /* (498 - 279) / 3.29 = 66 at gain 1 */
+    slo_free(slo);
+}
+
 /* The load step: the budget learnt with 4 clients already holds TPOT for the requests
  * that arrive in the burst of 60 new clients (no overshoot window). */
 static void test_load_step_response(void **state) {
@@ -450,6 +522,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_static_breaks_controller_holds), cmocka_unit_test(test_holds_with_noise_and_attention),
         cmocka_unit_test(test_load_step_response),             cmocka_unit_test(test_off_keeps_ceilings),
+        cmocka_unit_test(test_fixed_cost_dominated),           cmocka_unit_test(test_no_usable_fit),
         cmocka_unit_test(test_bounds),                         cmocka_unit_test(test_limits_changed_flag),
         cmocka_unit_test(test_saturation),                     cmocka_unit_test(test_bad_config),
     };

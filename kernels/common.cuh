@@ -1,0 +1,120 @@
+/* common.cuh — what every kernels .cu file shares: error macros, element conversions,
+ * warp/block reductions, and the extern "C" launchers of each op family.
+ *
+ * Rules (in the style of llm.c's llmc headers):
+ * - One <op>.cu per op family; kernels are <op>_kernel, host launchers
+ *   <op>_launch(..., cudaStream_t) return the launch's cudaError_t (cudaGetLastError)
+ *   and never synchronise. The backend glue (backend_cuda.cu) turns errors into the
+ *   backend's sticky error; test programs use cudaCheck, which aborts with file:line.
+ * - Activations are f32 everywhere; weights/embeddings come as f32, f16 or bf16 and the
+ *   KV cache as f16 or f32 (kv_elem_t below); all sums accumulate in f32.
+ * - Device helpers here are tiny __forceinline__ functions or templates: they have to
+ *   live in a header to be inlined into each op's kernels. */
+#ifndef KRILL_KERNELS_COMMON_CUH
+#define KRILL_KERNELS_COMMON_CUH
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Aborts with file:line and the failing call (for tests and invariants). */
+#define cudaCheck(call) cuda_check_abort((call), #call, __FILE__, __LINE__)
+extern "C" void cuda_check_abort(cudaError_t e, const char *what, const char *file, int line);
+
+/* Element types the kernels read: matches backend_dtype_t's numbering. */
+enum { KDT_F32 = 0, KDT_F16 = 1, KDT_BF16 = 2 };
+
+__host__ __device__ __forceinline__ int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+/* ---------------------------------------------------------------- conversions */
+__device__ __forceinline__ float to_f32(float x) { return x; }
+__device__ __forceinline__ float to_f32(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <typename T> __device__ __forceinline__ T from_f32(float x);
+template <> __device__ __forceinline__ float from_f32<float>(float x) { return x; }
+/* Round to nearest even, like quant_f32_to_f16/bf16 on the host. */
+template <> __device__ __forceinline__ __half from_f32<__half>(float x) { return __float2half_rn(x); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float x) {
+    return __float2bfloat16_rn(x);
+}
+
+/* ---------------------------------------------------------------- reductions */
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+    for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+    return v;
+}
+
+/* Sum over the whole block (blockDim.x a multiple of 32, at most 1024); every thread
+ * gets the result. Uses 33 floats of static shared memory; safe to call repeatedly. */
+__device__ __forceinline__ float block_sum(float v) {
+    __shared__ float part[33];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads(); /* a previous call may still be reading part[] */
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    v = lane < nwarps ? part[lane] : 0.0f;
+    v = warp_sum(v);
+    return v;
+}
+
+/* ---------------------------------------------------------------- launchers */
+/* Every pointer is device memory; every launcher returns cudaGetLastError(). */
+extern "C" {
+/* out (n, dim) f32 = table[ids[i]]; table (?, dim) of type tdt (KDT_*). */
+cudaError_t embed_launch(float *out, const void *table, int tdt, const int32_t *ids, int n, int dim, cudaStream_t s);
+/* out (n, dim) = src[rows[i]] (f32). */
+cudaError_t get_rows_launch(float *out, const float *src, const int32_t *rows, int n, int dim, cudaStream_t s);
+/* if add: x += add; out = x * rsqrt(mean(x^2) + eps) * w, per row of (n, dim). */
+cudaError_t rmsnorm_launch(float *out, float *x, const float *add, const float *w, int n, int dim, float eps,
+                           cudaStream_t s);
+/* In-place rotary embedding; see backend.h for the argument meanings. */
+cudaError_t rope_launch(float *x, int n, int row_stride, int n_heads, int head_dim, int rope_dim, const int32_t *pos,
+                        const float *inv_freq, int neox, cudaStream_t s);
+/* out (n, ffn) = silu(gu[:, :ffn]) * gu[:, ffn:]. */
+cudaError_t swiglu_launch(float *out, const float *gu, int n, int ffn, cudaStream_t s);
+/* dst (count) of type dt (KDT_F16 | KDT_BF16) = src (count) f32, rounded to nearest even. */
+cudaError_t convert_launch(void *dst, int dt, const float *src, int64_t count, cudaStream_t s);
+/* y (n, out) += bias (out). */
+cudaError_t bias_add_launch(float *y, const float *bias, int n, int out, cudaStream_t s);
+/* y (n, out) = x (n, in) W^T (+ bias); W of type wdt; xs: scratch of n*in 16-bit
+ * elements for the rounded x. NULL on success, else a static description. */
+const char *matmul_launch(cublasHandle_t h, float *y, const float *x, const void *w, int wdt, const float *bias,
+                          void *xs, int n, int in, int out, cudaStream_t s);
+/* out_ids[i] = argmax of logits row i (n, vocab); the lowest index wins ties, NaN never wins. */
+cudaError_t argmax_launch(int32_t *out_ids, const float *logits, int n, int vocab, cudaStream_t s);
+
+/* Paged KV cache (layout in backend.h): writes n tokens' K/V rows into kc/vc of type
+ * kdt (KDT_F16 | KDT_F32). */
+cudaError_t kv_write_launch(void *kc, void *vc, int kdt, const float *k, const float *v, int row_stride,
+                            const int32_t *pos, const int32_t *seq, const int32_t *block_table, int table_stride,
+                            int n, int n_kv_heads, int head_dim, int block_size, cudaStream_t s);
+
+/* Attention geometry plus the launch plan the glue chose (attention.cu explains it). */
+typedef struct {
+    int n_heads, n_kv_heads, head_dim, block_size;
+    float scale;
+    int kdt;          /* KV element type: KDT_F16 | KDT_F32 */
+    int n_sm;         /* multiprocessors on the device */
+    float *part;      /* split-softmax scratch, attention_scratch_floats() floats */
+    int64_t part_floats;
+} attention_plan_t;
+/* Floats of scratch the decode path needs for up to max_tokens tokens. */
+int64_t attention_scratch_floats(int max_tokens, int n_heads, int head_dim, int n_sm);
+/* Raises the dynamic shared-memory limits of the attention kernels; call once per device. */
+cudaError_t attention_init(int max_smem_optin);
+cudaError_t attention_launch(float *out, const float *q, int q_stride, const void *kc, const void *vc,
+                             const int32_t *pos, const int32_t *seq, const int32_t *block_table, int table_stride,
+                             int n, const attention_plan_t *p, cudaStream_t s);
+}
+
+#endif

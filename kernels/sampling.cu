@@ -1,0 +1,45 @@
+/* sampling.cu — token selection on the GPU: greedy argmax over logits rows, so a
+ * greedy step downloads n int32 ids instead of n * vocab floats.
+ *
+ * Parallelisation: one block (512 threads) per row; each thread scans a strided slice
+ * keeping (best value, lowest index), then a warp-shuffle and shared-memory tree
+ * reduction with the same rule. NaN never wins (comparisons with NaN are false); a
+ * row of only NaN gives index 0. */
+#include "common.cuh"
+
+__device__ __forceinline__ void argmax_merge(float &bv, int &bi, float v, int i) {
+    if (v > bv || (v == bv && i < bi)) bv = v, bi = i;
+}
+
+__global__ void argmax_kernel(int32_t *out, const float *logits, int vocab) {
+    const float *row = logits + (int64_t)blockIdx.x * vocab;
+    float bv = -INFINITY;
+    int bi = 0x7fffffff;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) argmax_merge(bv, bi, row[i], i);
+    for (int off = 16; off > 0; off >>= 1) {
+        const float v = __shfl_xor_sync(0xffffffffu, bv, off);
+        const int i = __shfl_xor_sync(0xffffffffu, bi, off);
+        argmax_merge(bv, bi, v, i);
+    }
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) sv[warp] = bv, si[warp] = bi;
+    __syncthreads();
+    if (warp == 0) {
+        bv = lane < (int)(blockDim.x >> 5) ? sv[lane] : -INFINITY;
+        bi = lane < (int)(blockDim.x >> 5) ? si[lane] : 0x7fffffff;
+        for (int off = 16; off > 0; off >>= 1) {
+            const float v = __shfl_xor_sync(0xffffffffu, bv, off);
+            const int i = __shfl_xor_sync(0xffffffffu, bi, off);
+            argmax_merge(bv, bi, v, i);
+        }
+        if (lane == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
+    }
+}
+
+extern "C" cudaError_t argmax_launch(int32_t *out_ids, const float *logits, int n, int vocab, cudaStream_t s) {
+    if (n <= 0) return cudaSuccess;
+    argmax_kernel<<<n, 512, 0, s>>>(out_ids, logits, vocab);
+    return cudaGetLastError();
+}

@@ -1,0 +1,48 @@
+/* matmul_cpu.h — the CPU backend's batch-invariant f32 matmul kernels:
+ * y (n, out) = x (n, in) W^T (+ bias), W (out, in) row-major, as the file stores it.
+ *
+ * The rule these kernels keep: every output element y[r][c] is computed by ONE fixed
+ * sequence of floating-point operations that depends only on x[r][:], W[c][:], bias[c]
+ * and `in` — never on n, on the row's or column's position in a block, on which
+ * kernel shape covers it, or on the thread that runs it. So a request's activations
+ * (and its greedy or seeded-sampled tokens) are bitwise the same whatever else shares
+ * its batch. The order, with in8 = in rounded down to a multiple of 8:
+ *
+ *   lane[j] = 0 for j < 8;  for k = 0, 8, ..., in8 - 8:  lane[j] = fma(x[k+j], w[k+j], lane[j])
+ *   s = ((lane0 + lane1) + (lane2 + lane3)) + ((lane4 + lane5) + (lane6 + lane7))
+ *   for k = in8 .. in-1:  s = fma(x[k], w[k], s)
+ *   y = bias ? s + bias[c] : s
+ *
+ * The AVX2+FMA kernels compute exactly this (lane j of a ymm accumulator; the tree is
+ * what two rounds of hadd and a 128-bit add compute); the portable C kernel computes
+ * it with fmaf() and is bitwise identical on any machine with IEEE binary32 and a
+ * correctly rounded fmaf (C11 requires it). Weights need no packing: a register tile of
+ * R rows x C columns streams R rows of x and C rows of W along k, 12 accumulators for
+ * the 4 x 3 tile used by most rows. */
+#ifndef KRILL_MATMUL_CPU_H
+#define KRILL_MATMUL_CPU_H
+
+#include <stdbool.h>
+
+typedef enum {
+    MATMUL_CPU_AUTO = 0,  /* AVX2 when compiled in, else generic (same bits either way) */
+    MATMUL_CPU_AVX2,      /* only when matmul_cpu_has_avx2() */
+    MATMUL_CPU_GENERIC,   /* portable C, fmaf */
+} matmul_cpu_impl_t;
+
+/* True when this build has the AVX2+FMA kernels (compiled with -mavx2 -mfma). */
+bool matmul_cpu_has_avx2(void);
+
+/* y[r][c] for rows [r0, r1) and columns [c0, c1): y row r at y + r*ldy, x row r at
+ * x + r*ldx (in floats), W row c at w + c*in; bias (out) or NULL. Single-threaded;
+ * callers split (rows, columns) however they like — the bits do not change. */
+void matmul_cpu_block(matmul_cpu_impl_t impl, float *y, int ldy, const float *x, int ldx, const float *w,
+                      const float *bias, int in, int r0, int r1, int c0, int c1);
+
+/* Tiling the backend uses to split a matmul into tasks: rows per task and output
+ * columns per task (a multiple of 24, so W's slice of a task, cols x in floats, stays
+ * around 192 KiB, in L2). Performance only; the bits do not depend on them. */
+#define MATMUL_CPU_ROW_BLOCK 64
+int matmul_cpu_tile_cols(int in);
+
+#endif

@@ -1,0 +1,308 @@
+/* emu_kernels.cpp — the CUDA kernels of kernels/*.cu, executed by the CPU emulator
+ * (tests/gpu/emu), against the CPU backend over a table of shapes.
+ *
+ * This runs the real kernel code (indexing, tile classification, split-K decode and
+ * its combine, the prefill tiles, vector and scalar variants, reductions) without a
+ * GPU, so CI machines check it. It does not replace a GPU run: fibers do not race,
+ * and cuBLAS (the matmul itself), streams, graphs and the memory glue are not
+ * emulated — tests/gpu/gpu_ops.c covers those on a GPU.
+ * Every launcher is called directly with host memory; outputs are poisoned (NaN)
+ * first. Exit 0 when every case is within tolerance. */
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "common.cuh"
+
+extern "C" {
+#include "backend.h"
+#include "quant.h"
+}
+
+static int n_fail, n_checks;
+static uint64_t rng_state;
+static uint64_t rng_next() {
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static float unif() { return (float)((rng_next() >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f; }
+static std::vector<float> rnd(size_t n, float scale) {
+    std::vector<float> v(n);
+    for (auto &x : v) x = unif() * scale;
+    return v;
+}
+static std::vector<float> nans(size_t n) { return std::vector<float>(n, NAN); }
+
+static double nerr(const float *got, const float *ref, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!std::isfinite(got[i]) && std::isfinite(ref[i])) return INFINITY;
+        const double d = (double)got[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
+}
+
+static void check(const char *op, const char *shape, double err, double tol) {
+    n_checks++;
+    const bool ok = err <= tol;
+    n_fail += !ok;
+    printf("  %-4s %-10s %-62s err %-10.3g tol %.1g\n", ok ? "PASS" : "FAIL", op, shape, err, tol);
+}
+
+static void ck(cudaError_t e, const char *what) {
+    if (e != cudaSuccess) {
+        printf("  FAIL %s returned %d\n", what, (int)e);
+        n_fail++;
+    }
+}
+
+static backend_t *cpu[2]; /* kv f16, kv f32 */
+
+static void test_small_ops() {
+    char shape[128];
+    /* rmsnorm (+ residual) */
+    static const int rn[][2] = {{1, 576}, {3, 1000}, {2, 5}, {4, 2048}, {1, 3}};
+    for (auto &s : rn)
+        for (int add = 0; add < 2; add++) {
+            const int n = s[0], d = s[1];
+            rng_state = 1 + n + d;
+            auto x = rnd((size_t)n * d, 3), a = rnd((size_t)n * d, 2), w = rnd(d, 1.5f);
+            auto x2 = x, o1 = nans((size_t)n * d), o2 = nans((size_t)n * d);
+            ck(rmsnorm_launch(o1.data(), x.data(), add ? a.data() : nullptr, w.data(), n, d, 1e-5f, nullptr), "rmsnorm");
+            cpu[0]->ops->rmsnorm(cpu[0]->ctx, o2.data(), x2.data(), add ? a.data() : nullptr, w.data(), n, d, 1e-5f);
+            snprintf(shape, sizeof shape, "n=%d dim=%d%s", n, d, add ? " +residual" : "");
+            const double e1 = nerr(o1.data(), o2.data(), o1.size()), e2 = nerr(x.data(), x2.data(), x.size());
+            check("rmsnorm", shape, e1 > e2 ? e1 : e2, 1e-6);
+        }
+    /* rope */
+    static const int rp[][6] = {{2, 4, 64, 64, 0, 0}, {3, 9, 64, 64, 7, 1}, {2, 2, 128, 64, 0, 0}, {1, 3, 6, 2, 0, 1},
+                                {2, 2, 80, 80, 0, 1}};
+    for (auto &s : rp) {
+        const int n = s[0], nh = s[1], hd = s[2], rd = s[3], stride = nh * hd + s[4], neox = s[5];
+        rng_state = 7 + n * nh + hd;
+        auto x = rnd((size_t)n * stride, 2), x2 = x;
+        std::vector<float> inv(rd / 2);
+        for (int i = 0; i < rd / 2; i++) inv[i] = (float)(1.0 / pow(500000.0, 2.0 * i / rd));
+        std::vector<int32_t> pos(n);
+        for (int i = 0; i < n; i++) pos[i] = i == 0 ? 131071 : (int32_t)(rng_next() % 5000);
+        ck(rope_launch(x.data(), n, stride, nh, hd, rd, pos.data(), inv.data(), neox, nullptr), "rope");
+        cpu[0]->ops->rope(cpu[0]->ctx, x2.data(), n, stride, nh, hd, rd, pos.data(), inv.data(), neox);
+        snprintf(shape, sizeof shape, "n=%d heads=%d hd=%d rope_dim=%d stride=%d %s", n, nh, hd, rd, stride,
+                 neox ? "neox" : "norm");
+        check("rope", shape, nerr(x.data(), x2.data(), x.size()), 2e-6);
+    }
+    /* swiglu */
+    static const int sw[][2] = {{1, 1536}, {3, 13}, {2, 300}};
+    for (auto &s : sw) {
+        const int n = s[0], f = s[1];
+        rng_state = 11 + n + f;
+        auto gu = rnd((size_t)n * 2 * f, 6), o1 = nans((size_t)n * f), o2 = nans((size_t)n * f);
+        ck(swiglu_launch(o1.data(), gu.data(), n, f, nullptr), "swiglu");
+        cpu[0]->ops->swiglu(cpu[0]->ctx, o2.data(), gu.data(), n, f);
+        snprintf(shape, sizeof shape, "n=%d ffn=%d", n, f);
+        check("swiglu", shape, nerr(o1.data(), o2.data(), o1.size()), 1e-6);
+    }
+    /* embed (bf16, f16, f32 tables) and get_rows */
+    for (int dt = 0; dt < 3; dt++) {
+        const int n = 5, vocab = 40, dim = 67;
+        rng_state = 13 + dt;
+        std::vector<uint16_t> t16((size_t)vocab * dim);
+        std::vector<float> tf((size_t)vocab * dim), ref((size_t)n * dim), out = nans((size_t)n * dim);
+        for (size_t i = 0; i < t16.size(); i++) {
+            const float v = unif() * 4;
+            t16[i] = dt == KDT_F16 ? quant_f32_to_f16(v) : quant_f32_to_bf16(v);
+            tf[i] = dt == KDT_F32 ? v : dt == KDT_F16 ? quant_f16_to_f32(t16[i]) : quant_bf16_to_f32(t16[i]);
+        }
+        std::vector<int32_t> ids(n);
+        for (auto &i : ids) i = (int32_t)(rng_next() % vocab);
+        ck(embed_launch(out.data(), dt == KDT_F32 ? (const void *)tf.data() : (const void *)t16.data(), dt, ids.data(), n,
+                        dim, nullptr),
+           "embed");
+        cpu[0]->ops->get_rows(cpu[0]->ctx, ref.data(), tf.data(), ids.data(), n, dim);
+        snprintf(shape, sizeof shape, "n=%d vocab=%d dim=%d table %s", n, vocab, dim,
+                 backend_dtype_name((backend_dtype_t)dt));
+        check("embed", shape, nerr(out.data(), ref.data(), out.size()), 0);
+        out = nans(out.size());
+        ck(get_rows_launch(out.data(), tf.data(), ids.data(), n, dim, nullptr), "get_rows");
+        check("get_rows", shape, nerr(out.data(), ref.data(), out.size()), 0);
+    }
+    /* convert (the matmul's activation rounding) and bias_add */
+    for (int dt = 1; dt < 3; dt++) {
+        const int64_t cnt = 1000;
+        rng_state = 17 + dt;
+        auto x = rnd(cnt, 100);
+        x[0] = 65519.0f, x[1] = -1e-8f, x[2] = 3.0e38f;
+        std::vector<uint16_t> got(cnt, 0xffff);
+        ck(convert_launch(got.data(), dt, x.data(), cnt, nullptr), "convert");
+        int bad = 0;
+        for (int64_t i = 0; i < cnt; i++)
+            bad += got[i] != (dt == KDT_F16 ? quant_f32_to_f16(x[i]) : quant_f32_to_bf16(x[i]));
+        snprintf(shape, sizeof shape, "f32 -> %s, %lld values (round to nearest even, overflow)",
+                 backend_dtype_name((backend_dtype_t)dt), (long long)cnt);
+        check("convert", shape, bad, 0);
+    }
+    {
+        const int n = 3, out = 37;
+        auto y = rnd((size_t)n * out, 1), b = rnd(out, 1), want = y;
+        for (int r = 0; r < n; r++)
+            for (int c = 0; c < out; c++) want[(size_t)r * out + c] += b[c];
+        ck(bias_add_launch(y.data(), b.data(), n, out, nullptr), "bias_add");
+        check("bias_add", "n=3 out=37", nerr(y.data(), want.data(), y.size()), 0);
+    }
+    /* argmax with ties */
+    {
+        const int n = 3, vocab = 1000;
+        rng_state = 19;
+        std::vector<float> l((size_t)n * vocab);
+        for (auto &x : l) x = (float)(int)(unif() * 10);
+        l[5] = NAN;
+        std::vector<int32_t> ids(n, -7);
+        ck(argmax_launch(ids.data(), l.data(), n, vocab, nullptr), "argmax");
+        int bad = 0;
+        for (int r = 0; r < n; r++) {
+            int best = -1;
+            for (int j = 0; j < vocab; j++) {
+                const float v = l[(size_t)r * vocab + j];
+                if (!std::isnan(v) && (best < 0 || v > l[(size_t)r * vocab + best])) best = j;
+            }
+            bad += ids[r] != best;
+        }
+        check("argmax", "n=3 vocab=1000 (ties -> lowest index, NaN skipped)", bad, 0);
+    }
+}
+
+/* ------------------------------------------------------------------ attention */
+
+struct att_case {
+    const char *name;
+    int nh, nkv, hd, bs, n_seqs;
+    int ctx[6], nq[6];
+};
+
+static const att_case cases[] = {
+    {"decode 1B shape", 32, 8, 64, 16, 3, {1, 17, 150}, {1, 1, 1}},
+    {"decode long ctx, splits", 8, 2, 64, 16, 1, {700}, {1}},
+    {"prefill from 0", 8, 2, 64, 16, 1, {70}, {70}},
+    {"prefill continued chunk", 9, 3, 64, 32, 2, {90, 20}, {53, 20}},
+    {"mixed ragged batch", 4, 2, 64, 16, 5, {40, 1, 37, 100, 9}, {1, 1, 37, 1, 5}},
+    {"hd128 GQA4", 8, 2, 128, 16, 2, {33, 50}, {1, 50}},
+    {"hd256 MHA", 2, 2, 256, 16, 2, {40, 3}, {1, 3}},
+    {"hd80 scalar path", 4, 2, 80, 16, 2, {60, 45}, {1, 45}},
+    {"odd block size 7", 4, 2, 64, 7, 3, {50, 13, 8}, {50, 1, 2}},
+    {"GQA 32 (prefill disabled)", 32, 1, 64, 256, 2, {300, 31}, {1, 31}},
+    {"MQA hd96", 12, 1, 96, 16, 2, {70, 40}, {1, 40}},
+    {"tiny hd6", 2, 1, 6, 4, 2, {9, 5}, {3, 5}},
+    {"hd32 G2 (P>1 partials)", 4, 2, 32, 16, 2, {100, 16}, {1, 16}},
+    {"batch 1, one token", 16, 4, 64, 16, 1, {333}, {1}},
+    {"first token (pos 0)", 8, 8, 128, 16, 2, {1, 1}, {1, 1}},
+};
+
+static void run_case(const att_case &c, int kv_f32, int n_sm) {
+    const int nh = c.nh, nkv = c.nkv, hd = c.hd, bs = c.bs, qd = nh * hd, kvd = nkv * hd, S = c.n_seqs;
+    int n = 0, mb = 0, total = 3;
+    for (int s = 0; s < S; s++) {
+        n += c.nq[s];
+        const int b = (c.ctx[s] + bs - 1) / bs;
+        mb = b > mb ? b : mb;
+        total += b;
+    }
+    rng_state = 23 + nh + hd * 3 + bs + n + kv_f32;
+    std::vector<int32_t> perm(total), table((size_t)S * mb, 0), pos, seq, hpos, hseq;
+    for (int i = 0; i < total; i++) perm[i] = i;
+    for (int i = total - 1; i > 0; i--) std::swap(perm[i], perm[rng_next() % (uint64_t)(i + 1)]);
+    for (int s = 0, k = 0; s < S; s++)
+        for (int b = 0; b < (c.ctx[s] + bs - 1) / bs; b++) table[(size_t)s * mb + b] = perm[k++];
+    for (int s = 0; s < S; s++) {
+        for (int p = c.ctx[s] - c.nq[s]; p < c.ctx[s]; p++) pos.push_back(p), seq.push_back(s);
+        for (int p = 0; p < c.ctx[s] - c.nq[s]; p++) hpos.push_back(p), hseq.push_back(s);
+    }
+    const int nh_tok = (int)hpos.size(), stride = qd + 2 * kvd + 3;
+    auto qkv = rnd((size_t)n * stride, 2), hkv = rnd((size_t)(nh_tok + 1) * stride, 2);
+    const backend_attn_t a = {nh, nkv, hd, bs, 1.0f / std::sqrt((float)hd)};
+    const size_t es = kv_f32 ? 4 : 2, cache = (size_t)total * nkv * bs * hd * es;
+    std::vector<uint8_t> kc[2], vc[2];
+    std::vector<float> out[2];
+    backend_t *b = cpu[kv_f32];
+    for (int k = 0; k < 2; k++) {
+        kc[k].assign(cache, 0xff), vc[k].assign(cache, 0xff), out[k] = nans((size_t)n * qd);
+    }
+    /* CPU reference */
+    if (nh_tok)
+        b->ops->kv_write(b->ctx, kc[0].data(), vc[0].data(), hkv.data() + qd, hkv.data() + qd + kvd, stride, hpos.data(),
+                         hseq.data(), table.data(), mb, nh_tok, &a);
+    b->ops->kv_write(b->ctx, kc[0].data(), vc[0].data(), qkv.data() + qd, qkv.data() + qd + kvd, stride, pos.data(),
+                     seq.data(), table.data(), mb, n, &a);
+    b->ops->attention(b->ctx, out[0].data(), qkv.data(), stride, kc[0].data(), vc[0].data(), pos.data(), seq.data(),
+                      table.data(), mb, n, &a);
+    /* the kernels */
+    const int kdt = kv_f32 ? KDT_F32 : KDT_F16;
+    if (nh_tok)
+        ck(kv_write_launch(kc[1].data(), vc[1].data(), kdt, hkv.data() + qd, hkv.data() + qd + kvd, stride, hpos.data(),
+                           hseq.data(), table.data(), mb, nh_tok, nkv, hd, bs, nullptr),
+           "kv_write");
+    ck(kv_write_launch(kc[1].data(), vc[1].data(), kdt, qkv.data() + qd, qkv.data() + qd + kvd, stride, pos.data(),
+                       seq.data(), table.data(), mb, n, nkv, hd, bs, nullptr),
+       "kv_write");
+    std::vector<float> part(attention_scratch_floats(n, nh, hd, n_sm), NAN);
+    attention_plan_t p = {nh, nkv, hd, bs, a.scale, kdt, n_sm, part.data(), (int64_t)part.size()};
+    ck(attention_launch(out[1].data(), qkv.data(), stride, kc[1].data(), vc[1].data(), pos.data(), seq.data(),
+                        table.data(), mb, n, &p, nullptr),
+       "attention");
+    /* the CPU keeps K blocks as (kv head, dim, slot) (docs/engine.md); these kernels as
+     * (kv head, slot, dim): compare in the kernels' order */
+    {
+        std::vector<uint8_t> t(cache);
+        for (int blk = 0; blk < total; blk++)
+            for (int g = 0; g < nkv; g++)
+                for (int d = 0; d < hd; d++)
+                    for (int sl = 0; sl < bs; sl++)
+                        memcpy(&t[((((size_t)blk * nkv + g) * bs + sl) * hd + d) * es],
+                               &kc[0][((((size_t)blk * nkv + g) * hd + d) * bs + sl) * es], es);
+        kc[0] = t;
+    }
+    char shape[160];
+    int maxctx = 0;
+    for (int s = 0; s < S; s++) maxctx = c.ctx[s] > maxctx ? c.ctx[s] : maxctx;
+    snprintf(shape, sizeof shape, "%s: %d/%d hd=%d bs=%d n=%d ctx<=%d kv=%s sms=%d", c.name, nh, nkv, hd, bs, n, maxctx,
+             kv_f32 ? "f32" : "f16", n_sm);
+    check("kv_write", shape, memcmp(kc[0].data(), kc[1].data(), cache) || memcmp(vc[0].data(), vc[1].data(), cache), 0);
+    check("attention", shape, nerr(out[1].data(), out[0].data(), out[0].size()), 2e-6);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: emu_kernels [--quick]\nRuns kernels/*.cu on the CPU emulator against the CPU backend.\n");
+        return 0;
+    }
+    const bool quick = argc > 1 && !strcmp(argv[1], "--quick");
+    char err[256];
+    for (int k = 0; k < 2; k++) {
+        backend_params_t p = {};
+        p.n_threads = 1;
+        p.kv_dtype = k ? "f32" : "f16";
+        if (!(cpu[k] = backend_open("cpu", &p, err, sizeof err))) {
+            fprintf(stderr, "emu_kernels: %s\n", err);
+            return 1;
+        }
+    }
+    printf("emu_kernels: CUDA kernels on the CPU emulator vs the CPU backend\n");
+    test_small_ops();
+    for (const att_case &c : cases) {
+        run_case(c, 0, 132); /* an H100's SM count: many splits for small batches */
+        if (!quick) run_case(c, 1, 4);
+    }
+    /* 6 decode sequences per kind of context length plus one prefill chunk, 1 SM: no splits */
+    att_case wide = {"wide ragged batch, 1 SM", 8, 2, 64, 16, 6, {1, 64, 65, 129, 17, 40}, {1, 1, 1, 1, 17, 1}};
+    run_case(wide, 0, 1);
+    printf("emu_kernels: %d checks, %d failed, %ld launches\n", n_checks, n_fail, emu_launches);
+    backend_close(cpu[0]);
+    backend_close(cpu[1]);
+    return n_fail ? 1 : 0;
+}

@@ -1,0 +1,959 @@
+/* gpu_ops.c — every CUDA backend op against the CPU backend over a table of shapes
+ * (llama.cpp's test-backend-ops idea), plus roofline and op benchmarks (--bench).
+ *
+ * Builds without cmocka (plain C + the engine library + cudart/cuBLAS), so
+ * scripts/gpu-check.sh can build it on a bare GPU machine. Exit status: 0 all passed,
+ * 1 a failure, 77 no GPU ("no GPU: ..." on stdout).
+ *
+ * Method: seeded random inputs are uploaded to both backends; outputs are poisoned
+ * (all-ones bytes = NaN) before each op so that an unwritten element fails; the error
+ * is the normalised L2 error ||cuda - cpu|| / ||cpu||, and any NaN/Inf where the CPU
+ * has a finite value is an infinite error. Weights are generated as bf16-exact values
+ * (loaded from BF16 data), so both backends multiply by the same weights and the
+ * matmul tolerance covers only the bf16 (f16) rounding of the activations. An op the
+ * CUDA table does not provide is reported UNSUPPORTED and counted as a failure of
+ * coverage, never as a pass. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "backend.h"
+#include "quant.h"
+
+#define KRILL_GPU_OPS_VERSION "gpu_ops " KRILL_VERSION
+
+/* ------------------------------------------------------------------ results */
+
+typedef struct {
+    char op[24], shape[120];
+    double err, tol;
+    const char *status; /* PASS | FAIL | UNSUPPORTED */
+    double ms;          /* benchmarks */
+    char extra[160];
+} result_t;
+
+static result_t *results;
+static int n_results, cap_results, n_fail, n_unsupported, n_skipped;
+/* --quick: cases over this much work are SKIPPED (reported, never passed); for the CPU
+ * emulator of the CUDA backend (tests/gpu/emu), whose GEMM is a plain loop */
+static bool quick;
+#define QUICK_WORK 4e7
+static FILE *json;
+
+static void add_result(const char *op, const char *shape, double err, double tol, const char *status) {
+    if (n_results == cap_results) {
+        cap_results = cap_results ? 2 * cap_results : 256;
+        results = realloc(results, sizeof *results * cap_results);
+        if (!results) abort();
+    }
+    result_t *r = &results[n_results++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->op, sizeof r->op, "%s", op);
+    snprintf(r->shape, sizeof r->shape, "%s", shape);
+    r->err = err;
+    r->tol = tol;
+    r->status = status;
+    if (!strcmp(status, "FAIL")) n_fail++;
+    if (!strcmp(status, "UNSUPPORTED")) n_unsupported++;
+    if (!strcmp(status, "SKIPPED")) n_skipped++;
+    printf("  %-11s %-12s %-58s err %-10.3g tol %.2g\n", status, op, shape, err, tol);
+    fflush(stdout);
+}
+
+static void check(const char *op, const char *shape, double err, double tol) {
+    add_result(op, shape, err, tol, err <= tol ? "PASS" : "FAIL");
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static uint64_t rng_state;
+static uint64_t rng_next(void) {
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static float rng_unif(void) { return (float)((rng_next() >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f; }
+static void fill(float *x, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) x[i] = rng_unif() * scale;
+}
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "gpu_ops: out of host memory (%zu bytes)\n", n);
+        exit(1);
+    }
+    return p;
+}
+
+static double nerr(const float *got, const float *ref, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i]) && isfinite(ref[i])) return INFINITY;
+        double d = (double)got[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    return den == 0 ? sqrt(num) : sqrt(num / den);
+}
+
+static backend_t *cpu, *gpu;
+
+static void die_backend(backend_t *b, const char *what) {
+    fprintf(stderr, "gpu_ops: %s on %s failed: %s\n", what, b->info.name, b->ops->last_error(b->ctx));
+    exit(1);
+}
+
+static void *dalloc(backend_t *b, size_t bytes) {
+    void *p = b->ops->alloc(b->ctx, bytes);
+    if (!p) die_backend(b, "alloc");
+    return p;
+}
+static void *up(backend_t *b, const void *host, size_t bytes) {
+    void *p = dalloc(b, bytes);
+    b->ops->upload(b->ctx, p, host, bytes);
+    return p;
+}
+static void down(backend_t *b, void *host, const void *dev, size_t bytes) {
+    if (b->ops->download(b->ctx, host, dev, bytes)) die_backend(b, "download");
+}
+/* A device buffer of NaN (all-ones bytes). */
+static void *poisoned(backend_t *b, size_t bytes) {
+    void *h = xmalloc(bytes);
+    memset(h, 0xff, bytes);
+    void *p = up(b, h, bytes);
+    free(h);
+    return p;
+}
+static void dfree(backend_t *b, void *p) { b->ops->free(b->ctx, p); }
+
+/* bf16-exact random weights: the f32 values and their BF16 bits. */
+static void bf16_weights(float *f, uint16_t *bits, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) {
+        bits[i] = quant_f32_to_bf16(rng_unif() * scale);
+        f[i] = quant_bf16_to_f32(bits[i]);
+    }
+}
+/* Loads BF16 data into a weight buffer of each backend's weight dtype. */
+static void *load_weights(backend_t *b, const uint16_t *bits, size_t n) {
+    void *p = dalloc(b, n * backend_dtype_size(b->info.weight_dtype));
+    if (b->ops->load_tensor(b->ctx, p, b->info.weight_dtype, GGUF_T_BF16, bits, (int64_t)n)) die_backend(b, "load_tensor");
+    return p;
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static double matmul_tol(void) {
+    switch (gpu->info.weight_dtype) {
+    case BACKEND_DT_F32: return 1e-5;
+    case BACKEND_DT_F16: return 3e-3;
+    default: return 1.5e-2; /* bf16 activations: 2^-9 relative rounding per element */
+    }
+}
+
+/* ------------------------------------------------------------------ ops */
+
+static void test_load_tensor(void) {
+    /* every quant type both backends dequantize with quant.c: downloads must be bit-exact */
+    static const gguf_ttype_t types[] = {GGUF_T_F32, GGUF_T_F16, GGUF_T_BF16, GGUF_T_Q8_0, GGUF_T_Q4_0,
+                                         GGUF_T_Q4_1, GGUF_T_Q5_0, GGUF_T_Q5_1, GGUF_T_Q4_K, GGUF_T_Q5_K,
+                                         GGUF_T_Q6_K, GGUF_T_Q2_K, GGUF_T_Q3_K};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const gguf_ttype_t t = types[ti];
+        const int64_t be = quant_block_elems(t), bb = quant_block_bytes(t);
+        for (int big = 0; big < 2; big++) {
+            if (big && quick && t != GGUF_T_Q4_K) continue; /* one big case still crosses the staging halves */
+            const int64_t nb = big ? (int64_t)(24 << 20) / be : 3; /* 24M elements cross both staging halves */
+            const int64_t n = nb * be;
+            uint8_t *raw = xmalloc((size_t)(nb * bb));
+            rng_state = 77 + ti;
+            for (int64_t i = 0; i < nb * bb; i++) raw[i] = (uint8_t)rng_next();
+            /* keep f16/bf16 scales and F32/F16 values finite: clear the top exponent bit of every 16-bit word */
+            for (int64_t i = 1; i < nb * bb; i += 2) raw[i] &= 0x3f;
+            const backend_dtype_t dt = gpu->info.weight_dtype;
+            const size_t es = backend_dtype_size(dt);
+            void *d = dalloc(gpu, (size_t)n * es);
+            char shape[120];
+            snprintf(shape, sizeof shape, "%s -> %s, %lld elements", quant_type_name(t), backend_dtype_name(dt),
+                     (long long)n);
+            if (gpu->ops->load_tensor(gpu->ctx, d, dt, t, raw, n)) {
+                add_result("load_tensor", shape, INFINITY, 0, "FAIL");
+                free(raw);
+                return;
+            }
+            void *got = xmalloc((size_t)n * es), *want = xmalloc((size_t)n * es);
+            down(gpu, got, d, (size_t)n * es);
+            int rc = dt == BACKEND_DT_F32   ? quant_dequantize_f32(t, raw, want, n)
+                     : dt == BACKEND_DT_F16 ? quant_dequantize_f16(t, raw, want, n)
+                                            : quant_dequantize_bf16(t, raw, want, n);
+            int64_t bad = rc ? n : 0;
+            for (int64_t i = 0; !rc && i < n * (int64_t)es; i++) bad += ((char *)got)[i] != ((char *)want)[i];
+            check("load_tensor", shape, (double)bad, 0);
+            free(got);
+            free(want);
+            free(raw);
+            dfree(gpu, d);
+        }
+    }
+}
+
+static void test_embed_get_rows(void) {
+    static const int shapes[][3] = {{1, 100, 64}, {7, 1000, 576}, {33, 50, 2048}, {5, 17, 13}, {256, 300, 960}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int n = shapes[s][0], vocab = shapes[s][1], dim = shapes[s][2];
+        rng_state = 10 + s;
+        float *tf = xmalloc(sizeof(float) * vocab * dim);
+        uint16_t *tb = xmalloc(2 * (size_t)vocab * dim);
+        bf16_weights(tf, tb, (size_t)vocab * dim, 1.0f);
+        int32_t *ids = xmalloc(sizeof(int32_t) * n);
+        for (int i = 0; i < n; i++) ids[i] = (int32_t)(rng_next() % vocab);
+        backend_t *bs[2] = {cpu, gpu};
+        float *out[2];
+        for (int k = 0; k < 2; k++) {
+            void *table = load_weights(bs[k], tb, (size_t)vocab * dim);
+            int32_t *dids = up(bs[k], ids, sizeof(int32_t) * n);
+            float *dout = poisoned(bs[k], sizeof(float) * n * dim);
+            bs[k]->ops->embed(bs[k]->ctx, dout, table, dids, n, dim);
+            out[k] = xmalloc(sizeof(float) * n * dim);
+            down(bs[k], out[k], dout, sizeof(float) * n * dim);
+            dfree(bs[k], table), dfree(bs[k], dids), dfree(bs[k], dout);
+        }
+        char shape[120];
+        snprintf(shape, sizeof shape, "n=%d vocab=%d dim=%d", n, vocab, dim);
+        check("embed", shape, nerr(out[1], out[0], (size_t)n * dim), 0);
+        free(out[0]), free(out[1]);
+        /* get_rows over an f32 matrix */
+        fill(tf, (size_t)vocab * dim, 3.0f);
+        for (int k = 0; k < 2; k++) {
+            float *src = up(bs[k], tf, sizeof(float) * vocab * dim);
+            int32_t *dids = up(bs[k], ids, sizeof(int32_t) * n);
+            float *dout = poisoned(bs[k], sizeof(float) * n * dim);
+            bs[k]->ops->get_rows(bs[k]->ctx, dout, src, dids, n, dim);
+            out[k] = xmalloc(sizeof(float) * n * dim);
+            down(bs[k], out[k], dout, sizeof(float) * n * dim);
+            dfree(bs[k], src), dfree(bs[k], dids), dfree(bs[k], dout);
+        }
+        check("get_rows", shape, nerr(out[1], out[0], (size_t)n * dim), 0);
+        free(out[0]), free(out[1]), free(tf), free(tb), free(ids);
+    }
+}
+
+static void test_rmsnorm(void) {
+    static const int shapes[][2] = {{1, 576}, {7, 2048}, {3, 1000}, {64, 960}, {1, 5}, {300, 4096}, {2, 3}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int with_add = 0; with_add < 2; with_add++) {
+            const int n = shapes[s][0], dim = shapes[s][1];
+            rng_state = 20 + s;
+            float *x = xmalloc(sizeof(float) * n * dim), *a = xmalloc(sizeof(float) * n * dim);
+            float *w = xmalloc(sizeof(float) * dim);
+            fill(x, (size_t)n * dim, 4.0f);
+            fill(a, (size_t)n * dim, 2.0f);
+            fill(w, dim, 1.5f);
+            backend_t *bs[2] = {cpu, gpu};
+            float *out[2], *xo[2];
+            for (int k = 0; k < 2; k++) {
+                float *dx = up(bs[k], x, sizeof(float) * n * dim), *da = up(bs[k], a, sizeof(float) * n * dim);
+                float *dw = up(bs[k], w, sizeof(float) * dim), *dout = poisoned(bs[k], sizeof(float) * n * dim);
+                bs[k]->ops->rmsnorm(bs[k]->ctx, dout, dx, with_add ? da : NULL, dw, n, dim, 1e-5f);
+                out[k] = xmalloc(sizeof(float) * n * dim);
+                xo[k] = xmalloc(sizeof(float) * n * dim);
+                down(bs[k], out[k], dout, sizeof(float) * n * dim);
+                down(bs[k], xo[k], dx, sizeof(float) * n * dim);
+                dfree(bs[k], dx), dfree(bs[k], da), dfree(bs[k], dw), dfree(bs[k], dout);
+            }
+            char shape[120];
+            snprintf(shape, sizeof shape, "n=%d dim=%d%s", n, dim, with_add ? " +residual" : "");
+            double e = nerr(out[1], out[0], (size_t)n * dim), ex = nerr(xo[1], xo[0], (size_t)n * dim);
+            check("rmsnorm", shape, e > ex ? e : ex, 1e-5);
+            free(out[0]), free(out[1]), free(xo[0]), free(xo[1]), free(x), free(a), free(w);
+        }
+}
+
+static void run_matmul(int n, int in, int out, int with_bias, bool report) {
+    if (quick && (double)n * in * out > QUICK_WORK) {
+        char shape[120];
+        snprintf(shape, sizeof shape, "n=%d in=%d out=%d%s", n, in, out, with_bias ? " +bias" : "");
+        add_result("matmul", shape, NAN, 0, "SKIPPED");
+        return;
+    }
+    rng_state = 30 + (uint64_t)n * 7 + in * 13 + out;
+    float *x = xmalloc(sizeof(float) * n * in), *wf = xmalloc(sizeof(float) * out * in);
+    uint16_t *wb = xmalloc(2 * (size_t)out * in);
+    float *bias = xmalloc(sizeof(float) * out);
+    fill(x, (size_t)n * in, 1.0f);
+    bf16_weights(wf, wb, (size_t)out * in, 0.5f);
+    fill(bias, out, 1.0f);
+    backend_t *bs[2] = {cpu, gpu};
+    float *y[2];
+    for (int k = 0; k < 2; k++) {
+        float *dx = up(bs[k], x, sizeof(float) * n * in), *db = up(bs[k], bias, sizeof(float) * out);
+        void *dw = load_weights(bs[k], wb, (size_t)out * in);
+        float *dy = poisoned(bs[k], sizeof(float) * n * out);
+        bs[k]->ops->matmul(bs[k]->ctx, dy, dx, dw, with_bias ? db : NULL, n, in, out);
+        y[k] = xmalloc(sizeof(float) * n * out);
+        down(bs[k], y[k], dy, sizeof(float) * n * out);
+        dfree(bs[k], dx), dfree(bs[k], db), dfree(bs[k], dw), dfree(bs[k], dy);
+    }
+    if (report) {
+        char shape[120];
+        snprintf(shape, sizeof shape, "n=%d in=%d out=%d%s (%s)", n, in, out, with_bias ? " +bias" : "",
+                 backend_dtype_name(gpu->info.weight_dtype));
+        check("matmul", shape, nerr(y[1], y[0], (size_t)n * out), matmul_tol());
+    }
+    free(y[0]), free(y[1]), free(x), free(wf), free(wb), free(bias);
+}
+
+static void test_matmul(void) {
+    static const int shapes[][3] = {{1, 1, 1},     {1, 7, 13},     {3, 64, 96},      {5, 33, 17},
+                                    {1, 576, 1536}, {17, 100, 1000}, {2, 31, 4099},    {64, 2048, 2048},
+                                    {1, 2048, 16384}, {256, 8192, 2048}, {130, 576, 49152}, {1000, 960, 577}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int b = 0; b < 2; b++) run_matmul(shapes[s][0], shapes[s][1], shapes[s][2], b, true);
+}
+
+static void llama3_inv_freq(float *inv, int rope_dim, double base) {
+    /* rope base 500000 with llama3 scaling (factor 32, low 1, high 4, original 8192) */
+    const double factor = 32, lo = 1, hi = 4, orig = 8192, pi = 3.14159265358979323846;
+    for (int i = 0; i < rope_dim / 2; i++) {
+        double f = 1.0 / pow(base, 2.0 * i / rope_dim), wl = 2 * pi / f;
+        if (wl > orig / lo) f /= factor;
+        else if (wl >= orig / hi) {
+            double sm = (orig / wl - lo) / (hi - lo);
+            f = (1 - sm) * f / factor + sm * f;
+        }
+        inv[i] = (float)f;
+    }
+}
+
+static void test_rope(void) {
+    /* n, n_heads, head_dim, rope_dim, row_stride extra, neox */
+    static const int shapes[][6] = {{1, 32, 64, 64, 0, 0},  {7, 9, 64, 64, 0, 1},    {5, 8, 128, 64, 3, 0},
+                                    {33, 4, 80, 80, 0, 1},  {256, 40, 64, 64, 512, 0}, {2, 1, 256, 256, 1, 1},
+                                    {3, 3, 6, 2, 0, 0}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int n = shapes[s][0], nh = shapes[s][1], hd = shapes[s][2], rd = shapes[s][3];
+        const int stride = nh * hd + shapes[s][4], neox = shapes[s][5];
+        rng_state = 40 + s;
+        float *x = xmalloc(sizeof(float) * n * stride), inv[BACKEND_MAX_HEAD_DIM / 2];
+        int32_t *pos = xmalloc(sizeof(int32_t) * n);
+        fill(x, (size_t)n * stride, 2.0f);
+        for (int i = 0; i < n; i++) pos[i] = i == 0 ? 131071 : (int32_t)(rng_next() % 9000);
+        llama3_inv_freq(inv, rd, 500000.0);
+        backend_t *bs[2] = {cpu, gpu};
+        float *y[2];
+        for (int k = 0; k < 2; k++) {
+            float *dx = up(bs[k], x, sizeof(float) * n * stride), *df = up(bs[k], inv, sizeof(float) * (rd / 2));
+            int32_t *dp = up(bs[k], pos, sizeof(int32_t) * n);
+            bs[k]->ops->rope(bs[k]->ctx, dx, n, stride, nh, hd, rd, dp, df, neox);
+            y[k] = xmalloc(sizeof(float) * n * stride);
+            down(bs[k], y[k], dx, sizeof(float) * n * stride);
+            dfree(bs[k], dx), dfree(bs[k], df), dfree(bs[k], dp);
+        }
+        char shape[120];
+        snprintf(shape, sizeof shape, "n=%d heads=%d hd=%d rope_dim=%d stride=%d %s", n, nh, hd, rd, stride,
+                 neox ? "neox" : "norm");
+        check("rope", shape, nerr(y[1], y[0], (size_t)n * stride), 2e-6);
+        free(y[0]), free(y[1]), free(x), free(pos);
+    }
+}
+
+static void test_swiglu(void) {
+    static const int shapes[][2] = {{1, 1536}, {7, 8192}, {3, 13}, {256, 2560}, {1, 1}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int n = shapes[s][0], ffn = shapes[s][1];
+        rng_state = 50 + s;
+        float *gu = xmalloc(sizeof(float) * n * 2 * ffn);
+        fill(gu, (size_t)n * 2 * ffn, 6.0f);
+        backend_t *bs[2] = {cpu, gpu};
+        float *y[2];
+        for (int k = 0; k < 2; k++) {
+            float *dg = up(bs[k], gu, sizeof(float) * n * 2 * ffn), *dy = poisoned(bs[k], sizeof(float) * n * ffn);
+            bs[k]->ops->swiglu(bs[k]->ctx, dy, dg, n, ffn);
+            y[k] = xmalloc(sizeof(float) * n * ffn);
+            down(bs[k], y[k], dy, sizeof(float) * n * ffn);
+            dfree(bs[k], dg), dfree(bs[k], dy);
+        }
+        char shape[120];
+        snprintf(shape, sizeof shape, "n=%d ffn=%d", n, ffn);
+        check("swiglu", shape, nerr(y[1], y[0], (size_t)n * ffn), 1e-6);
+        free(y[0]), free(y[1]), free(gu);
+    }
+}
+
+static void test_argmax(void) {
+    static const int shapes[][2] = {{1, 49152}, {7, 128256}, {64, 1000}, {3, 1}, {256, 32000}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int n = shapes[s][0], vocab = shapes[s][1];
+        char shape[120];
+        snprintf(shape, sizeof shape, "n=%d vocab=%d (ties: lowest index)", n, vocab);
+        if (!gpu->ops->argmax) {
+            add_result("argmax", shape, INFINITY, 0, "UNSUPPORTED");
+            return;
+        }
+        rng_state = 60 + s;
+        float *l = xmalloc(sizeof(float) * n * vocab);
+        for (size_t i = 0; i < (size_t)n * vocab; i++) l[i] = (float)(int)(rng_unif() * 20.0f); /* many ties */
+        float *dl = up(gpu, l, sizeof(float) * n * vocab);
+        int32_t *did = poisoned(gpu, sizeof(int32_t) * n), *ids = xmalloc(sizeof(int32_t) * n);
+        gpu->ops->argmax(gpu->ctx, did, dl, n, vocab);
+        down(gpu, ids, did, sizeof(int32_t) * n);
+        int bad = 0;
+        for (int r = 0; r < n; r++) {
+            int best = 0;
+            for (int j = 1; j < vocab; j++)
+                if (l[(size_t)r * vocab + j] > l[(size_t)r * vocab + best]) best = j;
+            bad += ids[r] != best;
+        }
+        check("argmax", shape, bad, 0);
+        dfree(gpu, dl), dfree(gpu, did), free(l), free(ids);
+    }
+}
+
+/* ------------------------------------------------------------------ kv_write + attention */
+
+typedef struct {
+    const char *name;
+    int nh, nkv, hd, bs;
+    int n_seqs;
+    int ctx[8];   /* cached tokens of each sequence after this batch */
+    int nq[8];    /* tokens of each sequence in this batch (the last nq positions) */
+} att_case_t;
+
+/* The order inside a KV block is each backend's own (backend.h). To compare kv_write
+ * results, K is brought to (block, kv head, slot, dim) order: the CUDA backend's own;
+ * the CPU backend stores K blocks as (kv head, dim, slot) (docs/engine.md). V is
+ * (kv head, slot, dim) on both. */
+static void canon_k(const backend_t *b, uint8_t *k, int n_blocks, const backend_attn_t *a, size_t es) {
+    if (strcmp(b->info.name, "cpu")) return;
+    const size_t blk = (size_t)a->n_kv_heads * a->block_size * a->head_dim * es;
+    uint8_t *tmp = xmalloc(blk);
+    for (int i = 0; i < n_blocks; i++) {
+        uint8_t *base = k + (size_t)i * blk;
+        for (int g = 0; g < a->n_kv_heads; g++)
+            for (int d = 0; d < a->head_dim; d++)
+                for (int s = 0; s < a->block_size; s++)
+                    memcpy(tmp + (((size_t)g * a->block_size + s) * a->head_dim + d) * es,
+                           base + (((size_t)g * a->head_dim + d) * a->block_size + s) * es, es);
+        memcpy(base, tmp, blk);
+    }
+    free(tmp);
+}
+
+static const att_case_t att_cases[] = {
+    {"decode 1B shape", 32, 8, 64, 16, 4, {1, 17, 300, 1000}, {1, 1, 1, 1}},
+    {"decode batch1 long ctx (splits)", 32, 8, 64, 16, 1, {4096}, {1}},
+    {"decode SmolLM2 shape", 9, 3, 64, 16, 3, {5, 64, 129}, {1, 1, 1}},
+    {"prefill from 0", 32, 8, 64, 16, 1, {100}, {100}},
+    {"prefill continued chunk", 9, 3, 64, 32, 2, {150, 20}, {113, 20}},
+    {"mixed ragged batch", 32, 8, 64, 16, 5, {40, 1, 77, 300, 9}, {1, 1, 77, 1, 5}},
+    {"hd128 GQA4", 16, 4, 128, 16, 3, {33, 200, 64}, {1, 50, 64}},
+    {"hd256 MHA", 8, 8, 256, 16, 2, {70, 3}, {1, 3}},
+    {"hd80 scalar path", 16, 2, 80, 16, 3, {90, 1, 45}, {1, 1, 45}},
+    {"odd block size 7", 4, 2, 64, 7, 3, {50, 13, 8}, {50, 1, 2}},
+    {"block 256, GQA 32", 32, 1, 64, 256, 2, {600, 31}, {1, 31}},
+    {"MQA hd96", 12, 1, 96, 16, 2, {129, 64}, {1, 64}},
+    {"tiny hd6", 2, 1, 6, 4, 2, {9, 5}, {3, 5}},
+};
+
+static void run_att_case(const att_case_t *c, bool big_batch) {
+    const int nh = c->nh, nkv = c->nkv, hd = c->hd, bsz = c->bs, qd = nh * hd, kvd = nkv * hd;
+    int n_seqs = c->n_seqs, ctx[256], nq[256];
+    for (int s = 0; s < n_seqs; s++) ctx[s] = c->ctx[s], nq[s] = c->nq[s];
+    if (big_batch) { /* 256 decode sequences of varied length: the graph-sized case */
+        n_seqs = 256;
+        for (int s = 0; s < n_seqs; s++) ctx[s] = 1 + (s * 37) % 700, nq[s] = 1;
+    }
+    int n = 0, max_blocks = 0, total_blocks = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        n += nq[s];
+        int b = (ctx[s] + bsz - 1) / bsz;
+        if (b > max_blocks) max_blocks = b;
+        total_blocks += b;
+    }
+    total_blocks += 3; /* unused blocks keep their poison */
+    if (quick) {
+        double work = 0;
+        for (int s = 0; s < n_seqs; s++) work += (double)nq[s] * ctx[s] * nh * hd;
+        if (work > QUICK_WORK / 4) {
+            char shape[120];
+            snprintf(shape, sizeof shape, "%s: heads %d/%d hd=%d n=%d", big_batch ? "decode batch 256" : c->name, nh,
+                     nkv, hd, n);
+            add_result("attention", shape, NAN, 0, "SKIPPED");
+            return;
+        }
+    }
+    rng_state = 70 + (uint64_t)nh * 3 + hd + bsz + n;
+    /* block table: a random permutation of physical blocks */
+    int32_t *perm = xmalloc(sizeof(int32_t) * total_blocks), *table = xmalloc(sizeof(int32_t) * n_seqs * max_blocks);
+    for (int i = 0; i < total_blocks; i++) perm[i] = i;
+    for (int i = total_blocks - 1; i > 0; i--) {
+        int j = (int)(rng_next() % (uint64_t)(i + 1)), t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    for (int s = 0, k = 0; s < n_seqs; s++)
+        for (int b = 0; b < max_blocks; b++)
+            table[s * max_blocks + b] = b < (ctx[s] + bsz - 1) / bsz ? perm[k++] : 0;
+    /* tokens: the last nq[s] positions of each sequence */
+    int32_t *pos = xmalloc(sizeof(int32_t) * n), *seq = xmalloc(sizeof(int32_t) * n);
+    for (int s = 0, t = 0; s < n_seqs; s++)
+        for (int p = ctx[s] - nq[s]; p < ctx[s]; p++, t++) pos[t] = p, seq[t] = s;
+    /* the earlier positions' K/V: written by kv_write from random rows too */
+    int n_hist = 0;
+    for (int s = 0; s < n_seqs; s++) n_hist += ctx[s] - nq[s];
+    int32_t *hpos = xmalloc(sizeof(int32_t) * (n_hist + 1)), *hseq = xmalloc(sizeof(int32_t) * (n_hist + 1));
+    for (int s = 0, t = 0; s < n_seqs; s++)
+        for (int p = 0; p < ctx[s] - nq[s]; p++, t++) hpos[t] = p, hseq[t] = s;
+    const int stride = qd + 2 * kvd + 5; /* fused qkv rows with padding */
+    float *qkv = xmalloc(sizeof(float) * n * stride), *hkv = xmalloc(sizeof(float) * (n_hist + 1) * stride);
+    fill(qkv, (size_t)n * stride, 2.0f);
+    fill(hkv, (size_t)(n_hist + 1) * stride, 2.0f);
+    const backend_attn_t a = {nh, nkv, hd, bsz, 1.0f / sqrtf((float)hd)};
+    const size_t cache_bytes = (size_t)total_blocks * nkv * bsz * hd * backend_dtype_size(gpu->info.kv_dtype);
+    backend_t *bs[2] = {cpu, gpu};
+    float *out[2];
+    uint8_t *cache[2];
+    for (int k = 0; k < 2; k++) {
+        backend_t *b = bs[k];
+        void *kc = poisoned(b, cache_bytes), *vc = poisoned(b, cache_bytes);
+        int32_t *dtab = up(b, table, sizeof(int32_t) * n_seqs * max_blocks);
+        int32_t *dpos = up(b, pos, sizeof(int32_t) * n), *dseq = up(b, seq, sizeof(int32_t) * n);
+        int32_t *dhp = up(b, hpos, sizeof(int32_t) * (n_hist + 1)), *dhs = up(b, hseq, sizeof(int32_t) * (n_hist + 1));
+        float *dq = up(b, qkv, sizeof(float) * n * stride), *dh = up(b, hkv, sizeof(float) * (n_hist + 1) * stride);
+        float *dout = poisoned(b, sizeof(float) * n * qd);
+        if (n_hist) b->ops->kv_write(b->ctx, kc, vc, dh + qd, dh + qd + kvd, stride, dhp, dhs, dtab, max_blocks, n_hist, &a);
+        b->ops->kv_write(b->ctx, kc, vc, dq + qd, dq + qd + kvd, stride, dpos, dseq, dtab, max_blocks, n, &a);
+        b->ops->attention(b->ctx, dout, dq, stride, kc, vc, dpos, dseq, dtab, max_blocks, n, &a);
+        out[k] = xmalloc(sizeof(float) * n * qd);
+        down(b, out[k], dout, sizeof(float) * n * qd);
+        cache[k] = xmalloc(2 * cache_bytes);
+        down(b, cache[k], kc, cache_bytes);
+        down(b, cache[k] + cache_bytes, vc, cache_bytes);
+        canon_k(b, cache[k], total_blocks, &a, backend_dtype_size(gpu->info.kv_dtype));
+        dfree(b, kc), dfree(b, vc), dfree(b, dtab), dfree(b, dpos), dfree(b, dseq), dfree(b, dhp), dfree(b, dhs);
+        dfree(b, dq), dfree(b, dh), dfree(b, dout);
+    }
+    char shape[120];
+    int maxctx = 0;
+    for (int s = 0; s < n_seqs; s++) maxctx = ctx[s] > maxctx ? ctx[s] : maxctx;
+    snprintf(shape, sizeof shape, "%s: heads %d/%d hd=%d bs=%d n=%d seqs=%d ctx<=%d kv=%s",
+             big_batch ? "decode batch 256" : c->name, nh, nkv, hd, bsz, n, n_seqs, maxctx,
+             backend_dtype_name(gpu->info.kv_dtype));
+    size_t diff = 0;
+    for (size_t i = 0; i < 2 * cache_bytes; i++) diff += cache[0][i] != cache[1][i];
+    check("kv_write", shape, (double)diff, 0);
+    check("attention", shape, nerr(out[1], out[0], (size_t)n * qd), 2e-5);
+    free(out[0]), free(out[1]), free(cache[0]), free(cache[1]);
+    free(perm), free(table), free(pos), free(seq), free(hpos), free(hseq), free(qkv), free(hkv);
+}
+
+static void test_attention(void) {
+    for (size_t i = 0; i < sizeof att_cases / sizeof att_cases[0]; i++) run_att_case(&att_cases[i], false);
+    run_att_case(&att_cases[0], true);
+}
+
+/* ------------------------------------------------------------------ graphs */
+
+/* A small "step" (rmsnorm -> matmul -> swiglu -> kv_write -> attention) run eagerly and
+ * through graph capture + replay with new inputs uploaded into the same buffers: the
+ * replay must give what an eager run on the new inputs gives. */
+static void test_graphs(void) {
+    const char *shape = "step: rmsnorm+matmul+swiglu+kv_write+attention, 8 decode seqs";
+    if (!gpu->ops->graph_begin || !gpu->ops->graph_end || !gpu->ops->graph_replay) {
+        add_result("graph", shape, INFINITY, 0, "UNSUPPORTED");
+        return;
+    }
+    const int n = 8, d = 256, ffn = 128, nh = 4, nkv = 2, hd = 64, bsz = 16, nblk = 64, mb = 4;
+    const backend_attn_t a = {nh, nkv, hd, bsz, 0.125f};
+    backend_t *b = gpu;
+    if (b->ops->reserve && b->ops->reserve(b->ctx, 64, 1024, &a)) die_backend(b, "reserve");
+    float *x = xmalloc(sizeof(float) * n * d), *w = xmalloc(sizeof(float) * d), *wf = xmalloc(sizeof(float) * 2 * ffn * d);
+    uint16_t *wb = xmalloc(2 * (size_t)2 * ffn * d);
+    int32_t pos[8], seq[8], table[8 * 4];
+    rng_state = 90;
+    fill(w, d, 1.0f);
+    bf16_weights(wf, wb, (size_t)2 * ffn * d, 0.2f);
+    for (int i = 0; i < n * mb; i++) table[i] = i;
+    float *dx = dalloc(b, sizeof(float) * n * d), *dn = dalloc(b, sizeof(float) * n * d), *dw = up(b, w, sizeof(float) * d);
+    void *dwg = load_weights(b, wb, (size_t)2 * ffn * d);
+    float *dgu = dalloc(b, sizeof(float) * n * 2 * ffn), *dh = dalloc(b, sizeof(float) * n * ffn);
+    float *dout = dalloc(b, sizeof(float) * n * nh * hd);
+    int32_t *dpos = dalloc(b, sizeof pos), *dseq = dalloc(b, sizeof seq), *dtab = up(b, table, sizeof table);
+    void *kc = poisoned(b, (size_t)nblk * nkv * bsz * hd * 4), *vc = poisoned(b, (size_t)nblk * nkv * bsz * hd * 4);
+    float *ref = xmalloc(sizeof(float) * n * nh * hd), *got = xmalloc(sizeof(float) * n * nh * hd);
+    double worst = 0;
+    int replays = 0;
+    for (int it = 0; it < 5; it++) {
+        /* inputs of this step; it 0 eager-reference, then: eager(declined), capture, replay, replay */
+        for (int i = 0; i < n; i++) pos[i] = it, seq[i] = i;
+        fill(x, (size_t)n * d, 1.0f);
+        for (int pass = 0; pass < 2; pass++) { /* pass 0: eager reference; pass 1: via the graph protocol */
+            b->ops->upload(b->ctx, dx, x, sizeof(float) * n * d);
+            b->ops->upload(b->ctx, dpos, pos, sizeof pos);
+            b->ops->upload(b->ctx, dseq, seq, sizeof seq);
+            int mode = 0; /* 0 eager, 1 captured, 2 replayed */
+            if (pass == 1) {
+                if (b->ops->graph_replay(b->ctx, 8) == 1) mode = 2;
+                else if (b->ops->graph_begin(b->ctx, 8) == 0) mode = 1;
+            }
+            if (mode != 2) {
+                /* the step: uses the gate|up output as q/k/v rows (row stride 2*ffn) */
+                b->ops->rmsnorm(b->ctx, dn, dx, NULL, dw, n, d, 1e-5f);
+                b->ops->matmul(b->ctx, dgu, dn, dwg, NULL, n, d, 2 * ffn);
+                b->ops->swiglu(b->ctx, dh, dgu, n, ffn);
+                b->ops->kv_write(b->ctx, kc, vc, dgu, dgu + nkv * hd, 2 * ffn, dpos, dseq, dtab, mb, n, &a);
+                b->ops->attention(b->ctx, dout, dgu, 2 * ffn, kc, vc, dpos, dseq, dtab, mb, n, &a);
+            }
+            if (mode == 1 && b->ops->graph_end(b->ctx, 8)) die_backend(b, "graph_end");
+            replays += mode == 2;
+            down(b, pass == 0 ? ref : got, dout, sizeof(float) * n * nh * hd);
+        }
+        double e = nerr(got, ref, (size_t)n * nh * hd);
+        if (e > worst) worst = e;
+    }
+    char s2[120];
+    snprintf(s2, sizeof s2, "%s (%d replays)", shape, replays);
+    /* replay and eager run the same kernels on the same data: identical results up to
+     * cuBLAS picking another algorithm under capture (it should not) */
+    check("graph", s2, replays >= 2 ? worst : INFINITY, 1e-6);
+    free(x), free(w), free(wf), free(wb), free(ref), free(got);
+    dfree(b, dx), dfree(b, dn), dfree(b, dw), dfree(b, dwg), dfree(b, dgu), dfree(b, dh), dfree(b, dout);
+    dfree(b, dpos), dfree(b, dseq), dfree(b, dtab), dfree(b, kc), dfree(b, vc);
+}
+
+/* ------------------------------------------------------------------ benchmarks */
+
+typedef struct {
+    double copy_gbs;     /* device-to-device, bytes read + written */
+    double gemm_tflops;  /* cuBLAS bf16 8192^3 */
+} roof_t;
+
+static roof_t roof;
+
+#define CK(call)                                                                                  \
+    do {                                                                                          \
+        cudaError_t e_ = (call);                                                                  \
+        if (e_ != cudaSuccess) {                                                                  \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+            exit(1);                                                                              \
+        }                                                                                         \
+    } while (0)
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void bench_line(const char *op, const char *shape, double ms, const char *fmt, ...) {
+    add_result(op, shape, 0, 0, "BENCH");
+    n_results--; /* keep, but overwrite the print below */
+    result_t *r = &results[n_results++];
+    r->ms = ms;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->extra, sizeof r->extra, fmt, ap);
+    va_end(ap);
+    printf("  %-11s %-12s %-58s %9.4f ms  %s\n", "", "", "", ms, r->extra);
+}
+
+static void bench_roofline(void) {
+    /* HBM: median of 20 device-to-device copies of 1 GiB */
+    const size_t bytes = (size_t)1 << 30;
+    void *a = NULL, *b = NULL;
+    CK(cudaMalloc(&a, bytes));
+    CK(cudaMalloc(&b, bytes));
+    CK(cudaMemset(a, 1, bytes));
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    double t[20];
+    for (int i = -3; i < 20; i++) {
+        CK(cudaEventRecord(e0, 0));
+        CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, 0));
+        CK(cudaEventRecord(e1, 0));
+        CK(cudaEventSynchronize(e1));
+        float ms;
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        if (i >= 0) t[i] = ms;
+    }
+    qsort(t, 20, sizeof t[0], cmp_double);
+    roof.copy_gbs = 2.0 * bytes / (t[10] * 1e-3) / 1e9;
+    bench_line("roofline", "HBM copy 1 GiB (read+write)", t[10], "%.0f GB/s", roof.copy_gbs);
+    CK(cudaFree(a));
+    CK(cudaFree(b));
+    /* bf16 GEMM 8192^3 with f32 accumulation (random data: zeros run faster) */
+    const int N = 8192;
+    uint16_t *h = xmalloc(2 * (size_t)N * N);
+    rng_state = 5;
+    for (size_t i = 0; i < (size_t)N * N; i++) h[i] = quant_f32_to_bf16(rng_unif());
+    void *A, *B, *C;
+    CK(cudaMalloc(&A, 2 * (size_t)N * N));
+    CK(cudaMalloc(&B, 2 * (size_t)N * N));
+    CK(cudaMalloc(&C, 4 * (size_t)N * N));
+    CK(cudaMemcpy(A, h, 2 * (size_t)N * N, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(B, h, 2 * (size_t)N * N, cudaMemcpyHostToDevice));
+    free(h);
+    cublasHandle_t cb;
+    if (cublasCreate(&cb) != CUBLAS_STATUS_SUCCESS) {
+        fprintf(stderr, "gpu_ops: cublasCreate failed\n");
+        exit(1);
+    }
+    const float one = 1, zero = 0;
+    for (int i = -3; i < 10; i++) {
+        CK(cudaEventRecord(e0, 0));
+        cublasStatus_t st = cublasGemmEx(cb, CUBLAS_OP_T, CUBLAS_OP_N, N, N, N, &one, A, CUDA_R_16BF, N, B, CUDA_R_16BF,
+                                         N, &zero, C, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        CK(cudaEventRecord(e1, 0));
+        CK(cudaEventSynchronize(e1));
+        if (st != CUBLAS_STATUS_SUCCESS) {
+            fprintf(stderr, "gpu_ops: cublasGemmEx: %s\n", cublasGetStatusString(st));
+            exit(1);
+        }
+        float ms;
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        if (i >= 0) t[i] = ms;
+    }
+    qsort(t, 10, sizeof t[0], cmp_double);
+    roof.gemm_tflops = 2.0 * N * N * (double)N / (t[5] * 1e-3) / 1e12;
+    bench_line("roofline", "cuBLAS bf16 GEMM 8192^3 (f32 out)", t[5], "%.0f TFLOP/s", roof.gemm_tflops);
+    cublasDestroy(cb);
+    CK(cudaFree(A));
+    CK(cudaFree(B));
+    CK(cudaFree(C));
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+}
+
+/* Median ms of `reps` runs of fn over 5 batches, timed with synchronize + host clock. */
+typedef void (*bench_fn)(void *arg);
+static double time_op(bench_fn fn, void *arg, int reps) {
+    fn(arg);
+    gpu->ops->synchronize(gpu->ctx);
+    double t[5];
+    for (int k = 0; k < 5; k++) {
+        double t0 = now_ms();
+        for (int i = 0; i < reps; i++) fn(arg);
+        if (gpu->ops->synchronize(gpu->ctx)) die_backend(gpu, "synchronize");
+        t[k] = (now_ms() - t0) / reps;
+    }
+    qsort(t, 5, sizeof t[0], cmp_double);
+    return t[2];
+}
+
+typedef struct {
+    float *y, *x;
+    void *w;
+    int n, in, out;
+} mm_arg_t;
+static void mm_fn(void *p) {
+    mm_arg_t *a = p;
+    gpu->ops->matmul(gpu->ctx, a->y, a->x, a->w, NULL, a->n, a->in, a->out);
+}
+
+static void bench_matmul(void) {
+    /* Llama-3.2-1B projections (fused qkv and gate|up as the model may use) */
+    static const struct { const char *name; int in, out; } w[] = {
+        {"qkv 2048->3072", 2048, 3072}, {"o 2048->2048", 2048, 2048}, {"gate|up 2048->16384", 2048, 16384},
+        {"down 8192->2048", 8192, 2048}, {"lm_head 2048->128256", 2048, 128256}};
+    static const int ns[] = {1, 64, 256, 2048};
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+        const size_t we = (size_t)w[i].in * w[i].out;
+        uint16_t *wb = xmalloc(2 * we);
+        rng_state = 300 + i;
+        for (size_t k = 0; k < we; k++) wb[k] = quant_f32_to_bf16(rng_unif() * 0.1f);
+        void *dw = dalloc(gpu, we * backend_dtype_size(gpu->info.weight_dtype));
+        if (gpu->ops->load_tensor(gpu->ctx, dw, gpu->info.weight_dtype, GGUF_T_BF16, wb, (int64_t)we))
+            die_backend(gpu, "load_tensor");
+        free(wb);
+        for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++) {
+            const int n = ns[j];
+            float *hx = xmalloc(sizeof(float) * n * w[i].in);
+            fill(hx, (size_t)n * w[i].in, 1.0f);
+            mm_arg_t a = {dalloc(gpu, sizeof(float) * n * w[i].out), up(gpu, hx, sizeof(float) * n * w[i].in), dw, n,
+                          w[i].in, w[i].out};
+            free(hx);
+            const double ms = time_op(mm_fn, &a, n >= 256 ? 20 : 50);
+            const double flops = 2.0 * n * we, bytes = we * backend_dtype_size(gpu->info.weight_dtype) +
+                                                       (double)n * (w[i].in * 6 + w[i].out * 4);
+            char shape[120];
+            snprintf(shape, sizeof shape, "%s n=%d", w[i].name, n);
+            bench_line("bench_mm", shape, ms, "%.1f TFLOP/s (%.0f%% of GEMM peak), %.0f GB/s (%.0f%% of copy)",
+                       flops / (ms * 1e-3) / 1e12, 100 * flops / (ms * 1e-3) / 1e12 / roof.gemm_tflops,
+                       bytes / (ms * 1e-3) / 1e9, 100 * bytes / (ms * 1e-3) / 1e9 / roof.copy_gbs);
+            dfree(gpu, a.y), dfree(gpu, a.x);
+        }
+        dfree(gpu, dw);
+    }
+}
+
+typedef struct {
+    float *out, *q;
+    void *kc, *vc;
+    int32_t *pos, *seq, *tab;
+    int stride, mb, n;
+    backend_attn_t a;
+} att_arg_t;
+static void att_fn(void *p) {
+    att_arg_t *x = p;
+    gpu->ops->attention(gpu->ctx, x->out, x->q, x->stride, x->kc, x->vc, x->pos, x->seq, x->tab, x->mb, x->n, &x->a);
+}
+
+static void bench_attention(void) {
+    /* 1B geometry; decode batches and one prefill chunk */
+    static const struct { int n_seqs, ctx, nq; } cs[] = {{1, 4096, 1}, {64, 1024, 1}, {256, 256, 1}, {256, 2048, 1},
+                                                         {1, 2048, 2048}};
+    const int nh = 32, nkv = 8, hd = 64, bsz = 16;
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        const int S = cs[i].n_seqs, ctx = cs[i].ctx, nq = cs[i].nq, n = S * nq, mb = (ctx + bsz - 1) / bsz;
+        const size_t es = backend_dtype_size(gpu->info.kv_dtype), cb = (size_t)S * mb * nkv * bsz * hd * es;
+        int32_t *tab = xmalloc(sizeof(int32_t) * S * mb), *pos = xmalloc(sizeof(int32_t) * n), *seq = xmalloc(sizeof(int32_t) * n);
+        for (int k = 0; k < S * mb; k++) tab[k] = k;
+        for (int s = 0, t = 0; s < S; s++)
+            for (int p = ctx - nq; p < ctx; p++, t++) pos[t] = p, seq[t] = s;
+        float *q = xmalloc(sizeof(float) * n * nh * hd);
+        fill(q, (size_t)n * nh * hd, 1.0f);
+        uint8_t *kv = xmalloc(cb);
+        for (size_t k = 0; k < cb; k += 2) { /* random finite f16/f32 bytes */
+            uint16_t h = quant_f32_to_f16(rng_unif());
+            memcpy(kv + k, &h, 2);
+        }
+        att_arg_t a = {dalloc(gpu, sizeof(float) * n * nh * hd), up(gpu, q, sizeof(float) * n * nh * hd), up(gpu, kv, cb),
+                       up(gpu, kv, cb), up(gpu, pos, sizeof(int32_t) * n), up(gpu, seq, sizeof(int32_t) * n),
+                       up(gpu, tab, sizeof(int32_t) * S * mb), nh * hd, mb, n, {nh, nkv, hd, bsz, 0.125f}};
+        const double ms = time_op(att_fn, &a, 10);
+        double kv_read = 0, flops = 0;
+        for (int t = 0; t < n; t++) {
+            kv_read += 2.0 * (pos[t] + 1) * nkv * hd * es / (nq > 1 ? nq / 16.0 : 1); /* prefill tiles of 16 share */
+            flops += 4.0 * (pos[t] + 1) * nh * hd;
+        }
+        char shape[120];
+        snprintf(shape, sizeof shape, "1B heads 32/8 hd64: %d seqs x ctx %d, %d new", S, ctx, nq);
+        bench_line("bench_att", shape, ms, "%.0f GB/s K/V (%.0f%% of copy), %.1f TFLOP/s", kv_read / (ms * 1e-3) / 1e9,
+                   100 * kv_read / (ms * 1e-3) / 1e9 / roof.copy_gbs, flops / (ms * 1e-3) / 1e12);
+        dfree(gpu, a.out), dfree(gpu, a.q), dfree(gpu, a.kc), dfree(gpu, a.vc), dfree(gpu, a.pos), dfree(gpu, a.seq);
+        dfree(gpu, a.tab);
+        free(tab), free(pos), free(seq), free(q), free(kv);
+    }
+}
+
+/* ------------------------------------------------------------------ main */
+
+static void write_json(const char *path, double secs) {
+    json = fopen(path, "w");
+    if (!json) {
+        fprintf(stderr, "gpu_ops: cannot write %s\n", path);
+        return;
+    }
+    fprintf(json, "{\"program\": \"%s\", \"device\": \"%s\", \"weight_dtype\": \"%s\", \"kv_dtype\": \"%s\",\n",
+            KRILL_GPU_OPS_VERSION, gpu->info.device, backend_dtype_name(gpu->info.weight_dtype),
+            backend_dtype_name(gpu->info.kv_dtype));
+    fprintf(json, " \"seconds\": %.1f, \"failed\": %d, \"unsupported\": %d, \"skipped\": %d, \"copy_gbs\": %.1f, "
+                  "\"gemm_tflops\": %.1f,\n", secs, n_fail, n_unsupported, n_skipped, roof.copy_gbs, roof.gemm_tflops);
+    fprintf(json, " \"results\": [\n");
+    for (int i = 0; i < n_results; i++) {
+        const result_t *r = &results[i];
+        fprintf(json, "  {\"op\": \"%s\", \"case\": \"%s\", \"status\": \"%s\", \"err\": %.6g, \"tol\": %.3g, \"ms\": %.5f, "
+                      "\"note\": \"%s\"}%s\n",
+                r->op, r->shape, r->status, isfinite(r->err) ? r->err : 1e300, r->tol, r->ms, r->extra,
+                i + 1 < n_results ? "," : "");
+    }
+    fprintf(json, " ]}\n");
+    fclose(json);
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: gpu_ops [--dtype bf16|f16|f32] [--kv f16|f32] [--bench] [--only OP] [--quick] [--json FILE]\n"
+               "Checks every CUDA backend op against the CPU backend; --bench adds roofline and op timings.\n"
+               "--only takes a comma-separated list of: load_tensor embed rmsnorm matmul rope swiglu argmax\n"
+               "attention graph. --quick skips the largest cases (for the CPU emulator).\n"
+               "Exit: 0 all passed, 1 failure, 77 no GPU.\n");
+}
+
+int main(int argc, char **argv) {
+    const char *dtype = "bf16", *kv = "f16", *json_path = NULL, *only = NULL;
+    bool bench = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("%s\n", KRILL_GPU_OPS_VERSION);
+            return 0;
+        } else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) dtype = argv[++i];
+        else if (!strcmp(argv[i], "--kv") && i + 1 < argc) kv = argv[++i];
+        else if (!strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--bench")) bench = true;
+        else if (!strcmp(argv[i], "--quick")) quick = true;
+        else {
+            fprintf(stderr, "gpu_ops: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    char err[512];
+    const backend_ops_t *cu = NULL;
+    backend_params_t gp = {.dtype = dtype, .kv_dtype = kv};
+    gpu = backend_open("cuda", &gp, err, sizeof err);
+    if (!gpu) {
+        printf("no GPU: %s\n", err);
+        return 77;
+    }
+    cu = gpu->ops;
+    (void)cu;
+    backend_params_t cp = {.n_threads = 0, .kv_dtype = kv};
+    cpu = backend_open("cpu", &cp, err, sizeof err);
+    if (!cpu) {
+        fprintf(stderr, "gpu_ops: cpu backend: %s\n", err);
+        return 1;
+    }
+    printf("gpu_ops: %s (weights %s, kv %s) vs %s\n", gpu->info.device, backend_dtype_name(gpu->info.weight_dtype),
+           backend_dtype_name(gpu->info.kv_dtype), cpu->info.device);
+    const double t0 = now_ms();
+    struct { const char *name; void (*fn)(void); } tests[] = {
+        {"load_tensor", test_load_tensor}, {"embed", test_embed_get_rows}, {"rmsnorm", test_rmsnorm},
+        {"matmul", test_matmul}, {"rope", test_rope}, {"swiglu", test_swiglu}, {"argmax", test_argmax},
+        {"attention", test_attention}, {"graph", test_graphs}};
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+        /* --only takes a comma-separated list of test names */
+        bool run = !only;
+        for (const char *p = only; p && *p;) {
+            size_t n = strcspn(p, ",");
+            if (n == strlen(tests[i].name) && !strncmp(p, tests[i].name, n)) run = true;
+            p += n + (p[n] == ',');
+        }
+        if (run) tests[i].fn();
+    }
+    if (bench) {
+        bench_roofline();
+        bench_matmul();
+        bench_attention();
+    }
+    if (gpu->ops->synchronize(gpu->ctx)) {
+        printf("FAIL: cuda backend error: %s\n", gpu->ops->last_error(gpu->ctx));
+        n_fail++;
+    }
+    const double secs = (now_ms() - t0) / 1e3;
+    int n_checks = 0;
+    for (int i = 0; i < n_results; i++)
+        n_checks += strcmp(results[i].status, "BENCH") != 0 && strcmp(results[i].status, "SKIPPED") != 0;
+    printf("gpu_ops: %d checks, %d failed, %d unsupported, %d skipped (--quick), %.1f s\n", n_checks, n_fail,
+           n_unsupported, n_skipped, secs);
+    if (json_path) write_json(json_path, secs);
+    backend_close(gpu);
+    backend_close(cpu);
+    free(results);
+    return n_fail || n_unsupported ? 1 : 0;
+}

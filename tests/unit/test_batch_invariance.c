@@ -1,0 +1,274 @@
+/* test_batch_invariance.c — a request's logits do not depend on what shares its batch.
+ *
+ * On the default model (CPU backend, f16 KV cache unless noted), each sequence is run
+ * ALONE — prompt in one call, then one decode call per generated token — and its
+ * logits at every sampled step are kept. The same sequences are then run MIXED, as
+ * continuous batching does: staggered arrivals, prefill chunked under a token budget
+ * and packed with other sequences' decode tokens, sequence order shuffled every step,
+ * different physical KV blocks, other thread counts, and one sequence preempted after
+ * two tokens and recomputed (its whole text re-prefilled in chunks). Every sampled
+ * step's full logits row must be bitwise identical to the alone run, and greedy
+ * tokens follow from them. Run for the f16 cache (threads 2 vs 3, token budgets 24
+ * and 7) and the f32 cache (threads 1 vs 2, budget 24). With KRILL_CPU_MATMUL=openblas
+ * this test fails at the first sampled step (every logit differs in the last bits).
+ *
+ * Skips (exit 77) when the default model is absent, and under SANITIZE=1 (minutes
+ * under ASan; test_matmul_invariance and test_model's synthetic models run the same
+ * code there). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "gguf.h"
+#include "model.h"
+
+#define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+enum { MAX_SEQS = 8, MAX_LEN = 96, GEN = 6, BS = 16, MAX_BLK = (MAX_LEN + BS - 1) / BS, N_BLOCKS = 64 };
+
+static const int g_nseq = 6;
+static const int g_plen[MAX_SEQS] = {1, 5, 17, 33, 48, 70};
+static gguf_t *g_gguf;
+static int g_vocab;
+
+static uint64_t rng_state;
+static uint64_t rng_next(void) {
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+typedef struct {
+    int32_t toks[MAX_LEN]; /* prompt, then generated tokens */
+    int len, plen, n_gen, cached;
+    int32_t blocks[MAX_BLK];
+    int arrive, paused_until;
+} seq_t;
+
+typedef struct {
+    float *logits[MAX_SEQS][GEN]; /* (n_vocab) per sampled step */
+    int32_t tok[MAX_SEQS][GEN];
+} record_t;
+
+static int argmax(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+static model_t *load(int threads, const char *kv) {
+    char err[512];
+    model_params_t mp = {.backend = "cpu", .n_threads = threads, .max_batch_tokens = 128, .max_seqs = MAX_SEQS,
+                         .kv_block_size = BS, .kv_cache_tokens = (int64_t)N_BLOCKS * BS, .kv_dtype = kv};
+    model_t *m = model_load(g_gguf, &mp, err, sizeof err);
+    if (!m) fail_msg("model_load: %s", err);
+    g_vocab = model_hparams(m)->n_vocab;
+    return m;
+}
+
+static void init_seqs(seq_t *s) {
+    rng_state = 4242;
+    memset(s, 0, sizeof(seq_t) * MAX_SEQS);
+    for (int i = 0; i < g_nseq; i++) {
+        s[i].plen = s[i].len = g_plen[i];
+        for (int k = 0; k < s[i].len; k++) s[i].toks[k] = (int32_t)(rng_next() % (uint64_t)g_vocab);
+    }
+}
+
+/* One model call over `n` (sequence, first token, count) pieces; the last token of a
+ * piece that reaches the end of its text is a sampled row. Returns the logits rows in
+ * `out` (n_logits, vocab) and their sequences in `who`. */
+static int run_call(model_t *m, seq_t *s, const int *ids, const int *cnt, int n, float *out, int *who) {
+    int32_t tokens[128], pos[128], seqi[128], seq_len[MAX_SEQS], rows[MAX_SEQS], table[MAX_SEQS * MAX_BLK];
+    int t = 0, nl = 0;
+    for (int i = 0; i < n; i++) {
+        seq_t *q = &s[ids[i]];
+        for (int k = 0; k < cnt[i]; k++, t++) {
+            tokens[t] = q->toks[q->cached + k];
+            pos[t] = q->cached + k;
+            seqi[t] = i;
+        }
+        seq_len[i] = q->cached + cnt[i];
+        memcpy(table + i * MAX_BLK, q->blocks, sizeof q->blocks);
+        if (q->cached + cnt[i] == q->len) {
+            rows[nl] = t - 1;
+            who[nl++] = ids[i];
+        }
+    }
+    model_batch_t b = {.n_tokens = t, .tokens = tokens, .pos = pos, .seq = seqi, .n_seqs = n, .seq_len = seq_len,
+                       .block_table = table, .max_blocks = MAX_BLK, .n_logits = nl, .logit_rows = rows};
+    if (model_forward(m, &b, out)) fail_msg("model_forward: %s", model_last_error(m));
+    for (int i = 0; i < n; i++) s[ids[i]].cached += cnt[i];
+    return nl;
+}
+
+/* The sampled row of sequence q: record (ref) or compare (got), then append the token. */
+static void sampled(seq_t *q, int qi, const float *row, record_t *ref, int compare, const char *what) {
+    const int step = q->n_gen;
+    if (!compare) {
+        ref->logits[qi][step] = malloc(sizeof(float) * g_vocab);
+        memcpy(ref->logits[qi][step], row, sizeof(float) * g_vocab);
+        ref->tok[qi][step] = argmax(row, g_vocab);
+    } else if (memcmp(ref->logits[qi][step], row, sizeof(float) * g_vocab)) {
+        int diff = 0, first = -1;
+        for (int v = 0; v < g_vocab; v++)
+            if (memcmp(&ref->logits[qi][step][v], &row[v], sizeof(float))) diff++, first = first < 0 ? v : first;
+        fail_msg("%s: sequence %d step %d: %d of %d logits differ from the sequence alone (first at %d: %.9g vs %.9g)",
+                 what, qi, step, diff, g_vocab, first, row[first], ref->logits[qi][step][first]);
+    }
+    q->toks[q->len++] = ref->tok[qi][step];
+    q->n_gen++;
+}
+
+static void run_alone(model_t *m, record_t *ref) {
+    seq_t s[MAX_SEQS];
+    init_seqs(s);
+    float *out = malloc(sizeof(float) * g_vocab);
+    int next_block = 0;
+    for (int i = 0; i < g_nseq; i++) {
+        for (int b = 0; b < MAX_BLK; b++) s[i].blocks[b] = next_block++;
+        while (s[i].n_gen < GEN) {
+            int id = i, cnt = s[i].len - s[i].cached, who;
+            assert_int_equal(run_call(m, s, &id, &cnt, 1, out, &who), 1);
+            sampled(&s[i], i, out, ref, 0, "alone");
+        }
+    }
+    free(out);
+}
+
+static void shuffle_blocks(int32_t *pool, int n) {
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)(rng_next() % (uint64_t)(i + 1));
+        int32_t t = pool[i];
+        pool[i] = pool[j];
+        pool[j] = t;
+    }
+}
+
+/* Continuous batching: budget tokens per call, shuffled order, sequence `victim`
+ * preempted after 2 generated tokens (cache dropped, new blocks, recomputed later). */
+static void run_mixed(model_t *m, record_t *ref, int budget, int victim, const char *what) {
+    seq_t s[MAX_SEQS];
+    init_seqs(s);
+    rng_state = 777 + (uint64_t)budget;
+    int32_t pool[N_BLOCKS];
+    for (int b = 0; b < N_BLOCKS; b++) pool[b] = b;
+    shuffle_blocks(pool, N_BLOCKS);
+    int next_block = 0;
+    for (int i = 0; i < g_nseq; i++) {
+        s[i].arrive = i / 2; /* two arrivals per step */
+        for (int b = 0; b < MAX_BLK; b++) s[i].blocks[b] = pool[next_block++];
+    }
+    float *out = malloc(sizeof(float) * g_vocab * MAX_SEQS);
+    int preempted = 0, done = 0;
+    for (int step = 0; done < g_nseq; step++) {
+        if (step > 500) fail_msg("%s: schedule did not finish", what);
+        int order[MAX_SEQS], n_act = 0;
+        for (int i = 0; i < g_nseq; i++)
+            if (s[i].arrive <= step && s[i].n_gen < GEN && s[i].paused_until <= step) order[n_act++] = i;
+        for (int i = n_act - 1; i > 0; i--) {
+            int j = (int)(rng_next() % (uint64_t)(i + 1)), t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        /* decode tokens first (one each), then prefill chunks in the budget left */
+        int ids[MAX_SEQS], cnt[MAX_SEQS], n = 0, left = budget;
+        for (int k = 0; k < n_act; k++) {
+            seq_t *q = &s[order[k]];
+            if (q->len - q->cached == 1 && left > 0) ids[n] = order[k], cnt[n++] = 1, left--;
+        }
+        for (int k = 0; k < n_act; k++) {
+            seq_t *q = &s[order[k]];
+            int want = q->len - q->cached;
+            if (want > 1 && left > 0) {
+                int c = want < left ? want : left;
+                ids[n] = order[k], cnt[n++] = c, left -= c;
+            }
+        }
+        if (n == 0) continue;
+        int who[MAX_SEQS];
+        int nl = run_call(m, s, ids, cnt, n, out, who);
+        for (int r = 0; r < nl; r++) {
+            seq_t *q = &s[who[r]];
+            sampled(q, who[r], out + (size_t)r * g_vocab, ref, 1, what);
+            if (q->n_gen == GEN) done++;
+            if (who[r] == victim && q->n_gen == 2 && !preempted) {
+                /* preemption: the cache is dropped; recompute prompt + 2 tokens later */
+                preempted = 1;
+                q->cached = 0;
+                q->paused_until = step + 3;
+                for (int b = 0; b < MAX_BLK; b++) q->blocks[b] = pool[next_block++];
+            }
+        }
+    }
+    if (victim >= 0 && !preempted) fail_msg("%s: sequence %d was never preempted", what, victim);
+    free(out);
+}
+
+static void record_free(record_t *r) {
+    for (int i = 0; i < MAX_SEQS; i++)
+        for (int k = 0; k < GEN; k++) free(r->logits[i][k]);
+}
+
+static void check_kv(const char *kv, int t_alone, int t_mixed, int both_budgets) {
+    record_t ref;
+    memset(&ref, 0, sizeof ref);
+    model_t *m = load(t_alone, kv);
+    run_alone(m, &ref);
+    model_free(m);
+    m = load(t_mixed, kv);
+    char what[96];
+    snprintf(what, sizeof what, "kv=%s threads %d vs %d, budget 24", kv ? kv : "default(f16)", t_alone, t_mixed);
+    run_mixed(m, &ref, 24, 3, what);
+    if (both_budgets) {
+        snprintf(what, sizeof what, "kv=%s threads %d vs %d, budget 7", kv ? kv : "default(f16)", t_alone, t_mixed);
+        run_mixed(m, &ref, 7, 0, what);
+    }
+    model_free(m);
+    record_free(&ref);
+}
+
+static void test_f16_kv(void **state) {
+    (void)state;
+    check_kv(NULL, 2, 3, 1);
+}
+
+static void test_f32_kv(void **state) {
+    (void)state;
+    check_kv("f32", 1, 2, 0);
+}
+
+int main(void) {
+    if (access(DEFAULT_MODEL, R_OK)) {
+        printf("SKIP: %s missing (scripts/fetch-model.sh)\n", DEFAULT_MODEL);
+        return 77;
+    }
+    const char *san = getenv("SANITIZE");
+    if (san && !strcmp(san, "1")) {
+        printf("SKIP: default model not run under SANITIZE=1 (minutes under ASan; test_matmul_invariance covers the "
+               "kernels there)\n");
+        return 77;
+    }
+    char err[512];
+    g_gguf = gguf_open(DEFAULT_MODEL, err, sizeof err);
+    if (!g_gguf) {
+        fprintf(stderr, "%s: %s\n", DEFAULT_MODEL, err);
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_f16_kv),
+        cmocka_unit_test(test_f32_kv),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    gguf_close(g_gguf);
+    return rc;
+}

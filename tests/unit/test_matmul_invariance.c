@@ -1,0 +1,254 @@
+/* test_matmul_invariance.c — the CPU matmul is batch-invariant bitwise, and accurate.
+ *
+ * - order: matmul_cpu_block (AVX2 and generic kernels, every register-tile shape and
+ *   block boundary) equals, bit for bit, the reduction order documented in
+ *   matmul_cpu.h, re-implemented here independently; and stays within a normalised
+ *   error of 1e-5 of a double-precision reference over odd shapes.
+ * - batch: through the backend table (threads 1, 2, 3; kernels "krill" and
+ *   "generic"), every row computed alone gives the same bits as the same row at every
+ *   position 0..n-1 of batches n = 1..70 (each position holds a different row across
+ *   batches), with and without bias, for shapes that do and do not split over threads
+ *   (under SANITIZE=1 the two smaller shapes only).
+ *
+ * KRILL_BENCH_MATMUL=1 instead times our kernels against OpenBLAS sgemm (through the
+ * backend, KRILL_CPU_MATMUL=openblas) on SmolLM2-135M's shapes (a benchmark: best of
+ * KRILL_BENCH_REPS interleaved runs, threads from KRILL_BENCH_THREADS, default 1). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <cmocka.h>
+
+#include "backend.h"
+#include "matmul_cpu.h"
+
+static uint64_t rng_state;
+static uint64_t rng_next(void) {
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static float rng_unif(void) { return (float)((rng_next() >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f; }
+static void fill(float *x, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) x[i] = rng_unif() * scale;
+}
+
+/* The documented order (matmul_cpu.h), written out plainly. */
+static float order_ref(const float *x, const float *w, const float *bias, int c, int in) {
+    float lane[8] = {0};
+    int k = 0;
+    for (; k + 8 <= in; k += 8)
+        for (int j = 0; j < 8; j++) lane[j] = fmaf(x[k + j], w[k + j], lane[j]);
+    float s = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    for (; k < in; k++) s = fmaf(x[k], w[k], s);
+    return bias ? s + bias[c] : s;
+}
+
+static double nerr(const float *got, const double *ref, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)got[i] - ref[i];
+        num += d * d;
+        den += ref[i] * ref[i];
+    }
+    return den == 0 ? sqrt(num) : sqrt(num / den);
+}
+
+static int bits_equal(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof(float)) == 0; }
+
+/* ------------------------------------------------------------------ order + accuracy */
+static void test_order_and_accuracy(void **state) {
+    (void)state;
+    /* n covers every tile shape (1..3-row calls, 4-row groups + 1..3 left over), out
+     * every column remainder, in every k tail (0..7) */
+    static const int shapes[][3] = {{1, 1, 1},    {1, 7, 13},    {2, 9, 11},     {3, 15, 5},   {4, 8, 3},
+                                    {5, 33, 17},  {6, 64, 96},   {7, 100, 23},   {9, 31, 4099}, {13, 576, 37},
+                                    {17, 1, 29},  {64, 96, 33},  {70, 130, 50},  {2, 1536, 49}, {1, 2049, 10}};
+    const matmul_cpu_impl_t impls[] = {MATMUL_CPU_AUTO, MATMUL_CPU_GENERIC};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+        rng_state = 7000 + s;
+        float *x = malloc(sizeof(float) * n * in), *w = malloc(sizeof(float) * out * in);
+        float *bias = malloc(sizeof(float) * out), *y = malloc(sizeof(float) * n * out);
+        float *want = malloc(sizeof(float) * n * out);
+        double *ref = malloc(sizeof(double) * n * out);
+        fill(x, (size_t)n * in, 1.0f);
+        fill(w, (size_t)out * in, 0.5f);
+        fill(bias, out, 1.0f);
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            const float *b = with_bias ? bias : NULL;
+            for (int r = 0; r < n; r++)
+                for (int c = 0; c < out; c++) {
+                    want[r * out + c] = order_ref(x + (size_t)r * in, w + (size_t)c * in, b, c, in);
+                    double acc = with_bias ? bias[c] : 0.0;
+                    for (int k = 0; k < in; k++) acc += (double)x[r * in + k] * w[(size_t)c * in + k];
+                    ref[r * out + c] = acc;
+                }
+            for (size_t ii = 0; ii < 2; ii++) {
+                /* whole block, then the same block computed in odd pieces */
+                memset(y, 0xff, sizeof(float) * n * out);
+                matmul_cpu_block(impls[ii], y, out, x, in, w, b, in, 0, n, 0, out);
+                if (!bits_equal(y, want, (size_t)n * out))
+                    fail_msg("impl %zu n=%d in=%d out=%d bias=%d: not the documented order", ii, n, in, out, with_bias);
+                double e = nerr(y, ref, (size_t)n * out);
+                if (e > 1e-5) fail_msg("impl %zu n=%d in=%d out=%d bias=%d: nerr %g", ii, n, in, out, with_bias, e);
+                memset(y, 0xff, sizeof(float) * n * out);
+                for (int r0 = 0; r0 < n;) {
+                    int r1 = r0 + 1 + (r0 * 5 + 3) % 6;
+                    if (r1 > n) r1 = n;
+                    for (int c0 = 0; c0 < out;) {
+                        int c1 = c0 + 1 + (c0 * 7 + r0) % 11;
+                        if (c1 > out) c1 = out;
+                        matmul_cpu_block(impls[ii], y, out, x, in, w, b, in, r0, r1, c0, c1);
+                        c0 = c1;
+                    }
+                    r0 = r1;
+                }
+                if (!bits_equal(y, want, (size_t)n * out))
+                    fail_msg("impl %zu n=%d in=%d out=%d: pieces differ from the whole", ii, n, in, out);
+            }
+        }
+        free(x), free(w), free(bias), free(y), free(want), free(ref);
+    }
+}
+
+/* ------------------------------------------------------------------ batch invariance */
+static backend_t *open_cpu(int threads, const char *impl) {
+    char err[256];
+    if (impl) setenv("KRILL_CPU_MATMUL", impl, 1);
+    else unsetenv("KRILL_CPU_MATMUL");
+    backend_params_t p = {.n_threads = threads};
+    backend_t *b = backend_open("cpu", &p, err, sizeof err);
+    unsetenv("KRILL_CPU_MATMUL");
+    if (!b) fail_msg("backend_open: %s", err);
+    return b;
+}
+
+enum { POOL = 70 };
+
+static void test_batch_invariance(void **state) {
+    (void)state;
+    /* in: no tail / a tail; out: below and above a column tile, LM-head-like width */
+    static const int shapes[][2] = {{67, 61}, {576, 200}, {64, 1000}, {1536, 100}};
+    static const int threads[] = {1, 2, 3};
+    static const char *impls[] = {NULL, "generic"};
+    const char *san = getenv("SANITIZE");
+    /* under ASan the two smaller shapes (one with a k tail) cover every code path */
+    const size_t n_shapes = san && !strcmp(san, "1") ? 2 : sizeof shapes / sizeof shapes[0];
+    for (size_t s = 0; s < n_shapes; s++) {
+        const int in = shapes[s][0], out = shapes[s][1];
+        rng_state = 9100 + s;
+        float *rows = malloc(sizeof(float) * POOL * in), *w = malloc(sizeof(float) * out * in);
+        float *bias = malloc(sizeof(float) * out), *alone = malloc(sizeof(float) * 2 * POOL * out);
+        float *x = malloc(sizeof(float) * POOL * in), *y = malloc(sizeof(float) * POOL * out);
+        fill(rows, (size_t)POOL * in, 1.0f);
+        fill(w, (size_t)out * in, 0.5f);
+        fill(bias, out, 1.0f);
+        /* each row alone (one thread, default kernel), with and without bias */
+        backend_t *b1 = open_cpu(1, NULL);
+        for (int with_bias = 0; with_bias < 2; with_bias++)
+            for (int i = 0; i < POOL; i++)
+                b1->ops->matmul(b1->ctx, alone + ((size_t)with_bias * POOL + i) * out, rows + (size_t)i * in, w,
+                                with_bias ? bias : NULL, 1, in, out);
+        backend_close(b1);
+        for (size_t ii = 0; ii < sizeof impls / sizeof impls[0]; ii++)
+            for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
+                if (impls[ii] && ti != 1 && s > 1) continue; /* generic is slow: 2 threads for the large shapes */
+                backend_t *b = open_cpu(threads[ti], impls[ii]);
+                for (int with_bias = 0; with_bias < 2; with_bias++)
+                    for (int n = 1; n <= POOL; n++) {
+                        /* position p holds row (p * 11 + n * 7) % POOL: every row visits many positions */
+                        for (int p = 0; p < n; p++)
+                            memcpy(x + (size_t)p * in, rows + (size_t)((p * 11 + n * 7) % POOL) * in,
+                                   sizeof(float) * in);
+                        b->ops->matmul(b->ctx, y, x, w, with_bias ? bias : NULL, n, in, out);
+                        assert_int_equal(b->ops->synchronize(b->ctx), 0);
+                        for (int p = 0; p < n; p++) {
+                            const int i = (p * 11 + n * 7) % POOL;
+                            if (!bits_equal(y + (size_t)p * out, alone + ((size_t)with_bias * POOL + i) * out,
+                                            (size_t)out))
+                                fail_msg("in=%d out=%d impl=%s threads=%d bias=%d: row %d at position %d of %d "
+                                         "differs from the row alone", in, out, impls[ii] ? impls[ii] : "krill",
+                                         threads[ti], with_bias, i, p, n);
+                        }
+                    }
+                backend_close(b);
+            }
+        free(rows), free(w), free(bias), free(alone), free(x), free(y);
+    }
+}
+
+static void test_bad_env(void **state) {
+    (void)state;
+    char err[256] = "";
+    setenv("KRILL_CPU_MATMUL", "fastest", 1);
+    backend_params_t p = {.n_threads = 1};
+    backend_t *b = backend_open("cpu", &p, err, sizeof err);
+    unsetenv("KRILL_CPU_MATMUL");
+    assert_null(b);
+    assert_non_null(strstr(err, "KRILL_CPU_MATMUL"));
+}
+
+/* ------------------------------------------------------------------ benchmark */
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int bench(void) {
+    static const int shapes[][2] = {{576, 1728}, {576, 576}, {576, 3072}, {1536, 576}, {576, 49152}};
+    static const int ns[] = {1, 2, 8, 64, 512};
+    const char *thr = getenv("KRILL_BENCH_THREADS"), *reps_s = getenv("KRILL_BENCH_REPS");
+    const int threads = thr ? atoi(thr) : 1, reps = reps_s ? atoi(reps_s) : 20;
+    backend_t *be[2] = {open_cpu(threads, NULL), open_cpu(threads, "openblas")};
+    printf("bench: %d thread(s), best of %d interleaved runs; GFLOP/s = 2 n in out / time\n", threads, reps);
+    printf("%-12s %5s %12s %12s %8s\n", "in->out", "n", "krill", "openblas", "ratio");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int in = shapes[s][0], out = shapes[s][1];
+        float *w = malloc(sizeof(float) * out * in), *x = malloc(sizeof(float) * 512 * in);
+        float *y = malloc(sizeof(float) * 512 * (size_t)out);
+        rng_state = 1;
+        fill(w, (size_t)out * in, 0.5f);
+        fill(x, (size_t)512 * in, 1.0f);
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+            const int n = ns[ni];
+            const double flop = 2.0 * n * in * out;
+            /* ~10 ms per timing: short enough to catch quiet moments of a shared machine */
+            int iters = (int)(4e8 / flop);
+            if (iters < 1) iters = 1;
+            double best[2] = {1e9, 1e9};
+            for (int rep = 0; rep < reps; rep++)
+                for (int k = 0; k < 2; k++) {
+                    be[k]->ops->matmul(be[k]->ctx, y, x, w, NULL, n, in, out); /* warm */
+                    double t = now_s();
+                    for (int it = 0; it < iters; it++) be[k]->ops->matmul(be[k]->ctx, y, x, w, NULL, n, in, out);
+                    t = (now_s() - t) / iters;
+                    if (t < best[k]) best[k] = t;
+                }
+            printf("%4d->%-6d %5d %12.1f %12.1f %8.2f\n", in, out, n, flop / best[0] * 1e-9, flop / best[1] * 1e-9,
+                   best[1] / best[0]);
+            fflush(stdout);
+        }
+        free(w), free(x), free(y);
+    }
+    backend_close(be[0]);
+    backend_close(be[1]);
+    return 0;
+}
+
+int main(void) {
+    if (getenv("KRILL_BENCH_MATMUL")) return bench();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_order_and_accuracy),
+        cmocka_unit_test(test_batch_invariance),
+        cmocka_unit_test(test_bad_env),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
