@@ -226,6 +226,14 @@ static void slot_maybe_finish(worker_t *w, slot_t *s) {
  * this failure) sets the backoff: 0.5, 1, 2, 4, 8 s. */
 static void retry_add(worker_t *w, slot_t *s, const char *topic, const void *key, size_t keylen, const void *value,
                       size_t len, rd_kafka_headers_t *hdrs) {
+    if (s->failures >= PRODUCE_ATTEMPTS) { /* budget spent: stop now, without this answer */
+        LOG_ERROR("a record could not be delivered; stopping without storing its offset (a restart replays it)",
+                  "topic=%s source=%s failures=%d", topic, s->source, s->failures);
+        if (w->exit_code == EXIT_OK) w->exit_code = EXIT_DELIVERY;
+        g_stop = 1;
+        if (hdrs) rd_kafka_headers_destroy(hdrs);
+        return; /* s->pending keeps counting the record: its offset never finishes */
+    }
     retry_t *r = calloc(1, sizeof *r);
     CHECK(r != NULL);
     r->slot = s;
