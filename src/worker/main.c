@@ -75,6 +75,7 @@ typedef struct slot {
     size_t keylen;
     rd_kafka_headers_t *hdrs; /* the request's headers + krill-source (template) */
     char source[320];      /* topic:partition:offset */
+    int failures;          /* failed deliveries/produce calls of its records (retry budget) */
     int next_free;
     double t_consumed;     /* now_ms() when consumed (metrics) */
     int n_prompt;          /* prompt tokens while in the engine (metrics: pending prompt tokens) */
@@ -88,7 +89,6 @@ typedef struct retry {
     void *key, *value;
     size_t keylen, len;
     rd_kafka_headers_t *hdrs;
-    int attempts;
     double due;
 } retry_t;
 
@@ -176,6 +176,7 @@ static slot_t *slot_alloc(worker_t *w) {
     s->gen++;
     s->state = SLOT_ENGINE;
     s->pending = 0;
+    s->failures = 0;
     w->used++;
     return s;
 }
@@ -221,8 +222,18 @@ static void slot_maybe_finish(worker_t *w, slot_t *s) {
 
 /* ---------------------------------------------------------------- producing */
 
+/* Queues a record of slot s to be produced again; s->failures (already counted for
+ * this failure) sets the backoff: 0.5, 1, 2, 4, 8 s. */
 static void retry_add(worker_t *w, slot_t *s, const char *topic, const void *key, size_t keylen, const void *value,
-                      size_t len, rd_kafka_headers_t *hdrs, int attempts) {
+                      size_t len, rd_kafka_headers_t *hdrs) {
+    if (s->failures >= PRODUCE_ATTEMPTS) { /* budget spent: stop now, without this answer */
+        LOG_ERROR("a record could not be delivered; stopping without storing its offset (a restart replays it)",
+                  "topic=%s source=%s failures=%d", topic, s->source, s->failures);
+        if (w->exit_code == EXIT_OK) w->exit_code = EXIT_DELIVERY;
+        g_stop = 1;
+        if (hdrs) rd_kafka_headers_destroy(hdrs);
+        return; /* s->pending keeps counting the record: its offset never finishes */
+    }
     retry_t *r = calloc(1, sizeof *r);
     CHECK(r != NULL);
     r->slot = s;
@@ -238,9 +249,8 @@ static void retry_add(worker_t *w, slot_t *s, const char *topic, const void *key
     if (len) memcpy(r->value, value, len);
     r->len = len;
     r->hdrs = hdrs;
-    r->attempts = attempts;
-    double backoff = 250.0 * (double)(1 << (attempts < 6 ? attempts : 6));
-    r->due = now_ms() + backoff;
+    int f = s->failures < 6 ? s->failures : 6;
+    r->due = now_ms() + 250.0 * (double)(1 << f);
     r->next = w->retries;
     w->retries = r;
 }
@@ -255,7 +265,7 @@ static void retry_free(retry_t *r) {
 /* Produces one record for slot s (s may be NULL: stats). On an immediate failure the
  * record goes to the retry list, so the slot's accounting is the same either way. */
 static void produce(worker_t *w, slot_t *s, const char *topic, const void *key, size_t keylen, const void *value,
-                    size_t len, rd_kafka_headers_t *hdrs, int attempts) {
+                    size_t len, rd_kafka_headers_t *hdrs) {
     char err[256];
     if (s) s->pending++;
     if (kafka_io_produce(w->kafka, topic, key, keylen, value, len, hdrs, s, 1000, err, sizeof err) == 0) return;
@@ -265,9 +275,10 @@ static void produce(worker_t *w, slot_t *s, const char *topic, const void *key, 
         return;
     }
     LOG_WARN("produce failed; will retry", "topic=%s source=%s attempt=%d error=\"%s\"", topic, s->source,
-             attempts + 1, err);
+             s->failures + 1, err);
     /* s->pending stays counted: the retry entry stands for the record. */
-    retry_add(w, s, topic, key, keylen, value, len, hdrs, attempts + 1);
+    s->failures++;
+    retry_add(w, s, topic, key, keylen, value, len, hdrs);
 }
 
 static void retries_serve(worker_t *w) {
@@ -286,9 +297,15 @@ static void retries_serve(worker_t *w) {
     while (due) {
         retry_t *r = due;
         due = r->next;
-        if (r->attempts >= PRODUCE_ATTEMPTS) {
+        if (!slot_current(r->slot)) { /* its partition moved on: the new owner answers it */
+            r->slot->pending--;
+            slot_maybe_finish(w, r->slot);
+            retry_free(r);
+            continue;
+        }
+        if (r->slot->failures >= PRODUCE_ATTEMPTS) {
             LOG_ERROR("a record could not be delivered; stopping without storing its offset (a restart replays it)",
-                      "topic=%s source=%s attempts=%d", r->topic, r->slot->source, r->attempts);
+                      "topic=%s source=%s failures=%d", r->topic, r->slot->source, r->slot->failures);
             if (w->exit_code == EXIT_OK) w->exit_code = EXIT_DELIVERY;
             g_stop = 1;
             retry_free(r); /* the slot keeps its pending count: its offset never finishes */
@@ -301,10 +318,10 @@ static void retries_serve(worker_t *w) {
             retry_free(r);
             continue;
         }
-        r->attempts++;
-        r->due = now + 250.0 * (double)(1 << (r->attempts < 6 ? r->attempts : 6));
+        r->slot->failures++;
+        r->due = now + 250.0 * (double)(1 << (r->slot->failures < 6 ? r->slot->failures : 6));
         LOG_WARN("produce failed again", "topic=%s source=%s attempt=%d error=\"%s\"", r->topic, r->slot->source,
-                 r->attempts, err);
+                 r->slot->failures, err);
         r->next = w->retries;
         w->retries = r;
     }
@@ -318,6 +335,11 @@ static void on_delivered(void *ctx, void *opaque, rd_kafka_resp_err_t err, const
         return;
     }
     if (!err) {
+        s->pending--;
+        slot_maybe_finish(w, s);
+        return;
+    }
+    if (!slot_current(s)) { /* its partition moved on: the new owner answers it */
         s->pending--;
         slot_maybe_finish(w, s);
         return;
@@ -338,7 +360,8 @@ static void on_delivered(void *ctx, void *opaque, rd_kafka_resp_err_t err, const
         g_stop = 1;
         return;
     }
-    retry_add(w, s, t, m->key, m->key_len, m->payload, m->len, h, 1);
+    s->failures++;
+    retry_add(w, s, t, m->key, m->key_len, m->payload, m->len, h);
 }
 
 static rd_kafka_headers_t *headers_for(const slot_t *s) {
@@ -349,7 +372,7 @@ static rd_kafka_headers_t *headers_for(const slot_t *s) {
 static void produce_result(worker_t *w, slot_t *s) {
     const void *key = s->key ? s->key : s->id;
     size_t keylen = s->key ? s->keylen : strlen(s->id);
-    produce(w, s, w->cfg->kafka.topic_results, key, keylen, w->out.data, w->out.len, headers_for(s), 0);
+    produce(w, s, w->cfg->kafka.topic_results, key, keylen, w->out.data, w->out.len, headers_for(s));
 }
 
 static void answer_error(worker_t *w, slot_t *s, codec_error_t code, const char *msg, const char *param) {
@@ -417,7 +440,7 @@ static void handle_message(worker_t *w, rd_kafka_message_t *m) {
         rd_kafka_header_add(h, "krill-error-code", -1, code, -1);
         rd_kafka_header_add(h, "krill-error-message", -1, req->error_message, -1);
         LOG_DEBUG("undecodable message to the DLQ", "source=%s code=%s", s->source, code);
-        produce(w, s, w->cfg->kafka.topic_dlq, m->key, m->key ? m->key_len : 0, m->payload, m->len, h, 0);
+        produce(w, s, w->cfg->kafka.topic_dlq, m->key, m->key ? m->key_len : 0, m->payload, m->len, h);
         stats_add_dlq(w->stats);
         metrics_dlq(w->metrics, code);
         if (req->has_custom_id) {
@@ -693,7 +716,7 @@ static void emit_stats(worker_t *w) {
              (double)win.requests / win.window_s, (double)win.generated_tokens / win.window_s, w->used,
              (int)kafka_io_paused(w->kafka));
     if (w->cfg->kafka.topic_stats && *w->cfg->kafka.topic_stats)
-        produce(w, NULL, w->cfg->kafka.topic_stats, w->worker_id, strlen(w->worker_id), buf.data, buf.len, NULL, 0);
+        produce(w, NULL, w->cfg->kafka.topic_stats, w->worker_id, strlen(w->worker_id), buf.data, buf.len, NULL);
     codec_buf_free(&buf);
 }
 
