@@ -125,18 +125,7 @@ int main(int argc, char **argv) {
     memset(&req, 0, sizeof req);
 
     engine_config_t ec;
-    engine_config_defaults(&ec);
-    ec.model_path = cfg->model.path;
-    ec.backend = cfg->model.backend;
-    ec.dtype = cfg->model.dtype;
-    ec.n_threads = cfg->model.threads;
-    ec.context = cfg->model.context;
-    ec.max_seqs = cfg->batching.max_seqs;
-    ec.max_batch_tokens = cfg->batching.max_batch_tokens;
-    ec.kv_block_size = cfg->model.kv_block_size;
-    ec.kv_cache_tokens = cfg->model.kv_cache_tokens;
-    ec.gpu_memory_fraction = cfg->model.gpu_memory_fraction;
-    ec.seed = (uint64_t)cfg->model.seed;
+    pipeline_engine_config(cfg, &ec);
     e = engine_open(&ec, err, sizeof err);
     if (!e) {
         fprintf(stderr, "krill-run-batch: cannot open the model: %s\n", err);

@@ -819,18 +819,7 @@ int main(int argc, char **argv) {
 
     /* engine */
     engine_config_t ec;
-    engine_config_defaults(&ec);
-    ec.model_path = cfg->model.path;
-    ec.backend = cfg->model.backend;
-    ec.dtype = cfg->model.dtype;
-    ec.n_threads = cfg->model.threads;
-    ec.context = cfg->model.context;
-    ec.max_seqs = cfg->batching.max_seqs;
-    ec.max_batch_tokens = cfg->batching.max_batch_tokens;
-    ec.kv_block_size = cfg->model.kv_block_size;
-    ec.kv_cache_tokens = cfg->model.kv_cache_tokens;
-    ec.gpu_memory_fraction = cfg->model.gpu_memory_fraction;
-    ec.seed = (uint64_t)cfg->model.seed;
+    pipeline_engine_config(cfg, &ec);
     ec.max_queue = 0; /* the io thread bounds what it submits (worker.queue_high) */
     double t0 = now_ms();
     w->engine = engine_open(&ec, err, sizeof err);

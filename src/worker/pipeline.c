@@ -218,3 +218,18 @@ int pipeline_encode_request_error(pipeline_t *p, const codec_request_t *req, cod
     res.queue_ms = res.ttft_ms = res.total_ms = -1;
     return codec_encode_result(&res, out, err, errlen);
 }
+
+void pipeline_engine_config(const config_t *cfg, engine_config_t *ec) {
+    engine_config_defaults(ec);
+    ec->model_path = cfg->model.path;
+    ec->backend = cfg->model.backend;
+    ec->dtype = cfg->model.dtype;
+    ec->n_threads = cfg->model.threads;
+    ec->context = cfg->model.context;
+    ec->max_seqs = cfg->batching.max_seqs;
+    ec->max_batch_tokens = cfg->batching.max_batch_tokens;
+    ec->kv_block_size = cfg->model.kv_block_size;
+    ec->kv_cache_tokens = cfg->model.kv_cache_tokens;
+    ec->gpu_memory_fraction = cfg->model.gpu_memory_fraction;
+    ec->seed = (uint64_t)cfg->model.seed;
+}

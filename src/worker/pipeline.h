@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "codec.h"
+#include "config.h"
 #include "engine.h"
 
 typedef struct {
@@ -37,6 +38,10 @@ typedef struct {
 /* Renders/tokenizes req (status CODEC_OK) into er with engine id `id`. On success
  * returns 0 and *ids holds the malloc'd prompt (er->prompt points to it; free it after
  * engine_submit, which copies it). On a request error returns -1 with *pe filled. */
+/* The engine settings of a worker configuration (model.*, batching.*): one mapping
+ * for krill-worker and krill-run-batch, so both open the same engine. */
+void pipeline_engine_config(const config_t *cfg, engine_config_t *ec);
+
 int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t id, engine_request_t *er,
                      int32_t **ids, pipeline_error_t *pe);
 
