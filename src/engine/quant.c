@@ -403,21 +403,8 @@ int quant_dequantize_f32(gguf_ttype_t t, const void *src, float *dst, int64_t n)
 /* Half-precision outputs go through f32 one chunk of whole blocks at a time. */
 #define CHUNK 1024 /* a multiple of every supported block size */
 
-int quant_dequantize_bf16(gguf_ttype_t t, const void *src, uint16_t *dst, int64_t n) {
-    const type_info_t *ti = type_get(t);
-    if (!ti || !ti->deq || n < 0 || n % ti->blck != 0) return -1;
-    if (t == GGUF_T_BF16) {
-        memcpy(dst, src, (size_t)n * 2);
-        return 0;
-    }
-    float buf[CHUNK];
-    const uint8_t *x = src;
-    for (int64_t i = 0; i < n; i += CHUNK) {
-        const int64_t m = n - i < CHUNK ? n - i : CHUNK;
-        quant_dequantize_f32(t, x + (i / ti->blck) * ti->bytes, buf, m);
-        for (int64_t j = 0; j < m; j++) dst[i + j] = quant_f32_to_bf16(buf[j]);
-    }
-    return 0;
+static void f32_to_bf16_n(const float *x, uint16_t *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = quant_f32_to_bf16(x[i]);
 }
 
 /* Round to nearest even; F16C gives the same bits as quant_f32_to_f16 (NaNs included). */
@@ -430,10 +417,13 @@ static void f32_to_f16_n(const float *x, uint16_t *y, int64_t n) {
     for (; i < n; i++) y[i] = quant_f32_to_f16(x[i]);
 }
 
-int quant_dequantize_f16(gguf_ttype_t t, const void *src, uint16_t *dst, int64_t n) {
+/* Dequantizes to a 16-bit type: a copy when the source already is that type, else
+ * through f32 one chunk at a time, converted by conv. */
+static int dequantize_half(gguf_ttype_t t, const void *src, uint16_t *dst, int64_t n, gguf_ttype_t same,
+                           void (*conv)(const float *, uint16_t *, int64_t)) {
     const type_info_t *ti = type_get(t);
     if (!ti || !ti->deq || n < 0 || n % ti->blck != 0) return -1;
-    if (t == GGUF_T_F16) {
+    if (t == same) {
         memcpy(dst, src, (size_t)n * 2);
         return 0;
     }
@@ -442,7 +432,15 @@ int quant_dequantize_f16(gguf_ttype_t t, const void *src, uint16_t *dst, int64_t
     for (int64_t i = 0; i < n; i += CHUNK) {
         const int64_t m = n - i < CHUNK ? n - i : CHUNK;
         quant_dequantize_f32(t, x + (i / ti->blck) * ti->bytes, buf, m);
-        f32_to_f16_n(buf, dst + i, m);
+        conv(buf, dst + i, m);
     }
     return 0;
+}
+
+int quant_dequantize_bf16(gguf_ttype_t t, const void *src, uint16_t *dst, int64_t n) {
+    return dequantize_half(t, src, dst, n, GGUF_T_BF16, f32_to_bf16_n);
+}
+
+int quant_dequantize_f16(gguf_ttype_t t, const void *src, uint16_t *dst, int64_t n) {
+    return dequantize_half(t, src, dst, n, GGUF_T_F16, f32_to_f16_n);
 }
