@@ -258,12 +258,13 @@ int engine_tokenize(const engine_t *e, const char *text, size_t len, bool add_bo
     size_t n = 0;
     *ids = NULL;
     *n_ids = 0;
-    if (tokenizer_encode(e->tok, text, len, add_bos, parse_special, ids, &n, err, errlen) != 0) return -1;
+    if (tokenizer_encode(e->tok, text, len, add_bos, parse_special, ids, &n, err, errlen) != 0)
+        return ENGINE_ERR_INVALID;
     if (n > (size_t)e->info.n_ctx) {
         snprintf(err, errlen, "the text is %zu tokens, more than the context of %d", n, e->info.n_ctx);
         free(*ids);
         *ids = NULL;
-        return -1;
+        return ENGINE_ERR_CONTEXT;
     }
     *n_ids = (int)n;
     return 0;

@@ -129,7 +129,9 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen);
 void engine_close(engine_t *e); /* accepts NULL; pending requests are dropped */
 const engine_info_t *engine_get_info(const engine_t *e);
 
-/* Text helpers (thread-safe). *ids is malloc'd; caller frees. 0 or -1 with err. */
+/* Text helpers (thread-safe). *ids is malloc'd; caller frees. 0, or with err filled:
+ * ENGINE_ERR_CONTEXT when the text is longer than the context, ENGINE_ERR_INVALID when
+ * it cannot be tokenized (invalid UTF-8). */
 int engine_tokenize(const engine_t *e, const char *text, size_t len, bool add_bos,
                     bool parse_special, int32_t **ids, int *n_ids, char *err, size_t errlen);
 /* Renders messages with the model's chat template + generation prompt; *prompt malloc'd. */

@@ -18,11 +18,9 @@ static void pe_set(pipeline_error_t *pe, codec_error_t code, const char *param, 
     va_end(ap);
 }
 
-/* engine_tokenize refuses texts longer than the context: that is the request's
- * context_length_exceeded, not a malformed prompt. */
-static bool too_long(int rc, const char *err) {
-    return rc == ENGINE_ERR_CONTEXT || strstr(err, "context") != NULL;
-}
+/* engine_tokenize refuses texts longer than the context with ENGINE_ERR_CONTEXT: that
+ * is the request's context_length_exceeded, not a malformed prompt. */
+static bool too_long(int rc) { return rc == ENGINE_ERR_CONTEXT; }
 
 int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t id, engine_request_t *er,
                      int32_t **ids, pipeline_error_t *pe) {
@@ -58,7 +56,7 @@ int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t i
          * template wants one), so they are parsed and no BOS is added. */
         rc = engine_tokenize(p->engine, text, strlen(text), false, true, &toks, &n, err, sizeof err);
         free(text);
-        if (rc != 0 && too_long(rc, err)) {
+        if (rc != 0 && too_long(rc)) {
             pe_set(pe, CODEC_ERR_CONTEXT_LENGTH_EXCEEDED, "body.messages",
                    "the rendered messages do not fit the model's context of %d tokens; shorten them", info->n_ctx);
             return -1;
@@ -72,7 +70,7 @@ int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t i
          * llama.cpp does; token-id prompts are taken as given. */
         int rc = engine_tokenize(p->engine, req->prompt, req->prompt_len, info->add_bos, true, &toks, &n, err,
                                  sizeof err);
-        if (rc != 0 && too_long(rc, err)) {
+        if (rc != 0 && too_long(rc)) {
             pe_set(pe, CODEC_ERR_CONTEXT_LENGTH_EXCEEDED, "body.prompt",
                    "the prompt does not fit the model's context of %d tokens; shorten it", info->n_ctx);
             return -1;
