@@ -13,6 +13,17 @@
  * Row-major y = x W^T is column-major y^T = W x^T: cuBLAS gets A = W (op T, lda in),
  * B = x (op N, ldb in), C = y (ldc out).
  *
+ * Small batches (n <= gemv_max_n, default 8; 16-bit W, in % 8 == 0): gemv_kernel instead
+ * of convert + cuBLAS. Decode at small batch is a pass over the weights, and cuBLAS
+ * reached only 17-56% of the copy bandwidth there on an H200 (docs/benchmarks.md); the
+ * GEMV reads W once with 16-byte loads, rounds x to bf16 (f16) itself (the same
+ * numerics as the cuBLAS path: rounded x, exact products, f32 sums; only the order of
+ * the additions differs) and adds the bias, so one launch replaces three.
+ * Parallelisation: one warp per output row o; lane l owns elements [8l, 8l + 8) of
+ * every 256-element slice of the row, keeps GEMV_UNROLL 16-byte loads of W in flight,
+ * and multiplies them with the N rows of x (read as f32 from L1/L2: x is at most a few
+ * tens of KB, W streams through once); per-lane sums are reduced with warp shuffles.
+ *
  * Parallelisation of the helpers: convert_kernel is a grid-stride loop over the
  * elements (memory-bound, coalesced); bias_add_kernel likewise over n*out. */
 #include <cublas_v2.h>
@@ -28,6 +39,101 @@ __global__ void convert_kernel(T *dst, const float *src, int64_t count) {
 __global__ void bias_add_kernel(float *y, const float *bias, int64_t total, int out) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
         y[i] += bias[i % out];
+}
+
+#define GEMV_WARPS 8  /* warps (output rows) per block */
+#define GEMV_UNROLL 4 /* 16-byte loads of W in flight per lane */
+
+static int gemv_max_n = -1; /* -1: not read yet (KRILL_CUDA_GEMV_MAX_N, default 8) */
+
+extern "C" void matmul_set_gemv_max_n(int n) { gemv_max_n = n < 0 ? 0 : n > 8 ? 8 : n; }
+
+static int gemv_limit(void) {
+    if (gemv_max_n < 0) {
+        const char *e = getenv("KRILL_CUDA_GEMV_MAX_N");
+        matmul_set_gemv_max_n(e && *e ? atoi(e) : 8);
+    }
+    return gemv_max_n;
+}
+
+/* 8 weights of type T from one 16-byte load, widened to f32 (a union, not a pointer
+ * cast: aliasing rules). */
+__device__ __forceinline__ float2 widen2(__nv_bfloat162 v) { return __bfloat1622float2(v); }
+__device__ __forceinline__ float2 widen2(__half2 v) { return __half22float2(v); }
+template <typename T> struct pair_of;
+template <> struct pair_of<__nv_bfloat16> { typedef __nv_bfloat162 t; };
+template <> struct pair_of<__half> { typedef __half2 t; };
+template <typename T> __device__ __forceinline__ void unpack8(uint4 u, float (&f)[8]) {
+    union {
+        uint4 u;
+        typename pair_of<T>::t p[4];
+    } v;
+    v.u = u;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const float2 x = widen2(v.p[i]);
+        f[2 * i] = x.x;
+        f[2 * i + 1] = x.y;
+    }
+}
+
+template <typename T, int N>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+    gemv_kernel(float *__restrict__ y, const float *__restrict__ x, const T *__restrict__ w,
+                const float *__restrict__ bias, int in, int out) {
+    const int lane = threadIdx.x & 31, o = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    if (o >= out) return;
+    const T *wr = w + (int64_t)o * in;
+    float acc[N];
+#pragma unroll
+    for (int r = 0; r < N; r++) acc[r] = 0.0f;
+    for (int k0 = lane * 8; k0 < in; k0 += 256 * GEMV_UNROLL) {
+        uint4 wv[GEMV_UNROLL];
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++) {
+            const int k = k0 + u * 256;
+            wv[u] = k < in ? __ldg((const uint4 *)(wr + k)) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++) {
+            const int k = k0 + u * 256;
+            if (k < in) {
+                float wf[8];
+                unpack8<T>(wv[u], wf);
+#pragma unroll
+                for (int r = 0; r < N; r++) {
+                    const float4 a = __ldg((const float4 *)(x + (int64_t)r * in + k));
+                    const float4 b = __ldg((const float4 *)(x + (int64_t)r * in + k + 4));
+                    const float xs[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+                    for (int e = 0; e < 8; e++) acc[r] += wf[e] * to_f32(from_f32<T>(xs[e]));
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < N; r++) {
+        const float v = warp_sum(acc[r]);
+        if (lane == 0) y[(int64_t)r * out + o] = v + (bias ? bias[o] : 0.0f);
+    }
+}
+
+template <typename T>
+static cudaError_t gemv_run(float *y, const float *x, const T *w, const float *bias, int n, int in, int out,
+                            cudaStream_t s) {
+    const dim3 grid(ceil_div(out, GEMV_WARPS)), block(GEMV_WARPS * 32);
+    switch (n) {
+    case 1: gemv_kernel<T, 1><<<grid, block, 0, s>>>(y, x, w, bias, in, out); break;
+    case 2: gemv_kernel<T, 2><<<grid, block, 0, s>>>(y, x, w, bias, in, out); break;
+    case 3: gemv_kernel<T, 3><<<grid, block, 0, s>>>(y, x, w, bias, in, out); break;
+    case 4: gemv_kernel<T, 4><<<grid, block, 0, s>>>(y, x, w, bias, in, out); break;
+    case 5: gemv_kernel<T, 5><<<grid, block, 0, s>>>(y, x, w, bias, in, out); break;
+    case 6: gemv_kernel<T, 6><<<grid, block, 0, s>>>(y, x, w, bias, in, out); break;
+    case 7: gemv_kernel<T, 7><<<grid, block, 0, s>>>(y, x, w, bias, in, out); break;
+    case 8: gemv_kernel<T, 8><<<grid, block, 0, s>>>(y, x, w, bias, in, out); break;
+    default: return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
 }
 
 static unsigned grid_for(int64_t total) {
@@ -60,6 +166,11 @@ extern "C" const char *matmul_launch(cublasHandle_t h, float *y, const float *x,
     if (wdt == KDT_F32) {
         st = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, CUDA_R_32F, in, x, CUDA_R_32F, in, &zero,
                           y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT);
+    } else if (n <= gemv_limit() && in % 8 == 0 && ((uintptr_t)w | (uintptr_t)x) % 16 == 0) {
+        const cudaError_t e = wdt == KDT_F16
+                                  ? gemv_run(y, x, (const __half *)w, bias, n, in, out, s)
+                                  : gemv_run(y, x, (const __nv_bfloat16 *)w, bias, n, in, out, s);
+        return e == cudaSuccess ? NULL : "gemv_kernel launch failed";
     } else {
         if (convert_launch(xs, wdt, x, (int64_t)n * in, s) != cudaSuccess) return "convert_kernel launch failed";
         const cudaDataType_t t = wdt == KDT_F16 ? CUDA_R_16F : CUDA_R_16BF;

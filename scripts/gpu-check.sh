@@ -52,7 +52,7 @@ OUT=$(cd "$OUT" && pwd)
 B="$OUT/build"; MODELS=${MODELS_DIR:-$OUT/models}
 mkdir -p "$B/obj" "$MODELS"
 T0=$SECONDS
-BUDGET=${GPU_CHECK_BUDGET_S:-345}   # the whole run must end within 6 minutes
+BUDGET=${GPU_CHECK_BUDGET_S:-340}   # transformers' time limits shrink to end within ~6 minutes
 RES="$OUT/results.tsv"; : >"$RES"
 log() { printf '[%3ds] %s\n' $((SECONDS - T0)) "$*"; }
 left() { echo $((BUDGET - (SECONDS - T0))); }
@@ -221,6 +221,7 @@ if [ $HAVE_OPS = 1 ] && [ $CPU_ONLY = 0 ]; then
   if [ $SKIP_BENCH = 1 ]; then run_ops bf16; else run_ops bf16 --bench; fi
   run_ops f16-weights --dtype f16 --only matmul
   run_ops f32-exact --dtype f32 --kv f32 --only attention
+  KRILL_CUDA_ATTN_DECODE=1 run_ops decode-v1 --only attention,graph   # the first decode kernel
 elif [ $HAVE_OPS = 1 ]; then
   run_ops bf16 --only rmsnorm   # proves the program runs and says "no GPU"
 else
@@ -304,39 +305,61 @@ else
   SMI_PID=""
   smi_start() { nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 200 >"$OUT/smi_$1.csv" 2>/dev/null & SMI_PID=$!; }
   smi_stop() { [ -n "$SMI_PID" ] && kill "$SMI_PID" 2>/dev/null; wait "$SMI_PID" 2>/dev/null; SMI_PID=""; }
-  if [ $HAVE_BENCH = 1 ]; then
-    help=$("$B/krill-bench" --help 2>&1)
-    missing=""
-    for f in --model --backend --requests --prompt-len --output-len --max-seqs --json; do
-      grep -q -- "$f" <<<"$help" || missing="$missing $f"
-    done
-    if [ -n "$missing" ]; then
-      record bench krill NOT-RUN "krill-bench lacks:$missing (gpu-check.sh expects them; see docs/cuda.md)"
+  # krill-bench TAG MODEL REQUESTS MAX_SEQS MAX_BATCH_TOKENS [VAR=VALUE ...]: one run
+  # (128-token prompts x 128 generated, ignore_eos) -> bench_krill_TAG.json
+  kbench() {
+    local tag=$1 model=$2 req=$3 seqs=$4 mbt=$5; shift 5
+    local what="$req requests, max_seqs $seqs, max_batch_tokens $mbt${1:+, $*}"
+    log "bench: krill $tag ($what)"
+    smi_start "krill_$tag"
+    env "$@" timeout 120 "$B/krill-bench" --model "$MODELS/$model.gguf" --backend cuda --requests "$req" \
+      --prompt-len 128 --output-len 128 --max-seqs "$seqs" --max-batch-tokens "$mbt" --json \
+      >"$OUT/bench_krill_$tag.json" 2>"$OUT/bench_krill_$tag.log"
+    local rc=$?; smi_stop
+    if [ $rc = 0 ]; then
+      record bench "krill-$tag" PASS "$(grep -o '"output_tok_per_s":[0-9.]*' "$OUT/bench_krill_$tag.json" | cut -c1-32) $(grep -o '"tpot_ms_p50":[0-9.]*' "$OUT/bench_krill_$tag.json" | cut -c1-22) ($what)"
     else
-      log "bench: krill-bench --backend cuda, $N_REQ requests x (128 prompt + 128 generated)"
-      smi_start krill
-      timeout 150 "$B/krill-bench" --model "$MODELS/llama1b.gguf" --backend cuda --requests $N_REQ --prompt-len 128 \
-        --output-len 128 --max-seqs 256 --json >"$OUT/bench_krill.json" 2>"$OUT/bench_krill.log"
-      rc=$?; smi_stop
-      [ $rc = 0 ] && record bench krill PASS "$(cut -c1-220 "$OUT/bench_krill.json")" \
-        || record bench krill FAIL "exit $rc (log: $OUT/bench_krill.log)"
-      timeout 60 "$B/krill-bench" --model "$MODELS/llama1b.gguf" --backend cuda --requests 1 --prompt-len 128 \
-        --output-len 128 --json >"$OUT/bench_krill_b1.json" 2>"$OUT/bench_krill_b1.log" \
-        && record bench krill-batch1 PASS "$(grep -o '"tpot_ms_p50":[0-9.]*' "$OUT/bench_krill_b1.json")" \
-        || record bench krill-batch1 FAIL "log: $OUT/bench_krill_b1.log"
+      rm -f "$OUT/bench_krill_$tag.json"; record bench "krill-$tag" FAIL "exit $rc ($what; log: $OUT/bench_krill_$tag.log)"
     fi
+  }
+  # transformers' batched generation on the same card and workload, time-limited
+  hbench() {  # tag model time_limit
+    log "bench: transformers $1 (time limit ${3}s)"
+    smi_start "hf_$1"
+    timeout $(($3 + 90)) "$HF_PY" tests/gpu/hf_reference.py bench --model "$MODELS/$2-hf" --requests $N_REQ --prompt 128 \
+      --gen 128 --time-limit "$3" --out "$OUT/bench_hf_$1.json" >"$OUT/bench_hf_$1.log" 2>&1
+    local rc=$?; smi_stop
+    [ $rc = 0 ] && record bench "transformers-$1" PASS "$(grep -o '"generated_tokens_per_s": [0-9.]*' "$OUT/bench_hf_$1.json" | cut -c1-40) $(grep -o '"method": "[^"]*"' "$OUT/bench_hf_$1.json")" \
+      || record bench "transformers-$1" FAIL "exit $rc (log: $OUT/bench_hf_$1.log)"
+  }
+  if [ $HAVE_BENCH = 1 ]; then
+    # Llama-1B shape: the engine's default admission (256 seqs, 2048 tokens/step), the same
+    # with the first decode-attention kernel, and two larger admissions; batch 1 with the
+    # small-batch GEMV (default) and with cuBLAS only
+    kbench 1b llama1b $N_REQ 256 2048
+    kbench 1b-att-v1 llama1b $N_REQ 256 2048 KRILL_CUDA_ATTN_DECODE=1
+    kbench 1b-s512 llama1b $N_REQ 512 8192
+    kbench 1b-s1024 llama1b $N_REQ 1024 8192
+    kbench 1b-b1 llama1b 1 1 2048
+    kbench 1b-b1-cublas llama1b 1 1 2048 KRILL_CUDA_GEMV_MAX_N=0
+    have_model smol && {
+      kbench smol smol $N_REQ 256 2048
+      kbench smol-s1024 smol $N_REQ 1024 8192
+      kbench smol-b1 smol 1 1 2048
+      kbench smol-b1-cublas smol 1 1 2048 KRILL_CUDA_GEMV_MAX_N=0
+    }
   else
     record bench krill NOT-RUN "krill-bench not built"
   fi
   if [ -n "$HF_PY" ]; then
-    tl=$(( $(left) - 40 )); [ $tl -gt 120 ] && tl=120; [ $tl -lt 20 ] && tl=20
-    log "bench: transformers batched generation (time limit ${tl}s)"
-    smi_start hf
-    timeout $((tl + 60)) "$HF_PY" tests/gpu/hf_reference.py bench --model "$MODELS/llama1b-hf" --requests $N_REQ --prompt 128 \
-      --gen 128 --time-limit "$tl" --out "$OUT/bench_hf.json" >"$OUT/bench_hf.log" 2>&1
-    rc=$?; smi_stop
-    [ $rc = 0 ] && record bench transformers PASS "$(grep -o '"method": "[^"]*"' "$OUT/bench_hf.json")" \
-      || record bench transformers FAIL "exit $rc (log: $OUT/bench_hf.log)"
+    # what is left of the budget, shared by the two shapes (each call loads a model,
+    # measures batch 1 and warms up for ~30 s besides its time limit)
+    tl=$(( ($(left) - 80) / 2 )); [ $tl -gt 100 ] && tl=100; [ $tl -lt 20 ] && tl=20
+    hbench 1b llama1b $tl
+    if have_model smol; then
+      tl=$(( $(left) - 45 )); [ $tl -gt 60 ] && tl=60; [ $tl -lt 15 ] && tl=15
+      hbench smol smol $tl
+    fi
   else
     record bench transformers NOT-RUN "no python3 with torch+transformers"
   fi
@@ -355,44 +378,61 @@ def load(name):
         return None
 rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(out, "results.tsv")) if l.strip()]
 ops = load("ops_bf16.json") or {}
-bk, bh, b1 = load("bench_krill.json") or {}, load("bench_hf.json") or {}, load("bench_krill_b1.json") or {}
 def util(tag):
     try:
         v = [float(x) for x in open(os.path.join(out, f"smi_{tag}.csv")) if x.strip()]
         return sum(v) / len(v) if v else None
     except Exception:
         return None
-# decode roofline for the Llama-1B shape: every step streams all bf16 weights once and
-# does 2 FLOPs per parameter per token
-P = 1235814400  # parameters of the Llama-3.2-1B shape (tied embeddings counted once)
+# parameters of the two shapes (tied embeddings counted once): decode streams all bf16
+# weights once per step and does 2 FLOPs per parameter per token
+PARAMS = {"1b": 1235814400, "smol": 134515008}
 perf = {}
-tps = bk.get("output_tok_per_s") or bk.get("generated_tokens_per_s")
-if tps:
-    perf["krill_generated_tokens_per_s"] = tps
-    if ops.get("gemm_tflops"):
-        perf["krill_fraction_of_gemm_roofline"] = 2 * P * tps / (ops["gemm_tflops"] * 1e12)
-    # every step streams the weights once: steps/s from the run (prefill steps included)
-    steps = bk["steps"] / bk["wall_s"] if bk.get("steps") and bk.get("wall_s") else None
-    if steps: perf["krill_steps_per_s"] = steps
-    if bk.get("mean_seqs_per_step"): perf["krill_mean_seqs_per_step"] = bk["mean_seqs_per_step"]
-    if steps and ops.get("copy_gbs"):
-        perf["krill_fraction_of_hbm_weight_stream"] = steps * 2 * P / (ops["copy_gbs"] * 1e9)
-    for k in ("gpu_idle_ms", "gpu_busy_ms", "graph_captures", "graph_replays", "argmax_steps"):
-        if k in bk: perf["krill_" + k] = bk[k]
-    # the GPU-idle gap between steps (krill-bench's engine stats, backend events)
-    if bk.get("gpu_busy_ms") and bk.get("gpu_idle_ms") is not None:
-        perf["krill_gpu_idle_fraction"] = bk["gpu_idle_ms"] / (bk["gpu_busy_ms"] + bk["gpu_idle_ms"])
-if bh.get("generated_tokens_per_s"):
-    perf["transformers_generated_tokens_per_s"] = bh["generated_tokens_per_s"]
-    perf["transformers_method"] = bh.get("method")
-    if tps: perf["krill_over_transformers"] = tps / bh["generated_tokens_per_s"]
-if b1.get("tpot_ms_p50"): perf["krill_batch1_ms_per_token"] = b1["tpot_ms_p50"]
-if bh.get("batch1_ms_per_token"): perf["transformers_batch1_ms_per_token"] = bh["batch1_ms_per_token"]
-for tag in ("krill", "hf"):
-    u = util(tag)
-    if u is not None: perf[f"{tag}_mean_gpu_utilisation_pct"] = u
 if ops.get("copy_gbs"): perf["hbm_copy_gbs"] = ops["copy_gbs"]
 if ops.get("gemm_tflops"): perf["cublas_bf16_tflops"] = ops["gemm_tflops"]
+for shape, P in PARAMS.items():
+    runs = {}
+    for tag in (shape, shape + "-s512", shape + "-s1024"):
+        b = load(f"bench_krill_{tag}.json")
+        if b and b.get("output_tok_per_s"):
+            runs[tag] = b
+    if runs:
+        best = max(runs, key=lambda t: runs[t]["output_tok_per_s"])
+        bk = runs[best]
+        tps = bk["output_tok_per_s"]
+        perf[f"{shape}_krill_tok_per_s"] = tps
+        perf[f"{shape}_krill_config"] = f"{best}: max_seqs {bk.get('max_seqs')}, max_batch_tokens {bk.get('max_batch_tokens')}"
+        if shape in runs and best != shape:
+            perf[f"{shape}_krill_tok_per_s_default_admission"] = runs[shape]["output_tok_per_s"]
+        if ops.get("gemm_tflops"):
+            perf[f"{shape}_krill_fraction_of_gemm_roofline"] = 2 * P * tps / (ops["gemm_tflops"] * 1e12)
+        steps = bk["steps"] / bk["wall_s"] if bk.get("steps") and bk.get("wall_s") else None
+        if steps:
+            perf[f"{shape}_krill_steps_per_s"] = steps
+            if ops.get("copy_gbs"):
+                perf[f"{shape}_krill_fraction_of_hbm_weight_stream"] = steps * 2 * P / (ops["copy_gbs"] * 1e9)
+        if bk.get("mean_seqs_per_step"): perf[f"{shape}_krill_mean_seqs_per_step"] = bk["mean_seqs_per_step"]
+        if bk.get("gpu_busy_ms") and bk.get("gpu_idle_ms") is not None:
+            perf[f"{shape}_krill_gpu_idle_fraction"] = bk["gpu_idle_ms"] / (bk["gpu_busy_ms"] + bk["gpu_idle_ms"])
+        u = util("krill_" + best)
+        if u is not None: perf[f"{shape}_krill_mean_gpu_utilisation_pct"] = u
+    v1 = load(f"bench_krill_{shape}-att-v1.json") or {}
+    if v1.get("output_tok_per_s"):
+        perf[f"{shape}_krill_tok_per_s_decode_attention_v1"] = v1["output_tok_per_s"]
+    bh = load(f"bench_hf_{shape}.json") or {}
+    if bh.get("generated_tokens_per_s"):
+        perf[f"{shape}_transformers_tok_per_s"] = bh["generated_tokens_per_s"]
+        perf[f"{shape}_transformers_method"] = f"{bh.get('method')}, {bh.get('completed_requests')} requests in {bh.get('seconds', 0):.0f} s"
+        if runs: perf[f"{shape}_krill_over_transformers"] = perf[f"{shape}_krill_tok_per_s"] / bh["generated_tokens_per_s"]
+        u = util("hf_" + shape)
+        if u is not None: perf[f"{shape}_transformers_mean_gpu_utilisation_pct"] = u
+    for tag in ("b1", "b1-cublas"):
+        b1 = load(f"bench_krill_{shape}-{tag}.json") or {}
+        if b1.get("tpot_ms_p50"):
+            perf[f"{shape}_krill_{tag.replace('-', '_')}_ms_per_token"] = b1["tpot_ms_p50"]
+            if tag == "b1" and ops.get("copy_gbs"):
+                perf[f"{shape}_krill_b1_fraction_of_hbm"] = 2 * P / (b1["tpot_ms_p50"] * 1e-3) / (ops["copy_gbs"] * 1e9)
+    if bh.get("batch1_ms_per_token"): perf[f"{shape}_transformers_b1_ms_per_token"] = bh["batch1_ms_per_token"]
 status = [r[2] for r in rows]
 summary = {"gpu": os.environ["GPU_NAME"] or None, "sm": os.environ["ARCH"], "cpu_only": os.environ["CPU_ONLY"] == "1",
            "seconds": int(os.environ["ELAPSED"]), "checks": [dict(zip(("stage", "check", "status", "detail"), r)) for r in rows],

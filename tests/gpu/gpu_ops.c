@@ -29,6 +29,9 @@
 #include "backend.h"
 #include "quant.h"
 
+void matmul_set_gemv_max_n(int n);         /* kernels/matmul.cu (common.cuh is C++) */
+void attention_set_decode_variant(int v);  /* kernels/attention.cu */
+
 #define KRILL_GPU_OPS_VERSION "gpu_ops " KRILL_VERSION
 
 /* ------------------------------------------------------------------ results */
@@ -319,7 +322,9 @@ static void run_matmul(int n, int in, int out, int with_bias, bool report) {
 static void test_matmul(void) {
     static const int shapes[][3] = {{1, 1, 1},     {1, 7, 13},     {3, 64, 96},      {5, 33, 17},
                                     {1, 576, 1536}, {17, 100, 1000}, {2, 31, 4099},    {64, 2048, 2048},
-                                    {1, 2048, 16384}, {256, 8192, 2048}, {130, 576, 49152}, {1000, 960, 577}};
+                                    {1, 2048, 16384}, {256, 8192, 2048}, {130, 576, 49152}, {1000, 960, 577},
+                                    /* the GEMV path: n <= 8, in % 8 == 0 (odd out, in not a multiple of 256) */
+                                    {2, 8, 5},     {4, 576, 1536},  {8, 8192, 2048},  {7, 960, 577}, {6, 2056, 129}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int b = 0; b < 2; b++) run_matmul(shapes[s][0], shapes[s][1], shapes[s][2], b, true);
 }
@@ -767,7 +772,7 @@ static void bench_matmul(void) {
     static const struct { const char *name; int in, out; } w[] = {
         {"qkv 2048->3072", 2048, 3072}, {"o 2048->2048", 2048, 2048}, {"gate|up 2048->16384", 2048, 16384},
         {"down 8192->2048", 8192, 2048}, {"lm_head 2048->128256", 2048, 128256}};
-    static const int ns[] = {1, 64, 256, 2048};
+    static const int ns[] = {1, 4, 8, 64, 256, 2048};
     for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
         const size_t we = (size_t)w[i].in * w[i].out;
         uint16_t *wb = xmalloc(2 * we);
@@ -785,6 +790,16 @@ static void bench_matmul(void) {
                           w[i].in, w[i].out};
             free(hx);
             const double ms = time_op(mm_fn, &a, n >= 256 ? 20 : 50);
+            if (n <= 8) { /* the same shape through cuBLAS, for the record */
+                matmul_set_gemv_max_n(0);
+                const double ms_blas = time_op(mm_fn, &a, 50);
+                matmul_set_gemv_max_n(8);
+                char s2[120];
+                snprintf(s2, sizeof s2, "%s n=%d cuBLAS", w[i].name, n);
+                const double by = we * backend_dtype_size(gpu->info.weight_dtype) + (double)n * (w[i].in * 6 + w[i].out * 4);
+                bench_line("bench_mm", s2, ms_blas, "%.0f GB/s (%.0f%% of copy); GEMV %.4f ms = %.2fx", by / (ms_blas * 1e-3) / 1e9,
+                           100 * by / (ms_blas * 1e-3) / 1e9 / roof.copy_gbs, ms, ms_blas / ms);
+            }
             const double flops = 2.0 * n * we, bytes = we * backend_dtype_size(gpu->info.weight_dtype) +
                                                        (double)n * (w[i].in * 6 + w[i].out * 4);
             char shape[120];
@@ -842,6 +857,15 @@ static void bench_attention(void) {
         snprintf(shape, sizeof shape, "1B heads 32/8 hd64: %d seqs x ctx %d, %d new", S, ctx, nq);
         bench_line("bench_att", shape, ms, "%.0f GB/s K/V (%.0f%% of copy), %.1f TFLOP/s", kv_read / (ms * 1e-3) / 1e9,
                    100 * kv_read / (ms * 1e-3) / 1e9 / roof.copy_gbs, flops / (ms * 1e-3) / 1e12);
+        if (nq == 1) { /* the first decode kernel on the same batch, for the record */
+            attention_set_decode_variant(1);
+            const double ms1 = time_op(att_fn, &a, 10);
+            attention_set_decode_variant(2);
+            char s1[140];
+            snprintf(s1, sizeof s1, "%s decode v1", shape);
+            bench_line("bench_att", s1, ms1, "%.0f GB/s K/V (%.0f%% of copy); v2 %.4f ms = %.2fx",
+                       kv_read / (ms1 * 1e-3) / 1e9, 100 * kv_read / (ms1 * 1e-3) / 1e9 / roof.copy_gbs, ms, ms1 / ms);
+        }
         dfree(gpu, a.out), dfree(gpu, a.q), dfree(gpu, a.kc), dfree(gpu, a.vc), dfree(gpu, a.pos), dfree(gpu, a.seq);
         dfree(gpu, a.tab);
         free(tab), free(pos), free(seq), free(q), free(kv);

@@ -102,15 +102,32 @@ def cmd_bench(a):
             cfg = GenerationConfig(max_new_tokens=a.gen, do_sample=False, eos_token_id=-1, pad_token_id=0)
             # warm-up (loads kernels, captures graphs) on a few requests
             model.generate_batch(inputs=prompts[:8], generation_config=cfg, progress_bar=False)
-            t0 = time.perf_counter()
-            out = model.generate_batch(inputs=prompts, generation_config=cfg, progress_bar=False)
+            # generate_batch has no time limit of its own: the requests go in consecutive
+            # slices (each a full continuous-batching run), the first of --chunk requests,
+            # each later one sized from the rate so far to fill the rest of --time-limit;
+            # the rate is over the slices done (a slice's ramp-up and tail are counted)
+            t0, chunks, n_ok, size = time.perf_counter(), [], 0, a.chunk
+            while n_done < len(prompts) and size > 0:
+                part = prompts[n_done:n_done + size]
+                tc = time.perf_counter()
+                out = model.generate_batch(inputs=part, generation_config=cfg, progress_bar=False)
+                took = time.perf_counter() - tc
+                ok = [r for r in out.values() if getattr(r, "error", None) is None]
+                n_gen += sum(len(r.generated_tokens) for r in ok)
+                n_ok += len(ok)
+                n_done += len(part)
+                chunks.append({"requests": len(part), "completed": len(ok), "seconds": round(took, 3)})
+                el = time.perf_counter() - t0
+                size = min(2048, int(n_done / el * (a.time_limit - el) * 0.85))
+                if size < 32:
+                    break
             dt = time.perf_counter() - t0
-            n_done = sum(1 for r in out.values() if getattr(r, "error", None) is None)
-            n_gen = sum(len(r.generated_tokens) for r in out.values())
+            res["chunks"] = chunks
+            n_done = n_ok
             method = "generate_batch (continuous batching)"
         except Exception as e:  # noqa: BLE001 - any failure falls back to static batching
             res["generate_batch_error"] = f"{type(e).__name__}: {e}"[:300]
-            method = None
+            method, n_done, n_gen = None, 0, 0
     if method is None:
         # the largest static batch (power of two <= a.batch) that runs without OOM
         batch = a.batch
@@ -165,6 +182,7 @@ def main():
     b.add_argument("--batch", type=int, default=512, help="largest static batch to try (fallback path)")
     b.add_argument("--time-limit", type=float, default=90.0, help="seconds; the static path stops early")
     b.add_argument("--static", action="store_true", help="skip generate_batch")
+    b.add_argument("--chunk", type=int, default=128, help="requests in the first generate_batch call")
     b.add_argument("--out", required=True)
     a = p.parse_args()
     return {"tokens": cmd_tokens, "logits": cmd_logits, "bench": cmd_bench}[a.cmd](a)
