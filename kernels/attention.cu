@@ -292,179 +292,6 @@ __global__ void __launch_bounds__(ATT_THREADS)
     }
 }
 
-/* ---------------------------------------------------------------- decode path, v2 */
-
-/* The f16 cache with head_dim 64 or 128 and G <= 8 (every Llama/Qwen shape we ship):
- * one block of DEC2_WARPS warps per (token t, kv head g, split), like the kernel above,
- * but each warp owns whole 32-position chunks (warp w takes chunks w, w + 4, ...) and
- * keeps its own online softmax in registers, so the loop has no block barrier at all:
- *   scores: lane j takes position c0 + j, issues its K row's HD/8 16-byte loads at once,
- *     and dots the row with the G query heads (q in shared memory, read as broadcasts);
- *   softmax: per head, warp max/sum shuffles; the lane keeps its probability;
- *   P.V: lane l owns dims [l*HD/32, (l+1)*HD/32) of every head; for each position the
- *     warp reads the V row once (coalesced) and takes the probability by a shuffle.
- * At the end the warps' (max, sum, acc) are merged in shared memory in a fixed order;
- * the split's result goes out exactly as the first kernel's (the combine kernel is
- * shared). v1 measured 0.9-1.0 TB/s of K/V on an H200 at 256 decode sequences: its
- * four block barriers per 64 positions left few loads in flight. */
-#define DEC2_WARPS 4
-#define DEC2_GMAX 8
-
-__device__ __forceinline__ void widen8(uint4 u, float (&f)[8]) {
-    union {
-        uint4 u;
-        __half2 h2[4];
-    } v;
-    v.u = u;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const float2 x = __half22float2(v.h2[i]);
-        f[2 * i] = x.x;
-        f[2 * i + 1] = x.y;
-    }
-}
-
-/* DPL (2 or 4) consecutive halves as f32: one 4- or 8-byte load. */
-template <int DPL> __device__ __forceinline__ void load_dpl(const __half *p, float (&f)[DPL]) {
-    if constexpr (DPL == 2) {
-        const float2 x = __half22float2(*(const __half2 *)p);
-        f[0] = x.x, f[1] = x.y;
-    } else {
-        union {
-            uint2 u;
-            __half2 h2[2];
-        } v;
-        v.u = *(const uint2 *)p;
-        const float2 a = __half22float2(v.h2[0]), b = __half22float2(v.h2[1]);
-        f[0] = a.x, f[1] = a.y, f[2] = b.x, f[3] = b.y;
-    }
-}
-
-template <int HD>
-__global__ void __launch_bounds__(DEC2_WARPS * 32)
-    attention_decode2_kernel(float *out, float *part, const float *q, int q_stride, const __half *kc, const __half *vc,
-                             const int32_t *pos, const int32_t *seq, const int32_t *table, int table_stride, int n,
-                             int n_heads, int n_kv_heads, int bs, float scale, int qt, int n_splits) {
-    constexpr int DPL = HD / 32, KV8 = HD / 8;
-    const int t = blockIdx.x, g = blockIdx.y, split = blockIdx.z;
-    if (tile_uniform(pos, seq, n, t / qt, qt)) return; /* attention_prefill_kernel's token */
-    const int G = n_heads / n_kv_heads, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    extern __shared__ float smem[];
-    float *qs = smem;                  /* (G, HD) query * scale */
-    float *wm = qs + G * HD;           /* (DEC2_WARPS, G) each warp's running max */
-    float *wl = wm + DEC2_WARPS * G;   /* (DEC2_WARPS, G) each warp's sum of exp */
-    float *wa = wl + DEC2_WARPS * G;   /* (DEC2_WARPS, G, HD) each warp's unnormalised output */
-
-    const int n_ctx = pos[t] + 1;
-    const int chunk = ceil_div(ceil_div(n_ctx, n_splits), 32) * 32;
-    const int p_begin = split * chunk, p_end = min(n_ctx, p_begin + chunk);
-    const int32_t *tab = table + (int64_t)seq[t] * table_stride;
-    const float *qrow = q + (int64_t)t * q_stride + (int64_t)g * G * HD;
-    for (int i = threadIdx.x; i < G * HD; i += DEC2_WARPS * 32) qs[i] = qrow[i] * scale;
-    __syncthreads();
-
-    float m[DEC2_GMAX], l[DEC2_GMAX], acc[DEC2_GMAX][DPL];
-#pragma unroll
-    for (int h = 0; h < DEC2_GMAX; h++) {
-        m[h] = -INFINITY, l[h] = 0.0f;
-#pragma unroll
-        for (int k = 0; k < DPL; k++) acc[h][k] = 0.0f;
-    }
-    for (int c0 = p_begin + warp * 32; c0 < p_end; c0 += DEC2_WARPS * 32) {
-        const int cnt = min(32, p_end - c0);
-        const bool valid = lane < cnt;
-        /* scores: one position per lane, the whole K row in flight */
-        float s[DEC2_GMAX];
-        {
-            uint4 kv[KV8];
-            if (valid) {
-                const int p = c0 + lane;
-                const __half *krow = kc + (((int64_t)tab[p / bs] * n_kv_heads + g) * bs + p % bs) * HD;
-#pragma unroll
-                for (int v = 0; v < KV8; v++) kv[v] = *(const uint4 *)(krow + v * 8);
-            } else {
-#pragma unroll
-                for (int v = 0; v < KV8; v++) kv[v] = make_uint4(0, 0, 0, 0);
-            }
-#pragma unroll
-            for (int h = 0; h < DEC2_GMAX; h++) s[h] = 0.0f;
-#pragma unroll
-            for (int v = 0; v < KV8; v++) {
-                float kf[8];
-                widen8(kv[v], kf);
-#pragma unroll
-                for (int h = 0; h < DEC2_GMAX; h++)
-                    if (h < G) {
-                        const float *qh = qs + h * HD + v * 8;
-#pragma unroll
-                        for (int e = 0; e < 8; e++) s[h] += qh[e] * kf[e];
-                    }
-            }
-        }
-        /* online softmax per head; lane keeps its position's probability in s[h] */
-#pragma unroll
-        for (int h = 0; h < DEC2_GMAX; h++)
-            if (h < G) {
-                const float mn = fmaxf(m[h], warp_max(valid ? s[h] : -INFINITY)); /* lane 0 is valid: finite */
-                const float e = valid ? expf(s[h] - mn) : 0.0f, corr = expf(m[h] - mn); /* 0 on the first chunk */
-                l[h] = l[h] * corr + warp_sum(e);
-#pragma unroll
-                for (int k = 0; k < DPL; k++) acc[h][k] *= corr;
-                m[h] = mn;
-                s[h] = e;
-            }
-        /* P.V: the warp reads each V row once; lane owns DPL dims of every head */
-#pragma unroll 4
-        for (int j = 0; j < cnt; j++) {
-            const int p = c0 + j;
-            float vf[DPL];
-            load_dpl<DPL>(vc + (((int64_t)tab[p / bs] * n_kv_heads + g) * bs + p % bs) * HD + lane * DPL, vf);
-#pragma unroll
-            for (int h = 0; h < DEC2_GMAX; h++)
-                if (h < G) {
-                    const float pj = __shfl_sync(0xffffffffu, s[h], j);
-#pragma unroll
-                    for (int k = 0; k < DPL; k++) acc[h][k] += pj * vf[k];
-                }
-        }
-    }
-    /* merge the warps (a warp without positions has max -inf and weight 0) */
-#pragma unroll
-    for (int h = 0; h < DEC2_GMAX; h++)
-        if (h < G) {
-            if (lane == 0) wm[warp * G + h] = m[h], wl[warp * G + h] = l[h];
-#pragma unroll
-            for (int k = 0; k < DPL; k++) wa[(warp * G + h) * HD + lane * DPL + k] = acc[h][k];
-        }
-    __syncthreads();
-    for (int i = threadIdx.x; i < G * HD; i += DEC2_WARPS * 32) {
-        const int h = i / HD, d = i % HD;
-        float M = -INFINITY;
-        for (int w = 0; w < DEC2_WARPS; w++) M = fmaxf(M, wm[w * G + h]);
-        float L = 0.0f, A = 0.0f;
-        if (M > -INFINITY)
-            for (int w = 0; w < DEC2_WARPS; w++) {
-                const float mw = wm[w * G + h];
-                if (mw > -INFINITY) {
-                    const float c = expf(mw - M);
-                    L += c * wl[w * G + h];
-                    A += c * wa[(w * G + h) * HD + d];
-                }
-            }
-        if (n_splits == 1) {
-            out[(int64_t)t * n_heads * HD + (int64_t)(g * G + h) * HD + d] = A / L;
-        } else {
-            const int64_t r = ((int64_t)t * n_heads + g * G + h) * n_splits + split;
-            part[r * HD + d] = A;
-            if (d == 0) {
-                float *pml = part + (int64_t)n * n_heads * n_splits * HD;
-                pml[2 * r] = M;
-                pml[2 * r + 1] = L;
-            }
-        }
-    }
-}
-
 /* One block per (token, query head); threads over head_dim. Weights exp(m_s - M) merge
  * the splits; a split that had no positions has m = -inf and weight 0. */
 __global__ void attention_combine_kernel(float *out, const float *part, const int32_t *pos, const int32_t *seq, int n,
@@ -609,14 +436,6 @@ static size_t prefill_smem(int rows, int hd) {
     return sizeof(float) * (size_t)(rows * hd + PRE_CH * (hd + 1) + rows * PRE_CH + 3 * rows);
 }
 
-static int decode_variant = 0; /* 0: not read yet (KRILL_CUDA_ATTN_DECODE, default 2) */
-
-extern "C" void attention_set_decode_variant(int v) { decode_variant = v == 1 ? 1 : 2; }
-
-static size_t decode2_smem(int G, int hd) {
-    return sizeof(float) * (size_t)(G * hd + 2 * DEC2_WARPS * G + DEC2_WARPS * G * hd);
-}
-
 /* Splits over the context when (tokens x kv heads) blocks would not fill the device
  * (4 blocks per SM): then n * splits <= 8 * n_sm / n_kv_heads + n <= 8 * n_sm + n. */
 static int decode_splits(int n, int n_kv_heads, int n_sm) {
@@ -672,22 +491,7 @@ static cudaError_t attention_run(float *out, const float *q, int q_stride, const
                         ((uintptr_t)kc | (uintptr_t)vc) % 16 == 0;
     const dim3 dgrid(n, nkv, splits);
     const size_t dsm = decode_smem(G, hd, vector ? vec : 1);
-    if (decode_variant == 0) {
-        const char *e = getenv("KRILL_CUDA_ATTN_DECODE");
-        attention_set_decode_variant(e && *e ? atoi(e) : 2);
-    }
-    const bool v2 = decode_variant == 2 && sizeof(T) == 2 && (hd == 64 || hd == 128) && G <= DEC2_GMAX &&
-                    ((uintptr_t)kc | (uintptr_t)vc) % 16 == 0;
-    if (v2) {
-        if (hd == 64)
-            attention_decode2_kernel<64><<<dgrid, DEC2_WARPS * 32, decode2_smem(G, 64), s>>>(
-                out, p->part, q, q_stride, (const __half *)kc, (const __half *)vc, pos, seq, table, table_stride, n,
-                nh, nkv, p->block_size, p->scale, qt, splits);
-        else
-            attention_decode2_kernel<128><<<dgrid, DEC2_WARPS * 32, decode2_smem(G, 128), s>>>(
-                out, p->part, q, q_stride, (const __half *)kc, (const __half *)vc, pos, seq, table, table_stride, n,
-                nh, nkv, p->block_size, p->scale, qt, splits);
-    } else if (vector)
+    if (vector)
         attention_decode_kernel<T, true><<<dgrid, ATT_THREADS, dsm, s>>>(out, p->part, q, q_stride, kc, vc, pos, seq,
                                                                           table, table_stride, n, nh, nkv, hd,
                                                                           p->block_size, p->scale, qt, splits);

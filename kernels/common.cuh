@@ -91,8 +91,8 @@ cudaError_t bias_add_launch(float *y, const float *bias, int n, int out, cudaStr
 const char *matmul_launch(cublasHandle_t h, float *y, const float *x, const void *w, int wdt, const float *bias,
                           void *xs, int n, int in, int out, cudaStream_t s);
 /* Batches of at most n rows (0..8) take the GEMV kernel instead of cuBLAS; the default
- * is KRILL_CUDA_GEMV_MAX_N or 8 (0: always cuBLAS). */
-void matmul_set_gemv_max_n(int n);
+ * is KRILL_CUDA_GEMV_MAX_N or 1 (0: always cuBLAS). Returns the previous limit. */
+int matmul_set_gemv_max_n(int n);
 /* out_ids[i] = argmax of logits row i (n, vocab); the lowest index wins ties, NaN never wins. */
 cudaError_t argmax_launch(int32_t *out_ids, const float *logits, int n, int vocab, cudaStream_t s);
 
@@ -113,9 +113,6 @@ typedef struct {
 } attention_plan_t;
 /* Floats of scratch the decode path needs for up to max_tokens tokens. */
 int64_t attention_scratch_floats(int max_tokens, int n_heads, int head_dim, int n_sm);
-/* Decode kernel: 2 (default, or KRILL_CUDA_ATTN_DECODE) takes the warp-per-chunk kernel
- * where it applies (f16 cache, head_dim 64/128, G <= 8), 1 always the first kernel. */
-void attention_set_decode_variant(int v);
 /* Raises the dynamic shared-memory limits of the attention kernels; call once per device. */
 cudaError_t attention_init(int max_smem_optin);
 cudaError_t attention_launch(float *out, const float *q, int q_stride, const void *kc, const void *vc,

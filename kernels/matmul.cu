@@ -13,12 +13,16 @@
  * Row-major y = x W^T is column-major y^T = W x^T: cuBLAS gets A = W (op T, lda in),
  * B = x (op N, ldb in), C = y (ldc out).
  *
- * Small batches (n <= gemv_max_n, default 8; 16-bit W, in % 8 == 0): gemv_kernel instead
- * of convert + cuBLAS. Decode at small batch is a pass over the weights, and cuBLAS
- * reached only 17-56% of the copy bandwidth there on an H200 (docs/benchmarks.md); the
- * GEMV reads W once with 16-byte loads, rounds x to bf16 (f16) itself (the same
- * numerics as the cuBLAS path: rounded x, exact products, f32 sums; only the order of
- * the additions differs) and adds the bias, so one launch replaces three.
+ * Single rows (n <= gemv_max_n, default 1; 16-bit W, in % 8 == 0): gemv_kernel instead
+ * of convert + cuBLAS. Decode at batch 1 is one pass over the weights, and cuBLAS
+ * reached only 16-51% of the copy bandwidth there for the 1B shape's 2048-wide
+ * projections on an H200 (docs/benchmarks.md). The GEMV reads W once with 16-byte loads,
+ * rounds x to bf16 (f16) itself (the same numerics as the cuBLAS path: rounded x, exact
+ * products, f32 sums; only the order of the additions differs) and adds the bias, so one
+ * launch replaces three: measured 2.0-2.3x cuBLAS on qkv and o, 1.3x on down, equal on
+ * gate|up and lm_head. It is written for any n <= 8, but from n = 4 it lost to cuBLAS
+ * (0.23-0.58x on the large projections: every warp re-reads and re-rounds all n rows
+ * of x per 16-byte load of W), hence the default; KRILL_CUDA_GEMV_MAX_N overrides it.
  * Parallelisation: one warp per output row o; lane l owns elements [8l, 8l + 8) of
  * every 256-element slice of the row, keeps GEMV_UNROLL 16-byte loads of W in flight,
  * and multiplies them with the N rows of x (read as f32 from L1/L2: x is at most a few
@@ -44,16 +48,21 @@ __global__ void bias_add_kernel(float *y, const float *bias, int64_t total, int 
 #define GEMV_WARPS 8  /* warps (output rows) per block */
 #define GEMV_UNROLL 4 /* 16-byte loads of W in flight per lane */
 
-static int gemv_max_n = -1; /* -1: not read yet (KRILL_CUDA_GEMV_MAX_N, default 8) */
-
-extern "C" void matmul_set_gemv_max_n(int n) { gemv_max_n = n < 0 ? 0 : n > 8 ? 8 : n; }
+static int gemv_max_n = -1; /* -1: not read yet (KRILL_CUDA_GEMV_MAX_N, default 1) */
 
 static int gemv_limit(void) {
     if (gemv_max_n < 0) {
         const char *e = getenv("KRILL_CUDA_GEMV_MAX_N");
-        matmul_set_gemv_max_n(e && *e ? atoi(e) : 8);
+        const int n = e && *e ? atoi(e) : 1;
+        gemv_max_n = n < 0 ? 0 : n > 8 ? 8 : n;
     }
     return gemv_max_n;
+}
+
+extern "C" int matmul_set_gemv_max_n(int n) {
+    const int old = gemv_limit();
+    gemv_max_n = n < 0 ? 0 : n > 8 ? 8 : n;
+    return old;
 }
 
 /* 8 weights of type T from one 16-byte load, widened to f32 (a union, not a pointer

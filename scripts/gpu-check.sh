@@ -221,7 +221,6 @@ if [ $HAVE_OPS = 1 ] && [ $CPU_ONLY = 0 ]; then
   if [ $SKIP_BENCH = 1 ]; then run_ops bf16; else run_ops bf16 --bench; fi
   run_ops f16-weights --dtype f16 --only matmul
   run_ops f32-exact --dtype f32 --kv f32 --only attention
-  KRILL_CUDA_ATTN_DECODE=1 run_ops decode-v1 --only attention,graph   # the first decode kernel
 elif [ $HAVE_OPS = 1 ]; then
   run_ops bf16 --only rmsnorm   # proves the program runs and says "no GPU"
 else
@@ -333,11 +332,9 @@ else
       || record bench "transformers-$1" FAIL "exit $rc (log: $OUT/bench_hf_$1.log)"
   }
   if [ $HAVE_BENCH = 1 ]; then
-    # Llama-1B shape: the engine's default admission (256 seqs, 2048 tokens/step), the same
-    # with the first decode-attention kernel, and two larger admissions; batch 1 with the
-    # small-batch GEMV (default) and with cuBLAS only
+    # Llama-1B shape: three admission sizes; batch 1 with the small-batch GEMV (default)
+    # and with cuBLAS only
     kbench 1b llama1b $N_REQ 256 2048
-    kbench 1b-att-v1 llama1b $N_REQ 256 2048 KRILL_CUDA_ATTN_DECODE=1
     kbench 1b-s512 llama1b $N_REQ 512 8192
     kbench 1b-s1024 llama1b $N_REQ 1024 8192
     kbench 1b-b1 llama1b 1 1 2048
@@ -416,9 +413,6 @@ for shape, P in PARAMS.items():
             perf[f"{shape}_krill_gpu_idle_fraction"] = bk["gpu_idle_ms"] / (bk["gpu_busy_ms"] + bk["gpu_idle_ms"])
         u = util("krill_" + best)
         if u is not None: perf[f"{shape}_krill_mean_gpu_utilisation_pct"] = u
-    v1 = load(f"bench_krill_{shape}-att-v1.json") or {}
-    if v1.get("output_tok_per_s"):
-        perf[f"{shape}_krill_tok_per_s_decode_attention_v1"] = v1["output_tok_per_s"]
     bh = load(f"bench_hf_{shape}.json") or {}
     if bh.get("generated_tokens_per_s"):
         perf[f"{shape}_transformers_tok_per_s"] = bh["generated_tokens_per_s"]

@@ -204,8 +204,7 @@ static const att_case cases[] = {
     {"first token (pos 0)", 8, 8, 128, 16, 2, {1, 1}, {1, 1}},
 };
 
-static void run_case(const att_case &c, int kv_f32, int n_sm, int variant = 2) {
-    attention_set_decode_variant(variant);
+static void run_case(const att_case &c, int kv_f32, int n_sm) {
     const int nh = c.nh, nkv = c.nkv, hd = c.hd, bs = c.bs, qd = nh * hd, kvd = nkv * hd, S = c.n_seqs;
     int n = 0, mb = 0, total = 3;
     for (int s = 0; s < S; s++) {
@@ -271,8 +270,8 @@ static void run_case(const att_case &c, int kv_f32, int n_sm, int variant = 2) {
     char shape[160];
     int maxctx = 0;
     for (int s = 0; s < S; s++) maxctx = c.ctx[s] > maxctx ? c.ctx[s] : maxctx;
-    snprintf(shape, sizeof shape, "%s: %d/%d hd=%d bs=%d n=%d ctx<=%d kv=%s sms=%d decode v%d", c.name, nh, nkv, hd, bs,
-             n, maxctx, kv_f32 ? "f32" : "f16", n_sm, variant);
+    snprintf(shape, sizeof shape, "%s: %d/%d hd=%d bs=%d n=%d ctx<=%d kv=%s sms=%d", c.name, nh, nkv, hd, bs, n, maxctx,
+             kv_f32 ? "f32" : "f16", n_sm);
     check("kv_write", shape, memcmp(kc[0].data(), kc[1].data(), cache) || memcmp(vc[0].data(), vc[1].data(), cache), 0);
     check("attention", shape, nerr(out[1].data(), out[0].data(), out[0].size()), 2e-6);
 }
@@ -297,20 +296,19 @@ int main(int argc, char **argv) {
     test_small_ops();
     for (const att_case &c : cases) {
         run_case(c, 0, 132); /* an H100's SM count: many splits for small batches */
-        run_case(c, 0, 132, 1); /* the first decode kernel, where v2 would apply */
         if (!quick) run_case(c, 1, 4);
     }
     /* 6 decode sequences per kind of context length plus one prefill chunk, 1 SM: no splits */
     att_case wide = {"wide ragged batch, 1 SM", 8, 2, 64, 16, 6, {1, 64, 65, 129, 17, 40}, {1, 1, 1, 1, 17, 1}};
     run_case(wide, 0, 1);
-    run_case(wide, 0, 1, 1);
-    /* v2 with several warps' chunks and splits: long contexts, G = 8 and hd 128 */
-    att_case v2a = {"v2 long ragged", 16, 2, 128, 16, 4, {1000, 33, 257, 64}, {1, 1, 1, 1}};
-    run_case(v2a, 0, 132);
-    run_case(v2a, 0, 1);
-    att_case v2b = {"v2 G3 hd64 (SmolLM2)", 9, 3, 64, 16, 3, {300, 129, 2}, {1, 1, 1}};
-    run_case(v2b, 0, 132);
-    run_case(v2b, 0, 2);
+    /* long contexts over many splits and on one SM, G = 8 with head_dim 128, and the
+     * SmolLM2 geometry (G = 3) */
+    att_case longr = {"long ragged hd128 G8", 16, 2, 128, 16, 4, {1000, 33, 257, 64}, {1, 1, 1, 1}};
+    run_case(longr, 0, 132);
+    run_case(longr, 0, 1);
+    att_case smol = {"SmolLM2 G3 hd64", 9, 3, 64, 16, 3, {300, 129, 2}, {1, 1, 1}};
+    run_case(smol, 0, 132);
+    run_case(smol, 0, 2);
     printf("emu_kernels: %d checks, %d failed, %ld launches\n", n_checks, n_fail, emu_launches);
     backend_close(cpu[0]);
     backend_close(cpu[1]);

@@ -3,7 +3,7 @@
  *
  * The emulator runs every CUDA thread of a block as a cooperative fiber: blocks run one
  * after another, __syncthreads() is a barrier over the block's live fibers, and
- * __shfl_xor_sync / __shfl_sync exchange values through a per-warp barrier. That executes the real
+ * __shfl_xor_sync exchanges values through a per-warp barrier. That executes the real
  * kernel code (indexing, tiling, shared-memory layout, reductions) on the CPU. It cannot
  * show races or memory-model bugs: fibers never run truly in parallel, and a missing
  * __syncthreads may go unnoticed. A GPU run (scripts/gpu-check.sh) is still the proof.
@@ -45,8 +45,6 @@ float emu_shfl_xor_f(float v, int lane_mask);
 int emu_shfl_xor_i(int v, int lane_mask);
 static inline float __shfl_xor_sync(unsigned, float v, int m) { return emu_shfl_xor_f(v, m); }
 static inline int __shfl_xor_sync(unsigned, int v, int m) { return emu_shfl_xor_i(v, m); }
-float emu_shfl_idx_f(float v, int src_lane);
-static inline float __shfl_sync(unsigned, float v, int src) { return emu_shfl_idx_f(v, src); }
 /* read-only cache load: a plain load here */
 template <typename T> static inline T __ldg(const T *p) { return *p; }
 void *emu_dyn_smem();

@@ -83,13 +83,12 @@ void fiber_main() {
     swapcontext(&cur->ctx, &sched_ctx);
 }
 
-/* xor: lane ^ arg; otherwise lane arg (both as __shfl_xor_sync / __shfl_sync). */
-uint32_t shfl(uint32_t v, int arg, bool xor_mode = true) {
+uint32_t shfl(uint32_t v, int mask) {
     warp_t &w = warps[cur->linear / 32];
     const int lane = cur->linear % 32;
     w.vals[lane] = v;
     arrive(w.bar);
-    const int src = xor_mode ? lane ^ arg : arg & 31;
+    const int src = lane ^ mask;
     const uint32_t r = src < 32 ? w.vals[src] : v;
     arrive(w.bar); /* nobody overwrites vals before everyone has read */
     return r;
@@ -112,13 +111,6 @@ float emu_shfl_xor_f(float v, int m) {
     return v;
 }
 int emu_shfl_xor_i(int v, int m) { return (int)shfl((uint32_t)v, m); }
-float emu_shfl_idx_f(float v, int src) {
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    u = shfl(u, src, false);
-    memcpy(&v, &u, 4);
-    return v;
-}
 
 void emu_run_grid(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body) {
     emu_launches++;
