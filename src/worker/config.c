@@ -65,7 +65,7 @@ static int check_nonempty(const void *field, char *err, size_t errlen) {
     return 0;
 }
 
-/* "host:port" or "[v6]:port" with port 1..65535, or "off" */
+/* "host:port" or "[v6]:port" with port 0..65535 (0: any free port, logged at start), or "off" */
 static int check_listen(const void *field, char *err, size_t errlen) {
     const char *s = *(char *const *)field;
     if (strcmp(s, "off") == 0) return 0;
@@ -75,7 +75,7 @@ static int check_listen(const void *field, char *err, size_t errlen) {
     else if (ok) ok = memchr(s, ':', (size_t)(colon - s)) == NULL;
     char *end = NULL;
     long port = ok ? strtol(colon + 1, &end, 10) : 0;
-    if (!ok || !end || *end || colon[1] == 0 || port < 1 || port > 65535) {
+    if (!ok || !end || *end || colon[1] == 0 || port < 0 || port > 65535) {
         snprintf(err, errlen, "\"%s\" is not host:port (e.g. 127.0.0.1:9464, [::1]:9464, 0.0.0.0:9464) or off", s);
         return -1;
     }

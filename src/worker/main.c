@@ -840,6 +840,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "krill-worker: %s\n", err);
         goto done;
     }
+    if (metrics_port(w->metrics) > 0) /* the port actually bound: what ":0" chose */
+        LOG_INFO("metrics serving", "listen=\"%s\" port=%d path=/metrics", cfg->metrics.listen,
+                 metrics_port(w->metrics));
     metrics_set_slo(w->metrics, false, w->info->max_seqs, w->info->max_batch_tokens, -1, -1);
     if (cfg->batching.slo.ttft_ms > 0 || cfg->batching.slo.tpot_ms > 0) {
         slo_config_t sc;

@@ -131,6 +131,8 @@ static void test_errors_name_the_key(void **state) {
                "metrics.listen", "host:port");
     expect_err(config_load_string(c, "metrics = { listen = \"h:70000\"; };", err, sizeof err), err,
                "metrics.listen", NULL);
+    expect_err(config_load_string(c, "metrics = { listen = \"h:-1\"; };", err, sizeof err), err,
+               "metrics.listen", NULL);
     expect_err(config_load_string(c, "kafka = { properties = \"a=b\"; };", err, sizeof err), err,
                "kafka.properties", "list");
     expect_err(config_load_string(c, "kafka = { brokers = ; };", err, sizeof err), err, "<string>:1", NULL);
@@ -151,6 +153,7 @@ static void test_errors_name_the_key(void **state) {
     assert_int_equal(c->worker.queue_high, 2048);
     assert_int_equal(config_set(c, "metrics.listen=[::1]:9464", err, sizeof err), 0);
     assert_int_equal(config_set(c, "metrics.listen=off", err, sizeof err), 0);
+    assert_int_equal(config_set(c, "metrics.listen=127.0.0.1:0", err, sizeof err), 0); /* any free port */
     assert_int_equal(config_set(c, "kafka.topic_requests=a,b.c,d_e-f", err, sizeof err), 0);
     config_free(c);
 }
