@@ -154,6 +154,7 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
         snprintf(err, errlen, "%s: %s", cfg->model_path, sub);
         goto fail;
     }
+    gguf_release_data(e->g); /* the weights now live in backend buffers */
     const hparams_t *hp = model_hparams(e->model);
     if (tokenizer_n_vocab(e->tok) != hp->n_vocab) {
         snprintf(err, errlen, "%s: the tokenizer has %d tokens but the model's embedding has %d rows",

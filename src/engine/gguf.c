@@ -555,6 +555,15 @@ gguf_t *gguf_open(const char *path, char *err, size_t errlen) {
     return g;
 }
 
+void gguf_release_data(const gguf_t *g) {
+    if (!g || !g->mapped) return;
+    const long ps = sysconf(_SC_PAGESIZE);
+    if (ps <= 0) return;
+    const size_t page = (size_t)ps, start = ((size_t)g->data_off + page - 1) / page * page;
+    if (start >= g->size) return;
+    (void)madvise((void *)(g->base + start), g->size - start, MADV_DONTNEED);
+}
+
 void gguf_close(gguf_t *g) {
     if (!g) return;
     if (g->str_idx)

@@ -67,6 +67,11 @@ gguf_t *gguf_open(const char *path, char *err, size_t errlen);
 /* Same over a caller-owned buffer that must outlive the handle (fuzzing, tests). */
 gguf_t *gguf_open_mem(const void *buf, size_t len, char *err, size_t errlen);
 void gguf_close(gguf_t *g); /* accepts NULL */
+/* Tells the kernel that the tensor data of a mapped file is not needed for now (once
+ * the weights have been copied out): its pages leave the resident set and come back
+ * from the file if read again. The header (metadata, vocabulary) stays. No-op for
+ * gguf_open_mem and on failure. */
+void gguf_release_data(const gguf_t *g);
 
 uint32_t gguf_version(const gguf_t *g);
 uint64_t gguf_alignment(const gguf_t *g);
