@@ -522,6 +522,8 @@ static void test_files(void **state) {
     gguf_t *g = gguf_open(path, err, sizeof(err));
     if (!g) fail_msg("%s", err);
     check_valid(g, 3);
+    gguf_release_data(g); /* pages dropped: everything reads the same from the file */
+    check_valid(g, 3);
     gguf_close(g);
 
     snprintf(path, sizeof(path), "%s/short.gguf", tmpdir);
@@ -693,6 +695,14 @@ static void test_default_model(void **state) {
     assert_int_equal(gguf_arr_len(gguf_find(g, "tokenizer.ggml.merges")), 48900);
     assert_true(gguf_str_eq(gguf_arr_str(g, gguf_find(g, "tokenizer.ggml.merges"), 0), "\xc4\xa0 t"));
     const gguf_tensor_t *t = gguf_find_tensor(g, "token_embd.weight");
+    /* released tensor pages come back from the file unchanged */
+    unsigned char *copy = malloc(t->nbytes);
+    assert_non_null(copy);
+    memcpy(copy, t->data, t->nbytes);
+    gguf_release_data(g);
+    assert_memory_equal(copy, t->data, t->nbytes);
+    assert_true(gguf_str_eq(gguf_arr_str(g, toks, 1), "<|im_start|>"));
+    free(copy);
     assert_int_equal(t->type, GGUF_T_Q8_0);
     assert_int_equal(t->ne[0], 576);
     assert_int_equal(t->ne[1], 49152);
