@@ -304,15 +304,18 @@ else
   SMI_PID=""
   smi_start() { nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 200 >"$OUT/smi_$1.csv" 2>/dev/null & SMI_PID=$!; }
   smi_stop() { [ -n "$SMI_PID" ] && kill "$SMI_PID" 2>/dev/null; wait "$SMI_PID" 2>/dev/null; SMI_PID=""; }
-  # krill-bench TAG MODEL REQUESTS MAX_SEQS MAX_BATCH_TOKENS [VAR=VALUE ...]: one run
+  # krill-bench TAG MODEL REQUESTS MAX_SEQS MAX_BATCH_TOKENS [VAR=VALUE ...] [-- OPTIONS]: one run
   # (128-token prompts x 128 generated, ignore_eos) -> bench_krill_TAG.json
-  kbench() {
+  kbench() {  # ... [VAR=VALUE ...] [-- krill-bench options]
     local tag=$1 model=$2 req=$3 seqs=$4 mbt=$5; shift 5
-    local what="$req requests, max_seqs $seqs, max_batch_tokens $mbt${1:+, $*}"
+    local envs=() extra=()
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    [ "${1:-}" = "--" ] && { shift; extra=("$@"); }
+    local what="$req requests, max_seqs $seqs, max_batch_tokens $mbt${envs[*]:+, ${envs[*]}}${extra[*]:+, ${extra[*]}}"
     log "bench: krill $tag ($what)"
     smi_start "krill_$tag"
-    env "$@" timeout 120 "$B/krill-bench" --model "$MODELS/$model.gguf" --backend cuda --requests "$req" \
-      --prompt-len 128 --output-len 128 --max-seqs "$seqs" --max-batch-tokens "$mbt" --json \
+    env ${envs[@]+"${envs[@]}"} timeout 120 "$B/krill-bench" --model "$MODELS/$model.gguf" --backend cuda --requests "$req" \
+      --prompt-len 128 --output-len 128 --max-seqs "$seqs" --max-batch-tokens "$mbt" ${extra[@]+"${extra[@]}"} --json \
       >"$OUT/bench_krill_$tag.json" 2>"$OUT/bench_krill_$tag.log"
     local rc=$?; smi_stop
     if [ $rc = 0 ]; then
@@ -338,6 +341,10 @@ else
     kbench 1b-s512 llama1b $N_REQ 512 8192
     kbench 1b-s1024 llama1b $N_REQ 1024 8192
     kbench 1b-b1 llama1b 1 1 2048
+    # sampled rows download their logits and sample on the engine thread (greedy stays
+    # on the device): 1 024 requests, so a slow host sampler still ends in time
+    kbench 1b-temp1 llama1b 1024 256 2048 -- --temperature 1.0
+    kbench 1b-topp llama1b 1024 256 2048 -- --temperature 0.7 --top-p 0.9
     kbench 1b-b1-cublas llama1b 1 1 2048 KRILL_CUDA_GEMV_MAX_N=0
     have_model smol && {
       kbench smol smol $N_REQ 256 2048
@@ -420,6 +427,10 @@ for shape, P in PARAMS.items():
         if runs: perf[f"{shape}_krill_over_transformers"] = perf[f"{shape}_krill_tok_per_s"] / bh["generated_tokens_per_s"]
         u = util("hf_" + shape)
         if u is not None: perf[f"{shape}_transformers_mean_gpu_utilisation_pct"] = u
+    for tag in ("temp1", "topp"):
+        bt = load(f"bench_krill_{shape}-{tag}.json") or {}
+        if bt.get("output_tok_per_s"):
+            perf[f"{shape}_krill_sampled_{tag}_tok_per_s"] = bt["output_tok_per_s"]
     for tag in ("b1", "b1-cublas"):
         b1 = load(f"bench_krill_{shape}-{tag}.json") or {}
         if b1.get("tpot_ms_p50"):

@@ -33,6 +33,8 @@ static void usage(FILE *f) {
             "      --kv-dtype D          KV cache storage f16 | f32 (default: engine default)\n"
             "      --kv-overcommit X     admission overcommit (default: engine default)\n"
             "      --seed S              prompt generator seed (default 1)\n"
+            "      --temperature T       sampling temperature of every request (default 0 = greedy)\n"
+            "      --top-p P             nucleus sampling mass (default 1 = off; needs --temperature)\n"
             "      --json                one JSON object on stdout\n"
             "  -v, --verbose             engine log at info level\n"
             "  -h, --help                this text\n"
@@ -72,7 +74,19 @@ static int parse_long(const char *s, const char *name, long lo, long hi, long *o
 }
 
 enum { O_REQ = 256, O_PLEN, O_OLEN, O_BACKEND, O_THREADS, O_SEQS, O_MBT, O_KVT, O_KVD, O_OVER, O_SEED,
-       O_JSON, O_VERSION };
+       O_TEMP, O_TOPP, O_JSON, O_VERSION };
+
+/* A float option in [lo, hi]; 0, or -1 after printing what is wrong. */
+static int parse_float(const char *s, const char *what, double lo, double hi, float *out) {
+    char *end;
+    double x = strtod(s, &end);
+    if (end == s || *end || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "krill-bench: %s '%s' must be a number from %g to %g\n", what, s, lo, hi);
+        return -1;
+    }
+    *out = (float)x;
+    return 0;
+}
 
 int main(int argc, char **argv) {
     static const struct option opts[] = {
@@ -82,12 +96,14 @@ int main(int argc, char **argv) {
         {"max-seqs", required_argument, 0, O_SEQS},    {"max-batch-tokens", required_argument, 0, O_MBT},
         {"kv-cache-tokens", required_argument, 0, O_KVT}, {"kv-dtype", required_argument, 0, O_KVD},
         {"kv-overcommit", required_argument, 0, O_OVER}, {"seed", required_argument, 0, O_SEED},
+        {"temperature", required_argument, 0, O_TEMP}, {"top-p", required_argument, 0, O_TOPP},
         {"json", no_argument, 0, O_JSON},              {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},                 {"version", no_argument, 0, O_VERSION},
         {0, 0, 0, 0}};
     engine_config_t cfg;
     engine_config_defaults(&cfg);
     long n_req = -1, plen = -1, olen = -1, seed = 1, v;
+    float temperature = 0.0f, top_p = 1.0f;
     bool json = false, verbose = false;
     int c;
     while ((c = getopt_long(argc, argv, "m:vh", opts, NULL)) != -1) {
@@ -113,6 +129,8 @@ int main(int argc, char **argv) {
             break;
         }
         case O_SEED: if (parse_long(optarg, "--seed", 0, 1L << 40, &seed)) return 2; break;
+        case O_TEMP: if (parse_float(optarg, "--temperature", 0, 2, &temperature)) return 2; break;
+        case O_TOPP: if (parse_float(optarg, "--top-p", 1e-6, 1, &top_p)) return 2; break;
         case O_JSON: json = true; break;
         case 'v': verbose = true; break;
         case 'h': usage(stdout); return 0;
@@ -161,7 +179,8 @@ int main(int argc, char **argv) {
     double t0 = now_ms();
     for (long i = 0; i < n_req; i++) {
         engine_request_t q = {.id = (uint64_t)i, .prompt = prompts + i * plen, .n_prompt = (int)plen,
-                              .max_tokens = (int)olen, .ignore_eos = true, .top_p = 1.0f};
+                              .max_tokens = (int)olen, .ignore_eos = true, .temperature = temperature,
+                              .top_p = top_p, .has_seed = true, .seed = (uint64_t)i + 1};
         int src = engine_submit(e, &q, err, sizeof(err));
         if (src != ENGINE_OK) {
             fprintf(stderr, "krill-bench: request %ld: %s\n", i, err);
@@ -216,14 +235,14 @@ int main(int argc, char **argv) {
         for (char *c = name; *c; c++) *c = (*c == '"' || *c == '\\' || (unsigned char)*c < 32) ? '_' : *c;
         for (char *c = dev; *c; c++) *c = (*c == '"' || *c == '\\' || (unsigned char)*c < 32) ? '_' : *c;
         printf("{\"engine\":\"krill\",\"version\":\"%s\",\"model\":\"%s\",\"device\":\"%s\",\"requests\":%ld,"
-               "\"prompt_len\":%ld,\"output_len\":%ld,\"max_seqs\":%d,\"max_batch_tokens\":%d,\"kv_cache_tokens\":%lld,"
+               "\"prompt_len\":%ld,\"output_len\":%ld,\"temperature\":%.9g,\"top_p\":%.9g,\"max_seqs\":%d,\"max_batch_tokens\":%d,\"kv_cache_tokens\":%lld,"
                "\"load_s\":%.17g,\"wall_s\":%.17g,\"requests_per_s\":%.17g,\"output_tok_per_s\":%.17g,"
                "\"total_tok_per_s\":%.17g,\"ttft_ms_p50\":%.17g,\"ttft_ms_p99\":%.17g,\"tpot_ms_p50\":%.17g,"
                "\"tpot_ms_p99\":%.17g,\"latency_ms_p50\":%.17g,\"decode_tok_per_s_p50\":%.17g,\"peak_rss_mb\":%.17g,"
                "\"steps\":%llu,\"preemptions\":%llu,\"mean_seqs_per_step\":%.17g,\"max_seqs_per_step\":%d,"
                "\"gpu_busy_ms\":%.17g,\"gpu_idle_ms\":%.17g,\"graph_captures\":%llu,\"graph_replays\":%llu,"
                "\"argmax_steps\":%llu}\n",
-               KRILL_VERSION, name, dev, n_req, plen, olen, info->max_seqs, info->max_batch_tokens,
+               KRILL_VERSION, name, dev, n_req, plen, olen, (double)temperature, (double)top_p, info->max_seqs, info->max_batch_tokens,
                (long long)info->kv_cache_tokens, t_load / 1000.0, s, req_s, out_s, tot_s, pct(ttft, (int)n_req, 50),
                pct(ttft, (int)n_req, 99), pct(tpot, (int)n_req, 50), pct(tpot, (int)n_req, 99),
                pct(lat, (int)n_req, 50), dec_s, rss_mb, (unsigned long long)steps,
@@ -231,10 +250,11 @@ int main(int argc, char **argv) {
                st.gpu_busy_ms, st.gpu_idle_ms, (unsigned long long)st.graph_captures,
                (unsigned long long)st.graph_replays, (unsigned long long)st.argmax_steps);
 #else
-        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:i, s:i, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
                               "s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:i, s:f, s:f, s:I, s:I, s:I}",
                               "engine", "krill", "version", KRILL_VERSION, "model", info->model_name, "device",
                               info->device, "requests", (int)n_req, "prompt_len", (int)plen, "output_len", (int)olen,
+                              "temperature", (double)temperature, "top_p", (double)top_p,
                               "max_seqs", info->max_seqs, "max_batch_tokens", info->max_batch_tokens,
                               "kv_cache_tokens", (json_int_t)info->kv_cache_tokens, "load_s", t_load / 1000.0,
                               "wall_s", s, "requests_per_s", req_s, "output_tok_per_s", out_s, "total_tok_per_s",
