@@ -586,9 +586,10 @@ static void cuda_swiglu(void *ctx, float *out, const float *gu, int n, int ffn) 
     LAUNCH(c, swiglu_launch(out, gu, n, ffn, c->stream));
 }
 
-static void cuda_argmax(void *ctx, int32_t *out, const float *logits, int n, int vocab) {
+static void cuda_argmax(void *ctx, int32_t *out, const float *logits, int n, int vocab, const float *inv_temp,
+                        const uint64_t *keys) {
     cuda_t *c = (cuda_t *)ctx;
-    LAUNCH(c, argmax_launch(out, logits, n, vocab, c->stream));
+    LAUNCH(c, argmax_launch(out, logits, n, vocab, inv_temp, keys, c->stream));
 }
 
 /* ------------------------------------------------------------------ graphs */

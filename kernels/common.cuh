@@ -93,8 +93,11 @@ const char *matmul_launch(cublasHandle_t h, float *y, const float *x, const void
 /* Batches of at most n rows (0..8) take the GEMV kernel instead of cuBLAS; the default
  * is KRILL_CUDA_GEMV_MAX_N or 1 (0: always cuBLAS). Returns the previous limit. */
 int matmul_set_gemv_max_n(int n);
-/* out_ids[i] = argmax of logits row i (n, vocab); the lowest index wins ties, NaN never wins. */
-cudaError_t argmax_launch(int32_t *out_ids, const float *logits, int n, int vocab, cudaStream_t s);
+/* out_ids[i] = argmax of logits row i (n, vocab); the lowest index wins ties, NaN never
+ * wins. With inv_temp (n, device; NULL = all 0) row i with inv_temp[i] > 0 is instead
+ * the Gumbel-max draw for keys[i] (gumbel.h: the host sampler's sampler_gumbel). */
+cudaError_t argmax_launch(int32_t *out_ids, const float *logits, int n, int vocab, const float *inv_temp,
+                          const uint64_t *keys, cudaStream_t s);
 
 /* Paged KV cache (layout in backend.h): writes n tokens' K/V rows into kc/vc of type
  * kdt (KDT_F16 | KDT_F32). */

@@ -1,21 +1,21 @@
-/* sampling.cu — token selection on the GPU: greedy argmax over logits rows, so a
- * greedy step downloads n int32 ids instead of n * vocab floats.
+/* sampling.cu — token selection on the GPU: greedy argmax over logits rows, and
+ * temperature sampling as the argmax of logit / T + Gumbel noise (gumbel.h, the same
+ * function the host sampler uses), so such steps download n int32 ids instead of
+ * n * vocab floats.
  *
  * Parallelisation: one block (512 threads) per row; each thread scans a strided slice
  * keeping (best value, lowest index), then a warp-shuffle and shared-memory tree
  * reduction with the same rule. NaN never wins (comparisons with NaN are false); a
  * row of only NaN gives index 0. */
 #include "common.cuh"
+#include "gumbel.h"
 
 __device__ __forceinline__ void argmax_merge(float &bv, int &bi, float v, int i) {
     if (v > bv || (v == bv && i < bi)) bv = v, bi = i;
 }
 
-__global__ void argmax_kernel(int32_t *out, const float *logits, int vocab) {
-    const float *row = logits + (int64_t)blockIdx.x * vocab;
-    float bv = -INFINITY;
-    int bi = 0x7fffffff;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) argmax_merge(bv, bi, row[i], i);
+/* Block-wide (value, lowest index) reduction; thread 0's result is valid. */
+__device__ __forceinline__ void argmax_reduce(float &bv, int &bi) {
     for (int off = 16; off > 0; off >>= 1) {
         const float v = __shfl_xor_sync(0xffffffffu, bv, off);
         const int i = __shfl_xor_sync(0xffffffffu, bi, off);
@@ -24,6 +24,7 @@ __global__ void argmax_kernel(int32_t *out, const float *logits, int vocab) {
     __shared__ float sv[32];
     __shared__ int si[32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    __syncthreads(); /* a previous call may still be reading sv/si */
     if (lane == 0) sv[warp] = bv, si[warp] = bi;
     __syncthreads();
     if (warp == 0) {
@@ -34,12 +35,37 @@ __global__ void argmax_kernel(int32_t *out, const float *logits, int vocab) {
             const int i = __shfl_xor_sync(0xffffffffu, bi, off);
             argmax_merge(bv, bi, v, i);
         }
-        if (lane == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
     }
 }
 
-extern "C" cudaError_t argmax_launch(int32_t *out_ids, const float *logits, int n, int vocab, cudaStream_t s) {
+/* Row r: inv_temp == NULL or inv_temp[r] == 0 -> plain argmax; else the Gumbel-max draw
+ * for keys[r], or the plain argmax when no score is finite (sampler_gumbel's rule). */
+__global__ void argmax_kernel(int32_t *out, const float *logits, int vocab, const float *inv_temp,
+                              const uint64_t *keys) {
+    const float *row = logits + (int64_t)blockIdx.x * vocab;
+    float bv = -INFINITY;
+    int bi = 0x7fffffff;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) argmax_merge(bv, bi, row[i], i);
+    argmax_reduce(bv, bi);
+    __shared__ int top;
+    if (threadIdx.x == 0) top = bi == 0x7fffffff ? 0 : bi;
+    __syncthreads();
+    const float it = inv_temp ? inv_temp[blockIdx.x] : 0.0f;
+    if (!(it > 0.0f)) {
+        if (threadIdx.x == 0) out[blockIdx.x] = top;
+        return;
+    }
+    const uint64_t key = keys[blockIdx.x];
+    float gv = -INFINITY;
+    int gi = 0x7fffffff;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) argmax_merge(gv, gi, gumbel_score(row[i], it, key, (uint32_t)i), i);
+    argmax_reduce(gv, gi);
+    if (threadIdx.x == 0) out[blockIdx.x] = gv > -INFINITY ? gi : top;
+}
+
+extern "C" cudaError_t argmax_launch(int32_t *out_ids, const float *logits, int n, int vocab, const float *inv_temp,
+                                     const uint64_t *keys, cudaStream_t s) {
     if (n <= 0) return cudaSuccess;
-    argmax_kernel<<<n, 512, 0, s>>>(out_ids, logits, vocab);
+    argmax_kernel<<<n, 512, 0, s>>>(out_ids, logits, vocab, inv_temp, keys);
     return cudaGetLastError();
 }

@@ -164,8 +164,12 @@ typedef struct backend_ops {
     int (*graph_begin)(void *ctx, int key);
     int (*graph_end)(void *ctx, int key);
     /* out (n) int32 = argmax of each row of logits (n, vocab) f32, lowest index on ties:
-     * greedy sampling without downloading n * vocab floats. */
-    void (*argmax)(void *ctx, int32_t *out, const float *logits, int n, int vocab);
+     * greedy sampling without downloading n * vocab floats. inv_temp (n f32) and keys
+     * (n u64), device buffers or both NULL: a row with inv_temp > 0 takes the Gumbel-max
+     * draw of gumbel.h for its key instead (temperature sampling, the host sampler's
+     * sampler_gumbel). */
+    void (*argmax)(void *ctx, int32_t *out, const float *logits, int n, int vocab, const float *inv_temp,
+                   const uint64_t *keys);
     /* Fills *st (counters since init). 0 | -1. */
     int (*get_stats)(void *ctx, backend_stats_t *st);
 } backend_ops_t;

@@ -65,9 +65,10 @@ static int fwd(void *ctx, const model_batch_t *b, float *logits) {
     if (rc != 0) LOG_ERROR("model_forward failed", "error=\"%s\"", model_last_error(e->model));
     return rc;
 }
-static int fwd_argmax(void *ctx, const model_batch_t *b, int32_t *ids) {
+static int fwd_argmax(void *ctx, const model_batch_t *b, int32_t *ids, const float *inv_temp,
+                      const uint64_t *keys) {
     engine_t *e = ctx;
-    int rc = model_forward_argmax(e->model, b, ids);
+    int rc = model_forward_argmax(e->model, b, ids, inv_temp, keys);
     if (rc != 0) LOG_ERROR("model_forward_argmax failed", "error=\"%s\"", model_last_error(e->model));
     return rc;
 }
@@ -189,6 +190,7 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
                             .n_vocab = hp->n_vocab,
                             .forward = fwd,
                             .forward_argmax = fwd_argmax,
+                            .gumbel = model_device_argmax(e->model),
                             .device_stats = dev_stats,
                             .is_eog = is_eog,
                             .detok_init = detok_init,

@@ -19,6 +19,7 @@
  *   pointer and size the graph captured depends on the bucket only.
  * - The only wait in a step is the download of its logits or sampled ids. */
 #include "model.h"
+#include "sampler.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -77,6 +78,8 @@ struct model {
     int32_t *d_table;                /* (max_seqs, table_cap) */
     int32_t *h_table;                /* host staging of the compacted table */
     int32_t *d_ids;                  /* (logit_chunk) argmax results */
+    float *d_itemp;                  /* (logit_chunk) 1 / temperature of Gumbel rows, 0 = argmax */
+    uint64_t *d_keys;                /* (logit_chunk) their Gumbel keys */
     float *h_row;                    /* (n_vocab) host row for argmax without a backend op */
     int32_t *h_tok, *h_pos, *h_seq, *h_rows; /* (max_seqs) padded decode batch */
     bool graphs;                     /* decode steps replayed from graphs */
@@ -377,7 +380,9 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
     m->table_cap = (int)m->n_blocks;
     size_t tab = (size_t)m->max_seqs * (size_t)m->table_cap * 4;
     if (!(m->d_table = balloc(m, tab, ab, err, errlen))) goto fail;
-    if (!(m->d_ids = balloc(m, C * 4, ab, err, errlen))) goto fail;
+    if (!(m->d_ids = balloc(m, C * 4, ab, err, errlen)) || !(m->d_itemp = balloc(m, C * 4, ab, err, errlen)) ||
+        !(m->d_keys = balloc(m, C * 8, ab, err, errlen)))
+        goto fail;
     const size_t S4 = (size_t)m->max_seqs * 4;
     if (!(m->h_table = malloc(tab)) || !(m->h_row = malloc((size_t)V * F)) || !(m->h_tok = malloc(S4)) ||
         !(m->h_pos = malloc(S4)) || !(m->h_seq = malloc(S4)) || !(m->h_rows = malloc(S4))) {
@@ -569,28 +574,32 @@ static void issue_head(model_t *m, int r0, int n) {
 }
 
 /* Moves the n rows of m->logits to the caller: logits (n, vocab) or argmax ids (n). */
-static int take_rows(model_t *m, int n, float *logits, int32_t *ids) {
+/* Rows [0, n) of the head's output: logits, or ids (argmax, or the Gumbel-max draw
+ * where itemp[i] > 0; itemp/keys may be NULL = all argmax). */
+static int take_rows(model_t *m, int n, float *logits, int32_t *ids, const float *itemp, const uint64_t *keys) {
     const backend_ops_t *o = m->ops;
     void *c = m->bctx;
     const size_t V = (size_t)m->hp.n_vocab;
     if (logits) return o->download(c, logits, m->logits, (size_t)n * V * sizeof(float));
+    bool gumbel = false;
+    for (int i = 0; itemp && i < n && !gumbel; i++) gumbel = itemp[i] > 0.0f;
     if (o->argmax) {
-        o->argmax(c, m->d_ids, m->logits, n, (int)V);
+        if (gumbel) {
+            o->upload(c, m->d_itemp, itemp, (size_t)n * 4);
+            o->upload(c, m->d_keys, keys, (size_t)n * 8);
+        }
+        o->argmax(c, m->d_ids, m->logits, n, (int)V, gumbel ? m->d_itemp : NULL, gumbel ? m->d_keys : NULL);
         return o->download(c, ids, m->d_ids, (size_t)n * 4);
     }
     for (int i = 0; i < n; i++) {
         if (o->download(c, m->h_row, m->logits + (size_t)i * V, V * sizeof(float))) return -1;
-        const float *x = m->h_row;
-        int32_t best = 0; /* sampler.c's greedy rule: strict >, so the lowest id wins a tie */
-        float bv = x[0];
-        for (size_t j = 1; j < V; j++)
-            if (x[j] > bv) bv = x[j], best = (int32_t)j;
-        ids[i] = best;
+        ids[i] = sampler_pick(m->h_row, (int)V, gumbel ? itemp[i] : 0.0f, gumbel ? keys[i] : 0);
     }
     return 0;
 }
 
-static int forward(model_t *m, const model_batch_t *b, float *logits, int32_t *ids) {
+static int forward(model_t *m, const model_batch_t *b, float *logits, int32_t *ids, const float *itemp,
+                   const uint64_t *keys) {
     m->err[0] = 0;
     int cols = 0;
     if (check_batch(m, b, &cols)) return -1;
@@ -632,7 +641,7 @@ static int forward(model_t *m, const model_batch_t *b, float *logits, int32_t *i
                 return -1;
             }
         }
-        if (take_rows(m, T, logits, ids) == 0 && o->synchronize(c) == 0) return 0;
+        if (take_rows(m, T, logits, ids, itemp, keys) == 0 && o->synchronize(c) == 0) return 0;
         seterr(m->err, sizeof m->err, "%s backend: %s", m->be->info.name, o->last_error(c));
         return -1;
     }
@@ -649,7 +658,9 @@ static int forward(model_t *m, const model_batch_t *b, float *logits, int32_t *i
     for (int r0 = 0; r0 < b->n_logits; r0 += m->logit_chunk) {
         int n = b->n_logits - r0 < m->logit_chunk ? b->n_logits - r0 : m->logit_chunk;
         issue_head(m, r0, n);
-        if (take_rows(m, n, logits ? logits + (size_t)r0 * V : NULL, logits ? NULL : ids + r0)) break;
+        if (take_rows(m, n, logits ? logits + (size_t)r0 * V : NULL, logits ? NULL : ids + r0,
+                      itemp ? itemp + r0 : NULL, itemp ? keys + r0 : NULL))
+            break;
     }
     if (o->synchronize(c)) {
         seterr(m->err, sizeof m->err, "%s backend: %s", m->be->info.name, o->last_error(c));
@@ -664,13 +675,17 @@ int model_forward(model_t *m, const model_batch_t *b, float *logits) {
         seterr(m->err, sizeof m->err, "model_forward: logits is NULL but n_logits is %d", b->n_logits);
         return -1;
     }
-    return forward(m, b, logits, NULL);
+    return forward(m, b, logits, NULL, NULL, NULL);
 }
 
-int model_forward_argmax(model_t *m, const model_batch_t *b, int32_t *ids) {
-    if (b->n_logits > 0 && !ids) {
-        seterr(m->err, sizeof m->err, "model_forward_argmax: ids is NULL but n_logits is %d", b->n_logits);
+bool model_device_argmax(const model_t *m) { return m->ops->argmax != NULL; }
+
+int model_forward_argmax(model_t *m, const model_batch_t *b, int32_t *ids, const float *inv_temp,
+                         const uint64_t *keys) {
+    if (b->n_logits > 0 && (!ids || (inv_temp && !keys))) {
+        seterr(m->err, sizeof m->err, "model_forward_argmax: ids%s is NULL but n_logits is %d", ids ? " (or keys)" : "",
+               b->n_logits);
         return -1;
     }
-    return forward(m, b, NULL, ids);
+    return forward(m, b, NULL, ids, inv_temp, keys);
 }

@@ -21,6 +21,7 @@
 #ifndef KRILL_MODEL_H
 #define KRILL_MODEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -77,12 +78,18 @@ void model_memory(const model_t *m, size_t *weights, size_t *kv, size_t *activat
  * rules above (sizes over the load-time maxima, ids out of range) or a backend
  * failure; model_last_error() says which. A rejected batch changes nothing. */
 int model_forward(model_t *m, const model_batch_t *b, float *logits);
-/* The same forward pass, but only the greedy choice of each requested row crosses to
+/* The same forward pass, but only the chosen token of each requested row crosses to
  * the host: ids (n_logits) = argmax of the row's logits, lowest id on ties (the
- * sampler's temperature-0 rule). On a backend with an argmax op the logits never leave
- * the device; without one each row is downloaded and reduced on the host. */
-int model_forward_argmax(model_t *m, const model_batch_t *b, int32_t *ids);
+ * sampler's temperature-0 rule), or, for a row with inv_temp[i] > 0, the Gumbel-max draw
+ * sampler_gumbel(row, inv_temp[i], keys[i]) (temperature sampling; gumbel.h).
+ * inv_temp/keys (n_logits) may both be NULL: all argmax. On a backend with an argmax
+ * op the logits never leave the device; without one each row is downloaded and
+ * reduced on the host. */
+int model_forward_argmax(model_t *m, const model_batch_t *b, int32_t *ids, const float *inv_temp,
+                         const uint64_t *keys);
 const char *model_last_error(const model_t *m); /* "" when none */
+/* True when model_forward_argmax draws on the device (the backend has an argmax op). */
+bool model_device_argmax(const model_t *m);
 
 /* Device counters (backend_stats_t, backend.h): device-busy and idle time between
  * steps, graph captures and replays. Zeros on a backend without counters (cpu).

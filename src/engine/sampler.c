@@ -4,6 +4,7 @@
  * vocabulary: top-k and top-p use quickselect-style partitions (expected O(n_vocab)),
  * so a 49k vocabulary costs about one exp() per token plus a few passes. */
 #include "sampler.h"
+#include "gumbel.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -63,6 +64,7 @@ struct sampler {
     cand_t *cand;    /* (n_vocab) */
     uint32_t *mark;  /* (n_vocab) penalty "seen" stamps */
     uint32_t stamp;
+    bool gumbel;     /* temperature-only draws by Gumbel-max (sampler_set_gumbel) */
 };
 
 sampler_t *sampler_new(int n_vocab) {
@@ -199,11 +201,39 @@ static int select_top_p(cand_t *c, int n, double target) {
     return cut;
 }
 
+void sampler_set_gumbel(sampler_t *s, bool on) { s->gumbel = on; }
+
+bool sampler_is_gumbel(const sampler_params_t *p) {
+    return p->temperature > 0.0f && !(p->top_k > 0) && !(p->top_p > 0.0f && p->top_p < 1.0f) && !(p->min_p > 0.0f);
+}
+
+int32_t sampler_gumbel(const float *logits, int n, float inv_temp, uint64_t key) {
+    /* Start from the largest logit's own score; a token whose logit / T plus the
+     * largest possible noise (GUMBEL_MAX) stays below the best cannot win or tie, so
+     * its two logf calls are skipped: the same argmax as scoring every token. */
+    const int32_t top = argmax(logits, n);
+    float bv = gumbel_score(logits[top], inv_temp, key, (uint32_t)top);
+    if (!(bv > -INFINITY)) return top; /* no finite score: nothing to draw */
+    int32_t best = top;
+    for (int i = 0; i < n; i++) {
+        if (logits[i] * inv_temp + GUMBEL_MAX < bv) continue;
+        const float v = gumbel_score(logits[i], inv_temp, key, (uint32_t)i);
+        if (v > bv || (v == bv && i < best)) bv = v, best = i; /* NaN never wins */
+    }
+    return best;
+}
+
+int32_t sampler_pick(const float *logits, int n, float inv_temp, uint64_t key) {
+    return inv_temp > 0.0f ? sampler_gumbel(logits, n, inv_temp, key) : argmax(logits, n);
+}
+
 int32_t sampler_sample(sampler_t *s, const sampler_params_t *p, float *logits,
                        const int32_t *generated, int n_generated, sampler_rng_t *rng) {
     const int nv = s->n_vocab;
     apply_penalties(s, p, logits, generated, n_generated);
     if (!(p->temperature > 0.0f)) return argmax(logits, nv);
+    if (s->gumbel && sampler_is_gumbel(p))
+        return sampler_gumbel(logits, nv, 1.0f / p->temperature, sampler_rng_next(rng));
 
     cand_t *c = s->cand;
     const float inv_t = 1.0f / p->temperature;

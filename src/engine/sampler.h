@@ -9,7 +9,12 @@
  * logit[t] -= frequency * count(t) + presence * (count(t) > 0), over generated tokens),
  * then temperature 0 -> argmax (lowest id on ties); else logits / temperature,
  * top-k, softmax, top-p (smallest set of most probable tokens holding >= top_p of the
- * mass), min-p (drop p < min_p * p_max), then one draw from what is left. */
+ * mass), min-p (drop p < min_p * p_max), then one draw from what is left.
+ * With sampler_set_gumbel on, temperature alone (no top-k, top-p or min-p) draws by
+ * Gumbel-max instead (sampler_gumbel, gumbel.h): the same distribution, and a GPU can
+ * take the same draw on the device (model_forward_argmax) so the logits never leave
+ * it. On the host it costs 1.5-3x the softmax draw, so the engine turns it on only
+ * where the model can draw on the device. */
 #ifndef KRILL_SAMPLER_H
 #define KRILL_SAMPLER_H
 
@@ -46,6 +51,17 @@ void sampler_free(sampler_t *s);     /* accepts NULL */
  * generated: the request's generated tokens so far (for the penalties). */
 int32_t sampler_sample(sampler_t *s, const sampler_params_t *p, float *logits,
                        const int32_t *generated, int n_generated, sampler_rng_t *rng);
+
+/* On: temperature-only draws are sampler_gumbel(logits, 1 / temperature,
+ * sampler_rng_next(rng)) after the penalties. Off (the default): the softmax draw. */
+void sampler_set_gumbel(sampler_t *s, bool on);
+/* True when p is temperature sampling without top-k, top-p or min-p. */
+bool sampler_is_gumbel(const sampler_params_t *p);
+/* The Gumbel-max draw over logits (n) for one 64-bit key (gumbel.h). */
+int32_t sampler_gumbel(const float *logits, int n, float inv_temp, uint64_t key);
+/* What model_forward_argmax (and the GPU's argmax op) pick for one row: the argmax
+ * (lowest id on ties) when inv_temp is 0, else sampler_gumbel. */
+int32_t sampler_pick(const float *logits, int n, float inv_temp, uint64_t key);
 
 /* Stop strings on decoded text. A new match must end inside the bytes added by the
  * last token: call with new_from = the text length before that token's bytes.

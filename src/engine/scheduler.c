@@ -79,7 +79,9 @@ struct scheduler {
     int32_t *b_seq_len;                               /* (max_seqs) */
     int32_t *b_block_table;                           /* (max_seqs, max_blocks) */
     float *logits;                                    /* (max_seqs, n_vocab) */
-    int32_t *ids;                                     /* (max_seqs) greedy ids (forward_argmax) */
+    int32_t *ids;                                     /* (max_seqs) chosen ids (forward_argmax) */
+    float *itemp;                                     /* (max_seqs) 1 / temperature per logits row, 0 = greedy */
+    uint64_t *keys;                                   /* (max_seqs) Gumbel keys per logits row */
     sreq_t **b_reqs;                                  /* (max_seqs) */
     char *piece;                                      /* (max_piece_bytes + 64) */
 
@@ -313,6 +315,7 @@ scheduler_t *scheduler_new(const scheduler_config_t *cfg, const scheduler_model_
     pthread_cond_init(&s->cv, NULL);
     s->kv = kvcache_new(cfg->kv_blocks, cfg->kv_block_size);
     s->sampler = sampler_new(m->n_vocab);
+    if (s->sampler) sampler_set_gumbel(s->sampler, m->gumbel);
     if (!s->kv || !s->sampler) goto oom;
     s->max_blocks = (int)((cfg->n_ctx + cfg->kv_block_size - 1) / cfg->kv_block_size);
     size_t bt = (size_t)cfg->max_batch_tokens, bs = (size_t)cfg->max_seqs;
@@ -324,10 +327,12 @@ scheduler_t *scheduler_new(const scheduler_config_t *cfg, const scheduler_model_
     s->b_block_table = malloc(bs * (size_t)s->max_blocks * sizeof(int32_t));
     s->logits = malloc(bs * (size_t)m->n_vocab * sizeof(float));
     s->ids = malloc(bs * sizeof(int32_t));
+    s->itemp = malloc(bs * sizeof(float));
+    s->keys = malloc(bs * sizeof(uint64_t));
     s->b_reqs = malloc(bs * sizeof(sreq_t *));
     s->piece = malloc((size_t)m->max_piece_bytes + 64);
     if (!s->b_tokens || !s->b_pos || !s->b_seq || !s->b_logit_rows || !s->b_seq_len ||
-        !s->b_block_table || !s->logits || !s->ids || !s->b_reqs || !s->piece)
+        !s->b_block_table || !s->logits || !s->ids || !s->itemp || !s->keys || !s->b_reqs || !s->piece)
         goto oom;
     for (size_t i = 0; i < bs * (size_t)s->max_blocks; i++) s->b_block_table[i] = -1;
     /* end-of-generation ids, for masking them before min_tokens */
@@ -372,6 +377,8 @@ void scheduler_free(scheduler_t *s) {
     free(s->b_block_table);
     free(s->logits);
     free(s->ids);
+    free(s->itemp);
+    free(s->keys);
     free(s->b_reqs);
     free(s->piece);
     pthread_mutex_destroy(&s->mu);
@@ -454,11 +461,14 @@ static void batch_add(scheduler_t *s, sreq_t *r, int chunk, int *nt, int *ns, in
     *ns = si + 1;
 }
 
-/* True when r's next token is the plain argmax of its logits: greedy, no penalties
- * and no end-of-generation masking (min_tokens) this step. */
-static bool plain_greedy(const scheduler_t *s, const sreq_t *r) {
-    return !(r->sp.temperature > 0.0f) && r->sp.presence_penalty == 0.0f && r->sp.frequency_penalty == 0.0f &&
-           (r->ignore_eos || r->n_gen >= r->min_tokens || s->n_eog == 0);
+/* True when r's next token is a function of its raw logits that forward_argmax can
+ * take on the device: greedy (the argmax) or, with m.gumbel, temperature alone (the
+ * Gumbel-max draw, sampler_is_gumbel), with no penalties and no end-of-generation masking (min_tokens)
+ * this step. sampler_sample picks the same token from the downloaded logits. */
+static bool by_id(const scheduler_t *s, const sreq_t *r) {
+    return (!(r->sp.temperature > 0.0f) || (s->m.gumbel && sampler_is_gumbel(&r->sp))) &&
+           r->sp.presence_penalty == 0.0f &&
+           r->sp.frequency_penalty == 0.0f && (r->ignore_eos || r->n_gen >= r->min_tokens || s->n_eog == 0);
 }
 
 static bool accept_token(scheduler_t *s, sreq_t *r, int32_t tok, sreq_t **fin);
@@ -627,11 +637,21 @@ int scheduler_step(scheduler_t *s) {
                            .n_seqs = ns, .seq_len = s->b_seq_len, .block_table = s->b_block_table,
                            .max_blocks = s->max_blocks, .n_logits = nl,
                            .logit_rows = s->b_logit_rows};
-        /* greedy-only steps take ids, not logits, from the device */
-        bool by_ids = s->m.forward_argmax != NULL && nl > 0;
+        /* steps whose rows are all greedy or temperature-only take ids, not logits,
+         * from the device; a temperature row's key is its one RNG draw for the token */
+        bool by_ids = s->m.forward_argmax != NULL && nl > 0, any_t = false;
         for (int i = 0; i < ns && by_ids; i++)
-            if (s->b_reqs[i]->logit_row >= 0 && !plain_greedy(s, s->b_reqs[i])) by_ids = false;
-        int rc = by_ids ? s->m.forward_argmax(s->m.ctx, &b, s->ids) : s->m.forward(s->m.ctx, &b, s->logits);
+            if (s->b_reqs[i]->logit_row >= 0 && !by_id(s, s->b_reqs[i])) by_ids = false;
+        for (int i = 0; i < ns && by_ids; i++) {
+            sreq_t *r = s->b_reqs[i];
+            if (r->logit_row < 0) continue;
+            const bool t = r->sp.temperature > 0.0f;
+            s->itemp[r->logit_row] = t ? 1.0f / r->sp.temperature : 0.0f;
+            s->keys[r->logit_row] = t ? sampler_rng_next(&r->rng) : 0;
+            any_t |= t;
+        }
+        int rc = by_ids ? s->m.forward_argmax(s->m.ctx, &b, s->ids, any_t ? s->itemp : NULL, s->keys)
+                        : s->m.forward(s->m.ctx, &b, s->logits);
         if (by_ids) s->argmax_steps++;
         for (int i = 0; i < ns; i++) {
             sreq_t *r = s->b_reqs[i];

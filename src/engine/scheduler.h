@@ -46,10 +46,17 @@ typedef struct {
     int (*detok_flush)(void *ctx, tokenizer_stream_t *s, char *out, size_t cap);
     int max_piece_bytes; /* most bytes one detok_push may write */
     /* Optional (NULL = not available): the same forward pass returning only the
-     * greedy id of each logits row, ids (b->n_logits). Used for steps where every
-     * sampled row is greedy without penalties or masking; the result must equal
-     * sampling those rows at temperature 0. 0 or -1. */
-    int (*forward_argmax)(void *ctx, const model_batch_t *b, int32_t *ids);
+     * chosen id of each logits row, ids (b->n_logits): the argmax, or for rows with
+     * inv_temp[i] > 0 sampler_gumbel(row, inv_temp[i], keys[i]) (inv_temp NULL = all
+     * argmax). Used for steps where every sampled row is greedy or temperature-only,
+     * without penalties or masking; the result must equal sampler_sample on the
+     * logits with the same RNG draw. 0 or -1. */
+    int (*forward_argmax)(void *ctx, const model_batch_t *b, int32_t *ids, const float *inv_temp,
+                          const uint64_t *keys);
+    /* Temperature-only rows draw by Gumbel-max (sampler_set_gumbel) and may go through
+     * forward_argmax: set where the model draws on the device (a GPU), where it saves
+     * the logits download; the host draw is slower than the softmax one. */
+    bool gumbel;
     /* Optional: device counters (busy/idle ms, graph replays) copied into the stats
      * after each step, on the engine thread. */
     void (*device_stats)(void *ctx, engine_stats_t *st);

@@ -20,6 +20,7 @@
 extern "C" {
 #include "backend.h"
 #include "quant.h"
+#include "sampler.h"
 }
 
 static int n_fail, n_checks;
@@ -164,7 +165,7 @@ static void test_small_ops() {
         for (auto &x : l) x = (float)(int)(unif() * 10);
         l[5] = NAN;
         std::vector<int32_t> ids(n, -7);
-        ck(argmax_launch(ids.data(), l.data(), n, vocab, nullptr), "argmax");
+        ck(argmax_launch(ids.data(), l.data(), n, vocab, nullptr, nullptr, nullptr), "argmax");
         int bad = 0;
         for (int r = 0; r < n; r++) {
             int best = -1;
@@ -175,6 +176,23 @@ static void test_small_ops() {
             bad += ids[r] != best;
         }
         check("argmax", "n=3 vocab=1000 (ties -> lowest index, NaN skipped)", bad, 0);
+    }
+    /* temperature rows: the kernel's Gumbel-max draw is the host sampler's */
+    {
+        const int n = 6, vocab = 3001;
+        rng_state = 23;
+        auto l = rnd((size_t)n * vocab, 6);
+        l[7] = NAN;
+        for (int j = 0; j < vocab; j++) l[(size_t)4 * vocab + j] = -INFINITY; /* nothing to draw */
+        std::vector<float> it = {1.0f, 0.0f, 0.5f, 1.7f, 1.0f, 1.0f};
+        std::vector<uint64_t> keys = {1, 2, 0xdeadbeefcafef00dull, 42, 5, 0};
+        std::vector<int32_t> ids(n, -7);
+        ck(argmax_launch(ids.data(), l.data(), n, vocab, it.data(), keys.data(), nullptr), "argmax");
+        int bad = 0;
+        for (int r = 0; r < n; r++) {
+            bad += ids[r] != sampler_pick(l.data() + (size_t)r * vocab, vocab, it[r], keys[r]);
+        }
+        check("argmax", "n=6 vocab=3001 Gumbel rows (temperature 1, 0.5, 1.7; NaN; all -inf) = sampler_pick", bad, 0);
     }
 }
 

@@ -28,6 +28,7 @@
 
 #include "backend.h"
 #include "quant.h"
+#include "sampler.h"
 
 int matmul_set_gemv_max_n(int n); /* kernels/matmul.cu (common.cuh is C++) */
 
@@ -422,7 +423,7 @@ static void test_argmax(void) {
         for (size_t i = 0; i < (size_t)n * vocab; i++) l[i] = (float)(int)(rng_unif() * 20.0f); /* many ties */
         float *dl = up(gpu, l, sizeof(float) * n * vocab);
         int32_t *did = poisoned(gpu, sizeof(int32_t) * n), *ids = xmalloc(sizeof(int32_t) * n);
-        gpu->ops->argmax(gpu->ctx, did, dl, n, vocab);
+        gpu->ops->argmax(gpu->ctx, did, dl, n, vocab, NULL, NULL);
         down(gpu, ids, did, sizeof(int32_t) * n);
         int bad = 0;
         for (int r = 0; r < n; r++) {
@@ -432,6 +433,20 @@ static void test_argmax(void) {
             bad += ids[r] != best;
         }
         check("argmax", shape, bad, 0);
+        /* temperature rows (every other one): the Gumbel-max draw of the host sampler */
+        float *it = xmalloc(sizeof(float) * n);
+        uint64_t *keys = xmalloc(sizeof(uint64_t) * n);
+        for (int r = 0; r < n; r++) it[r] = r % 2 ? 1.0f / (0.5f + 0.25f * (float)(r % 5)) : 0.0f, keys[r] = 77 + 1000003ull * (uint64_t)r;
+        float *dit = up(gpu, it, sizeof(float) * n);
+        uint64_t *dkeys = up(gpu, keys, sizeof(uint64_t) * n);
+        gpu->ops->argmax(gpu->ctx, did, dl, n, vocab, dit, dkeys);
+        down(gpu, ids, did, sizeof(int32_t) * n);
+        bad = 0;
+        for (int r = 0; r < n; r++) bad += ids[r] != sampler_pick(l + (size_t)r * vocab, vocab, it[r], keys[r]);
+        char s2[140];
+        snprintf(s2, sizeof s2, "%s, Gumbel rows = sampler_pick", shape);
+        check("argmax", s2, bad, 0);
+        dfree(gpu, dit), dfree(gpu, dkeys), free(it), free(keys);
         dfree(gpu, dl), dfree(gpu, did), free(l), free(ids);
     }
 }

@@ -140,7 +140,7 @@ static int run_batch(run_t *r, int s0, int s1, int p0, int p1, float *out, float
                        .block_table = r->table, .max_blocks = r->mb, .n_logits = n, .logit_rows = rows};
     if (r->ids) { /* greedy ids only */
         int32_t *got = xmalloc(sizeof(int32_t) * n);
-        int rc = model_forward_argmax(r->m, &b, got);
+        int rc = model_forward_argmax(r->m, &b, got, NULL, NULL);
         for (t = 0; !rc && t < n; t++) r->ids[(size_t)seq[t] * r->L + pos[t]] = got[t];
         free(got), free(tok), free(pos), free(seq), free(rows), free(len);
         return rc;

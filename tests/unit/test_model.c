@@ -397,9 +397,9 @@ static void test_bad_batches(void **state) {
     /* greedy ids without logits (the cpu backend has no argmax op: rows reduced on the
      * host) equal the argmax of the logits, lowest id on ties */
     int32_t id = -1;
-    assert_int_equal(model_forward_argmax(m, &ok, &id), 0);
+    assert_int_equal(model_forward_argmax(m, &ok, &id, NULL, NULL), 0);
     assert_int_equal(id, argmax(logits, 256));
-    assert_int_equal(model_forward_argmax(m, &bad[0].b, &id), -1);
+    assert_int_equal(model_forward_argmax(m, &bad[0].b, &id, NULL, NULL), -1);
     assert_non_null(strstr(model_last_error(m), "id 256"));
     model_stats_t st;
     model_get_stats(m, &st);

@@ -134,9 +134,12 @@ static void ref_probs(const float *logits, int n, const sampler_params_t *p, dou
     free(pr);
 }
 
+static bool g_gumbel; /* draw temperature-only rows by Gumbel-max */
+
 static void check_frequencies(int V, const float *logits, const sampler_params_t *p, int draws,
                               uint64_t seed) {
     sampler_t *s = sampler_new(V);
+    sampler_set_gumbel(s, g_gumbel);
     double *ref = malloc((size_t)V * sizeof(double));
     int *cnt = calloc((size_t)V, sizeof(int));
     float *l = malloc((size_t)V * sizeof(float));
@@ -228,6 +231,31 @@ static void test_dist_large(void **state) {
     free(lg);
 }
 
+/* Gumbel-max (sampler_set_gumbel): the same distributions for temperature-only rows,
+ * on a small and a realistic vocabulary; other parameters keep the softmax draw. */
+static void test_dist_gumbel(void **state) {
+    g_gumbel = true;
+    test_dist_small(state);
+    test_dist_large(state);
+    /* the draw is sampler_gumbel of one RNG step */
+    enum { V = 5000 };
+    float lg[V], l2[V];
+    for (int i = 0; i < V; i++) lg[i] = sinf((float)i * 0.71f) * 4.0f;
+    sampler_t *s = sampler_new(V);
+    sampler_set_gumbel(s, true);
+    sampler_params_t p = {.temperature = 0.8f, .top_p = 1.0f};
+    sampler_rng_t a, b;
+    sampler_rng_seed(&a, 31);
+    sampler_rng_seed(&b, 31);
+    for (int k = 0; k < 50; k++) {
+        memcpy(l2, lg, sizeof(lg));
+        const int32_t t = sampler_sample(s, &p, l2, NULL, 0, &a);
+        assert_int_equal(t, sampler_gumbel(lg, V, 1.0f / 0.8f, sampler_rng_next(&b)));
+    }
+    sampler_free(s);
+    g_gumbel = false;
+}
+
 /* Same seed, same logits => same sequence of draws; different seeds differ. */
 static void test_seeded_repro(void **state) {
     (void)state;
@@ -290,6 +318,7 @@ int main(void) {
         cmocka_unit_test(test_penalties_exact),
         cmocka_unit_test(test_dist_small),
         cmocka_unit_test(test_dist_large),
+        cmocka_unit_test(test_dist_gumbel),
         cmocka_unit_test(test_seeded_repro),
         cmocka_unit_test(test_stop_find),
         cmocka_unit_test(test_stop_holdback),

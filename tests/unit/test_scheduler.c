@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "scheduler.h"
+#include "sampler.h"
 
 /* ---------------------------------------------------------------- fake model */
 
@@ -116,18 +117,18 @@ static int fake_forward(void *ctx, const model_batch_t *b, float *logits) {
     return 0;
 }
 
-/* forward_argmax over fake_forward: the greedy id of each row (lowest on ties). */
-static int fake_argmax_calls;
-static int fake_forward_argmax(void *ctx, const model_batch_t *b, int32_t *ids) {
+/* forward_argmax over fake_forward: the greedy id of each row (lowest on ties), or the
+ * Gumbel-max draw for rows with inv_temp > 0 (what the CUDA kernel computes). */
+static int fake_argmax_calls, fake_gumbel_rows;
+static int fake_forward_argmax(void *ctx, const model_batch_t *b, int32_t *ids, const float *inv_temp,
+                               const uint64_t *keys) {
     fake_t *f = ctx;
     float *lg = malloc((size_t)(b->n_logits > 0 ? b->n_logits : 1) * (size_t)f->n_vocab * sizeof(float));
     int rc = fake_forward(ctx, b, lg);
     for (int i = 0; rc == 0 && i < b->n_logits; i++) {
-        const float *x = lg + (size_t)i * (size_t)f->n_vocab;
-        int32_t best = 0;
-        for (int v = 1; v < f->n_vocab; v++)
-            if (x[v] > x[best]) best = v;
-        ids[i] = best;
+        const float t = inv_temp ? inv_temp[i] : 0.0f;
+        ids[i] = sampler_pick(lg + (size_t)i * (size_t)f->n_vocab, f->n_vocab, t, t > 0.0f ? keys[i] : 0);
+        fake_gumbel_rows += t > 0.0f;
     }
     free(lg);
     fake_argmax_calls++;
@@ -178,6 +179,7 @@ static void fake_fini(fake_t *f) {
 }
 
 static bool g_use_argmax; /* give the scheduler forward_argmax */
+static bool g_gumbel;     /* temperature-only rows by Gumbel-max (scheduler_model_t.gumbel) */
 static double g_overcommit = 1000.0; /* optimistic admission unless a test says otherwise */
 
 static scheduler_t *sched_make(fake_t *f, int n_ctx, uint64_t seed, int max_queue) {
@@ -190,6 +192,7 @@ static scheduler_t *sched_make(fake_t *f, int n_ctx, uint64_t seed, int max_queu
                            .max_piece_bytes = 15};
     char err[256];
     if (g_use_argmax) m.forward_argmax = fake_forward_argmax;
+    m.gumbel = g_gumbel;
     scheduler_t *s = scheduler_new(&c, &m, err, sizeof(err));
     if (!s) fail_msg("scheduler_new: %s", err);
     return s;
@@ -397,6 +400,16 @@ static void run_sampled(job_t *jobs, int n, int64_t n_blocks, int max_seqs, uint
     fake_fini(&f);
 }
 
+/* True when res is not job's greedy (temperature 0) output: it really sampled. */
+static bool not_greedy(job_t *job, const engine_result_t *res) {
+    fake_t f;
+    fake_init(&f, FAKE_HASH, 64, 4, 1, 1, 1);
+    job->q.ignore_eos = false;
+    ref_greedy(&f, job);
+    fake_fini(&f);
+    return res->n_tokens != job->n_ref || memcmp(res->tokens, job->ref, (size_t)res->n_tokens * sizeof(int32_t)) != 0;
+}
+
 static void test_seeded_sampling(void **state) {
     (void)state;
     enum { N = 32 };
@@ -420,13 +433,7 @@ static void test_seeded_sampling(void **state) {
         assert_int_equal(t->n_tokens, a->n_tokens);
         assert_memory_equal(t->tokens, a->tokens, (size_t)a->n_tokens * sizeof(int32_t));
         assert_string_equal(t->text, a->text);
-        fake_t f;
-        fake_init(&f, FAKE_HASH, 64, 4, 1, 1, 1);
-        jobs[i].q.ignore_eos = false;
-        ref_greedy(&f, &jobs[i]);
-        fake_fini(&f);
-        differs_from_greedy += a->n_tokens != jobs[i].n_ref ||
-                               memcmp(a->tokens, jobs[i].ref, (size_t)a->n_tokens * sizeof(int32_t)) != 0;
+        differs_from_greedy += not_greedy(&jobs[i], a);
     }
     assert_true(differs_from_greedy > N / 2); /* it really sampled */
     for (int i = 0; i < N; i++) {
@@ -571,8 +578,66 @@ static void test_argmax_path(void **state) {
     test_eos_and_lengths(state);
     fake_argmax_calls = 0;
     test_seeded_sampling(state);
-    assert_int_equal(fake_argmax_calls, 0); /* sampled steps never use it */
+    assert_int_equal(fake_argmax_calls, 0); /* top-p / top-k / min-p steps never use it */
     g_use_argmax = false;
+}
+
+/* Temperature-only requests draw by Gumbel-max: through forward_argmax (ids from the
+ * "device") and through the logits and sampler_sample they pick the same tokens,
+ * alone or together, with preemption, and mixed with top-p requests (which force the
+ * logits path for the whole step). */
+static void test_temperature_by_ids(void **state) {
+    (void)state;
+    enum { N = 24 };
+    job_t *jobs = make_jobs(N, 64, 13, 80, 60);
+    for (int i = 0; i < N; i++) {
+        jobs[i].q.temperature = i % 2 ? 0.7f : 1.3f;
+        jobs[i].q.top_p = 1.0f;
+        jobs[i].q.has_seed = true;
+        jobs[i].q.seed = 500 + (uint64_t)i;
+    }
+    engine_result_t dev[N], host[N], alone[N], mixed[N];
+    g_gumbel = true;
+    g_use_argmax = true;
+    fake_argmax_calls = fake_gumbel_rows = 0;
+    run_sampled(jobs, N, 48, 8, 5, dev); /* tiny cache: preemptions */
+    assert_true(fake_argmax_calls > 0 && fake_gumbel_rows > 0);
+    for (int i = 0; i < N; i++) run_sampled(&jobs[i], 1, 2000, 8, 99, &alone[i]);
+    g_use_argmax = false;
+    run_sampled(jobs, N, 2000, 8, 7, host);
+    /* every third request turns top-p: the steps it shares take the logits path */
+    job_t *mix = make_jobs(N, 64, 13, 80, 60);
+    for (int i = 0; i < N; i++) {
+        mix[i].q = jobs[i].q;
+        if (i % 3 == 0) mix[i].q.top_p = 0.9f;
+    }
+    g_use_argmax = true;
+    run_sampled(mix, N, 2000, 8, 9, mixed);
+    g_use_argmax = false;
+    g_gumbel = false;
+    int differs_from_greedy = 0;
+    for (int i = 0; i < N; i++) {
+        engine_result_t *d = find_result(dev, N, (uint64_t)i), *h = find_result(host, N, (uint64_t)i);
+        assert_int_equal(d->n_tokens, h->n_tokens);
+        assert_memory_equal(d->tokens, h->tokens, (size_t)h->n_tokens * sizeof(int32_t));
+        assert_int_equal(alone[i].n_tokens, h->n_tokens);
+        assert_memory_equal(alone[i].tokens, h->tokens, (size_t)h->n_tokens * sizeof(int32_t));
+        if (i % 3) {
+            engine_result_t *m = find_result(mixed, N, (uint64_t)i);
+            assert_int_equal(m->n_tokens, h->n_tokens);
+            assert_memory_equal(m->tokens, h->tokens, (size_t)h->n_tokens * sizeof(int32_t));
+        }
+        differs_from_greedy += not_greedy(&jobs[i], h);
+    }
+    assert_true(differs_from_greedy > N / 2); /* it really sampled */
+    for (int i = 0; i < N; i++) {
+        result_clear(&dev[i]);
+        result_clear(&host[i]);
+        result_clear(&alone[i]);
+        result_clear(&mixed[i]);
+    }
+    free(jobs);
+    free(mix);
 }
 
 /* ---------------------------------------------------------------- errors */
@@ -820,6 +885,7 @@ int main(void) {
         cmocka_unit_test(test_abort),
         cmocka_unit_test(test_forward_failure),
         cmocka_unit_test(test_argmax_path),
+        cmocka_unit_test(test_temperature_by_ids),
         cmocka_unit_test(test_busy),
         cmocka_unit_test(test_threads),
     };

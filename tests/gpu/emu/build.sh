@@ -67,7 +67,7 @@ cxx "$out/emu.o" tests/gpu/emu/emu.cpp
 cxx "$out/emu_stubs.o" tests/gpu/emu/emu_stubs.cpp
 cxx "$out/emu_kernels.o" tests/gpu/emu_kernels.cpp
 ref_objs=()
-for src in src/engine/backend.c src/engine/backend_cpu.c src/engine/matmul_cpu.c src/engine/quant.c src/engine/gguf.c src/common/*.c; do
+for src in src/engine/backend.c src/engine/backend_cpu.c src/engine/matmul_cpu.c src/engine/quant.c src/engine/gguf.c src/engine/sampler.c src/common/*.c; do
   o="$out/r_$(basename "$src" .c).o"
   ccomp "$o" "$REF_CFLAGS" "$src"
   ref_objs+=("$o")
