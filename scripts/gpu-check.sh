@@ -341,8 +341,9 @@ else
     kbench 1b-s512 llama1b $N_REQ 512 8192
     kbench 1b-s1024 llama1b $N_REQ 1024 8192
     kbench 1b-b1 llama1b 1 1 2048
-    # sampled rows download their logits and sample on the engine thread (greedy stays
-    # on the device): 1 024 requests, so a slow host sampler still ends in time
+    # sampled decode: temperature alone is drawn on the device (Gumbel-max), top-p rows
+    # download their logits and sample on the engine thread: 1 024 requests, so a slow
+    # host sampler still ends in time
     kbench 1b-temp1 llama1b 1024 256 2048 -- --temperature 1.0
     kbench 1b-topp llama1b 1024 256 2048 -- --temperature 0.7 --top-p 0.9
     kbench 1b-b1-cublas llama1b 1 1 2048 KRILL_CUDA_GEMV_MAX_N=0
