@@ -50,18 +50,19 @@ __global__ void bias_add_kernel(float *y, const float *bias, int64_t total, int 
 
 static int gemv_max_n = -1; /* -1: not read yet (KRILL_CUDA_GEMV_MAX_N, default 1) */
 
+static int gemv_clamp(int n) { return n < 0 ? 0 : n > 8 ? 8 : n; }
+
 static int gemv_limit(void) {
     if (gemv_max_n < 0) {
         const char *e = getenv("KRILL_CUDA_GEMV_MAX_N");
-        const int n = e && *e ? atoi(e) : 1;
-        gemv_max_n = n < 0 ? 0 : n > 8 ? 8 : n;
+        gemv_max_n = gemv_clamp(e && *e ? atoi(e) : 1);
     }
     return gemv_max_n;
 }
 
 extern "C" int matmul_set_gemv_max_n(int n) {
     const int old = gemv_limit();
-    gemv_max_n = n < 0 ? 0 : n > 8 ? 8 : n;
+    gemv_max_n = gemv_clamp(n);
     return old;
 }
 

@@ -43,24 +43,27 @@ __device__ __forceinline__ void argmax_reduce(float &bv, int &bi) {
 __global__ void argmax_kernel(int32_t *out, const float *logits, int vocab, const float *inv_temp,
                               const uint64_t *keys) {
     const float *row = logits + (int64_t)blockIdx.x * vocab;
+    const float it = inv_temp ? inv_temp[blockIdx.x] : 0.0f; /* the same for the whole block */
+    if (it > 0.0f) {
+        const uint64_t key = keys[blockIdx.x];
+        float gv = -INFINITY;
+        int gi = 0x7fffffff;
+        for (int i = threadIdx.x; i < vocab; i += blockDim.x)
+            argmax_merge(gv, gi, gumbel_score(row[i], it, key, (uint32_t)i), i);
+        argmax_reduce(gv, gi);
+        __shared__ bool drawn;
+        if (threadIdx.x == 0) {
+            drawn = gv > -INFINITY;
+            if (drawn) out[blockIdx.x] = gi;
+        }
+        __syncthreads();
+        if (drawn) return;
+    }
     float bv = -INFINITY;
     int bi = 0x7fffffff;
     for (int i = threadIdx.x; i < vocab; i += blockDim.x) argmax_merge(bv, bi, row[i], i);
     argmax_reduce(bv, bi);
-    __shared__ int top;
-    if (threadIdx.x == 0) top = bi == 0x7fffffff ? 0 : bi;
-    __syncthreads();
-    const float it = inv_temp ? inv_temp[blockIdx.x] : 0.0f;
-    if (!(it > 0.0f)) {
-        if (threadIdx.x == 0) out[blockIdx.x] = top;
-        return;
-    }
-    const uint64_t key = keys[blockIdx.x];
-    float gv = -INFINITY;
-    int gi = 0x7fffffff;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) argmax_merge(gv, gi, gumbel_score(row[i], it, key, (uint32_t)i), i);
-    argmax_reduce(gv, gi);
-    if (threadIdx.x == 0) out[blockIdx.x] = gv > -INFINITY ? gi : top;
+    if (threadIdx.x == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
 }
 
 extern "C" cudaError_t argmax_launch(int32_t *out_ids, const float *logits, int n, int vocab, const float *inv_temp,

@@ -76,15 +76,15 @@ static int parse_long(const char *s, const char *name, long lo, long hi, long *o
 enum { O_REQ = 256, O_PLEN, O_OLEN, O_BACKEND, O_THREADS, O_SEQS, O_MBT, O_KVT, O_KVD, O_OVER, O_SEED,
        O_TEMP, O_TOPP, O_JSON, O_VERSION };
 
-/* A float option in [lo, hi]; 0, or -1 after printing what is wrong. */
-static int parse_float(const char *s, const char *what, double lo, double hi, float *out) {
+/* A number option in [lo, hi]; 0, or -1 after printing what is wrong. */
+static int parse_double(const char *s, const char *what, double lo, double hi, double *out) {
     char *end;
     double x = strtod(s, &end);
     if (end == s || *end || !(x >= lo && x <= hi)) {
         fprintf(stderr, "krill-bench: %s '%s' must be a number from %g to %g\n", what, s, lo, hi);
         return -1;
     }
-    *out = (float)x;
+    *out = x;
     return 0;
 }
 
@@ -103,7 +103,7 @@ int main(int argc, char **argv) {
     engine_config_t cfg;
     engine_config_defaults(&cfg);
     long n_req = -1, plen = -1, olen = -1, seed = 1, v;
-    float temperature = 0.0f, top_p = 1.0f;
+    double temperature = 0.0, top_p = 1.0;
     bool json = false, verbose = false;
     int c;
     while ((c = getopt_long(argc, argv, "m:vh", opts, NULL)) != -1) {
@@ -118,19 +118,10 @@ int main(int argc, char **argv) {
         case O_MBT: if (parse_long(optarg, "--max-batch-tokens", 1, 1 << 20, &v)) return 2; cfg.max_batch_tokens = (int)v; break;
         case O_KVT: if (parse_long(optarg, "--kv-cache-tokens", 1, 1L << 40, &v)) return 2; cfg.kv_cache_tokens = v; break;
         case O_KVD: cfg.kv_dtype = optarg; break;
-        case O_OVER: {
-            char *end;
-            double x = strtod(optarg, &end);
-            if (end == optarg || *end || !(x >= 1.0 && x <= 1e6)) {
-                fprintf(stderr, "krill-bench: --kv-overcommit '%s' must be a number >= 1\n", optarg);
-                return 2;
-            }
-            cfg.kv_overcommit = x;
-            break;
-        }
+        case O_OVER: if (parse_double(optarg, "--kv-overcommit", 1, 1e6, &cfg.kv_overcommit)) return 2; break;
         case O_SEED: if (parse_long(optarg, "--seed", 0, 1L << 40, &seed)) return 2; break;
-        case O_TEMP: if (parse_float(optarg, "--temperature", 0, 2, &temperature)) return 2; break;
-        case O_TOPP: if (parse_float(optarg, "--top-p", 1e-6, 1, &top_p)) return 2; break;
+        case O_TEMP: if (parse_double(optarg, "--temperature", 0, 2, &temperature)) return 2; break;
+        case O_TOPP: if (parse_double(optarg, "--top-p", 1e-6, 1, &top_p)) return 2; break;
         case O_JSON: json = true; break;
         case 'v': verbose = true; break;
         case 'h': usage(stdout); return 0;
@@ -179,8 +170,8 @@ int main(int argc, char **argv) {
     double t0 = now_ms();
     for (long i = 0; i < n_req; i++) {
         engine_request_t q = {.id = (uint64_t)i, .prompt = prompts + i * plen, .n_prompt = (int)plen,
-                              .max_tokens = (int)olen, .ignore_eos = true, .temperature = temperature,
-                              .top_p = top_p, .has_seed = true, .seed = (uint64_t)i + 1};
+                              .max_tokens = (int)olen, .ignore_eos = true, .temperature = (float)temperature,
+                              .top_p = (float)top_p, .has_seed = true, .seed = (uint64_t)i + 1};
         int src = engine_submit(e, &q, err, sizeof(err));
         if (src != ENGINE_OK) {
             fprintf(stderr, "krill-bench: request %ld: %s\n", i, err);
@@ -242,7 +233,7 @@ int main(int argc, char **argv) {
                "\"steps\":%llu,\"preemptions\":%llu,\"mean_seqs_per_step\":%.17g,\"max_seqs_per_step\":%d,"
                "\"gpu_busy_ms\":%.17g,\"gpu_idle_ms\":%.17g,\"graph_captures\":%llu,\"graph_replays\":%llu,"
                "\"argmax_steps\":%llu}\n",
-               KRILL_VERSION, name, dev, n_req, plen, olen, (double)temperature, (double)top_p, info->max_seqs, info->max_batch_tokens,
+               KRILL_VERSION, name, dev, n_req, plen, olen, (double)(float)temperature, (double)(float)top_p, info->max_seqs, info->max_batch_tokens,
                (long long)info->kv_cache_tokens, t_load / 1000.0, s, req_s, out_s, tot_s, pct(ttft, (int)n_req, 50),
                pct(ttft, (int)n_req, 99), pct(tpot, (int)n_req, 50), pct(tpot, (int)n_req, 99),
                pct(lat, (int)n_req, 50), dec_s, rss_mb, (unsigned long long)steps,
@@ -254,7 +245,7 @@ int main(int argc, char **argv) {
                               "s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:i, s:f, s:f, s:I, s:I, s:I}",
                               "engine", "krill", "version", KRILL_VERSION, "model", info->model_name, "device",
                               info->device, "requests", (int)n_req, "prompt_len", (int)plen, "output_len", (int)olen,
-                              "temperature", (double)temperature, "top_p", (double)top_p,
+                              "temperature", (double)(float)temperature, "top_p", (double)(float)top_p,
                               "max_seqs", info->max_seqs, "max_batch_tokens", info->max_batch_tokens,
                               "kv_cache_tokens", (json_int_t)info->kv_cache_tokens, "load_s", t_load / 1000.0,
                               "wall_s", s, "requests_per_s", req_s, "output_tok_per_s", out_s, "total_tok_per_s",
