@@ -90,7 +90,7 @@ endif
 ifeq ($(USE_CUDA),1)
   # the C side links the CUDA backend (backend_cuda_ops) only once kernels/ has one
   CFLAGS += $(if $(wildcard kernels/*.cu),-DKRILL_CUDA=1)
-  NVCCFLAGS := -O3 -std=c++17 -Isrc -Isrc/engine -Ikernels --expt-relaxed-constexpr \
+  NVCCFLAGS := -O3 -std=c++17 -Isrc -Isrc/common -Isrc/engine -Ikernels --expt-relaxed-constexpr \
                $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
                -Xcompiler -Wall,-Wextra,-Werror,-fPIC $(if $(wildcard $(CUDA_DIR)/include/cccl),-I$(CUDA_DIR)/include/cccl)
   LDLIBS += -L$(CUDA_DIR)/lib64 -L$(CUDA_DIR)/lib -Wl,-rpath,$(CUDA_DIR)/lib -lcublasLt -lcublas -lcudart -lstdc++

@@ -153,7 +153,7 @@ PY
   done
   lib() { local f; f=$(ls "$1"/$2.so* 2>/dev/null | sort | head -1); echo "${f:+-L$1 -l:$(basename "$f") -Wl,-rpath,$1}"; }
   CU_LINK="$(lib "$CULIB" libcublasLt) $(lib "$CULIB" libcublas) $(lib "$CUDART" libcudart) -lstdc++"
-  NVFLAGS="-O3 -std=c++17 -Isrc -Isrc/engine -Ikernels --expt-relaxed-constexpr -Xcompiler -fPIC
+  NVFLAGS="-O3 -std=c++17 -Isrc -Isrc/common -Isrc/engine -Ikernels --expt-relaxed-constexpr -Xcompiler -fPIC
            -gencode arch=compute_$ARCH,code=sm_$ARCH"
   [ -d "$CUDA_DIR/include/cccl" ] && NVFLAGS="$NVFLAGS -I$CUDA_DIR/include/cccl"
 else

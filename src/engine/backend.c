@@ -2,6 +2,7 @@
  *
  * The one place that knows which backends were built: the only #ifdef KRILL_CUDA in
  * the engine. "auto" means cuda when it was built and a device is present, else cpu. */
+#include "err.h"
 #include "backend.h"
 
 #include <stdio.h>
@@ -55,7 +56,7 @@ backend_t *backend_open(const char *name, const backend_params_t *p, char *err, 
     } else if (!strcmp(name, "cuda")) {
         ops = cuda_table();
         if (!ops) {
-            snprintf(err, errlen, "backend 'cuda': not built into this binary (rebuild with nvcc present "
+            err_set(err, errlen, "backend 'cuda': not built into this binary (rebuild with nvcc present "
                                   "or `make CUDA=1`), or use backend \"cpu\"");
             return NULL;
         }
@@ -63,12 +64,12 @@ backend_t *backend_open(const char *name, const backend_params_t *p, char *err, 
         const backend_ops_t *cu = cuda_table();
         ops = (cu && cu->device_count() > 0) ? cu : backend_cpu_ops();
     } else {
-        snprintf(err, errlen, "unknown backend '%s': use \"cpu\", \"cuda\" or \"auto\"", name);
+        err_set(err, errlen, "unknown backend '%s': use \"cpu\", \"cuda\" or \"auto\"", name);
         return NULL;
     }
     backend_t *b = calloc(1, sizeof *b);
     if (!b) {
-        snprintf(err, errlen, "backend '%s': out of memory", ops->name);
+        err_set(err, errlen, "backend '%s': out of memory", ops->name);
         return NULL;
     }
     b->ops = ops;

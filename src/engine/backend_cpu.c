@@ -18,6 +18,7 @@
  * - Work too small to amortise a dispatch runs on the caller's thread.
  * - No allocation after init except alloc(); no locks inside ops apart from the
  *   pool's dispatch. */
+#include "err.h"
 #include "backend.h"
 
 #include <math.h>
@@ -172,12 +173,12 @@ static void cpu_destroy(void *vctx);
 static void *cpu_init(const backend_params_t *p, backend_info_t *info, char *err, size_t errlen) {
     int n = p->n_threads > 0 ? p->n_threads : cpu_online();
     if (n > 256) {
-        snprintf(err, errlen, "cpu backend: n_threads %d is too large (at most 256)", n);
+        err_set(err, errlen, "cpu backend: n_threads %d is too large (at most 256)", n);
         return NULL;
     }
     backend_dtype_t kv = BACKEND_DT_F16;
     if (p->kv_dtype && *p->kv_dtype && (backend_dtype_parse(p->kv_dtype, &kv) || kv == BACKEND_DT_BF16)) {
-        snprintf(err, errlen, "cpu backend: kv dtype '%s' is not supported: use \"f16\" or \"f32\"", p->kv_dtype);
+        err_set(err, errlen, "cpu backend: kv dtype '%s' is not supported: use \"f16\" or \"f32\"", p->kv_dtype);
         return NULL;
     }
     /* KRILL_CPU_MATMUL: "krill" (default) | "generic" | "openblas" (docs/engine.md) */
@@ -190,7 +191,7 @@ static void *cpu_init(const backend_params_t *p, backend_info_t *info, char *err
         else if (!strcmp(mm, "openblas")) mm_blas = true;
 #endif
         else {
-            snprintf(err, errlen, "cpu backend: KRILL_CPU_MATMUL='%s' is not known: use \"krill\" (default), "
+            err_set(err, errlen, "cpu backend: KRILL_CPU_MATMUL='%s' is not known: use \"krill\" (default), "
                                   "\"generic\" or \"openblas\" (when built with OpenBLAS)", mm);
             return NULL;
         }
@@ -215,7 +216,7 @@ static void *cpu_init(const backend_params_t *p, backend_info_t *info, char *err
             c->workers[i].pool = pool;
             c->workers[i].ith = i + 1;
             if (pthread_create(&pool->threads[i], NULL, pool_main, &c->workers[i])) {
-                snprintf(err, errlen, "cpu backend: cannot start thread %d of %d: lower n_threads", i + 1, n);
+                err_set(err, errlen, "cpu backend: cannot start thread %d of %d: lower n_threads", i + 1, n);
                 cpu_destroy(c);
                 return NULL;
             }
@@ -236,7 +237,7 @@ static void *cpu_init(const backend_params_t *p, backend_info_t *info, char *err
     info->n_threads = n;
     return c;
 oom:
-    snprintf(err, errlen, "cpu backend: out of memory");
+    err_set(err, errlen, "cpu backend: out of memory");
     cpu_destroy(c);
     return NULL;
 }

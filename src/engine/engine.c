@@ -5,6 +5,7 @@
  * tokenizer, chat template, model and scheduler. The scheduler reaches the model and
  * the tokenizer only through the scheduler_model_t table built here. Thread rules are
  * engine.h's: step/wait/close on the engine thread, the rest from anywhere. */
+#include "err.h"
 #include "engine.h"
 
 #include <libgen.h>
@@ -98,17 +99,17 @@ static int detok_flush(void *ctx, tokenizer_stream_t *s, char *out, size_t cap) 
 engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
     engine_t *e = calloc(1, sizeof(*e));
     if (!e) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     if (!cfg->model_path || !*cfg->model_path) {
-        snprintf(err, errlen, "no model path: set model.path to a GGUF file");
+        err_set(err, errlen, "no model path: set model.path to a GGUF file");
         goto fail;
     }
     if (cfg->n_threads < 0 || cfg->context < 0 || cfg->max_seqs < 0 || cfg->max_batch_tokens < 0 ||
         cfg->kv_block_size < 0 || cfg->kv_cache_tokens < 0 || cfg->max_queue < 0 ||
         cfg->gpu_memory_fraction < 0 || cfg->gpu_memory_fraction > 1 || !(cfg->kv_overcommit >= 0)) {
-        snprintf(err, errlen,
+        err_set(err, errlen,
                  "engine config: n_threads, context, max_seqs, max_batch_tokens, kv_block_size, "
                  "kv_cache_tokens, max_queue and kv_overcommit must be >= 0 (0 = default), "
                  "gpu_memory_fraction in [0, 1]");
@@ -116,15 +117,15 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
     }
     char sub[384];
     if (!(e->g = gguf_open(cfg->model_path, sub, sizeof(sub)))) {
-        snprintf(err, errlen, "%s", sub); /* gguf_open names the file */
+        err_set(err, errlen, "%s", sub); /* gguf_open names the file */
         goto fail;
     }
     if (!(e->tok = tokenizer_load(e->g, sub, sizeof(sub)))) {
-        snprintf(err, errlen, "%s: tokenizer: %s", cfg->model_path, sub);
+        err_set(err, errlen, "%s: tokenizer: %s", cfg->model_path, sub);
         goto fail;
     }
     if (!(e->chat = chat_load(e->g, sub, sizeof(sub)))) {
-        snprintf(err, errlen, "%s: chat template: %s", cfg->model_path, sub);
+        err_set(err, errlen, "%s: chat template: %s", cfg->model_path, sub);
         goto fail;
     }
 
@@ -152,24 +153,24 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
                          .gpu_memory_fraction = cfg->gpu_memory_fraction,
                          .kv_dtype = kv_dtype};
     if (!(e->model = model_load(e->g, &mp, sub, sizeof(sub)))) {
-        snprintf(err, errlen, "%s: %s", cfg->model_path, sub);
+        err_set(err, errlen, "%s: %s", cfg->model_path, sub);
         goto fail;
     }
     gguf_release_data(e->g); /* the weights now live in backend buffers */
     const hparams_t *hp = model_hparams(e->model);
     if (tokenizer_n_vocab(e->tok) != hp->n_vocab) {
-        snprintf(err, errlen, "%s: the tokenizer has %d tokens but the model's embedding has %d rows",
+        err_set(err, errlen, "%s: the tokenizer has %d tokens but the model's embedding has %d rows",
                  cfg->model_path, tokenizer_n_vocab(e->tok), hp->n_vocab);
         goto fail;
     }
     int n_ctx = cfg->context > 0 ? cfg->context : hp->n_ctx_train;
     if (n_ctx > hp->n_ctx_train) {
-        snprintf(err, errlen, "context %d exceeds the model's training context %d: lower model.context",
+        err_set(err, errlen, "context %d exceeds the model's training context %d: lower model.context",
                  n_ctx, hp->n_ctx_train);
         goto fail;
     }
     if (n_ctx < 2) {
-        snprintf(err, errlen, "context %d is too small (at least 2 tokens)", n_ctx);
+        err_set(err, errlen, "context %d is too small (at least 2 tokens)", n_ctx);
         goto fail;
     }
     bool cuda = strcmp(model_backend_name(e->model), "cuda") == 0;
@@ -209,7 +210,7 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
                              .seed = seed,
                              .overcommit = cfg->kv_overcommit};
     if (!(e->sched = scheduler_new(&sc, &sm, sub, sizeof(sub)))) {
-        snprintf(err, errlen, "%s", sub);
+        err_set(err, errlen, "%s", sub);
         goto fail;
     }
 
@@ -264,7 +265,7 @@ int engine_tokenize(const engine_t *e, const char *text, size_t len, bool add_bo
     if (tokenizer_encode(e->tok, text, len, add_bos, parse_special, ids, &n, err, errlen) != 0)
         return ENGINE_ERR_INVALID;
     if (n > (size_t)e->info.n_ctx) {
-        snprintf(err, errlen, "the text is %zu tokens, more than the context of %d", n, e->info.n_ctx);
+        err_set(err, errlen, "the text is %zu tokens, more than the context of %d", n, e->info.n_ctx);
         free(*ids);
         *ids = NULL;
         return ENGINE_ERR_CONTEXT;

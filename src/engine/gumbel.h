@@ -20,22 +20,17 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "rng.h"
+
 #ifdef __CUDACC__
 #define GUMBEL_HD __host__ __device__ __forceinline__
 #else
 #define GUMBEL_HD static inline
 #endif
 
-/* splitmix64's finalizer (also the sampler's seeding step, sampler.c) */
-GUMBEL_HD uint64_t splitmix64_mix(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* The noise of token i under key: the finalizer over key + i * golden ratio. */
 GUMBEL_HD float gumbel_noise(uint64_t key, uint32_t i) {
-    const uint64_t z = splitmix64_mix(key + (uint64_t)i * 0x9E3779B97F4A7C15ull);
+    const uint64_t z = rng_mix64(key + (uint64_t)i * RNG_GOLDEN);
     const float u = ((float)(uint32_t)(z >> 40) + 0.5f) * (1.0f / 16777216.0f);
     return -logf(-logf(u));
 }

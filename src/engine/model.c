@@ -18,6 +18,7 @@
  *   scheduler manages), and the table stride is the caller's max_blocks, so that every
  *   pointer and size the graph captured depends on the bucket only.
  * - The only wait in a step is the download of its logits or sampled ids. */
+#include "err.h"
 #include "model.h"
 #include "sampler.h"
 

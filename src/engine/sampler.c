@@ -11,14 +11,13 @@
 #include <string.h>
 
 #include "log.h"
+#include "rng.h"
 
 /* ---------------------------------------------------------------- RNG */
 
-static uint64_t splitmix64(uint64_t *x) { return splitmix64_mix(*x += 0x9e3779b97f4a7c15ULL); }
-
 void sampler_rng_seed(sampler_rng_t *r, uint64_t seed) {
     uint64_t x = seed;
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++) r->s[i] = rng_next(&x);
 }
 
 static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
@@ -42,9 +41,9 @@ double sampler_rng_uniform(sampler_rng_t *r) {
 
 uint64_t sampler_seed_mix(uint64_t base, uint64_t counter) {
     uint64_t x = base;
-    uint64_t a = splitmix64(&x);
+    uint64_t a = rng_next(&x);
     x = a ^ counter;
-    return splitmix64(&x);
+    return rng_next(&x);
 }
 
 /* ---------------------------------------------------------------- sampler */

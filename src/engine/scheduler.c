@@ -9,6 +9,8 @@
  * waiting and running (engine thread only), done (finished, under the mutex until
  * polled), live (every request from submit until polled, under the mutex, so that
  * abort can find it from another thread). */
+#include "clock.h"
+#include "err.h"
 #include "scheduler.h"
 
 #include <errno.h>
@@ -106,12 +108,6 @@ struct scheduler {
     engine_stats_t snap; /* published at the end of each step */
 };
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* ---------------------------------------------------------------- lists */
 
 static void rl_push_back(rlist_t *l, sreq_t *r) {
@@ -156,57 +152,57 @@ static bool finite_in(float v, float lo, float hi) { return isfinite(v) && v >= 
 
 static int validate(const scheduler_t *s, const engine_request_t *q, char *err, size_t errlen) {
     if (!q->prompt || q->n_prompt < 1) {
-        snprintf(err, errlen, "prompt is empty: give at least one token");
+        err_set(err, errlen, "prompt is empty: give at least one token");
         return ENGINE_ERR_INVALID;
     }
     for (int i = 0; i < q->n_prompt; i++)
         if (q->prompt[i] < 0 || q->prompt[i] >= s->m.n_vocab) {
-            snprintf(err, errlen, "prompt token %d at index %d is outside the vocabulary [0, %d)",
+            err_set(err, errlen, "prompt token %d at index %d is outside the vocabulary [0, %d)",
                      q->prompt[i], i, s->m.n_vocab);
             return ENGINE_ERR_INVALID;
         }
     if (q->max_tokens < 1) {
-        snprintf(err, errlen, "max_tokens is %d: it must be >= 1", q->max_tokens);
+        err_set(err, errlen, "max_tokens is %d: it must be >= 1", q->max_tokens);
         return ENGINE_ERR_INVALID;
     }
     if (q->min_tokens < 0 || q->min_tokens > q->max_tokens) {
-        snprintf(err, errlen, "min_tokens is %d: it must be in [0, max_tokens=%d]", q->min_tokens,
+        err_set(err, errlen, "min_tokens is %d: it must be in [0, max_tokens=%d]", q->min_tokens,
                  q->max_tokens);
         return ENGINE_ERR_INVALID;
     }
     if (!finite_in(q->temperature, 0.0f, 2.0f)) {
-        snprintf(err, errlen, "temperature %g is out of range [0, 2]", (double)q->temperature);
+        err_set(err, errlen, "temperature %g is out of range [0, 2]", (double)q->temperature);
         return ENGINE_ERR_INVALID;
     }
     if (!(isfinite(q->top_p) && q->top_p > 0.0f && q->top_p <= 1.0f)) {
-        snprintf(err, errlen, "top_p %g is out of range (0, 1]", (double)q->top_p);
+        err_set(err, errlen, "top_p %g is out of range (0, 1]", (double)q->top_p);
         return ENGINE_ERR_INVALID;
     }
     if (q->top_k < 0) {
-        snprintf(err, errlen, "top_k %d is negative: use 0 to turn it off", q->top_k);
+        err_set(err, errlen, "top_k %d is negative: use 0 to turn it off", q->top_k);
         return ENGINE_ERR_INVALID;
     }
     if (!finite_in(q->min_p, 0.0f, 1.0f)) {
-        snprintf(err, errlen, "min_p %g is out of range [0, 1]", (double)q->min_p);
+        err_set(err, errlen, "min_p %g is out of range [0, 1]", (double)q->min_p);
         return ENGINE_ERR_INVALID;
     }
     if (!finite_in(q->presence_penalty, -2.0f, 2.0f) || !finite_in(q->frequency_penalty, -2.0f, 2.0f)) {
-        snprintf(err, errlen, "presence_penalty %g / frequency_penalty %g: both must be in [-2, 2]",
+        err_set(err, errlen, "presence_penalty %g / frequency_penalty %g: both must be in [-2, 2]",
                  (double)q->presence_penalty, (double)q->frequency_penalty);
         return ENGINE_ERR_INVALID;
     }
     if (q->n_stop < 0 || q->n_stop > ENGINE_MAX_STOP) {
-        snprintf(err, errlen, "%d stop strings: at most %d are allowed", q->n_stop, ENGINE_MAX_STOP);
+        err_set(err, errlen, "%d stop strings: at most %d are allowed", q->n_stop, ENGINE_MAX_STOP);
         return ENGINE_ERR_INVALID;
     }
     for (int i = 0; i < q->n_stop; i++)
         if (!q->stop[i] || !q->stop[i][0]) {
-            snprintf(err, errlen, "stop string %d is empty: remove it or give some text", i);
+            err_set(err, errlen, "stop string %d is empty: remove it or give some text", i);
             return ENGINE_ERR_INVALID;
         }
     int64_t need = (int64_t)q->n_prompt + q->max_tokens;
     if (need > s->cfg.n_ctx) {
-        snprintf(err, errlen,
+        err_set(err, errlen,
                  "prompt (%d tokens) + max_tokens (%d) = %lld exceeds the context of %d tokens: "
                  "shorten the prompt or lower max_tokens",
                  q->n_prompt, q->max_tokens, (long long)need, s->cfg.n_ctx);
@@ -214,7 +210,7 @@ static int validate(const scheduler_t *s, const engine_request_t *q, char *err, 
     }
     /* the last sampled token is never fed back, so the cache holds need - 1 at most */
     if (kvcache_blocks_for(s->kv, need - 1) > kvcache_n_blocks(s->kv)) {
-        snprintf(err, errlen,
+        err_set(err, errlen,
                  "prompt (%d tokens) + max_tokens (%d) needs more KV cache than the whole cache "
                  "(%lld tokens): shorten the request or enlarge the cache",
                  q->n_prompt, q->max_tokens,
@@ -256,12 +252,12 @@ int scheduler_submit(scheduler_t *s, const engine_request_t *q, char *err, size_
     if (kvcache_seq_init(s->kv, &r->kv, q->n_prompt + q->max_tokens) != 0) goto oom;
     s->m.detok_init(s->m.ctx, &r->ds);
     r->logit_row = -1;
-    r->t_submit = now_ms();
+    r->t_submit = clock_now_ms();
 
     pthread_mutex_lock(&s->mu);
     if (s->cfg.max_queue > 0 && s->n_incoming + s->snap.waiting >= s->cfg.max_queue) {
         pthread_mutex_unlock(&s->mu);
-        snprintf(err, errlen, "the engine queue is full (%d waiting): retry later", s->cfg.max_queue);
+        err_set(err, errlen, "the engine queue is full (%d waiting): retry later", s->cfg.max_queue);
         sreq_free(s, r);
         return ENGINE_ERR_BUSY;
     }
@@ -282,7 +278,7 @@ int scheduler_submit(scheduler_t *s, const engine_request_t *q, char *err, size_
 
 oom:
     sreq_free(s, r);
-    snprintf(err, errlen, "out of memory while queuing a request of %d + %d tokens", q->n_prompt,
+    err_set(err, errlen, "out of memory while queuing a request of %d + %d tokens", q->n_prompt,
              q->max_tokens);
     return ENGINE_ERR_INTERNAL;
 }
@@ -293,7 +289,7 @@ scheduler_t *scheduler_new(const scheduler_config_t *cfg, const scheduler_model_
                            size_t errlen) {
     if (cfg->max_seqs < 1 || cfg->max_batch_tokens < 1 || cfg->n_ctx < 2 || cfg->kv_blocks < 1 ||
         cfg->kv_block_size < 1 || cfg->max_queue < 0) {
-        snprintf(err, errlen,
+        err_set(err, errlen,
                  "scheduler: bad sizes (max_seqs=%d max_batch_tokens=%d context=%d kv_blocks=%lld "
                  "kv_block_size=%d max_queue=%d): all must be positive",
                  cfg->max_seqs, cfg->max_batch_tokens, cfg->n_ctx, (long long)cfg->kv_blocks,
@@ -302,7 +298,7 @@ scheduler_t *scheduler_new(const scheduler_config_t *cfg, const scheduler_model_
     }
     if (!m->forward || !m->is_eog || !m->detok_init || !m->detok_push || !m->detok_flush || m->n_vocab < 1 ||
         m->max_piece_bytes < 1) {
-        snprintf(err, errlen, "scheduler: incomplete model interface");
+        err_set(err, errlen, "scheduler: incomplete model interface");
         return NULL;
     }
     scheduler_t *s = calloc(1, sizeof(*s));
@@ -354,7 +350,7 @@ scheduler_t *scheduler_new(const scheduler_config_t *cfg, const scheduler_model_
     return s;
 oom:
     scheduler_free(s);
-    snprintf(err, errlen, "scheduler: out of memory (max_seqs=%d, max_batch_tokens=%d, vocab=%d)",
+    err_set(err, errlen, "scheduler: out of memory (max_seqs=%d, max_batch_tokens=%d, vocab=%d)",
              cfg->max_seqs, cfg->max_batch_tokens, m->n_vocab);
     return NULL;
 }
@@ -423,7 +419,7 @@ static void finish_req(scheduler_t *s, sreq_t *r, engine_finish_t f, engine_stat
     r->finish = f;
     r->error_code = code;
     if (msg) snprintf(r->error, sizeof(r->error), "%s", msg);
-    r->t_done = now_ms();
+    r->t_done = clock_now_ms();
     r->state = RS_DONE;
     r->q_next = *fin;
     *fin = r;
@@ -486,7 +482,7 @@ static bool sample_one(scheduler_t *s, sreq_t *r, float *lg, sreq_t **fin) {
 static bool accept_token(scheduler_t *s, sreq_t *r, int32_t tok, sreq_t **fin) {
     r->tokens[r->n_prompt + r->n_gen++] = tok;
     s->gen_total++;
-    if (r->t_first == 0.0) r->t_first = now_ms();
+    if (r->t_first == 0.0) r->t_first = clock_now_ms();
 
     if (!r->ignore_eos && s->m.is_eog(s->m.ctx, tok)) {
         running_remove(s, r);
@@ -562,7 +558,7 @@ static void publish(scheduler_t *s, sreq_t *fin) {
 }
 
 int scheduler_step(scheduler_t *s) {
-    double t0 = now_ms();
+    double t0 = clock_now_ms();
     sreq_t *fin = NULL;
 
     /* 1. take new requests and aborts */
@@ -622,7 +618,7 @@ int scheduler_step(scheduler_t *s) {
             rl_push_back(&s->running, r);
             s->projected += final_blocks(s, r);
             if (r->t_sched == 0.0) {
-                r->t_sched = now_ms();
+                r->t_sched = clock_now_ms();
                 s->prompt_total += (uint64_t)r->n_prompt;
             }
             int chunk = n_known(r) - r->n_computed;
@@ -670,7 +666,7 @@ int scheduler_step(scheduler_t *s) {
         s->steps++;
         s->last_seqs = ns;
         s->last_tokens = nt;
-        s->last_ms = now_ms() - t0;
+        s->last_ms = clock_now_ms() - t0;
         if (s->m.device_stats) s->m.device_stats(s->m.ctx, &s->dev);
     }
     publish(s, fin);

@@ -2,6 +2,7 @@
  * decision sorts at most SLO_STEPS or SLO_REQS samples (twice a second by default),
  * nothing else allocates or locks on the engine thread's path except the short
  * request-window copy. */
+#include "err.h"
 #include "slo.h"
 
 #include <math.h>
@@ -67,30 +68,30 @@ static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v;
 slo_t *slo_new(const slo_config_t *cfg, char *err, size_t errlen) {
     slo_config_t c = *cfg;
     if (!(c.ttft_ms >= 0) || !(c.tpot_ms >= 0)) {
-        snprintf(err, errlen, "batching.slo: targets must be >= 0 ms (0 = no target)");
+        err_set(err, errlen, "batching.slo: targets must be >= 0 ms (0 = no target)");
         return NULL;
     }
     if (c.max_seqs < 1 || c.max_batch_tokens < 1) {
-        snprintf(err, errlen, "batching.slo: the ceilings max_seqs (%d) and max_batch_tokens (%d) must be >= 1",
+        err_set(err, errlen, "batching.slo: the ceilings max_seqs (%d) and max_batch_tokens (%d) must be >= 1",
                  c.max_seqs, c.max_batch_tokens);
         return NULL;
     }
     if (c.min_seqs <= 0) c.min_seqs = 1;
     if (c.min_batch_tokens <= 0) c.min_batch_tokens = c.max_batch_tokens < 32 ? c.max_batch_tokens : 32;
     if (c.min_seqs > c.max_seqs || c.min_batch_tokens > c.max_batch_tokens) {
-        snprintf(err, errlen, "batching.slo: floors (%d seqs, %d tokens) above the ceilings (%d, %d); lower them",
+        err_set(err, errlen, "batching.slo: floors (%d seqs, %d tokens) above the ceilings (%d, %d); lower them",
                  c.min_seqs, c.min_batch_tokens, c.max_seqs, c.max_batch_tokens);
         return NULL;
     }
     if (!(c.interval_ms >= 0) || !(c.window_ms >= 0)) {
-        snprintf(err, errlen, "batching.slo: interval_ms and window_ms must be >= 0");
+        err_set(err, errlen, "batching.slo: interval_ms and window_ms must be >= 0");
         return NULL;
     }
     if (c.interval_ms == 0) c.interval_ms = 500;
     if (c.window_ms == 0) c.window_ms = 10000;
     slo_t *s = calloc(1, sizeof *s);
     if (!s) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     s->c = c;

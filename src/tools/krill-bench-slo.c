@@ -31,6 +31,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "rng.h"
+#include "clock.h"
 #include "engine.h"
 #include "log.h"
 #include "slo.h"
@@ -69,19 +71,6 @@ typedef struct {
     int repeat;
     uint64_t seed;
 } opts_t;
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
 
 static int cmpd(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -176,7 +165,7 @@ static int run_once(engine_t *e, const opts_t *o, run_t *r, FILE *trace, int n_v
         return -1;
     }
     uint64_t rng = o->seed * 7919 + 17;
-    double t0 = now_s(), t_step = o->low_s, t_end = o->low_s + o->high_s;
+    double t0 = clock_now_s(), t_step = o->low_s, t_end = o->low_s + o->high_s;
     int active = o->low;
     bool stepped_up = false;
 
@@ -198,13 +187,13 @@ static int run_once(engine_t *e, const opts_t *o, run_t *r, FILE *trace, int n_v
                 fprintf(stderr, "krill-bench-slo: submit: %s\n", err);                                  \
                 goto fail;                                                                              \
             }                                                                                           \
-            submit_t[(c)] = now_s() - t0;                                                               \
+            submit_t[(c)] = clock_now_s() - t0;                                                               \
             busy[(c)] = true;                                                                           \
         } while (0)
 
     for (int c = 0; c < active; c++) SUBMIT(c);
     for (;;) {
-        double t = now_s() - t0;
+        double t = clock_now_s() - t0;
         if (!stepped_up && t >= t_step) {
             stepped_up = true;
             for (int c = active; c < o->high; c++) SUBMIT(c);
@@ -226,7 +215,7 @@ static int run_once(engine_t *e, const opts_t *o, run_t *r, FILE *trace, int n_v
         }
         engine_stats_t st;
         engine_get_stats(e, &st);
-        double ts = now_s() - t0;
+        double ts = clock_now_s() - t0;
         if (seqs > 0) {
             if (seqs == st.last_step_tokens && ts >= t_step + o->settle_s && n_dec < dec_cap) dec_ms[n_dec++] = st.last_step_ms;
             if (slo) slo_observe_step(slo, ts * 1000, seqs, st.last_step_tokens, st.last_step_ms, st.running, st.waiting);
@@ -247,7 +236,7 @@ static int run_once(engine_t *e, const opts_t *o, run_t *r, FILE *trace, int n_v
                     goto fail;
                 }
                 double tpot = x->completion_tokens >= 2 ? (x->total_ms - x->ttft_ms) / (x->completion_tokens - 1) : -1;
-                if (slo) slo_observe_request(slo, (now_s() - t0) * 1000, x->ttft_ms, tpot);
+                if (slo) slo_observe_request(slo, (clock_now_s() - t0) * 1000, x->ttft_ms, tpot);
                 if (n_rec == cap) {
                     cap *= 2;
                     rec = realloc(rec, cap * sizeof *rec);
@@ -257,7 +246,7 @@ static int run_once(engine_t *e, const opts_t *o, run_t *r, FILE *trace, int n_v
                                        submit_t[c] >= t_step};
                 busy[c] = false;
                 engine_result_clear(x);
-                if (now_s() - t0 < t_end && c < active) SUBMIT(c);
+                if (clock_now_s() - t0 < t_end && c < active) SUBMIT(c);
             }
         }
     }

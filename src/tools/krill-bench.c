@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "clock.h"
 #include "engine.h"
 #include "log.h"
 
@@ -39,12 +40,6 @@ static void usage(FILE *f) {
             "  -v, --verbose             engine log at info level\n"
             "  -h, --help                this text\n"
             "      --version             print the version\n");
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -141,13 +136,13 @@ int main(int argc, char **argv) {
     cfg.seed = 1;
 
     char err[512];
-    double t_load = now_ms();
+    double t_load = clock_now_ms();
     engine_t *e = engine_open(&cfg, err, sizeof(err));
     if (!e) {
         fprintf(stderr, "krill-bench: %s\n", err);
         return 1;
     }
-    t_load = now_ms() - t_load;
+    t_load = clock_now_ms() - t_load;
     const engine_info_t *info = engine_get_info(e);
     int rc = 1;
     int32_t *prompts = malloc((size_t)n_req * (size_t)plen * sizeof(int32_t));
@@ -167,7 +162,7 @@ int main(int argc, char **argv) {
         prompts[i] = lo + (int32_t)((x >> 33) % (uint64_t)span);
     }
 
-    double t0 = now_ms();
+    double t0 = clock_now_ms();
     for (long i = 0; i < n_req; i++) {
         engine_request_t q = {.id = (uint64_t)i, .prompt = prompts + i * plen, .n_prompt = (int)plen,
                               .max_tokens = (int)olen, .ignore_eos = true, .temperature = (float)temperature,
@@ -191,7 +186,7 @@ int main(int argc, char **argv) {
         }
         got += (long)engine_poll(e, res + got, (size_t)(n_req - got));
     }
-    double wall_ms = now_ms() - t0;
+    double wall_ms = clock_now_ms() - t0;
     engine_stats_t st;
     engine_get_stats(e, &st);
 

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "kafka.h"
 #include "log.h"
@@ -72,12 +73,6 @@ static size_t line_custom_id(const char *line, size_t len, char *key, size_t cap
     }
     json_decref(o);
     return n;
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
 int main(int argc, char **argv) {
@@ -161,8 +156,8 @@ int main(int argc, char **argv) {
     size_t cap = 0;
     ssize_t len;
     long lineno = 0, sent = 0, produce_failed = 0;
-    codec_buf_t mp = {0};
-    double t0 = now_s(), last = 0;
+    buf_t mp = {0};
+    double t0 = clock_now_s(), last = 0;
     char key[CODEC_MAX_ID_BYTES + 1];
     while ((len = getline(&line, &cap, in)) != -1) {
         lineno++;
@@ -206,23 +201,23 @@ int main(int argc, char **argv) {
         }
         free(wrapped);
         kafka_io_serve(k);
-        if (tty && now_s() - last > 0.25) {
-            last = now_s();
+        if (tty && clock_now_s() - last > 0.25) {
+            last = clock_now_s();
             fprintf(stderr, "\rkrill-enqueue: sent %ld, acknowledged %ld ", sent, c.acked);
         }
     }
     if (ferror(in)) fprintf(stderr, "krill-enqueue: read error on %s: %s\n", file, strerror(errno));
     if (in != stdin) fclose(in);
     free(line);
-    codec_buf_free(&mp);
+    buf_free(&mp);
     int left;
     while ((left = kafka_io_flush(k, 1000)) > 0) {
         if (tty) fprintf(stderr, "\rkrill-enqueue: sent %ld, acknowledged %ld ", sent, c.acked);
-        if (now_s() - t0 > 600) break;
+        if (clock_now_s() - t0 > 600) break;
     }
     if (tty) fprintf(stderr, "\n");
     kafka_io_close(k);
-    double dt = now_s() - t0;
+    double dt = clock_now_s() - t0;
     fprintf(stderr, "krill-enqueue: %ld records acknowledged by %s (topic %s) in %.2fs (%.0f/s)%s", c.acked, brokers,
             topic, dt, dt > 0 ? (double)c.acked / dt : 0.0, (c.failed + produce_failed + left) ? "" : "\n");
     if (c.failed + produce_failed + left)

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "log.h"
 
@@ -46,12 +47,6 @@ static void usage(FILE *f) {
             "  -h, --help, --version\n");
 }
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 static json_t *bytes_json(const void *p, size_t n, bool *is_hex) {
     json_t *s = json_stringn((const char *)p, n); /* NULL when not UTF-8 */
     *is_hex = false;
@@ -67,7 +62,7 @@ static json_t *bytes_json(const void *p, size_t n, bool *is_hex) {
 }
 
 /* The value as JSON text: JSON as is, msgpack converted; NULL when neither. */
-static const char *value_json(const rd_kafka_message_t *m, codec_buf_t *buf, size_t *len) {
+static const char *value_json(const rd_kafka_message_t *m, buf_t *buf, size_t *len) {
     int fmt = codec_detect(m->payload, m->len);
     char err[256];
     if (fmt == 1 && codec_msgpack_to_json(m->payload, m->len, buf, err, sizeof err) == 0) {
@@ -193,13 +188,13 @@ int main(int argc, char **argv) {
     signal(SIGTERM, on_signal);
     bool tty = !quiet && isatty(2);
     long n = 0, bad = 0;
-    double last_msg = now_s(), last_prog = 0;
-    codec_buf_t buf = {0};
+    double last_msg = clock_now_s(), last_prog = 0;
+    buf_t buf = {0};
     while (!g_stop && (max_n < 0 || n < max_n)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         if (!m) {
             fflush(stdout); /* nothing new: let a reader of the file see everything so far */
-            if (idle >= 0 && now_s() - last_msg >= idle) break;
+            if (idle >= 0 && clock_now_s() - last_msg >= idle) break;
             continue;
         }
         if (m->err) {
@@ -208,7 +203,7 @@ int main(int argc, char **argv) {
             rd_kafka_message_destroy(m);
             continue;
         }
-        last_msg = now_s();
+        last_msg = clock_now_s();
         size_t jlen = 0;
         const char *js = value_json(m, &buf, &jlen);
         if (envelope) {
@@ -253,15 +248,15 @@ int main(int argc, char **argv) {
         }
         n++;
         rd_kafka_message_destroy(m);
-        if (tty && now_s() - last_prog > 0.25) {
-            last_prog = now_s();
+        if (tty && clock_now_s() - last_prog > 0.25) {
+            last_prog = clock_now_s();
             fprintf(stderr, "\rkrill-results: %ld records ", n);
         }
     }
     fflush(stdout);
     if (tty) fprintf(stderr, "\n");
     fprintf(stderr, "krill-results: %ld records from %s%s\n", n, topic, bad ? " (some not JSON/msgpack)" : "");
-    codec_buf_free(&buf);
+    buf_free(&buf);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return 0;

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "config.h"
 #include "engine.h"
@@ -27,12 +28,6 @@ typedef struct {
     codec_kind_t kind;
     codec_format_t fmt;
 } job_t;
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -121,7 +116,7 @@ int main(int argc, char **argv) {
     engine_result_t *res = NULL;
     char *line = NULL;
     codec_request_t req;
-    codec_buf_t buf = {0};
+    buf_t buf = {0};
     memset(&req, 0, sizeof req);
 
     engine_config_t ec;
@@ -185,7 +180,7 @@ int main(int argc, char **argv) {
     long lineno = 0, answered = 0, ok_count = 0, gen_tokens = 0;
     int in_flight = 0;
     bool eof = false, io_error = false;
-    double t0 = now_s(), last = 0;
+    double t0 = clock_now_s(), last = 0;
 #define EMIT()                                                                                                  \
     do {                                                                                                        \
         if (fwrite(buf.data, 1, buf.len, out) != buf.len || fputc('\n', out) == EOF) io_error = true;           \
@@ -270,8 +265,8 @@ int main(int argc, char **argv) {
             }
             fflush(out);
         }
-        if (tty && now_s() - last > 0.25) {
-            last = now_s();
+        if (tty && clock_now_s() - last > 0.25) {
+            last = clock_now_s();
             fprintf(stderr, "\rkrill-run-batch: %ld lines read, %ld answered, %d in flight ", lineno, answered,
                     in_flight);
         }
@@ -287,7 +282,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "krill-run-batch: write error on %s: %s\n", out_path, strerror(errno));
         goto done;
     }
-    double dt = now_s() - t0;
+    double dt = clock_now_s() - t0;
     fprintf(stderr, "krill-run-batch: %ld answers (%ld ok, %ld errors) in %.2fs: %.1f req/s, %.1f generated tok/s\n",
             answered, ok_count, answered - ok_count, dt, dt > 0 ? (double)answered / dt : 0,
             dt > 0 ? (double)gen_tokens / dt : 0);
@@ -299,7 +294,7 @@ done:
     free(res);
     free(line);
     codec_request_clear(&req);
-    codec_buf_free(&buf);
+    buf_free(&buf);
     if (in && in != stdin) fclose(in);
     if (out && out != stdout && fclose(out) != 0 && rc == 0) {
         fprintf(stderr, "krill-run-batch: cannot write %s\n", out_path);

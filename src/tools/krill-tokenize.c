@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "chat.h"
 #include "gguf.h"
 #include "tokenizer.h"
@@ -203,19 +204,13 @@ done:
     return out;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int do_bench(const tokenizer_t *tok, const char *in, size_t len, bool lines, bool bos, bool special,
                     long reps) {
     char err[256];
     size_t tokens = 0;
     double best = 1e30, total = 0;
     for (long r = 0; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = clock_now_s();
         size_t start = 0;
         tokens = 0;
         while (start < len || (!lines && start == 0)) {
@@ -235,7 +230,7 @@ static int do_bench(const tokenizer_t *tok, const char *in, size_t len, bool lin
             start = end + 1;
             if (!lines) break;
         }
-        double dt = now_s() - t0;
+        double dt = clock_now_s() - t0;
         total += dt;
         if (dt < best) best = dt;
     }

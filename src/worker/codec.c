@@ -7,6 +7,7 @@
  * deterministic. Strings point into the parsed tree (JSON) or into a per-request
  * arena (msgpack copies, concatenated content parts), so a decode does a handful of
  * allocations whatever the request holds. */
+#include "err.h"
 #include "codec.h"
 
 #include <inttypes.h>
@@ -20,99 +21,9 @@
 #include <msgpack.h>
 
 #include "log.h"
+#include "utf8.h"
 
 /* ================================================================ small helpers */
-
-/* Length of the valid UTF-8 prefix of s (== n when all valid): no overlongs, no
- * surrogates, nothing above U+10FFFF. */
-static size_t utf8_valid_prefix(const unsigned char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        /* ASCII fast path, 8 bytes at a time */
-        while (i + 8 <= n) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if (w & 0x8080808080808080ull) break;
-            i += 8;
-        }
-        if (i >= n) break;
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        unsigned lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) len = 2;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            if (c == 0xE0) lo = 0xA0;
-            if (c == 0xED) hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            if (c == 0xF0) lo = 0x90;
-            if (c == 0xF4) hi = 0x8F;
-        } else return i;
-        if (i + len > n) return i;
-        if (s[i + 1] < lo || s[i + 1] > hi) return i;
-        for (size_t k = 2; k < len; k++)
-            if ((s[i + k] & 0xC0) != 0x80) return i;
-        i += len;
-    }
-    return n;
-}
-
-static bool utf8_valid(const void *s, size_t n) { return utf8_valid_prefix(s, n) == n; }
-
-void codec_buf_free(codec_buf_t *b) {
-    if (!b) return;
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
-
-static int buf_reserve(codec_buf_t *b, size_t extra) {
-    if (b->len + extra <= b->cap) return 0;
-    size_t ncap = b->cap ? b->cap : 512;
-    while (ncap < b->len + extra) ncap *= 2;
-    char *nd = realloc(b->data, ncap);
-    if (!nd) return -1;
-    b->data = nd;
-    b->cap = ncap;
-    return 0;
-}
-
-static int buf_append(codec_buf_t *b, const void *p, size_t n) {
-    if (buf_reserve(b, n) != 0) return -1;
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return 0;
-}
-
-/* msgpack_packer write callback */
-static int buf_write_cb(void *data, const char *p, size_t n) { return buf_append(data, p, n); }
-
-/* Copy of s with every invalid UTF-8 sequence replaced by U+FFFD; malloc'd. */
-static char *utf8_sanitize(const char *s, size_t n, size_t *outlen) {
-    char *o = malloc(n * 3 + 1), *w = o;
-    if (!o) return NULL;
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        size_t ok = utf8_valid_prefix(u + i, n - i);
-        memcpy(w, u + i, ok);
-        w += ok;
-        i += ok;
-        if (i < n) {
-            memcpy(w, "\xEF\xBF\xBD", 3);
-            w += 3;
-            i++;
-        }
-    }
-    *w = 0;
-    *outlen = (size_t)(w - o);
-    return o;
-}
 
 /* ================================================================ names */
 
@@ -1215,7 +1126,7 @@ void codec_result_from_request_error(const codec_request_t *req, codec_result_t 
 typedef struct {
     bool mp;
     msgpack_packer pk;
-    codec_buf_t *out;
+    buf_t *out;
     int depth;
     int n[8];       /* items written at each open level (JSON) */
     bool after_key; /* the next value follows "key": */
@@ -1441,7 +1352,7 @@ static void emit_result(em_t *e, const codec_result_t *r) {
     em_end(e, '}');
 }
 
-static int dump_json(const json_t *root, codec_buf_t *out) {
+static int dump_json(const json_t *root, buf_t *out) {
     size_t flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15);
     out->len = 0;
     if (buf_reserve(out, 512) != 0) return -1;
@@ -1456,9 +1367,9 @@ static int dump_json(const json_t *root, codec_buf_t *out) {
     return 0;
 }
 
-int codec_encode_result(const codec_result_t *r, codec_buf_t *out, char *err, size_t errlen) {
+int codec_encode_result(const codec_result_t *r, buf_t *out, char *err, size_t errlen) {
     if (!r || !out || !r->custom_id) {
-        snprintf(err, errlen, "codec_encode_result: a result needs a custom_id");
+        err_set(err, errlen, "codec_encode_result: a result needs a custom_id");
         return -1;
     }
     em_t e = {0};
@@ -1468,7 +1379,7 @@ int codec_encode_result(const codec_result_t *r, codec_buf_t *out, char *err, si
     if (e.mp) msgpack_packer_init(&e.pk, &e, em_write_cb);
     emit_result(&e, r);
     if (e.oom || out->len == 0) {
-        snprintf(err, errlen, "out of memory encoding a result");
+        err_set(err, errlen, "out of memory encoding a result");
         return -1;
     }
     CHECK(e.depth == 0);
@@ -1508,16 +1419,16 @@ static int pack_json(msgpack_packer *pk, const json_t *j) {
     return -1;
 }
 
-int codec_json_to_msgpack(const char *json, size_t len, codec_buf_t *out, char *err, size_t errlen) {
+int codec_json_to_msgpack(const char *json, size_t len, buf_t *out, char *err, size_t errlen) {
     out->len = 0;
     if (json_too_deep((const unsigned char *)json, len, CODEC_MAX_DEPTH)) {
-        snprintf(err, errlen, "JSON nested deeper than %d levels", CODEC_MAX_DEPTH);
+        err_set(err, errlen, "JSON nested deeper than %d levels", CODEC_MAX_DEPTH);
         return -1;
     }
     json_error_t jerr;
     json_t *root = json_loadb(json, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!root) {
-        snprintf(err, errlen, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+        err_set(err, errlen, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
         return -1;
     }
     msgpack_packer pk;
@@ -1525,7 +1436,7 @@ int codec_json_to_msgpack(const char *json, size_t len, codec_buf_t *out, char *
     int rc = pack_json(&pk, root);
     json_decref(root);
     if (rc != 0) {
-        snprintf(err, errlen, "out of memory converting JSON to msgpack");
+        err_set(err, errlen, "out of memory converting JSON to msgpack");
         return -1;
     }
     return 0;
@@ -1537,7 +1448,7 @@ static json_t *mp_to_json(const msgpack_object *o, char *err, size_t errlen) {
     case MSGPACK_OBJECT_BOOLEAN: return json_boolean(o->via.boolean);
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
         if (o->via.u64 > INT64_MAX) {
-            snprintf(err, errlen, "integer above 2^63-1 has no JSON form here");
+            err_set(err, errlen, "integer above 2^63-1 has no JSON form here");
             return NULL;
         }
         return json_integer((json_int_t)o->via.u64);
@@ -1545,7 +1456,7 @@ static json_t *mp_to_json(const msgpack_object *o, char *err, size_t errlen) {
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64:
         if (!isfinite(o->via.f64)) {
-            snprintf(err, errlen, "NaN or infinity has no JSON form");
+            err_set(err, errlen, "NaN or infinity has no JSON form");
             return NULL;
         }
         return json_real(o->via.f64);
@@ -1555,11 +1466,11 @@ static json_t *mp_to_json(const msgpack_object *o, char *err, size_t errlen) {
         size_t n = o->type == MSGPACK_OBJECT_STR ? o->via.str.size : o->via.bin.size;
         if (!p) p = ""; /* msgpack-c: NULL for "" */
         if (!utf8_valid(p, n)) {
-            snprintf(err, errlen, "string is not valid UTF-8");
+            err_set(err, errlen, "string is not valid UTF-8");
             return NULL;
         }
         json_t *s = json_stringn_nocheck(p, n);
-        if (!s) snprintf(err, errlen, "out of memory");
+        if (!s) err_set(err, errlen, "out of memory");
         return s;
     }
     case MSGPACK_OBJECT_ARRAY: {
@@ -1585,7 +1496,7 @@ static json_t *mp_to_json(const msgpack_object *o, char *err, size_t errlen) {
             if (k->type == MSGPACK_OBJECT_STR) {
                 kp = k->via.str.ptr ? k->via.str.ptr : "", kl = k->via.str.size;
                 if (!utf8_valid(kp, kl) || memchr(kp, 0, kl)) { /* jansson cannot read NUL in keys back */
-                    snprintf(err, errlen, "map key is not valid UTF-8 or holds a NUL");
+                    err_set(err, errlen, "map key is not valid UTF-8 or holds a NUL");
                     goto map_fail;
                 }
             } else if (k->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
@@ -1593,11 +1504,11 @@ static json_t *mp_to_json(const msgpack_object *o, char *err, size_t errlen) {
             } else if (k->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
                 kl = (size_t)snprintf(kb, sizeof kb, "%" PRId64, k->via.i64), kp = kb;
             } else {
-                snprintf(err, errlen, "map key is neither a string nor an integer");
+                err_set(err, errlen, "map key is neither a string nor an integer");
                 goto map_fail;
             }
             if (json_object_getn(m, kp, kl)) {
-                snprintf(err, errlen, "map key given twice");
+                err_set(err, errlen, "map key given twice");
                 goto map_fail;
             }
             json_t *v = mp_to_json(&o->via.map.ptr[i].val, err, errlen);
@@ -1609,23 +1520,23 @@ static json_t *mp_to_json(const msgpack_object *o, char *err, size_t errlen) {
         return NULL;
     }
     case MSGPACK_OBJECT_EXT:
-        snprintf(err, errlen, "msgpack extension values have no JSON form");
+        err_set(err, errlen, "msgpack extension values have no JSON form");
         return NULL;
     }
-    snprintf(err, errlen, "unknown msgpack type");
+    err_set(err, errlen, "unknown msgpack type");
     return NULL;
 oom:
-    snprintf(err, errlen, "out of memory");
+    err_set(err, errlen, "out of memory");
     return NULL;
 }
 
-int codec_msgpack_to_json(const void *buf, size_t len, codec_buf_t *out, char *err, size_t errlen) {
+int codec_msgpack_to_json(const void *buf, size_t len, buf_t *out, char *err, size_t errlen) {
     out->len = 0;
     const char *why = NULL;
     int rc = mp_prescan(buf, len, CODEC_MAX_DEPTH, &why);
     if (rc != 0) {
-        if (rc == 1) snprintf(err, errlen, "msgpack nested deeper than %d levels", CODEC_MAX_DEPTH);
-        else snprintf(err, errlen, "invalid msgpack: %s", why);
+        if (rc == 1) err_set(err, errlen, "msgpack nested deeper than %d levels", CODEC_MAX_DEPTH);
+        else err_set(err, errlen, "invalid msgpack: %s", why);
         return -1;
     }
     msgpack_unpacked mp;
@@ -1633,7 +1544,7 @@ int codec_msgpack_to_json(const void *buf, size_t len, codec_buf_t *out, char *e
     size_t off = 0;
     if (msgpack_unpack_next(&mp, buf, len, &off) != MSGPACK_UNPACK_SUCCESS) {
         msgpack_unpacked_destroy(&mp);
-        snprintf(err, errlen, "invalid msgpack");
+        err_set(err, errlen, "invalid msgpack");
         return -1;
     }
     json_t *root = mp_to_json(&mp.data, err, errlen);
@@ -1642,7 +1553,7 @@ int codec_msgpack_to_json(const void *buf, size_t len, codec_buf_t *out, char *e
     rc = dump_json(root, out);
     json_decref(root);
     if (rc != 0) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     return 0;

@@ -31,6 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
+
 #include "engine.h"
 
 #define CODEC_MAX_DEPTH 32      /* nested containers, the top object counts 1 (msgpack-c's own limit) */
@@ -145,12 +147,7 @@ const char *codec_dlq_name(codec_dlq_t d);       /* "message_too_large", ... ; "
 
 /* ---------------------------------------------------------------- results */
 
-/* A growable output buffer, reused across calls (no malloc once warm). */
-typedef struct {
-    char *data;
-    size_t len, cap;
-} codec_buf_t;
-void codec_buf_free(codec_buf_t *b); /* frees data, leaves b zeroed; accepts NULL */
+/* Outputs go to a buf_t (common/buf.h), reused across calls (no malloc once warm). */
 
 typedef struct {
     codec_format_t format;
@@ -181,17 +178,17 @@ void codec_result_from_request_error(const codec_request_t *req, codec_result_t 
 
 /* Encodes one result value into out (replacing its contents). 0, or -1 with err
  * (only on a broken invariant such as a NULL custom_id, or out of memory). */
-int codec_encode_result(const codec_result_t *r, codec_buf_t *out, char *err, size_t errlen);
+int codec_encode_result(const codec_result_t *r, buf_t *out, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- conversions (tools) */
 
 /* One JSON value (a line of a .jsonl file) -> msgpack, for krill-enqueue. Depth and
  * size as for requests (limit 0 = none). 0 or -1 with err. */
-int codec_json_to_msgpack(const char *json, size_t len, codec_buf_t *out, char *err, size_t errlen);
+int codec_json_to_msgpack(const char *json, size_t len, buf_t *out, char *err, size_t errlen);
 #define codec_json_line_to_msgpack codec_json_to_msgpack
 /* One msgpack value -> compact one-line JSON (no newline), for krill-results.
  * bin -> string when valid UTF-8; ext, NaN/Inf, invalid UTF-8 -> error. */
-int codec_msgpack_to_json(const void *buf, size_t len, codec_buf_t *out, char *err, size_t errlen);
+int codec_msgpack_to_json(const void *buf, size_t len, buf_t *out, char *err, size_t errlen);
 /* Detects the format of a message value as codec_decode does: 0 JSON, 1 msgpack, -1 neither. */
 int codec_detect(const void *buf, size_t len);
 

@@ -10,6 +10,7 @@
 #include <libconfig.h>
 #undef config_t
 
+#include "err.h"
 #include "config.h"
 
 #include <ctype.h>
@@ -36,7 +37,7 @@ static bool topic_ok(const char *t, size_t n) {
 static int check_topic(const void *field, char *err, size_t errlen) {
     const char *t = *(char *const *)field;
     if (!topic_ok(t, strlen(t))) {
-        snprintf(err, errlen, "\"%s\" is not a Kafka topic name (1..249 of [A-Za-z0-9._-])", t);
+        err_set(err, errlen, "\"%s\" is not a Kafka topic name (1..249 of [A-Za-z0-9._-])", t);
         return -1;
     }
     return 0;
@@ -49,7 +50,7 @@ static int check_topic_list(const void *field, char *err, size_t errlen) {
         const char *c = strchr(p, ',');
         size_t n = c ? (size_t)(c - p) : strlen(p);
         if (!topic_ok(p, n)) {
-            snprintf(err, errlen, "\"%s\" is not a comma-separated list of Kafka topic names", t);
+            err_set(err, errlen, "\"%s\" is not a comma-separated list of Kafka topic names", t);
             return -1;
         }
         if (!c) return 0;
@@ -59,7 +60,7 @@ static int check_topic_list(const void *field, char *err, size_t errlen) {
 
 static int check_nonempty(const void *field, char *err, size_t errlen) {
     if (!**(char *const *)field) {
-        snprintf(err, errlen, "must not be empty");
+        err_set(err, errlen, "must not be empty");
         return -1;
     }
     return 0;
@@ -76,7 +77,7 @@ static int check_listen(const void *field, char *err, size_t errlen) {
     char *end = NULL;
     long port = ok ? strtol(colon + 1, &end, 10) : 0;
     if (!ok || !end || *end || colon[1] == 0 || port < 0 || port > 65535) {
-        snprintf(err, errlen, "\"%s\" is not host:port (e.g. 127.0.0.1:9464, [::1]:9464, 0.0.0.0:9464) or off", s);
+        err_set(err, errlen, "\"%s\" is not host:port (e.g. 127.0.0.1:9464, [::1]:9464, 0.0.0.0:9464) or off", s);
         return -1;
     }
     return 0;
@@ -87,11 +88,11 @@ static int check_worker_id(const void *field, char *err, size_t errlen) {
     size_t n = strlen(s);
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f || s[i] == '"' || s[i] == '\\') {
-            snprintf(err, errlen, "must be printable ASCII without quotes or backslashes");
+            err_set(err, errlen, "must be printable ASCII without quotes or backslashes");
             return -1;
         }
     if (n > 128) {
-        snprintf(err, errlen, "longer than 128 characters");
+        err_set(err, errlen, "longer than 128 characters");
         return -1;
     }
     return 0;
@@ -110,24 +111,24 @@ static const char *const MANAGED[][2] = {
 static int property_check(const char *e, size_t idx, char *err, size_t errlen) {
     const char *eq = strchr(e, '=');
     if (!eq) {
-        snprintf(err, errlen, "entry %zu has no '=': write \"key=value\"", idx);
+        err_set(err, errlen, "entry %zu has no '=': write \"key=value\"", idx);
         return -1;
     }
     const char *k = e;
     size_t kl = (size_t)(eq - e);
     if (kl > 9 && (strncmp(k, "consumer.", 9) == 0 || strncmp(k, "producer.", 9) == 0)) k += 9, kl -= 9;
     if (kl == 0) {
-        snprintf(err, errlen, "entry %zu has an empty key: write \"key=value\"", idx);
+        err_set(err, errlen, "entry %zu has an empty key: write \"key=value\"", idx);
         return -1;
     }
     for (size_t i = 0; i < kl; i++)
         if (!isalnum((unsigned char)k[i]) && k[i] != '.' && k[i] != '_' && k[i] != '-') {
-            snprintf(err, errlen, "entry %zu: the key has characters other than [A-Za-z0-9._-]", idx);
+            err_set(err, errlen, "entry %zu: the key has characters other than [A-Za-z0-9._-]", idx);
             return -1;
         }
     for (size_t i = 0; i < sizeof MANAGED / sizeof *MANAGED; i++)
         if (strlen(MANAGED[i][0]) == kl && strncmp(MANAGED[i][0], k, kl) == 0) {
-            snprintf(err, errlen, "entry %zu sets %s; set %s instead", idx, MANAGED[i][0], MANAGED[i][1]);
+            err_set(err, errlen, "entry %zu sets %s; set %s instead", idx, MANAGED[i][0], MANAGED[i][1]);
             return -1;
         }
     return 0;
@@ -278,7 +279,7 @@ static int fail_key(char *err, size_t errlen, const char *where, const config_ke
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    snprintf(err, errlen, "%s%s%s: %s", where ? where : "", where ? ": " : "", k->path, msg);
+    err_set(err, errlen, "%s%s%s: %s", where ? where : "", where ? ": " : "", k->path, msg);
     return -1;
 }
 
@@ -609,7 +610,7 @@ static int walk_group(config_t *c, config_setting_t *g, const char *prefix, cons
             if (walk_group(c, s, path, file, err, errlen) != 0) return -1;
             continue;
         }
-        snprintf(err, errlen, "%s: %s: unknown key (see docs/configuration.md for every key)", where, path);
+        err_set(err, errlen, "%s: %s: unknown key (see docs/configuration.md for every key)", where, path);
         return -1;
     }
     return 0;
@@ -618,9 +619,9 @@ static int walk_group(config_t *c, config_setting_t *g, const char *prefix, cons
 static int load_lc(config_t *c, libconfig_t *lc, int ok, const char *file, char *err, size_t errlen) {
     if (!ok) {
         if (config_error_type(lc) == CONFIG_ERR_FILE_IO)
-            snprintf(err, errlen, "%s: cannot read the file; check the path (--config)", file);
+            err_set(err, errlen, "%s: cannot read the file; check the path (--config)", file);
         else
-            snprintf(err, errlen, "%s:%d: %s", file, config_error_line(lc), config_error_text(lc));
+            err_set(err, errlen, "%s:%d: %s", file, config_error_line(lc), config_error_text(lc));
         return -1;
     }
     return walk_group(c, config_root_setting(lc), "", file, err, errlen);
@@ -663,7 +664,7 @@ int config_apply_env(config_t *c, char *const *envp, char *err, size_t errlen) {
 int config_set(config_t *c, const char *assignment, char *err, size_t errlen) {
     const char *eq = strchr(assignment, '=');
     if (!eq || eq == assignment) {
-        snprintf(err, errlen, "--set %s: write section.key=value", eq ? "" : "(no '=')");
+        err_set(err, errlen, "--set %s: write section.key=value", eq ? "" : "(no '=')");
         return -1;
     }
     bool append = eq[-1] == '+';
@@ -674,7 +675,7 @@ int config_set(config_t *c, const char *assignment, char *err, size_t errlen) {
     path[kl] = 0;
     const config_key_t *k = find_key(path);
     if (!k) {
-        snprintf(err, errlen, "--set: %s: unknown key (see docs/configuration.md for every key)", path);
+        err_set(err, errlen, "--set: %s: unknown key (see docs/configuration.md for every key)", path);
         return -1;
     }
     return set_text(c, k, eq + 1, append, "--set", err, errlen);
@@ -682,17 +683,17 @@ int config_set(config_t *c, const char *assignment, char *err, size_t errlen) {
 
 int config_validate(const config_t *c, char *err, size_t errlen) {
     if (c->worker.queue_low >= c->worker.queue_high) {
-        snprintf(err, errlen, "worker.queue_low (%d) must be below worker.queue_high (%d)", c->worker.queue_low,
+        err_set(err, errlen, "worker.queue_low (%d) must be below worker.queue_high (%d)", c->worker.queue_low,
                  c->worker.queue_high);
         return -1;
     }
     if (c->input.default_max_tokens > c->input.max_tokens_cap) {
-        snprintf(err, errlen, "input.default_max_tokens (%d) is above input.max_tokens_cap (%d)",
+        err_set(err, errlen, "input.default_max_tokens (%d) is above input.max_tokens_cap (%d)",
                  c->input.default_max_tokens, c->input.max_tokens_cap);
         return -1;
     }
     if (c->stats.interval_ms != 0 && c->stats.interval_ms < 100) {
-        snprintf(err, errlen, "stats.interval_ms: %d is too short; use 0 (off) or >= 100", c->stats.interval_ms);
+        err_set(err, errlen, "stats.interval_ms: %d is too short; use 0 (off) or >= 100", c->stats.interval_ms);
         return -1;
     }
     /* results or DLQ records written back into a request topic would loop */
@@ -705,7 +706,7 @@ int config_validate(const config_t *c, char *err, size_t errlen) {
             const char *comma = strchr(p, ',');
             size_t l = comma ? (size_t)(comma - p) : strlen(p);
             if (l == n && strncmp(p, out[i], n) == 0) {
-                snprintf(err, errlen, "%s (%s) is also a request topic (kafka.topic_requests); use another topic",
+                err_set(err, errlen, "%s (%s) is also a request topic (kafka.topic_requests); use another topic",
                          names[i], out[i]);
                 return -1;
             }

@@ -5,6 +5,7 @@
  * poll(2) on a single fd and is woken by Kafka and by the engine thread alike. Since
  * librdkafka signals only the empty -> non-empty edge, the io loop always drains what it
  * can before sleeping, and never sleeps longer than its own timers allow. */
+#include "err.h"
 #include "kafka.h"
 
 #include <errno.h>
@@ -165,7 +166,7 @@ static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, con
             memcpy(p, "***", 3);
         }
     }
-    snprintf(err, errlen, "%s: librdkafka rejected property '%s': %s; fix or remove it", where, key, es);
+    err_set(err, errlen, "%s: librdkafka rejected property '%s': %s; fix or remove it", where, key, es);
     return -1;
 }
 
@@ -176,13 +177,13 @@ static int conf_apply_props(rd_kafka_conf_t *conf, const kafka_io_config_t *cfg,
         const char *kv = cfg->properties[i];
         const char *eq = kv ? strchr(kv, '=') : NULL;
         if (!eq || eq == kv) {
-            snprintf(err, errlen, "kafka.properties[%zu] is not \"key=value\"; write it as \"key=value\"", i);
+            err_set(err, errlen, "kafka.properties[%zu] is not \"key=value\"; write it as \"key=value\"", i);
             return -1;
         }
         char key[256];
         size_t kl = (size_t)(eq - kv);
         if (kl >= sizeof key) {
-            snprintf(err, errlen, "kafka.properties[%zu]: key is too long", i);
+            err_set(err, errlen, "kafka.properties[%zu]: key is too long", i);
             return -1;
         }
         memcpy(key, kv, kl);
@@ -196,7 +197,7 @@ static int conf_apply_props(rd_kafka_conf_t *conf, const kafka_io_config_t *cfg,
             name = key + 9;
         }
         if (strcmp(name, "enable.auto.offset.store") == 0) {
-            snprintf(err, errlen,
+            err_set(err, errlen,
                      "kafka.properties[%zu]: enable.auto.offset.store is managed by krill (offsets are stored only "
                      "after results are acknowledged); remove it",
                      i);
@@ -233,7 +234,7 @@ kafka_io_t *kafka_io_open(const kafka_io_config_t *cfg, const kafka_io_handlers_
     static const uint64_t one = 1;
     kafka_io_t *k = calloc(1, sizeof *k);
     if (!k) {
-        snprintf(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     k->efd = -1;
@@ -241,11 +242,11 @@ kafka_io_t *kafka_io_open(const kafka_io_config_t *cfg, const kafka_io_handlers_
     k->paused = rd_kafka_topic_partition_list_new(16);
     k->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (k->efd < 0) {
-        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+        err_set(err, errlen, "eventfd: %s", strerror(errno));
         goto fail;
     }
     if (!cfg->brokers || !*cfg->brokers) {
-        snprintf(err, errlen, "kafka.brokers is empty; set it to host:port[,host:port]");
+        err_set(err, errlen, "kafka.brokers is empty; set it to host:port[,host:port]");
         goto fail;
     }
 
@@ -261,7 +262,7 @@ kafka_io_t *kafka_io_open(const kafka_io_config_t *cfg, const kafka_io_handlers_
     rd_kafka_conf_set_dr_msg_cb(pconf, kafka_dr_cb);
     k->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, es, sizeof es);
     if (!k->producer) {
-        snprintf(err, errlen, "cannot create the Kafka producer: %s", es);
+        err_set(err, errlen, "cannot create the Kafka producer: %s", es);
         goto fail;
     }
     pconf = NULL; /* now owned by the producer */
@@ -295,7 +296,7 @@ kafka_io_t *kafka_io_open(const kafka_io_config_t *cfg, const kafka_io_handlers_
         rd_kafka_conf_set_rebalance_cb(cconf, kafka_rebalance_cb);
         k->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, es, sizeof es);
         if (!k->consumer) {
-            snprintf(err, errlen, "cannot create the Kafka consumer: %s", es);
+            err_set(err, errlen, "cannot create the Kafka consumer: %s", es);
             goto fail;
         }
         cconf = NULL; /* now owned by the consumer */
@@ -313,7 +314,7 @@ kafka_io_t *kafka_io_open(const kafka_io_config_t *cfg, const kafka_io_handlers_
             rd_kafka_topic_partition_list_add(subs, cfg->topics[i], RD_KAFKA_PARTITION_UA);
         rd_kafka_resp_err_t e = rd_kafka_subscribe(k->consumer, subs);
         if (e) {
-            snprintf(err, errlen, "cannot subscribe to the input topics: %s", rd_kafka_err2str(e));
+            err_set(err, errlen, "cannot subscribe to the input topics: %s", rd_kafka_err2str(e));
             goto fail;
         }
         rd_kafka_topic_partition_list_destroy(subs);
@@ -423,7 +424,7 @@ int kafka_io_produce(kafka_io_t *k, const char *topic, const void *key, size_t k
                 continue;
             }
         }
-        snprintf(err, errlen, "produce to %s failed: %s", topic, rd_kafka_err2str(e));
+        err_set(err, errlen, "produce to %s failed: %s", topic, rd_kafka_err2str(e));
         return -1;
     }
 }
@@ -546,14 +547,14 @@ int kafka_create_topics(const char *brokers, const char *const *props, size_t n_
     if (conf_apply_props(conf, &cfg, false, err, errlen)) goto fail;
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, es, sizeof es);
     if (!rk) {
-        snprintf(err, errlen, "cannot create a Kafka client: %s", es);
+        err_set(err, errlen, "cannot create a Kafka client: %s", es);
         goto fail;
     }
     conf = NULL; /* now owned by rk */
     for (size_t i = 0; i < n_topics; i++) {
         nts[i] = rd_kafka_NewTopic_new(topics[i], n_partitions, replication, es, sizeof es);
         if (!nts[i]) {
-            snprintf(err, errlen, "topic %s: %s", topics[i], es);
+            err_set(err, errlen, "topic %s: %s", topics[i], es);
             goto fail;
         }
     }
@@ -564,11 +565,11 @@ int kafka_create_topics(const char *brokers, const char *const *props, size_t n_
     rd_kafka_CreateTopics(rk, nts, n_topics, opts, q);
     ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
     if (!ev) {
-        snprintf(err, errlen, "no answer from %s within %d ms; is the broker running?", brokers, timeout_ms + 2000);
+        err_set(err, errlen, "no answer from %s within %d ms; is the broker running?", brokers, timeout_ms + 2000);
         goto fail;
     }
     if (rd_kafka_event_error(ev)) {
-        snprintf(err, errlen, "create topics: %s", rd_kafka_event_error_string(ev));
+        err_set(err, errlen, "create topics: %s", rd_kafka_event_error_string(ev));
         goto fail;
     }
     const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
@@ -577,7 +578,7 @@ int kafka_create_topics(const char *brokers, const char *const *props, size_t n_
     for (size_t i = 0; i < n; i++) {
         rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
         if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-            snprintf(err, errlen, "topic %s: %s", rd_kafka_topic_result_name(tr[i]),
+            err_set(err, errlen, "topic %s: %s", rd_kafka_topic_result_name(tr[i]),
                      rd_kafka_topic_result_error_string(tr[i]) ? rd_kafka_topic_result_error_string(tr[i])
                                                                : rd_kafka_err2str(e));
             goto fail;

@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "config.h"
 #include "engine.h"
@@ -77,7 +78,7 @@ typedef struct slot {
     char source[320];      /* topic:partition:offset */
     int failures;          /* failed deliveries/produce calls of its records (retry budget) */
     int next_free;
-    double t_consumed;     /* now_ms() when consumed (metrics) */
+    double t_consumed;     /* clock_now_ms() when consumed (metrics) */
     int n_prompt;          /* prompt tokens while in the engine (metrics: pending prompt tokens) */
 } slot_t;
 
@@ -113,7 +114,7 @@ typedef struct {
     retry_t *retries;
 
     codec_request_t req;
-    codec_buf_t out;
+    buf_t out;
     int exit_code;
     bool draining;
     double drain_deadline;
@@ -129,12 +130,6 @@ typedef struct {
 
 static volatile sig_atomic_t g_stop;
 static volatile int g_wake_fd = -1;
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
 
 static void on_signal(int sig) {
     (void)sig;
@@ -250,7 +245,7 @@ static void retry_add(worker_t *w, slot_t *s, const char *topic, const void *key
     r->len = len;
     r->hdrs = hdrs;
     int f = s->failures < 6 ? s->failures : 6;
-    r->due = now_ms() + 250.0 * (double)(1 << f);
+    r->due = clock_now_ms() + 250.0 * (double)(1 << f);
     r->next = w->retries;
     w->retries = r;
 }
@@ -282,7 +277,7 @@ static void produce(worker_t *w, slot_t *s, const char *topic, const void *key, 
 }
 
 static void retries_serve(worker_t *w) {
-    double now = now_ms();
+    double now = clock_now_ms();
     retry_t *due = NULL, **pp = &w->retries;
     while (*pp) { /* move the due entries out; each stands for one pending record */
         retry_t *r = *pp;
@@ -383,7 +378,7 @@ static void answer_error(worker_t *w, slot_t *s, codec_error_t code, const char 
     }
     produce_result(w, s);
     stats_add_request(w->stats, false, 0, 0, -1, -1);
-    metrics_request_done(w->metrics, codec_error_status(code), 0, 0, -1, -1, -1, (now_ms() - s->t_consumed) / 1e3);
+    metrics_request_done(w->metrics, codec_error_status(code), 0, 0, -1, -1, -1, (clock_now_ms() - s->t_consumed) / 1e3);
 }
 
 /* ---------------------------------------------------------------- consuming */
@@ -413,7 +408,7 @@ static void handle_message(worker_t *w, rd_kafka_message_t *m) {
     s->part = p;
     s->epoch = p->epoch;
     s->offset = m->offset;
-    s->t_consumed = now_ms();
+    s->t_consumed = clock_now_ms();
     s->n_prompt = 0;
     p->live++;
     snprintf(s->source, sizeof s->source, "%s:%d:%lld", topic, (int)m->partition, (long long)m->offset);
@@ -448,7 +443,7 @@ static void handle_message(worker_t *w, rd_kafka_message_t *m) {
                 produce_result(w, s);
                 stats_add_request(w->stats, false, 0, 0, -1, -1);
                 metrics_request_done(w->metrics, req->status_code ? req->status_code : 400, 0, 0, -1, -1, -1,
-                                     (now_ms() - s->t_consumed) / 1e3);
+                                     (clock_now_ms() - s->t_consumed) / 1e3);
             } else {
                 LOG_ERROR("cannot encode an error result", "source=%s error=\"%s\"", s->source, err);
             }
@@ -459,7 +454,7 @@ static void handle_message(worker_t *w, rd_kafka_message_t *m) {
             produce_result(w, s);
             stats_add_request(w->stats, false, 0, 0, -1, -1);
             metrics_request_done(w->metrics, req->status_code ? req->status_code : 400, 0, 0, -1, -1, -1,
-                                 (now_ms() - s->t_consumed) / 1e3);
+                                 (clock_now_ms() - s->t_consumed) / 1e3);
         } else {
             LOG_ERROR("cannot encode an error result", "source=%s error=\"%s\"", s->source, err);
         }
@@ -524,7 +519,7 @@ static void handle_completions(worker_t *w) {
             metrics_request_done(w->metrics, ok ? 200 : codec_error_status(pe.code), r.prompt_tokens,
                                  r.completion_tokens, r.queue_ms / 1e3, ttft >= 0 ? ttft / 1e3 : -1,
                                  tpot >= 0 ? tpot / 1e3 : -1, r.total_ms / 1e3);
-            if (ok) slo_observe_request(w->slo, now_ms(), ttft, tpot);
+            if (ok) slo_observe_request(w->slo, clock_now_ms(), ttft, tpot);
         } else {
             LOG_ERROR("cannot encode a result", "source=%s error=\"%s\"", s->source, err);
         }
@@ -572,11 +567,11 @@ static int revoked_live(worker_t *w, const rd_kafka_topic_partition_list_t *part
 
 static void on_revoked(void *ctx, const rd_kafka_topic_partition_list_t *parts, bool lost) {
     worker_t *w = ctx;
-    double t0 = now_ms();
+    double t0 = clock_now_ms();
     int timeout = w->draining ? 0 : w->cfg->worker.revoke_timeout_ms;
     if (!lost) {
         /* Finish what we have for these partitions, within the bound. */
-        while (revoked_live(w, parts) > 0 && now_ms() - t0 < timeout) {
+        while (revoked_live(w, parts) > 0 && clock_now_ms() - t0 < timeout) {
             handle_completions(w);
             kafka_io_serve(w->kafka);
             retries_serve(w);
@@ -605,7 +600,7 @@ static void on_revoked(void *ctx, const rd_kafka_topic_partition_list_t *parts, 
         offsets_remove(w->offs, p->topic, p->partition);
     }
     LOG_INFO(lost ? "partitions lost" : "partitions released", "count=%d unfinished=%d waited_ms=%.0f", parts->cnt,
-             left, now_ms() - t0);
+             left, clock_now_ms() - t0);
     bool any = false;
     for (int i = 0; i < w->n_parts; i++) any |= w->parts[i]->assigned;
     metrics_set_consumer_state(w->metrics, w->draining ? METRICS_CONSUMER_STOPPED
@@ -641,11 +636,11 @@ static void *engine_main(void *arg) {
         }
         if (idle && max_wait > 0) {
             /* Work arrived after idling: give a burst a moment to gather into one batch. */
-            double t0 = now_ms();
+            double t0 = clock_now_ms();
             engine_stats_t st;
             for (;;) {
                 engine_get_stats(w->engine, &st);
-                if (st.waiting >= max_seqs || now_ms() - t0 >= max_wait || atomic_load(&w->engine_stop)) break;
+                if (st.waiting >= max_seqs || clock_now_ms() - t0 >= max_wait || atomic_load(&w->engine_stop)) break;
                 struct timespec ts = {0, 500000};
                 nanosleep(&ts, NULL);
             }
@@ -659,7 +654,7 @@ static void *engine_main(void *arg) {
         metrics_set_engine(w->metrics, st.running, st.waiting,
                            st.kv_blocks_total > 0 ? (double)st.kv_blocks_used / (double)st.kv_blocks_total : 0);
         if (w->slo && seqs > 0) { /* adaptive batching: measure, then set the next steps' limits */
-            slo_observe_step(w->slo, now_ms(), seqs, st.last_step_tokens, st.last_step_ms, st.running, st.waiting);
+            slo_observe_step(w->slo, clock_now_ms(), seqs, st.last_step_tokens, st.last_step_ms, st.running, st.waiting);
             int ls, lt;
             if (slo_limits(w->slo, &ls, &lt)) engine_set_limits(w->engine, ls, lt);
             slo_state_t ss;
@@ -702,13 +697,13 @@ static void emit_stats(worker_t *w) {
         .in_flight = w->used,
         .kv_cache_used_frac = st.kv_blocks_total > 0 ? (double)st.kv_blocks_used / (double)st.kv_blocks_total : 0,
     };
-    codec_buf_t buf = {0};
+    buf_t buf = {0};
     char err[256];
     stats_window_t win;
     codec_format_t fmt = w->cfg->stats.format && strcmp(w->cfg->stats.format, "msgpack") == 0 ? CODEC_FMT_MSGPACK : CODEC_FMT_JSON;
     if (stats_emit(w->stats, &g, fmt, &win, &buf, err, sizeof err) != 0) {
         LOG_WARN("stats record not encoded", "error=\"%s\"", err);
-        codec_buf_free(&buf);
+        buf_free(&buf);
         return;
     }
     LOG_INFO("stats", "requests=%llu errors=%llu dlq=%llu rps=%.1f gen_tps=%.1f in_flight=%d paused=%d",
@@ -717,7 +712,7 @@ static void emit_stats(worker_t *w) {
              (int)kafka_io_paused(w->kafka));
     if (w->cfg->kafka.topic_stats && *w->cfg->kafka.topic_stats)
         produce(w, NULL, w->cfg->kafka.topic_stats, w->worker_id, strlen(w->worker_id), buf.data, buf.len, NULL);
-    codec_buf_free(&buf);
+    buf_free(&buf);
 }
 
 /* ---------------------------------------------------------------- main */
@@ -821,7 +816,7 @@ int main(int argc, char **argv) {
     engine_config_t ec;
     pipeline_engine_config(cfg, &ec);
     ec.max_queue = 0; /* the io thread bounds what it submits (worker.queue_high) */
-    double t0 = now_ms();
+    double t0 = clock_now_ms();
     w->engine = engine_open(&ec, err, sizeof err);
     if (!w->engine) {
         fprintf(stderr, "krill-worker: cannot open the model: %s\n", err);
@@ -829,7 +824,7 @@ int main(int argc, char **argv) {
     }
     w->info = engine_get_info(w->engine);
     LOG_INFO("engine ready", "model=\"%s\" backend=%s device=\"%s\" n_ctx=%d load_ms=%.0f", w->info->model_name,
-             w->info->backend, w->info->device, w->info->n_ctx, now_ms() - t0);
+             w->info->backend, w->info->device, w->info->n_ctx, clock_now_ms() - t0);
 
     /* metrics (metrics.listen) and adaptive batching (batching.slo) */
     w->metrics = metrics_new();
@@ -938,7 +933,7 @@ int main(int argc, char **argv) {
              cfg->kafka.topic_requests, cfg->kafka.topic_results, cfg->kafka.topic_dlq);
 
     /* ---- the io loop */
-    double next_stats = now_ms() + cfg->stats.interval_ms;
+    double next_stats = clock_now_ms() + cfg->stats.interval_ms;
     int poll_ms = cfg->worker.poll_timeout_ms > 0 ? cfg->worker.poll_timeout_ms : 100;
     for (;;) {
         const char *fatal = kafka_io_fatal(w->kafka);
@@ -950,7 +945,7 @@ int main(int argc, char **argv) {
         }
         if (g_stop && !w->draining) {
             w->draining = true;
-            w->drain_deadline = now_ms() + cfg->worker.drain_timeout_ms;
+            w->drain_deadline = clock_now_ms() + cfg->worker.drain_timeout_ms;
             kafka_io_stop_fetching(w->kafka);
             metrics_set_consumer_state(w->metrics, METRICS_CONSUMER_STOPPED);
             LOG_INFO("shutting down: draining", "in_flight=%d timeout_ms=%d", w->used, cfg->worker.drain_timeout_ms);
@@ -979,7 +974,7 @@ int main(int argc, char **argv) {
                 kafka_io_resume_all(w->kafka);
             }
         }
-        double now = now_ms();
+        double now = clock_now_ms();
         if (cfg->stats.interval_ms > 0 && now >= next_stats) {
             emit_stats(w);
             next_stats = now + cfg->stats.interval_ms;
@@ -1006,10 +1001,10 @@ int main(int argc, char **argv) {
     w->engine_thread = 0;
     if (cfg->stats.interval_ms > 0) emit_stats(w);
     {
-        double tf = now_ms();
+        double tf = clock_now_ms();
         int left;
         /* flush while serving delivery reports so offsets finish */
-        while ((left = kafka_io_outq_len(w->kafka)) > 0 && now_ms() - tf < cfg->worker.flush_timeout_ms) {
+        while ((left = kafka_io_outq_len(w->kafka)) > 0 && clock_now_ms() - tf < cfg->worker.flush_timeout_ms) {
             kafka_io_flush(w->kafka, 100);
             if (w->retries) retries_serve(w);
         }
@@ -1061,7 +1056,7 @@ done:
         }
         offsets_free(w->offs);
         codec_request_clear(&w->req);
-        codec_buf_free(&w->out);
+        buf_free(&w->out);
         metrics_free(w->metrics); /* stops the HTTP server (after the engine thread is gone) */
         slo_free(w->slo);
         config_free(w->cfg);

@@ -5,6 +5,8 @@
  * Doubles live in _Atomic uint64_t as their bit patterns: a store/load is one atomic
  * access, an add is a compare-and-swap loop (rare contention: a few updates per
  * request or step, never per token). */
+#include "clock.h"
+#include "err.h"
 #include "metrics.h"
 
 #include <errno.h>
@@ -59,12 +61,6 @@ static void adbl_ewma(_Atomic uint64_t *a, double x, double alpha) {
 }
 static void acnt_add(_Atomic uint64_t *a, uint64_t n) { atomic_fetch_add_explicit(a, n, memory_order_relaxed); }
 static uint64_t acnt_get(_Atomic uint64_t *a) { return atomic_load_explicit(a, memory_order_relaxed); }
-
-static double now_mono(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ---------------------------------------------------------------- histograms */
 
@@ -311,7 +307,7 @@ void metrics_set_consumer_state(metrics_t *m, metrics_consumer_state_t st) {
 
 void metrics_engine_heartbeat(metrics_t *m) {
     if (!m) return;
-    adbl_set(&m->heartbeat_bits, now_mono());
+    adbl_set(&m->heartbeat_bits, clock_now_s());
 }
 
 void metrics_set_health_timeout(metrics_t *m, double seconds) {
@@ -336,7 +332,7 @@ int metrics_parse_rdkafka_stats(const char *json, size_t len, metrics_lag_t *out
     json_error_t je;
     json_t *root = json_loadb(json, len, 0, &je);
     if (!root || !json_is_object(root)) {
-        snprintf(err, errlen, "librdkafka statistics: not a JSON object (%s at line %d); it comes from stats_cb",
+        err_set(err, errlen, "librdkafka statistics: not a JSON object (%s at line %d); it comes from stats_cb",
                  root ? "wrong type" : je.text, root ? 0 : je.line);
         json_decref(root);
         return -1;
@@ -348,7 +344,7 @@ int metrics_parse_rdkafka_stats(const char *json, size_t len, metrics_lag_t *out
     }
     json_t *topics = json_object_get(root, "topics");
     if (topics && !json_is_object(topics)) {
-        snprintf(err, errlen, "librdkafka statistics: \"topics\" is not an object");
+        err_set(err, errlen, "librdkafka statistics: \"topics\" is not an object");
         json_decref(root);
         return -1;
     }
@@ -384,7 +380,7 @@ int metrics_update_from_rdkafka_stats(metrics_t *m, const char *json, size_t len
     size_t n = 0;
     metrics_lag_t *tmp = malloc(METRICS_MAX_LAG * sizeof *tmp); /* once per stats interval */
     if (!tmp) {
-        snprintf(err, errlen, "out of memory parsing librdkafka statistics");
+        err_set(err, errlen, "out of memory parsing librdkafka statistics");
         return -1;
     }
     int rc = metrics_parse_rdkafka_stats(json, len, tmp, METRICS_MAX_LAG, &n, err, errlen);
@@ -399,7 +395,7 @@ int metrics_health(metrics_t *m, char *why, size_t whylen) {
     static const char *const names[] = {"starting", "waiting", "assigned", "stopped"};
     int st = atomic_load(&m->consumer_state);
     double hb = adbl_get(&m->heartbeat_bits), limit = adbl_get(&m->health_timeout_bits);
-    double age = hb > 0 ? now_mono() - hb : -1;
+    double age = hb > 0 ? clock_now_s() - hb : -1;
     bool consumer_ok = st == METRICS_CONSUMER_WAITING || st == METRICS_CONSUMER_ASSIGNED;
     bool engine_ok = hb > 0 && age <= limit;
     if (why && whylen) {
@@ -651,14 +647,14 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 int metrics_serve(metrics_t *m, const char *listen, char *err, size_t errlen) {
     if (!listen || strcmp(listen, "off") == 0) return 0;
     if (m->daemon) {
-        snprintf(err, errlen, "metrics.listen: the server is already running");
+        err_set(err, errlen, "metrics.listen: the server is already running");
         return -1;
     }
     char host[256], port[16];
     const char *colon = strrchr(listen, ':');
     size_t hl = colon ? (size_t)(colon - listen) : 0;
     if (!colon || hl == 0 || hl >= sizeof host || strlen(colon + 1) == 0 || strlen(colon + 1) >= sizeof port) {
-        snprintf(err, errlen, "metrics.listen: \"%.100s\" is not host:port (e.g. 127.0.0.1:9464, 0.0.0.0:9464, "
+        err_set(err, errlen, "metrics.listen: \"%.100s\" is not host:port (e.g. 127.0.0.1:9464, 0.0.0.0:9464, "
                  "[::1]:9464) or \"off\"", listen);
         return -1;
     }
@@ -668,7 +664,7 @@ int metrics_serve(metrics_t *m, const char *listen, char *err, size_t errlen) {
     if (host[0] == '[') { /* [v6]:port */
         size_t n = strlen(host);
         if (n < 3 || host[n - 1] != ']') {
-            snprintf(err, errlen, "metrics.listen: \"%.100s\": an IPv6 host needs brackets, as in [::1]:9464", listen);
+            err_set(err, errlen, "metrics.listen: \"%.100s\": an IPv6 host needs brackets, as in [::1]:9464", listen);
             return -1;
         }
         memmove(host, host + 1, n - 2);
@@ -677,7 +673,7 @@ int metrics_serve(metrics_t *m, const char *listen, char *err, size_t errlen) {
     char *end;
     long pnum = strtol(port, &end, 10);
     if (*end || pnum < 0 || pnum > 65535) {
-        snprintf(err, errlen, "metrics.listen: port \"%s\" is not a number from 0 to 65535", port);
+        err_set(err, errlen, "metrics.listen: port \"%s\" is not a number from 0 to 65535", port);
         return -1;
     }
     struct addrinfo hints = {0}, *ai = NULL;
@@ -686,7 +682,7 @@ int metrics_serve(metrics_t *m, const char *listen, char *err, size_t errlen) {
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     int gai = getaddrinfo(host, port, &hints, &ai);
     if (gai != 0 || !ai) {
-        snprintf(err, errlen, "metrics.listen: cannot resolve host \"%s\" (%s); use an address of this machine",
+        err_set(err, errlen, "metrics.listen: cannot resolve host \"%s\" (%s); use an address of this machine",
                  host, gai_strerror(gai));
         if (ai) freeaddrinfo(ai);
         return -1;
@@ -702,7 +698,7 @@ int metrics_serve(metrics_t *m, const char *listen, char *err, size_t errlen) {
     }
     freeaddrinfo(ai);
     if (!d) {
-        snprintf(err, errlen, "metrics.listen: cannot serve on %s (%s); pick a free port or set metrics.listen=off",
+        err_set(err, errlen, "metrics.listen: cannot serve on %s (%s); pick a free port or set metrics.listen=off",
                  listen, m->start_err[0] ? m->start_err : "libmicrohttpd could not start");
         return -1;
     }

@@ -162,7 +162,7 @@ static void result_base(pipeline_t *p, codec_result_t *res, const char *custom_i
 }
 
 int pipeline_encode_result(pipeline_t *p, const char *custom_id, codec_kind_t kind, codec_format_t request_fmt,
-                           const engine_result_t *r, bool *ok, codec_buf_t *out, char *err, size_t errlen) {
+                           const engine_result_t *r, bool *ok, buf_t *out, char *err, size_t errlen) {
     codec_result_t res;
     result_base(p, &res, custom_id, kind, request_fmt);
     res.queue_ms = r->queue_ms;
@@ -191,7 +191,7 @@ int pipeline_encode_result(pipeline_t *p, const char *custom_id, codec_kind_t ki
 }
 
 int pipeline_encode_error(pipeline_t *p, const char *custom_id, codec_kind_t kind, codec_format_t request_fmt,
-                          codec_error_t code, const char *message, const char *param, codec_buf_t *out, char *err,
+                          codec_error_t code, const char *message, const char *param, buf_t *out, char *err,
                           size_t errlen) {
     codec_result_t res;
     result_base(p, &res, custom_id, kind, request_fmt);
@@ -202,7 +202,7 @@ int pipeline_encode_error(pipeline_t *p, const char *custom_id, codec_kind_t kin
     return codec_encode_result(&res, out, err, errlen);
 }
 
-int pipeline_encode_request_error(pipeline_t *p, const codec_request_t *req, codec_buf_t *out, char *err,
+int pipeline_encode_request_error(pipeline_t *p, const codec_request_t *req, buf_t *out, char *err,
                                   size_t errlen) {
     codec_result_t res, base;
     memset(&res, 0, sizeof res);

@@ -56,13 +56,13 @@ codec_format_t pipeline_format(const pipeline_t *p, codec_format_t request_fmt);
  * 400/500 by error_code; ABORTED is the caller's business and must not come here).
  * ok (may be NULL) says whether it is a 200. 0 or -1 with err. */
 int pipeline_encode_result(pipeline_t *p, const char *custom_id, codec_kind_t kind, codec_format_t request_fmt,
-                           const engine_result_t *r, bool *ok, codec_buf_t *out, char *err, size_t errlen);
+                           const engine_result_t *r, bool *ok, buf_t *out, char *err, size_t errlen);
 /* Encodes an error answer (decode/validation/prepare/submit failure). */
 int pipeline_encode_error(pipeline_t *p, const char *custom_id, codec_kind_t kind, codec_format_t request_fmt,
-                          codec_error_t code, const char *message, const char *param, codec_buf_t *out, char *err,
+                          codec_error_t code, const char *message, const char *param, buf_t *out, char *err,
                           size_t errlen);
 /* Encodes the 400/404 answer to a request that failed codec_decode (status != OK). */
-int pipeline_encode_request_error(pipeline_t *p, const codec_request_t *req, codec_buf_t *out, char *err,
+int pipeline_encode_request_error(pipeline_t *p, const codec_request_t *req, buf_t *out, char *err,
                                   size_t errlen);
 
 #endif

@@ -1,6 +1,7 @@
 /* stats.c — see stats.h. Window counters for the io thread (plain fields: only it
  * touches them), step counters for the engine thread (atomics, swapped to zero at
  * emit), and two reservoirs (total latency, time to first token). */
+#include "err.h"
 #include "stats.h"
 
 #include <jansson.h>
@@ -134,7 +135,7 @@ static json_t *pct_obj(double p50, double p95, double p99) {
     return o;
 }
 
-int stats_emit(stats_t *s, const stats_gauges_t *g, codec_format_t fmt, stats_window_t *wout, codec_buf_t *out,
+int stats_emit(stats_t *s, const stats_gauges_t *g, codec_format_t fmt, stats_window_t *wout, buf_t *out,
                char *err, size_t errlen) {
     struct timespec now, wall;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -187,7 +188,7 @@ int stats_emit(stats_t *s, const stats_gauges_t *g, codec_format_t fmt, stats_wi
     json_decref(o);
     int rc = 0;
     if (!txt) {
-        snprintf(err, errlen, "stats: out of memory encoding the record");
+        err_set(err, errlen, "stats: out of memory encoding the record");
         rc = -1;
     } else if (fmt == CODEC_FMT_MSGPACK) {
         rc = codec_json_to_msgpack(txt, strlen(txt), out, err, errlen);
@@ -196,7 +197,7 @@ int stats_emit(stats_t *s, const stats_gauges_t *g, codec_format_t fmt, stats_wi
         if (out->cap < n + 1) {
             char *d = realloc(out->data, n + 1);
             if (!d) {
-                snprintf(err, errlen, "stats: out of memory");
+                err_set(err, errlen, "stats: out of memory");
                 rc = -1;
             } else {
                 out->data = d;

@@ -50,7 +50,7 @@ void stats_add_step(stats_t *s, int seqs, int tokens);
 
 /* Closes the window: fills *w (may be NULL), encodes the record into out (JSON when
  * fmt is CODEC_FMT_JSON, else msgpack), starts a new window. 0 or -1 with err. */
-int stats_emit(stats_t *s, const stats_gauges_t *g, codec_format_t fmt, stats_window_t *w, codec_buf_t *out,
+int stats_emit(stats_t *s, const stats_gauges_t *g, codec_format_t fmt, stats_window_t *w, buf_t *out,
                char *err, size_t errlen);
 
 #endif

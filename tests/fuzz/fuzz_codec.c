@@ -55,7 +55,7 @@ static void check_request(const codec_request_t *r, const codec_limits_t *lim) {
     }
 }
 
-static void encode_for(const codec_request_t *r, codec_buf_t *out) {
+static void encode_for(const codec_request_t *r, buf_t *out) {
     char err[128];
     codec_result_t res = {0};
     if (r->status != CODEC_OK) {
@@ -82,9 +82,9 @@ static void encode_for(const codec_request_t *r, codec_buf_t *out) {
         PROMISE(codec_encode_result(&res, out, err, sizeof err) == 0);
         /* the msgpack result converts to JSON (valid UTF-8, one map) */
         if (f == 1) {
-            codec_buf_t j = {0};
+            buf_t j = {0};
             PROMISE(codec_msgpack_to_json(out->data, out->len, &j, err, sizeof err) == 0);
-            codec_buf_free(&j);
+            buf_free(&j);
         }
     }
 }
@@ -99,7 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         lim.n_model_names = 1;
     }
     codec_request_t r = {0}, r2 = {0};
-    codec_buf_t out = {0}, conv = {0}, back = {0};
+    buf_t out = {0}, conv = {0}, back = {0};
     char err[256];
 
     codec_decode(&lim, data, size, "fuzz:0:0", &r);
@@ -126,8 +126,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     codec_request_clear(&r);
     codec_request_clear(&r2);
-    codec_buf_free(&out);
-    codec_buf_free(&conv);
-    codec_buf_free(&back);
+    buf_free(&out);
+    buf_free(&conv);
+    buf_free(&back);
     return 0;
 }

@@ -30,7 +30,7 @@ static void decode_str(const char *s, codec_request_t *r) {
     codec_decode(&lim, s, strlen(s), "t:0:42", r);
 }
 
-static void to_msgpack(const char *json, codec_buf_t *b) {
+static void to_msgpack(const char *json, buf_t *b) {
     char err[256];
     if (codec_json_to_msgpack(json, strlen(json), b, err, sizeof err) != 0) fail_msg("json_to_msgpack: %s (%s)", err, json);
 }
@@ -68,13 +68,13 @@ static void run_case(const case_t *c) {
     json_t *j = json_loads(c->json, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
     if (!j) return;
     json_decref(j);
-    codec_buf_t b = {0};
+    buf_t b = {0};
     to_msgpack(c->json, &b);
     codec_decode(&lim, b.data, b.len, "t:0:42", &r);
     check_case(c, &r, "msgpack");
     assert_int_equal(r.format, CODEC_FMT_MSGPACK);
     codec_request_clear(&r);
-    codec_buf_free(&b);
+    buf_free(&b);
 }
 
 #define OK_ {CODEC_OK, "", NULL, 0}
@@ -97,7 +97,7 @@ static void test_valid_chat(void **state) {
                     " \"logprobs\": true, \"user\": \"x\", \"metadata\": {\"a\": [1, {\"b\": null}]}}}";
     for (int fmt = 0; fmt < 2; fmt++) {
         codec_request_t r = {0};
-        codec_buf_t b = {0};
+        buf_t b = {0};
         if (fmt) {
             to_msgpack(s, &b);
             codec_decode(&lim, b.data, b.len, "t:0:1", &r);
@@ -145,7 +145,7 @@ static void test_valid_chat(void **state) {
         assert_true(er.has_seed);
         assert_int_equal(er.seed, 7);
         codec_request_clear(&r);
-        codec_buf_free(&b);
+        buf_free(&b);
     }
 }
 
@@ -325,7 +325,7 @@ static void test_duplicates(void **state) {
     assert_string_equal(r.id, "d1");
     assert_int_equal(r.dlq, CODEC_DLQ_NONE);
     /* msgpack: a map with a key twice */
-    codec_buf_t b = {0};
+    buf_t b = {0};
     msgpack_packer pk;
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -340,7 +340,7 @@ static void test_duplicates(void **state) {
     assert_string_equal(r.param, "prompt");
     assert_string_equal(r.id, "d2");
     msgpack_sbuffer_destroy(&sb);
-    codec_buf_free(&b);
+    buf_free(&b);
     codec_request_clear(&r);
 }
 
@@ -424,12 +424,12 @@ static void test_nesting(void **state) {
         assert_int_equal(r.status, extra ? CODEC_UNDECODABLE : CODEC_OK);
         codec_request_clear(&r);
         if (!extra) { /* the same in msgpack */
-            codec_buf_t b = {0};
+            buf_t b = {0};
             to_msgpack(s, &b);
             codec_decode(&lim, b.data, b.len, "t:0:0", &r);
             assert_int_equal(r.status, CODEC_OK);
             /* one more level, packed by hand: 0x91 = array of 1 */
-            codec_buf_t b2 = {0};
+            buf_t b2 = {0};
             b2.data = malloc(b.len + 1);
             /* find the innermost 0x01 and wrap it */
             size_t at = 0;
@@ -441,8 +441,8 @@ static void test_nesting(void **state) {
             b2.len = b.len + 1;
             codec_request_clear(&r);
             expect_dlq(b2.data, b2.len, CODEC_DLQ_NESTING_TOO_DEEP, NULL);
-            codec_buf_free(&b);
-            codec_buf_free(&b2);
+            buf_free(&b);
+            buf_free(&b2);
         }
     }
     /* empty containers count as levels too (msgpack-c counts them): one at level 33 is too deep */
@@ -502,7 +502,7 @@ static void test_too_large(void **state) {
     printf("10 MB JSON request decoded in %.1f ms\n", ms);
     codec_request_clear(&r);
     /* and as msgpack */
-    codec_buf_t b = {0};
+    buf_t b = {0};
     char err[128];
     assert_int_equal(codec_json_to_msgpack(s, n, &b, err, sizeof err), 0);
     expect_dlq(b.data, b.len, CODEC_DLQ_MESSAGE_TOO_LARGE, "huge");
@@ -510,7 +510,7 @@ static void test_too_large(void **state) {
     assert_int_equal(r.status, CODEC_OK);
     assert_int_equal(r.prompt_len, n - k - 2);
     codec_request_clear(&r);
-    codec_buf_free(&b);
+    buf_free(&b);
     free(s);
 }
 
@@ -643,7 +643,7 @@ static void test_binary_noise(void **state) {
     unsigned char buf[512];
     size_t counts[3] = {0};
     codec_request_t r = {0};
-    codec_buf_t out = {0};
+    buf_t out = {0};
     char err[128];
     for (int it = 0; it < 200000; it++) {
         size_t n = (size_t)(x % sizeof buf);
@@ -665,7 +665,7 @@ static void test_binary_noise(void **state) {
     }
     printf("binary noise: 200000 values, %zu invalid (400), %zu undecodable (DLQ)\n", counts[1], counts[2]);
     codec_request_clear(&r);
-    codec_buf_free(&out);
+    buf_free(&out);
 }
 
 /* ---------------------------------------------------------------- results */
@@ -680,7 +680,7 @@ static json_t *jpath(json_t *j, const char *path) { /* "a.b.0.c" */
 }
 
 static void encode_both(const codec_result_t *res, json_t **out_json) {
-    codec_buf_t bj = {0}, bm = {0}, conv = {0};
+    buf_t bj = {0}, bm = {0}, conv = {0};
     char err[128];
     codec_result_t r = *res;
     r.format = CODEC_FMT_JSON;
@@ -705,9 +705,9 @@ static void encode_both(const codec_result_t *res, json_t **out_json) {
     if (!json_equal(a, b)) fail_msg("JSON and msgpack results differ:\n%.*s\n%.*s", (int)bj.len, bj.data, (int)conv.len, conv.data);
     json_decref(b);
     *out_json = a;
-    codec_buf_free(&bj);
-    codec_buf_free(&bm);
-    codec_buf_free(&conv);
+    buf_free(&bj);
+    buf_free(&bm);
+    buf_free(&conv);
 }
 
 static void test_encode_success(void **state) {
@@ -823,10 +823,10 @@ static void test_encode_errors(void **state) {
     json_decref(j);
 
     char err[64];
-    codec_buf_t b = {0};
+    buf_t b = {0};
     res.custom_id = NULL;
     assert_int_equal(codec_encode_result(&res, &b, err, sizeof err), -1);
-    codec_buf_free(&b);
+    buf_free(&b);
     codec_request_clear(&r);
 
     /* names */
@@ -842,7 +842,7 @@ static void test_encode_errors(void **state) {
 static void test_converters(void **state) {
     (void)state;
     char err[256];
-    codec_buf_t m = {0}, j = {0};
+    buf_t m = {0}, j = {0};
     /* against bytes packed directly with msgpack-c */
     const char *s = "{\"a\": [1, -2, 2.5, true, false, null, \"x\"], \"b\": {}}";
     assert_int_equal(codec_json_to_msgpack(s, strlen(s), &m, err, sizeof err), 0);
@@ -898,8 +898,8 @@ static void test_converters(void **state) {
     assert_int_equal(codec_detect("{", 1), 0);
     assert_int_equal(codec_detect("\x81", 1), 1);
     assert_int_equal(codec_detect("[", 1), -1);
-    codec_buf_free(&m);
-    codec_buf_free(&j);
+    buf_free(&m);
+    buf_free(&j);
 }
 
 /* ---------------------------------------------------------------- speed (measured, not asserted) */
@@ -914,7 +914,7 @@ static void test_speed(void **state) {
         "0.95, \"seed\": 7, \"stop\": [\"\\n\\n\"]}}";
     const char *text = "Moonlight on dark waves,\nwhispers of the tide return,\nstars drown in the deep.\n\nThe poem "
                        "pairs light and darkness to show the ocean's calm and its depth.";
-    codec_buf_t mp = {0}, out = {0};
+    buf_t mp = {0}, out = {0};
     to_msgpack(req, &mp);
     for (int fmt = 0; fmt < 2; fmt++) {
         const char *in = fmt ? mp.data : req;
@@ -940,8 +940,8 @@ static void test_speed(void **state) {
                fmt ? "msgpack" : "JSON", len, us);
         codec_request_clear(&r);
     }
-    codec_buf_free(&mp);
-    codec_buf_free(&out);
+    buf_free(&mp);
+    buf_free(&out);
 }
 
 static int setup(void **state) {
