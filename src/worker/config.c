@@ -10,8 +10,9 @@
 #include <libconfig.h>
 #undef config_t
 
-#include "err.h"
 #include "config.h"
+#include "err.h"
+#include "kafka.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -26,36 +27,13 @@ extern char **environ;
 
 /* ================================================================ checks */
 
-static bool topic_ok(const char *t, size_t n) {
-    if (n == 0 || n > 249) return false;
-    if ((n == 1 && t[0] == '.') || (n == 2 && t[0] == '.' && t[1] == '.')) return false;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)t[i]) && t[i] != '.' && t[i] != '_' && t[i] != '-') return false;
-    return true;
-}
-
+/* Kafka's own rules (topic names, librdkafka properties) live in kafka.c. */
 static int check_topic(const void *field, char *err, size_t errlen) {
-    const char *t = *(char *const *)field;
-    if (!topic_ok(t, strlen(t))) {
-        err_set(err, errlen, "\"%s\" is not a Kafka topic name (1..249 of [A-Za-z0-9._-])", t);
-        return -1;
-    }
-    return 0;
+    return kafka_config_check(KAFKA_CHECK_TOPIC, *(char *const *)field, 0, err, errlen);
 }
 
 static int check_topic_list(const void *field, char *err, size_t errlen) {
-    const char *t = *(char *const *)field;
-    const char *p = t;
-    for (;;) {
-        const char *c = strchr(p, ',');
-        size_t n = c ? (size_t)(c - p) : strlen(p);
-        if (!topic_ok(p, n)) {
-            err_set(err, errlen, "\"%s\" is not a comma-separated list of Kafka topic names", t);
-            return -1;
-        }
-        if (!c) return 0;
-        p = c + 1;
-    }
+    return kafka_config_check(KAFKA_CHECK_TOPIC_LIST, *(char *const *)field, 0, err, errlen);
 }
 
 static int check_nonempty(const void *field, char *err, size_t errlen) {
@@ -95,42 +73,6 @@ static int check_worker_id(const void *field, char *err, size_t errlen) {
         err_set(err, errlen, "longer than 128 characters");
         return -1;
     }
-    return 0;
-}
-
-/* librdkafka property names krill sets itself from other keys */
-static const char *const MANAGED[][2] = {
-    {"bootstrap.servers", "kafka.brokers"},
-    {"metadata.broker.list", "kafka.brokers"},
-    {"group.id", "kafka.group"},
-    {"client.id", "kafka.client_id"},
-    {"enable.auto.offset.store", "nothing: krill stores offsets only after results are acknowledged"},
-};
-
-/* Checks one "key=value" entry without ever printing the value. */
-static int property_check(const char *e, size_t idx, char *err, size_t errlen) {
-    const char *eq = strchr(e, '=');
-    if (!eq) {
-        err_set(err, errlen, "entry %zu has no '=': write \"key=value\"", idx);
-        return -1;
-    }
-    const char *k = e;
-    size_t kl = (size_t)(eq - e);
-    if (kl > 9 && (strncmp(k, "consumer.", 9) == 0 || strncmp(k, "producer.", 9) == 0)) k += 9, kl -= 9;
-    if (kl == 0) {
-        err_set(err, errlen, "entry %zu has an empty key: write \"key=value\"", idx);
-        return -1;
-    }
-    for (size_t i = 0; i < kl; i++)
-        if (!isalnum((unsigned char)k[i]) && k[i] != '.' && k[i] != '_' && k[i] != '-') {
-            err_set(err, errlen, "entry %zu: the key has characters other than [A-Za-z0-9._-]", idx);
-            return -1;
-        }
-    for (size_t i = 0; i < sizeof MANAGED / sizeof *MANAGED; i++)
-        if (strlen(MANAGED[i][0]) == kl && strncmp(MANAGED[i][0], k, kl) == 0) {
-            err_set(err, errlen, "entry %zu sets %s; set %s instead", idx, MANAGED[i][0], MANAGED[i][1]);
-            return -1;
-        }
     return 0;
 }
 
@@ -337,7 +279,7 @@ static int commit_list(config_t *c, const config_key_t *k, char **items, size_t 
     size_t base = append ? *np : 0;
     char msg[300];
     for (size_t i = 0; i < n; i++)
-        if (property_check(items[i], base + i, msg, sizeof msg) != 0) {
+        if (kafka_config_check(KAFKA_CHECK_PROPERTY, items[i], base + i, msg, sizeof msg) != 0) {
             list_free(items, n);
             return fail_key(err, errlen, where, k, "%s", msg);
         }
