@@ -37,8 +37,6 @@ static uint64_t hash_bytes(const void *p, size_t n) {
     return h;
 }
 
-
-/* Symbol id of an exact text, -1 when absent. */
 int32_t tokenizer_vocab_lookup(const tokenizer_t *t, const char *s, size_t n) {
     uint64_t i = hash_bytes(s, n) & t->hash_mask;
     for (;;) {
@@ -49,7 +47,6 @@ int32_t tokenizer_vocab_lookup(const tokenizer_t *t, const char *s, size_t n) {
     }
 }
 
-/* Token id (not a virtual symbol) of an exact text, -1 when absent. */
 int32_t tokenizer_vocab_token(const tokenizer_t *t, const char *s, size_t n) {
     int32_t id = tokenizer_vocab_lookup(t, s, n);
     return id < t->n_vocab ? id : -1;
@@ -93,7 +90,7 @@ static const char *const eog_texts[] = {
 };
 
 const gguf_kv_t *tokenizer_vocab_find_arr(const gguf_t *g, const char *key, gguf_vtype_t want1, gguf_vtype_t want2,
-                                 uint64_t min_n, bool *bad, char *err, size_t errlen) {
+                                          uint64_t min_n, bool *bad, char *err, size_t errlen) {
     const gguf_kv_t *kv = gguf_find(g, key);
     *bad = false;
     if (!kv) return NULL;
