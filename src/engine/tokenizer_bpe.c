@@ -219,12 +219,12 @@ bool tokenizer_bpe_word(tokenizer_scratch_t *s, const uint8_t *w, size_t n) {
         s->heap_n = 0;
         for (size_t i = 0; i + 1 < n; i++)
             if (rank[i] != INT32_MAX) {
-                tokenizer_heap_e e = {.rank = rank[i], .left = (int32_t)i, .right = (int32_t)i + 1,
+                tokenizer_heap_entry_t e = {.rank = rank[i], .left = (int32_t)i, .right = (int32_t)i + 1,
                                    .sl = sym[i], .sr = sym[i + 1]};
                 if (!tokenizer_scratch_heap_push(s, e, false)) return false;
             }
         while (s->heap_n) {
-            tokenizer_heap_e e = tokenizer_scratch_heap_pop(s, false);
+            tokenizer_heap_entry_t e = tokenizer_scratch_heap_pop(s, false);
             int32_t i = e.left, j = e.right;
             /* stale when either side was merged since the pair was queued */
             if (sym[i] != e.sl || nxt[i] != j || sym[j] != e.sr) continue;
@@ -234,14 +234,14 @@ bool tokenizer_bpe_word(tokenizer_scratch_t *s, const uint8_t *w, size_t n) {
             if (nxt[j] >= 0) prv[nxt[j]] = i;
             pair_rank(t, s, i);
             if (rank[i] != INT32_MAX) {
-                tokenizer_heap_e ne = {.rank = rank[i], .left = i, .right = nxt[i], .sl = sym[i], .sr = sym[nxt[i]]};
+                tokenizer_heap_entry_t ne = {.rank = rank[i], .left = i, .right = nxt[i], .sl = sym[i], .sr = sym[nxt[i]]};
                 if (!tokenizer_scratch_heap_push(s, ne, false)) return false;
             }
             int32_t p = prv[i];
             if (p >= 0) {
                 pair_rank(t, s, p);
                 if (rank[p] != INT32_MAX) {
-                    tokenizer_heap_e ne = {.rank = rank[p], .left = p, .right = i, .sl = sym[p], .sr = sym[i]};
+                    tokenizer_heap_entry_t ne = {.rank = rank[p], .left = p, .right = i, .sl = sym[p], .sr = sym[i]};
                     if (!tokenizer_scratch_heap_push(s, ne, false)) return false;
                 }
             }

@@ -11,7 +11,6 @@
  * maximal invalid subpart, as Python's errors="replace"). */
 #include "tokenizer_internal.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #include "utf8.h"

@@ -46,17 +46,17 @@ static void scratch_free(tokenizer_scratch_t *s) {
     for (int i = 0; i < MAX_RE; i++) pcre2_match_data_free(s->md[i]);
 }
 
-static inline bool heap_less_bpe(const tokenizer_heap_e *a, const tokenizer_heap_e *b) {
+static inline bool heap_less_bpe(const tokenizer_heap_entry_t *a, const tokenizer_heap_entry_t *b) {
     return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
 }
-static inline bool heap_less_spm(const tokenizer_heap_e *a, const tokenizer_heap_e *b) {
+static inline bool heap_less_spm(const tokenizer_heap_entry_t *a, const tokenizer_heap_entry_t *b) {
     return a->score > b->score || (a->score == b->score && a->left < b->left);
 }
 
-bool tokenizer_scratch_heap_push(tokenizer_scratch_t *s, tokenizer_heap_e e, bool spm) {
+bool tokenizer_scratch_heap_push(tokenizer_scratch_t *s, tokenizer_heap_entry_t e, bool spm) {
     if (s->heap_n == s->heap_cap) {
         size_t cap = s->heap_cap ? s->heap_cap * 2 : 256;
-        tokenizer_heap_e *h = realloc(s->heap, cap * sizeof *h);
+        tokenizer_heap_entry_t *h = realloc(s->heap, cap * sizeof *h);
         if (!h) return false;
         s->heap = h;
         s->heap_cap = cap;
@@ -73,13 +73,13 @@ bool tokenizer_scratch_heap_push(tokenizer_scratch_t *s, tokenizer_heap_e e, boo
     return true;
 }
 
-tokenizer_heap_e tokenizer_scratch_heap_pop(tokenizer_scratch_t *s, bool spm) {
-    tokenizer_heap_e top = s->heap[0];
-    tokenizer_heap_e last = s->heap[--s->heap_n];
+tokenizer_heap_entry_t tokenizer_scratch_heap_pop(tokenizer_scratch_t *s, bool spm) {
+    tokenizer_heap_entry_t top = s->heap[0];
+    tokenizer_heap_entry_t last = s->heap[--s->heap_n];
     size_t i = 0, n = s->heap_n;
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
-        const tokenizer_heap_e *best = &last;
+        const tokenizer_heap_entry_t *best = &last;
         if (l < n && (spm ? heap_less_spm(&s->heap[l], best) : heap_less_bpe(&s->heap[l], best))) {
             m = l;
             best = &s->heap[l];

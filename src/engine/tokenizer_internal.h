@@ -122,13 +122,13 @@ typedef struct {
     float score;  /* SentencePiece score */
     int32_t left, right, sl, sr;
     uint32_t size;
-} tokenizer_heap_e;
+} tokenizer_heap_entry_t;
 
 /* Per-call scratch: symbol arrays sized for the longest word, a heap, match data. */
 typedef struct {
     int32_t *sym, *nxt, *prv, *rank, *res; /* (cap) */
     uint8_t *tmp;                          /* (cap * 3 + 8) for SPM text / encoded words */
-    tokenizer_heap_e *heap;
+    tokenizer_heap_entry_t *heap;
     size_t heap_n, heap_cap;
     size_t cap;
     pcre2_match_data *md[MAX_RE];
@@ -141,8 +141,8 @@ typedef struct {
 bool tokenizer_scratch_reserve(tokenizer_scratch_t *s, size_t n);
 /* Merge heap ordered by (rank ascending, left ascending) for BPE, by (score
  * descending, left ascending) when spm. push: false when out of memory. */
-bool tokenizer_scratch_heap_push(tokenizer_scratch_t *s, tokenizer_heap_e e, bool spm);
-tokenizer_heap_e tokenizer_scratch_heap_pop(tokenizer_scratch_t *s, bool spm);
+bool tokenizer_scratch_heap_push(tokenizer_scratch_t *s, tokenizer_heap_entry_t e, bool spm);
+tokenizer_heap_entry_t tokenizer_scratch_heap_pop(tokenizer_scratch_t *s, bool spm);
 
 /* Appends an output id (sets oom instead on failure). Inline: called per token. */
 static inline void tokenizer_ids_push(tokenizer_ids_t *o, int32_t id) {

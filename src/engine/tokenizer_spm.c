@@ -48,14 +48,14 @@ static bool spm_text(tokenizer_scratch_t *s, const uint8_t *x, size_t n) {
             size_t len_ = (size_t)ln[l] + (size_t)ln[r];                                           \
             int32_t id_ = tokenizer_vocab_token(t, (const char *)x + st[l], len_);                            \
             if (id_ >= 0) {                                                                        \
-                tokenizer_heap_e e_ = {.score = t->score[id_], .left = (l), .right = (r), .size = (uint32_t)len_}; \
+                tokenizer_heap_entry_t e_ = {.score = t->score[id_], .left = (l), .right = (r), .size = (uint32_t)len_}; \
                 if (!tokenizer_scratch_heap_push(s, e_, true)) return false;                                         \
             }                                                                                      \
         }                                                                                          \
     } while (0)
     for (int32_t i = 1; i < m; i++) SPM_TRY(i - 1, i);
     while (s->heap_n) {
-        tokenizer_heap_e e = tokenizer_scratch_heap_pop(s, true);
+        tokenizer_heap_entry_t e = tokenizer_scratch_heap_pop(s, true);
         int32_t l = e.left, r = e.right;
         if (ln[l] == 0 || ln[r] == 0 || (uint32_t)(ln[l] + ln[r]) != e.size) continue;
         ln[l] += ln[r];
