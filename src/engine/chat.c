@@ -17,15 +17,15 @@
  *   - the role "developer" is treated as "system" in every family;
  *   - a loaded chat_t is immutable, so chat_render is thread-safe. */
 #include "chat.h"
-#include "err.h"
 
-#include <stdarg.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
+#include "err.h"
 #include "log.h"
+#include "utf8.h"
 
 typedef enum { ROLE_SYSTEM = 0, ROLE_USER, ROLE_ASSISTANT, ROLE_TOOL } role_t;
 static const char *const role_names[] = {"system", "user", "assistant", "tool"};
@@ -100,67 +100,25 @@ struct chat {
 
 /* ---------------------------------------------------------------- helpers */
 
-
-typedef struct {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} sbuf_t;
-
-static void sb_put(sbuf_t *b, const char *s, size_t n) {
-    if (b->oom || n == 0) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-static void sb_puts(sbuf_t *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-/* Decodes one UTF-8 code point at s[i..n); returns its length (1 for an invalid byte,
- * which then never counts as whitespace: *cp = -1). */
-static size_t utf8_next(const unsigned char *s, size_t n, size_t i, int32_t *cp) {
-    unsigned c = s[i];
-    size_t len;
-    int32_t v;
-    if (c < 0x80) { *cp = (int32_t)c; return 1; }
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; v = (int32_t)(c & 0x1F); }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; v = (int32_t)(c & 0x0F); }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; v = (int32_t)(c & 0x07); }
-    else { *cp = -1; return 1; }
-    if (i + len > n) { *cp = -1; return 1; }
-    for (size_t k = 1; k < len; k++) {
-        if ((s[i + k] & 0xC0) != 0x80) { *cp = -1; return 1; }
-        v = (v << 6) | (int32_t)(s[i + k] & 0x3F);
-    }
-    *cp = v;
-    return len;
-}
-
 /* Python's str.isspace() (what str.strip() and Jinja's |trim remove). */
-static bool py_isspace(int32_t c) {
+static bool py_isspace(uint32_t c) {
     return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
            c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
            c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-/* Appends s[0..n) with leading and trailing Python whitespace removed. */
-static void sb_put_stripped(sbuf_t *b, const char *s, size_t n) {
-    const unsigned char *u = (const unsigned char *)s;
+/* Appends s[0..n) with leading and trailing Python whitespace removed. Content is
+ * valid UTF-8 (the codec and jansson check it); an invalid byte is never whitespace. */
+static void chat_put_stripped(buf_t *b, const char *s, size_t n) {
     size_t start = 0, end = 0, i = 0;
     bool seen = false;
     while (i < n) {
-        int32_t cp;
-        size_t l = utf8_next(u, n, i, &cp);
+        uint32_t cp;
+        size_t l = utf8_decode(s + i, n - i, &cp);
+        if (l == 0) { /* an invalid byte: never whitespace */
+            l = 1;
+            cp = UINT32_MAX;
+        }
         if (!py_isspace(cp)) {
             if (!seen) start = i;
             seen = true;
@@ -168,12 +126,12 @@ static void sb_put_stripped(sbuf_t *b, const char *s, size_t n) {
         }
         i += l;
     }
-    if (seen) sb_put(b, s + start, end - start);
+    if (seen) buf_append(b, s + start, end - start);
 }
 
-static void sb_put_content(sbuf_t *b, const char *s, bool strip) {
-    if (strip) sb_put_stripped(b, s, strlen(s));
-    else sb_puts(b, s);
+static void chat_put_content(buf_t *b, const char *s, bool strip) {
+    if (strip) chat_put_stripped(b, s, strlen(s));
+    else buf_puts(b, s);
 }
 
 static char *xstrdup(const char *s) {
@@ -199,7 +157,7 @@ static char *find_default_system(const char *t, bool *oom) {
         if (*q == '\n') q++;
         else if (q[0] == '\\' && q[1] == 'n') q += 2;
         else continue;
-        sbuf_t b = {0};
+        buf_t b = {0};
         bool ok = false;
         while (*q) {
             if (strncmp(q, "<|im_end|>", 10) == 0) { ok = true; break; }
@@ -211,18 +169,18 @@ static char *find_default_system(const char *t, bool *oom) {
                 case 't': o = '\t'; break;
                 case 'r': o = '\r'; break;
                 case '\\': case '\'': case '"': o = c; break;
-                default: sb_put(&b, q, 2); q += 2; continue;
+                default: buf_append(&b, q, 2); q += 2; continue;
                 }
-                sb_put(&b, &o, 1);
+                buf_append(&b, &o, 1);
                 q += 2;
                 continue;
             }
-            sb_put(&b, q, 1);
+            buf_append(&b, q, 1);
             q++;
         }
-        if (ok && b.len > 0 && !b.oom) return b.p;
+        if (ok && b.len > 0 && !b.oom) return b.data;
         if (b.oom) *oom = true;
-        free(b.p);
+        buf_free(&b);
         if (*oom) return NULL;
     }
     return NULL;
@@ -401,15 +359,15 @@ static int parse_roles(const engine_chat_msg_t *msgs, size_t n, role_t *roles, c
 }
 
 static int render_header(const chat_t *c, const engine_chat_msg_t *msgs, const role_t *roles, size_t n,
-                         bool gen, sbuf_t *b, char *err, size_t errlen) {
+                         bool gen, buf_t *b, char *err, size_t errlen) {
     const header_style_t *s = c->hs;
-    if (s->bos_first) sb_puts(b, c->bos);
+    if (s->bos_first) buf_puts(b, c->bos);
     if (c->default_system && roles[0] != ROLE_SYSTEM) {
-        sb_puts(b, s->open);
-        sb_puts(b, "system");
-        sb_puts(b, s->close);
-        sb_puts(b, c->default_system);
-        sb_puts(b, s->end);
+        buf_puts(b, s->open);
+        buf_puts(b, "system");
+        buf_puts(b, s->close);
+        buf_puts(b, c->default_system);
+        buf_puts(b, s->end);
     }
     for (size_t i = 0; i < n; i++) {
         if (roles[i] == ROLE_TOOL && !s->allow_tool) {
@@ -419,26 +377,26 @@ static int render_header(const chat_t *c, const engine_chat_msg_t *msgs, const r
         }
         if (roles[i] == ROLE_TOOL && s->qwen_tool) {
             /* consecutive tool results share one user turn */
-            if (i == 0 || roles[i - 1] != ROLE_TOOL) sb_puts(b, "<|im_start|>user");
-            sb_puts(b, "\n<tool_response>\n");
-            sb_puts(b, msgs[i].content);
-            sb_puts(b, "\n</tool_response>");
-            if (i + 1 == n || roles[i + 1] != ROLE_TOOL) sb_puts(b, "<|im_end|>\n");
+            if (i == 0 || roles[i - 1] != ROLE_TOOL) buf_puts(b, "<|im_start|>user");
+            buf_puts(b, "\n<tool_response>\n");
+            buf_puts(b, msgs[i].content);
+            buf_puts(b, "\n</tool_response>");
+            if (i + 1 == n || roles[i + 1] != ROLE_TOOL) buf_puts(b, "<|im_end|>\n");
             continue;
         }
-        sb_puts(b, s->open);
-        sb_puts(b, role_names[roles[i]]);
-        sb_puts(b, s->close);
-        sb_put_content(b, msgs[i].content, s->trim);
-        if (s->eos_before_end) sb_puts(b, c->eos);
-        sb_puts(b, s->end);
+        buf_puts(b, s->open);
+        buf_puts(b, role_names[roles[i]]);
+        buf_puts(b, s->close);
+        chat_put_content(b, msgs[i].content, s->trim);
+        if (s->eos_before_end) buf_puts(b, c->eos);
+        buf_puts(b, s->end);
     }
-    if (gen) sb_puts(b, s->gen);
+    if (gen) buf_puts(b, s->gen);
     return 0;
 }
 
 static int render_inst(const chat_t *c, const engine_chat_msg_t *msgs, const role_t *roles, size_t n,
-                       sbuf_t *b, char *err, size_t errlen) {
+                       buf_t *b, char *err, size_t errlen) {
     const inst_style_t *s = c->is;
     size_t first = 0;
     const char *sys = NULL;
@@ -466,40 +424,40 @@ static int render_inst(const chat_t *c, const engine_chat_msg_t *msgs, const rol
             return -1;
         }
     }
-    if (s->bos_once) sb_puts(b, c->bos);
+    if (s->bos_once) buf_puts(b, c->bos);
     for (size_t i = first; i < n; i++) {
         const char *content = msgs[i].content;
         if (roles[i] == ROLE_USER) {
-            if (s->bos_per_user) sb_puts(b, c->bos);
-            sb_puts(b, s->user_open);
+            if (s->bos_per_user) buf_puts(b, c->bos);
+            buf_puts(b, s->user_open);
             if (sys && ((s->sys == SYS_LLAMA2 || s->sys == SYS_FIRST_USER) ? i == first : i + 1 == n)) {
                 if (s->sys == SYS_LLAMA2) {
-                    sbuf_t t = {0};
-                    sb_puts(&t, "<<SYS>>\n");
-                    sb_puts(&t, sys);
-                    sb_puts(&t, "\n<</SYS>>\n\n");
-                    sb_puts(&t, content);
+                    buf_t t = {0};
+                    buf_puts(&t, "<<SYS>>\n");
+                    buf_puts(&t, sys);
+                    buf_puts(&t, "\n<</SYS>>\n\n");
+                    buf_puts(&t, content);
                     if (t.oom) b->oom = true;
                     else if (t.len) {
-                        if (s->strip_user) sb_put_stripped(b, t.p, t.len);
-                        else sb_put(b, t.p, t.len);
+                        if (s->strip_user) chat_put_stripped(b, t.data, t.len);
+                        else buf_append(b, t.data, t.len);
                     }
-                    free(t.p);
+                    buf_free(&t);
                 } else {
-                    sb_puts(b, sys);
-                    sb_puts(b, "\n\n");
-                    sb_puts(b, content);
+                    buf_puts(b, sys);
+                    buf_puts(b, "\n\n");
+                    buf_puts(b, content);
                 }
             } else {
-                sb_put_content(b, content, s->strip_user);
+                chat_put_content(b, content, s->strip_user);
             }
-            sb_puts(b, s->user_close);
+            buf_puts(b, s->user_close);
         } else {
-            sb_puts(b, s->asst_open);
-            sb_put_content(b, content, s->strip_assistant);
-            sb_puts(b, s->asst_pre_eos);
-            sb_puts(b, c->eos);
-            sb_puts(b, s->asst_post_eos);
+            buf_puts(b, s->asst_open);
+            chat_put_content(b, content, s->strip_assistant);
+            buf_puts(b, s->asst_pre_eos);
+            buf_puts(b, c->eos);
+            buf_puts(b, s->asst_post_eos);
         }
     }
     return 0;
@@ -512,7 +470,7 @@ int chat_render(const chat_t *c, const engine_chat_msg_t *msgs, size_t n_msgs, b
     role_t stack_roles[64];
     role_t *roles = n_msgs <= 64 ? stack_roles
                    : n_msgs > SIZE_MAX / sizeof *roles ? NULL : malloc(n_msgs * sizeof *roles);
-    sbuf_t b = {0};
+    buf_t b = {0};
     int rc = -1;
     if (!roles) {
         err_set(err, errlen, "chat: out of memory (%zu messages)", n_msgs);
@@ -522,20 +480,14 @@ int chat_render(const chat_t *c, const engine_chat_msg_t *msgs, size_t n_msgs, b
     if (c->hs) rc = render_header(c, msgs, roles, n_msgs, add_generation_prompt, &b, err, errlen);
     else rc = render_inst(c, msgs, roles, n_msgs, &b, err, errlen);
     if (rc != 0) goto done;
-    sb_put(&b, "", 0);
-    if (!b.p && !b.oom) { /* an empty rendering is still a valid string */
-        b.p = calloc(1, 1);
-        if (!b.p) b.oom = true;
-    }
-    if (b.oom) {
+    if (buf_append(&b, "", 0) != 0) { /* an empty rendering is still a valid string */
         err_set(err, errlen, "chat: out of memory rendering %zu messages", n_msgs);
         rc = -1;
         goto done;
     }
-    *out = b.p;
-    b.p = NULL;
+    *out = buf_detach(&b, NULL);
 done:
-    free(b.p);
+    buf_free(&b);
     if (roles != stack_roles) free(roles);
     return rc;
 }

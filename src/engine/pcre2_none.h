@@ -1,10 +1,10 @@
-/* pcre2_none.h — stand-ins for the PCRE2 calls tokenizer.c makes, used only when krill
+/* pcre2_none.h — stand-ins for the PCRE2 calls the tokenizer makes, used only when krill
  * is built with -DKRILL_NO_PCRE2 (bare GPU machines: scripts/gpu-check.sh).
  *
  * Such a build loads SentencePiece ("llama") vocabularies, which need no regex; a
  * byte-level BPE ("gpt2") vocabulary fails to load with a message saying why
- * (compile_pre). Nothing here ever matches: pcre2_compile always fails. The bodies
- * are trivial on purpose; a real build includes <pcre2.h> instead. */
+ * (tokenizer_pretok.c, compile_pre). Nothing here ever matches: pcre2_compile always
+ * fails. The bodies are trivial on purpose; a real build includes <pcre2.h> instead. */
 #ifndef KRILL_PCRE2_NONE_H
 #define KRILL_PCRE2_NONE_H
 

@@ -3,8 +3,9 @@
  * Models: "gpt2" (byte-level BPE with merges and the pre-tokenizer named by
  * tokenizer.ggml.pre, regexes run with PCRE2 in UTF mode) and "llama" (SentencePiece
  * BPE with scores, byte fallback <0xNN>, "▁" space handling, add_space_prefix).
- * Output matches llama.cpp's llama_tokenize on the same vocabulary. A loaded
- * tokenizer is immutable: every function here is thread-safe. */
+ * Output matches llama.cpp's llama_tokenize on the same vocabulary (docs/tokenizer.md).
+ * A loaded tokenizer is immutable: every function here is thread-safe. The code is
+ * src/engine/tokenizer_*.c, one job per file (tokenizer_internal.h lists them). */
 #ifndef KRILL_TOKENIZER_H
 #define KRILL_TOKENIZER_H
 

@@ -1,17 +1,21 @@
 /* config.c — the settings table and its three sources (see config.h, docs/configuration.md).
  *
  * Rules it keeps: one row per key (KEYS[] below) is the only place a key, its type,
- * bounds, default and doc live; the file reader, the environment, --set, the docs
- * generator and the renderer all walk that table. Every error names the key's path.
- * Values of secret keys (kafka.properties) never reach an error message or a render. */
+ * bounds, default and doc live; the file reader, the environment, --set, the renderer
+ * (--print-config) and the docs tool (src/tools/krill-config-doc.c, through
+ * config_keys) all walk that table. Every error names the key's path. Values of secret
+ * keys (kafka.properties) never reach an error message or a render. Kafka's own rules
+ * (topic names, librdkafka properties) are kafka_config_check's, in kafka.c. */
 /* libconfig names its handle config_t too: rename it for this file only (C links by
  * function names, so the rename changes nothing else). Include it before config.h. */
 #define config_t libconfig_t
 #include <libconfig.h>
 #undef config_t
 
-#include "err.h"
 #include "config.h"
+#include "buf.h"
+#include "err.h"
+#include "kafka.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -26,36 +30,13 @@ extern char **environ;
 
 /* ================================================================ checks */
 
-static bool topic_ok(const char *t, size_t n) {
-    if (n == 0 || n > 249) return false;
-    if ((n == 1 && t[0] == '.') || (n == 2 && t[0] == '.' && t[1] == '.')) return false;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)t[i]) && t[i] != '.' && t[i] != '_' && t[i] != '-') return false;
-    return true;
-}
-
+/* Kafka's own rules (topic names, librdkafka properties) live in kafka.c. */
 static int check_topic(const void *field, char *err, size_t errlen) {
-    const char *t = *(char *const *)field;
-    if (!topic_ok(t, strlen(t))) {
-        err_set(err, errlen, "\"%s\" is not a Kafka topic name (1..249 of [A-Za-z0-9._-])", t);
-        return -1;
-    }
-    return 0;
+    return kafka_config_check(KAFKA_CHECK_TOPIC, *(char *const *)field, 0, err, errlen);
 }
 
 static int check_topic_list(const void *field, char *err, size_t errlen) {
-    const char *t = *(char *const *)field;
-    const char *p = t;
-    for (;;) {
-        const char *c = strchr(p, ',');
-        size_t n = c ? (size_t)(c - p) : strlen(p);
-        if (!topic_ok(p, n)) {
-            err_set(err, errlen, "\"%s\" is not a comma-separated list of Kafka topic names", t);
-            return -1;
-        }
-        if (!c) return 0;
-        p = c + 1;
-    }
+    return kafka_config_check(KAFKA_CHECK_TOPIC_LIST, *(char *const *)field, 0, err, errlen);
 }
 
 static int check_nonempty(const void *field, char *err, size_t errlen) {
@@ -95,42 +76,6 @@ static int check_worker_id(const void *field, char *err, size_t errlen) {
         err_set(err, errlen, "longer than 128 characters");
         return -1;
     }
-    return 0;
-}
-
-/* librdkafka property names krill sets itself from other keys */
-static const char *const MANAGED[][2] = {
-    {"bootstrap.servers", "kafka.brokers"},
-    {"metadata.broker.list", "kafka.brokers"},
-    {"group.id", "kafka.group"},
-    {"client.id", "kafka.client_id"},
-    {"enable.auto.offset.store", "nothing: krill stores offsets only after results are acknowledged"},
-};
-
-/* Checks one "key=value" entry without ever printing the value. */
-static int property_check(const char *e, size_t idx, char *err, size_t errlen) {
-    const char *eq = strchr(e, '=');
-    if (!eq) {
-        err_set(err, errlen, "entry %zu has no '=': write \"key=value\"", idx);
-        return -1;
-    }
-    const char *k = e;
-    size_t kl = (size_t)(eq - e);
-    if (kl > 9 && (strncmp(k, "consumer.", 9) == 0 || strncmp(k, "producer.", 9) == 0)) k += 9, kl -= 9;
-    if (kl == 0) {
-        err_set(err, errlen, "entry %zu has an empty key: write \"key=value\"", idx);
-        return -1;
-    }
-    for (size_t i = 0; i < kl; i++)
-        if (!isalnum((unsigned char)k[i]) && k[i] != '.' && k[i] != '_' && k[i] != '-') {
-            err_set(err, errlen, "entry %zu: the key has characters other than [A-Za-z0-9._-]", idx);
-            return -1;
-        }
-    for (size_t i = 0; i < sizeof MANAGED / sizeof *MANAGED; i++)
-        if (strlen(MANAGED[i][0]) == kl && strncmp(MANAGED[i][0], k, kl) == 0) {
-            err_set(err, errlen, "entry %zu sets %s; set %s instead", idx, MANAGED[i][0], MANAGED[i][1]);
-            return -1;
-        }
     return 0;
 }
 
@@ -337,7 +282,7 @@ static int commit_list(config_t *c, const config_key_t *k, char **items, size_t 
     size_t base = append ? *np : 0;
     char msg[300];
     for (size_t i = 0; i < n; i++)
-        if (property_check(items[i], base + i, msg, sizeof msg) != 0) {
+        if (kafka_config_check(KAFKA_CHECK_PROPERTY, items[i], base + i, msg, sizeof msg) != 0) {
             list_free(items, n);
             return fail_key(err, errlen, where, k, "%s", msg);
         }
@@ -395,7 +340,34 @@ static int parse_bool(const char *s) {
     return -1;
 }
 
-/* A list literal ["a", "b"] / ("a", "b") parsed by libconfig, else newline-separated. */
+/* The strings of a libconfig list or array setting (malloc'd, *n of them). 0, or -1
+ * with msg naming the element that is not a string, or saying out of memory. */
+static int list_from_setting(config_setting_t *v, char ***items, size_t *n, char *msg, size_t msglen) {
+    int cnt = config_setting_length(v);
+    char **l = calloc((size_t)cnt + 1, sizeof *l);
+    *items = NULL;
+    *n = 0;
+    if (!l) {
+        err_set(msg, msglen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < cnt; i++) {
+        const char *s = config_setting_get_string_elem(v, i);
+        if (!s || !(l[i] = strdup(s))) {
+            if (s) err_set(msg, msglen, "out of memory");
+            else err_set(msg, msglen, "element %d is not a string", i);
+            list_free(l, (size_t)i);
+            return -1;
+        }
+    }
+    *items = l;
+    *n = (size_t)cnt;
+    return 0;
+}
+
+/* A list literal ["a", "b"] / ("a", "b") parsed by libconfig, else newline-separated
+ * entries (empty lines skipped). 0, or -1 with msg: running out of memory is an error,
+ * never a shorter list. */
 static int split_list(const char *text, char ***items, size_t *n, char *msg, size_t msglen) {
     *items = NULL;
     *n = 0;
@@ -408,61 +380,48 @@ static int split_list(const char *text, char ***items, size_t *n, char *msg, siz
         char *doc = malloc(tl + 16);
         if (!doc) {
             config_destroy(&lc);
-            snprintf(msg, msglen, "out of memory");
+            err_set(msg, msglen, "out of memory");
             return -1;
         }
         snprintf(doc, tl + 16, "v = %s;", text);
         int ok = config_read_string(&lc, doc);
         free(doc);
         config_setting_t *v = ok ? config_lookup(&lc, "v") : NULL;
-        if (!v || (config_setting_type(v) != CONFIG_TYPE_ARRAY && config_setting_type(v) != CONFIG_TYPE_LIST)) {
+        int rc = -1;
+        if (!v || (config_setting_type(v) != CONFIG_TYPE_ARRAY && config_setting_type(v) != CONFIG_TYPE_LIST))
             /* no detail: libconfig's message could quote the (secret) text */
-            snprintf(msg, msglen, "not a list of strings: write [\"key=value\", ...]");
-            config_destroy(&lc);
-            return -1;
-        }
-        int cnt = config_setting_length(v);
-        *items = calloc((size_t)cnt + 1, sizeof **items);
-        for (int i = 0; *items && i < cnt; i++) {
-            const char *s = config_setting_get_string_elem(v, i);
-            if (!s) {
-                snprintf(msg, msglen, "element %d is not a string", i);
-                list_free(*items, (size_t)i);
-                *items = NULL;
-                config_destroy(&lc);
-                return -1;
-            }
-            (*items)[i] = strdup(s);
-            *n = (size_t)i + 1;
-        }
+            err_set(msg, msglen, "not a list of strings: write [\"key=value\", ...]");
+        else
+            rc = list_from_setting(v, items, n, msg, msglen);
         config_destroy(&lc);
-        if (!*items) {
-            snprintf(msg, msglen, "out of memory");
-            return -1;
-        }
-        return 0;
+        return rc;
     }
-    size_t cap = 4;
-    *items = malloc(cap * sizeof **items);
-    for (const char *s = text; *items && *s;) {
+    size_t cap = 4, cnt = 0;
+    char **l = malloc(cap * sizeof *l);
+    if (!l) goto oom;
+    for (const char *s = text; *s;) {
         const char *nl = strchr(s, '\n');
-        size_t l = nl ? (size_t)(nl - s) : strlen(s);
-        if (l > 0 && s[l - 1] == '\r') l--;
-        if (l > 0) {
-            if (*n == cap) {
-                char **g = realloc(*items, (cap *= 2) * sizeof **items);
-                if (!g) break;
-                *items = g;
+        size_t len = nl ? (size_t)(nl - s) : strlen(s);
+        if (len > 0 && s[len - 1] == '\r') len--;
+        if (len > 0) {
+            if (cnt == cap) {
+                char **g = cap > SIZE_MAX / 2 / sizeof *l ? NULL : realloc(l, cap * 2 * sizeof *l);
+                if (!g) goto oom;
+                l = g;
+                cap *= 2;
             }
-            (*items)[(*n)++] = strndup(s, l);
+            if (!(l[cnt] = strndup(s, len))) goto oom;
+            cnt++;
         }
         s += nl ? (size_t)(nl - s) + 1 : strlen(s);
     }
-    if (!*items) {
-        snprintf(msg, msglen, "out of memory");
-        return -1;
-    }
+    *items = l;
+    *n = cnt;
     return 0;
+oom:
+    list_free(l, cnt);
+    err_set(msg, msglen, "out of memory");
+    return -1;
 }
 
 /* Sets a key from text (environment, --set). */
@@ -577,17 +536,11 @@ static int set_setting(config_t *c, const config_key_t *k, config_setting_t *s, 
     case CONFIG_STRLIST: {
         if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
             return fail_key(err, errlen, where, k, "expected a list of strings: [\"key=value\", ...]");
-        int n = config_setting_length(s);
-        char **items = calloc((size_t)n + 1, sizeof *items);
-        if (!items) return fail_key(err, errlen, where, k, "out of memory");
-        for (int i = 0; i < n; i++) {
-            const char *v = config_setting_get_string_elem(s, i);
-            if (!v || !(items[i] = strdup(v))) {
-                list_free(items, (size_t)n);
-                return fail_key(err, errlen, where, k, "element %d is not a string", i);
-            }
-        }
-        return commit_list(c, k, items, (size_t)n, false, where, err, errlen);
+        char **items;
+        size_t n;
+        char msg[200];
+        if (list_from_setting(s, &items, &n, msg, sizeof msg) != 0) return fail_key(err, errlen, where, k, "%s", msg);
+        return commit_list(c, k, items, n, false, where, err, errlen);
     }
     }
     return -1;
@@ -752,62 +705,29 @@ bool config_kafka_property(const config_t *c, size_t i, config_client_t client, 
 
 /* ================================================================ rendering */
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sb_t;
-
-static void sb_printf(sb_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sb_t *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int w = vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
-        va_end(ap);
-        if (w < 0) {
-            b->oom = true;
-            return;
-        }
-        if ((size_t)w < b->cap - b->n) {
-            b->n += (size_t)w;
-            return;
-        }
-        size_t ncap = (b->cap + (size_t)w + 1) * 2;
-        char *np = realloc(b->p, ncap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = ncap;
-    }
-}
-
-static void sb_quoted(sb_t *b, const char *s, size_t n) {
-    sb_printf(b, "\"");
+static void render_quoted(buf_t *b, const char *s, size_t n) {
+    buf_printf(b, "\"");
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\') sb_printf(b, "\\%c", ch);
-        else if (ch < 0x20) sb_printf(b, "\\x%02x", ch);
-        else sb_printf(b, "%c", ch);
+        if (ch == '"' || ch == '\\') buf_printf(b, "\\%c", ch);
+        else if (ch < 0x20) buf_printf(b, "\\x%02x", ch);
+        else buf_printf(b, "%c", ch);
     }
-    sb_printf(b, "\"");
+    buf_printf(b, "\"");
 }
 
-static void render_value(sb_t *b, const config_t *c, const config_key_t *k) {
+static void render_value(buf_t *b, const config_t *c, const config_key_t *k) {
     switch (k->type) {
     case CONFIG_STRING:
     case CONFIG_ENUM: {
         const char *s = *FIELD(c, k, char *const);
-        sb_quoted(b, s, strlen(s));
+        render_quoted(b, s, strlen(s));
         break;
     }
-    case CONFIG_INT: sb_printf(b, "%d", *FIELD(c, k, const int)); break;
+    case CONFIG_INT: buf_printf(b, "%d", *FIELD(c, k, const int)); break;
     case CONFIG_INT64: {
         int64_t v = *FIELD(c, k, const int64_t);
-        sb_printf(b, "%" PRId64 "%s", v, v > INT32_MAX || v < INT32_MIN ? "L" : "");
+        buf_printf(b, "%" PRId64 "%s", v, v > INT32_MAX || v < INT32_MIN ? "L" : "");
         break;
     }
     case CONFIG_DOUBLE: {
@@ -816,27 +736,27 @@ static void render_value(sb_t *b, const config_t *c, const config_key_t *k) {
         char u[40];
         snprintf(u, sizeof u, "%.15g", *FIELD(c, k, const double)); /* shortest that reads back the same */
         const char *use = strtod(u, NULL) == *FIELD(c, k, const double) ? u : t;
-        sb_printf(b, "%s%s", use, strpbrk(use, ".eEn") ? "" : ".0");
+        buf_printf(b, "%s%s", use, strpbrk(use, ".eEn") ? "" : ".0");
         break;
     }
-    case CONFIG_BOOL: sb_printf(b, "%s", *FIELD(c, k, const bool) ? "true" : "false"); break;
+    case CONFIG_BOOL: buf_printf(b, "%s", *FIELD(c, k, const bool) ? "true" : "false"); break;
     case CONFIG_STRLIST: {
         char *const *l = *FIELD(c, k, char **const);
         size_t n = *(const size_t *)((const char *)c + k->count_offset);
-        sb_printf(b, "[");
+        buf_printf(b, "[");
         for (size_t i = 0; i < n; i++) {
-            sb_printf(b, "%s", i ? ", " : "");
+            buf_printf(b, "%s", i ? ", " : "");
             if (k->secret) {
                 const char *eq = strchr(l[i], '=');
                 size_t kl = eq ? (size_t)(eq - l[i]) : 0;
                 char tmp[200];
                 snprintf(tmp, sizeof tmp, "%.*s=<redacted>", (int)(kl < 150 ? kl : 150), l[i]);
-                sb_quoted(b, tmp, strlen(tmp));
+                render_quoted(b, tmp, strlen(tmp));
             } else {
-                sb_quoted(b, l[i], strlen(l[i]));
+                render_quoted(b, l[i], strlen(l[i]));
             }
         }
-        sb_printf(b, "]");
+        buf_printf(b, "]");
         break;
     }
     }
@@ -844,8 +764,8 @@ static void render_value(sb_t *b, const config_t *c, const config_key_t *k) {
 
 /* Section of a path: "batching.slo.ttft_ms" -> groups "batching", "slo"; leaf "ttft_ms". */
 char *config_render(const config_t *c) {
-    sb_t b = {0};
-    sb_printf(&b, "# krill effective configuration (kafka.properties values redacted)\n");
+    buf_t b = {0};
+    buf_printf(&b, "# krill effective configuration (kafka.properties values redacted)\n");
     char open[2][64] = {"", ""};
     int depth = 0;
     for (size_t i = 0; i < N_KEYS; i++) {
@@ -864,50 +784,24 @@ char *config_render(const config_t *c) {
         while (keep < depth && keep < groups && strcmp(open[keep], parts[keep]) == 0) keep++;
         while (depth > keep) {
             depth--;
-            sb_printf(&b, "%*s};\n", depth * 2, "");
+            buf_printf(&b, "%*s};\n", depth * 2, "");
         }
         while (depth < groups) {
-            sb_printf(&b, "%*s%s = {\n", depth * 2, "", parts[depth]);
+            buf_printf(&b, "%*s%s = {\n", depth * 2, "", parts[depth]);
             snprintf(open[depth], 64, "%s", parts[depth]);
             depth++;
         }
-        sb_printf(&b, "%*s%s = ", depth * 2, "", parts[np - 1]);
+        buf_printf(&b, "%*s%s = ", depth * 2, "", parts[np - 1]);
         render_value(&b, c, k);
-        sb_printf(&b, ";\n");
+        buf_printf(&b, ";\n");
     }
     while (depth > 0) {
         depth--;
-        sb_printf(&b, "%*s};\n", depth * 2, "");
+        buf_printf(&b, "%*s};\n", depth * 2, "");
     }
     if (b.oom) {
-        free(b.p);
+        buf_free(&b);
         return NULL;
     }
-    return b.p;
-}
-
-char *config_doc_markdown(void) {
-    sb_t b = {0};
-    sb_printf(&b, "| Key | Type | Default | Environment | Description |\n|---|---|---|---|---|\n");
-    for (size_t i = 0; i < N_KEYS; i++) {
-        const config_key_t *k = &KEYS[i];
-        char env[96], type[96];
-        config_env_name(k->path, env, sizeof env);
-        if (k->type == CONFIG_ENUM) {
-            snprintf(type, sizeof type, "one of %s", k->choices);
-            for (char *p = type; *p; p++)
-                if (*p == '|') *p = '/';
-        } else if (k->type == CONFIG_INT || k->type == CONFIG_INT64 || k->type == CONFIG_DOUBLE) {
-            if (k->type == CONFIG_DOUBLE) snprintf(type, sizeof type, "float [%g, %g]", k->min, k->max);
-            else snprintf(type, sizeof type, "integer [%.0f, %.0f]", k->min, k->max);
-        } else {
-            snprintf(type, sizeof type, "%s", config_type_name(k->type));
-        }
-        sb_printf(&b, "| `%s` | %s | `%s` | `%s` | %s |\n", k->path, type, k->def, env, k->doc);
-    }
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    return buf_detach(&b, NULL);
 }

@@ -1,9 +1,10 @@
-/* config.h — krill's settings: one table, three sources (design.md §6).
+/* config.h — krill's settings: one table, three sources (docs/configuration.md).
  *
  * Precedence (later wins): the table's defaults < the libconfig file <
  * environment KRILL_<SECTION>_<KEY> (e.g. KRILL_KAFKA_BROKERS, KRILL_BATCHING_SLO_TTFT_MS)
  * < --set section.key=value. docs/configuration.md lists every key (generated from
- * the table; test_config checks it) and conf/krill.cfg documents each with its default.
+ * the table by build/krill-config-doc; test_config checks it) and conf/krill.cfg
+ * documents each with its default.
  *
  * Rules it keeps:
  * - Every key is one row of the table in config.c (name, type, bounds, default,
@@ -90,7 +91,7 @@ typedef struct {
 typedef enum { CONFIG_STRING, CONFIG_INT, CONFIG_INT64, CONFIG_DOUBLE, CONFIG_BOOL, CONFIG_ENUM,
                CONFIG_STRLIST } config_type_t;
 
-/* One row of the table (read-only view for docs, tools and tests). */
+/* One row of the table (read-only view for the docs tool, tools and tests). */
 typedef struct {
     const char *path;      /* "section.key" or "section.sub.key" */
     config_type_t type;
@@ -127,10 +128,11 @@ int config_load(config_t *c, const char *path, char *const *envp, const char *co
                 size_t n_sets, char *err, size_t errlen);
 
 /* The effective configuration as libconfig text (loadable again when nothing is
- * secret); kafka.properties values are replaced by "<redacted>". malloc'd. */
+ * secret); kafka.properties values are replaced by "<redacted>". malloc'd, NULL when
+ * out of memory. Written by krill rather than libconfig's config_write: libconfig 1.5
+ * (Debian 12) prints doubles with 15 digits (0.1 + 0.2 reads back as 0.3), and its
+ * layout differs between 1.5 and 1.7; this text is the same everywhere and exact. */
 char *config_render(const config_t *c);
-/* Markdown table of every key (docs/configuration.md between its markers). malloc'd. */
-char *config_doc_markdown(void);
 /* The environment variable of a key: "kafka.topic_dlq" -> "KRILL_KAFKA_TOPIC_DLQ". */
 void config_env_name(const char *path, char *out, size_t outlen);
 

@@ -596,3 +596,77 @@ fail:
     if (rk) rd_kafka_destroy(rk);
     return rc;
 }
+
+/* ---------------------------------------------------------------- config checks */
+
+/* [A-Za-z0-9._-]: the characters of topic names and of librdkafka property names. */
+static bool kafka_name_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '-';
+}
+
+static bool kafka_topic_ok(const char *t, size_t n) {
+    if (n == 0 || n > 249) return false;
+    if ((n == 1 && t[0] == '.') || (n == 2 && t[0] == '.' && t[1] == '.')) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!kafka_name_char(t[i])) return false;
+    return true;
+}
+
+/* librdkafka property names krill sets itself from other keys */
+static const char *const KAFKA_MANAGED[][2] = {
+    {"bootstrap.servers", "kafka.brokers"},
+    {"metadata.broker.list", "kafka.brokers"},
+    {"group.id", "kafka.group"},
+    {"client.id", "kafka.client_id"},
+    {"enable.auto.offset.store", "nothing: krill stores offsets only after results are acknowledged"},
+};
+
+/* Checks one "key=value" entry without ever printing the value. */
+static int kafka_property_check(const char *e, size_t idx, char *err, size_t errlen) {
+    const char *eq = strchr(e, '=');
+    if (!eq) {
+        err_set(err, errlen, "entry %zu has no '=': write \"key=value\"", idx);
+        return -1;
+    }
+    const char *k = e;
+    size_t kl = (size_t)(eq - e);
+    if (kl > 9 && (strncmp(k, "consumer.", 9) == 0 || strncmp(k, "producer.", 9) == 0)) k += 9, kl -= 9;
+    if (kl == 0) {
+        err_set(err, errlen, "entry %zu has an empty key: write \"key=value\"", idx);
+        return -1;
+    }
+    for (size_t i = 0; i < kl; i++)
+        if (!kafka_name_char(k[i])) {
+            err_set(err, errlen, "entry %zu: the key has characters other than [A-Za-z0-9._-]", idx);
+            return -1;
+        }
+    for (size_t i = 0; i < sizeof KAFKA_MANAGED / sizeof *KAFKA_MANAGED; i++)
+        if (strlen(KAFKA_MANAGED[i][0]) == kl && strncmp(KAFKA_MANAGED[i][0], k, kl) == 0) {
+            err_set(err, errlen, "entry %zu sets %s; set %s instead", idx, KAFKA_MANAGED[i][0], KAFKA_MANAGED[i][1]);
+            return -1;
+        }
+    return 0;
+}
+
+int kafka_config_check(kafka_check_t what, const char *value, size_t idx, char *err, size_t errlen) {
+    switch (what) {
+    case KAFKA_CHECK_TOPIC:
+        if (kafka_topic_ok(value, strlen(value))) return 0;
+        err_set(err, errlen, "\"%s\" is not a Kafka topic name (1..249 of [A-Za-z0-9._-])", value);
+        return -1;
+    case KAFKA_CHECK_TOPIC_LIST:
+        for (const char *p = value;;) {
+            const char *c = strchr(p, ',');
+            if (!kafka_topic_ok(p, c ? (size_t)(c - p) : strlen(p))) {
+                err_set(err, errlen, "\"%s\" is not a comma-separated list of Kafka topic names", value);
+                return -1;
+            }
+            if (!c) return 0;
+            p = c + 1;
+        }
+    case KAFKA_CHECK_PROPERTY: return kafka_property_check(value, idx, err, errlen);
+    }
+    err_set(err, errlen, "unknown Kafka check %d", (int)what);
+    return -1;
+}

@@ -117,4 +117,13 @@ rd_kafka_headers_t *kafka_headers_copy(const rd_kafka_message_t *m);
 int kafka_create_topics(const char *brokers, const char *const *props, size_t n_props, const char *const *topics,
                         size_t n_topics, int n_partitions, int replication, int timeout_ms, char *err, size_t errlen);
 
+/* Config-time checks of Kafka-specific settings (config.c calls it for its kafka.*
+ * keys): KAFKA_CHECK_TOPIC a topic name (1..249 of [A-Za-z0-9._-], not "." or ".."),
+ * KAFKA_CHECK_TOPIC_LIST a comma-separated list of them, KAFKA_CHECK_PROPERTY the
+ * kafka.properties entry number idx ("key=value", "consumer."/"producer." prefix
+ * allowed, a key of [A-Za-z0-9._-], none of the properties krill sets from its own
+ * keys). 0, or -1 with err; a property's value is never quoted (it may be a secret). */
+typedef enum { KAFKA_CHECK_TOPIC, KAFKA_CHECK_TOPIC_LIST, KAFKA_CHECK_PROPERTY } kafka_check_t;
+int kafka_config_check(kafka_check_t what, const char *value, size_t idx, char *err, size_t errlen);
+
 #endif

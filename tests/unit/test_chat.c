@@ -16,6 +16,7 @@
 #include "chat.h"
 #include "gguf.h"
 #include "log.h"
+#include "utf8.h"
 
 #define FAMILIES_JSON "tests/data/chat/families.json"
 #define SMOLLM2_JSON "tests/data/chat/smollm2.json"
@@ -179,17 +180,6 @@ static void test_fallback(void **state) {
     json_decref(j);
 }
 
-static int utf8_put(char *p, unsigned cp) {
-    if (cp < 0x80) { p[0] = (char)cp; return 1; }
-    if (cp < 0x800) { p[0] = (char)(0xC0 | (cp >> 6)); p[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
-    if (cp < 0x10000) {
-        p[0] = (char)(0xE0 | (cp >> 12)); p[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        p[2] = (char)(0x80 | (cp & 0x3F)); return 3;
-    }
-    p[0] = (char)(0xF0 | (cp >> 18)); p[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    p[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); p[3] = (char)(0x80 | (cp & 0x3F)); return 4;
-}
-
 /* Llama-3's |trim removes exactly Python's str.isspace() code points (list from the
  * generator), on both ends, and nothing else: every code point up to U+10FFFF. */
 static void test_trim_matches_python(void **state) {
@@ -209,9 +199,9 @@ static void test_trim_matches_python(void **state) {
     for (unsigned cp = 1; cp < 0x110000; cp++) {
         if (cp >= 0xD800 && cp <= 0xDFFF) continue;
         char content[16];
-        int l = utf8_put(content, cp);
+        int l = (int)utf8_encode(cp, content);
         content[l] = 'x';
-        l += utf8_put(content + l + 1, cp) + 1;
+        l += (int)utf8_encode(cp, content + l + 1) + 1;
         content[l] = '\0';
         engine_chat_msg_t m = {"user", content};
         char *out = NULL;

@@ -1,37 +1,29 @@
 /* test_config.c — the settings table, its sources and precedence, error messages
- * with key paths, secret redaction, and agreement of conf/krill.cfg and
- * docs/configuration.md with the table.
+ * with key paths, secret redaction, list parsing running out of memory, and agreement
+ * of conf/krill.cfg and docs/configuration.md with the table.
  *
- * `test_config --write-doc` rewrites the generated table in docs/configuration.md. */
+ * `build/krill-config-doc --write` rewrites the generated table in docs/configuration.md;
+ * this test compiles that tool (main renamed) to check the committed doc. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
 
-#define DOC_PATH "docs/configuration.md"
-#define CFG_PATH "conf/krill.cfg"
-#define DOC_BEGIN "<!-- keys:begin (generated from src/worker/config.c; `build/tests/test_config --write-doc` rewrites it) -->\n"
-#define DOC_END "<!-- keys:end -->"
+#define main krill_config_doc_main
+#include "tools/krill-config-doc.c"
+#undef main
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (fread(s, 1, (size_t)n, f) != (size_t)n) n = 0;
-    s[n] = 0;
-    fclose(f);
-    return s;
-}
+#define CFG_PATH "conf/krill.cfg"
 
 static void expect_err(int rc, const char *err, const char *must1, const char *must2) {
     assert_int_equal(rc, -1);
@@ -281,11 +273,64 @@ static void test_render_round_trip(void **state) {
     config_free(d);
 }
 
+/* A list that cannot be stored is an error, never a shorter list: a newline-separated
+ * list from --set and from the environment, parsed under an address-space limit too
+ * small for its entries (in a child process; ASan needs more address space than any
+ * such limit leaves, so the sanitizer build skips this). */
+static void test_list_out_of_memory(void **state) {
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__)
+    skip();
+#else
+    enum { N = 8 << 20 }; /* "a=1\n" each: 32 MiB of text, ~320 MiB to store */
+    static const char head[] = "kafka.properties=";
+    static const char env_head[] = "KRILL_KAFKA_PROPERTIES=";
+    for (int via_env = 0; via_env < 2; via_env++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            /* cmocka catches crashes to go on with the next test: not in this child */
+            int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+            for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) signal(sigs[i], SIG_DFL);
+            const char *h = via_env ? env_head : head;
+            size_t hl = strlen(h);
+            char *text = malloc(hl + (size_t)N * 4 + 1);
+            config_t *c = config_new();
+            if (!text || !c) _exit(3);
+            memcpy(text, h, hl);
+            for (size_t i = 0; i < N; i++) memcpy(text + hl + i * 4, "a=1\n", 4);
+            text[hl + (size_t)N * 4] = 0;
+            char err[512] = "";
+            if (config_set(c, "kafka.properties=[\"x=1\"]", err, sizeof err) != 0) _exit(4);
+            /* room for 64 MiB more than the process holds now */
+            FILE *f = fopen("/proc/self/statm", "r");
+            unsigned long pages = 0;
+            if (!f || fscanf(f, "%lu", &pages) != 1) _exit(5);
+            fclose(f);
+            struct rlimit rl = {.rlim_cur = pages * (unsigned long)sysconf(_SC_PAGESIZE) + (64ul << 20)};
+            rl.rlim_max = RLIM_INFINITY;
+            if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(6);
+            char *const envp[] = {text, NULL};
+            int rc = via_env ? config_apply_env(c, envp, err, sizeof err) : config_set(c, text, err, sizeof err);
+            if (rc != -1) _exit(7);                           /* a shortened list was taken */
+            if (!strstr(err, "kafka.properties") || !strstr(err, "out of memory")) _exit(8);
+            if (c->kafka.n_properties != 1) _exit(9);         /* the old list is kept */
+            _exit(0);
+        }
+        int st = 0;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            fail_msg("%s: child %s %d", via_env ? "environment" : "--set", WIFEXITED(st) ? "exit" : "signal",
+                     WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+    }
+#endif
+}
+
 /* conf/krill.cfg: loads; with every "# key = value;" line uncommented it sets every
  * key of the table exactly once, to its default, and nothing else. */
 static void test_krill_cfg_lists_every_key(void **state) {
     (void)state;
-    char *text = slurp(CFG_PATH);
+    char *text = config_doc_slurp(CFG_PATH);
     assert_non_null(text);
     char err[512];
     config_t *c = config_new();
@@ -351,26 +396,16 @@ static void test_krill_cfg_lists_every_key(void **state) {
     free(text);
 }
 
-static char *doc_with_table(const char *doc, const char *table) {
-    const char *b = strstr(doc, DOC_BEGIN), *e = strstr(doc, DOC_END);
-    if (!b || !e || e < b) return NULL;
-    size_t head = (size_t)(b - doc) + strlen(DOC_BEGIN);
-    char *out = malloc(strlen(doc) + strlen(table) + 1);
-    memcpy(out, doc, head);
-    strcpy(out + head, table);
-    strcat(out, e);
-    return out;
-}
-
 static void test_doc_matches_table(void **state) {
     (void)state;
-    char *doc = slurp(DOC_PATH);
+    char *doc = config_doc_slurp(CONFIG_DOC_PATH);
     assert_non_null(doc);
-    char *table = config_doc_markdown();
-    char *want = doc_with_table(doc, table);
-    if (!want) fail_msg(DOC_PATH " lacks the markers %s ... %s", DOC_BEGIN, DOC_END);
+    char *table = config_doc_table();
+    assert_non_null(table);
+    char *want = config_doc_splice(doc, table);
+    if (!want) fail_msg(CONFIG_DOC_PATH " lacks the markers %s ... %s", CONFIG_DOC_BEGIN, CONFIG_DOC_END);
     if (strcmp(doc, want) != 0)
-        fail_msg(DOC_PATH " is out of date with the key table: run build/tests/test_config --write-doc");
+        fail_msg(CONFIG_DOC_PATH " is out of date with the key table: run build/krill-config-doc --write");
     /* and every key is in it, with its environment variable */
     size_t n;
     const config_key_t *keys = config_keys(&n);
@@ -386,19 +421,7 @@ static void test_doc_matches_table(void **state) {
     free(want);
 }
 
-int main(int argc, char **argv) {
-    if (argc > 1 && strcmp(argv[1], "--write-doc") == 0) {
-        char *doc = slurp(DOC_PATH), *table = config_doc_markdown();
-        char *out = doc ? doc_with_table(doc, table) : NULL;
-        if (!out) {
-            fprintf(stderr, "%s: missing, or without the markers\n", DOC_PATH);
-            return 1;
-        }
-        FILE *f = fopen(DOC_PATH, "wb");
-        if (!f || fputs(out, f) < 0 || fclose(f) != 0) return 1;
-        printf("rewrote the key table in %s\n", DOC_PATH);
-        return 0;
-    }
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_precedence),
@@ -406,6 +429,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_cross_checks),
         cmocka_unit_test(test_properties_and_secrets),
         cmocka_unit_test(test_render_round_trip),
+        cmocka_unit_test(test_list_out_of_memory),
         cmocka_unit_test(test_krill_cfg_lists_every_key),
         cmocka_unit_test(test_doc_matches_table),
     };
