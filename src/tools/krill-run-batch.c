@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "clock.h"
 #include "codec.h"
 #include "config.h"
@@ -42,57 +43,55 @@ static void usage(FILE *f) {
             "  --set K=V            override one key (repeatable), e.g. model.name=...\n"
             "  --window N           requests in flight at most (default 4 x batching.max_seqs, >= 64)\n"
             "  -q, --quiet          no progress line\n"
-            "  -h, --help, --version\n"
+            "  -h, --help           this text\n"
+            "      --version        print the version\n"
             "Exit status: 0 when every line was answered, 1 on a model or I/O error, 2 usage.\n");
 }
 
-int main(int argc, char **argv) {
-    const char *model = NULL, *in_path = NULL, *out_path = NULL, *cfg_path = NULL;
-    const char **sets = calloc((size_t)argc + 2, sizeof *sets);
-    size_t n_sets = 0;
-    int window = 0;
-    bool quiet = false;
-    char err[1024];
-    if (!sets) return 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool more = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--version")) {
-            printf("krill-run-batch %s\n", KRILL_VERSION);
-            return 0;
-        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && more) {
-            model = argv[++i];
-        } else if ((!strcmp(a, "-i") || !strcmp(a, "--input")) && more) {
-            in_path = argv[++i];
-        } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && more) {
-            out_path = argv[++i];
-        } else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && more) {
-            cfg_path = argv[++i];
-        } else if (!strcmp(a, "--set") && more) {
-            sets[n_sets++] = argv[++i];
-        } else if (!strcmp(a, "--window") && more) {
-            window = atoi(argv[++i]);
-            if (window < 1) {
-                fprintf(stderr, "krill-run-batch: --window must be >= 1\n");
-                return 2;
-            }
-        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-            quiet = true;
-        } else {
-            fprintf(stderr, "krill-run-batch: unknown or incomplete argument '%s' (try --help)\n", a);
-            return 2;
+typedef struct {
+    const char *model, *in_path, *out_path, *cfg_path;
+    const char **sets; /* --set K=V, in order */
+    size_t n_sets;
+    int window; /* 0: from batching.max_seqs */
+    bool quiet;
+} args_t;
+
+static void argparse(int argc, char **argv, args_t *a) {
+    enum { O_SET = 256, O_WINDOW };
+    static const struct option lopts[] = {
+        {"model", required_argument, NULL, 'm'},  {"input", required_argument, NULL, 'i'},
+        {"output", required_argument, NULL, 'o'}, {"config", required_argument, NULL, 'c'},
+        {"set", required_argument, NULL, O_SET},  {"window", required_argument, NULL, O_WINDOW},
+        {"quiet", no_argument, NULL, 'q'},        CLI_OPTIONS_END};
+    *a = (args_t){.sets = calloc((size_t)argc + 1, sizeof *a->sets)};
+    if (!a->sets) exit(1);
+    int c;
+    while ((c = getopt_long(argc, argv, "m:i:o:c:qh", lopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': a->model = optarg; break;
+        case 'i': a->in_path = optarg; break;
+        case 'o': a->out_path = optarg; break;
+        case 'c': a->cfg_path = optarg; break;
+        case O_SET: a->sets[a->n_sets++] = optarg; break;
+        case O_WINDOW: a->window = (int)cli_long("--window", optarg, 1, 1 << 24); break;
+        case 'q': a->quiet = true; break;
+        default: cli_default(c, usage);
         }
     }
-    if (!in_path || !out_path) {
-        fprintf(stderr, "krill-run-batch: -i IN.jsonl and -o OUT.jsonl are required (try --help)\n");
-        return 2;
-    }
+    cli_no_operands(argc, argv);
+    if (!a->in_path || !a->out_path) cli_usage_error("-i IN.jsonl and -o OUT.jsonl are required");
+}
+
+int main(int argc, char **argv) {
+    args_t a;
+    cli_init("krill-run-batch");
+    argparse(argc, argv, &a);
+    const char *model = a.model, *in_path = a.in_path, *out_path = a.out_path;
+    int window = a.window;
+    char err[1024];
     config_t *cfg = config_new();
     if (!cfg) return 1;
-    if (config_load(cfg, cfg_path, NULL, sets, n_sets, err, sizeof err) != 0) {
+    if (config_load(cfg, a.cfg_path, NULL, a.sets, a.n_sets, err, sizeof err) != 0) {
         fprintf(stderr, "krill-run-batch: %s\n", err);
         return 2;
     }
@@ -174,7 +173,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < window; i++) free_list[i] = window - 1 - i;
 
     const char *base = strrchr(in_path, '/') ? strrchr(in_path, '/') + 1 : in_path;
-    bool tty = !quiet && isatty(2);
+    bool tty = !a.quiet && isatty(2);
     size_t cap = 0;
     ssize_t len;
     long lineno = 0, answered = 0, ok_count = 0, gen_tokens = 0;
@@ -302,6 +301,6 @@ done:
     }
     engine_close(e);
     config_free(cfg);
-    free(sets);
+    free(a.sets);
     return rc;
 }
