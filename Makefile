@@ -155,9 +155,9 @@ $(BUILD)/krill-%: $(BUILD)/obj/src/tools/krill-%.o $(TOOLS_LIB) $(LINK_LIBS)
 $(BUILD)/krill-worker: $(BUILD)/obj/src/worker/main.o $(LINK_LIBS)
 	$(CC) $(LDFLAGS) $< $(LINK_LIBS) $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LINK_LIBS)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TOOLS_LIB) $(LINK_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $< $(LINK_LIBS) $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS) $< $(TOOLS_LIB) $(LINK_LIBS) $(LDLIBS) -o $@
 
 check-test:
 	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) scripts/run-tests.sh
