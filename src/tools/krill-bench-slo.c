@@ -165,6 +165,14 @@ static void argparse(int argc, char **argv, opts_t *o) {
     }
     cli_no_operands(argc, argv);
     if (!o->model) cli_usage_error("-m MODEL is required");
+    if (o->n_static == 0) {
+        static const int ds[] = {64, 64, 64, 32}, db[] = {2048, 512, 256, 256};
+        for (int i = 0; i < 4; i++) {
+            o->st_seqs[i] = ds[i];
+            o->st_tokens[i] = db[i];
+        }
+        o->n_static = 4;
+    }
     if (o->high < o->low || o->settle_s >= o->high_s || o->n_static + 2 * o->repeat > MAX_RUNS)
         cli_usage_error("need --low <= --high, --settle-s < --high-s and at most %d runs (--static settings + 2 x "
                         "--repeat)", MAX_RUNS);
@@ -427,47 +435,204 @@ static void print_run(const run_t *r) {
     fflush(stdout);
 }
 
+/* One engine configuration for every run: the largest limits any run may use. */
+static void slo_engine_config(const opts_t *o, engine_config_t *ec) {
+    int max_s = o->ceil_seqs, max_b = o->ceil_tokens;
+    for (int i = 0; i < o->n_static; i++) {
+        if (o->st_seqs[i] > max_s) max_s = o->st_seqs[i];
+        if (o->st_tokens[i] > max_b) max_b = o->st_tokens[i];
+    }
+    engine_config_defaults(ec);
+    ec->model_path = o->model;
+    ec->backend = o->backend;
+    ec->n_threads = o->threads > 0 ? o->threads : 1; /* runs go side by side: one core each by default */
+    ec->context = o->prompt_len + o->output_len + 8;
+    ec->max_seqs = max_s;
+    ec->max_batch_tokens = max_b;
+    ec->kv_cache_tokens = (int64_t)ec->context * (max_s > o->high ? max_s : o->high);
+}
+
+/* Opens the engine once to fail early and to name the model and device; 0 or -1. */
+static int slo_probe(group_t *g) {
+    char err[1024];
+    engine_t *e = engine_open(g->ec, err, sizeof err);
+    if (!e) {
+        fprintf(stderr, "krill-bench-slo: %s\n", err);
+        return -1;
+    }
+    const engine_info_t *info = engine_get_info(e);
+    snprintf(g->model_name, sizeof g->model_name, "%s", info->model_name);
+    snprintf(g->backend, sizeof g->backend, "%s", info->backend);
+    snprintf(g->device, sizeof g->device, "%s", info->device);
+    engine_close(e);
+    return 0;
+}
+
+/* Every run so far, and what the sweep and the pairs found. */
+typedef struct {
+    run_t runs[MAX_RUNS];
+    int nr, best, n_pairs;
+    double target; /* p95 TPOT target of the controller runs */
+    const char *target_src;
+    double ratio[MAX_RUNS]; /* controller / static throughput, per pair */
+} results_t;
+
+/* 1. the sweep, all static settings side by side: the best for throughput. 0 or -1. */
+static int slo_sweep(group_t *g, results_t *res) {
+    const opts_t *o = g->o;
+    run_t *runs = res->runs;
+    res->best = -1;
+    for (int i = 0; i < o->n_static; i++) {
+        run_t *r = &runs[res->nr++];
+        memset(r, 0, sizeof *r);
+        snprintf(r->name, sizeof r->name, "static %d:%d", o->st_seqs[i], o->st_tokens[i]);
+        r->seqs = o->st_seqs[i];
+        r->tokens = o->st_tokens[i];
+    }
+    if (run_group(g, runs, o->n_static) != 0) return -1;
+    for (int i = 0; i < o->n_static; i++) {
+        print_run(&runs[i]);
+        if (res->best < 0 || runs[i].tok_s > runs[res->best].tok_s) res->best = i;
+    }
+    return 0;
+}
+
+/* 2. pairs side by side (the same machine load hits both): the controller, whose
+ *    target comes from the sweep's best static run, and that static setting again.
+ *    Prints the summary; 0 or -1. */
+static int slo_pairs(group_t *g, results_t *res) {
+    const opts_t *o = g->o;
+    const run_t *best = &res->runs[res->best];
+    double target = o->tpot_ms > 0     ? o->tpot_ms
+                    : o->tpot_frac > 0 ? o->tpot_frac * best->tpot95
+                                       : o->tpot_decode_x * best->decode_step_ms;
+    res->target = target;
+    res->target_src = o->tpot_ms > 0     ? "given"
+                      : o->tpot_frac > 0 ? "tpot-frac x the sweep's best static p95"
+                                         : "tpot-decode-x x its median decode-only step";
+    if (!(target > 0)) {
+        fprintf(stderr, "krill-bench-slo: the best static run finished no request in its measuring window, so there "
+                        "is no TPOT to derive a target from: lengthen --high-s (or shorten --settle-s / --output-len), "
+                        "or give --tpot-ms\n");
+        return -1;
+    }
+    int st_holds = 0, slo_holds = 0, slo_ttft_holds = 0, st_ttft_holds = 0;
+    for (int k = 0; k < o->repeat; k++) {
+        run_t *r = &res->runs[res->nr], *b = &res->runs[res->nr + 1];
+        res->nr += 2;
+        memset(r, 0, sizeof *r);
+        r->slo = true;
+        r->seqs = o->ceil_seqs ? o->ceil_seqs : best->seqs;
+        r->tokens = o->ceil_tokens ? o->ceil_tokens : best->tokens;
+        r->tpot_target = target;
+        r->ttft_target = o->ttft_ms;
+        snprintf(r->name, sizeof r->name, "slo#%d tpot<=%.0fms", k + 1, target);
+        memset(b, 0, sizeof *b);
+        b->seqs = best->seqs;
+        b->tokens = best->tokens;
+        snprintf(b->name, sizeof b->name, "static#%d %d:%d", k + 1, b->seqs, b->tokens);
+        if (run_group(g, r, 2) != 0) return -1;
+        print_run(r);
+        print_run(b);
+        res->ratio[res->n_pairs++] = r->tok_s / b->tok_s;
+        st_holds += b->tpot95 <= target;
+        slo_holds += r->tpot95 <= target;
+        if (o->ttft_ms > 0) {
+            st_ttft_holds += b->ttft95 <= o->ttft_ms;
+            slo_ttft_holds += r->ttft95 <= o->ttft_ms;
+        }
+    }
+    double sorted[MAX_RUNS]; /* bench_pct sorts: the per-pair ratios keep their order */
+    memcpy(sorted, res->ratio, sizeof sorted);
+    double med = bench_pct(sorted, (size_t)res->n_pairs, 50);
+    printf("\nbest static for throughput in the sweep: %s (%.1f tok/s, p95 TPOT %.1f ms, p95 TTFT %.0f ms)\n",
+           best->name, best->tok_s, best->tpot95, best->ttft95);
+    printf("target p95 TPOT %.1f ms (%s): held by the static setting in %d of %d runs, by the controller in %d of %d; "
+           "controller throughput / static throughput, per pair: median %.3f",
+           target, res->target_src, st_holds, o->repeat, slo_holds, o->repeat, med);
+    for (int k = 0; k < res->n_pairs; k++) printf("%s%.3f", k ? ", " : " (", res->ratio[k]);
+    printf(")\n");
+    if (o->ttft_ms > 0)
+        printf("target p95 TTFT %.0f ms: held by the static setting in %d of %d runs, by the controller in %d of %d\n",
+               o->ttft_ms, st_ttft_holds, o->repeat, slo_ttft_holds, o->repeat);
+    return 0;
+}
+
+/* --json FILE: the settings, the pairs and every run; 0 or -1. */
+static int slo_write_json(const group_t *g, const results_t *res) {
+    const opts_t *o = g->o;
+    int rc = 0;
+    json_t *root = json_object(), *arr = json_array();
+    json_object_set_new(root, "model", json_string(g->model_name));
+    json_object_set_new(root, "backend", json_string(g->backend));
+    json_object_set_new(root, "device", json_string(g->device));
+    json_object_set_new(root, "side_by_side", json_true());
+    json_object_set_new(root, "prompt_len", json_integer(o->prompt_len));
+    json_object_set_new(root, "output_len", json_integer(o->output_len));
+    json_object_set_new(root, "low", json_integer(o->low));
+    json_object_set_new(root, "high", json_integer(o->high));
+    json_object_set_new(root, "low_s", json_real(o->low_s));
+    json_object_set_new(root, "high_s", json_real(o->high_s));
+    json_object_set_new(root, "settle_s", json_real(o->settle_s));
+    json_object_set_new(root, "best_static", json_integer(res->best));
+    json_object_set_new(root, "tpot_target_ms", json_real(res->target));
+    json_object_set_new(root, "tpot_target_source", json_string(res->target_src));
+    json_object_set_new(root, "ttft_target_ms", json_real(o->ttft_ms));
+    json_t *pairs = json_array();
+    for (int k = 0; k < res->n_pairs; k++) {
+        json_t *pj = json_object();
+        json_object_set_new(pj, "slo", json_integer(o->n_static + 2 * k));
+        json_object_set_new(pj, "static", json_integer(o->n_static + 2 * k + 1));
+        json_object_set_new(pj, "throughput_ratio", json_real(res->ratio[k]));
+        json_array_append_new(pairs, pj);
+    }
+    json_object_set_new(root, "pairs", pairs);
+    for (int i = 0; i < res->nr; i++) {
+        const run_t *r = &res->runs[i];
+        json_t *j = json_object();
+#define JNUM(k, v) json_object_set_new(j, k, isfinite(v) ? json_real(v) : json_null())
+        json_object_set_new(j, "name", json_string(r->name));
+        json_object_set_new(j, "slo", json_boolean(r->slo));
+        json_object_set_new(j, "max_seqs", json_integer(r->seqs));
+        json_object_set_new(j, "max_batch_tokens", json_integer(r->tokens));
+        JNUM("tpot_target_ms", r->tpot_target);
+        JNUM("ttft_target_ms", r->ttft_target);
+        JNUM("tok_s", r->tok_s);
+        JNUM("req_s", r->req_s);
+        JNUM("ttft_p50_ms", r->ttft50);
+        JNUM("ttft_p95_ms", r->ttft95);
+        JNUM("tpot_p50_ms", r->tpot50);
+        JNUM("tpot_p95_ms", r->tpot95);
+        JNUM("ttft_p95_all_ms", r->ttft95_all);
+        JNUM("tpot_p95_all_ms", r->tpot95_all);
+        JNUM("gain", r->end_gain);
+        JNUM("decode_step_ms", r->decode_step_ms);
+#undef JNUM
+        json_object_set_new(j, "n_steady", json_integer((json_int_t)r->n_steady));
+        json_object_set_new(j, "n_all", json_integer((json_int_t)r->n_all));
+        json_object_set_new(j, "end_max_seqs", json_integer(r->end_seqs));
+        json_object_set_new(j, "end_max_batch_tokens", json_integer(r->end_tokens));
+        json_object_set_new(j, "changes", json_integer((json_int_t)r->changes));
+        json_array_append_new(arr, j);
+    }
+    json_object_set_new(root, "runs", arr);
+    if (json_dump_file(root, o->json_path, JSON_INDENT(1)) != 0) {
+        fprintf(stderr, "krill-bench-slo: cannot write %s\n", o->json_path);
+        rc = -1;
+    }
+    json_decref(root);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     opts_t o;
     cli_init("krill-bench-slo");
     argparse(argc, argv, &o);
-    if (o.n_static == 0) {
-        static const int ds[] = {64, 64, 64, 32}, db[] = {2048, 512, 256, 256};
-        for (int i = 0; i < 4; i++) {
-            o.st_seqs[i] = ds[i];
-            o.st_tokens[i] = db[i];
-        }
-        o.n_static = 4;
-    }
-    int max_s = o.ceil_seqs, max_b = o.ceil_tokens;
-    for (int i = 0; i < o.n_static; i++) {
-        if (o.st_seqs[i] > max_s) max_s = o.st_seqs[i];
-        if (o.st_tokens[i] > max_b) max_b = o.st_tokens[i];
-    }
     log_set_level(LOG_LVL_WARN);
     engine_config_t ec;
-    engine_config_defaults(&ec);
-    ec.model_path = o.model;
-    ec.backend = o.backend;
-    ec.n_threads = o.threads > 0 ? o.threads : 1; /* runs go side by side: one core each by default */
-    ec.context = o.prompt_len + o.output_len + 8;
-    ec.max_seqs = max_s;
-    ec.max_batch_tokens = max_b;
-    ec.kv_cache_tokens = (int64_t)ec.context * (max_s > o.high ? max_s : o.high);
+    slo_engine_config(&o, &ec);
     group_t g = {.o = &o, .ec = &ec};
-    char err[1024];
-    {
-        engine_t *e = engine_open(&ec, err, sizeof err); /* fail early, and name the device */
-        if (!e) {
-            fprintf(stderr, "krill-bench-slo: %s\n", err);
-            return 1;
-        }
-        const engine_info_t *info = engine_get_info(e);
-        snprintf(g.model_name, sizeof g.model_name, "%s", info->model_name);
-        snprintf(g.backend, sizeof g.backend, "%s", info->backend);
-        snprintf(g.device, sizeof g.device, "%s", info->device);
-        engine_close(e);
-    }
+    if (slo_probe(&g) != 0) return 1;
     if (o.trace_path && !(g.trace = fopen(o.trace_path, "w"))) {
         fprintf(stderr, "krill-bench-slo: cannot write %s\n", o.trace_path);
         return 1;
@@ -478,145 +643,10 @@ int main(int argc, char **argv) {
            o.settle_s);
     printf("%-26s %7s %7s %9s %9s %8s %8s | %9s %8s %5s %7s | %s\n", "run", "tok/s", "req/s", "ttft50ms", "ttft95ms",
            "tpot50", "tpot95", "ttft95all", "tpot95all", "n", "dec_ms", "limits");
-    run_t runs[MAX_RUNS];
-    int nr = 0, best = -1, rc = 0;
-    /* 1. the sweep, all static settings side by side: pick the best for throughput */
-    for (int i = 0; i < o.n_static; i++) {
-        run_t *r = &runs[nr++];
-        memset(r, 0, sizeof *r);
-        snprintf(r->name, sizeof r->name, "static %d:%d", o.st_seqs[i], o.st_tokens[i]);
-        r->seqs = o.st_seqs[i];
-        r->tokens = o.st_tokens[i];
-    }
-    if (run_group(&g, runs, o.n_static) != 0) {
-        rc = 1;
-        goto out;
-    }
-    for (int i = 0; i < o.n_static; i++) {
-        print_run(&runs[i]);
-        if (best < 0 || runs[i].tok_s > runs[best].tok_s) best = i;
-    }
-    /* 2. pairs side by side (the same machine load hits both): the controller, whose
-     *    target comes from the sweep's best static run, and that static setting again */
-    double target = o.tpot_ms > 0     ? o.tpot_ms
-                    : o.tpot_frac > 0 ? o.tpot_frac * runs[best].tpot95
-                                      : o.tpot_decode_x * runs[best].decode_step_ms;
-    const char *target_src = o.tpot_ms > 0 ? "given" : o.tpot_frac > 0 ? "tpot-frac x the sweep's best static p95"
-                                                                        : "tpot-decode-x x its median decode-only step";
-    if (!(target > 0)) {
-        fprintf(stderr, "krill-bench-slo: the best static run finished no request in its measuring window, so there "
-                        "is no TPOT to derive a target from: lengthen --high-s (or shorten --settle-s / --output-len), "
-                        "or give --tpot-ms\n");
-        rc = 1;
-        goto out;
-    }
-    double ratio[MAX_RUNS];
-    int n_pairs = 0, st_holds = 0, slo_holds = 0, slo_ttft_holds = 0, st_ttft_holds = 0;
-    for (int k = 0; k < o.repeat; k++) {
-        run_t *r = &runs[nr], *b = &runs[nr + 1];
-        nr += 2;
-        memset(r, 0, sizeof *r);
-        r->slo = true;
-        r->seqs = o.ceil_seqs ? o.ceil_seqs : runs[best].seqs;
-        r->tokens = o.ceil_tokens ? o.ceil_tokens : runs[best].tokens;
-        r->tpot_target = target;
-        r->ttft_target = o.ttft_ms;
-        snprintf(r->name, sizeof r->name, "slo#%d tpot<=%.0fms", k + 1, target);
-        memset(b, 0, sizeof *b);
-        b->seqs = runs[best].seqs;
-        b->tokens = runs[best].tokens;
-        snprintf(b->name, sizeof b->name, "static#%d %d:%d", k + 1, b->seqs, b->tokens);
-        if (run_group(&g, r, 2) != 0) {
-            rc = 1;
-            goto out;
-        }
-        print_run(r);
-        print_run(b);
-        ratio[n_pairs++] = r->tok_s / b->tok_s;
-        st_holds += b->tpot95 <= target;
-        slo_holds += r->tpot95 <= target;
-        if (o.ttft_ms > 0) {
-            st_ttft_holds += b->ttft95 <= o.ttft_ms;
-            slo_ttft_holds += r->ttft95 <= o.ttft_ms;
-        }
-    }
-    {
-        const run_t *b = &runs[best];
-        double med = bench_pct(ratio, (size_t)n_pairs, 50);
-        printf("\nbest static for throughput in the sweep: %s (%.1f tok/s, p95 TPOT %.1f ms, p95 TTFT %.0f ms)\n",
-               b->name, b->tok_s, b->tpot95, b->ttft95);
-        printf("target p95 TPOT %.1f ms (%s): held by the static setting in %d of %d runs, by the controller in %d of %d; "
-               "controller throughput / static throughput, per pair: median %.3f",
-               target, target_src, st_holds, o.repeat,
-               slo_holds, o.repeat, med);
-        for (int k = 0; k < n_pairs; k++) printf("%s%.3f", k ? ", " : " (", ratio[k]);
-        printf(")\n");
-        if (o.ttft_ms > 0)
-            printf("target p95 TTFT %.0f ms: held by the static setting in %d of %d runs, by the controller in %d of %d\n",
-                   o.ttft_ms, st_ttft_holds, o.repeat, slo_ttft_holds, o.repeat);
-    }
-    if (o.json_path) {
-        json_t *root = json_object(), *arr = json_array();
-        json_object_set_new(root, "model", json_string(g.model_name));
-        json_object_set_new(root, "backend", json_string(g.backend));
-        json_object_set_new(root, "device", json_string(g.device));
-        json_object_set_new(root, "side_by_side", json_true());
-        json_object_set_new(root, "prompt_len", json_integer(o.prompt_len));
-        json_object_set_new(root, "output_len", json_integer(o.output_len));
-        json_object_set_new(root, "low", json_integer(o.low));
-        json_object_set_new(root, "high", json_integer(o.high));
-        json_object_set_new(root, "low_s", json_real(o.low_s));
-        json_object_set_new(root, "high_s", json_real(o.high_s));
-        json_object_set_new(root, "settle_s", json_real(o.settle_s));
-        json_object_set_new(root, "best_static", json_integer(best));
-        json_object_set_new(root, "tpot_target_ms", json_real(target));
-        json_object_set_new(root, "tpot_target_source", json_string(target_src));
-        json_object_set_new(root, "ttft_target_ms", json_real(o.ttft_ms));
-        json_t *pairs = json_array();
-        for (int k = 0; k < n_pairs; k++) {
-            json_t *pj = json_object();
-            json_object_set_new(pj, "slo", json_integer(o.n_static + 2 * k));
-            json_object_set_new(pj, "static", json_integer(o.n_static + 2 * k + 1));
-            json_object_set_new(pj, "throughput_ratio", json_real(ratio[k]));
-            json_array_append_new(pairs, pj);
-        }
-        json_object_set_new(root, "pairs", pairs);
-        for (int i = 0; i < nr; i++) {
-            run_t *r = &runs[i];
-            json_t *j = json_object();
-#define JNUM(k, v) json_object_set_new(j, k, isfinite(v) ? json_real(v) : json_null())
-            json_object_set_new(j, "name", json_string(r->name));
-            json_object_set_new(j, "slo", json_boolean(r->slo));
-            json_object_set_new(j, "max_seqs", json_integer(r->seqs));
-            json_object_set_new(j, "max_batch_tokens", json_integer(r->tokens));
-            JNUM("tpot_target_ms", r->tpot_target);
-            JNUM("ttft_target_ms", r->ttft_target);
-            JNUM("tok_s", r->tok_s);
-            JNUM("req_s", r->req_s);
-            JNUM("ttft_p50_ms", r->ttft50);
-            JNUM("ttft_p95_ms", r->ttft95);
-            JNUM("tpot_p50_ms", r->tpot50);
-            JNUM("tpot_p95_ms", r->tpot95);
-            JNUM("ttft_p95_all_ms", r->ttft95_all);
-            JNUM("tpot_p95_all_ms", r->tpot95_all);
-            JNUM("gain", r->end_gain);
-            JNUM("decode_step_ms", r->decode_step_ms);
-#undef JNUM
-            json_object_set_new(j, "n_steady", json_integer((json_int_t)r->n_steady));
-            json_object_set_new(j, "n_all", json_integer((json_int_t)r->n_all));
-            json_object_set_new(j, "end_max_seqs", json_integer(r->end_seqs));
-            json_object_set_new(j, "end_max_batch_tokens", json_integer(r->end_tokens));
-            json_object_set_new(j, "changes", json_integer((json_int_t)r->changes));
-            json_array_append_new(arr, j);
-        }
-        json_object_set_new(root, "runs", arr);
-        if (json_dump_file(root, o.json_path, JSON_INDENT(1)) != 0) {
-            fprintf(stderr, "krill-bench-slo: cannot write %s\n", o.json_path);
-            rc = 1;
-        }
-        json_decref(root);
-    }
-out:
+    static results_t res; /* MAX_RUNS runs: off the stack */
+    int rc = slo_sweep(&g, &res) == 0 && slo_pairs(&g, &res) == 0 && (!o.json_path || slo_write_json(&g, &res) == 0)
+                 ? 0
+                 : 1;
     if (g.trace) fclose(g.trace);
     return rc;
 }
