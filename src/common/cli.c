@@ -131,3 +131,17 @@ void cli_default(int c, cli_usage_fn *usage) {
 void cli_no_operands(int argc, char *const *argv) {
     if (optind < argc) cli_usage_error("unexpected argument '%s'", argv[optind]);
 }
+
+void cli_list_add(cli_list_t *l, int argc, const char *item) {
+    if (!l->items && !(l->items = calloc((size_t)argc + 1, sizeof *l->items))) {
+        fprintf(stderr, "%s: out of memory\n", prog_name);
+        exit(1);
+    }
+    l->items[l->n++] = item;
+}
+
+void cli_list_free(cli_list_t *l) {
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}

@@ -59,4 +59,14 @@ void cli_default(int c, cli_usage_fn *usage) __attribute__((noreturn));
 /* Exits 2 naming the first operand getopt left (for programs that take none). */
 void cli_no_operands(int argc, char *const *argv);
 
+/* A repeatable option's values in order (-X, --set): argv's strings, not copies. */
+typedef struct {
+    const char **items;
+    size_t n;
+} cli_list_t;
+/* Appends; the first call makes room for argc items (no option repeats more often),
+ * exits 1 when out of memory. */
+void cli_list_add(cli_list_t *l, int argc, const char *item);
+void cli_list_free(cli_list_t *l);
+
 #endif

@@ -78,8 +78,7 @@ typedef enum { FMT_JSON, FMT_MSGPACK, FMT_MIXED } send_format_t;
 
 typedef struct {
     const char *brokers, *topic, *file;
-    const char **props; /* -X KEY=VALUE, in order */
-    size_t n_props;
+    cli_list_t props; /* -X KEY=VALUE */
     send_format_t format;
     bool text, create, quiet;
     int partitions, max_tokens;
@@ -94,8 +93,7 @@ static void argparse(int argc, char **argv, args_t *a) {
         {"partitions", required_argument, NULL, O_PARTITIONS}, {"quiet", no_argument, NULL, 'q'},
         CLI_OPTIONS_END};
     char key[256];
-    *a = (args_t){.partitions = 4, .max_tokens = 64, .props = calloc((size_t)argc + 1, sizeof *a->props)};
-    if (!a->props) exit(1);
+    *a = (args_t){.partitions = 4, .max_tokens = 64};
     int c;
     while ((c = getopt_long(argc, argv, "b:t:X:qh", lopts, NULL)) != -1) {
         switch (c) {
@@ -113,7 +111,7 @@ static void argparse(int argc, char **argv, args_t *a) {
         case O_PARTITIONS: a->partitions = (int)cli_long("--partitions", optarg, 1, 1 << 20); break;
         case 'X':
             cli_kv("-X", optarg, key, sizeof key);
-            a->props[a->n_props++] = optarg;
+            cli_list_add(&a->props, argc, optarg);
             break;
         case 'q': a->quiet = true; break;
         default: cli_default(c, usage);
@@ -208,13 +206,13 @@ int main(int argc, char **argv) {
     char err[512];
     if (a.create) {
         const char *ts[4] = {a.topic, "krill.results", "krill.dlq", "krill.stats"};
-        if (kafka_create_topics(a.brokers, a.props, a.n_props, ts, 4, a.partitions, 1, 10000, err, sizeof err) != 0) {
+        if (kafka_create_topics(a.brokers, a.props.items, a.props.n, ts, 4, a.partitions, 1, 10000, err, sizeof err) != 0) {
             fprintf(stderr, "krill-enqueue: %s\n", err);
             return 1;
         }
     }
     counts_t c = {0, 0};
-    kafka_io_config_t kc = {.brokers = a.brokers, .properties = a.props, .n_properties = a.n_props, .linger_ms = 5};
+    kafka_io_config_t kc = {.brokers = a.brokers, .properties = a.props.items, .n_properties = a.props.n, .linger_ms = 5};
     kafka_io_handlers_t kh = {.ctx = &c, .delivered = on_delivered};
     kafka_io_t *k = kafka_io_open(&kc, &kh, err, sizeof err);
     if (!k) {
@@ -238,6 +236,6 @@ int main(int argc, char **argv) {
     fprintf(stderr, "krill-enqueue: %ld records acknowledged by %s (topic %s) in %.2fs (%.0f/s)%s", c.acked,
             a.brokers, a.topic, dt, dt > 0 ? (double)c.acked / dt : 0.0, (failed + left) ? "" : "\n");
     if (failed + left) fprintf(stderr, "; %ld FAILED, %d unacknowledged\n", failed, left);
-    free(a.props);
+    cli_list_free(&a.props);
     return (failed + left) ? 1 : 0;
 }

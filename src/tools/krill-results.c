@@ -50,8 +50,7 @@ static void usage(FILE *f) {
 
 typedef struct {
     const char *brokers, *topic, *group;
-    const char **props; /* -X KEY=VALUE, in order */
-    size_t n_props;
+    cli_list_t props; /* -X KEY=VALUE */
     long max_n;  /* -1: no limit */
     double idle; /* -1: no idle timeout */
     bool from_beginning, envelope, quiet;
@@ -65,8 +64,7 @@ static void argparse(int argc, char **argv, args_t *a) {
         {"group", required_argument, NULL, 'g'},        {"envelope", no_argument, NULL, O_ENVELOPE},
         {"quiet", no_argument, NULL, 'q'},              CLI_OPTIONS_END};
     char key[256];
-    *a = (args_t){.max_n = -1, .idle = -1, .props = calloc((size_t)argc + 1, sizeof *a->props)};
-    if (!a->props) exit(1);
+    *a = (args_t){.max_n = -1, .idle = -1};
     int c;
     while ((c = getopt_long(argc, argv, "b:t:n:g:X:qh", lopts, NULL)) != -1) {
         switch (c) {
@@ -79,7 +77,7 @@ static void argparse(int argc, char **argv, args_t *a) {
         case O_ENVELOPE: a->envelope = true; break;
         case 'X':
             cli_kv("-X", optarg, key, sizeof key);
-            a->props[a->n_props++] = optarg;
+            cli_list_add(&a->props, argc, optarg);
             break;
         case 'q': a->quiet = true; break;
         default: cli_default(c, usage);
@@ -128,8 +126,8 @@ static const char *value_json(const rd_kafka_message_t *m, buf_t *buf, size_t *l
 static rd_kafka_conf_t *results_conf(const args_t *a) {
     char es[512], key[256];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    for (size_t i = 0; i < a->n_props; i++) {
-        const char *val = cli_kv("-X", a->props[i], key, sizeof key);
+    for (size_t i = 0; i < a->props.n; i++) {
+        const char *val = cli_kv("-X", a->props.items[i], key, sizeof key);
         if (rd_kafka_conf_set(conf, key, val, es, sizeof es) != RD_KAFKA_CONF_OK)
             cli_usage_error("property %s rejected by librdkafka", key);
     }
@@ -290,6 +288,6 @@ int main(int argc, char **argv) {
     fprintf(stderr, "krill-results: %ld records from %s%s\n", n, a.topic, bad ? " (some not JSON/msgpack)" : "");
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
-    free(a.props);
+    cli_list_free(&a.props);
     return 0;
 }

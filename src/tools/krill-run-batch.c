@@ -50,8 +50,7 @@ static void usage(FILE *f) {
 
 typedef struct {
     const char *model, *in_path, *out_path, *cfg_path;
-    const char **sets; /* --set K=V, in order */
-    size_t n_sets;
+    cli_list_t sets; /* --set K=V */
     int window; /* 0: from batching.max_seqs */
     bool quiet;
 } args_t;
@@ -63,8 +62,7 @@ static void argparse(int argc, char **argv, args_t *a) {
         {"output", required_argument, NULL, 'o'}, {"config", required_argument, NULL, 'c'},
         {"set", required_argument, NULL, O_SET},  {"window", required_argument, NULL, O_WINDOW},
         {"quiet", no_argument, NULL, 'q'},        CLI_OPTIONS_END};
-    *a = (args_t){.sets = calloc((size_t)argc + 1, sizeof *a->sets)};
-    if (!a->sets) exit(1);
+    *a = (args_t){0};
     int c;
     while ((c = getopt_long(argc, argv, "m:i:o:c:qh", lopts, NULL)) != -1) {
         switch (c) {
@@ -72,7 +70,7 @@ static void argparse(int argc, char **argv, args_t *a) {
         case 'i': a->in_path = optarg; break;
         case 'o': a->out_path = optarg; break;
         case 'c': a->cfg_path = optarg; break;
-        case O_SET: a->sets[a->n_sets++] = optarg; break;
+        case O_SET: cli_list_add(&a->sets, argc, optarg); break;
         case O_WINDOW: a->window = (int)cli_long("--window", optarg, 1, 1 << 24); break;
         case 'q': a->quiet = true; break;
         default: cli_default(c, usage);
@@ -88,7 +86,7 @@ static int load_config(const args_t *a, config_t **out) {
     char err[1024];
     config_t *cfg = *out = config_new();
     if (!cfg) return 1;
-    if (config_load(cfg, a->cfg_path, NULL, a->sets, a->n_sets, err, sizeof err) != 0) {
+    if (config_load(cfg, a->cfg_path, NULL, a->sets.items, a->sets.n, err, sizeof err) != 0) {
         fprintf(stderr, "krill-run-batch: %s\n", err);
         return 2;
     }
@@ -345,6 +343,6 @@ done:
     }
     engine_close(e);
     config_free(cfg);
-    free(a.sets);
+    cli_list_free(&a.sets);
     return rc;
 }
