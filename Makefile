@@ -101,12 +101,14 @@ COMMON_SRC := $(wildcard src/common/*.c)
 ENGINE_SRC := $(wildcard src/engine/*.c)
 WORKER_SRC := $(filter-out src/worker/main.c,$(wildcard src/worker/*.c))
 TOOL_SRC   := $(wildcard src/tools/krill-*.c)
+TOOLS_LIB_SRC := $(filter-out $(TOOL_SRC),$(wildcard src/tools/*.c))
 TEST_SRC   := $(wildcard tests/unit/test_*.c)
 CU_SRC     := $(if $(filter 1,$(USE_CUDA)),$(wildcard kernels/*.cu))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 ENGINE_LIB := $(BUILD)/libkrill_engine.a
 WORKER_LIB := $(BUILD)/libkrill_worker.a
+TOOLS_LIB  := $(BUILD)/libkrill_tools.a
 ENGINE_OBJ := $(call obj,$(COMMON_SRC) $(ENGINE_SRC)) $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRC))
 WORKER_OBJ := $(call obj,$(WORKER_SRC))
 TOOLS      := $(patsubst src/tools/%.c,$(BUILD)/%,$(TOOL_SRC))
@@ -141,19 +143,21 @@ $(ENGINE_LIB): $(ENGINE_OBJ)
 	@rm -f $@; ar rcs $@ $^
 $(WORKER_LIB): $(WORKER_OBJ)
 	@rm -f $@; ar rcs $@ $^
+$(TOOLS_LIB): $(call obj,$(TOOLS_LIB_SRC))
+	@rm -f $@; ar rcs $@ $^
 
 LINK_LIBS := $(if $(WORKER_OBJ),$(WORKER_LIB)) $(ENGINE_LIB)
 .PRECIOUS: $(BUILD)/obj/%.o
 
-$(BUILD)/krill-%: $(BUILD)/obj/src/tools/krill-%.o $(LINK_LIBS)
-	$(CC) $(LDFLAGS) $< $(LINK_LIBS) $(LDLIBS) -o $@
+$(BUILD)/krill-%: $(BUILD)/obj/src/tools/krill-%.o $(TOOLS_LIB) $(LINK_LIBS)
+	$(CC) $(LDFLAGS) $< $(TOOLS_LIB) $(LINK_LIBS) $(LDLIBS) -o $@
 
 $(BUILD)/krill-worker: $(BUILD)/obj/src/worker/main.o $(LINK_LIBS)
 	$(CC) $(LDFLAGS) $< $(LINK_LIBS) $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LINK_LIBS)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TOOLS_LIB) $(LINK_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $< $(LINK_LIBS) $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS) $< $(TOOLS_LIB) $(LINK_LIBS) $(LDLIBS) -o $@
 
 check-test:
 	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) scripts/run-tests.sh

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "err.h"
 
@@ -42,6 +43,34 @@ int cli_parse_double(const char *opt, const char *arg, double lo, double hi, dou
     return 0;
 }
 
+int cli_parse_u64(const char *opt, const char *arg, uint64_t *out, char *err, size_t errlen) {
+    char *end;
+    errno = 0;
+    /* strtoull would take "-1" as 2^64-1: only digits are a whole number here */
+    unsigned long long v = arg && *arg >= '0' && *arg <= '9' ? strtoull(arg, &end, 10) : 0;
+    if (!arg || *arg < '0' || *arg > '9' || *end || errno) {
+        err_set(err, errlen, "%s: '%s' is not a whole number from 0 to %llu", opt, arg ? arg : "",
+                (unsigned long long)UINT64_MAX);
+        return -1;
+    }
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int cli_parse_kv(const char *opt, const char *arg, char *key, size_t keycap, const char **value, char *err,
+                 size_t errlen) {
+    const char *eq = arg ? strchr(arg, '=') : NULL;
+    if (!eq || eq == arg || (size_t)(eq - arg) >= keycap) {
+        err_set(err, errlen, "%s: '%s' is not KEY=VALUE%s", opt, arg ? arg : "",
+                eq && eq != arg ? " (the key is too long)" : "");
+        return -1;
+    }
+    memcpy(key, arg, (size_t)(eq - arg));
+    key[eq - arg] = 0;
+    *value = eq + 1;
+    return 0;
+}
+
 long cli_long(const char *opt, const char *arg, long lo, long hi) {
     char err[256];
     long v;
@@ -53,6 +82,20 @@ double cli_double(const char *opt, const char *arg, double lo, double hi) {
     char err[256];
     double v;
     if (cli_parse_double(opt, arg, lo, hi, &v, err, sizeof err) != 0) cli_usage_error("%s", err);
+    return v;
+}
+
+uint64_t cli_u64(const char *opt, const char *arg) {
+    char err[256];
+    uint64_t v;
+    if (cli_parse_u64(opt, arg, &v, err, sizeof err) != 0) cli_usage_error("%s", err);
+    return v;
+}
+
+const char *cli_kv(const char *opt, const char *arg, char *key, size_t keycap) {
+    char err[512];
+    const char *v;
+    if (cli_parse_kv(opt, arg, key, keycap, &v, err, sizeof err) != 0) cli_usage_error("%s", err);
     return v;
 }
 
@@ -74,4 +117,31 @@ void cli_usage_error(const char *fmt, ...) {
 void cli_bad_option(void) {
     fprintf(stderr, "%s: try --help\n", prog_name);
     exit(2);
+}
+
+void cli_default(int c, cli_usage_fn *usage) {
+    if (c == 'h') {
+        usage(stdout);
+        exit(0);
+    }
+    if (c == CLI_OPT_VERSION) cli_version();
+    cli_bad_option();
+}
+
+void cli_no_operands(int argc, char *const *argv) {
+    if (optind < argc) cli_usage_error("unexpected argument '%s'", argv[optind]);
+}
+
+void cli_list_add(cli_list_t *l, int argc, const char *item) {
+    if (!l->items && !(l->items = calloc((size_t)argc + 1, sizeof *l->items))) {
+        fprintf(stderr, "%s: out of memory\n", prog_name);
+        exit(1);
+    }
+    l->items[l->n++] = item;
+}
+
+void cli_list_free(cli_list_t *l) {
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
 }

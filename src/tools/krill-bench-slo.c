@@ -21,17 +21,17 @@
  * (the transient included), and the limits the controller ended with. --json FILE
  * writes all of it; --trace FILE writes one line per step for charts.
  * A benchmark, not a test: it takes minutes of CPU; timings depend on the machine. */
-#include <getopt.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "rng.h"
+#include "bench_load.h"
+#include "cli.h"
 #include "clock.h"
 #include "engine.h"
 #include "log.h"
@@ -72,17 +72,6 @@ typedef struct {
     uint64_t seed;
 } opts_t;
 
-static int cmpd(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double pct(double *v, size_t n, double p) {
-    if (!n) return NAN;
-    qsort(v, n, sizeof *v, cmpd);
-    size_t k = (size_t)ceil(p * (double)n);
-    return v[k ? k - 1 : 0];
-}
-
 static void usage(FILE *f) {
     fprintf(f,
             "usage: krill-bench-slo -m MODEL [options]\n"
@@ -108,29 +97,85 @@ static void usage(FILE *f) {
             "  --seed N                prompt seed (default 1)\n"
             "  --json FILE             write the results as JSON\n"
             "  --trace FILE            write one line per step: run t_s seqs tokens step_ms max_seqs max_batch_tokens\n"
-            "  -h, --help, --version\n"
+            "  -h, --help              this text\n"
+            "      --version           print the version\n"
             "Exit status: 0 done, 1 engine error, 2 usage.\n");
 }
 
-static int parse_pair(const char *s, int *a, int *b) {
-    char *e;
-    long x = strtol(s, &e, 10);
-    if (*e != ':' || x < 1 || x > 100000) return -1;
-    long y = strtol(e + 1, &e, 10);
-    if (*e || y < 1 || y > 1000000) return -1;
-    *a = (int)x;
-    *b = (int)y;
-    return 0;
+/* --static / --ceiling S:B: max_seqs S, max_batch_tokens B. */
+static void parse_pair(const char *opt, const char *arg, int *seqs, int *tokens) {
+    char err[256], num[32];
+    const char *colon = strchr(arg, ':');
+    long x, y;
+    snprintf(num, sizeof num, "%.*s", colon ? (int)(colon - arg) : 0, arg);
+    if (!colon || (size_t)(colon - arg) >= sizeof num || cli_parse_long(opt, num, 1, 100000, &x, err, sizeof err) ||
+        cli_parse_long(opt, colon + 1, 1, 1000000, &y, err, sizeof err))
+        cli_usage_error("%s wants S:B with S from 1 to 100000 and B from 1 to 1000000 (e.g. 64:2048), not '%s'", opt,
+                        arg);
+    *seqs = (int)x;
+    *tokens = (int)y;
 }
 
-static double num(const char *s, const char *name) {
-    char *e;
-    double v = strtod(s, &e);
-    if (*e || !(v >= 0)) {
-        fprintf(stderr, "krill-bench-slo: %s: '%s' is not a non-negative number\n", name, s);
-        exit(2);
+static void argparse(int argc, char **argv, opts_t *o) {
+    enum { O_BACKEND = 256, O_THREADS, O_PLEN, O_OLEN, O_LOW, O_HIGH, O_LOW_S, O_HIGH_S, O_SETTLE_S, O_STATIC,
+           O_CEILING, O_TPOT_MS, O_TPOT_FRAC, O_TTFT_MS, O_SEED, O_JSON, O_TRACE, O_REPEAT, O_TPOT_X };
+    static const struct option lopts[] = {
+        {"model", required_argument, NULL, 'm'},          {"backend", required_argument, NULL, O_BACKEND},
+        {"threads", required_argument, NULL, O_THREADS},  {"prompt-len", required_argument, NULL, O_PLEN},
+        {"output-len", required_argument, NULL, O_OLEN},  {"low", required_argument, NULL, O_LOW},
+        {"high", required_argument, NULL, O_HIGH},        {"low-s", required_argument, NULL, O_LOW_S},
+        {"high-s", required_argument, NULL, O_HIGH_S},    {"settle-s", required_argument, NULL, O_SETTLE_S},
+        {"static", required_argument, NULL, O_STATIC},    {"ceiling", required_argument, NULL, O_CEILING},
+        {"tpot-ms", required_argument, NULL, O_TPOT_MS},  {"tpot-frac", required_argument, NULL, O_TPOT_FRAC},
+        {"ttft-ms", required_argument, NULL, O_TTFT_MS},  {"seed", required_argument, NULL, O_SEED},
+        {"json", required_argument, NULL, O_JSON},        {"trace", required_argument, NULL, O_TRACE},
+        {"repeat", required_argument, NULL, O_REPEAT},    {"tpot-decode-x", required_argument, NULL, O_TPOT_X},
+        CLI_OPTIONS_END};
+    *o = (opts_t){.backend = "auto", .prompt_len = 128, .output_len = 64, .low = 4, .high = 64, .low_s = 20,
+                  .high_s = 120, .settle_s = 20, .tpot_decode_x = 1.5, .repeat = 2, .seed = 1};
+    int c;
+    while ((c = getopt_long(argc, argv, "m:h", lopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': o->model = optarg; break;
+        case O_BACKEND: o->backend = optarg; break;
+        case O_THREADS: o->threads = (int)cli_long("--threads", optarg, 0, 1024); break;
+        case O_PLEN: o->prompt_len = (int)cli_long("--prompt-len", optarg, 1, 1 << 24); break;
+        case O_OLEN: o->output_len = (int)cli_long("--output-len", optarg, 2, 1 << 24); break;
+        case O_LOW: o->low = (int)cli_long("--low", optarg, 1, 4096); break;
+        case O_HIGH: o->high = (int)cli_long("--high", optarg, 1, 4096); break;
+        case O_LOW_S: o->low_s = cli_double("--low-s", optarg, 0, 1e9); break;
+        case O_HIGH_S: o->high_s = cli_double("--high-s", optarg, 0, 1e9); break;
+        case O_SETTLE_S: o->settle_s = cli_double("--settle-s", optarg, 0, 1e9); break;
+        case O_STATIC:
+            if (o->n_static >= MAX_RUNS - 2) cli_usage_error("at most %d --static settings", MAX_RUNS - 2);
+            parse_pair("--static", optarg, &o->st_seqs[o->n_static], &o->st_tokens[o->n_static]);
+            o->n_static++;
+            break;
+        case O_CEILING: parse_pair("--ceiling", optarg, &o->ceil_seqs, &o->ceil_tokens); break;
+        case O_TPOT_MS: o->tpot_ms = cli_double("--tpot-ms", optarg, 0, 1e9); break;
+        case O_TPOT_FRAC: o->tpot_frac = cli_double("--tpot-frac", optarg, 0, 1); break;
+        case O_TTFT_MS: o->ttft_ms = cli_double("--ttft-ms", optarg, 0, 1e9); break;
+        case O_SEED: o->seed = (uint64_t)cli_long("--seed", optarg, 0, LONG_MAX); break;
+        case O_JSON: o->json_path = optarg; break;
+        case O_TRACE: o->trace_path = optarg; break;
+        case O_REPEAT: o->repeat = (int)cli_long("--repeat", optarg, 1, MAX_RUNS / 2); break;
+        case O_TPOT_X: o->tpot_decode_x = cli_double("--tpot-decode-x", optarg, 1, 1e6); break;
+        default: cli_default(c, usage);
+        }
     }
-    return v;
+    cli_no_operands(argc, argv);
+    if (!o->model) cli_usage_error("-m MODEL is required");
+    if (o->n_static == 0) {
+        static const int ds[] = {64, 64, 64, 32}, db[] = {2048, 512, 256, 256};
+        for (int i = 0; i < 4; i++) {
+            o->st_seqs[i] = ds[i];
+            o->st_tokens[i] = db[i];
+        }
+        o->n_static = 4;
+    }
+    if (o->high < o->low || o->settle_s >= o->high_s || o->n_static + 2 * o->repeat > MAX_RUNS)
+        cli_usage_error("need --low <= --high, --settle-s < --high-s and at most %d runs (--static settings + 2 x "
+                        "--repeat)", MAX_RUNS);
 }
 
 /* One run. Returns 0, or -1 on an engine error. */
@@ -164,7 +209,8 @@ static int run_once(engine_t *e, const opts_t *o, run_t *r, FILE *trace, int n_v
         fprintf(stderr, "krill-bench-slo: out of memory\n");
         return -1;
     }
-    uint64_t rng = o->seed * 7919 + 17;
+    bench_load_t load; /* every run draws the same prompts */
+    bench_load_init(&load, o->seed, n_vocab);
     double t0 = clock_now_s(), t_step = o->low_s, t_end = o->low_s + o->high_s;
     int active = o->low;
     bool stepped_up = false;
@@ -172,8 +218,7 @@ static int run_once(engine_t *e, const opts_t *o, run_t *r, FILE *trace, int n_v
     /* request id = client index; the engine returns it with the result */
     #define SUBMIT(c)                                                                                   \
         do {                                                                                            \
-            for (int k_ = 0; k_ < o->prompt_len; k_++)                                                  \
-                prompt[k_] = 100 + (int32_t)(rng_next(&rng) % (uint64_t)(n_vocab - 200));              \
+            bench_load_prompt(&load, prompt, (size_t)o->prompt_len);                                    \
             engine_request_t rq_ = {0};                                                                 \
             rq_.id = (uint64_t)(c);                                                                     \
             rq_.prompt = prompt;                                                                        \
@@ -284,12 +329,12 @@ static int run_once(engine_t *e, const opts_t *o, run_t *r, FILE *trace, int n_v
         for (size_t i = 0; i < n_rec; i++)
             if (rec[i].t_submit >= win0) a[na++] = rec[i].ttft_ms;
         r->n_steady = na;
-        r->ttft50 = pct(a, na, 0.5);
-        r->ttft95 = pct(a, na, 0.95);
+        r->ttft50 = bench_pct(a, na, 50);
+        r->ttft95 = bench_pct(a, na, 95);
         for (size_t i = 0; i < n_rec; i++)
             if (rec[i].t_submit >= win0 && rec[i].tpot_ms >= 0) b[nb++] = rec[i].tpot_ms;
-        r->tpot50 = pct(b, nb, 0.5);
-        r->tpot95 = pct(b, nb, 0.95);
+        r->tpot50 = bench_pct(b, nb, 50);
+        r->tpot95 = bench_pct(b, nb, 95);
         na = nb = 0;
         for (size_t i = 0; i < n_rec; i++)
             if (rec[i].high) {
@@ -297,9 +342,9 @@ static int run_once(engine_t *e, const opts_t *o, run_t *r, FILE *trace, int n_v
                 if (rec[i].tpot_ms >= 0) b[nb++] = rec[i].tpot_ms;
             }
         r->n_all = na;
-        r->ttft95_all = pct(a, na, 0.95);
-        r->decode_step_ms = pct(dec_ms, n_dec, 0.5);
-        r->tpot95_all = pct(b, nb, 0.95);
+        r->ttft95_all = bench_pct(a, na, 95);
+        r->decode_step_ms = bench_pct(dec_ms, n_dec, 50);
+        r->tpot95_all = bench_pct(b, nb, 95);
         free(a);
         free(b);
     }
@@ -390,105 +435,204 @@ static void print_run(const run_t *r) {
     fflush(stdout);
 }
 
+/* One engine configuration for every run: the largest limits any run may use. */
+static void slo_engine_config(const opts_t *o, engine_config_t *ec) {
+    int max_s = o->ceil_seqs, max_b = o->ceil_tokens;
+    for (int i = 0; i < o->n_static; i++) {
+        if (o->st_seqs[i] > max_s) max_s = o->st_seqs[i];
+        if (o->st_tokens[i] > max_b) max_b = o->st_tokens[i];
+    }
+    engine_config_defaults(ec);
+    ec->model_path = o->model;
+    ec->backend = o->backend;
+    ec->n_threads = o->threads > 0 ? o->threads : 1; /* runs go side by side: one core each by default */
+    ec->context = o->prompt_len + o->output_len + 8;
+    ec->max_seqs = max_s;
+    ec->max_batch_tokens = max_b;
+    ec->kv_cache_tokens = (int64_t)ec->context * (max_s > o->high ? max_s : o->high);
+}
+
+/* Opens the engine once to fail early and to name the model and device; 0 or -1. */
+static int slo_probe(group_t *g) {
+    char err[1024];
+    engine_t *e = engine_open(g->ec, err, sizeof err);
+    if (!e) {
+        fprintf(stderr, "krill-bench-slo: %s\n", err);
+        return -1;
+    }
+    const engine_info_t *info = engine_get_info(e);
+    snprintf(g->model_name, sizeof g->model_name, "%s", info->model_name);
+    snprintf(g->backend, sizeof g->backend, "%s", info->backend);
+    snprintf(g->device, sizeof g->device, "%s", info->device);
+    engine_close(e);
+    return 0;
+}
+
+/* Every run so far, and what the sweep and the pairs found. */
+typedef struct {
+    run_t runs[MAX_RUNS];
+    int nr, best, n_pairs;
+    double target; /* p95 TPOT target of the controller runs */
+    const char *target_src;
+    double ratio[MAX_RUNS]; /* controller / static throughput, per pair */
+} results_t;
+
+/* 1. the sweep, all static settings side by side: the best for throughput. 0 or -1. */
+static int slo_sweep(group_t *g, results_t *res) {
+    const opts_t *o = g->o;
+    run_t *runs = res->runs;
+    res->best = -1;
+    for (int i = 0; i < o->n_static; i++) {
+        run_t *r = &runs[res->nr++];
+        memset(r, 0, sizeof *r);
+        snprintf(r->name, sizeof r->name, "static %d:%d", o->st_seqs[i], o->st_tokens[i]);
+        r->seqs = o->st_seqs[i];
+        r->tokens = o->st_tokens[i];
+    }
+    if (run_group(g, runs, o->n_static) != 0) return -1;
+    for (int i = 0; i < o->n_static; i++) {
+        print_run(&runs[i]);
+        if (res->best < 0 || runs[i].tok_s > runs[res->best].tok_s) res->best = i;
+    }
+    return 0;
+}
+
+/* 2. pairs side by side (the same machine load hits both): the controller, whose
+ *    target comes from the sweep's best static run, and that static setting again.
+ *    Prints the summary; 0 or -1. */
+static int slo_pairs(group_t *g, results_t *res) {
+    const opts_t *o = g->o;
+    const run_t *best = &res->runs[res->best];
+    double target = o->tpot_ms > 0     ? o->tpot_ms
+                    : o->tpot_frac > 0 ? o->tpot_frac * best->tpot95
+                                       : o->tpot_decode_x * best->decode_step_ms;
+    res->target = target;
+    res->target_src = o->tpot_ms > 0     ? "given"
+                      : o->tpot_frac > 0 ? "tpot-frac x the sweep's best static p95"
+                                         : "tpot-decode-x x its median decode-only step";
+    if (!(target > 0)) {
+        fprintf(stderr, "krill-bench-slo: the best static run finished no request in its measuring window, so there "
+                        "is no TPOT to derive a target from: lengthen --high-s (or shorten --settle-s / --output-len), "
+                        "or give --tpot-ms\n");
+        return -1;
+    }
+    int st_holds = 0, slo_holds = 0, slo_ttft_holds = 0, st_ttft_holds = 0;
+    for (int k = 0; k < o->repeat; k++) {
+        run_t *r = &res->runs[res->nr], *b = &res->runs[res->nr + 1];
+        res->nr += 2;
+        memset(r, 0, sizeof *r);
+        r->slo = true;
+        r->seqs = o->ceil_seqs ? o->ceil_seqs : best->seqs;
+        r->tokens = o->ceil_tokens ? o->ceil_tokens : best->tokens;
+        r->tpot_target = target;
+        r->ttft_target = o->ttft_ms;
+        snprintf(r->name, sizeof r->name, "slo#%d tpot<=%.0fms", k + 1, target);
+        memset(b, 0, sizeof *b);
+        b->seqs = best->seqs;
+        b->tokens = best->tokens;
+        snprintf(b->name, sizeof b->name, "static#%d %d:%d", k + 1, b->seqs, b->tokens);
+        if (run_group(g, r, 2) != 0) return -1;
+        print_run(r);
+        print_run(b);
+        res->ratio[res->n_pairs++] = r->tok_s / b->tok_s;
+        st_holds += b->tpot95 <= target;
+        slo_holds += r->tpot95 <= target;
+        if (o->ttft_ms > 0) {
+            st_ttft_holds += b->ttft95 <= o->ttft_ms;
+            slo_ttft_holds += r->ttft95 <= o->ttft_ms;
+        }
+    }
+    double sorted[MAX_RUNS]; /* bench_pct sorts: the per-pair ratios keep their order */
+    memcpy(sorted, res->ratio, sizeof sorted);
+    double med = bench_pct(sorted, (size_t)res->n_pairs, 50);
+    printf("\nbest static for throughput in the sweep: %s (%.1f tok/s, p95 TPOT %.1f ms, p95 TTFT %.0f ms)\n",
+           best->name, best->tok_s, best->tpot95, best->ttft95);
+    printf("target p95 TPOT %.1f ms (%s): held by the static setting in %d of %d runs, by the controller in %d of %d; "
+           "controller throughput / static throughput, per pair: median %.3f",
+           target, res->target_src, st_holds, o->repeat, slo_holds, o->repeat, med);
+    for (int k = 0; k < res->n_pairs; k++) printf("%s%.3f", k ? ", " : " (", res->ratio[k]);
+    printf(")\n");
+    if (o->ttft_ms > 0)
+        printf("target p95 TTFT %.0f ms: held by the static setting in %d of %d runs, by the controller in %d of %d\n",
+               o->ttft_ms, st_ttft_holds, o->repeat, slo_ttft_holds, o->repeat);
+    return 0;
+}
+
+/* --json FILE: the settings, the pairs and every run; 0 or -1. */
+static int slo_write_json(const group_t *g, const results_t *res) {
+    const opts_t *o = g->o;
+    int rc = 0;
+    json_t *root = json_object(), *arr = json_array();
+    json_object_set_new(root, "model", json_string(g->model_name));
+    json_object_set_new(root, "backend", json_string(g->backend));
+    json_object_set_new(root, "device", json_string(g->device));
+    json_object_set_new(root, "side_by_side", json_true());
+    json_object_set_new(root, "prompt_len", json_integer(o->prompt_len));
+    json_object_set_new(root, "output_len", json_integer(o->output_len));
+    json_object_set_new(root, "low", json_integer(o->low));
+    json_object_set_new(root, "high", json_integer(o->high));
+    json_object_set_new(root, "low_s", json_real(o->low_s));
+    json_object_set_new(root, "high_s", json_real(o->high_s));
+    json_object_set_new(root, "settle_s", json_real(o->settle_s));
+    json_object_set_new(root, "best_static", json_integer(res->best));
+    json_object_set_new(root, "tpot_target_ms", json_real(res->target));
+    json_object_set_new(root, "tpot_target_source", json_string(res->target_src));
+    json_object_set_new(root, "ttft_target_ms", json_real(o->ttft_ms));
+    json_t *pairs = json_array();
+    for (int k = 0; k < res->n_pairs; k++) {
+        json_t *pj = json_object();
+        json_object_set_new(pj, "slo", json_integer(o->n_static + 2 * k));
+        json_object_set_new(pj, "static", json_integer(o->n_static + 2 * k + 1));
+        json_object_set_new(pj, "throughput_ratio", json_real(res->ratio[k]));
+        json_array_append_new(pairs, pj);
+    }
+    json_object_set_new(root, "pairs", pairs);
+    for (int i = 0; i < res->nr; i++) {
+        const run_t *r = &res->runs[i];
+        json_t *j = json_object();
+#define JNUM(k, v) json_object_set_new(j, k, isfinite(v) ? json_real(v) : json_null())
+        json_object_set_new(j, "name", json_string(r->name));
+        json_object_set_new(j, "slo", json_boolean(r->slo));
+        json_object_set_new(j, "max_seqs", json_integer(r->seqs));
+        json_object_set_new(j, "max_batch_tokens", json_integer(r->tokens));
+        JNUM("tpot_target_ms", r->tpot_target);
+        JNUM("ttft_target_ms", r->ttft_target);
+        JNUM("tok_s", r->tok_s);
+        JNUM("req_s", r->req_s);
+        JNUM("ttft_p50_ms", r->ttft50);
+        JNUM("ttft_p95_ms", r->ttft95);
+        JNUM("tpot_p50_ms", r->tpot50);
+        JNUM("tpot_p95_ms", r->tpot95);
+        JNUM("ttft_p95_all_ms", r->ttft95_all);
+        JNUM("tpot_p95_all_ms", r->tpot95_all);
+        JNUM("gain", r->end_gain);
+        JNUM("decode_step_ms", r->decode_step_ms);
+#undef JNUM
+        json_object_set_new(j, "n_steady", json_integer((json_int_t)r->n_steady));
+        json_object_set_new(j, "n_all", json_integer((json_int_t)r->n_all));
+        json_object_set_new(j, "end_max_seqs", json_integer(r->end_seqs));
+        json_object_set_new(j, "end_max_batch_tokens", json_integer(r->end_tokens));
+        json_object_set_new(j, "changes", json_integer((json_int_t)r->changes));
+        json_array_append_new(arr, j);
+    }
+    json_object_set_new(root, "runs", arr);
+    if (json_dump_file(root, o->json_path, JSON_INDENT(1)) != 0) {
+        fprintf(stderr, "krill-bench-slo: cannot write %s\n", o->json_path);
+        rc = -1;
+    }
+    json_decref(root);
+    return rc;
+}
+
 int main(int argc, char **argv) {
-    opts_t o = {.backend = "auto", .prompt_len = 128, .output_len = 64, .low = 4, .high = 64, .low_s = 20,
-                .high_s = 120, .settle_s = 20, .tpot_decode_x = 1.5, .repeat = 2, .seed = 1};
-    static const struct option lo[] = {
-        {"model", 1, 0, 'm'},       {"backend", 1, 0, 1},     {"threads", 1, 0, 2},  {"prompt-len", 1, 0, 3},
-        {"output-len", 1, 0, 4},    {"low", 1, 0, 5},         {"high", 1, 0, 6},     {"low-s", 1, 0, 7},
-        {"high-s", 1, 0, 8},        {"settle-s", 1, 0, 9},    {"static", 1, 0, 10},  {"ceiling", 1, 0, 11},
-        {"tpot-ms", 1, 0, 12},      {"tpot-frac", 1, 0, 13},  {"ttft-ms", 1, 0, 14}, {"seed", 1, 0, 15},
-        {"json", 1, 0, 16},         {"trace", 1, 0, 17},      {"repeat", 1, 0, 18},  {"tpot-decode-x", 1, 0, 19},
-        {"help", 0, 0, 'h'},
-        {"version", 0, 0, 'V'},
-        {0, 0, 0, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "m:h", lo, NULL)) != -1) {
-        switch (c) {
-        case 'm': o.model = optarg; break;
-        case 1: o.backend = optarg; break;
-        case 2: o.threads = (int)num(optarg, "--threads"); break;
-        case 3: o.prompt_len = (int)num(optarg, "--prompt-len"); break;
-        case 4: o.output_len = (int)num(optarg, "--output-len"); break;
-        case 5: o.low = (int)num(optarg, "--low"); break;
-        case 6: o.high = (int)num(optarg, "--high"); break;
-        case 7: o.low_s = num(optarg, "--low-s"); break;
-        case 8: o.high_s = num(optarg, "--high-s"); break;
-        case 9: o.settle_s = num(optarg, "--settle-s"); break;
-        case 10:
-            if (o.n_static >= MAX_RUNS - 2 || parse_pair(optarg, &o.st_seqs[o.n_static], &o.st_tokens[o.n_static])) {
-                fprintf(stderr, "krill-bench-slo: --static wants S:B (e.g. 64:2048), at most %d\n", MAX_RUNS - 1);
-                return 2;
-            }
-            o.n_static++;
-            break;
-        case 11:
-            if (parse_pair(optarg, &o.ceil_seqs, &o.ceil_tokens)) {
-                fprintf(stderr, "krill-bench-slo: --ceiling wants S:B\n");
-                return 2;
-            }
-            break;
-        case 12: o.tpot_ms = num(optarg, "--tpot-ms"); break;
-        case 13: o.tpot_frac = num(optarg, "--tpot-frac"); break;
-        case 14: o.ttft_ms = num(optarg, "--ttft-ms"); break;
-        case 15: o.seed = (uint64_t)num(optarg, "--seed"); break;
-        case 16: o.json_path = optarg; break;
-        case 17: o.trace_path = optarg; break;
-        case 18: o.repeat = (int)num(optarg, "--repeat"); break;
-        case 19: o.tpot_decode_x = num(optarg, "--tpot-decode-x"); break;
-        case 'h': usage(stdout); return 0;
-        case 'V': printf("krill-bench-slo %s\n", KRILL_VERSION); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (!o.model || optind != argc) {
-        usage(stderr);
-        return 2;
-    }
-    if (o.prompt_len < 1 || o.output_len < 2 || o.low < 1 || o.high < o.low || o.high > 4096 ||
-        o.settle_s >= o.high_s || !(o.tpot_frac >= 0 && o.tpot_frac <= 1) || !(o.tpot_decode_x >= 1) || o.repeat < 1 ||
-        o.n_static + 2 * o.repeat > MAX_RUNS) {
-        fprintf(stderr, "krill-bench-slo: need prompt-len >= 1, output-len >= 2, 1 <= low <= high <= 4096, "
-                        "settle-s < high-s, 0 < tpot-frac <= 1, tpot-decode-x >= 1, 1 <= repeat\n");
-        return 2;
-    }
-    if (o.n_static == 0) {
-        static const int ds[] = {64, 64, 64, 32}, db[] = {2048, 512, 256, 256};
-        for (int i = 0; i < 4; i++) {
-            o.st_seqs[i] = ds[i];
-            o.st_tokens[i] = db[i];
-        }
-        o.n_static = 4;
-    }
-    int max_s = o.ceil_seqs, max_b = o.ceil_tokens;
-    for (int i = 0; i < o.n_static; i++) {
-        if (o.st_seqs[i] > max_s) max_s = o.st_seqs[i];
-        if (o.st_tokens[i] > max_b) max_b = o.st_tokens[i];
-    }
+    opts_t o;
+    cli_init("krill-bench-slo");
+    argparse(argc, argv, &o);
     log_set_level(LOG_LVL_WARN);
     engine_config_t ec;
-    engine_config_defaults(&ec);
-    ec.model_path = o.model;
-    ec.backend = o.backend;
-    ec.n_threads = o.threads > 0 ? o.threads : 1; /* runs go side by side: one core each by default */
-    ec.context = o.prompt_len + o.output_len + 8;
-    ec.max_seqs = max_s;
-    ec.max_batch_tokens = max_b;
-    ec.kv_cache_tokens = (int64_t)ec.context * (max_s > o.high ? max_s : o.high);
+    slo_engine_config(&o, &ec);
     group_t g = {.o = &o, .ec = &ec};
-    char err[1024];
-    {
-        engine_t *e = engine_open(&ec, err, sizeof err); /* fail early, and name the device */
-        if (!e) {
-            fprintf(stderr, "krill-bench-slo: %s\n", err);
-            return 1;
-        }
-        const engine_info_t *info = engine_get_info(e);
-        snprintf(g.model_name, sizeof g.model_name, "%s", info->model_name);
-        snprintf(g.backend, sizeof g.backend, "%s", info->backend);
-        snprintf(g.device, sizeof g.device, "%s", info->device);
-        engine_close(e);
-    }
+    if (slo_probe(&g) != 0) return 1;
     if (o.trace_path && !(g.trace = fopen(o.trace_path, "w"))) {
         fprintf(stderr, "krill-bench-slo: cannot write %s\n", o.trace_path);
         return 1;
@@ -499,145 +643,10 @@ int main(int argc, char **argv) {
            o.settle_s);
     printf("%-26s %7s %7s %9s %9s %8s %8s | %9s %8s %5s %7s | %s\n", "run", "tok/s", "req/s", "ttft50ms", "ttft95ms",
            "tpot50", "tpot95", "ttft95all", "tpot95all", "n", "dec_ms", "limits");
-    run_t runs[MAX_RUNS];
-    int nr = 0, best = -1, rc = 0;
-    /* 1. the sweep, all static settings side by side: pick the best for throughput */
-    for (int i = 0; i < o.n_static; i++) {
-        run_t *r = &runs[nr++];
-        memset(r, 0, sizeof *r);
-        snprintf(r->name, sizeof r->name, "static %d:%d", o.st_seqs[i], o.st_tokens[i]);
-        r->seqs = o.st_seqs[i];
-        r->tokens = o.st_tokens[i];
-    }
-    if (run_group(&g, runs, o.n_static) != 0) {
-        rc = 1;
-        goto out;
-    }
-    for (int i = 0; i < o.n_static; i++) {
-        print_run(&runs[i]);
-        if (best < 0 || runs[i].tok_s > runs[best].tok_s) best = i;
-    }
-    /* 2. pairs side by side (the same machine load hits both): the controller, whose
-     *    target comes from the sweep's best static run, and that static setting again */
-    double target = o.tpot_ms > 0     ? o.tpot_ms
-                    : o.tpot_frac > 0 ? o.tpot_frac * runs[best].tpot95
-                                      : o.tpot_decode_x * runs[best].decode_step_ms;
-    const char *target_src = o.tpot_ms > 0 ? "given" : o.tpot_frac > 0 ? "tpot-frac x the sweep's best static p95"
-                                                                        : "tpot-decode-x x its median decode-only step";
-    if (!(target > 0)) {
-        fprintf(stderr, "krill-bench-slo: the best static run finished no request in its measuring window, so there "
-                        "is no TPOT to derive a target from: lengthen --high-s (or shorten --settle-s / --output-len), "
-                        "or give --tpot-ms\n");
-        rc = 1;
-        goto out;
-    }
-    double ratio[MAX_RUNS];
-    int n_pairs = 0, st_holds = 0, slo_holds = 0, slo_ttft_holds = 0, st_ttft_holds = 0;
-    for (int k = 0; k < o.repeat; k++) {
-        run_t *r = &runs[nr], *b = &runs[nr + 1];
-        nr += 2;
-        memset(r, 0, sizeof *r);
-        r->slo = true;
-        r->seqs = o.ceil_seqs ? o.ceil_seqs : runs[best].seqs;
-        r->tokens = o.ceil_tokens ? o.ceil_tokens : runs[best].tokens;
-        r->tpot_target = target;
-        r->ttft_target = o.ttft_ms;
-        snprintf(r->name, sizeof r->name, "slo#%d tpot<=%.0fms", k + 1, target);
-        memset(b, 0, sizeof *b);
-        b->seqs = runs[best].seqs;
-        b->tokens = runs[best].tokens;
-        snprintf(b->name, sizeof b->name, "static#%d %d:%d", k + 1, b->seqs, b->tokens);
-        if (run_group(&g, r, 2) != 0) {
-            rc = 1;
-            goto out;
-        }
-        print_run(r);
-        print_run(b);
-        ratio[n_pairs++] = r->tok_s / b->tok_s;
-        st_holds += b->tpot95 <= target;
-        slo_holds += r->tpot95 <= target;
-        if (o.ttft_ms > 0) {
-            st_ttft_holds += b->ttft95 <= o.ttft_ms;
-            slo_ttft_holds += r->ttft95 <= o.ttft_ms;
-        }
-    }
-    {
-        const run_t *b = &runs[best];
-        double med = pct(ratio, (size_t)n_pairs, 0.5);
-        printf("\nbest static for throughput in the sweep: %s (%.1f tok/s, p95 TPOT %.1f ms, p95 TTFT %.0f ms)\n",
-               b->name, b->tok_s, b->tpot95, b->ttft95);
-        printf("target p95 TPOT %.1f ms (%s): held by the static setting in %d of %d runs, by the controller in %d of %d; "
-               "controller throughput / static throughput, per pair: median %.3f",
-               target, target_src, st_holds, o.repeat,
-               slo_holds, o.repeat, med);
-        for (int k = 0; k < n_pairs; k++) printf("%s%.3f", k ? ", " : " (", ratio[k]);
-        printf(")\n");
-        if (o.ttft_ms > 0)
-            printf("target p95 TTFT %.0f ms: held by the static setting in %d of %d runs, by the controller in %d of %d\n",
-                   o.ttft_ms, st_ttft_holds, o.repeat, slo_ttft_holds, o.repeat);
-    }
-    if (o.json_path) {
-        json_t *root = json_object(), *arr = json_array();
-        json_object_set_new(root, "model", json_string(g.model_name));
-        json_object_set_new(root, "backend", json_string(g.backend));
-        json_object_set_new(root, "device", json_string(g.device));
-        json_object_set_new(root, "side_by_side", json_true());
-        json_object_set_new(root, "prompt_len", json_integer(o.prompt_len));
-        json_object_set_new(root, "output_len", json_integer(o.output_len));
-        json_object_set_new(root, "low", json_integer(o.low));
-        json_object_set_new(root, "high", json_integer(o.high));
-        json_object_set_new(root, "low_s", json_real(o.low_s));
-        json_object_set_new(root, "high_s", json_real(o.high_s));
-        json_object_set_new(root, "settle_s", json_real(o.settle_s));
-        json_object_set_new(root, "best_static", json_integer(best));
-        json_object_set_new(root, "tpot_target_ms", json_real(target));
-        json_object_set_new(root, "tpot_target_source", json_string(target_src));
-        json_object_set_new(root, "ttft_target_ms", json_real(o.ttft_ms));
-        json_t *pairs = json_array();
-        for (int k = 0; k < n_pairs; k++) {
-            json_t *pj = json_object();
-            json_object_set_new(pj, "slo", json_integer(o.n_static + 2 * k));
-            json_object_set_new(pj, "static", json_integer(o.n_static + 2 * k + 1));
-            json_object_set_new(pj, "throughput_ratio", json_real(ratio[k]));
-            json_array_append_new(pairs, pj);
-        }
-        json_object_set_new(root, "pairs", pairs);
-        for (int i = 0; i < nr; i++) {
-            run_t *r = &runs[i];
-            json_t *j = json_object();
-#define JNUM(k, v) json_object_set_new(j, k, isfinite(v) ? json_real(v) : json_null())
-            json_object_set_new(j, "name", json_string(r->name));
-            json_object_set_new(j, "slo", json_boolean(r->slo));
-            json_object_set_new(j, "max_seqs", json_integer(r->seqs));
-            json_object_set_new(j, "max_batch_tokens", json_integer(r->tokens));
-            JNUM("tpot_target_ms", r->tpot_target);
-            JNUM("ttft_target_ms", r->ttft_target);
-            JNUM("tok_s", r->tok_s);
-            JNUM("req_s", r->req_s);
-            JNUM("ttft_p50_ms", r->ttft50);
-            JNUM("ttft_p95_ms", r->ttft95);
-            JNUM("tpot_p50_ms", r->tpot50);
-            JNUM("tpot_p95_ms", r->tpot95);
-            JNUM("ttft_p95_all_ms", r->ttft95_all);
-            JNUM("tpot_p95_all_ms", r->tpot95_all);
-            JNUM("gain", r->end_gain);
-            JNUM("decode_step_ms", r->decode_step_ms);
-#undef JNUM
-            json_object_set_new(j, "n_steady", json_integer((json_int_t)r->n_steady));
-            json_object_set_new(j, "n_all", json_integer((json_int_t)r->n_all));
-            json_object_set_new(j, "end_max_seqs", json_integer(r->end_seqs));
-            json_object_set_new(j, "end_max_batch_tokens", json_integer(r->end_tokens));
-            json_object_set_new(j, "changes", json_integer((json_int_t)r->changes));
-            json_array_append_new(arr, j);
-        }
-        json_object_set_new(root, "runs", arr);
-        if (json_dump_file(root, o.json_path, JSON_INDENT(1)) != 0) {
-            fprintf(stderr, "krill-bench-slo: cannot write %s\n", o.json_path);
-            rc = 1;
-        }
-        json_decref(root);
-    }
-out:
+    static results_t res; /* MAX_RUNS runs: off the stack */
+    int rc = slo_sweep(&g, &res) == 0 && slo_pairs(&g, &res) == 0 && (!o.json_path || slo_write_json(&g, &res) == 0)
+                 ? 0
+                 : 1;
     if (g.trace) fclose(g.trace);
     return rc;
 }

@@ -12,13 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "clock.h"
 #include "codec.h"
 #include "kafka.h"
-#include "log.h"
 
 typedef struct {
     long acked, failed;
@@ -53,8 +52,8 @@ static void usage(FILE *f) {
             "  --partitions N         partitions of created topics (default 4)\n"
             "  -X KEY=VALUE           librdkafka property (repeatable)\n"
             "  -q, --quiet            no progress line\n"
-            "  -h, --help, --version\n"
-            "\n"
+            "  -h, --help             this text\n"
+            "      --version          print the version\n"
             "Exit status: 0 when every record was acknowledged, 1 if any failed, 2 usage.\n");
 }
 
@@ -75,89 +74,79 @@ static size_t line_custom_id(const char *line, size_t len, char *key, size_t cap
     return n;
 }
 
-int main(int argc, char **argv) {
-    const char *brokers = NULL, *topic = NULL, *file = NULL, *format = "json";
-    bool text = false, create = false, quiet = false;
-    int partitions = 4, max_tokens = 64;
-    const char **props = calloc((size_t)argc + 1, sizeof *props);
-    size_t n_props = 0;
-    if (!props) return 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool more = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--version")) {
-            printf("krill-enqueue %s\n", KRILL_VERSION);
-            return 0;
-        } else if ((!strcmp(a, "-b") || !strcmp(a, "--brokers")) && more) {
-            brokers = argv[++i];
-        } else if ((!strcmp(a, "-t") || !strcmp(a, "--topic")) && more) {
-            topic = argv[++i];
-        } else if (!strcmp(a, "--format") && more) {
-            format = argv[++i];
-        } else if (!strcmp(a, "--text")) {
-            text = true;
-        } else if (!strcmp(a, "--max-tokens") && more) {
-            max_tokens = atoi(argv[++i]);
-        } else if (!strcmp(a, "--create-topics")) {
-            create = true;
-        } else if (!strcmp(a, "--partitions") && more) {
-            partitions = atoi(argv[++i]);
-        } else if (!strcmp(a, "-X") && more) {
-            props[n_props++] = argv[++i];
-        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-            quiet = true;
-        } else if ((a[0] != '-' || !strcmp(a, "-")) && !file) {
-            file = a;
-        } else {
-            fprintf(stderr, "krill-enqueue: unknown or incomplete argument '%s' (try --help)\n", a);
-            return 2;
+typedef enum { FMT_JSON, FMT_MSGPACK, FMT_MIXED } send_format_t;
+
+typedef struct {
+    const char *brokers, *topic, *file;
+    cli_list_t props; /* -X KEY=VALUE */
+    send_format_t format;
+    bool text, create, quiet;
+    int partitions, max_tokens;
+} args_t;
+
+static void argparse(int argc, char **argv, args_t *a) {
+    enum { O_FORMAT = 256, O_TEXT, O_MAX_TOKENS, O_CREATE, O_PARTITIONS };
+    static const struct option lopts[] = {
+        {"brokers", required_argument, NULL, 'b'},        {"topic", required_argument, NULL, 't'},
+        {"format", required_argument, NULL, O_FORMAT},    {"text", no_argument, NULL, O_TEXT},
+        {"max-tokens", required_argument, NULL, O_MAX_TOKENS}, {"create-topics", no_argument, NULL, O_CREATE},
+        {"partitions", required_argument, NULL, O_PARTITIONS}, {"quiet", no_argument, NULL, 'q'},
+        CLI_OPTIONS_END};
+    char key[256];
+    *a = (args_t){.partitions = 4, .max_tokens = 64};
+    int c;
+    while ((c = getopt_long(argc, argv, "b:t:X:qh", lopts, NULL)) != -1) {
+        switch (c) {
+        case 'b': a->brokers = optarg; break;
+        case 't': a->topic = optarg; break;
+        case O_FORMAT:
+            if (!strcmp(optarg, "json")) a->format = FMT_JSON;
+            else if (!strcmp(optarg, "msgpack")) a->format = FMT_MSGPACK;
+            else if (!strcmp(optarg, "mixed")) a->format = FMT_MIXED;
+            else cli_usage_error("--format must be json, msgpack or mixed, not '%s'", optarg);
+            break;
+        case O_TEXT: a->text = true; break;
+        case O_MAX_TOKENS: a->max_tokens = (int)cli_long("--max-tokens", optarg, 1, 1 << 30); break;
+        case O_CREATE: a->create = true; break;
+        case O_PARTITIONS: a->partitions = (int)cli_long("--partitions", optarg, 1, 1 << 20); break;
+        case 'X':
+            cli_kv("-X", optarg, key, sizeof key);
+            cli_list_add(&a->props, argc, optarg);
+            break;
+        case 'q': a->quiet = true; break;
+        default: cli_default(c, usage);
         }
     }
-    if (!brokers || !topic || !file) {
-        fprintf(stderr, "krill-enqueue: -b BROKERS, -t TOPIC and a FILE are required (try --help)\n");
-        return 2;
-    }
-    int fmode = !strcmp(format, "json") ? 0 : !strcmp(format, "msgpack") ? 1 : !strcmp(format, "mixed") ? 2 : -1;
-    if (fmode < 0) {
-        fprintf(stderr, "krill-enqueue: --format must be json, msgpack or mixed, not '%s'\n", format);
-        return 2;
-    }
-    if (partitions < 1 || max_tokens < 1) {
-        fprintf(stderr, "krill-enqueue: --partitions and --max-tokens must be positive\n");
-        return 2;
-    }
-    FILE *in = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
-    if (!in) {
-        fprintf(stderr, "krill-enqueue: cannot open %s: %s\n", file, strerror(errno));
-        return 1;
-    }
-    char err[512];
-    if (create) {
-        const char *ts[4] = {topic, "krill.results", "krill.dlq", "krill.stats"};
-        if (kafka_create_topics(brokers, props, n_props, ts, 4, partitions, 1, 10000, err, sizeof err) != 0) {
-            fprintf(stderr, "krill-enqueue: %s\n", err);
-            return 1;
-        }
-    }
-    counts_t c = {0, 0};
-    kafka_io_config_t kc = {.brokers = brokers, .properties = props, .n_properties = n_props, .linger_ms = 5};
-    kafka_io_handlers_t kh = {.ctx = &c, .delivered = on_delivered};
-    kafka_io_t *k = kafka_io_open(&kc, &kh, err, sizeof err);
-    if (!k) {
-        fprintf(stderr, "krill-enqueue: %s\n", err);
-        return 1;
-    }
-    const char *base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
-    bool tty = !quiet && isatty(2);
-    char *line = NULL;
+    if (optind < argc) a->file = argv[optind++];
+    cli_no_operands(argc, argv);
+    if (!a->brokers || !a->topic || !a->file) cli_usage_error("-b BROKERS, -t TOPIC and a FILE are required");
+}
+
+/* --text: the line as the user message of a chat request (a JSON text to free), or NULL
+ * when the line is not UTF-8. */
+static char *wrap_text(const char *line, size_t len, const char *base, long lineno, int max_tokens) {
+    json_t *o = json_pack("{s:s%, s:{s:[{s:s, s:s%}], s:i}}", "custom_id", "", (size_t)0, "body", "messages", "role",
+                          "user", "content", line, len, "max_tokens", max_tokens);
+    if (!o) return NULL;
+    char idbuf[300];
+    snprintf(idbuf, sizeof idbuf, "%s-%ld", base, lineno);
+    json_object_set_new(o, "custom_id", json_string(idbuf));
+    char *wrapped = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return wrapped;
+}
+
+/* Sends every non-empty line of in; returns how many were handed to the producer,
+ * counts those it refused in *produce_failed. */
+static long send_lines(kafka_io_t *k, const args_t *a, FILE *in, const counts_t *c, long *produce_failed) {
+    const char *base = strrchr(a->file, '/') ? strrchr(a->file, '/') + 1 : a->file;
+    bool tty = !a->quiet && isatty(2);
+    char *line = NULL, err[512];
     size_t cap = 0;
     ssize_t len;
-    long lineno = 0, sent = 0, produce_failed = 0;
+    long lineno = 0, sent = 0;
     buf_t mp = {0};
-    double t0 = clock_now_s(), last = 0;
+    double last = 0;
     char key[CODEC_MAX_ID_BYTES + 1];
     while ((len = getline(&line, &cap, in)) != -1) {
         lineno++;
@@ -166,36 +155,29 @@ int main(int argc, char **argv) {
         char *wrapped = NULL;
         const char *val = line;
         size_t vlen = (size_t)len;
-        if (text) {
-            json_t *o = json_pack("{s:s%, s:{s:[{s:s, s:s%}], s:i}}", "custom_id", "", (size_t)0, "body",
-                                  "messages", "role", "user", "content", line, (size_t)len, "max_tokens", max_tokens);
-            if (!o) {
+        if (a->text) {
+            if (!(wrapped = wrap_text(line, (size_t)len, base, lineno, a->max_tokens))) {
                 fprintf(stderr, "krill-enqueue: line %ld is not valid UTF-8; skipped\n", lineno);
                 continue;
             }
-            char idbuf[300];
-            snprintf(idbuf, sizeof idbuf, "%s-%ld", base, lineno);
-            json_object_set_new(o, "custom_id", json_string(idbuf));
-            wrapped = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-            json_decref(o);
             val = wrapped;
             vlen = strlen(wrapped);
         }
         size_t keylen = line_custom_id(val, vlen, key, sizeof key);
-        bool as_msgpack = fmode == 1 || (fmode == 2 && (sent % 2) == 1);
+        bool as_msgpack = a->format == FMT_MSGPACK || (a->format == FMT_MIXED && (sent % 2) == 1);
         if (as_msgpack) {
             if (codec_json_to_msgpack(val, vlen, &mp, err, sizeof err) == 0) {
                 val = mp.data;
                 vlen = mp.len;
-            } else if (!quiet) {
+            } else if (!a->quiet) {
                 fprintf(stderr, "krill-enqueue: line %ld is not convertible to msgpack (%s); sent as is\n", lineno,
                         err);
             }
         }
-        if (kafka_io_produce(k, topic, keylen ? key : NULL, keylen, val, vlen, NULL, NULL, 60000, err, sizeof err) !=
-            0) {
+        if (kafka_io_produce(k, a->topic, keylen ? key : NULL, keylen, val, vlen, NULL, NULL, 60000, err,
+                             sizeof err) != 0) {
             fprintf(stderr, "krill-enqueue: line %ld: %s\n", lineno, err);
-            produce_failed++;
+            (*produce_failed)++;
         } else {
             sent++;
         }
@@ -203,13 +185,45 @@ int main(int argc, char **argv) {
         kafka_io_serve(k);
         if (tty && clock_now_s() - last > 0.25) {
             last = clock_now_s();
-            fprintf(stderr, "\rkrill-enqueue: sent %ld, acknowledged %ld ", sent, c.acked);
+            fprintf(stderr, "\rkrill-enqueue: sent %ld, acknowledged %ld ", sent, c->acked);
         }
     }
-    if (ferror(in)) fprintf(stderr, "krill-enqueue: read error on %s: %s\n", file, strerror(errno));
-    if (in != stdin) fclose(in);
+    if (ferror(in)) fprintf(stderr, "krill-enqueue: read error on %s: %s\n", a->file, strerror(errno));
     free(line);
     buf_free(&mp);
+    return sent;
+}
+
+int main(int argc, char **argv) {
+    args_t a;
+    cli_init("krill-enqueue");
+    argparse(argc, argv, &a);
+    FILE *in = strcmp(a.file, "-") == 0 ? stdin : fopen(a.file, "rb");
+    if (!in) {
+        fprintf(stderr, "krill-enqueue: cannot open %s: %s\n", a.file, strerror(errno));
+        return 1;
+    }
+    char err[512];
+    if (a.create) {
+        const char *ts[4] = {a.topic, "krill.results", "krill.dlq", "krill.stats"};
+        if (kafka_create_topics(a.brokers, a.props.items, a.props.n, ts, 4, a.partitions, 1, 10000, err, sizeof err) != 0) {
+            fprintf(stderr, "krill-enqueue: %s\n", err);
+            return 1;
+        }
+    }
+    counts_t c = {0, 0};
+    kafka_io_config_t kc = {.brokers = a.brokers, .properties = a.props.items, .n_properties = a.props.n, .linger_ms = 5};
+    kafka_io_handlers_t kh = {.ctx = &c, .delivered = on_delivered};
+    kafka_io_t *k = kafka_io_open(&kc, &kh, err, sizeof err);
+    if (!k) {
+        fprintf(stderr, "krill-enqueue: %s\n", err);
+        return 1;
+    }
+    bool tty = !a.quiet && isatty(2);
+    long produce_failed = 0;
+    double t0 = clock_now_s();
+    long sent = send_lines(k, &a, in, &c, &produce_failed);
+    if (in != stdin) fclose(in);
     int left;
     while ((left = kafka_io_flush(k, 1000)) > 0) {
         if (tty) fprintf(stderr, "\rkrill-enqueue: sent %ld, acknowledged %ld ", sent, c.acked);
@@ -218,10 +232,10 @@ int main(int argc, char **argv) {
     if (tty) fprintf(stderr, "\n");
     kafka_io_close(k);
     double dt = clock_now_s() - t0;
-    fprintf(stderr, "krill-enqueue: %ld records acknowledged by %s (topic %s) in %.2fs (%.0f/s)%s", c.acked, brokers,
-            topic, dt, dt > 0 ? (double)c.acked / dt : 0.0, (c.failed + produce_failed + left) ? "" : "\n");
-    if (c.failed + produce_failed + left)
-        fprintf(stderr, "; %ld FAILED, %d unacknowledged\n", c.failed + produce_failed, left);
-    free(props);
-    return (c.failed + produce_failed + left) ? 1 : 0;
+    long failed = c.failed + produce_failed;
+    fprintf(stderr, "krill-enqueue: %ld records acknowledged by %s (topic %s) in %.2fs (%.0f/s)%s", c.acked,
+            a.brokers, a.topic, dt, dt > 0 ? (double)c.acked / dt : 0.0, (failed + left) ? "" : "\n");
+    if (failed + left) fprintf(stderr, "; %ld FAILED, %d unacknowledged\n", failed, left);
+    cli_list_free(&a.props);
+    return (failed + left) ? 1 : 0;
 }

@@ -1,12 +1,11 @@
 /* krill-generate — one completion from the command line, through the same engine the
  * worker uses. Only the completion goes to stdout; everything else (load info,
  * timings, errors) goes to stderr, so the output can be piped. */
-#include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "engine.h"
 #include "log.h"
 
@@ -34,124 +33,69 @@ static void usage(FILE *f) {
             ENGINE_MAX_STOP);
 }
 
-static int parse_int(const char *s, const char *name, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "krill-generate: %s '%s' must be an integer in [%ld, %ld]\n", name, s, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
+typedef struct {
+    const char *prompt, *chat, *system_msg;
+    engine_config_t cfg;
+    engine_request_t rq; /* everything but the prompt */
+    bool verbose;
+} args_t;
 
-static int parse_float(const char *s, const char *name, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "krill-generate: %s '%s' must be a number in [%g, %g]\n", name, s, lo, hi);
-        return -1;
+static void argparse(int argc, char **argv, args_t *a) {
+    enum { O_CHAT = 256, O_SYSTEM, O_TEMP, O_TOPP, O_TOPK, O_MINP, O_SEED, O_STOP, O_IGNORE_EOS, O_BACKEND,
+           O_THREADS, O_CONTEXT };
+    static const struct option lopts[] = {
+        {"model", required_argument, NULL, 'm'},         {"prompt", required_argument, NULL, 'p'},
+        {"chat", required_argument, NULL, O_CHAT},       {"system", required_argument, NULL, O_SYSTEM},
+        {"max-tokens", required_argument, NULL, 'n'},    {"temp", required_argument, NULL, O_TEMP},
+        {"top-p", required_argument, NULL, O_TOPP},      {"top-k", required_argument, NULL, O_TOPK},
+        {"min-p", required_argument, NULL, O_MINP},      {"seed", required_argument, NULL, O_SEED},
+        {"stop", required_argument, NULL, O_STOP},       {"ignore-eos", no_argument, NULL, O_IGNORE_EOS},
+        {"backend", required_argument, NULL, O_BACKEND}, {"threads", required_argument, NULL, O_THREADS},
+        {"context", required_argument, NULL, O_CONTEXT}, {"verbose", no_argument, NULL, 'v'},
+        CLI_OPTIONS_END};
+    *a = (args_t){.rq = {.id = 1, .max_tokens = 128, .top_p = 1.0f}};
+    engine_config_defaults(&a->cfg);
+    int c;
+    while ((c = getopt_long(argc, argv, "m:p:n:vh", lopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': a->cfg.model_path = optarg; break;
+        case 'p': a->prompt = optarg; break;
+        case O_CHAT: a->chat = optarg; break;
+        case O_SYSTEM: a->system_msg = optarg; break;
+        case 'n': a->rq.max_tokens = (int)cli_long("--max-tokens", optarg, 1, 1 << 20); break;
+        case O_TEMP: a->rq.temperature = (float)cli_double("--temp", optarg, 0, 2); break;
+        case O_TOPP: a->rq.top_p = (float)cli_double("--top-p", optarg, 1e-6, 1); break;
+        case O_TOPK: a->rq.top_k = (int)cli_long("--top-k", optarg, 0, 1 << 30); break;
+        case O_MINP: a->rq.min_p = (float)cli_double("--min-p", optarg, 0, 1); break;
+        case O_SEED:
+            a->rq.seed = cli_u64("--seed", optarg);
+            a->rq.has_seed = true;
+            break;
+        case O_STOP:
+            if (a->rq.n_stop == ENGINE_MAX_STOP) cli_usage_error("at most %d --stop strings", ENGINE_MAX_STOP);
+            a->rq.stop[a->rq.n_stop++] = optarg;
+            break;
+        case O_IGNORE_EOS: a->rq.ignore_eos = true; break;
+        case O_BACKEND: a->cfg.backend = optarg; break;
+        case O_THREADS: a->cfg.n_threads = (int)cli_long("--threads", optarg, 0, 1024); break;
+        case O_CONTEXT: a->cfg.context = (int)cli_long("--context", optarg, 2, 1 << 24); break;
+        case 'v': a->verbose = true; break;
+        default: cli_default(c, usage);
+        }
     }
-    *out = v;
-    return 0;
+    cli_no_operands(argc, argv);
+    if (!a->cfg.model_path || (!a->prompt == !a->chat))
+        cli_usage_error("give -m MODEL and exactly one of -p TEXT or --chat TEXT");
 }
-
-enum { OPT_CHAT = 256, OPT_SYSTEM, OPT_TEMP, OPT_TOPP, OPT_TOPK, OPT_MINP, OPT_SEED, OPT_STOP,
-       OPT_IGNORE_EOS, OPT_BACKEND, OPT_THREADS, OPT_CONTEXT, OPT_VERSION };
 
 int main(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},       {"prompt", required_argument, 0, 'p'},
-        {"chat", required_argument, 0, OPT_CHAT},   {"system", required_argument, 0, OPT_SYSTEM},
-        {"max-tokens", required_argument, 0, 'n'},  {"temp", required_argument, 0, OPT_TEMP},
-        {"top-p", required_argument, 0, OPT_TOPP},  {"top-k", required_argument, 0, OPT_TOPK},
-        {"min-p", required_argument, 0, OPT_MINP},  {"seed", required_argument, 0, OPT_SEED},
-        {"stop", required_argument, 0, OPT_STOP},   {"ignore-eos", no_argument, 0, OPT_IGNORE_EOS},
-        {"backend", required_argument, 0, OPT_BACKEND}, {"threads", required_argument, 0, OPT_THREADS},
-        {"context", required_argument, 0, OPT_CONTEXT}, {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},              {"version", no_argument, 0, OPT_VERSION},
-        {0, 0, 0, 0}};
-    const char *model = NULL, *prompt = NULL, *chat = NULL, *system_msg = NULL;
-    engine_config_t cfg;
-    engine_config_defaults(&cfg);
-    engine_request_t rq = {.id = 1, .max_tokens = 128, .top_p = 1.0f};
-    bool verbose = false;
-    long lv;
-    double dv;
-    int c;
-    while ((c = getopt_long(argc, argv, "m:p:n:vh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm': model = optarg; break;
-        case 'p': prompt = optarg; break;
-        case OPT_CHAT: chat = optarg; break;
-        case OPT_SYSTEM: system_msg = optarg; break;
-        case 'n':
-            if (parse_int(optarg, "--max-tokens", 1, 1 << 20, &lv)) return 2;
-            rq.max_tokens = (int)lv;
-            break;
-        case OPT_TEMP:
-            if (parse_float(optarg, "--temp", 0, 2, &dv)) return 2;
-            rq.temperature = (float)dv;
-            break;
-        case OPT_TOPP:
-            if (parse_float(optarg, "--top-p", 1e-6, 1, &dv)) return 2;
-            rq.top_p = (float)dv;
-            break;
-        case OPT_TOPK:
-            if (parse_int(optarg, "--top-k", 0, 1 << 30, &lv)) return 2;
-            rq.top_k = (int)lv;
-            break;
-        case OPT_MINP:
-            if (parse_float(optarg, "--min-p", 0, 1, &dv)) return 2;
-            rq.min_p = (float)dv;
-            break;
-        case OPT_SEED: {
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(optarg, &end, 10);
-            if (errno || end == optarg || *end) {
-                fprintf(stderr, "krill-generate: --seed '%s' must be an unsigned integer\n", optarg);
-                return 2;
-            }
-            rq.has_seed = true;
-            rq.seed = s;
-            break;
-        }
-        case OPT_STOP:
-            if (rq.n_stop == ENGINE_MAX_STOP) {
-                fprintf(stderr, "krill-generate: at most %d --stop strings\n", ENGINE_MAX_STOP);
-                return 2;
-            }
-            rq.stop[rq.n_stop++] = optarg;
-            break;
-        case OPT_IGNORE_EOS: rq.ignore_eos = true; break;
-        case OPT_BACKEND: cfg.backend = optarg; break;
-        case OPT_THREADS:
-            if (parse_int(optarg, "--threads", 0, 1024, &lv)) return 2;
-            cfg.n_threads = (int)lv;
-            break;
-        case OPT_CONTEXT:
-            if (parse_int(optarg, "--context", 2, 1 << 24, &lv)) return 2;
-            cfg.context = (int)lv;
-            break;
-        case 'v': verbose = true; break;
-        case 'h': usage(stdout); return 0;
-        case OPT_VERSION: printf("krill-generate %s\n", KRILL_VERSION); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "krill-generate: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
-    if (!model || (!prompt == !chat)) {
-        fprintf(stderr, "krill-generate: give -m MODEL and exactly one of -p TEXT or --chat TEXT (see --help)\n");
-        return 2;
-    }
-    log_set_level(verbose ? LOG_LVL_INFO : LOG_LVL_WARN);
-    cfg.model_path = model;
+    args_t a;
+    cli_init("krill-generate");
+    argparse(argc, argv, &a);
+    const char *prompt = a.prompt, *chat = a.chat, *system_msg = a.system_msg;
+    engine_config_t cfg = a.cfg;
+    engine_request_t rq = a.rq;
+    log_set_level(a.verbose ? LOG_LVL_INFO : LOG_LVL_WARN);
 
     char err[512];
     engine_t *e = engine_open(&cfg, err, sizeof(err));

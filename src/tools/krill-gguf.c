@@ -2,14 +2,13 @@
  *
  * Exits 0 on a valid file, 1 with the reader's message on a bad one, 2 on bad usage.
  * Long arrays are abbreviated to their first few elements. */
-#include <getopt.h>
-#include <math.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
+#include "cli.h"
+#include "clock.h"
 #include "gguf.h"
 #include "hparams.h"
 #include "quant.h"
@@ -20,10 +19,10 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: krill-gguf [--check] [--quiet] FILE\n"
             "Prints a GGUF file's version, metadata (long arrays abbreviated) and tensors.\n"
-            "  --check    dequantize every tensor to f32 and report non-finite values and time\n"
-            "  --quiet    with --check: print only the summary\n"
-            "  --help     this text\n"
-            "  --version  print the version\n"
+            "  -c, --check    dequantize every tensor to f32 and report non-finite values and time\n"
+            "  -q, --quiet    with --check: print only the summary\n"
+            "  -h, --help     this text\n"
+            "  --version      print the version\n"
             "Exit status: 0 valid, 1 invalid file (the reason is printed), 2 usage error.\n");
 }
 
@@ -91,7 +90,6 @@ static int check_all(const gguf_t *g, bool quiet) {
         fprintf(stderr, "krill-gguf: out of memory for %" PRIu64 " floats\n", maxel);
         return 1;
     }
-    struct timespec t0, t1;
     double deq_s = 0;
     for (size_t i = 0; i < n; i++) {
         const gguf_tensor_t *t = gguf_tensor_at(g, i);
@@ -103,10 +101,9 @@ static int check_all(const gguf_t *g, bool quiet) {
             printf("  %-40s %-8s not supported for dequantization\n", name, quant_type_name(t->type));
             continue;
         }
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        double t0 = clock_now_s();
         int rc = quant_dequantize_f32(t->type, t->data, buf, (int64_t)el);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        deq_s += (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        deq_s += clock_now_s() - t0;
         uint64_t nonfinite = 0;
         double sumsq = 0;
         float mx = 0;
@@ -130,32 +127,41 @@ static int check_all(const gguf_t *g, bool quiet) {
     return bad ? 1 : 0;
 }
 
-int main(int argc, char **argv) {
-    static const struct option opts[] = {{"check", no_argument, 0, 'c'}, {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'},
-                                         {0, 0, 0, 0}};
-    bool check = false, quiet = false;
-    int o;
-    while ((o = getopt_long(argc, argv, "cqhV", opts, NULL)) != -1) {
-        switch (o) {
-        case 'c': check = true; break;
-        case 'q': quiet = true; break;
-        case 'h': usage(stdout); return 0;
-        case 'V': printf("krill-gguf %s\n", KRILL_VERSION); return 0;
-        default: usage(stderr); return 2;
+typedef struct {
+    const char *path;
+    bool check, quiet;
+} args_t;
+
+static void argparse(int argc, char **argv, args_t *a) {
+    static const struct option lopts[] = {{"check", no_argument, NULL, 'c'}, {"quiet", no_argument, NULL, 'q'},
+                                          CLI_OPTIONS_END};
+    *a = (args_t){0};
+    int c;
+    while ((c = getopt_long(argc, argv, "cqhV", lopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': a->check = true; break;
+        case 'q': a->quiet = true; break;
+        case 'V': cli_version(); /* -V: the short form it always had */
+        default: cli_default(c, usage);
         }
     }
-    if (optind != argc - 1) {
-        usage(stderr);
-        return 2;
-    }
+    if (optind < argc) a->path = argv[optind++];
+    cli_no_operands(argc, argv);
+    if (!a->path) cli_usage_error("a GGUF FILE is required");
+}
+
+int main(int argc, char **argv) {
+    args_t a;
+    cli_init("krill-gguf");
+    argparse(argc, argv, &a);
+    bool check = a.check, quiet = a.quiet;
     char err[512];
-    gguf_t *g = gguf_open(argv[optind], err, sizeof(err));
+    gguf_t *g = gguf_open(a.path, err, sizeof(err));
     if (!g) {
         fprintf(stderr, "krill-gguf: %s\n", err);
         return 1;
     }
-    printf("file: %s\nversion: %" PRIu32 "\nalignment: %" PRIu64 "\nkv: %zu\n", argv[optind], gguf_version(g),
+    printf("file: %s\nversion: %" PRIu32 "\nalignment: %" PRIu64 "\nkv: %zu\n", a.path, gguf_version(g),
            gguf_alignment(g), gguf_n_kv(g));
     for (size_t i = 0; i < gguf_n_kv(g); i++) print_kv(g, gguf_kv_at(g, i));
     printf("tensors: %zu\n", gguf_n_tensors(g));

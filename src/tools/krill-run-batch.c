@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "clock.h"
 #include "codec.h"
 #include "config.h"
@@ -42,62 +43,55 @@ static void usage(FILE *f) {
             "  --set K=V            override one key (repeatable), e.g. model.name=...\n"
             "  --window N           requests in flight at most (default 4 x batching.max_seqs, >= 64)\n"
             "  -q, --quiet          no progress line\n"
-            "  -h, --help, --version\n"
+            "  -h, --help           this text\n"
+            "      --version        print the version\n"
             "Exit status: 0 when every line was answered, 1 on a model or I/O error, 2 usage.\n");
 }
 
-int main(int argc, char **argv) {
-    const char *model = NULL, *in_path = NULL, *out_path = NULL, *cfg_path = NULL;
-    const char **sets = calloc((size_t)argc + 2, sizeof *sets);
-    size_t n_sets = 0;
-    int window = 0;
-    bool quiet = false;
-    char err[1024];
-    if (!sets) return 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool more = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--version")) {
-            printf("krill-run-batch %s\n", KRILL_VERSION);
-            return 0;
-        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && more) {
-            model = argv[++i];
-        } else if ((!strcmp(a, "-i") || !strcmp(a, "--input")) && more) {
-            in_path = argv[++i];
-        } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && more) {
-            out_path = argv[++i];
-        } else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && more) {
-            cfg_path = argv[++i];
-        } else if (!strcmp(a, "--set") && more) {
-            sets[n_sets++] = argv[++i];
-        } else if (!strcmp(a, "--window") && more) {
-            window = atoi(argv[++i]);
-            if (window < 1) {
-                fprintf(stderr, "krill-run-batch: --window must be >= 1\n");
-                return 2;
-            }
-        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-            quiet = true;
-        } else {
-            fprintf(stderr, "krill-run-batch: unknown or incomplete argument '%s' (try --help)\n", a);
-            return 2;
+typedef struct {
+    const char *model, *in_path, *out_path, *cfg_path;
+    cli_list_t sets; /* --set K=V */
+    int window; /* 0: from batching.max_seqs */
+    bool quiet;
+} args_t;
+
+static void argparse(int argc, char **argv, args_t *a) {
+    enum { O_SET = 256, O_WINDOW };
+    static const struct option lopts[] = {
+        {"model", required_argument, NULL, 'm'},  {"input", required_argument, NULL, 'i'},
+        {"output", required_argument, NULL, 'o'}, {"config", required_argument, NULL, 'c'},
+        {"set", required_argument, NULL, O_SET},  {"window", required_argument, NULL, O_WINDOW},
+        {"quiet", no_argument, NULL, 'q'},        CLI_OPTIONS_END};
+    *a = (args_t){0};
+    int c;
+    while ((c = getopt_long(argc, argv, "m:i:o:c:qh", lopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': a->model = optarg; break;
+        case 'i': a->in_path = optarg; break;
+        case 'o': a->out_path = optarg; break;
+        case 'c': a->cfg_path = optarg; break;
+        case O_SET: cli_list_add(&a->sets, argc, optarg); break;
+        case O_WINDOW: a->window = (int)cli_long("--window", optarg, 1, 1 << 24); break;
+        case 'q': a->quiet = true; break;
+        default: cli_default(c, usage);
         }
     }
-    if (!in_path || !out_path) {
-        fprintf(stderr, "krill-run-batch: -i IN.jsonl and -o OUT.jsonl are required (try --help)\n");
-        return 2;
-    }
-    config_t *cfg = config_new();
+    cli_no_operands(argc, argv);
+    if (!a->in_path || !a->out_path) cli_usage_error("-i IN.jsonl and -o OUT.jsonl are required");
+}
+
+/* The config file and --set overrides, with -m on top; 0, or the exit status after
+ * printing why. */
+static int load_config(const args_t *a, config_t **out) {
+    char err[1024];
+    config_t *cfg = *out = config_new();
     if (!cfg) return 1;
-    if (config_load(cfg, cfg_path, NULL, sets, n_sets, err, sizeof err) != 0) {
+    if (config_load(cfg, a->cfg_path, NULL, a->sets.items, a->sets.n, err, sizeof err) != 0) {
         fprintf(stderr, "krill-run-batch: %s\n", err);
         return 2;
     }
-    if (model) {
-        char *p = strdup(model);
+    if (a->model) {
+        char *p = strdup(a->model);
         if (!p) return 1;
         free(cfg->model.path);
         cfg->model.path = p;
@@ -108,87 +102,158 @@ int main(int argc, char **argv) {
     }
     int lvl = log_level_parse(cfg->log.level);
     if (lvl >= 0) log_set_level((log_level_t)lvl);
+    return 0;
+}
 
-    int rc = 1;
-    engine_t *e = NULL;
-    FILE *in = NULL, *out = NULL;
-    job_t *jobs = NULL;
-    engine_result_t *res = NULL;
-    char *line = NULL;
-    codec_request_t req;
-    buf_t buf = {0};
-    memset(&req, 0, sizeof req);
-
-    engine_config_t ec;
-    pipeline_engine_config(cfg, &ec);
-    e = engine_open(&ec, err, sizeof err);
-    if (!e) {
-        fprintf(stderr, "krill-run-batch: cannot open the model: %s\n", err);
-        goto done;
-    }
-    const engine_info_t *info = engine_get_info(e);
-    if (window == 0) {
-        window = 4 * (cfg->batching.max_seqs > 0 ? cfg->batching.max_seqs : 64);
-        if (window < 64) window = 64;
-    }
-
+/* One run: the requests in flight (slots of jobs, ids gen << 32 | slot) and the answers
+ * written so far. */
+typedef struct {
+    engine_t *e;
+    pipeline_t pipe;
     codec_limits_t lim;
-    codec_limits_defaults(&lim);
-    lim.max_message_bytes = (size_t)cfg->input.max_message_bytes;
-    lim.max_tokens_cap = cfg->input.max_tokens_cap;
-    lim.default_max_tokens = cfg->input.default_max_tokens;
-    const char *names[1];
+    const char *model_names[1];
+    FILE *out;
+    int window, n_free, in_flight;
+    job_t *jobs;
+    int *free_list;
+    engine_result_t *res; /* RESULTS_MAX */
+    buf_t buf;            /* the answer being written */
+    long answered, ok_count, gen_tokens;
+    bool io_error;
+} batch_t;
+
+#define RESULTS_MAX 256
+
+static int batch_init(batch_t *b, engine_t *e, const config_t *cfg, int window, FILE *out) {
+    *b = (batch_t){.e = e, .out = out, .window = window, .n_free = window};
+    codec_limits_defaults(&b->lim);
+    b->lim.max_message_bytes = (size_t)cfg->input.max_message_bytes;
+    b->lim.max_tokens_cap = cfg->input.max_tokens_cap;
+    b->lim.default_max_tokens = cfg->input.default_max_tokens;
     if (cfg->model.name && *cfg->model.name) {
-        names[0] = cfg->model.name;
-        lim.model_names = names;
-        lim.n_model_names = 1;
+        b->model_names[0] = cfg->model.name;
+        b->lim.model_names = b->model_names;
+        b->lim.n_model_names = 1;
     }
-    pipeline_t pipe = {
+    b->pipe = (pipeline_t){
         .engine = e,
-        .model_name = cfg->model.name && *cfg->model.name ? cfg->model.name : info->model_name,
+        .model_name = cfg->model.name && *cfg->model.name ? cfg->model.name : engine_get_info(e)->model_name,
         .worker = "krill-run-batch",
         .max_prompt_tokens = cfg->input.max_prompt_tokens,
         .output_format = CODEC_FMT_JSON, /* a .jsonl file holds JSON */
         .uid_base = ((uint64_t)time(NULL) << 32) ^ ((uint64_t)getpid() << 44),
     };
+    b->jobs = calloc((size_t)window, sizeof *b->jobs);
+    b->res = calloc(RESULTS_MAX, sizeof *b->res);
+    b->free_list = calloc((size_t)window, sizeof *b->free_list);
+    if (!b->jobs || !b->res || !b->free_list) return -1;
+    for (int i = 0; i < window; i++) b->free_list[i] = window - 1 - i;
+    return 0;
+}
 
-    in = strcmp(in_path, "-") == 0 ? stdin : fopen(in_path, "rb");
-    if (!in) {
-        fprintf(stderr, "krill-run-batch: cannot open %s: %s\n", in_path, strerror(errno));
-        goto done;
-    }
-    out = strcmp(out_path, "-") == 0 ? stdout : fopen(out_path, "wb");
-    if (!out) {
-        fprintf(stderr, "krill-run-batch: cannot create %s: %s\n", out_path, strerror(errno));
-        goto done;
-    }
-    jobs = calloc((size_t)window, sizeof *jobs);
-    res = calloc(256, sizeof *res);
-    int *free_list = calloc((size_t)window, sizeof *free_list);
-    if (!jobs || !res || !free_list) {
-        free(free_list);
-        fprintf(stderr, "krill-run-batch: out of memory\n");
-        goto done;
-    }
-    int n_free = window;
-    for (int i = 0; i < window; i++) free_list[i] = window - 1 - i;
+static void batch_free(batch_t *b) {
+    if (b->jobs)
+        for (int i = 0; i < b->window; i++) free(b->jobs[i].id);
+    free(b->jobs);
+    free(b->res);
+    free(b->free_list);
+    buf_free(&b->buf);
+}
 
+/* Writes the answer in b->buf as one line. */
+static void batch_emit(batch_t *b) {
+    if (fwrite(b->buf.data, 1, b->buf.len, b->out) != b->buf.len || fputc('\n', b->out) == EOF) b->io_error = true;
+    b->answered++;
+}
+
+/* One input line: submitted to the engine, or answered at once with its error. */
+static void batch_submit_line(batch_t *b, const char *line, size_t len, const char *fallback_id, long lineno) {
+    char err[1024];
+    codec_request_t req;
+    memset(&req, 0, sizeof req);
+    codec_decode(&b->lim, line, len, fallback_id, &req);
+    if (req.status != CODEC_OK) {
+        if (pipeline_encode_request_error(&b->pipe, &req, &b->buf, err, sizeof err) == 0) batch_emit(b);
+        else fprintf(stderr, "krill-run-batch: line %ld: %s\n", lineno, err);
+        codec_request_clear(&req);
+        return;
+    }
+    int slot = b->free_list[--b->n_free];
+    job_t *j = &b->jobs[slot];
+    j->gen++;
+    uint64_t id = ((uint64_t)j->gen << 32) | (uint64_t)slot;
+    engine_request_t er;
+    int32_t *ids = NULL;
+    pipeline_error_t pe;
+    int st;
+    if (pipeline_prepare(&b->pipe, &req, id, &er, &ids, &pe) != 0) {
+        if (pipeline_encode_error(&b->pipe, req.id, req.kind, req.format, pe.code, pe.message, pe.param, &b->buf,
+                                  err, sizeof err) == 0)
+            batch_emit(b);
+        b->free_list[b->n_free++] = slot;
+    } else if ((st = engine_submit(b->e, &er, err, sizeof err)) != ENGINE_OK) {
+        free(ids);
+        pipeline_submit_error(st, err, &pe);
+        char e2[256];
+        if (pipeline_encode_error(&b->pipe, req.id, req.kind, req.format, pe.code, pe.message, pe.param, &b->buf,
+                                  e2, sizeof e2) == 0)
+            batch_emit(b);
+        b->free_list[b->n_free++] = slot;
+    } else {
+        free(ids);
+        j->busy = true;
+        j->id = strdup(req.id);
+        j->kind = req.kind;
+        j->fmt = req.format;
+        b->in_flight++;
+    }
+    codec_request_clear(&req);
+}
+
+/* Writes every finished request's answer. */
+static void batch_collect(batch_t *b) {
+    char err[1024];
+    size_t n;
+    while ((n = engine_poll(b->e, b->res, RESULTS_MAX)) > 0) {
+        for (size_t i = 0; i < n; i++) {
+            engine_result_t *r = &b->res[i];
+            int slot = (int)(r->id & 0xffffffffu);
+            job_t *j = slot < b->window ? &b->jobs[slot] : NULL;
+            if (!j || !j->busy || j->gen != (uint32_t)(r->id >> 32)) {
+                fprintf(stderr, "krill-run-batch: engine result for an unknown request\n");
+                engine_result_clear(r);
+                continue;
+            }
+            bool ok = false;
+            if (pipeline_encode_result(&b->pipe, j->id, j->kind, j->fmt, r, &ok, &b->buf, err, sizeof err) == 0)
+                batch_emit(b);
+            else
+                fprintf(stderr, "krill-run-batch: cannot encode a result: %s\n", err);
+            b->ok_count += ok;
+            b->gen_tokens += r->completion_tokens;
+            engine_result_clear(r);
+            free(j->id);
+            j->id = NULL;
+            j->busy = false;
+            b->free_list[b->n_free++] = slot;
+            b->in_flight--;
+        }
+        fflush(b->out);
+    }
+}
+
+/* Reads ahead while fewer than window requests are in flight, steps the engine, writes
+ * answers as requests finish; until the input ends and nothing is in flight. */
+static void batch_run(batch_t *b, FILE *in, const char *in_path, bool quiet) {
     const char *base = strrchr(in_path, '/') ? strrchr(in_path, '/') + 1 : in_path;
-    bool tty = !quiet && isatty(2);
+    bool tty = !quiet && isatty(2), eof = false;
+    char *line = NULL;
     size_t cap = 0;
     ssize_t len;
-    long lineno = 0, answered = 0, ok_count = 0, gen_tokens = 0;
-    int in_flight = 0;
-    bool eof = false, io_error = false;
-    double t0 = clock_now_s(), last = 0;
-#define EMIT()                                                                                                  \
-    do {                                                                                                        \
-        if (fwrite(buf.data, 1, buf.len, out) != buf.len || fputc('\n', out) == EOF) io_error = true;           \
-        answered++;                                                                                             \
-    } while (0)
-    while (!io_error && (!eof || in_flight > 0)) {
-        /* read ahead while there is room */
-        while (!eof && in_flight < window) {
+    long lineno = 0;
+    double last = 0;
+    while (!b->io_error && (!eof || b->in_flight > 0)) {
+        while (!eof && b->in_flight < b->window) {
             len = getline(&line, &cap, in);
             if (len < 0) {
                 eof = true;
@@ -199,109 +264,85 @@ int main(int argc, char **argv) {
             if (len == 0) continue;
             char fallback[300];
             snprintf(fallback, sizeof fallback, "%s:%ld", base, lineno);
-            codec_decode(&lim, line, (size_t)len, fallback, &req);
-            if (req.status != CODEC_OK) {
-                if (pipeline_encode_request_error(&pipe, &req, &buf, err, sizeof err) == 0) EMIT();
-                else fprintf(stderr, "krill-run-batch: line %ld: %s\n", lineno, err);
-                codec_request_clear(&req);
-                continue;
-            }
-            int slot = free_list[--n_free];
-            job_t *j = &jobs[slot];
-            j->gen++;
-            uint64_t id = ((uint64_t)j->gen << 32) | (uint64_t)slot;
-            engine_request_t er;
-            int32_t *ids = NULL;
-            pipeline_error_t pe;
-            int st;
-            if (pipeline_prepare(&pipe, &req, id, &er, &ids, &pe) != 0) {
-                if (pipeline_encode_error(&pipe, req.id, req.kind, req.format, pe.code, pe.message, pe.param, &buf,
-                                          err, sizeof err) == 0)
-                    EMIT();
-                free_list[n_free++] = slot;
-            } else if ((st = engine_submit(e, &er, err, sizeof err)) != ENGINE_OK) {
-                free(ids);
-                pipeline_submit_error(st, err, &pe);
-                char e2[256];
-                if (pipeline_encode_error(&pipe, req.id, req.kind, req.format, pe.code, pe.message, pe.param, &buf,
-                                          e2, sizeof e2) == 0)
-                    EMIT();
-                free_list[n_free++] = slot;
-            } else {
-                free(ids);
-                j->busy = true;
-                j->id = strdup(req.id);
-                j->kind = req.kind;
-                j->fmt = req.format;
-                in_flight++;
-            }
-            codec_request_clear(&req);
+            batch_submit_line(b, line, (size_t)len, fallback, lineno);
         }
-        if (in_flight == 0) continue;
-        engine_step(e);
-        size_t n;
-        while ((n = engine_poll(e, res, 256)) > 0) {
-            for (size_t i = 0; i < n; i++) {
-                int slot = (int)(res[i].id & 0xffffffffu);
-                job_t *j = slot < window ? &jobs[slot] : NULL;
-                if (!j || !j->busy || j->gen != (uint32_t)(res[i].id >> 32)) {
-                    fprintf(stderr, "krill-run-batch: engine result for an unknown request\n");
-                    engine_result_clear(&res[i]);
-                    continue;
-                }
-                bool ok = false;
-                if (pipeline_encode_result(&pipe, j->id, j->kind, j->fmt, &res[i], &ok, &buf, err, sizeof err) == 0)
-                    EMIT();
-                else
-                    fprintf(stderr, "krill-run-batch: cannot encode a result: %s\n", err);
-                ok_count += ok;
-                gen_tokens += res[i].completion_tokens;
-                engine_result_clear(&res[i]);
-                free(j->id);
-                j->id = NULL;
-                j->busy = false;
-                free_list[n_free++] = slot;
-                in_flight--;
-            }
-            fflush(out);
-        }
+        if (b->in_flight == 0) continue;
+        engine_step(b->e);
+        batch_collect(b);
         if (tty && clock_now_s() - last > 0.25) {
             last = clock_now_s();
-            fprintf(stderr, "\rkrill-run-batch: %ld lines read, %ld answered, %d in flight ", lineno, answered,
-                    in_flight);
+            fprintf(stderr, "\rkrill-run-batch: %ld lines read, %ld answered, %d in flight ", lineno, b->answered,
+                    b->in_flight);
         }
     }
-    if (fflush(out) != 0) io_error = true;
+    if (fflush(b->out) != 0) b->io_error = true;
     if (tty) fprintf(stderr, "\n");
-    free(free_list);
-    if (ferror(in)) {
-        fprintf(stderr, "krill-run-batch: read error on %s\n", in_path);
+    free(line);
+}
+
+int main(int argc, char **argv) {
+    args_t a;
+    cli_init("krill-run-batch");
+    argparse(argc, argv, &a);
+    config_t *cfg = NULL;
+    int rc = load_config(&a, &cfg);
+    engine_t *e = NULL;
+    FILE *in = NULL, *out = NULL;
+    batch_t b = {0};
+    char err[1024];
+    if (rc != 0) goto done;
+    rc = 1;
+
+    engine_config_t ec;
+    pipeline_engine_config(cfg, &ec);
+    e = engine_open(&ec, err, sizeof err);
+    if (!e) {
+        fprintf(stderr, "krill-run-batch: cannot open the model: %s\n", err);
         goto done;
     }
-    if (io_error) {
-        fprintf(stderr, "krill-run-batch: write error on %s: %s\n", out_path, strerror(errno));
+    int window = a.window;
+    if (window == 0) {
+        window = 4 * (cfg->batching.max_seqs > 0 ? cfg->batching.max_seqs : 64);
+        if (window < 64) window = 64;
+    }
+    in = strcmp(a.in_path, "-") == 0 ? stdin : fopen(a.in_path, "rb");
+    if (!in) {
+        fprintf(stderr, "krill-run-batch: cannot open %s: %s\n", a.in_path, strerror(errno));
+        goto done;
+    }
+    out = strcmp(a.out_path, "-") == 0 ? stdout : fopen(a.out_path, "wb");
+    if (!out) {
+        fprintf(stderr, "krill-run-batch: cannot create %s: %s\n", a.out_path, strerror(errno));
+        goto done;
+    }
+    if (batch_init(&b, e, cfg, window, out) != 0) {
+        fprintf(stderr, "krill-run-batch: out of memory\n");
+        goto done;
+    }
+    double t0 = clock_now_s();
+    batch_run(&b, in, a.in_path, a.quiet);
+    if (ferror(in)) {
+        fprintf(stderr, "krill-run-batch: read error on %s\n", a.in_path);
+        goto done;
+    }
+    if (b.io_error) {
+        fprintf(stderr, "krill-run-batch: write error on %s: %s\n", a.out_path, strerror(errno));
         goto done;
     }
     double dt = clock_now_s() - t0;
     fprintf(stderr, "krill-run-batch: %ld answers (%ld ok, %ld errors) in %.2fs: %.1f req/s, %.1f generated tok/s\n",
-            answered, ok_count, answered - ok_count, dt, dt > 0 ? (double)answered / dt : 0,
-            dt > 0 ? (double)gen_tokens / dt : 0);
+            b.answered, b.ok_count, b.answered - b.ok_count, dt, dt > 0 ? (double)b.answered / dt : 0,
+            dt > 0 ? (double)b.gen_tokens / dt : 0);
     rc = 0;
 done:
-    if (jobs)
-        for (int i = 0; i < window; i++) free(jobs[i].id);
-    free(jobs);
-    free(res);
-    free(line);
-    codec_request_clear(&req);
-    buf_free(&buf);
+    batch_free(&b);
     if (in && in != stdin) fclose(in);
     if (out && out != stdout && fclose(out) != 0 && rc == 0) {
-        fprintf(stderr, "krill-run-batch: cannot write %s\n", out_path);
+        fprintf(stderr, "krill-run-batch: cannot write %s\n", a.out_path);
         rc = 1;
     }
     engine_close(e);
     config_free(cfg);
-    free(sets);
+    cli_list_free(&a.sets);
     return rc;
 }

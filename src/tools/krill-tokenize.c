@@ -5,16 +5,15 @@
  * UTF-8 names the byte offset, a bad id names its position), 2 on bad usage.
  * --bench times the encoding (one core) instead of printing ids. */
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "clock.h"
 #include "chat.h"
+#include "cli.h"
+#include "clock.h"
 #include "gguf.h"
 #include "tokenizer.h"
 
@@ -35,7 +34,7 @@ static void usage(FILE *f) {
             "                    (with --lines: one text line per input line)\n"
             "  --bench N         encode the input N times and print bytes, tokens and MB/s to\n"
             "                    stderr (one core; nothing on stdout)\n"
-            "  --help            this text\n"
+            "  -h, --help        this text\n"
             "  --version         print the version\n"
             "Exit status: 0 ok, 1 bad input or model (the reason is printed), 2 usage error.\n");
 }
@@ -239,54 +238,45 @@ static int do_bench(const tokenizer_t *tok, const char *in, size_t len, bool lin
     return 0;
 }
 
-int main(int argc, char **argv) {
-    const char *model = NULL;
-    bool lines = false, bos = false, special = false, chat = false, decode = false;
-    long bench = 0;
-    enum { O_LINES = 256, O_BOS, O_SPECIAL, O_CHAT, O_DECODE, O_BENCH, O_HELP, O_VERSION };
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'}, {"lines", no_argument, 0, O_LINES},
-        {"bos", no_argument, 0, O_BOS},       {"special", no_argument, 0, O_SPECIAL},
-        {"chat", no_argument, 0, O_CHAT},     {"decode", no_argument, 0, O_DECODE},
-        {"bench", required_argument, 0, O_BENCH}, {"help", no_argument, 0, O_HELP},
-        {"version", no_argument, 0, O_VERSION}, {0, 0, 0, 0},
-    };
+typedef struct {
+    const char *model;
+    bool lines, bos, special, chat, decode;
+    long bench; /* repeats; 0 = no --bench */
+} args_t;
+
+static void argparse(int argc, char **argv, args_t *a) {
+    enum { O_LINES = 256, O_BOS, O_SPECIAL, O_CHAT, O_DECODE, O_BENCH };
+    static const struct option lopts[] = {
+        {"model", required_argument, NULL, 'm'}, {"lines", no_argument, NULL, O_LINES},
+        {"bos", no_argument, NULL, O_BOS},       {"special", no_argument, NULL, O_SPECIAL},
+        {"chat", no_argument, NULL, O_CHAT},     {"decode", no_argument, NULL, O_DECODE},
+        {"bench", required_argument, NULL, O_BENCH}, CLI_OPTIONS_END};
+    *a = (args_t){0};
     int c;
-    while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:h", lopts, NULL)) != -1) {
         switch (c) {
-        case 'm': model = optarg; break;
-        case O_LINES: lines = true; break;
-        case O_BOS: bos = true; break;
-        case O_SPECIAL: special = true; break;
-        case O_CHAT: chat = true; break;
-        case O_DECODE: decode = true; break;
-        case O_BENCH: {
-            char *end;
-            bench = strtol(optarg, &end, 10);
-            if (*end || bench < 1 || bench > 1000000) {
-                fprintf(stderr, "krill-tokenize: --bench needs a repeat count from 1 to 1000000, not '%s'\n", optarg);
-                return 2;
-            }
-            break;
-        }
-        case 'h':
-        case O_HELP: usage(stdout); return 0;
-        case O_VERSION: printf("krill-tokenize %s\n", KRILL_VERSION); return 0;
-        default: usage(stderr); return 2;
+        case 'm': a->model = optarg; break;
+        case O_LINES: a->lines = true; break;
+        case O_BOS: a->bos = true; break;
+        case O_SPECIAL: a->special = true; break;
+        case O_CHAT: a->chat = true; break;
+        case O_DECODE: a->decode = true; break;
+        case O_BENCH: a->bench = cli_long("--bench", optarg, 1, 1000000); break;
+        default: cli_default(c, usage);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "krill-tokenize: unexpected argument '%s' (the text comes from stdin)\n", argv[optind]);
-        return 2;
-    }
-    if (!model) {
-        fprintf(stderr, "krill-tokenize: -m MODEL.gguf is required (try --help)\n");
-        return 2;
-    }
-    if (chat && (decode || lines)) {
-        fprintf(stderr, "krill-tokenize: --chat cannot be combined with --decode or --lines\n");
-        return 2;
-    }
+    if (optind < argc) cli_usage_error("unexpected argument '%s' (the text comes from stdin)", argv[optind]);
+    if (!a->model) cli_usage_error("-m MODEL.gguf is required");
+    if (a->chat && (a->decode || a->lines)) cli_usage_error("--chat cannot be combined with --decode or --lines");
+}
+
+int main(int argc, char **argv) {
+    args_t a;
+    cli_init("krill-tokenize");
+    argparse(argc, argv, &a);
+    const char *model = a.model;
+    bool lines = a.lines, bos = a.bos, special = a.special;
+    long bench = a.bench;
 
     char err[512];
     int rc = 1;
@@ -311,9 +301,9 @@ int main(int argc, char **argv) {
     static char obuf[1 << 16];
     setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
 
-    if (decode) {
+    if (a.decode) {
         if (do_decode(tok, in, len, lines, special) != 0) goto done;
-    } else if (chat) {
+    } else if (a.chat) {
         prompt = render_chat(g, in, len);
         if (!prompt) goto done;
         if (bench ? do_bench(tok, prompt, strlen(prompt), false, bos, true, bench) != 0

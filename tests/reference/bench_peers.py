@@ -35,18 +35,19 @@ DEFAULT_MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 def prompts(n_req, plen, n_vocab, seed=1):
-    """The ids krill-bench uses (same 64-bit LCG, same range)."""
+    """The ids krill-bench uses (src/tools/bench_load.c: splitmix64 from the seed, same range)."""
     M = (1 << 64) - 1
-    A, C = 6364136223846793005, 1442695040888963407
-    x = (seed * A + C) & M
+    x = seed & M
     lo = 256 if n_vocab > 1000 else 3
     span = n_vocab - lo - 1
     out = []
     for _ in range(n_req):
         row = []
         for _ in range(plen):
-            x = (x * A + C) & M
-            row.append(lo + (x >> 33) % span)
+            x = (x + 0x9E3779B97F4A7C15) & M
+            z = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M
+            row.append(lo + (z ^ (z >> 31)) % span)
         out.append(row)
     return out
 

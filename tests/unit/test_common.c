@@ -79,6 +79,24 @@ static void test_cli_numbers(void **state) {
     assert_true(x == 0.5);
     assert_int_equal(cli_parse_double("--t", "nan", 0, 1, &x, err, sizeof err), -1);
     assert_int_equal(cli_parse_double("--t", "1.5", 0, 1, &x, err, sizeof err), -1);
+    uint64_t u;
+    assert_int_equal(cli_parse_u64("--seed", "18446744073709551615", &u, err, sizeof err), 0);
+    assert_true(u == UINT64_MAX);
+    assert_int_equal(cli_parse_u64("--seed", "-1", &u, err, sizeof err), -1); /* strtoull would say 2^64-1 */
+    assert_non_null(strstr(err, "--seed: '-1'"));
+    assert_int_equal(cli_parse_u64("--seed", "18446744073709551616", &u, err, sizeof err), -1);
+    assert_int_equal(cli_parse_u64("--seed", " 1", &u, err, sizeof err), -1);
+    char key[8];
+    const char *val;
+    assert_int_equal(cli_parse_kv("-X", "acks=all", key, sizeof key, &val, err, sizeof err), 0);
+    assert_string_equal(key, "acks");
+    assert_string_equal(val, "all");
+    assert_int_equal(cli_parse_kv("-X", "k=", key, sizeof key, &val, err, sizeof err), 0);
+    assert_string_equal(val, "");
+    assert_int_equal(cli_parse_kv("-X", "acks", key, sizeof key, &val, err, sizeof err), -1);
+    assert_non_null(strstr(err, "-X: 'acks' is not KEY=VALUE"));
+    assert_int_equal(cli_parse_kv("-X", "=v", key, sizeof key, &val, err, sizeof err), -1);
+    assert_int_equal(cli_parse_kv("-X", "toolongkey=v", key, sizeof key, &val, err, sizeof err), -1);
 }
 
 static void test_rng_reference(void **state) {
