@@ -5,7 +5,6 @@
  * says give up) -> io_store_offsets (what the ledger says is committable). */
 #include "io_loop.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>

@@ -1,7 +1,7 @@
 /* kafka.h — the worker's librdkafka io: one consumer (group member) and one idempotent
  * producer, owned by one thread (the io thread). Nothing here knows about requests.
  *
- * Rules it keeps (design §5):
+ * Rules it keeps (docs/architecture.md, "Kafka"):
  * - consumer: cooperative-sticky, enable.auto.commit=true, enable.auto.offset.store=false
  *   (offsets are stored by the caller only when everything below them is acknowledged),
  *   auto.offset.reset=earliest; polled with rd_kafka_consumer_poll (never batch consume).
