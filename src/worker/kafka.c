@@ -530,6 +530,31 @@ rd_kafka_headers_t *kafka_headers_copy(const rd_kafka_message_t *m) {
     return rd_kafka_headers_copy(h);
 }
 
+rd_kafka_headers_t *kafka_headers_new(const rd_kafka_headers_t *tmpl) {
+    return tmpl ? rd_kafka_headers_copy(tmpl) : rd_kafka_headers_new(1);
+}
+
+void kafka_headers_add(rd_kafka_headers_t *h, const char *name, const char *value) {
+    rd_kafka_header_add(h, name, -1, value, -1);
+}
+
+void kafka_headers_free(rd_kafka_headers_t *h) {
+    if (h) rd_kafka_headers_destroy(h);
+}
+
+const char *kafka_msg_topic(const rd_kafka_message_t *m) { return rd_kafka_topic_name(m->rkt); }
+
+void kafka_msg_free(rd_kafka_message_t *m) {
+    if (m) rd_kafka_message_destroy(m);
+}
+
+void kafka_io_seek_back(kafka_io_t *k, const rd_kafka_message_t *m) {
+    (void)k; /* the legacy seek works on the message's topic handle */
+    rd_kafka_seek(m->rkt, m->partition, m->offset, 0);
+}
+
+const char *kafka_err_name(int err) { return rd_kafka_err2name((rd_kafka_resp_err_t)err); }
+
 int kafka_create_topics(const char *brokers, const char *const *props, size_t n_props, const char *const *topics,
                         size_t n_topics, int n_partitions, int replication, int timeout_ms, char *err, size_t errlen) {
     char es[512];

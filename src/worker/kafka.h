@@ -1,7 +1,7 @@
 /* kafka.h — the worker's librdkafka io: one consumer (group member) and one idempotent
  * producer, owned by one thread (the io thread). Nothing here knows about requests.
  *
- * Rules it keeps (design §5):
+ * Rules it keeps (docs/architecture.md, "Kafka"):
  * - consumer: cooperative-sticky, enable.auto.commit=true, enable.auto.offset.store=false
  *   (offsets are stored by the caller only when everything below them is acknowledged),
  *   auto.offset.reset=earliest; polled with rd_kafka_consumer_poll (never batch consume).
@@ -110,6 +110,19 @@ bool kafka_io_brokers_down(const kafka_io_t *k);
 
 /* A copy of a message's headers; NULL when it has none. */
 rd_kafka_headers_t *kafka_headers_copy(const rd_kafka_message_t *m);
+/* A copy of tmpl, or an empty set when tmpl is NULL (never NULL: librdkafka aborts on
+ * out of memory). */
+rd_kafka_headers_t *kafka_headers_new(const rd_kafka_headers_t *tmpl);
+void kafka_headers_add(rd_kafka_headers_t *h, const char *name, const char *value);
+void kafka_headers_free(rd_kafka_headers_t *h); /* accepts NULL */
+
+/* A consumed message's topic name (valid while the message lives). */
+const char *kafka_msg_topic(const rd_kafka_message_t *m);
+void kafka_msg_free(rd_kafka_message_t *m); /* accepts NULL */
+/* Rewinds m's partition to m's offset: the message is fetched again (once resumed). */
+void kafka_io_seek_back(kafka_io_t *k, const rd_kafka_message_t *m);
+/* librdkafka's name of an error code ("_MSG_TIMED_OUT"). */
+const char *kafka_err_name(int err);
 
 /* Tools: creates topics (n_partitions each, replication 1 unless the broker says
  * otherwise) through the Admin API; existing topics are fine. props as in the config.

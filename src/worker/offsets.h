@@ -1,4 +1,4 @@
-/* offsets.h — out-of-order completions -> the offset Kafka may store (design.md §5).
+/* offsets.h — out-of-order completions -> the offset Kafka may store (docs/architecture.md, "The ledger").
  *
  * Each assigned partition keeps the offsets it has taken and not yet finished.
  * track(o) when a message is taken from the consumer; done(o) when its result (or

@@ -185,8 +185,10 @@ int pipeline_encode_result(pipeline_t *p, const char *custom_id, codec_kind_t ki
         res.error_message = pe.message;
         res.error_param = pe.param;
         if (ok) *ok = false;
+        p->status = res.status_code;
         return codec_encode_result(&res, out, err, errlen);
     }
+    p->status = res.status_code;
     return codec_encode_result(&res, out, err, errlen);
 }
 
@@ -199,6 +201,7 @@ int pipeline_encode_error(pipeline_t *p, const char *custom_id, codec_kind_t kin
     res.error = code;
     res.error_message = message;
     res.error_param = param;
+    p->status = res.status_code;
     return codec_encode_result(&res, out, err, errlen);
 }
 
@@ -214,6 +217,7 @@ int pipeline_encode_request_error(pipeline_t *p, const codec_request_t *req, buf
     res.created = base.created;
     res.worker = base.worker;
     res.queue_ms = res.ttft_ms = res.total_ms = -1;
+    p->status = res.status_code;
     return codec_encode_result(&res, out, err, errlen);
 }
 

@@ -26,6 +26,8 @@ typedef struct {
     int output_format;       /* -1 = the request's format, else CODEC_FMT_JSON/MSGPACK */
     uint64_t uid_base;       /* result uids are uid_base + a counter */
     uint64_t uid_next;       /* the counter (owned by the caller's thread) */
+    int status;              /* status_code of the answer encoded last (set by every
+                                pipeline_encode_*): the one place it is derived */
 } pipeline_t;
 
 /* What a failed preparation answers with. */

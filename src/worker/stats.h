@@ -1,4 +1,4 @@
-/* stats.h — the worker's throughput statistics, one record per interval (design §4).
+/* stats.h — the worker's throughput statistics, one record per interval (docs/architecture.md, "Observing").
  *
  * The io thread adds answered requests (stats_add_request); the engine thread adds
  * steps (stats_add_step, lock-free atomics). stats_emit() encodes the window's record
