@@ -178,18 +178,18 @@ else
   record build sources PASS "$n_src files (engine + $(ls kernels/*.cu 2>/dev/null | wc -l) CUDA files for sm_$ARCH)"
 fi
 ar rcs "$B/libkrill_engine.a" "$B"/obj/*.o 2>/dev/null
-link() {  # name, main source -> $B/name
-  local name=$1 src=$2
+link() {  # name, main source, [more sources] -> $B/name
+  local name=$1 src=$2; shift 2
   if [ ! -f "$src" ]; then record build "$name" NOT-RUN "$src does not exist yet"; return 1; fi
-  if $CC $CFLAGS "$src" "$B/libkrill_engine.a" $CU_LINK $LIBS -o "$B/$name" >"$B/$name.log" 2>&1; then
+  if $CC $CFLAGS "$src" "$@" "$B/libkrill_engine.a" $CU_LINK $LIBS -o "$B/$name" >"$B/$name.log" 2>&1; then
     record build "$name" PASS "linked"; return 0
   fi
   record build "$name" FAIL "$(grep -m1 -E 'error|undefined' "$B/$name.log" | cut -c1-150) (log: $B/$name.log)"; return 1
 }
 HAVE_OPS=0 HAVE_PARITY=0 HAVE_BENCH=0
-if [ -n "$NVCC" ]; then link gpu_ops tests/gpu/gpu_ops.c && HAVE_OPS=1
+if [ -n "$NVCC" ]; then link gpu_ops tests/gpu/gpu_ops.c tests/unit/testutil.c && HAVE_OPS=1
 else record build gpu_ops NOT-RUN "no nvcc found (PATH, CUDA_HOME, /usr/local/cuda)"; fi
-if [ -f src/engine/model.c ]; then link gpu_parity tests/gpu/gpu_parity.c && HAVE_PARITY=1
+if [ -f src/engine/model.c ]; then link gpu_parity tests/gpu/gpu_parity.c tests/unit/testutil.c && HAVE_PARITY=1
 else record build gpu_parity NOT-RUN "src/engine/model.c does not exist yet (the forward pass)"; fi
 link krill-bench src/tools/krill-bench.c && HAVE_BENCH=1
 log "build done"
