@@ -155,9 +155,11 @@ $(BUILD)/krill-%: $(BUILD)/obj/src/tools/krill-%.o $(TOOLS_LIB) $(LINK_LIBS)
 $(BUILD)/krill-worker: $(BUILD)/obj/src/worker/main.o $(LINK_LIBS)
 	$(CC) $(LDFLAGS) $< $(LINK_LIBS) $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TOOLS_LIB) $(LINK_LIBS)
+# every unit test links the shared test helpers (tests/unit/testutil.h)
+TESTUTIL_OBJ := $(call obj,tests/unit/testutil.c)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTUTIL_OBJ) $(TOOLS_LIB) $(LINK_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $< $(TOOLS_LIB) $(LINK_LIBS) $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS) $< $(TESTUTIL_OBJ) $(TOOLS_LIB) $(LINK_LIBS) $(LDLIBS) -o $@
 
 check-test:
 	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) scripts/run-tests.sh

@@ -187,9 +187,9 @@ link() {  # name, main source [, more sources] -> $B/name
   record build "$name" FAIL "$(grep -m1 -E 'error|undefined' "$B/$name.log" | cut -c1-150) (log: $B/$name.log)"; return 1
 }
 HAVE_OPS=0 HAVE_PARITY=0 HAVE_BENCH=0
-if [ -n "$NVCC" ]; then link gpu_ops tests/gpu/gpu_ops.c && HAVE_OPS=1
+if [ -n "$NVCC" ]; then link gpu_ops tests/gpu/gpu_ops.c tests/unit/testutil.c && HAVE_OPS=1
 else record build gpu_ops NOT-RUN "no nvcc found (PATH, CUDA_HOME, /usr/local/cuda)"; fi
-if [ -f src/engine/model.c ]; then link gpu_parity tests/gpu/gpu_parity.c && HAVE_PARITY=1
+if [ -f src/engine/model.c ]; then link gpu_parity tests/gpu/gpu_parity.c tests/unit/testutil.c && HAVE_PARITY=1
 else record build gpu_parity NOT-RUN "src/engine/model.c does not exist yet (the forward pass)"; fi
 link krill-bench src/tools/krill-bench.c src/tools/bench_load.c && HAVE_BENCH=1
 log "build done"

@@ -2,8 +2,9 @@
 # run-tests.sh — run every test this machine can run and print one summary line.
 #
 # Unit tests: each $BUILD/tests/test_* binary (cmocka). Integration tests: each
-# tests/integration/NN-*.sh. Exit status 77 means "skipped: prerequisites missing"
-# (the test prints why); a skip is shown and never counted as a pass.
+# tests/integration/NN-*.sh, in lexical order, each NN used once (the guard
+# integration-numbers fails otherwise). Exit status 77 means "skipped: prerequisites
+# missing" (the test prints why); a skip is shown and never counted as a pass.
 # KRILL_TEST_FILTER=regex runs only matching tests.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,8 +36,17 @@ for t in "$BUILD"/tests/test_*; do
   [ -x "$t" ] || continue
   run_one "$(basename "$t")" "$t"
 done
+# Guard: each integration test has its own number NN (the run order is lexical).
+integration_numbers_unique() {
+  local dup
+  dup=$(for t in tests/integration/[0-9]*.sh; do basename "$t"; done | sed 's/-.*//' | sort | uniq -d)
+  [ -z "$dup" ] && return 0
+  for n in $dup; do echo "integration tests share the number $n:" tests/integration/"$n"-*.sh; done
+  return 1
+}
 if [ -d tests/integration ]; then
   echo "== integration tests"
+  run_one integration-numbers integration_numbers_unique
   for t in tests/integration/[0-9]*.sh; do
     [ -f "$t" ] || continue
     run_one "$(basename "$t" .sh)" bash "$t"

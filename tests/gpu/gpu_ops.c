@@ -20,15 +20,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include "backend.h"
+#include "clock.h"
 #include "quant.h"
 #include "sampler.h"
+#include "../unit/testutil.h"
 
 int matmul_set_gemv_max_n(int n); /* kernels/matmul.cu (common.cuh is C++) */
 
@@ -78,26 +78,6 @@ static void check(const char *op, const char *shape, double err, double tol) {
 
 /* ------------------------------------------------------------------ helpers */
 
-static uint64_t rng_state;
-static uint64_t rng_next(void) {
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static float rng_unif(void) { return (float)((rng_next() >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f; }
-static void fill(float *x, size_t n, float scale) {
-    for (size_t i = 0; i < n; i++) x[i] = rng_unif() * scale;
-}
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "gpu_ops: out of host memory (%zu bytes)\n", n);
-        exit(1);
-    }
-    return p;
-}
-
 static double nerr(const float *got, const float *ref, size_t n) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
@@ -131,7 +111,7 @@ static void down(backend_t *b, void *host, const void *dev, size_t bytes) {
 }
 /* A device buffer of NaN (all-ones bytes). */
 static void *poisoned(backend_t *b, size_t bytes) {
-    void *h = xmalloc(bytes);
+    void *h = testutil_xmalloc(bytes);
     memset(h, 0xff, bytes);
     void *p = up(b, h, bytes);
     free(h);
@@ -142,7 +122,7 @@ static void dfree(backend_t *b, void *p) { b->ops->free(b->ctx, p); }
 /* bf16-exact random weights: the f32 values and their BF16 bits. */
 static void bf16_weights(float *f, uint16_t *bits, size_t n, float scale) {
     for (size_t i = 0; i < n; i++) {
-        bits[i] = quant_f32_to_bf16(rng_unif() * scale);
+        bits[i] = quant_f32_to_bf16(testutil_unif() * scale);
         f[i] = quant_bf16_to_f32(bits[i]);
     }
 }
@@ -151,12 +131,6 @@ static void *load_weights(backend_t *b, const uint16_t *bits, size_t n) {
     void *p = dalloc(b, n * backend_dtype_size(b->info.weight_dtype));
     if (b->ops->load_tensor(b->ctx, p, b->info.weight_dtype, GGUF_T_BF16, bits, (int64_t)n)) die_backend(b, "load_tensor");
     return p;
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 static double matmul_tol(void) {
@@ -181,9 +155,9 @@ static void test_load_tensor(void) {
             if (big && quick && t != GGUF_T_Q4_K) continue; /* one big case still crosses the staging halves */
             const int64_t nb = big ? (int64_t)(24 << 20) / be : 3; /* 24M elements cross both staging halves */
             const int64_t n = nb * be;
-            uint8_t *raw = xmalloc((size_t)(nb * bb));
-            rng_state = 77 + ti;
-            for (int64_t i = 0; i < nb * bb; i++) raw[i] = (uint8_t)rng_next();
+            uint8_t *raw = testutil_xmalloc((size_t)(nb * bb));
+            testutil_seed(77 + ti);
+            for (int64_t i = 0; i < nb * bb; i++) raw[i] = (uint8_t)testutil_next();
             /* keep f16/bf16 scales and F32/F16 values finite: clear the top exponent bit of every 16-bit word */
             for (int64_t i = 1; i < nb * bb; i += 2) raw[i] &= 0x3f;
             const backend_dtype_t dt = gpu->info.weight_dtype;
@@ -197,7 +171,7 @@ static void test_load_tensor(void) {
                 free(raw);
                 return;
             }
-            void *got = xmalloc((size_t)n * es), *want = xmalloc((size_t)n * es);
+            void *got = testutil_xmalloc((size_t)n * es), *want = testutil_xmalloc((size_t)n * es);
             down(gpu, got, d, (size_t)n * es);
             int rc = dt == BACKEND_DT_F32   ? quant_dequantize_f32(t, raw, want, n)
                      : dt == BACKEND_DT_F16 ? quant_dequantize_f16(t, raw, want, n)
@@ -217,12 +191,12 @@ static void test_embed_get_rows(void) {
     static const int shapes[][3] = {{1, 100, 64}, {7, 1000, 576}, {33, 50, 2048}, {5, 17, 13}, {256, 300, 960}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int n = shapes[s][0], vocab = shapes[s][1], dim = shapes[s][2];
-        rng_state = 10 + s;
-        float *tf = xmalloc(sizeof(float) * vocab * dim);
-        uint16_t *tb = xmalloc(2 * (size_t)vocab * dim);
+        testutil_seed(10 + s);
+        float *tf = testutil_xmalloc(sizeof(float) * vocab * dim);
+        uint16_t *tb = testutil_xmalloc(2 * (size_t)vocab * dim);
         bf16_weights(tf, tb, (size_t)vocab * dim, 1.0f);
-        int32_t *ids = xmalloc(sizeof(int32_t) * n);
-        for (int i = 0; i < n; i++) ids[i] = (int32_t)(rng_next() % vocab);
+        int32_t *ids = testutil_xmalloc(sizeof(int32_t) * n);
+        for (int i = 0; i < n; i++) ids[i] = (int32_t)(testutil_next() % vocab);
         backend_t *bs[2] = {cpu, gpu};
         float *out[2];
         for (int k = 0; k < 2; k++) {
@@ -230,7 +204,7 @@ static void test_embed_get_rows(void) {
             int32_t *dids = up(bs[k], ids, sizeof(int32_t) * n);
             float *dout = poisoned(bs[k], sizeof(float) * n * dim);
             bs[k]->ops->embed(bs[k]->ctx, dout, table, dids, n, dim);
-            out[k] = xmalloc(sizeof(float) * n * dim);
+            out[k] = testutil_xmalloc(sizeof(float) * n * dim);
             down(bs[k], out[k], dout, sizeof(float) * n * dim);
             dfree(bs[k], table), dfree(bs[k], dids), dfree(bs[k], dout);
         }
@@ -239,13 +213,13 @@ static void test_embed_get_rows(void) {
         check("embed", shape, nerr(out[1], out[0], (size_t)n * dim), 0);
         free(out[0]), free(out[1]);
         /* get_rows over an f32 matrix */
-        fill(tf, (size_t)vocab * dim, 3.0f);
+        testutil_fill(tf, (size_t)vocab * dim, 3.0f);
         for (int k = 0; k < 2; k++) {
             float *src = up(bs[k], tf, sizeof(float) * vocab * dim);
             int32_t *dids = up(bs[k], ids, sizeof(int32_t) * n);
             float *dout = poisoned(bs[k], sizeof(float) * n * dim);
             bs[k]->ops->get_rows(bs[k]->ctx, dout, src, dids, n, dim);
-            out[k] = xmalloc(sizeof(float) * n * dim);
+            out[k] = testutil_xmalloc(sizeof(float) * n * dim);
             down(bs[k], out[k], dout, sizeof(float) * n * dim);
             dfree(bs[k], src), dfree(bs[k], dids), dfree(bs[k], dout);
         }
@@ -259,20 +233,20 @@ static void test_rmsnorm(void) {
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int with_add = 0; with_add < 2; with_add++) {
             const int n = shapes[s][0], dim = shapes[s][1];
-            rng_state = 20 + s;
-            float *x = xmalloc(sizeof(float) * n * dim), *a = xmalloc(sizeof(float) * n * dim);
-            float *w = xmalloc(sizeof(float) * dim);
-            fill(x, (size_t)n * dim, 4.0f);
-            fill(a, (size_t)n * dim, 2.0f);
-            fill(w, dim, 1.5f);
+            testutil_seed(20 + s);
+            float *x = testutil_xmalloc(sizeof(float) * n * dim), *a = testutil_xmalloc(sizeof(float) * n * dim);
+            float *w = testutil_xmalloc(sizeof(float) * dim);
+            testutil_fill(x, (size_t)n * dim, 4.0f);
+            testutil_fill(a, (size_t)n * dim, 2.0f);
+            testutil_fill(w, dim, 1.5f);
             backend_t *bs[2] = {cpu, gpu};
             float *out[2], *xo[2];
             for (int k = 0; k < 2; k++) {
                 float *dx = up(bs[k], x, sizeof(float) * n * dim), *da = up(bs[k], a, sizeof(float) * n * dim);
                 float *dw = up(bs[k], w, sizeof(float) * dim), *dout = poisoned(bs[k], sizeof(float) * n * dim);
                 bs[k]->ops->rmsnorm(bs[k]->ctx, dout, dx, with_add ? da : NULL, dw, n, dim, 1e-5f);
-                out[k] = xmalloc(sizeof(float) * n * dim);
-                xo[k] = xmalloc(sizeof(float) * n * dim);
+                out[k] = testutil_xmalloc(sizeof(float) * n * dim);
+                xo[k] = testutil_xmalloc(sizeof(float) * n * dim);
                 down(bs[k], out[k], dout, sizeof(float) * n * dim);
                 down(bs[k], xo[k], dx, sizeof(float) * n * dim);
                 dfree(bs[k], dx), dfree(bs[k], da), dfree(bs[k], dw), dfree(bs[k], dout);
@@ -294,13 +268,13 @@ static void run_matmul(int n, int in, int out, int with_bias, bool report) {
         add_result("matmul", shape, NAN, 0, "SKIPPED");
         return;
     }
-    rng_state = 30 + (uint64_t)n * 7 + in * 13 + out;
-    float *x = xmalloc(sizeof(float) * n * in), *wf = xmalloc(sizeof(float) * out * in);
-    uint16_t *wb = xmalloc(2 * (size_t)out * in);
-    float *bias = xmalloc(sizeof(float) * out);
-    fill(x, (size_t)n * in, 1.0f);
+    testutil_seed(30 + (uint64_t)n * 7 + in * 13 + out);
+    float *x = testutil_xmalloc(sizeof(float) * n * in), *wf = testutil_xmalloc(sizeof(float) * out * in);
+    uint16_t *wb = testutil_xmalloc(2 * (size_t)out * in);
+    float *bias = testutil_xmalloc(sizeof(float) * out);
+    testutil_fill(x, (size_t)n * in, 1.0f);
     bf16_weights(wf, wb, (size_t)out * in, 0.5f);
-    fill(bias, out, 1.0f);
+    testutil_fill(bias, out, 1.0f);
     backend_t *bs[2] = {cpu, gpu};
     float *y[2];
     for (int k = 0; k < 2; k++) {
@@ -308,7 +282,7 @@ static void run_matmul(int n, int in, int out, int with_bias, bool report) {
         void *dw = load_weights(bs[k], wb, (size_t)out * in);
         float *dy = poisoned(bs[k], sizeof(float) * n * out);
         bs[k]->ops->matmul(bs[k]->ctx, dy, dx, dw, with_bias ? db : NULL, n, in, out);
-        y[k] = xmalloc(sizeof(float) * n * out);
+        y[k] = testutil_xmalloc(sizeof(float) * n * out);
         down(bs[k], y[k], dy, sizeof(float) * n * out);
         dfree(bs[k], dx), dfree(bs[k], db), dfree(bs[k], dw), dfree(bs[k], dy);
     }
@@ -361,11 +335,11 @@ static void test_rope(void) {
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int n = shapes[s][0], nh = shapes[s][1], hd = shapes[s][2], rd = shapes[s][3];
         const int stride = nh * hd + shapes[s][4], neox = shapes[s][5];
-        rng_state = 40 + s;
-        float *x = xmalloc(sizeof(float) * n * stride), inv[BACKEND_MAX_HEAD_DIM / 2];
-        int32_t *pos = xmalloc(sizeof(int32_t) * n);
-        fill(x, (size_t)n * stride, 2.0f);
-        for (int i = 0; i < n; i++) pos[i] = i == 0 ? 131071 : (int32_t)(rng_next() % 9000);
+        testutil_seed(40 + s);
+        float *x = testutil_xmalloc(sizeof(float) * n * stride), inv[BACKEND_MAX_HEAD_DIM / 2];
+        int32_t *pos = testutil_xmalloc(sizeof(int32_t) * n);
+        testutil_fill(x, (size_t)n * stride, 2.0f);
+        for (int i = 0; i < n; i++) pos[i] = i == 0 ? 131071 : (int32_t)(testutil_next() % 9000);
         llama3_inv_freq(inv, rd, 500000.0);
         backend_t *bs[2] = {cpu, gpu};
         float *y[2];
@@ -373,7 +347,7 @@ static void test_rope(void) {
             float *dx = up(bs[k], x, sizeof(float) * n * stride), *df = up(bs[k], inv, sizeof(float) * (rd / 2));
             int32_t *dp = up(bs[k], pos, sizeof(int32_t) * n);
             bs[k]->ops->rope(bs[k]->ctx, dx, n, stride, nh, hd, rd, dp, df, neox);
-            y[k] = xmalloc(sizeof(float) * n * stride);
+            y[k] = testutil_xmalloc(sizeof(float) * n * stride);
             down(bs[k], y[k], dx, sizeof(float) * n * stride);
             dfree(bs[k], dx), dfree(bs[k], df), dfree(bs[k], dp);
         }
@@ -389,15 +363,15 @@ static void test_swiglu(void) {
     static const int shapes[][2] = {{1, 1536}, {7, 8192}, {3, 13}, {256, 2560}, {1, 1}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int n = shapes[s][0], ffn = shapes[s][1];
-        rng_state = 50 + s;
-        float *gu = xmalloc(sizeof(float) * n * 2 * ffn);
-        fill(gu, (size_t)n * 2 * ffn, 6.0f);
+        testutil_seed(50 + s);
+        float *gu = testutil_xmalloc(sizeof(float) * n * 2 * ffn);
+        testutil_fill(gu, (size_t)n * 2 * ffn, 6.0f);
         backend_t *bs[2] = {cpu, gpu};
         float *y[2];
         for (int k = 0; k < 2; k++) {
             float *dg = up(bs[k], gu, sizeof(float) * n * 2 * ffn), *dy = poisoned(bs[k], sizeof(float) * n * ffn);
             bs[k]->ops->swiglu(bs[k]->ctx, dy, dg, n, ffn);
-            y[k] = xmalloc(sizeof(float) * n * ffn);
+            y[k] = testutil_xmalloc(sizeof(float) * n * ffn);
             down(bs[k], y[k], dy, sizeof(float) * n * ffn);
             dfree(bs[k], dg), dfree(bs[k], dy);
         }
@@ -418,11 +392,11 @@ static void test_argmax(void) {
             add_result("argmax", shape, INFINITY, 0, "UNSUPPORTED");
             return;
         }
-        rng_state = 60 + s;
-        float *l = xmalloc(sizeof(float) * n * vocab);
-        for (size_t i = 0; i < (size_t)n * vocab; i++) l[i] = (float)(int)(rng_unif() * 20.0f); /* many ties */
+        testutil_seed(60 + s);
+        float *l = testutil_xmalloc(sizeof(float) * n * vocab);
+        for (size_t i = 0; i < (size_t)n * vocab; i++) l[i] = (float)(int)(testutil_unif() * 20.0f); /* many ties */
         float *dl = up(gpu, l, sizeof(float) * n * vocab);
-        int32_t *did = poisoned(gpu, sizeof(int32_t) * n), *ids = xmalloc(sizeof(int32_t) * n);
+        int32_t *did = poisoned(gpu, sizeof(int32_t) * n), *ids = testutil_xmalloc(sizeof(int32_t) * n);
         gpu->ops->argmax(gpu->ctx, did, dl, n, vocab, NULL, NULL);
         down(gpu, ids, did, sizeof(int32_t) * n);
         int bad = 0;
@@ -434,8 +408,8 @@ static void test_argmax(void) {
         }
         check("argmax", shape, bad, 0);
         /* temperature rows (every other one): the Gumbel-max draw of the host sampler */
-        float *it = xmalloc(sizeof(float) * n);
-        uint64_t *keys = xmalloc(sizeof(uint64_t) * n);
+        float *it = testutil_xmalloc(sizeof(float) * n);
+        uint64_t *keys = testutil_xmalloc(sizeof(uint64_t) * n);
         for (int r = 0; r < n; r++) it[r] = r % 2 ? 1.0f / (0.5f + 0.25f * (float)(r % 5)) : 0.0f, keys[r] = 77 + 1000003ull * (uint64_t)r;
         float *dit = up(gpu, it, sizeof(float) * n);
         uint64_t *dkeys = up(gpu, keys, sizeof(uint64_t) * n);
@@ -468,7 +442,7 @@ typedef struct {
 static void canon_k(const backend_t *b, uint8_t *k, int n_blocks, const backend_attn_t *a, size_t es) {
     if (strcmp(b->info.name, "cpu")) return;
     const size_t blk = (size_t)a->n_kv_heads * a->block_size * a->head_dim * es;
-    uint8_t *tmp = xmalloc(blk);
+    uint8_t *tmp = testutil_xmalloc(blk);
     for (int i = 0; i < n_blocks; i++) {
         uint8_t *base = k + (size_t)i * blk;
         for (int g = 0; g < a->n_kv_heads; g++)
@@ -524,31 +498,31 @@ static void run_att_case(const att_case_t *c, bool big_batch) {
             return;
         }
     }
-    rng_state = 70 + (uint64_t)nh * 3 + hd + bsz + n;
+    testutil_seed(70 + (uint64_t)nh * 3 + hd + bsz + n);
     /* block table: a random permutation of physical blocks */
-    int32_t *perm = xmalloc(sizeof(int32_t) * total_blocks), *table = xmalloc(sizeof(int32_t) * n_seqs * max_blocks);
+    int32_t *perm = testutil_xmalloc(sizeof(int32_t) * total_blocks);
+    int32_t *table = testutil_xmalloc(sizeof(int32_t) * n_seqs * max_blocks);
     for (int i = 0; i < total_blocks; i++) perm[i] = i;
-    for (int i = total_blocks - 1; i > 0; i--) {
-        int j = (int)(rng_next() % (uint64_t)(i + 1)), t = perm[i];
-        perm[i] = perm[j], perm[j] = t;
-    }
+    testutil_shuffle(perm, total_blocks);
     for (int s = 0, k = 0; s < n_seqs; s++)
         for (int b = 0; b < max_blocks; b++)
             table[s * max_blocks + b] = b < (ctx[s] + bsz - 1) / bsz ? perm[k++] : 0;
     /* tokens: the last nq[s] positions of each sequence */
-    int32_t *pos = xmalloc(sizeof(int32_t) * n), *seq = xmalloc(sizeof(int32_t) * n);
+    int32_t *pos = testutil_xmalloc(sizeof(int32_t) * n), *seq = testutil_xmalloc(sizeof(int32_t) * n);
     for (int s = 0, t = 0; s < n_seqs; s++)
         for (int p = ctx[s] - nq[s]; p < ctx[s]; p++, t++) pos[t] = p, seq[t] = s;
     /* the earlier positions' K/V: written by kv_write from random rows too */
     int n_hist = 0;
     for (int s = 0; s < n_seqs; s++) n_hist += ctx[s] - nq[s];
-    int32_t *hpos = xmalloc(sizeof(int32_t) * (n_hist + 1)), *hseq = xmalloc(sizeof(int32_t) * (n_hist + 1));
+    int32_t *hpos = testutil_xmalloc(sizeof(int32_t) * (n_hist + 1));
+    int32_t *hseq = testutil_xmalloc(sizeof(int32_t) * (n_hist + 1));
     for (int s = 0, t = 0; s < n_seqs; s++)
         for (int p = 0; p < ctx[s] - nq[s]; p++, t++) hpos[t] = p, hseq[t] = s;
     const int stride = qd + 2 * kvd + 5; /* fused qkv rows with padding */
-    float *qkv = xmalloc(sizeof(float) * n * stride), *hkv = xmalloc(sizeof(float) * (n_hist + 1) * stride);
-    fill(qkv, (size_t)n * stride, 2.0f);
-    fill(hkv, (size_t)(n_hist + 1) * stride, 2.0f);
+    float *qkv = testutil_xmalloc(sizeof(float) * n * stride);
+    float *hkv = testutil_xmalloc(sizeof(float) * (n_hist + 1) * stride);
+    testutil_fill(qkv, (size_t)n * stride, 2.0f);
+    testutil_fill(hkv, (size_t)(n_hist + 1) * stride, 2.0f);
     const backend_attn_t a = {nh, nkv, hd, bsz, 1.0f / sqrtf((float)hd)};
     const size_t cache_bytes = (size_t)total_blocks * nkv * bsz * hd * backend_dtype_size(gpu->info.kv_dtype);
     backend_t *bs[2] = {cpu, gpu};
@@ -565,9 +539,9 @@ static void run_att_case(const att_case_t *c, bool big_batch) {
         if (n_hist) b->ops->kv_write(b->ctx, kc, vc, dh + qd, dh + qd + kvd, stride, dhp, dhs, dtab, max_blocks, n_hist, &a);
         b->ops->kv_write(b->ctx, kc, vc, dq + qd, dq + qd + kvd, stride, dpos, dseq, dtab, max_blocks, n, &a);
         b->ops->attention(b->ctx, dout, dq, stride, kc, vc, dpos, dseq, dtab, max_blocks, n, &a);
-        out[k] = xmalloc(sizeof(float) * n * qd);
+        out[k] = testutil_xmalloc(sizeof(float) * n * qd);
         down(b, out[k], dout, sizeof(float) * n * qd);
-        cache[k] = xmalloc(2 * cache_bytes);
+        cache[k] = testutil_xmalloc(2 * cache_bytes);
         down(b, cache[k], kc, cache_bytes);
         down(b, cache[k] + cache_bytes, vc, cache_bytes);
         canon_k(b, cache[k], total_blocks, &a, backend_dtype_size(gpu->info.kv_dtype));
@@ -608,11 +582,12 @@ static void test_graphs(void) {
     const backend_attn_t a = {nh, nkv, hd, bsz, 0.125f};
     backend_t *b = gpu;
     if (b->ops->reserve && b->ops->reserve(b->ctx, 64, 1024, &a)) die_backend(b, "reserve");
-    float *x = xmalloc(sizeof(float) * n * d), *w = xmalloc(sizeof(float) * d), *wf = xmalloc(sizeof(float) * 2 * ffn * d);
-    uint16_t *wb = xmalloc(2 * (size_t)2 * ffn * d);
+    float *x = testutil_xmalloc(sizeof(float) * n * d), *w = testutil_xmalloc(sizeof(float) * d);
+    float *wf = testutil_xmalloc(sizeof(float) * 2 * ffn * d);
+    uint16_t *wb = testutil_xmalloc(2 * (size_t)2 * ffn * d);
     int32_t pos[8], seq[8], table[8 * 4];
-    rng_state = 90;
-    fill(w, d, 1.0f);
+    testutil_seed(90);
+    testutil_fill(w, d, 1.0f);
     bf16_weights(wf, wb, (size_t)2 * ffn * d, 0.2f);
     for (int i = 0; i < n * mb; i++) table[i] = i;
     float *dx = dalloc(b, sizeof(float) * n * d), *dn = dalloc(b, sizeof(float) * n * d), *dw = up(b, w, sizeof(float) * d);
@@ -621,13 +596,13 @@ static void test_graphs(void) {
     float *dout = dalloc(b, sizeof(float) * n * nh * hd);
     int32_t *dpos = dalloc(b, sizeof pos), *dseq = dalloc(b, sizeof seq), *dtab = up(b, table, sizeof table);
     void *kc = poisoned(b, (size_t)nblk * nkv * bsz * hd * 4), *vc = poisoned(b, (size_t)nblk * nkv * bsz * hd * 4);
-    float *ref = xmalloc(sizeof(float) * n * nh * hd), *got = xmalloc(sizeof(float) * n * nh * hd);
+    float *ref = testutil_xmalloc(sizeof(float) * n * nh * hd), *got = testutil_xmalloc(sizeof(float) * n * nh * hd);
     double worst = 0;
     int replays = 0;
     for (int it = 0; it < 5; it++) {
         /* inputs of this step; it 0 eager-reference, then: eager(declined), capture, replay, replay */
         for (int i = 0; i < n; i++) pos[i] = it, seq[i] = i;
-        fill(x, (size_t)n * d, 1.0f);
+        testutil_fill(x, (size_t)n * d, 1.0f);
         for (int pass = 0; pass < 2; pass++) { /* pass 0: eager reference; pass 1: via the graph protocol */
             b->ops->upload(b->ctx, dx, x, sizeof(float) * n * d);
             b->ops->upload(b->ctx, dpos, pos, sizeof pos);
@@ -724,9 +699,9 @@ static void bench_roofline(void) {
     CK(cudaFree(b));
     /* bf16 GEMM 8192^3 with f32 accumulation (random data: zeros run faster) */
     const int N = 8192;
-    uint16_t *h = xmalloc(2 * (size_t)N * N);
-    rng_state = 5;
-    for (size_t i = 0; i < (size_t)N * N; i++) h[i] = quant_f32_to_bf16(rng_unif());
+    uint16_t *h = testutil_xmalloc(2 * (size_t)N * N);
+    testutil_seed(5);
+    for (size_t i = 0; i < (size_t)N * N; i++) h[i] = quant_f32_to_bf16(testutil_unif());
     void *A, *B, *C;
     CK(cudaMalloc(&A, 2 * (size_t)N * N));
     CK(cudaMalloc(&B, 2 * (size_t)N * N));
@@ -772,10 +747,10 @@ static double time_op(bench_fn fn, void *arg, int reps) {
     gpu->ops->synchronize(gpu->ctx);
     double t[5];
     for (int k = 0; k < 5; k++) {
-        double t0 = now_ms();
+        double t0 = clock_now_ms();
         for (int i = 0; i < reps; i++) fn(arg);
         if (gpu->ops->synchronize(gpu->ctx)) die_backend(gpu, "synchronize");
-        t[k] = (now_ms() - t0) / reps;
+        t[k] = (clock_now_ms() - t0) / reps;
     }
     qsort(t, 5, sizeof t[0], cmp_double);
     return t[2];
@@ -799,17 +774,17 @@ static void bench_matmul(void) {
     static const int ns[] = {1, 4, 8, 64, 256, 2048};
     for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
         const size_t we = (size_t)w[i].in * w[i].out;
-        uint16_t *wb = xmalloc(2 * we);
-        rng_state = 300 + i;
-        for (size_t k = 0; k < we; k++) wb[k] = quant_f32_to_bf16(rng_unif() * 0.1f);
+        uint16_t *wb = testutil_xmalloc(2 * we);
+        testutil_seed(300 + i);
+        for (size_t k = 0; k < we; k++) wb[k] = quant_f32_to_bf16(testutil_unif() * 0.1f);
         void *dw = dalloc(gpu, we * backend_dtype_size(gpu->info.weight_dtype));
         if (gpu->ops->load_tensor(gpu->ctx, dw, gpu->info.weight_dtype, GGUF_T_BF16, wb, (int64_t)we))
             die_backend(gpu, "load_tensor");
         free(wb);
         for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++) {
             const int n = ns[j];
-            float *hx = xmalloc(sizeof(float) * n * w[i].in);
-            fill(hx, (size_t)n * w[i].in, 1.0f);
+            float *hx = testutil_xmalloc(sizeof(float) * n * w[i].in);
+            testutil_fill(hx, (size_t)n * w[i].in, 1.0f);
             mm_arg_t a = {dalloc(gpu, sizeof(float) * n * w[i].out), up(gpu, hx, sizeof(float) * n * w[i].in), dw, n,
                           w[i].in, w[i].out};
             free(hx);
@@ -859,15 +834,16 @@ static void bench_attention(void) {
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         const int S = cs[i].n_seqs, ctx = cs[i].ctx, nq = cs[i].nq, n = S * nq, mb = (ctx + bsz - 1) / bsz;
         const size_t es = backend_dtype_size(gpu->info.kv_dtype), cb = (size_t)S * mb * nkv * bsz * hd * es;
-        int32_t *tab = xmalloc(sizeof(int32_t) * S * mb), *pos = xmalloc(sizeof(int32_t) * n), *seq = xmalloc(sizeof(int32_t) * n);
+        int32_t *tab = testutil_xmalloc(sizeof(int32_t) * S * mb), *pos = testutil_xmalloc(sizeof(int32_t) * n);
+        int32_t *seq = testutil_xmalloc(sizeof(int32_t) * n);
         for (int k = 0; k < S * mb; k++) tab[k] = k;
         for (int s = 0, t = 0; s < S; s++)
             for (int p = ctx - nq; p < ctx; p++, t++) pos[t] = p, seq[t] = s;
-        float *q = xmalloc(sizeof(float) * n * nh * hd);
-        fill(q, (size_t)n * nh * hd, 1.0f);
-        uint8_t *kv = xmalloc(cb);
+        float *q = testutil_xmalloc(sizeof(float) * n * nh * hd);
+        testutil_fill(q, (size_t)n * nh * hd, 1.0f);
+        uint8_t *kv = testutil_xmalloc(cb);
         for (size_t k = 0; k < cb; k += 2) { /* random finite f16/f32 bytes */
-            uint16_t h = quant_f32_to_f16(rng_unif());
+            uint16_t h = quant_f32_to_f16(testutil_unif());
             memcpy(kv + k, &h, 2);
         }
         att_arg_t a = {dalloc(gpu, sizeof(float) * n * nh * hd), up(gpu, q, sizeof(float) * n * nh * hd), up(gpu, kv, cb),
@@ -962,7 +938,7 @@ int main(int argc, char **argv) {
     }
     printf("gpu_ops: %s (weights %s, kv %s) vs %s\n", gpu->info.device, backend_dtype_name(gpu->info.weight_dtype),
            backend_dtype_name(gpu->info.kv_dtype), cpu->info.device);
-    const double t0 = now_ms();
+    const double t0 = clock_now_ms();
     struct { const char *name; void (*fn)(void); } tests[] = {
         {"load_tensor", test_load_tensor}, {"embed", test_embed_get_rows}, {"rmsnorm", test_rmsnorm},
         {"matmul", test_matmul}, {"rope", test_rope}, {"swiglu", test_swiglu}, {"argmax", test_argmax},
@@ -986,7 +962,7 @@ int main(int argc, char **argv) {
         printf("FAIL: cuda backend error: %s\n", gpu->ops->last_error(gpu->ctx));
         n_fail++;
     }
-    const double secs = (now_ms() - t0) / 1e3;
+    const double secs = (clock_now_ms() - t0) / 1e3;
     int n_checks = 0;
     for (int i = 0; i < n_results; i++)
         n_checks += strcmp(results[i].status, "BENCH") != 0 && strcmp(results[i].status, "SKIPPED") != 0;

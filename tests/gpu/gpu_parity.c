@@ -25,29 +25,16 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <fcntl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "backend.h"
+#include "cli.h"
+#include "clock.h"
 #include "gguf.h"
 #include "model.h"
+#include "../unit/testutil.h"
 
 #define PARITY_VERSION "gpu_parity " KRILL_VERSION
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "gpu_parity: out of host memory (%zu bytes)\n", n);
-        exit(1);
-    }
-    return p;
-}
 
 /* Maps a whole file read-only; exits with a message when it is not `want` bytes. */
 static const float *map_floats(const char *path, size_t want) {
@@ -81,15 +68,8 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
 static cmp_t compare(const float *got, const float *ref, size_t rows, int vocab, double max_rel) {
-    double *rel = xmalloc(sizeof(double) * rows);
+    double *rel = testutil_xmalloc(sizeof(double) * rows);
     cmp_t c = {0};
     size_t agree = 0;
     for (size_t r = 0; r < rows; r++) {
@@ -104,7 +84,7 @@ static cmp_t compare(const float *got, const float *ref, size_t rows, int vocab,
         }
         rel[r] = bad ? INFINITY : sqrt(num / (den > 0 ? den : 1));
         c.n_over += rel[r] > max_rel;
-        agree += argmax(g, vocab) == argmax(f, vocab);
+        agree += testutil_argmax(g, vocab) == testutil_argmax(f, vocab);
     }
     qsort(rel, rows, sizeof *rel, cmp_double);
     c.rel_median = rel[rows / 2];
@@ -129,8 +109,9 @@ typedef struct {
  * out (S, L, vocab) at their (s, p). */
 static int run_batch(run_t *r, int s0, int s1, int p0, int p1, float *out, float *scratch) {
     const int n = (s1 - s0) * (p1 - p0);
-    int32_t *tok = xmalloc(sizeof(int32_t) * n), *pos = xmalloc(sizeof(int32_t) * n), *seq = xmalloc(sizeof(int32_t) * n);
-    int32_t *rows = xmalloc(sizeof(int32_t) * n), *len = xmalloc(sizeof(int32_t) * r->S);
+    int32_t *tok = testutil_xmalloc(sizeof(int32_t) * n), *pos = testutil_xmalloc(sizeof(int32_t) * n);
+    int32_t *seq = testutil_xmalloc(sizeof(int32_t) * n);
+    int32_t *rows = testutil_xmalloc(sizeof(int32_t) * n), *len = testutil_xmalloc(sizeof(int32_t) * r->S);
     for (int s = s0; s < s1; s++) r->cur[s] = p1;
     for (int s = 0; s < r->S; s++) len[s] = r->cur[s];
     int t = 0;
@@ -139,7 +120,7 @@ static int run_batch(run_t *r, int s0, int s1, int p0, int p1, float *out, float
     model_batch_t b = {.n_tokens = n, .tokens = tok, .pos = pos, .seq = seq, .n_seqs = r->S, .seq_len = len,
                        .block_table = r->table, .max_blocks = r->mb, .n_logits = n, .logit_rows = rows};
     if (r->ids) { /* greedy ids only */
-        int32_t *got = xmalloc(sizeof(int32_t) * n);
+        int32_t *got = testutil_xmalloc(sizeof(int32_t) * n);
         int rc = model_forward_argmax(r->m, &b, got, NULL, NULL);
         for (t = 0; !rc && t < n; t++) r->ids[(size_t)seq[t] * r->L + pos[t]] = got[t];
         free(got), free(tok), free(pos), free(seq), free(rows), free(len);
@@ -171,6 +152,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    cli_init("gpu_parity");
     const char *model_path = NULL, *tok_path = NULL, *out_path = NULL, *out_dec_path = NULL;
     int no_graphs = 0;
     char *refs[4];
@@ -200,11 +182,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--backend")) backend = v;
         else if (!strcmp(a, "--dtype")) dtype = v;
         else if (!strcmp(a, "--json")) json_path = v;
-        else if (!strcmp(a, "--seqs")) S = atoi(v);
-        else if (!strcmp(a, "--len")) L = atoi(v);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
-        else if (!strcmp(a, "--max-rel")) max_rel = atof(v);
-        else if (!strcmp(a, "--min-agree")) min_agree = atof(v);
+        else if (!strcmp(a, "--seqs")) S = (int)cli_long(a, v, 1, 1 << 20);
+        else if (!strcmp(a, "--len")) L = (int)cli_long(a, v, 2, 1 << 20);
+        else if (!strcmp(a, "--threads")) threads = (int)cli_long(a, v, 0, 1024);
+        else if (!strcmp(a, "--max-rel")) max_rel = cli_double(a, v, 0, 1e300);
+        else if (!strcmp(a, "--min-agree")) min_agree = cli_double(a, v, 0, 1);
         else {
             fprintf(stderr, "gpu_parity: unknown argument '%s'\n", a);
             usage(stderr);
@@ -237,13 +219,13 @@ int main(int argc, char **argv) {
     model_params_t mp = {.backend = backend, .dtype = dtype, .n_threads = threads, .max_batch_tokens = max_tokens,
                          .max_seqs = S, .kv_block_size = bs, .kv_cache_tokens = (int64_t)S * mb * bs,
                          .gpu_memory_fraction = 0.5, .no_graphs = no_graphs};
-    double t0 = now_ms();
+    double t0 = clock_now_ms();
     model_t *m = model_load(g, &mp, err, sizeof err);
     if (!m) {
         fprintf(stderr, "gpu_parity: model_load: %s\n", err);
         return 1;
     }
-    const double load_ms = now_ms() - t0;
+    const double load_ms = clock_now_ms() - t0;
     const int vocab = model_hparams(m)->n_vocab;
     if (model_kv_blocks(m) < (int64_t)S * mb) {
         fprintf(stderr, "gpu_parity: the model allocated %lld KV blocks, %d needed\n", (long long)model_kv_blocks(m),
@@ -252,7 +234,7 @@ int main(int argc, char **argv) {
     }
     /* tokens */
     FILE *tf = fopen(tok_path, "rb");
-    int32_t *toks = xmalloc(sizeof(int32_t) * S * L);
+    int32_t *toks = testutil_xmalloc(sizeof(int32_t) * S * L);
     if (!tf || fread(toks, sizeof(int32_t), (size_t)S * L, tf) != (size_t)S * L) {
         fprintf(stderr, "gpu_parity: cannot read %d x %d int32 tokens from %s\n", S, L, tok_path);
         return 1;
@@ -263,24 +245,25 @@ int main(int argc, char **argv) {
             fprintf(stderr, "gpu_parity: token %d out of the vocabulary (%d)\n", toks[i], vocab);
             return 1;
         }
-    run_t r = {m, S, L, vocab, mb, toks, xmalloc(sizeof(int32_t) * S * mb), calloc(S, sizeof(int32_t)), max_tokens,
+    run_t r = {m, S, L, vocab, mb, toks, testutil_xmalloc(sizeof(int32_t) * S * mb), calloc(S, sizeof(int32_t)), max_tokens,
                NULL};
     for (int i = 0; i < S * mb; i++) r.table[i] = i; /* sequence s owns blocks [s*mb, (s+1)*mb) */
     const size_t rows = (size_t)S * L, bytes = rows * vocab * sizeof(float);
-    float *pre = xmalloc(bytes), *dec = xmalloc(bytes), *scratch = xmalloc(sizeof(float) * max_tokens * vocab);
+    float *pre = testutil_xmalloc(bytes), *dec = testutil_xmalloc(bytes);
+    float *scratch = testutil_xmalloc(sizeof(float) * max_tokens * vocab);
     printf("gpu_parity: %s on %s (%s), %d x %d positions, vocab %d, load %.0f ms\n", model_path,
            model_device_name(m), model_backend_name(m), S, L, vocab, load_ms);
 
     /* prefill path: whole sequences, as many per batch as fit max_tokens */
-    t0 = now_ms();
+    t0 = clock_now_ms();
     if (run_all(&r, 0, L, pre, scratch)) {
         fprintf(stderr, "gpu_parity: model_forward (prefill) failed\n");
         return 1;
     }
-    const double pre_ms = now_ms() - t0;
+    const double pre_ms = clock_now_ms() - t0;
     /* decode path: prefill L/2, then one token per sequence per step. The KV cache of the
      * first run is simply overwritten: same blocks, same positions. */
-    t0 = now_ms();
+    t0 = clock_now_ms();
     const int half = L / 2;
     if (run_all(&r, 0, half, dec, scratch)) {
         fprintf(stderr, "gpu_parity: model_forward (decode prefix) failed\n");
@@ -291,10 +274,10 @@ int main(int argc, char **argv) {
             fprintf(stderr, "gpu_parity: model_forward (decode step %d) failed\n", p);
             return 1;
         }
-    const double dec_ms = now_ms() - t0;
+    const double dec_ms = clock_now_ms() - t0;
     int fail = 0;
     /* the decode steps again, greedy ids only (same blocks, same positions) */
-    r.ids = xmalloc(sizeof(int32_t) * S * L);
+    r.ids = testutil_xmalloc(sizeof(int32_t) * S * L);
     for (int p = half; p < L; p++)
         if (run_all(&r, p, p + 1, NULL, scratch)) {
             fprintf(stderr, "gpu_parity: model_forward_argmax (decode step %d) failed\n", p);

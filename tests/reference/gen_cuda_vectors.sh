@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gen_cuda_vectors.sh — reference logits for the emulated CUDA backend test
-# (tests/integration/41-cuda-backend-emu.sh): transformers' LlamaForCausalLM in f32 on
+# (tests/integration/51-cuda-backend-emu.sh): transformers' LlamaForCausalLM in f32 on
 # the CPU over the deterministic "tiny" synthetic model of tests/gpu/write_models.py.
 # Writes tests/data/cuda/: tiny.md5 (the model the logits belong to), tokens_4x32.i32,
 # tiny_hf_f32_4x32.f32 (4 x 32 x 2048 float32, 1 MiB). Re-runnable; needs the

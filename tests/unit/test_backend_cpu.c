@@ -10,36 +10,13 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
 #include "backend.h"
 #include "quant.h"
-
-static uint64_t rng_state;
-static uint64_t rng_next(void) {
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static float rng_unif(void) { return (float)((rng_next() >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f; }
-static void fill(float *x, size_t n, float scale) {
-    for (size_t i = 0; i < n; i++) x[i] = rng_unif() * scale;
-}
-
-static double nerr(const float *got, const double *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - ref[i];
-        num += d * d;
-        den += ref[i] * ref[i];
-    }
-    if (den == 0) return sqrt(num);
-    return sqrt(num / den);
-}
+#include "testutil.h"
 
 static backend_t *open_cpu(int threads, const char *kv) {
     char err[256];
@@ -61,15 +38,15 @@ static void test_matmul(void **state) {
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             int n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
             for (int with_bias = 0; with_bias < 2; with_bias++) {
-                rng_state = 1000 + s;
+                testutil_seed(1000 + s);
                 float *x = b->ops->alloc(b->ctx, sizeof(float) * n * in);
                 float *w = b->ops->alloc(b->ctx, sizeof(float) * out * in);
                 float *bias = b->ops->alloc(b->ctx, sizeof(float) * out);
                 float *y = b->ops->alloc(b->ctx, sizeof(float) * n * out);
                 double *ref = malloc(sizeof(double) * n * out);
-                fill(x, (size_t)n * in, 1.0f);
-                fill(w, (size_t)out * in, 0.5f);
-                fill(bias, out, 1.0f);
+                testutil_fill(x, (size_t)n * in, 1.0f);
+                testutil_fill(w, (size_t)out * in, 0.5f);
+                testutil_fill(bias, out, 1.0f);
                 b->ops->matmul(b->ctx, y, x, w, with_bias ? bias : NULL, n, in, out);
                 assert_int_equal(b->ops->synchronize(b->ctx), 0);
                 for (int r = 0; r < n; r++)
@@ -78,7 +55,7 @@ static void test_matmul(void **state) {
                         for (int k = 0; k < in; k++) acc += (double)x[r * in + k] * w[(size_t)c * in + k];
                         ref[(size_t)r * out + c] = acc;
                     }
-                double e = nerr(y, ref, (size_t)n * out);
+                double e = testutil_nerr(y, ref, (size_t)n * out);
                 if (e > 1e-5) fail_msg("matmul n=%d in=%d out=%d bias=%d threads=%d: nerr %g", n, in, out, with_bias,
                                        thread_counts[ti], e);
                 free(ref);
@@ -101,15 +78,15 @@ static void test_rmsnorm(void **state) {
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             int n = shapes[s][0], d = shapes[s][1];
             for (int with_add = 0; with_add < 2; with_add++) {
-                rng_state = 2000 + s;
+                testutil_seed(2000 + s);
                 size_t nd = (size_t)n * d;
                 float *x = malloc(sizeof(float) * nd), *x0 = malloc(sizeof(float) * nd);
                 float *add = malloc(sizeof(float) * nd), *w = malloc(sizeof(float) * d);
                 float *out = malloc(sizeof(float) * nd);
                 double *ref = malloc(sizeof(double) * nd), *refx = malloc(sizeof(double) * nd);
-                fill(x0, nd, 3.0f);
-                fill(add, nd, 1.0f);
-                fill(w, d, 2.0f);
+                testutil_fill(x0, nd, 3.0f);
+                testutil_fill(add, nd, 1.0f);
+                testutil_fill(w, d, 2.0f);
                 memcpy(x, x0, sizeof(float) * nd);
                 const float eps = 1e-5f;
                 b->ops->rmsnorm(b->ctx, out, x, with_add ? add : NULL, w, n, d, eps);
@@ -124,7 +101,7 @@ static void test_rmsnorm(void **state) {
                     double sc = 1.0 / sqrt(ss / d + eps);
                     for (int i = 0; i < d; i++) ref[r * d + i] = refx[r * d + i] * sc * w[i];
                 }
-                double e = nerr(out, ref, nd), ex = nerr(x, refx, nd);
+                double e = testutil_nerr(out, ref, nd), ex = testutil_nerr(x, refx, nd);
                 if (e > 1e-6 || ex > 0)
                     fail_msg("rmsnorm n=%d d=%d add=%d: nerr out %g x %g", n, d, with_add, e, ex);
                 free(x), free(x0), free(add), free(w), free(out), free(ref), free(refx);
@@ -142,9 +119,9 @@ static void test_embed_get_rows(void **state) {
         const int vocab = 301, dim = 37, n = 1000;
         float *table = malloc(sizeof(float) * vocab * dim), *out = malloc(sizeof(float) * n * dim);
         int32_t *ids = malloc(sizeof(int32_t) * n);
-        rng_state = 3;
-        fill(table, (size_t)vocab * dim, 1.0f);
-        for (int i = 0; i < n; i++) ids[i] = (int32_t)(rng_next() % vocab);
+        testutil_seed(3);
+        testutil_fill(table, (size_t)vocab * dim, 1.0f);
+        for (int i = 0; i < n; i++) ids[i] = (int32_t)(testutil_next() % vocab);
         for (int nn = 1; nn <= n; nn *= 10) {
             b->ops->embed(b->ctx, out, table, ids, nn, dim);
             for (int i = 0; i < nn; i++)
@@ -170,16 +147,16 @@ static void test_rope(void **state) {
             int n = shapes[s][0], nh = shapes[s][1], hd = shapes[s][2], rd = shapes[s][3];
             int stride = nh * hd + 5; /* rows padded like the fused QKV buffer */
             for (int neox = 0; neox < 2; neox++) {
-                rng_state = 4000 + s;
+                testutil_seed(4000 + s);
                 size_t sz = (size_t)n * stride;
                 float *x = malloc(sizeof(float) * sz), *x0 = malloc(sizeof(float) * sz);
                 double *ref = malloc(sizeof(double) * sz);
                 float inv[BACKEND_MAX_HEAD_DIM / 2];
                 int32_t *pos = malloc(sizeof(int32_t) * n);
-                fill(x0, sz, 1.0f);
+                testutil_fill(x0, sz, 1.0f);
                 memcpy(x, x0, sizeof(float) * sz);
                 for (int i = 0; i < rd / 2; i++) inv[i] = powf(10000.0f, -2.0f * i / rd);
-                for (int i = 0; i < n; i++) pos[i] = (int32_t)(rng_next() % 5000);
+                for (int i = 0; i < n; i++) pos[i] = (int32_t)(testutil_next() % 5000);
                 b->ops->rope(b->ctx, x, n, stride, nh, hd, rd, pos, inv, neox);
                 for (size_t i = 0; i < sz; i++) ref[i] = x0[i];
                 for (int r = 0; r < n; r++)
@@ -193,7 +170,7 @@ static void test_rope(void **state) {
                             o[i1] = v[i0] * sin(a) + v[i1] * cos(a);
                         }
                     }
-                double e = nerr(x, ref, sz);
+                double e = testutil_nerr(x, ref, sz);
                 if (e > 1e-6) fail_msg("rope n=%d nh=%d hd=%d rd=%d neox=%d: nerr %g", n, nh, hd, rd, neox, e);
                 free(x), free(x0), free(ref), free(pos);
             }
@@ -210,10 +187,10 @@ static void test_swiglu(void **state) {
         backend_t *b = open_cpu(thread_counts[ti], NULL);
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             int n = shapes[s][0], f = shapes[s][1];
-            rng_state = 5000 + s;
+            testutil_seed(5000 + s);
             float *gu = malloc(sizeof(float) * n * 2 * f), *out = malloc(sizeof(float) * n * f);
             double *ref = malloc(sizeof(double) * n * f);
-            fill(gu, (size_t)n * 2 * f, 8.0f);
+            testutil_fill(gu, (size_t)n * 2 * f, 8.0f);
             if (n * f > 8) { /* extremes: exp overflow/underflow paths */
                 gu[0] = 100.0f, gu[1] = -100.0f, gu[2] = 89.0f, gu[3] = -89.0f, gu[4] = 0.0f;
             }
@@ -223,7 +200,7 @@ static void test_swiglu(void **state) {
                     double g = gu[(size_t)r * 2 * f + i], u = gu[(size_t)r * 2 * f + f + i];
                     ref[(size_t)r * f + i] = g / (1.0 + exp(-g)) * u;
                 }
-            double e = nerr(out, ref, (size_t)n * f);
+            double e = testutil_nerr(out, ref, (size_t)n * f);
             for (int i = 0; i < n * f; i++) assert_true(isfinite(out[i]));
             if (e > 1e-6) fail_msg("swiglu n=%d f=%d: nerr %g", n, f, e);
             free(gu), free(out), free(ref);
@@ -256,11 +233,7 @@ static void run_attention_case(backend_t *b, int nh, int nkv, int hd, int bs, co
     int32_t *table = malloc(sizeof(int32_t) * n_seqs * tstride);
     int32_t *perm = malloc(sizeof(int32_t) * n_blocks);
     for (int i = 0; i < n_blocks; i++) perm[i] = i;
-    for (int i = n_blocks - 1; i > 0; i--) {
-        int k = (int)(rng_next() % (uint64_t)(i + 1));
-        int32_t t = perm[i];
-        perm[i] = perm[k], perm[k] = t;
-    }
+    testutil_shuffle(perm, n_blocks);
     int used = 0;
     for (int s = 0; s < n_seqs; s++)
         for (int c = 0; c < tstride; c++)
@@ -269,7 +242,7 @@ static void run_attention_case(backend_t *b, int nh, int nkv, int hd, int bs, co
     int32_t *pos = malloc(sizeof(int32_t) * total), *seq = malloc(sizeof(int32_t) * total);
     float *qkv = malloc(sizeof(float) * (size_t)total * stride), *out = malloc(sizeof(float) * (size_t)total * qd);
     double *ref = malloc(sizeof(double) * (size_t)total * qd);
-    fill(qkv, (size_t)total * stride, 2.0f);
+    testutil_fill(qkv, (size_t)total * stride, 2.0f);
     int t = 0;
     for (int s = 0; s < n_seqs; s++)
         for (int p = 0; p < len[s]; p++, t++) pos[t] = p, seq[t] = s;
@@ -325,7 +298,7 @@ static void run_attention_case(backend_t *b, int nh, int nkv, int hd, int bs, co
             }
         }
     }
-    double e = nerr(out, ref, (size_t)total * qd);
+    double e = testutil_nerr(out, ref, (size_t)total * qd);
     if (e > 2e-6)
         fail_msg("attention nh=%d nkv=%d hd=%d bs=%d kv=%s seqs=%d threads=%d: nerr %g", nh, nkv, hd, bs,
                  backend_dtype_name(dt), n_seqs, b->info.n_threads, e);
@@ -350,7 +323,7 @@ static void test_attention(void **state) {
             backend_t *b = open_cpu(thread_counts[ti], kvs[kv]);
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
                 for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
-                    rng_state = 6000 + s * 10 + bi;
+                    testutil_seed(6000 + s * 10 + bi);
                     run_attention_case(b, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3], batches[bi].len,
                                        batches[bi].n);
                 }
@@ -365,8 +338,8 @@ static void test_load_tensor(void **state) {
     enum { N = 100000 };
     uint16_t *h = malloc(sizeof(uint16_t) * N);
     float *dst = b->ops->alloc(b->ctx, sizeof(float) * N);
-    rng_state = 7;
-    for (int i = 0; i < N; i++) h[i] = quant_f32_to_f16(rng_unif() * 10.0f);
+    testutil_seed(7);
+    for (int i = 0; i < N; i++) h[i] = quant_f32_to_f16(testutil_unif() * 10.0f);
     assert_int_equal(b->ops->load_tensor(b->ctx, dst, BACKEND_DT_F32, GGUF_T_F16, h, N), 0);
     for (int i = 0; i < N; i++) assert_true(dst[i] == quant_f16_to_f32(h[i]));
     assert_string_equal(b->ops->last_error(b->ctx), "");

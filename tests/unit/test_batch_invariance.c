@@ -15,7 +15,6 @@
  * Skips (exit 77) when the default model is absent, and under SANITIZE=1 (minutes
  * under ASan; test_matmul_invariance and test_model's synthetic models run the same
  * code there). */
-#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,13 +22,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <cmocka.h>
 
 #include "gguf.h"
 #include "model.h"
-
-#define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+#include "testutil.h"
 
 enum { MAX_SEQS = 8, MAX_LEN = 96, GEN = 6, BS = 16, MAX_BLK = (MAX_LEN + BS - 1) / BS, N_BLOCKS = 64 };
 
@@ -38,13 +35,6 @@ static const int g_plen[MAX_SEQS] = {1, 5, 17, 33, 48, 70};
 static gguf_t *g_gguf;
 static int g_vocab;
 
-static uint64_t rng_state;
-static uint64_t rng_next(void) {
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 typedef struct {
     int32_t toks[MAX_LEN]; /* prompt, then generated tokens */
@@ -58,13 +48,6 @@ typedef struct {
     int32_t tok[MAX_SEQS][GEN];
 } record_t;
 
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
 static model_t *load(int threads, const char *kv) {
     char err[512];
     model_params_t mp = {.backend = "cpu", .n_threads = threads, .max_batch_tokens = 128, .max_seqs = MAX_SEQS,
@@ -76,11 +59,11 @@ static model_t *load(int threads, const char *kv) {
 }
 
 static void init_seqs(seq_t *s) {
-    rng_state = 4242;
+    testutil_seed(4242);
     memset(s, 0, sizeof(seq_t) * MAX_SEQS);
     for (int i = 0; i < g_nseq; i++) {
         s[i].plen = s[i].len = g_plen[i];
-        for (int k = 0; k < s[i].len; k++) s[i].toks[k] = (int32_t)(rng_next() % (uint64_t)g_vocab);
+        for (int k = 0; k < s[i].len; k++) s[i].toks[k] = (int32_t)(testutil_next() % (uint64_t)g_vocab);
     }
 }
 
@@ -117,7 +100,7 @@ static void sampled(seq_t *q, int qi, const float *row, record_t *ref, int compa
     if (!compare) {
         ref->logits[qi][step] = malloc(sizeof(float) * g_vocab);
         memcpy(ref->logits[qi][step], row, sizeof(float) * g_vocab);
-        ref->tok[qi][step] = argmax(row, g_vocab);
+        ref->tok[qi][step] = testutil_argmax(row, g_vocab);
     } else if (memcmp(ref->logits[qi][step], row, sizeof(float) * g_vocab)) {
         int diff = 0, first = -1;
         for (int v = 0; v < g_vocab; v++)
@@ -145,24 +128,15 @@ static void run_alone(model_t *m, record_t *ref) {
     free(out);
 }
 
-static void shuffle_blocks(int32_t *pool, int n) {
-    for (int i = n - 1; i > 0; i--) {
-        int j = (int)(rng_next() % (uint64_t)(i + 1));
-        int32_t t = pool[i];
-        pool[i] = pool[j];
-        pool[j] = t;
-    }
-}
-
 /* Continuous batching: budget tokens per call, shuffled order, sequence `victim`
  * preempted after 2 generated tokens (cache dropped, new blocks, recomputed later). */
 static void run_mixed(model_t *m, record_t *ref, int budget, int victim, const char *what) {
     seq_t s[MAX_SEQS];
     init_seqs(s);
-    rng_state = 777 + (uint64_t)budget;
+    testutil_seed(777 + (uint64_t)budget);
     int32_t pool[N_BLOCKS];
     for (int b = 0; b < N_BLOCKS; b++) pool[b] = b;
-    shuffle_blocks(pool, N_BLOCKS);
+    testutil_shuffle(pool, N_BLOCKS);
     int next_block = 0;
     for (int i = 0; i < g_nseq; i++) {
         s[i].arrive = i / 2; /* two arrivals per step */
@@ -172,14 +146,11 @@ static void run_mixed(model_t *m, record_t *ref, int budget, int victim, const c
     int preempted = 0, done = 0;
     for (int step = 0; done < g_nseq; step++) {
         if (step > 500) fail_msg("%s: schedule did not finish", what);
-        int order[MAX_SEQS], n_act = 0;
+        int32_t order[MAX_SEQS];
+        int n_act = 0;
         for (int i = 0; i < g_nseq; i++)
             if (s[i].arrive <= step && s[i].n_gen < GEN && s[i].paused_until <= step) order[n_act++] = i;
-        for (int i = n_act - 1; i > 0; i--) {
-            int j = (int)(rng_next() % (uint64_t)(i + 1)), t = order[i];
-            order[i] = order[j];
-            order[j] = t;
-        }
+        testutil_shuffle(order, n_act);
         /* decode tokens first (one each), then prefill chunks in the budget left */
         int ids[MAX_SEQS], cnt[MAX_SEQS], n = 0, left = budget;
         for (int k = 0; k < n_act; k++) {
@@ -248,20 +219,16 @@ static void test_f32_kv(void **state) {
 }
 
 int main(void) {
-    if (access(DEFAULT_MODEL, R_OK)) {
-        printf("SKIP: %s missing (scripts/fetch-model.sh)\n", DEFAULT_MODEL);
-        return 77;
-    }
-    const char *san = getenv("SANITIZE");
-    if (san && !strcmp(san, "1")) {
+    if (!testutil_have_model()) return TESTUTIL_SKIP;
+    if (testutil_sanitize()) {
         printf("SKIP: default model not run under SANITIZE=1 (minutes under ASan; test_matmul_invariance covers the "
                "kernels there)\n");
-        return 77;
+        return TESTUTIL_SKIP;
     }
     char err[512];
-    g_gguf = gguf_open(DEFAULT_MODEL, err, sizeof err);
+    g_gguf = gguf_open(TESTUTIL_MODEL, err, sizeof err);
     if (!g_gguf) {
-        fprintf(stderr, "%s: %s\n", DEFAULT_MODEL, err);
+        fprintf(stderr, "%s: %s\n", TESTUTIL_MODEL, err);
         return 1;
     }
     const struct CMUnitTest tests[] = {

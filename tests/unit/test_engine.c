@@ -22,14 +22,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <cmocka.h>
 
 #include "engine.h"
 #include "log.h"
+#include "testutil.h"
 
 #define GREEDY_JSON "tests/data/greedy/greedy.json"
-#define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 static char g_syn_model[1024];
 static bool g_have_default;
@@ -209,7 +208,7 @@ static void test_default_model(void **state) {
     char err[512];
 
     /* 1. greedy parity: the reference cases + the extras + 2 seeded, one batch */
-    engine_t *e = open_engine(DEFAULT_MODEL, 64, 2048, 0, 0);
+    engine_t *e = open_engine(TESTUTIL_MODEL, 64, 2048, 0, 0);
     const engine_info_t *info = engine_get_info(e);
     assert_string_equal(info->backend, "cpu");
     assert_int_equal(info->n_vocab, 49152);
@@ -334,7 +333,7 @@ static void test_default_model(void **state) {
         if (i >= n || i % 2 == 0 || all[i].q.n_prompt > 256) sub[nsub++] = i;
     job_t *subj = calloc((size_t)nsub, sizeof(job_t));
     for (int k = 0; k < nsub; k++) subj[k] = all[sub[k]];
-    e = open_engine(DEFAULT_MODEL, 32, 256, 1024, 100);
+    e = open_engine(TESTUTIL_MODEL, 32, 256, 1024, 100);
     run_jobs(e, subj, nsub, res2);
     for (int k = 0; k < nsub; k++) {
         check_tokens(&subj[k], &res2[k], "tiny cache");
@@ -444,33 +443,16 @@ static void test_open_errors(void **state) {
 
 int main(void) {
     log_set_level(LOG_LVL_WARN);
-    const char *build = getenv("KRILL_BUILD");
     char dir[900];
-    snprintf(dir, sizeof(dir), "%s/models/synthetic-engine", build && *build ? build : "build");
+    snprintf(dir, sizeof(dir), "%s/models/synthetic-engine", testutil_build_dir());
     snprintf(g_syn_model, sizeof(g_syn_model), "%s/llama_gqa.gguf", dir);
-    const char *py = ".cache/pyenv/bin/python";
-    if (access(py, X_OK)) {
-        printf("SKIP: %s missing (scripts/setup.sh creates it): cannot write the synthetic model\n", py);
-        return 77;
-    }
-    char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "mkdir -p '%s' && %s tests/reference/make_engine_model.py '%s' >'%s.log' 2>&1", dir, py, dir,
-             dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "make_engine_model.py failed: see %s.log\n", dir);
-        return 1;
-    }
-    g_have_default = access(DEFAULT_MODEL, R_OK) == 0;
+    int wrote = testutil_write_gguf("make_engine_model.py", dir, NULL);
+    if (wrote) return wrote; /* 77: no venv (noted), 1: the writer failed (its log shown) */
+    g_have_default = testutil_have_model(); /* when absent: parity not checked, the binary exits 77 */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_synthetic_invariance),
         cmocka_unit_test(test_default_model),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    if (rc == 0 && !g_have_default) {
-        printf("SKIP: %s missing (scripts/fetch-model.sh): parity with the reference not checked "
-               "(the synthetic model passed)\n", DEFAULT_MODEL);
-        return 77;
-    }
-    return rc;
+    return testutil_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

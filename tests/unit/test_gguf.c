@@ -6,8 +6,6 @@
  * copy, so an over-read shows up under ASan. A file written by the independent gguf
  * Python package (tests/reference/write_tiny_gguf.py) is read back value by value.
  * krill-gguf's exit status is checked on good and bad files. */
-#include <errno.h>
-#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,19 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "gguf.h"
 #include "quant.h"
-
-#define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
-#define PYTHON ".cache/pyenv/bin/python"
-
-/* A skipped part makes the whole binary exit 77 (reported as SKIP, never as a pass). */
-static bool skipped_any;
+#include "testutil.h"
 
 /* ---------------------------------------------------------------- builder */
 
@@ -485,30 +476,16 @@ static char tmpdir[512];
 
 static int setup_tmp(void **state) {
     (void)state;
-    const char *build = getenv("KRILL_BUILD");
-    snprintf(tmpdir, sizeof(tmpdir), "%s/test-tmp", build ? build : "build");
-    mkdir(tmpdir, 0755);
-    strncat(tmpdir, "/gguf.XXXXXX", sizeof(tmpdir) - strlen(tmpdir) - 1);
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return testutil_tmpdir(tmpdir, sizeof tmpdir, "gguf");
 }
 
 static int teardown_tmp(void **state) {
     (void)state;
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return testutil_rmtree(tmpdir);
 }
 
 static void write_file(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    if (n) assert_int_equal(fwrite(p, 1, n, f), n);
-    fclose(f);
-}
-
-static int run_status(const char *cmd) {
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    if (testutil_write_file(path, p, n)) fail_msg("cannot write %s", path);
 }
 
 static void test_files(void **state) {
@@ -547,54 +524,40 @@ static void test_files(void **state) {
 
 static void test_tool(void **state) {
     (void)state;
-    const char *build = getenv("KRILL_BUILD");
-    char tool[512], cmd[2400], path[600];
-    snprintf(tool, sizeof(tool), "%s/krill-gguf", build ? build : "build");
+    char tool[512], path[600];
+    snprintf(tool, sizeof(tool), "%s/krill-gguf", testutil_build_dir());
     if (access(tool, X_OK) != 0) fail_msg("%s not built", tool);
     buf_t b;
     layout_t L;
     build_valid(&b, &L, 3);
     snprintf(path, sizeof(path), "%s/tool.gguf", tmpdir);
     write_file(path, b.p, b.n);
-    snprintf(cmd, sizeof(cmd), "%s --check '%s' >/dev/null 2>&1", tool, path);
-    assert_int_equal(run_status(cmd), 0);
+    assert_int_equal(testutil_run("%s --check '%s' >/dev/null 2>&1", tool, path), 0);
     write_file(path, b.p, L.data + 10);
-    snprintf(cmd, sizeof(cmd), "%s '%s' 2>'%s/tool.err' >/dev/null", tool, path, tmpdir);
-    assert_int_equal(run_status(cmd), 1);
-    snprintf(cmd, sizeof(cmd), "grep -q 'past the end' '%s/tool.err'", tmpdir);
-    assert_int_equal(run_status(cmd), 0);
-    snprintf(cmd, sizeof(cmd), "%s --help >/dev/null", tool);
-    assert_int_equal(run_status(cmd), 0);
-    snprintf(cmd, sizeof(cmd), "%s --version | grep -q '^krill-gguf [0-9]'", tool);
-    assert_int_equal(run_status(cmd), 0);
-    snprintf(cmd, sizeof(cmd), "%s >/dev/null 2>&1", tool);
-    assert_int_equal(run_status(cmd), 2);
-    snprintf(cmd, sizeof(cmd), "%s --bogus x >/dev/null 2>&1", tool);
-    assert_int_equal(run_status(cmd), 2);
-    if (access(DEFAULT_MODEL, R_OK) != 0) {
+    assert_int_equal(testutil_run("%s '%s' 2>'%s/tool.err' >/dev/null", tool, path, tmpdir), 1);
+    assert_int_equal(testutil_run("grep -q 'past the end' '%s/tool.err'", tmpdir), 0);
+    assert_int_equal(testutil_run("%s --help >/dev/null", tool), 0);
+    assert_int_equal(testutil_run("%s --version | grep -q '^krill-gguf [0-9]'", tool), 0);
+    assert_int_equal(testutil_run("%s >/dev/null 2>&1", tool), 2);
+    assert_int_equal(testutil_run("%s --bogus x >/dev/null 2>&1", tool), 2);
+    if (!testutil_have_model()) {
         free(b.p);
-        skipped_any = true;
-        skip(); /* prints SKIPPED; the default model is fetched by scripts/setup.sh */
+        skip();
     }
-    snprintf(cmd, sizeof(cmd), "%s --check --quiet " DEFAULT_MODEL " >'%s/model.out' 2>&1", tool, tmpdir);
-    assert_int_equal(run_status(cmd), 0);
-    snprintf(cmd, sizeof(cmd), "grep -q 'check: 272 tensors, 0 failed' '%s/model.out'", tmpdir);
-    assert_int_equal(run_status(cmd), 0);
+    assert_int_equal(testutil_run("%s --check --quiet " TESTUTIL_MODEL " >'%s/model.out' 2>&1", tool, tmpdir), 0);
+    assert_int_equal(testutil_run("grep -q 'check: 272 tensors, 0 failed' '%s/model.out'", tmpdir), 0);
     free(b.p);
 }
 
 /* A file written by the gguf Python package: every value is read back as written. */
 static void test_python_written(void **state) {
     (void)state;
-    if (access(PYTHON, X_OK) != 0) {
-        print_message("SKIP: %s missing (scripts/setup.sh creates it)\n", PYTHON);
-        skipped_any = true;
-        skip();
-    }
-    char cmd[1400], path[600], err[512];
-    snprintf(cmd, sizeof(cmd), PYTHON " tests/reference/write_tiny_gguf.py '%s/py'", tmpdir);
-    assert_int_equal(run_status(cmd), 0);
-    snprintf(path, sizeof(path), "%s/py/types.gguf", tmpdir);
+    char dir[600], path[700], err[512];
+    snprintf(dir, sizeof(dir), "%s/py", tmpdir);
+    int rc = testutil_write_gguf("write_tiny_gguf.py", dir, NULL);
+    if (rc == TESTUTIL_SKIP) skip(); /* noted by testutil_write_gguf */
+    assert_int_equal(rc, 0);
+    snprintf(path, sizeof(path), "%s/types.gguf", dir);
     gguf_t *g = gguf_open(path, err, sizeof(err));
     if (!g) fail_msg("%s", err);
     assert_int_equal(gguf_version(g), 3);
@@ -677,13 +640,9 @@ static void test_python_written(void **state) {
 
 static void test_default_model(void **state) {
     (void)state;
-    if (access(DEFAULT_MODEL, R_OK) != 0) {
-        print_message("SKIP: %s missing (scripts/fetch-model.sh)\n", DEFAULT_MODEL);
-        skipped_any = true;
-        skip();
-    }
+    TESTUTIL_NEED_MODEL();
     char err[512];
-    gguf_t *g = gguf_open(DEFAULT_MODEL, err, sizeof(err));
+    gguf_t *g = gguf_open(TESTUTIL_MODEL, err, sizeof(err));
     if (!g) fail_msg("%s", err);
     assert_int_equal(gguf_version(g), 3);
     assert_int_equal(gguf_n_kv(g), 33);
@@ -717,10 +676,5 @@ int main(void) {
         cmocka_unit_test(test_files),         cmocka_unit_test(test_tool),
         cmocka_unit_test(test_python_written), cmocka_unit_test(test_default_model),
     };
-    int rc = cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
-    if (rc == 0 && skipped_any) {
-        printf("SKIP: some checks could not run (default model or %s missing)\n", PYTHON);
-        return 77;
-    }
-    return rc;
+    return testutil_exit(cmocka_run_group_tests(tests, setup_tmp, teardown_tmp));
 }

@@ -5,76 +5,56 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <cmocka.h>
 
 #include "gguf.h"
 #include "hparams.h"
+#include "testutil.h"
 
-#define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
-#define PYTHON ".cache/pyenv/bin/python"
-
-/* A skipped part makes the whole binary exit 77 (reported as SKIP, never as a pass). */
-static bool skipped_any;
-
-static char tmpdir[512];
+static char tmpdir[512], tinydir[600];
 static bool have_tiny;
 
 static int setup(void **state) {
     (void)state;
-    const char *build = getenv("KRILL_BUILD");
-    snprintf(tmpdir, sizeof(tmpdir), "%s/test-tmp", build ? build : "build");
-    mkdir(tmpdir, 0755);
-    strncat(tmpdir, "/hparams.XXXXXX", sizeof(tmpdir) - strlen(tmpdir) - 1);
-    if (!mkdtemp(tmpdir)) return -1;
-    if (access(PYTHON, X_OK) == 0) {
-        char cmd[800];
-        snprintf(cmd, sizeof(cmd), PYTHON " tests/reference/write_tiny_gguf.py '%s'", tmpdir);
-        int rc = system(cmd);
-        have_tiny = WIFEXITED(rc) && WEXITSTATUS(rc) == 0;
-        if (!have_tiny) return -1; /* the writer is present but failed: a real failure */
-    }
-    return 0;
+    if (testutil_tmpdir(tmpdir, sizeof tmpdir, "hparams")) return -1;
+    snprintf(tinydir, sizeof tinydir, "%s/tiny", tmpdir);
+    int rc = testutil_write_gguf("write_tiny_gguf.py", tinydir, NULL);
+    have_tiny = rc == 0;
+    return rc == 1 ? -1 : 0; /* the writer is present but failed: a real failure */
 }
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return testutil_rmtree(tmpdir);
+}
+
+static gguf_t *open_file(const char *path) {
+    char err[512];
+    gguf_t *g = gguf_open(path, err, sizeof(err));
+    if (!g) fail_msg("%s", err);
+    return g;
 }
 
 static gguf_t *open_tiny(const char *name) {
-    if (!have_tiny) {
-        print_message("SKIP: %s missing (scripts/setup.sh creates it)\n", PYTHON);
-        skipped_any = true;
-        skip();
-    }
-    char path[700], err[512];
-    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-    gguf_t *g = gguf_open(path, err, sizeof(err));
-    if (!g) fail_msg("%s: %s", name, err);
-    return g;
+    if (!have_tiny) skip(); /* the venv is missing: noted by testutil_write_gguf */
+    char path[700];
+    snprintf(path, sizeof(path), "%s/%s", tinydir, name);
+    return open_file(path);
+}
+
+static void load(gguf_t *g, hparams_t *hp) {
+    char err[512];
+    if (hparams_load(g, hp, err, sizeof(err)) != 0) fail_msg("%s", err);
 }
 
 static void test_default_model(void **state) {
     (void)state;
-    if (access(DEFAULT_MODEL, R_OK) != 0) {
-        print_message("SKIP: %s missing (scripts/fetch-model.sh)\n", DEFAULT_MODEL);
-        skipped_any = true;
-        skip();
-    }
-    char err[512];
-    gguf_t *g = gguf_open(DEFAULT_MODEL, err, sizeof(err));
-    if (!g) fail_msg("%s", err);
+    TESTUTIL_NEED_MODEL();
     hparams_t hp;
-    if (hparams_load(g, &hp, err, sizeof(err)) != 0) fail_msg("%s", err);
+    gguf_t *g = open_file(TESTUTIL_MODEL);
+    load(g, &hp);
     assert_string_equal(hp.arch, "llama");
     assert_string_equal(hp.name, "Smollm2 135M 8k Lc100K Mix1 Ep2");
     assert_int_equal(hp.n_layers, 30);
@@ -100,8 +80,7 @@ static void test_qwen2_bias(void **state) {
     (void)state;
     gguf_t *g = open_tiny("qwen2.gguf");
     hparams_t hp;
-    char err[512];
-    if (hparams_load(g, &hp, err, sizeof(err)) != 0) fail_msg("%s", err);
+    load(g, &hp);
     assert_string_equal(hp.arch, "qwen2");
     assert_string_equal(hp.name, "tiny-qwen2");
     assert_true(hp.qkv_bias);
@@ -123,8 +102,7 @@ static void test_llama3_scaling(void **state) {
     (void)state;
     gguf_t *g = open_tiny("llama3.gguf");
     hparams_t hp;
-    char err[512];
-    if (hparams_load(g, &hp, err, sizeof(err)) != 0) fail_msg("%s", err);
+    load(g, &hp);
     assert_int_equal(hp.rope_scaling, HPARAMS_ROPE_LLAMA3);
     assert_true(hp.rope_factor == 8.0f);
     assert_true(hp.rope_low_freq_factor == 1.0f);
@@ -136,14 +114,14 @@ static void test_llama3_scaling(void **state) {
     gguf_close(g);
 
     g = open_tiny("ropefreqs.gguf");
-    if (hparams_load(g, &hp, err, sizeof(err)) != 0) fail_msg("%s", err);
+    load(g, &hp);
     assert_true(hp.rope_freqs);
     assert_int_equal(hp.rope_scaling, HPARAMS_ROPE_LLAMA3);
     assert_int_equal(hp.rope_dim, 16);
     gguf_close(g);
 
     g = open_tiny("linear.gguf");
-    if (hparams_load(g, &hp, err, sizeof(err)) != 0) fail_msg("%s", err);
+    load(g, &hp);
     assert_int_equal(hp.rope_scaling, HPARAMS_ROPE_LINEAR);
     assert_true(hp.rope_factor == 2.0f);
     assert_int_equal(hp.n_kv_heads, 4); /* head_count_kv absent: defaults to head_count */
@@ -183,10 +161,5 @@ int main(void) {
         cmocka_unit_test(test_default_model), cmocka_unit_test(test_qwen2_bias),
         cmocka_unit_test(test_llama3_scaling), cmocka_unit_test(test_bad_models),
     };
-    int rc = cmocka_run_group_tests(tests, setup, teardown);
-    if (rc == 0 && skipped_any) {
-        printf("SKIP: some checks could not run (default model or %s missing)\n", PYTHON);
-        return 77;
-    }
-    return rc;
+    return testutil_exit(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -17,27 +17,15 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <cmocka.h>
 
 #include "backend.h"
+#include "clock.h"
 #include "matmul_cpu.h"
-
-static uint64_t rng_state;
-static uint64_t rng_next(void) {
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static float rng_unif(void) { return (float)((rng_next() >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f; }
-static void fill(float *x, size_t n, float scale) {
-    for (size_t i = 0; i < n; i++) x[i] = rng_unif() * scale;
-}
+#include "testutil.h"
 
 /* The documented order (matmul_cpu.h), written out plainly. */
 static float order_ref(const float *x, const float *w, const float *bias, int c, int in) {
@@ -48,16 +36,6 @@ static float order_ref(const float *x, const float *w, const float *bias, int c,
     float s = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
     for (; k < in; k++) s = fmaf(x[k], w[k], s);
     return bias ? s + bias[c] : s;
-}
-
-static double nerr(const float *got, const double *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - ref[i];
-        num += d * d;
-        den += ref[i] * ref[i];
-    }
-    return den == 0 ? sqrt(num) : sqrt(num / den);
 }
 
 static int bits_equal(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof(float)) == 0; }
@@ -73,14 +51,14 @@ static void test_order_and_accuracy(void **state) {
     const matmul_cpu_impl_t impls[] = {MATMUL_CPU_AUTO, MATMUL_CPU_GENERIC};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
-        rng_state = 7000 + s;
+        testutil_seed(7000 + s);
         float *x = malloc(sizeof(float) * n * in), *w = malloc(sizeof(float) * out * in);
         float *bias = malloc(sizeof(float) * out), *y = malloc(sizeof(float) * n * out);
         float *want = malloc(sizeof(float) * n * out);
         double *ref = malloc(sizeof(double) * n * out);
-        fill(x, (size_t)n * in, 1.0f);
-        fill(w, (size_t)out * in, 0.5f);
-        fill(bias, out, 1.0f);
+        testutil_fill(x, (size_t)n * in, 1.0f);
+        testutil_fill(w, (size_t)out * in, 0.5f);
+        testutil_fill(bias, out, 1.0f);
         for (int with_bias = 0; with_bias < 2; with_bias++) {
             const float *b = with_bias ? bias : NULL;
             for (int r = 0; r < n; r++)
@@ -96,7 +74,7 @@ static void test_order_and_accuracy(void **state) {
                 matmul_cpu_block(impls[ii], y, out, x, in, w, b, in, 0, n, 0, out);
                 if (!bits_equal(y, want, (size_t)n * out))
                     fail_msg("impl %zu n=%d in=%d out=%d bias=%d: not the documented order", ii, n, in, out, with_bias);
-                double e = nerr(y, ref, (size_t)n * out);
+                double e = testutil_nerr(y, ref, (size_t)n * out);
                 if (e > 1e-5) fail_msg("impl %zu n=%d in=%d out=%d bias=%d: nerr %g", ii, n, in, out, with_bias, e);
                 memset(y, 0xff, sizeof(float) * n * out);
                 for (int r0 = 0; r0 < n;) {
@@ -138,18 +116,17 @@ static void test_batch_invariance(void **state) {
     static const int shapes[][2] = {{67, 61}, {576, 200}, {64, 1000}, {1536, 100}};
     static const int threads[] = {1, 2, 3};
     static const char *impls[] = {NULL, "generic"};
-    const char *san = getenv("SANITIZE");
     /* under ASan the two smaller shapes (one with a k tail) cover every code path */
-    const size_t n_shapes = san && !strcmp(san, "1") ? 2 : sizeof shapes / sizeof shapes[0];
+    const size_t n_shapes = testutil_sanitize() ? 2 : sizeof shapes / sizeof shapes[0];
     for (size_t s = 0; s < n_shapes; s++) {
         const int in = shapes[s][0], out = shapes[s][1];
-        rng_state = 9100 + s;
+        testutil_seed(9100 + s);
         float *rows = malloc(sizeof(float) * POOL * in), *w = malloc(sizeof(float) * out * in);
         float *bias = malloc(sizeof(float) * out), *alone = malloc(sizeof(float) * 2 * POOL * out);
         float *x = malloc(sizeof(float) * POOL * in), *y = malloc(sizeof(float) * POOL * out);
-        fill(rows, (size_t)POOL * in, 1.0f);
-        fill(w, (size_t)out * in, 0.5f);
-        fill(bias, out, 1.0f);
+        testutil_fill(rows, (size_t)POOL * in, 1.0f);
+        testutil_fill(w, (size_t)out * in, 0.5f);
+        testutil_fill(bias, out, 1.0f);
         /* each row alone (one thread, default kernel), with and without bias */
         backend_t *b1 = open_cpu(1, NULL);
         for (int with_bias = 0; with_bias < 2; with_bias++)
@@ -196,17 +173,11 @@ static void test_bad_env(void **state) {
 }
 
 /* ------------------------------------------------------------------ benchmark */
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int bench(void) {
     static const int shapes[][2] = {{576, 1728}, {576, 576}, {576, 3072}, {1536, 576}, {576, 49152}};
     static const int ns[] = {1, 2, 8, 64, 512};
-    const char *thr = getenv("KRILL_BENCH_THREADS"), *reps_s = getenv("KRILL_BENCH_REPS");
-    const int threads = thr ? atoi(thr) : 1, reps = reps_s ? atoi(reps_s) : 20;
+    const int threads = (int)testutil_env_long("KRILL_BENCH_THREADS", 1, 0, 1024);
+    const int reps = (int)testutil_env_long("KRILL_BENCH_REPS", 20, 1, 1000000);
     backend_t *be[2] = {open_cpu(threads, NULL), open_cpu(threads, "openblas")};
     printf("bench: %d thread(s), best of %d interleaved runs; GFLOP/s = 2 n in out / time\n", threads, reps);
     printf("%-12s %5s %12s %12s %8s\n", "in->out", "n", "krill", "openblas", "ratio");
@@ -214,9 +185,9 @@ static int bench(void) {
         const int in = shapes[s][0], out = shapes[s][1];
         float *w = malloc(sizeof(float) * out * in), *x = malloc(sizeof(float) * 512 * in);
         float *y = malloc(sizeof(float) * 512 * (size_t)out);
-        rng_state = 1;
-        fill(w, (size_t)out * in, 0.5f);
-        fill(x, (size_t)512 * in, 1.0f);
+        testutil_seed(1);
+        testutil_fill(w, (size_t)out * in, 0.5f);
+        testutil_fill(x, (size_t)512 * in, 1.0f);
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
             const int n = ns[ni];
             const double flop = 2.0 * n * in * out;
@@ -227,9 +198,9 @@ static int bench(void) {
             for (int rep = 0; rep < reps; rep++)
                 for (int k = 0; k < 2; k++) {
                     be[k]->ops->matmul(be[k]->ctx, y, x, w, NULL, n, in, out); /* warm */
-                    double t = now_s();
+                    double t = clock_now_s();
                     for (int it = 0; it < iters; it++) be[k]->ops->matmul(be[k]->ctx, y, x, w, NULL, n, in, out);
-                    t = (now_s() - t) / iters;
+                    t = (clock_now_s() - t) / iters;
                     if (t < best[k]) best[k] = t;
                 }
             printf("%4d->%-6d %5d %12.1f %12.1f %8.2f\n", in, out, n, flop / best[0] * 1e-9, flop / best[1] * 1e-9,

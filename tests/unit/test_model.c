@@ -35,22 +35,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 #include <cmocka.h>
 
+#include "clock.h"
 #include "gguf.h"
 #include "model.h"
+#include "testutil.h"
 
 #define INDEX "tests/data/logits/index.json"
-#define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 #define TOL_F32 1e-4
 #define TOL_F16 2e-3
 
 static char syn_dir[1024];
 static json_t *g_index;
-static int g_skipped;
-static char g_skip_why[512];
 
 typedef struct {
     int n;          /* prompts */
@@ -83,13 +80,10 @@ static void prompts_free(prompts_t *p) {
 }
 
 static void *read_file(const char *path, size_t want_bytes) {
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    void *buf = malloc(want_bytes);
-    size_t got = fread(buf, 1, want_bytes, f);
-    int extra = fgetc(f);
-    fclose(f);
-    if (got != want_bytes || extra != EOF) fail_msg("%s: expected exactly %zu bytes", path, want_bytes);
+    size_t n;
+    void *buf = testutil_read_file(path, &n);
+    if (!buf) fail_msg("cannot open %s", path);
+    if (n != want_bytes) fail_msg("%s: expected exactly %zu bytes", path, want_bytes);
     return buf;
 }
 
@@ -199,13 +193,6 @@ static float *run_mode(const char *path, const prompts_t *p, mode_t_ mode, int b
     return r.out;
 }
 
-static int argmax(const float *x, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
 /* Relative L2 error of got[cols] vs ref (ncols values); cols NULL = all. */
 static double rel_l2(const float *got, const float *ref, const int *cols, int n) {
     double num = 0, den = 0;
@@ -240,7 +227,7 @@ static void check_synthetic(json_t *entry, const char *kv) {
             const float *gr = got + (size_t)r * V, *rr = ref + (size_t)r * V;
             double e = rel_l2(gr, rr, NULL, V);
             if (e > worst) worst = e, worst_row = r;
-            int a = argmax(gr, V), b = argmax(rr, V);
+            int a = testutil_argmax(gr, V), b = testutil_argmax(rr, V);
             if (a == b) continue;
             /* f32: always identical. f16 KV: a different token is accepted only when the
              * reference ranks the two closer than this row's actual error can move them:
@@ -297,10 +284,9 @@ static void check_default(const char *kv, int all_modes) {
     int32_t *am = read_file(f16 ? "tests/data/logits/default_argmax.f16kv.i32" : "tests/data/logits/default_argmax.i32",
                             sizeof(int32_t) * (size_t)p.total);
     for (int mode = 0; mode < (all_modes ? 3 : 1); mode++) {
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        float *got = run_mode(DEFAULT_MODEL, &p, (mode_t_)mode, 16, kv, 0);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
+        const double t0 = clock_now_s();
+        float *got = run_mode(TESTUTIL_MODEL, &p, (mode_t_)mode, 16, kv, 0);
+        const double secs = clock_now_s() - t0;
         double worst_last = 0, worst_cols = 0;
         for (int i = 0; i < p.n && last; i++) {
             int row = p.off[i] + p.len[i] - 1;
@@ -310,14 +296,14 @@ static void check_default(const char *kv, int all_modes) {
         for (int r = 0; r < p.total; r++) {
             double e = rel_l2(got + (size_t)r * V, sub + (size_t)r * nc, cols, nc);
             if (e > worst_cols) worst_cols = e;
-            int a = argmax(got + (size_t)r * V, V);
-            if (a != am[r]) fail_msg("default %s kv=%s: position %d: argmax %d, reference %d", mode_name[mode], kv, r, a, am[r]);
+            int a = testutil_argmax(got + (size_t)r * V, V);
+            if (a != am[r])
+                fail_msg("default %s kv=%s: position %d: argmax %d, reference %d", mode_name[mode], kv, r, a, am[r]);
         }
         char last_s[32] = "n/a";
         if (last) snprintf(last_s, sizeof last_s, "%.3g", worst_last);
         printf("  default         %-8s kv=%s  max rel L2: last position %s, column subset %.3g (%.1f s)\n",
-               mode_name[mode], kv, last_s, worst_cols,
-               (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+               mode_name[mode], kv, last_s, worst_cols, secs);
         const double tol = f16 ? TOL_F16 : TOL_F32;
         if (!(worst_last <= tol) || !(worst_cols <= tol))
             fail_msg("default %s kv=%s: rel L2 last %.3g cols %.3g > %g", mode_name[mode], kv, worst_last, worst_cols, tol);
@@ -329,21 +315,16 @@ static void check_default(const char *kv, int all_modes) {
 
 static void test_default_model(void **state) {
     (void)state;
-    const char *san = getenv("SANITIZE");
-    if (san && !strcmp(san, "1")) {
+    if (testutil_sanitize()) {
         printf("  default model not run under SANITIZE=1 (synthetic models cover the same code)\n");
         return;
     }
-    if (access(DEFAULT_MODEL, R_OK)) {
-        g_skipped = 1;
-        snprintf(g_skip_why, sizeof g_skip_why, "%s missing (scripts/fetch-model.sh)", DEFAULT_MODEL);
-        return;
-    }
+    if (!testutil_have_model()) return; /* the binary exits 77 after the synthetic models passed */
     json_t *d = json_object_get(g_index, "default");
     struct stat st;
-    assert_int_equal(stat(DEFAULT_MODEL, &st), 0);
+    assert_int_equal(stat(TESTUTIL_MODEL, &st), 0);
     if ((json_int_t)st.st_size != json_integer_value(json_object_get(d, "gguf_size")))
-        fail_msg("%s is not the file the references were made from (size %lld, index says %lld)", DEFAULT_MODEL,
+        fail_msg("%s is not the file the references were made from (size %lld, index says %lld)", TESTUTIL_MODEL,
                  (long long)st.st_size, (long long)json_integer_value(json_object_get(d, "gguf_size")));
     check_default("f32", 0);
     check_default("f16", 1);
@@ -398,7 +379,7 @@ static void test_bad_batches(void **state) {
      * host) equal the argmax of the logits, lowest id on ties */
     int32_t id = -1;
     assert_int_equal(model_forward_argmax(m, &ok, &id, NULL, NULL), 0);
-    assert_int_equal(id, argmax(logits, 256));
+    assert_int_equal(id, testutil_argmax(logits, 256));
     assert_int_equal(model_forward_argmax(m, &bad[0].b, &id, NULL, NULL), -1);
     assert_non_null(strstr(model_last_error(m), "id 256"));
     model_stats_t st;
@@ -420,15 +401,9 @@ static void test_bad_batches(void **state) {
 
 /* ------------------------------------------------------------------ benchmark */
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 static int bench(void) {
     char err[512];
-    gguf_t *g = gguf_open(DEFAULT_MODEL, err, sizeof err);
+    gguf_t *g = gguf_open(TESTUTIL_MODEL, err, sizeof err);
     if (!g) {
         fprintf(stderr, "bench: %s\n", err);
         return 1;
@@ -436,10 +411,10 @@ static int bench(void) {
     enum { S = 64, P = 128, D = 128, BS = 16 };
     const int nb = (P + D + BS - 1) / BS;
     const char *kv = getenv("KRILL_BENCH_KV");
-    const char *thr = getenv("KRILL_BENCH_THREADS");
-    model_params_t mp = {.backend = "cpu", .n_threads = thr ? atoi(thr) : 0, .max_batch_tokens = 2048, .max_seqs = S,
+    const int threads = (int)testutil_env_long("KRILL_BENCH_THREADS", 0, 0, 1024);
+    model_params_t mp = {.backend = "cpu", .n_threads = threads, .max_batch_tokens = 2048, .max_seqs = S,
                          .kv_block_size = BS, .kv_cache_tokens = (int64_t)S * nb * BS, .kv_dtype = kv};
-    double t0 = now_s();
+    double t0 = clock_now_s();
     model_t *m = model_load(g, &mp, err, sizeof err);
     if (!m) {
         fprintf(stderr, "bench: %s\n", err);
@@ -448,14 +423,14 @@ static int bench(void) {
     size_t w, kvb, act;
     model_memory(m, &w, &kvb, &act);
     printf("bench: %s, load %.2f s, weights %zu MiB, kv %zu MiB, activations %zu MiB\n", model_device_name(m),
-           now_s() - t0, w >> 20, kvb >> 20, act >> 20);
+           clock_now_s() - t0, w >> 20, kvb >> 20, act >> 20);
     const int V = model_hparams(m)->n_vocab;
     int32_t *table = malloc(sizeof(int32_t) * S * nb), *tokens = malloc(sizeof(int32_t) * 2048);
     int32_t *pos = malloc(sizeof(int32_t) * 2048), *seq = malloc(sizeof(int32_t) * 2048), seq_len[S], rows[S];
     float *logits = malloc(sizeof(float) * (size_t)S * V);
     for (int i = 0; i < S * nb; i++) table[i] = i;
     /* prefill: 64 prompts x 128 tokens in 4 calls of 16 sequences (2048 tokens each) */
-    double tp = now_s();
+    double tp = clock_now_s();
     for (int c = 0; c < S / 16; c++) {
         int t = 0;
         for (int s = 0; s < 16; s++) {
@@ -470,7 +445,7 @@ static int bench(void) {
             return 1;
         }
     }
-    tp = now_s() - tp;
+    tp = clock_now_s() - tp;
     printf("bench: prefill 64 x 128 tokens: %.3f s (%.0f tok/s)\n", tp, S * P / tp);
     /* decode: 64 sequences, one token each, contexts 129..256 */
     double best = 1e9, sum = 0;
@@ -481,12 +456,12 @@ static int bench(void) {
         }
         model_batch_t b = {.n_tokens = S, .tokens = tokens, .pos = pos, .seq = seq, .n_seqs = S, .seq_len = seq_len,
                            .block_table = table, .max_blocks = nb, .n_logits = S, .logit_rows = rows};
-        double t = now_s();
+        double t = clock_now_s();
         if (model_forward(m, &b, logits)) {
             fprintf(stderr, "bench: %s\n", model_last_error(m));
             return 1;
         }
-        t = now_s() - t;
+        t = clock_now_s() - t;
         sum += t;
         if (t < best) best = t;
         if (step == 0 || step == D / 2 || step == D - 1)
@@ -504,28 +479,15 @@ static int bench(void) {
 
 int main(void) {
     if (getenv("KRILL_BENCH_MODEL")) return bench();
-    const char *build = getenv("KRILL_BUILD");
-    snprintf(syn_dir, sizeof syn_dir, "%s/models/synthetic", build && *build ? build : "build");
+    snprintf(syn_dir, sizeof syn_dir, "%s/models/synthetic", testutil_build_dir());
     json_error_t jerr;
     g_index = json_load_file(INDEX, 0, &jerr);
     if (!g_index) {
         fprintf(stderr, "%s: %s (run from the repository root)\n", INDEX, jerr.text);
         return 1;
     }
-    const char *py = ".cache/pyenv/bin/python";
-    if (access(py, X_OK)) {
-        printf("SKIP: %s missing (scripts/setup.sh creates it): cannot write the synthetic models\n", py);
-        return 77;
-    }
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && %s tests/reference/make_synthetic.py '%s' --verify " INDEX " >'%s.log' 2>&1",
-             syn_dir, py, syn_dir, syn_dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "make_synthetic.py failed: see %s.log\n", syn_dir);
-        snprintf(cmd, sizeof cmd, "cat '%s.log' >&2", syn_dir);
-        if (system(cmd)) {}
-        return 1;
-    }
+    int wrote = testutil_write_gguf("make_synthetic.py", syn_dir, "--verify " INDEX);
+    if (wrote) return wrote; /* 77: no venv (noted), 1: the writer failed (its log shown) */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_batches),
         cmocka_unit_test(test_synthetic),
@@ -533,9 +495,5 @@ int main(void) {
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     json_decref(g_index);
-    if (rc == 0 && g_skipped) {
-        printf("SKIP: %s (the synthetic models passed)\n", g_skip_why);
-        return 77;
-    }
-    return rc;
+    return testutil_exit(rc);
 }

@@ -17,14 +17,8 @@
 #include <time.h>
 
 #include "offsets.h"
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd(void) { /* splitmix64 */
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+#include "rng.h"
+#include "testutil.h"
 
 /* Brute force: scan every tracked offset. */
 static int64_t brute(const int64_t *off, const uint8_t *done, size_t n_tracked) {
@@ -40,24 +34,24 @@ static int64_t brute(const int64_t *off, const uint8_t *done, size_t n_tracked) 
 static size_t trial(size_t n, int full_scan, int64_t *off, uint8_t *done, size_t *pend) {
     offsets_partition_t *p = offsets_partition_new();
     assert_non_null(p);
-    int64_t o = (int64_t)(rnd() % 1000000);
+    int64_t o = (int64_t)(testutil_next() % 1000000);
     for (size_t i = 0; i < n; i++) {
         off[i] = o;
         done[i] = 0;
         /* gaps: about a quarter of the steps skip 1..8 offsets (markers, compaction) */
-        o += 1 + ((rnd() & 3) == 0 ? (int64_t)(rnd() % 8) + 1 : 0);
+        o += 1 + ((testutil_next() & 3) == 0 ? (int64_t)(testutil_next() % 8) + 1 : 0);
     }
     assert_int_equal(offsets_committable(p), -1);
     size_t n_tracked = 0, n_pend = 0, n_done = 0, lo = 0;
     int64_t last = -1;
     while (n_done < n) {
         /* track the next offset with probability 1/2 (always when nothing is pending) */
-        int do_track = n_tracked < n && (n_pend == 0 || (rnd() & 1));
+        int do_track = n_tracked < n && (n_pend == 0 || (testutil_next() & 1));
         if (do_track) {
             assert_int_equal(offsets_track(p, off[n_tracked]), 0);
             pend[n_pend++] = n_tracked++;
         } else {
-            size_t k = (size_t)(rnd() % n_pend);
+            size_t k = (size_t)(testutil_next() % n_pend);
             size_t idx = pend[k];
             pend[k] = pend[--n_pend];
             /* a gap offset (never tracked) is not pending */
@@ -94,7 +88,7 @@ static void test_property_million_orders(void **state) {
     size_t pend[MAXN];
     size_t trials = 1000000, dones = 0;
     clock_t t0 = clock();
-    for (size_t t = 0; t < trials; t++) dones += trial(1 + (size_t)(rnd() % MAXN), 1, off, done, pend);
+    for (size_t t = 0; t < trials; t++) dones += trial(1 + (size_t)(testutil_next() % MAXN), 1, off, done, pend);
     printf("property: %zu random orders, %zu done() calls checked against brute force in %.2f s\n", trials,
            dones, (double)(clock() - t0) / CLOCKS_PER_SEC);
 }
@@ -115,7 +109,7 @@ static void test_property_large(void **state) {
         assert_int_equal(offsets_track(p, off[i]), 0);
     }
     for (size_t i = n - 1; i > 0; i--) { /* Fisher-Yates */
-        size_t j = (size_t)(rnd() % (i + 1)), t = pend[i];
+        size_t j = (size_t)(testutil_next() % (i + 1)), t = pend[i];
         pend[i] = pend[j];
         pend[j] = t;
     }
@@ -213,6 +207,7 @@ static void test_set(void **state) {
 }
 
 int main(void) {
+    testutil_seed(RNG_GOLDEN); /* the stream the property trials were written against */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors_and_take),
         cmocka_unit_test(test_set),

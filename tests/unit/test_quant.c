@@ -9,29 +9,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <cmocka.h>
 
+#include "clock.h"
 #include "quant.h"
+#include "testutil.h"
 
 #define DATA "tests/data/quant/"
 
 static void *slurp(const char *name, size_t *len) {
     char path[256];
     snprintf(path, sizeof(path), DATA "%s", name);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fail_msg("cannot open %s (run from the repository root)", path);
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
+    void *buf = testutil_read_file(path, len);
+    if (!buf) fail_msg("cannot read %s (run from the repository root)", path);
     return buf;
 }
 
@@ -215,11 +205,9 @@ static void test_speed(void **state) {
     memset(dst, 0, (size_t)n * 4); /* fault the pages in before timing */
     for (size_t k = 0; k < sizeof(ts) / sizeof(ts[0]); k++) {
         /* arbitrary bytes: some scales are NaN/inf, which costs nothing extra here */
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        const double t0 = clock_now_s();
         assert_int_equal(quant_dequantize_f32(ts[k], src, dst, n), 0);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        const double s = clock_now_s() - t0;
         printf("dequant %-5s %.1f Melem/s\n", quant_type_name(ts[k]), (double)n / s / 1e6);
     }
     free(src);

@@ -171,32 +171,20 @@ static void check_frequencies(int V, const float *logits, const sampler_params_t
 static void test_dist_small(void **state) {
     (void)state;
     const float lg[8] = {1.0f, 2.5f, 0.3f, -1.0f, 2.2f, 0.9f, 1.7f, -0.4f};
-    sampler_params_t base = {.temperature = 1.0f, .top_p = 1.0f};
-    sampler_params_t p = base;
-    check_frequencies(8, lg, &p, 200000, 1);
-    p = base;
-    p.temperature = 0.5f;
-    check_frequencies(8, lg, &p, 200000, 2);
-    p = base;
-    p.top_k = 3;
-    check_frequencies(8, lg, &p, 200000, 3);
-    p = base;
-    p.top_p = 0.8f;
-    check_frequencies(8, lg, &p, 200000, 4);
-    p = base;
-    p.min_p = 0.3f;
-    check_frequencies(8, lg, &p, 200000, 5);
-    p = base;
-    p.temperature = 1.5f;
-    p.top_k = 6;
-    p.top_p = 0.9f;
-    p.min_p = 0.1f;
-    check_frequencies(8, lg, &p, 200000, 6);
-    /* top_k = 1 is greedy whatever the temperature */
-    p = base;
-    p.top_k = 1;
-    p.temperature = 2.0f;
-    check_frequencies(8, lg, &p, 1000, 7);
+    static const struct {
+        sampler_params_t p;
+        int draws;
+    } cases[] = {
+        {{.temperature = 1.0f, .top_p = 1.0f}, 200000},
+        {{.temperature = 0.5f, .top_p = 1.0f}, 200000},
+        {{.temperature = 1.0f, .top_p = 1.0f, .top_k = 3}, 200000},
+        {{.temperature = 1.0f, .top_p = 0.8f}, 200000},
+        {{.temperature = 1.0f, .top_p = 1.0f, .min_p = 0.3f}, 200000},
+        {{.temperature = 1.5f, .top_k = 6, .top_p = 0.9f, .min_p = 0.1f}, 200000},
+        {{.temperature = 2.0f, .top_p = 1.0f, .top_k = 1}, 1000}, /* top_k = 1 is greedy whatever the temperature */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_frequencies(8, lg, &cases[i].p, cases[i].draws, i + 1); /* seeds 1, 2, ... */
 }
 
 /* Draws per configuration on the realistic vocabulary: fewer under ASan (10x slower),

@@ -52,8 +52,8 @@ prep_cxx() {  # .cu -> .cpp -> .o
     job g++ $CXXFLAGS -c "$out/k_$b.cpp" -o "$out/k_$b.o"
   fi
 }
-ccomp() {  # object, flags, source
-  newer "$1" "$3" "${hdrs[@]}" && { rm -f "$1"; job cc $2 -c "$3" -o "$1"; }
+ccomp() {  # object, flags, source, [more dependencies]
+  newer "$1" "$3" "${hdrs[@]}" "${@:4}" && { rm -f "$1"; job cc $2 -c "$3" -o "$1"; }
   return 0
 }
 
@@ -81,8 +81,9 @@ if [ "$what" = all ]; then
     ccomp "$o" "$ALL_CFLAGS" "$src"
     all_objs+=("$o")
   done
-  ccomp "$out/gpu_ops.o" "$ALL_CFLAGS" tests/gpu/gpu_ops.c
-  ccomp "$out/gpu_parity.o" "$ALL_CFLAGS" tests/gpu/gpu_parity.c
+  ccomp "$out/gpu_ops.o" "$ALL_CFLAGS" tests/gpu/gpu_ops.c tests/unit/testutil.h
+  ccomp "$out/gpu_parity.o" "$ALL_CFLAGS" tests/gpu/gpu_parity.c tests/unit/testutil.h
+  ccomp "$out/testutil.o" "$ALL_CFLAGS" tests/unit/testutil.c tests/unit/testutil.h
 fi
 fail=0
 while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || fail=1; done
@@ -90,6 +91,6 @@ while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || fail=1; done
 g++ $SAN -pthread "${k_objs[@]}" "$out/emu.o" "$out/emu_stubs.o" "$out/emu_kernels.o" "${ref_objs[@]}" -lm -o "$out/emu_kernels"
 if [ "$what" = all ]; then
   whole=("${k_objs[@]}" "$out/k_backend_cuda.o" "$out/emu.o" "$out/fake_cudart.o" "${all_objs[@]}")
-  g++ $SAN -pthread "$out/gpu_ops.o" "${whole[@]}" -lm -o "$out/emu_gpu_ops"
-  g++ $SAN -pthread "$out/gpu_parity.o" "${whole[@]}" -lm -o "$out/emu_gpu_parity"
+  g++ $SAN -pthread "$out/gpu_ops.o" "$out/testutil.o" "${whole[@]}" -lm -o "$out/emu_gpu_ops"
+  g++ $SAN -pthread "$out/gpu_parity.o" "$out/testutil.o" "${whole[@]}" -lm -o "$out/emu_gpu_parity"
 fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 40-cuda-kernels-emu.sh — runs the CUDA kernels (kernels/*.cu) on a CPU emulator of the
+# 50-cuda-kernels-emu.sh — runs the CUDA kernels (kernels/*.cu) on a CPU emulator of the
 # CUDA execution model against the CPU backend, so machines without a GPU still check
 # the kernel code (indexing, tiling, split-K decode, reductions). Not a substitute for
 # a GPU run (no races, no cuBLAS, no graphs): scripts/gpu-check.sh is. Build is

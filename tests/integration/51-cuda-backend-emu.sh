@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# 41-cuda-backend-emu.sh — the WHOLE CUDA backend (kernels/backend_cuda.cu + every kernel)
+# 51-cuda-backend-emu.sh — the WHOLE CUDA backend (kernels/backend_cuda.cu + every kernel)
 # on the CPU emulator with a fake CUDA runtime (tests/gpu/emu/fake_cudart.cpp: deferred
 # in-order execution, graph capture/replay, pinned vs pageable copies):
 #   1. tests/gpu/gpu_ops.c — the GPU op-test program itself — for every op but attention
-#      (40-cuda-kernels-emu.sh covers the attention kernels), --quick shapes;
+#      (50-cuda-kernels-emu.sh covers the attention kernels), --quick shapes;
 #   2. tests/gpu/gpu_parity.c — model.c over the emulated CUDA backend on the synthetic
 #      "tiny" model (prefill and decode paths) against transformers f32 logits committed
 #      in tests/data/cuda (tests/reference/gen_cuda_vectors.sh);
