@@ -7,7 +7,7 @@ krill-enqueue) and EXPECT.jsonl (one line per request: what the worker must answ
   gen_requests.py --valid N [--malformed M] [--seed S] [--max-tokens T] [--prefix P]
                   [--long-prompt-words W] REQUESTS.jsonl EXPECT.jsonl
 
-expect values (design §4, src/worker/codec.h):
+expect values (docs/schema.md, src/worker/codec.h):
   "200"     a valid request: exactly one 200 result per processing
   "400"/"404" decodes but is invalid: one error result with that status (and "code")
   "dlq"     undecodable, no recognisable id: one DLQ record, no result
