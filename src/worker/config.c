@@ -679,30 +679,6 @@ int config_load(config_t *c, const char *path, char *const *envp, const char *co
     return config_validate(c, err, errlen);
 }
 
-/* ================================================================ properties */
-
-bool config_kafka_property(const config_t *c, size_t i, config_client_t client, char *keybuf, size_t keylen,
-                           const char **value) {
-    if (!c || i >= c->kafka.n_properties) return false;
-    const char *e = c->kafka.properties[i];
-    const char *eq = strchr(e, '=');
-    if (!eq) return false;
-    const char *k = e;
-    size_t kl = (size_t)(eq - e);
-    if (kl > 9 && strncmp(k, "consumer.", 9) == 0) {
-        if (client != CONFIG_CLIENT_CONSUMER) return false;
-        k += 9, kl -= 9;
-    } else if (kl > 9 && strncmp(k, "producer.", 9) == 0) {
-        if (client != CONFIG_CLIENT_PRODUCER) return false;
-        k += 9, kl -= 9;
-    }
-    if (kl + 1 > keylen) return false;
-    memcpy(keybuf, k, kl);
-    keybuf[kl] = 0;
-    *value = eq + 1;
-    return true;
-}
-
 /* ================================================================ rendering */
 
 static void render_quoted(buf_t *b, const char *s, size_t n) {

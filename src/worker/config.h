@@ -34,7 +34,7 @@ typedef struct {
         char *topic_results;
         char *topic_dlq;
         char *topic_stats;
-        char **properties;      /* "key=value" (secret values), passed verbatim; see config_kafka_property */
+        char **properties;      /* "key=value" (secret values), passed verbatim; see kafka_property_split (kafka.h) */
         size_t n_properties;
     } kafka;
     struct {
@@ -135,13 +135,5 @@ int config_load(config_t *c, const char *path, char *const *envp, const char *co
 char *config_render(const config_t *c);
 /* The environment variable of a key: "kafka.topic_dlq" -> "KRILL_KAFKA_TOPIC_DLQ". */
 void config_env_name(const char *path, char *out, size_t outlen);
-
-/* kafka.properties entry i split for one client. Entries "consumer.K=V" and
- * "producer.K=V" apply to that client only (prefix removed); others to both.
- * Returns true and sets *key (in keybuf) and *value (points into the entry) when
- * entry i applies to the client; false otherwise or when i is out of range. */
-typedef enum { CONFIG_CLIENT_CONSUMER = 0, CONFIG_CLIENT_PRODUCER = 1 } config_client_t;
-bool config_kafka_property(const config_t *c, size_t i, config_client_t client, char *keybuf,
-                           size_t keylen, const char **value);
 
 #endif

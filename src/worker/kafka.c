@@ -171,30 +171,35 @@ static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, con
 }
 
 /* Applies kafka.properties entries meant for this handle ("consumer."/"producer." prefixes). */
+int kafka_property_split(const char *entry, bool consumer, char *keybuf, size_t keylen, const char **value) {
+    const char *eq = entry ? strchr(entry, '=') : NULL;
+    if (!eq || eq == entry) return -1;
+    const char *k = entry;
+    size_t kl = (size_t)(eq - entry);
+    bool for_consumer = kl >= 9 && strncmp(k, "consumer.", 9) == 0;
+    bool for_producer = kl >= 9 && strncmp(k, "producer.", 9) == 0;
+    if (for_consumer || for_producer) {
+        k += 9, kl -= 9;
+        if (kl == 0) return -1;
+        if (for_consumer != consumer) return 0;
+    }
+    if (kl + 1 > keylen) return -1;
+    memcpy(keybuf, k, kl);
+    keybuf[kl] = 0;
+    *value = eq + 1;
+    return 1;
+}
+
 static int conf_apply_props(rd_kafka_conf_t *conf, const kafka_io_config_t *cfg, bool consumer, char *err,
                             size_t errlen) {
     for (size_t i = 0; i < cfg->n_properties; i++) {
-        const char *kv = cfg->properties[i];
-        const char *eq = kv ? strchr(kv, '=') : NULL;
-        if (!eq || eq == kv) {
-            err_set(err, errlen, "kafka.properties[%zu] is not \"key=value\"; write it as \"key=value\"", i);
+        char name[256];
+        const char *value;
+        int rc = kafka_property_split(cfg->properties[i], consumer, name, sizeof name, &value);
+        if (rc == 0) continue;
+        if (rc < 0) {
+            err_set(err, errlen, "kafka.properties[%zu] is not \"key=value\" (a key under 256 bytes); write it as \"key=value\"", i);
             return -1;
-        }
-        char key[256];
-        size_t kl = (size_t)(eq - kv);
-        if (kl >= sizeof key) {
-            err_set(err, errlen, "kafka.properties[%zu]: key is too long", i);
-            return -1;
-        }
-        memcpy(key, kv, kl);
-        key[kl] = 0;
-        const char *name = key;
-        if (strncmp(key, "consumer.", 9) == 0) {
-            if (!consumer) continue;
-            name = key + 9;
-        } else if (strncmp(key, "producer.", 9) == 0) {
-            if (consumer) continue;
-            name = key + 9;
         }
         if (strcmp(name, "enable.auto.offset.store") == 0) {
             err_set(err, errlen,
@@ -207,7 +212,7 @@ static int conf_apply_props(rd_kafka_conf_t *conf, const kafka_io_config_t *cfg,
          * rejects unknown ones with a clear message. */
         char where[64];
         snprintf(where, sizeof where, "kafka.properties[%zu]", i);
-        if (conf_set(conf, name, eq + 1, where, err, errlen)) return -1;
+        if (conf_set(conf, name, value, where, err, errlen)) return -1;
     }
     return 0;
 }

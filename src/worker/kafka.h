@@ -139,4 +139,10 @@ int kafka_create_topics(const char *brokers, const char *const *props, size_t n_
 typedef enum { KAFKA_CHECK_TOPIC, KAFKA_CHECK_TOPIC_LIST, KAFKA_CHECK_PROPERTY } kafka_check_t;
 int kafka_config_check(kafka_check_t what, const char *value, size_t idx, char *err, size_t errlen);
 
+/* One kafka.properties entry "key=value" for one client: 1 = it applies (the key, without
+ * a "consumer."/"producer." prefix, in keybuf; *value points after the first '='),
+ * 0 = it is meant for the other client, -1 = malformed (no '=', empty key, key longer
+ * than keylen - 1). */
+int kafka_property_split(const char *entry, bool consumer, char *keybuf, size_t keylen, const char **value);
+
 #endif

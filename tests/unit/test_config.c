@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "kafka.h"
 
 #define main krill_config_doc_main
 #include "tools/krill-config-doc.c"
@@ -187,12 +188,12 @@ static void test_properties_and_secrets(void **state) {
     const char *val;
     size_t cons = 0, prod = 0;
     for (size_t i = 0; i < c->kafka.n_properties; i++) {
-        if (config_kafka_property(c, i, CONFIG_CLIENT_CONSUMER, key, sizeof key, &val)) {
+        if (kafka_property_split(c->kafka.properties[i], true, key, sizeof key, &val) == 1) {
             cons++;
             if (strcmp(key, "fetch.max.bytes") == 0) assert_string_equal(val, "1000");
             assert_string_not_equal(key, "linger.ms");
         }
-        if (config_kafka_property(c, i, CONFIG_CLIENT_PRODUCER, key, sizeof key, &val)) {
+        if (kafka_property_split(c->kafka.properties[i], false, key, sizeof key, &val) == 1) {
             prod++;
             if (strcmp(key, "linger.ms") == 0) assert_string_equal(val, "5");
             if (strcmp(key, "ssl.key.password") == 0) assert_string_equal(val, "a=b=c");
@@ -200,7 +201,10 @@ static void test_properties_and_secrets(void **state) {
     }
     assert_int_equal(cons, 4);
     assert_int_equal(prod, 4);
-    assert_false(config_kafka_property(c, 5, CONFIG_CLIENT_PRODUCER, key, sizeof key, &val));
+    assert_int_equal(kafka_property_split("consumer.=x", true, key, sizeof key, &val), -1);
+    assert_int_equal(kafka_property_split("=x", true, key, sizeof key, &val), -1);
+    assert_int_equal(kafka_property_split("noequals", false, key, sizeof key, &val), -1);
+    assert_int_equal(kafka_property_split("consumer.a=1", false, key, sizeof key, &val), 0);
 
     char *r = config_render(c);
     assert_non_null(r);
