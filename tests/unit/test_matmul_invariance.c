@@ -25,7 +25,7 @@
 #include <cmocka.h>
 
 #include "backend.h"
-#include "matmul_cpu.h"
+#include "cpu/matmul_cpu.h"
 
 static uint64_t rng_state;
 static uint64_t rng_next(void) {
