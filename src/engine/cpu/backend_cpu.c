@@ -88,20 +88,16 @@ static void *cpu_init(const backend_params_t *p, backend_info_t *info, char *err
             return NULL;
         }
     }
+    char sub[128] = "out of memory";
     cpu_t *c = calloc(1, sizeof *c);
-    if (!c) {
-        err_set(err, errlen, "cpu backend: out of memory");
+    if (!c || !(c->pool = pool_new(n, sub, sizeof sub))) {
+        err_set(err, errlen, "cpu backend: %s", sub);
+        cpu_destroy(c);
         return NULL;
     }
     c->kv_dtype = kv;
     c->mm_impl = mm_impl;
     c->mm_blas = mm_blas;
-    char sub[128];
-    if (!(c->pool = pool_new(n, sub, sizeof sub))) {
-        err_set(err, errlen, "cpu backend: %s", sub);
-        cpu_destroy(c);
-        return NULL;
-    }
     /* With KRILL_CPU_MATMUL=openblas our pool splits every sgemm; OpenBLAS must not
      * start threads of its own. */
 #ifndef KRILL_NO_BLAS
