@@ -98,7 +98,7 @@ endif
 
 # ---------------------------------------------------------------- sources
 COMMON_SRC := $(wildcard src/common/*.c)
-ENGINE_SRC := $(wildcard src/engine/*.c)
+ENGINE_SRC := $(wildcard src/engine/*.c src/engine/cpu/*.c)
 WORKER_SRC := $(filter-out src/worker/main.c,$(wildcard src/worker/*.c))
 TOOL_SRC   := $(wildcard src/tools/krill-*.c)
 TOOLS_LIB_SRC := $(filter-out $(TOOL_SRC),$(wildcard src/tools/*.c))

@@ -169,7 +169,7 @@ compile_one() {  # source -> $B/obj/<name>.o ; writes <name>.log
 }
 export -f compile_one
 rm -f "$B"/obj/*.o
-SRCS=$(ls src/common/*.c src/engine/*.c; [ -n "$NVCC" ] && ls kernels/*.cu)
+SRCS=$(ls src/common/*.c src/engine/*.c src/engine/cpu/*.c; [ -n "$NVCC" ] && ls kernels/*.cu)
 FAILED=$(printf '%s\n' $SRCS | xargs -P "$JOBS" -I{} bash -c 'compile_one {}')
 n_src=$(printf '%s\n' $SRCS | wc -l)
 if [ -n "$FAILED" ]; then

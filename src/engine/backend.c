@@ -1,15 +1,14 @@
-/* backend.c — picks and opens a compute backend by name.
+/* backend.c — the backend registry: which backends this binary has, picking one by
+ * name, opening it; plus the dtype helpers every backend shares.
  *
  * The one place that knows which backends were built: the only #ifdef KRILL_CUDA in
- * the engine. "auto" means cuda when it was built and a device is present, else cpu. */
-#include "err.h"
+ * the engine. A backend's defaults live in its own table (backend.h), never here. */
 #include "backend.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "err.h"
 
 size_t backend_dtype_size(backend_dtype_t t) {
     switch (t) {
@@ -38,35 +37,51 @@ int backend_dtype_parse(const char *s, backend_dtype_t *out) {
     return 0;
 }
 
-static const backend_ops_t *cuda_table(void) {
+/* One row per backend krill knows, in the order "auto" prefers them; table is NULL
+ * for a backend this binary was built without. */
+static const struct {
+    const char *name;
+    const backend_ops_t *(*table)(void);
+} backend_registry[] = {
 #ifdef KRILL_CUDA
-    return backend_cuda_ops();
+    {"cuda", backend_cuda_ops},
 #else
-    return NULL;
+    {"cuda", NULL},
 #endif
+    {"cpu", backend_cpu_ops},
+};
+#define BACKEND_REGISTRY_N (sizeof backend_registry / sizeof backend_registry[0])
+
+bool backend_available(const char *name) {
+    for (size_t i = 0; name && i < BACKEND_REGISTRY_N; i++)
+        if (!strcmp(name, backend_registry[i].name)) return backend_registry[i].table != NULL;
+    return false;
+}
+
+const backend_ops_t *backend_find(const char *name, char *err, size_t errlen) {
+    if (!name || !*name) name = "auto";
+    const bool any = !strcmp(name, "auto");
+    for (size_t i = 0; i < BACKEND_REGISTRY_N; i++) {
+        const backend_ops_t *ops = backend_registry[i].table ? backend_registry[i].table() : NULL;
+        if (any) {
+            if (ops && ops->device_count() > 0) return ops;
+        } else if (!strcmp(name, backend_registry[i].name)) {
+            if (!ops)
+                err_set(err, errlen, "backend '%s': not built into this binary (rebuild with nvcc present "
+                                     "or `make CUDA=1`), or use backend \"cpu\"", name);
+            return ops;
+        }
+    }
+    if (any) err_set(err, errlen, "backend 'auto': no backend with a device was built into this binary");
+    else err_set(err, errlen, "unknown backend '%s': use \"cpu\", \"cuda\" or \"auto\"", name);
+    return NULL;
 }
 
 backend_t *backend_open(const char *name, const backend_params_t *p, char *err, size_t errlen) {
     backend_params_t defaults = {0};
     if (!p) p = &defaults;
-    if (!name || !*name) name = "auto";
-    const backend_ops_t *ops = NULL;
-    if (!strcmp(name, "cpu")) {
-        ops = backend_cpu_ops();
-    } else if (!strcmp(name, "cuda")) {
-        ops = cuda_table();
-        if (!ops) {
-            err_set(err, errlen, "backend 'cuda': not built into this binary (rebuild with nvcc present "
-                                  "or `make CUDA=1`), or use backend \"cpu\"");
-            return NULL;
-        }
-    } else if (!strcmp(name, "auto")) {
-        const backend_ops_t *cu = cuda_table();
-        ops = (cu && cu->device_count() > 0) ? cu : backend_cpu_ops();
-    } else {
-        err_set(err, errlen, "unknown backend '%s': use \"cpu\", \"cuda\" or \"auto\"", name);
-        return NULL;
-    }
+    const backend_ops_t *ops = backend_find(name, err, errlen);
+    if (!ops) return NULL;
     backend_t *b = calloc(1, sizeof *b);
     if (!b) {
         err_set(err, errlen, "backend '%s': out of memory", ops->name);

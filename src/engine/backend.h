@@ -2,7 +2,10 @@
  * backend-owned buffers (ggml's ggml_backend_i, kept to calm's size).
  *
  * model.c writes the llama forward pass once against this table; backend.c is the
- * only place that knows which backends exist (and the only #ifdef KRILL_CUDA).
+ * registry: the only place that knows which backends exist (and the only #ifdef
+ * KRILL_CUDA). Each backend's table carries its own defaults (backend_defaults_t), so
+ * nothing outside a backend decides by its name. The CPU backend lives in
+ * src/engine/cpu/, the CUDA backend in kernels/ (docs/engine.md, docs/cuda.md).
  *
  * Rules every backend keeps:
  * - Buffers come from ops->alloc and are opaque to the caller except for pointer
@@ -53,8 +56,8 @@ int backend_dtype_parse(const char *s, backend_dtype_t *out);
 
 typedef struct {
     int n_threads;          /* cpu: worker threads, 0 = online cores */
-    const char *dtype;      /* weights: cuda "bf16" (default) | "f16"; cpu is always f32 */
-    const char *kv_dtype;   /* KV cache: "f16" | "f32" | NULL = backend default (f16) */
+    const char *dtype;      /* weights: cuda "bf16" | "f16"; cpu is always f32; NULL = defaults */
+    const char *kv_dtype;   /* KV cache: "f16" | "f32"; NULL = defaults.kv_dtype (f16 on both) */
     int device;             /* cuda device ordinal */
 } backend_params_t;
 
@@ -85,8 +88,18 @@ typedef struct {
     uint64_t graph_replays;    /* steps launched from a captured graph */
 } backend_stats_t;
 
+/* What a backend asks for when the caller leaves a setting at 0 / NULL. The engine and
+ * model_load read these from the table instead of guessing by the backend's name. */
+typedef struct {
+    int max_seqs;                 /* sequences per step (engine max_seqs = 0) */
+    int max_batch_tokens;         /* tokens per step (engine max_batch_tokens = 0) */
+    backend_dtype_t weight_dtype; /* params.dtype NULL (the cpu backend has no other) */
+    backend_dtype_t kv_dtype;     /* params.kv_dtype NULL */
+} backend_defaults_t;
+
 typedef struct backend_ops {
     const char *name;
+    backend_defaults_t defaults;
     /* Devices present (cpu: 1). Used by "auto"; must not fail loudly. */
     int (*device_count)(void);
     /* Creates a context; NULL with a message in err. Fills *info. */
@@ -181,13 +194,22 @@ typedef struct {
     backend_info_t info;
 } backend_t;
 
-/* name: "cpu" | "cuda" | "auto" (cuda when built with it and a device is present,
- * else cpu). NULL with a message in err ("cuda: not built ..."). */
+/* The table `name` stands for: "cpu" | "cuda" | "auto" (the first backend built into
+ * this binary with a device present: cuda, else cpu). Opens nothing; the defaults of
+ * what backend_open(name) would open. NULL with a message in err ("backend 'cuda':
+ * not built ...", "unknown backend ..."). */
+const backend_ops_t *backend_find(const char *name, char *err, size_t errlen);
+/* True when `name` ("cpu" | "cuda") is built into this binary (whether a device is
+ * present is another matter: ops->device_count()). */
+bool backend_available(const char *name);
+
+/* Opens backend_find(name). NULL with a message in err. */
 backend_t *backend_open(const char *name, const backend_params_t *p, char *err, size_t errlen);
 void backend_close(backend_t *b); /* accepts NULL */
 
-/* The tables. backend_cuda_ops() is implemented in kernels/ and linked only when
- * KRILL_CUDA is defined; call it only through backend_open. */
+/* The tables, defined by each backend (src/engine/cpu/backend_cpu.c,
+ * kernels/backend_cuda.cu: linked only when KRILL_CUDA is defined). Outside the
+ * backends themselves, reach them only through backend_find / backend_open. */
 const backend_ops_t *backend_cpu_ops(void);
 const backend_ops_t *backend_cuda_ops(void);
 

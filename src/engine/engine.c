@@ -16,7 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend.h"
 #include "chat.h"
 #include "gguf.h"
 #include "hparams.h"
@@ -24,24 +23,6 @@
 #include "model.h"
 #include "scheduler.h"
 #include "tokenizer.h"
-
-/* cpu: a step of 512 tokens already runs the matmuls at full speed, and activations
- * for 2048 would cost ~85 MB more resident memory (SmolLM2-135M) */
-#define ENGINE_DEFAULT_MAX_BATCH_TOKENS_CPU 512
-#define ENGINE_DEFAULT_MAX_BATCH_TOKENS_CUDA 2048
-#define ENGINE_DEFAULT_MAX_SEQS_CPU 64
-#define ENGINE_DEFAULT_MAX_SEQS_CUDA 256
-#define ENGINE_DEFAULT_KV_BLOCK_SIZE 16
-
-/* Whether "auto" will pick CUDA: built in and a device present (backend.c's rule). */
-static bool cuda_present(void) {
-#ifdef KRILL_CUDA
-    const backend_ops_t *o = backend_cuda_ops();
-    return o && o->device_count() > 0;
-#else
-    return false;
-#endif
-}
 
 struct engine {
     gguf_t *g;
@@ -129,29 +110,17 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
         goto fail;
     }
 
-    const char *backend = cfg->backend && *cfg->backend ? cfg->backend : "auto";
-    const bool cpu_likely = strcmp(backend, "cpu") == 0 || (strcmp(backend, "auto") == 0 && !cuda_present());
-    int max_batch = cfg->max_batch_tokens > 0 ? cfg->max_batch_tokens
-                    : cpu_likely              ? ENGINE_DEFAULT_MAX_BATCH_TOKENS_CPU
-                                              : ENGINE_DEFAULT_MAX_BATCH_TOKENS_CUDA;
-    /* "auto" may end up on CUDA: size the model for the CUDA default; the scheduler
-     * then uses what the backend turned out to be */
-    int model_seqs = cfg->max_seqs > 0                 ? cfg->max_seqs
-                     : strcmp(backend, "cpu") == 0 ? ENGINE_DEFAULT_MAX_SEQS_CPU
-                                                       : ENGINE_DEFAULT_MAX_SEQS_CUDA;
-    /* NULL = the backend's default (f16). The CPU matmul has a fixed per-element
-     * reduction order (matmul_cpu.c), so f16 KV keeps outputs batch-independent
-     * bitwise (test_batch_invariance) at half the memory of f32. */
-    const char *kv_dtype = cfg->kv_dtype && *cfg->kv_dtype ? cfg->kv_dtype : NULL;
-    model_params_t mp = {.backend = backend,
+    /* sizes and dtypes left at 0 / NULL: model_load takes the chosen backend's own
+     * defaults (backend.h, backend_defaults_t); the scheduler gets what it chose */
+    model_params_t mp = {.backend = cfg->backend && *cfg->backend ? cfg->backend : "auto",
                          .dtype = cfg->dtype,
                          .n_threads = cfg->n_threads,
-                         .max_batch_tokens = max_batch,
-                         .max_seqs = model_seqs,
-                         .kv_block_size = cfg->kv_block_size > 0 ? cfg->kv_block_size : ENGINE_DEFAULT_KV_BLOCK_SIZE,
+                         .max_batch_tokens = cfg->max_batch_tokens,
+                         .max_seqs = cfg->max_seqs,
+                         .kv_block_size = cfg->kv_block_size,
                          .kv_cache_tokens = cfg->kv_cache_tokens,
                          .gpu_memory_fraction = cfg->gpu_memory_fraction,
-                         .kv_dtype = kv_dtype};
+                         .kv_dtype = cfg->kv_dtype && *cfg->kv_dtype ? cfg->kv_dtype : NULL};
     if (!(e->model = model_load(e->g, &mp, sub, sizeof(sub)))) {
         err_set(err, errlen, "%s: %s", cfg->model_path, sub);
         goto fail;
@@ -173,11 +142,7 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
         err_set(err, errlen, "context %d is too small (at least 2 tokens)", n_ctx);
         goto fail;
     }
-    bool cuda = strcmp(model_backend_name(e->model), "cuda") == 0;
-    int max_seqs = cfg->max_seqs > 0 ? cfg->max_seqs
-                   : cuda            ? ENGINE_DEFAULT_MAX_SEQS_CUDA
-                                     : ENGINE_DEFAULT_MAX_SEQS_CPU;
-    if (max_seqs > model_seqs) max_seqs = model_seqs;
+    const int max_seqs = model_max_seqs(e->model), max_batch = model_max_batch_tokens(e->model);
 
     /* the longest bytes one detokenizer push can write: every input byte becomes at
      * most 3 output bytes (U+FFFD), and a push consumes <= 7 pending bytes + one piece */

@@ -39,14 +39,15 @@ typedef struct {
     const char *dtype;          /* cuda weights: "bf16" (default) | "f16"; cpu is always f32 */
     int n_threads;              /* cpu backend threads; 0 = online cores */
     int context;                /* max tokens per sequence; 0 = the model's training context */
-    int max_seqs;               /* sequences per step; 0 = backend default (cpu 64, cuda 256) */
-    int max_batch_tokens;       /* tokens per step (prefill chunking); 0 = cpu 512, cuda 2048 */
+    int max_seqs;               /* sequences per step; 0 = the backend's default (backend.h's
+                                   backend_defaults_t: cpu 64, cuda 256) */
+    int max_batch_tokens;       /* tokens per step (prefill chunking); 0 = the backend's
+                                   default (cpu 512, cuda 2048) */
     int kv_block_size;          /* tokens per KV block; 0 = 16 */
     int64_t kv_cache_tokens;    /* cpu: KV capacity in tokens; 0 = min(4 x training context,
                                    512 MiB of KV) (model.h MODEL_DEFAULT_CPU_KV_BYTES) */
-    const char *kv_dtype;       /* KV cache storage "f16" | "f32"; NULL = f32 on the cpu
-                                   backend (see docs/engine-scheduling.md: f16 makes seeded
-                                   outputs depend on the batch), the backend's default else */
+    const char *kv_dtype;       /* KV cache storage "f16" | "f32"; NULL = the backend's
+                                   default (f16 on both; docs/engine-scheduling.md) */
     double kv_overcommit;       /* admission: running requests' prompt + max_tokens may claim
                                    this many times the KV cache (preemption covers the rest);
                                    0 = 1.0 (never preempt) */

@@ -23,7 +23,6 @@
 #include "sampler.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,14 +90,6 @@ struct model {
     char err[256];
 };
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* A backend buffer owned by the model. */
 static void *balloc(model_t *m, size_t bytes, size_t *account, char *err, size_t errlen) {
     if (m->n_bufs == m->cap_bufs) {
@@ -114,7 +105,7 @@ static void *balloc(model_t *m, size_t bytes, size_t *account, char *err, size_t
     if (account) *account += bytes;
     return p;
 oom:
-    seterr(err, errlen, "%s backend: out of memory allocating %zu bytes (lower max_batch_tokens or the KV "
+    err_set(err, errlen, "%s backend: out of memory allocating %zu bytes (lower max_batch_tokens or the KV "
                         "cache size)", m->be->info.name, bytes);
     return NULL;
 }
@@ -123,11 +114,11 @@ static const gguf_tensor_t *want(const gguf_t *g, const char *name, uint64_t ne0
                                  size_t errlen) {
     const gguf_tensor_t *t = gguf_find_tensor(g, name);
     if (!t) {
-        seterr(err, errlen, "tensor '%s' is missing (the file is not a complete llama-family model)", name);
+        err_set(err, errlen, "tensor '%s' is missing (the file is not a complete llama-family model)", name);
         return NULL;
     }
     if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1) {
-        seterr(err, errlen, "tensor '%s' has shape [%llu, %llu, %llu, %llu], expected [%llu, %llu]", name,
+        err_set(err, errlen, "tensor '%s' has shape [%llu, %llu, %llu, %llu], expected [%llu, %llu]", name,
                (unsigned long long)t->ne[0], (unsigned long long)t->ne[1], (unsigned long long)t->ne[2],
                (unsigned long long)t->ne[3], (unsigned long long)ne0, (unsigned long long)ne1);
         return NULL;
@@ -141,7 +132,7 @@ static int load_into(model_t *m, const gguf_t *g, const char *name, uint64_t ne0
     const gguf_tensor_t *t = want(g, name, ne0, ne1, err, errlen);
     if (!t) return -1;
     if (m->ops->load_tensor(m->bctx, dst, dst_type, t->type, t->data, (int64_t)(ne0 * ne1))) {
-        seterr(err, errlen, "tensor '%s': %s", name, m->ops->last_error(m->bctx));
+        err_set(err, errlen, "tensor '%s': %s", name, m->ops->last_error(m->bctx));
         return -1;
     }
     return 0;
@@ -170,14 +161,14 @@ static int rope_freqs(model_t *m, const gguf_t *g, float *inv, char *err, size_t
         const gguf_tensor_t *t = want(g, "rope_freqs.weight", (uint64_t)half, 1, err, errlen);
         if (!t) return -1;
         if (t->type != GGUF_T_F32) {
-            seterr(err, errlen, "tensor 'rope_freqs.weight' must be F32");
+            err_set(err, errlen, "tensor 'rope_freqs.weight' must be F32");
             return -1;
         }
         for (int i = 0; i < half; i++) {
             float f;
             memcpy(&f, (const char *)t->data + 4 * (size_t)i, 4);
             if (!(f > 0.0f) || !isfinite(f)) {
-                seterr(err, errlen, "tensor 'rope_freqs.weight'[%d] = %g: factors must be positive and finite", i, f);
+                err_set(err, errlen, "tensor 'rope_freqs.weight'[%d] = %g: factors must be positive and finite", i, f);
                 return -1;
             }
             inv[i] /= f;
@@ -207,35 +198,33 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
     if (!p) p = &defaults;
     model_t *m = calloc(1, sizeof *m);
     if (!m) {
-        seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     if (hparams_load(g, &m->hp, err, errlen)) goto fail;
     const hparams_t *hp = &m->hp;
 
-    m->max_tokens = p->max_batch_tokens > 0 ? p->max_batch_tokens : MODEL_DEFAULT_MAX_BATCH_TOKENS;
-    m->max_seqs = p->max_seqs > 0 ? p->max_seqs : MODEL_DEFAULT_MAX_SEQS;
     m->block_size = p->kv_block_size > 0 ? p->kv_block_size : MODEL_DEFAULT_KV_BLOCK_SIZE;
     if (p->max_batch_tokens < 0 || p->max_seqs < 0 || p->kv_block_size < 0 || p->kv_cache_tokens < 0 ||
-        m->max_tokens > (1 << 20) || m->max_seqs > (1 << 16)) {
-        seterr(err, errlen, "model params: max_batch_tokens %d (1..1048576), max_seqs %d (1..65536), kv_block_size %d, "
+        p->max_batch_tokens > (1 << 20) || p->max_seqs > (1 << 16)) {
+        err_set(err, errlen, "model params: max_batch_tokens %d (1..1048576), max_seqs %d (1..65536), kv_block_size %d, "
                             "kv_cache_tokens %lld must be in range (0 = default)", p->max_batch_tokens, p->max_seqs,
                p->kv_block_size, (long long)p->kv_cache_tokens);
         goto fail;
     }
     if (m->block_size > BACKEND_MAX_BLOCK_SIZE) {
-        seterr(err, errlen, "kv_block_size %d is larger than %d", m->block_size, BACKEND_MAX_BLOCK_SIZE);
+        err_set(err, errlen, "kv_block_size %d is larger than %d", m->block_size, BACKEND_MAX_BLOCK_SIZE);
         goto fail;
     }
     if (hp->head_dim > BACKEND_MAX_HEAD_DIM || hp->n_heads % hp->n_kv_heads ||
         hp->n_heads / hp->n_kv_heads > BACKEND_MAX_GQA || hp->rope_dim > hp->head_dim || hp->rope_dim % 2) {
-        seterr(err, errlen, "model shape not supported: head_dim %d (max %d), heads %d / kv heads %d (max ratio %d), "
+        err_set(err, errlen, "model shape not supported: head_dim %d (max %d), heads %d / kv heads %d (max ratio %d), "
                             "rope_dim %d", hp->head_dim, BACKEND_MAX_HEAD_DIM, hp->n_heads, hp->n_kv_heads,
                BACKEND_MAX_GQA, hp->rope_dim);
         goto fail;
     }
     if (strcmp(hp->arch, "llama") && strcmp(hp->arch, "qwen2")) {
-        seterr(err, errlen, "architecture '%s' is not supported (llama, qwen2)", hp->arch);
+        err_set(err, errlen, "architecture '%s' is not supported (llama, qwen2)", hp->arch);
         goto fail;
     }
     m->neox = !strcmp(hp->arch, "qwen2");
@@ -245,6 +234,9 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
     if (!m->be) goto fail;
     m->ops = m->be->ops;
     m->bctx = m->be->ctx;
+    /* sizes left at 0: what the backend asks for (its table's defaults) */
+    m->max_tokens = p->max_batch_tokens > 0 ? p->max_batch_tokens : m->ops->defaults.max_batch_tokens;
+    m->max_seqs = p->max_seqs > 0 ? p->max_seqs : m->ops->defaults.max_seqs;
     m->wsize = backend_dtype_size(m->be->info.weight_dtype);
     size_t dev_free0 = 0, dev_total = 0;
     const bool device_mem = m->ops->mem_info(m->bctx, &dev_free0, &dev_total) == 0;
@@ -269,7 +261,7 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
 
     m->layers = calloc((size_t)hp->n_layers, sizeof *m->layers);
     if (!m->layers) {
-        seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         goto fail;
     }
     const backend_dtype_t wdt = m->be->info.weight_dtype;
@@ -332,7 +324,7 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
         int max_in = d > ffn ? d : ffn;
         if (m->q_dim > max_in) max_in = m->q_dim;
         if (m->ops->reserve(m->bctx, m->max_tokens, max_in, &m->attn)) {
-            seterr(err, errlen, "%s backend: reserving scratch for %d tokens: %s (lower max_batch_tokens)",
+            err_set(err, errlen, "%s backend: reserving scratch for %d tokens: %s (lower max_batch_tokens)",
                    m->be->info.name, m->max_tokens, m->ops->last_error(m->bctx));
             goto fail;
         }
@@ -352,7 +344,7 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
             /* the block table for max_seqs rows is charged too */
             kv_tokens = budget > 0 ? (int64_t)(budget / ((double)tok_bytes + 4.0 * m->max_seqs / m->block_size)) : 0;
             if (kv_tokens < m->block_size) {
-                seterr(err, errlen, "no device memory left for the KV cache (%zu MiB free before loading, "
+                err_set(err, errlen, "no device memory left for the KV cache (%zu MiB free before loading, "
                                     "fraction %.2f): raise gpu_memory_fraction or use a smaller model",
                        dev_free0 >> 20, frac);
                 goto fail;
@@ -366,7 +358,7 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
     }
     m->n_blocks = (kv_tokens + m->block_size - 1) / m->block_size;
     if (m->n_blocks > INT32_MAX / 2) {
-        seterr(err, errlen, "kv_cache_tokens %lld is too large", (long long)kv_tokens);
+        err_set(err, errlen, "kv_cache_tokens %lld is too large", (long long)kv_tokens);
         goto fail;
     }
     /* graphs: one more block, never handed out, for the padding rows of a bucket */
@@ -387,11 +379,11 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
     const size_t S4 = (size_t)m->max_seqs * 4;
     if (!(m->h_table = malloc(tab)) || !(m->h_row = malloc((size_t)V * F)) || !(m->h_tok = malloc(S4)) ||
         !(m->h_pos = malloc(S4)) || !(m->h_seq = malloc(S4)) || !(m->h_rows = malloc(S4))) {
-        seterr(err, errlen, "out of memory (block table staging, %zu bytes)", tab);
+        err_set(err, errlen, "out of memory (block table staging, %zu bytes)", tab);
         goto fail;
     }
     if (m->ops->synchronize(m->bctx)) {
-        seterr(err, errlen, "%s backend: %s", m->be->info.name, m->ops->last_error(m->bctx));
+        err_set(err, errlen, "%s backend: %s", m->be->info.name, m->ops->last_error(m->bctx));
         goto fail;
     }
     LOG_INFO("model loaded", "arch=%s layers=%d d_model=%d vocab=%d backend=%s device=\"%s\" weights_mb=%zu "
@@ -426,6 +418,8 @@ void model_free(model_t *m) {
 const hparams_t *model_hparams(const model_t *m) { return &m->hp; }
 int64_t model_kv_blocks(const model_t *m) { return m->n_blocks; }
 int model_kv_block_size(const model_t *m) { return m->block_size; }
+int model_max_batch_tokens(const model_t *m) { return m->max_tokens; }
+int model_max_seqs(const model_t *m) { return m->max_seqs; }
 const char *model_backend_name(const model_t *m) { return m->be->info.name; }
 const char *model_device_name(const model_t *m) { return m->be->info.device; }
 const char *model_last_error(const model_t *m) { return m->err; }
@@ -454,7 +448,7 @@ static int check_batch(model_t *m, const model_batch_t *b, int *cols_out) {
     if (b->n_tokens < 1 || b->n_tokens > m->max_tokens || b->n_seqs < 1 || b->n_seqs > m->max_seqs ||
         b->n_logits < 0 || b->n_logits > m->max_tokens || b->max_blocks < 1 || !b->tokens || !b->pos || !b->seq ||
         !b->seq_len || !b->block_table || (b->n_logits > 0 && !b->logit_rows)) {
-        seterr(m->err, sizeof m->err, "batch: n_tokens %d (1..%d), n_seqs %d (1..%d), n_logits %d (0..%d), "
+        err_set(m->err, sizeof m->err, "batch: n_tokens %d (1..%d), n_seqs %d (1..%d), n_logits %d (0..%d), "
                                       "max_blocks %d or a NULL array out of range", b->n_tokens, m->max_tokens,
                b->n_seqs, m->max_seqs, b->n_logits, m->max_tokens, b->max_blocks);
         return -1;
@@ -463,13 +457,13 @@ static int check_batch(model_t *m, const model_batch_t *b, int *cols_out) {
     int cols = 1;
     for (int s = 0; s < b->n_seqs; s++) {
         if (b->seq_len[s] < 0 || b->seq_len[s] > cap) {
-            seterr(m->err, sizeof m->err, "batch: seq_len[%d] = %d outside 0..%lld (the KV cache capacity)", s,
+            err_set(m->err, sizeof m->err, "batch: seq_len[%d] = %d outside 0..%lld (the KV cache capacity)", s,
                    b->seq_len[s], (long long)cap);
             return -1;
         }
         int nb = (b->seq_len[s] + m->block_size - 1) / m->block_size;
         if (nb > b->max_blocks) {
-            seterr(m->err, sizeof m->err, "batch: seq_len[%d] = %d needs %d blocks but max_blocks is %d", s,
+            err_set(m->err, sizeof m->err, "batch: seq_len[%d] = %d needs %d blocks but max_blocks is %d", s,
                    b->seq_len[s], nb, b->max_blocks);
             return -1;
         }
@@ -477,7 +471,7 @@ static int check_batch(model_t *m, const model_batch_t *b, int *cols_out) {
         for (int c = 0; c < nb; c++) {
             int32_t blk = b->block_table[(size_t)s * b->max_blocks + c];
             if (blk < 0 || blk >= m->n_blocks) {
-                seterr(m->err, sizeof m->err, "batch: block_table[%d][%d] = %d outside 0..%lld", s, c, blk,
+                err_set(m->err, sizeof m->err, "batch: block_table[%d][%d] = %d outside 0..%lld", s, c, blk,
                        (long long)m->n_blocks - 1);
                 return -1;
             }
@@ -487,7 +481,7 @@ static int check_batch(model_t *m, const model_batch_t *b, int *cols_out) {
         int s = b->seq[i];
         if (b->tokens[i] < 0 || b->tokens[i] >= hp->n_vocab || s < 0 || s >= b->n_seqs || b->pos[i] < 0 ||
             b->pos[i] >= b->seq_len[s]) {
-            seterr(m->err, sizeof m->err, "batch: token %d: id %d (vocab %d), seq %d (n_seqs %d), pos %d (seq_len %d) "
+            err_set(m->err, sizeof m->err, "batch: token %d: id %d (vocab %d), seq %d (n_seqs %d), pos %d (seq_len %d) "
                                           "out of range", i, b->tokens[i], hp->n_vocab, s, b->n_seqs, b->pos[i],
                    (s >= 0 && s < b->n_seqs) ? b->seq_len[s] : -1);
             return -1;
@@ -495,7 +489,7 @@ static int check_batch(model_t *m, const model_batch_t *b, int *cols_out) {
     }
     for (int i = 0; i < b->n_logits; i++)
         if (b->logit_rows[i] < 0 || b->logit_rows[i] >= b->n_tokens) {
-            seterr(m->err, sizeof m->err, "batch: logit_rows[%d] = %d outside 0..%d", i, b->logit_rows[i],
+            err_set(m->err, sizeof m->err, "batch: logit_rows[%d] = %d outside 0..%d", i, b->logit_rows[i],
                    b->n_tokens - 1);
             return -1;
         }
@@ -605,7 +599,7 @@ static int forward(model_t *m, const model_batch_t *b, float *logits, int32_t *i
     int cols = 0;
     if (check_batch(m, b, &cols)) return -1;
     if (b->n_logits > 0 && !logits && !ids) {
-        seterr(m->err, sizeof m->err, "model_forward: the output array is NULL but n_logits is %d", b->n_logits);
+        err_set(m->err, sizeof m->err, "model_forward: the output array is NULL but n_logits is %d", b->n_logits);
         return -1;
     }
     const backend_ops_t *o = m->ops;
@@ -638,12 +632,12 @@ static int forward(model_t *m, const model_batch_t *b, float *logits, int32_t *i
             issue_layers(m, B, stride);
             issue_head(m, 0, B);
             if (cap && o->graph_end(c, key)) {
-                seterr(m->err, sizeof m->err, "%s backend: graph capture: %s", m->be->info.name, o->last_error(c));
+                err_set(m->err, sizeof m->err, "%s backend: graph capture: %s", m->be->info.name, o->last_error(c));
                 return -1;
             }
         }
         if (take_rows(m, T, logits, ids, itemp, keys) == 0 && o->synchronize(c) == 0) return 0;
-        seterr(m->err, sizeof m->err, "%s backend: %s", m->be->info.name, o->last_error(c));
+        err_set(m->err, sizeof m->err, "%s backend: %s", m->be->info.name, o->last_error(c));
         return -1;
     }
 
@@ -664,7 +658,7 @@ static int forward(model_t *m, const model_batch_t *b, float *logits, int32_t *i
             break;
     }
     if (o->synchronize(c)) {
-        seterr(m->err, sizeof m->err, "%s backend: %s", m->be->info.name, o->last_error(c));
+        err_set(m->err, sizeof m->err, "%s backend: %s", m->be->info.name, o->last_error(c));
         return -1;
     }
     return 0;
@@ -673,7 +667,7 @@ static int forward(model_t *m, const model_batch_t *b, float *logits, int32_t *i
 int model_forward(model_t *m, const model_batch_t *b, float *logits) {
     if (b->n_logits > 0 && !logits) {
         m->err[0] = 0;
-        seterr(m->err, sizeof m->err, "model_forward: logits is NULL but n_logits is %d", b->n_logits);
+        err_set(m->err, sizeof m->err, "model_forward: logits is NULL but n_logits is %d", b->n_logits);
         return -1;
     }
     return forward(m, b, logits, NULL, NULL, NULL);
@@ -684,7 +678,7 @@ bool model_device_argmax(const model_t *m) { return m->ops->argmax != NULL; }
 int model_forward_argmax(model_t *m, const model_batch_t *b, int32_t *ids, const float *inv_temp,
                          const uint64_t *keys) {
     if (b->n_logits > 0 && (!ids || (inv_temp && !keys))) {
-        seterr(m->err, sizeof m->err, "model_forward_argmax: ids%s is NULL but n_logits is %d", ids ? " (or keys)" : "",
+        err_set(m->err, sizeof m->err, "model_forward_argmax: ids%s is NULL but n_logits is %d", ids ? " (or keys)" : "",
                b->n_logits);
         return -1;
     }

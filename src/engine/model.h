@@ -36,16 +36,16 @@ typedef struct {
     int n_threads;              /* cpu threads, 0 = online cores */
     int max_batch_tokens;       /* largest n_tokens per call: activations sized for it */
     int max_seqs;               /* largest n_seqs per call */
+                                /* both: 0 = the backend's defaults (backend_defaults_t) */
     int kv_block_size;          /* tokens per KV block */
     int64_t kv_cache_tokens;    /* cpu: capacity; cuda: 0 = from free memory */
     double gpu_memory_fraction;
-    const char *kv_dtype;       /* KV cache storage "f16" | "f32"; NULL = backend default (f16) */
+    const char *kv_dtype;       /* KV cache storage "f16" | "f32"; NULL = the backend's default */
     int no_graphs;              /* 1: never replay decode steps from graphs (tests, debugging) */
 } model_params_t;
 
-/* Defaults applied by model_load for fields left 0: */
-#define MODEL_DEFAULT_MAX_BATCH_TOKENS 512
-#define MODEL_DEFAULT_MAX_SEQS 64
+/* Defaults applied by model_load for fields left 0 (max_batch_tokens and max_seqs
+ * come from the backend's table, backend.h): */
 #define MODEL_DEFAULT_KV_BLOCK_SIZE 16
 /* cpu, kv_cache_tokens == 0: min(4 * n_ctx_train, what fits in this many bytes) */
 #define MODEL_DEFAULT_CPU_KV_BYTES ((int64_t)512 << 20)
@@ -72,6 +72,8 @@ int64_t model_kv_blocks(const model_t *m);   /* physical KV blocks allocated */
 const char *model_backend_name(const model_t *m);
 const char *model_device_name(const model_t *m);
 int model_kv_block_size(const model_t *m);  /* tokens per KV block */
+int model_max_batch_tokens(const model_t *m); /* the sizes it was loaded for (defaults applied) */
+int model_max_seqs(const model_t *m);
 /* Bytes held on the backend: weights, KV cache, activations + index buffers. */
 void model_memory(const model_t *m, size_t *weights, size_t *kv, size_t *activations);
 /* logits: (n_logits, n_vocab) f32, host memory. 0, or -1 for a batch that breaks the

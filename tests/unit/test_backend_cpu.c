@@ -358,14 +358,35 @@ static void test_open(void **state) {
     backend_params_t p = {.n_threads = 1};
     backend_t *b = backend_open("auto", &p, err, sizeof err);
     assert_non_null(b);
-#ifndef KRILL_CUDA
-    assert_string_equal(b->info.name, "cpu");
-#endif
+    const bool cuda = backend_available("cuda");
+    if (!cuda) assert_string_equal(b->info.name, "cpu");
     backend_close(b);
-#ifndef KRILL_CUDA
-    assert_null(backend_open("cuda", &p, err, sizeof err));
-    assert_non_null(strstr(err, "not built"));
-#endif
+    if (!cuda) {
+        assert_null(backend_open("cuda", &p, err, sizeof err));
+        assert_non_null(strstr(err, "not built"));
+        assert_null(backend_find("cuda", err, sizeof err));
+        assert_non_null(strstr(err, "not built"));
+    }
+    /* the registry: each table carries its own defaults (engine.c never guesses) */
+    assert_true(backend_available("cpu"));
+    assert_false(backend_available("tpu"));
+    const backend_ops_t *cpu = backend_find("cpu", err, sizeof err);
+    assert_non_null(cpu);
+    assert_string_equal(cpu->name, "cpu");
+    assert_int_equal(cpu->defaults.max_seqs, 64);
+    assert_int_equal(cpu->defaults.max_batch_tokens, 512);
+    assert_int_equal(cpu->defaults.weight_dtype, BACKEND_DT_F32);
+    assert_int_equal(cpu->defaults.kv_dtype, BACKEND_DT_F16);
+    assert_non_null(backend_find("auto", err, sizeof err));
+    assert_true(backend_find("", err, sizeof err) == backend_find("auto", err, sizeof err));
+    if (cuda) {
+        const backend_ops_t *cu = backend_find("cuda", err, sizeof err);
+        assert_non_null(cu);
+        assert_int_equal(cu->defaults.max_seqs, 256);
+        assert_int_equal(cu->defaults.max_batch_tokens, 2048);
+    }
+    assert_null(backend_find("tpu", err, sizeof err));
+    assert_non_null(strstr(err, "unknown backend"));
     assert_null(backend_open("tpu", &p, err, sizeof err));
     assert_non_null(strstr(err, "unknown backend"));
     p.kv_dtype = "q8";

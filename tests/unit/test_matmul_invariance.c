@@ -24,7 +24,7 @@
 
 #include "backend.h"
 #include "clock.h"
-#include "matmul_cpu.h"
+#include "cpu/matmul_cpu.h"
 #include "testutil.h"
 
 /* The documented order (matmul_cpu.h), written out plainly. */

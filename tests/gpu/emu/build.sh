@@ -39,7 +39,8 @@ job() {  # run "$@" in the background, at most JOBS at a time
   while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
   "$@" &
 }
-hdrs=("$root/kernels/common.cuh" "$root/tests/gpu/emu/cuda_emu.h" "$root"/src/engine/*.h "$root"/src/common/*.h)
+hdrs=("$root/kernels/common.cuh" "$root/tests/gpu/emu/cuda_emu.h" "$root"/src/engine/*.h "$root"/src/engine/cpu/*.h
+      "$root"/src/common/*.h)
 cxx() {  # object, source
   newer "$1" "$2" "${hdrs[@]}" && { rm -f "$1"; job g++ $CXXFLAGS -c "$2" -o "$1"; }
   return 0
@@ -67,7 +68,7 @@ cxx "$out/emu.o" tests/gpu/emu/emu.cpp
 cxx "$out/emu_stubs.o" tests/gpu/emu/emu_stubs.cpp
 cxx "$out/emu_kernels.o" tests/gpu/emu_kernels.cpp
 ref_objs=()
-for src in src/engine/backend.c src/engine/backend_cpu.c src/engine/matmul_cpu.c src/engine/quant.c src/engine/gguf.c src/engine/sampler.c src/common/*.c; do
+for src in src/engine/backend.c src/engine/cpu/*.c src/engine/quant.c src/engine/gguf.c src/engine/sampler.c src/common/*.c; do
   o="$out/r_$(basename "$src" .c).o"
   ccomp "$o" "$REF_CFLAGS" "$src"
   ref_objs+=("$o")
@@ -76,7 +77,7 @@ all_objs=()
 if [ "$what" = all ]; then
   prep_cxx kernels/backend_cuda.cu
   cxx "$out/fake_cudart.o" tests/gpu/emu/fake_cudart.cpp
-  for src in src/engine/*.c src/common/*.c; do
+  for src in src/engine/*.c src/engine/cpu/*.c src/common/*.c; do
     o="$out/w_$(basename "$src" .c).o"
     ccomp "$o" "$ALL_CFLAGS" "$src"
     all_objs+=("$o")

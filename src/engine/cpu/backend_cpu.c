@@ -1,5 +1,5 @@
-/* backend_cpu.c — the CPU backend: our own batch-invariant matmul kernels
- * (matmul_cpu.c) and our own thread pool for everything.
+/* backend_cpu.c — the CPU backend: backend.h's table over our own batch-invariant
+ * matmul kernels (matmul_cpu.c) and our own thread pool (pool.c) for everything.
  *
  * Rules:
  * - One pool of n_threads (the caller's thread is worker 0) runs every op. Matmuls
@@ -13,16 +13,12 @@
  *   quant.c; no packing, so embed gathers rows of the same table the LM head uses),
  *   activations f32. The KV cache is f16 by default (half the memory of f32; values
  *   rounded to nearest even) or f32 (kv_dtype "f32"). Attention accumulates in f32.
- * - Workers spin briefly on a generation counter, then sleep on a condition
- *   variable: short ops see little wake-up latency, idle threads cost no CPU.
  * - Work too small to amortise a dispatch runs on the caller's thread.
  * - No allocation after init except alloc(); no locks inside ops apart from the
  *   pool's dispatch. */
-#include "err.h"
 #include "backend.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,121 +35,17 @@
 #else
 #define CPU_AVX2 0
 #endif
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define cpu_relax() _mm_pause()
-#else
-#define cpu_relax() ((void)0)
-#endif
 
+#include "err.h"
 #include "log.h"
 #include "matmul_cpu.h"
+#include "pool.h"
 #include "quant.h"
-
-/* ------------------------------------------------------------------ thread pool */
-
-typedef void (*pool_fn_t)(void *arg, int ith, int nth);
-
-typedef struct {
-    int n;                   /* threads including the caller */
-    pthread_t *threads;      /* (n - 1) */
-    pthread_mutex_t mu;
-    pthread_cond_t cv_start, cv_done;
-    atomic_uint gen;         /* bumped once per dispatch */
-    atomic_int pending;      /* workers still running the current job */
-    int stop;
-    pool_fn_t fn;
-    void *arg;
-} pool_t;
-
-typedef struct {
-    pool_t *pool;
-    int ith;
-} pool_worker_t;
-
-/* Pause iterations (~tens of microseconds) before sleeping: long enough to bridge the
- * gap between two ops of one forward pass, short enough not to burn a core that
- * another process (or OpenBLAS in the caller's thread) needs. */
-#define POOL_SPIN 2000
-
-static void *pool_main(void *p) {
-    pool_worker_t *w = p;
-    pool_t *pool = w->pool;
-    unsigned seen = 0;
-    for (;;) {
-        unsigned g;
-        int spins = 0;
-        while ((g = atomic_load_explicit(&pool->gen, memory_order_acquire)) == seen && spins < POOL_SPIN) {
-            cpu_relax();
-            spins++;
-        }
-        if (g == seen) {
-            pthread_mutex_lock(&pool->mu);
-            while ((g = atomic_load_explicit(&pool->gen, memory_order_acquire)) == seen && !pool->stop)
-                pthread_cond_wait(&pool->cv_start, &pool->mu);
-            int stop = pool->stop;
-            pthread_mutex_unlock(&pool->mu);
-            if (stop && g == seen) return NULL;
-        }
-        seen = g;
-        if (!pool->fn) return NULL; /* stop request */
-        pool->fn(pool->arg, w->ith, pool->n);
-        if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel) == 1) {
-            pthread_mutex_lock(&pool->mu);
-            pthread_cond_signal(&pool->cv_done);
-            pthread_mutex_unlock(&pool->mu);
-        }
-    }
-}
-
-static void pool_run(pool_t *pool, pool_fn_t fn, void *arg) {
-    if (pool->n == 1) {
-        fn(arg, 0, 1);
-        return;
-    }
-    pool->fn = fn;
-    pool->arg = arg;
-    atomic_store_explicit(&pool->pending, pool->n - 1, memory_order_relaxed);
-    pthread_mutex_lock(&pool->mu);
-    atomic_fetch_add_explicit(&pool->gen, 1, memory_order_release);
-    pthread_cond_broadcast(&pool->cv_start);
-    pthread_mutex_unlock(&pool->mu);
-    fn(arg, 0, pool->n);
-    int spins = 0;
-    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0 && spins < POOL_SPIN) {
-        cpu_relax();
-        spins++;
-    }
-    if (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) {
-        pthread_mutex_lock(&pool->mu);
-        while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0)
-            pthread_cond_wait(&pool->cv_done, &pool->mu);
-        pthread_mutex_unlock(&pool->mu);
-    }
-}
-
-static void pool_free(pool_t *pool, pool_worker_t *workers, int started) {
-    if (!pool) return;
-    pthread_mutex_lock(&pool->mu);
-    pool->stop = 1;
-    pool->fn = NULL;
-    atomic_fetch_add_explicit(&pool->gen, 1, memory_order_release);
-    pthread_cond_broadcast(&pool->cv_start);
-    pthread_mutex_unlock(&pool->mu);
-    for (int i = 0; i < started; i++) pthread_join(pool->threads[i], NULL);
-    pthread_mutex_destroy(&pool->mu);
-    pthread_cond_destroy(&pool->cv_start);
-    pthread_cond_destroy(&pool->cv_done);
-    free(pool->threads);
-    free(workers);
-}
 
 /* ------------------------------------------------------------------ context */
 
 typedef struct {
-    pool_t pool;
-    pool_worker_t *workers;
-    int n_started;
+    pool_t *pool;
     backend_dtype_t kv_dtype;
     matmul_cpu_impl_t mm_impl; /* krill kernels: AVX2 or generic (same bits) */
     bool mm_blas;              /* KRILL_CPU_MATMUL=openblas: sgemm, not batch-invariant */
@@ -176,7 +68,7 @@ static void *cpu_init(const backend_params_t *p, backend_info_t *info, char *err
         err_set(err, errlen, "cpu backend: n_threads %d is too large (at most 256)", n);
         return NULL;
     }
-    backend_dtype_t kv = BACKEND_DT_F16;
+    backend_dtype_t kv = backend_cpu_ops()->defaults.kv_dtype;
     if (p->kv_dtype && *p->kv_dtype && (backend_dtype_parse(p->kv_dtype, &kv) || kv == BACKEND_DT_BF16)) {
         err_set(err, errlen, "cpu backend: kv dtype '%s' is not supported: use \"f16\" or \"f32\"", p->kv_dtype);
         return NULL;
@@ -196,33 +88,16 @@ static void *cpu_init(const backend_params_t *p, backend_info_t *info, char *err
             return NULL;
         }
     }
+    char sub[128] = "out of memory";
     cpu_t *c = calloc(1, sizeof *c);
-    if (!c) goto oom;
+    if (!c || !(c->pool = pool_new(n, sub, sizeof sub))) {
+        err_set(err, errlen, "cpu backend: %s", sub);
+        cpu_destroy(c);
+        return NULL;
+    }
     c->kv_dtype = kv;
     c->mm_impl = mm_impl;
     c->mm_blas = mm_blas;
-    pool_t *pool = &c->pool;
-    pool->n = n;
-    pthread_mutex_init(&pool->mu, NULL);
-    pthread_cond_init(&pool->cv_start, NULL);
-    pthread_cond_init(&pool->cv_done, NULL);
-    atomic_init(&pool->gen, 0);
-    atomic_init(&pool->pending, 0);
-    if (n > 1) {
-        pool->threads = calloc((size_t)n - 1, sizeof *pool->threads);
-        c->workers = calloc((size_t)n - 1, sizeof *c->workers);
-        if (!pool->threads || !c->workers) goto oom;
-        for (int i = 0; i < n - 1; i++) {
-            c->workers[i].pool = pool;
-            c->workers[i].ith = i + 1;
-            if (pthread_create(&pool->threads[i], NULL, pool_main, &c->workers[i])) {
-                err_set(err, errlen, "cpu backend: cannot start thread %d of %d: lower n_threads", i + 1, n);
-                cpu_destroy(c);
-                return NULL;
-            }
-            c->n_started++;
-        }
-    }
     /* With KRILL_CPU_MATMUL=openblas our pool splits every sgemm; OpenBLAS must not
      * start threads of its own. */
 #ifndef KRILL_NO_BLAS
@@ -232,20 +107,16 @@ static void *cpu_init(const backend_params_t *p, backend_info_t *info, char *err
     snprintf(info->name, sizeof info->name, "cpu");
     snprintf(info->device, sizeof info->device, "cpu (%d thread%s, %s matmul)", n, n == 1 ? "" : "s",
              mm_blas ? "OpenBLAS" : mm_impl == MATMUL_CPU_GENERIC || !matmul_cpu_has_avx2() ? "generic" : "AVX2");
-    info->weight_dtype = BACKEND_DT_F32;
+    info->weight_dtype = backend_cpu_ops()->defaults.weight_dtype;
     info->kv_dtype = kv;
     info->n_threads = n;
     return c;
-oom:
-    err_set(err, errlen, "cpu backend: out of memory");
-    cpu_destroy(c);
-    return NULL;
 }
 
 static void cpu_destroy(void *vctx) {
     cpu_t *c = vctx;
     if (!c) return;
-    pool_free(&c->pool, c->workers, c->n_started);
+    pool_free(c->pool);
     free(c);
 }
 
@@ -326,7 +197,7 @@ static int cpu_load_tensor(void *ctx, void *dst, backend_dtype_t dst_type, gguf_
                     .block_elems = be, .block_bytes = bb};
     atomic_init(&j.failed, 0);
     if (n < (1 << 16)) load_worker(&j, 0, 1);
-    else pool_run(&c->pool, load_worker, &j);
+    else pool_run(c->pool, load_worker, &j);
     if (atomic_load(&j.failed)) {
         cpu_fail(c, "cpu backend: dequantization failed");
         return -1;
@@ -347,8 +218,8 @@ static inline void split_rows(int n, int ith, int nth, int *r0, int *r1) {
 
 /* Runs fn over the pool, or inline when work (elements touched) is small. */
 static void cpu_par(cpu_t *c, pool_fn_t fn, void *arg, int64_t work) {
-    if (work < 16384 || c->pool.n == 1) fn(arg, 0, 1);
-    else pool_run(&c->pool, fn, arg);
+    if (work < 16384 || pool_size(c->pool) == 1) fn(arg, 0, 1);
+    else pool_run(c->pool, fn, arg);
 }
 
 #if CPU_AVX2
@@ -559,11 +430,11 @@ static void mm_blas_worker(void *arg, int ith, int nth) {
 static void cpu_matmul(void *ctx, float *y, const float *x, const void *w, const float *bias, int n, int in, int out) {
     cpu_t *c = ctx;
     mm_job_t j = {.y = y, .x = x, .w = w, .bias = bias, .n = n, .in = in, .out = out, .impl = c->mm_impl};
-    const bool small = (int64_t)n * in * out < (1 << 18) || c->pool.n == 1;
+    const bool small = (int64_t)n * in * out < (1 << 18) || pool_size(c->pool) == 1;
 #ifndef KRILL_NO_BLAS
     if (c->mm_blas) {
         if (small || out < 32) mm_blas_worker(&j, 0, 1);
-        else pool_run(&c->pool, mm_blas_worker, &j);
+        else pool_run(c->pool, mm_blas_worker, &j);
         return;
     }
 #endif
@@ -571,14 +442,15 @@ static void cpu_matmul(void *ctx, float *y, const float *x, const void *w, const
     j.tile_cols = matmul_cpu_tile_cols(in);
     /* enough tasks to keep every thread busy on short batches (dynamic: a preempted
      * thread's share is taken by the others) */
-    while (!small && j.tile_cols > 24 && j.n_row_blocks * ((out + j.tile_cols - 1) / j.tile_cols) < 4 * c->pool.n)
+    const int nth = pool_size(c->pool);
+    while (!small && j.tile_cols > 24 && j.n_row_blocks * ((out + j.tile_cols - 1) / j.tile_cols) < 4 * nth)
         j.tile_cols -= 24;
     j.n_col_tiles = (out + j.tile_cols - 1) / j.tile_cols;
     j.n_tasks = j.n_col_tiles * j.n_row_blocks;
     j.cols_outer = out > n;
     atomic_init(&j.next, 0);
     if (small) mm_worker(&j, 0, 1);
-    else pool_run(&c->pool, mm_worker, &j);
+    else pool_run(c->pool, mm_worker, &j);
 }
 
 /* ------------------------------------------------------------------ rope */
@@ -1012,6 +884,12 @@ static void cpu_swiglu(void *ctx, float *out, const float *gu, int n, int ffn) {
 
 static const backend_ops_t cpu_ops = {
     .name = "cpu",
+    /* 512 tokens a step already run the matmuls at full speed; activations for 2048
+     * would cost ~85 MB more resident memory (SmolLM2-135M). f16 KV: the matmul's fixed
+     * per-element order (matmul_cpu.h) keeps outputs batch-independent bitwise
+     * (test_batch_invariance) at half the memory of f32. */
+    .defaults = {.max_seqs = 64, .max_batch_tokens = 512, .weight_dtype = BACKEND_DT_F32,
+                 .kv_dtype = BACKEND_DT_F16},
     .device_count = cpu_device_count,
     .init = cpu_init,
     .destroy = cpu_destroy,
