@@ -23,7 +23,8 @@
  *   next download give the device-busy time of the step and the idle gap before it. */
 extern "C" {
 #include "backend.h"
-#include "common/log.h" /* the Makefile gives nvcc -Isrc, not -Isrc/common */
+#include "err.h"
+#include "log.h"
 #include "quant.h"
 }
 
@@ -160,30 +161,30 @@ static void *cuda_init(const backend_params_t *p, backend_info_t *info, char *er
     const backend_defaults_t *def = &backend_cuda_ops()->defaults;
     backend_dtype_t wdt = def->weight_dtype, kvdt = def->kv_dtype;
     if (p->dtype && *p->dtype && backend_dtype_parse(p->dtype, &wdt)) {
-        snprintf(err, errlen, "cuda backend: weight dtype '%s' is not supported: use \"bf16\", \"f16\" or \"f32\"",
+        err_set(err, errlen, "cuda backend: weight dtype '%s' is not supported: use \"bf16\", \"f16\" or \"f32\"",
                  p->dtype);
         return NULL;
     }
     if (p->kv_dtype && *p->kv_dtype && (backend_dtype_parse(p->kv_dtype, &kvdt) || kvdt == BACKEND_DT_BF16)) {
-        snprintf(err, errlen, "cuda backend: kv dtype '%s' is not supported: use \"f16\" or \"f32\"", p->kv_dtype);
+        err_set(err, errlen, "cuda backend: kv dtype '%s' is not supported: use \"f16\" or \"f32\"", p->kv_dtype);
         return NULL;
     }
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {
         cudaGetLastError();
-        snprintf(err, errlen, "cuda backend: no CUDA device (%s): check the driver (nvidia-smi) or use backend \"cpu\"",
+        err_set(err, errlen, "cuda backend: no CUDA device (%s): check the driver (nvidia-smi) or use backend \"cpu\"",
                  e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
         return NULL;
     }
     if (p->device < 0 || p->device >= count) {
-        snprintf(err, errlen, "cuda backend: device %d does not exist (%d device%s): use 0..%d", p->device, count,
+        err_set(err, errlen, "cuda backend: device %d does not exist (%d device%s): use 0..%d", p->device, count,
                  count == 1 ? "" : "s", count - 1);
         return NULL;
     }
     cuda_t *c = (cuda_t *)calloc(1, sizeof *c);
     if (!c) {
-        snprintf(err, errlen, "cuda backend: out of host memory");
+        err_set(err, errlen, "cuda backend: out of host memory");
         return NULL;
     }
     c->device = p->device;
@@ -201,7 +202,7 @@ static void *cuda_init(const backend_params_t *p, backend_info_t *info, char *er
     cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, c->device);
     c->cc = major * 10 + minor;
     if (c->cc < 80) {
-        snprintf(err, errlen, "cuda backend: %s is compute capability %d.%d; krill needs 8.0 or newer (bf16): use "
+        err_set(err, errlen, "cuda backend: %s is compute capability %d.%d; krill needs 8.0 or newer (bf16): use "
                  "backend \"cpu\"", prop.name, major, minor);
         cuda_destroy(c);
         return NULL;
@@ -227,7 +228,7 @@ static void *cuda_init(const backend_params_t *p, backend_info_t *info, char *er
         /* a fixed workspace: cuBLAS then never allocates, which graph capture requires */
         if (st == CUBLAS_STATUS_SUCCESS) st = cublasSetWorkspace(c->cublas, c->cublas_ws, CUBLAS_WS);
         if (st != CUBLAS_STATUS_SUCCESS) {
-            snprintf(err, errlen, "cuda backend: cuBLAS initialisation failed: %s", cublasGetStatusString(st));
+            err_set(err, errlen, "cuda backend: cuBLAS initialisation failed: %s", cublasGetStatusString(st));
             cuda_destroy(c);
             return NULL;
         }
@@ -242,7 +243,7 @@ static void *cuda_init(const backend_params_t *p, backend_info_t *info, char *er
              backend_dtype_name(wdt), backend_dtype_name(kvdt));
     return c;
 fail:
-    snprintf(err, errlen, "cuda backend: %s failed: %s", step, cudaGetErrorString(e));
+    err_set(err, errlen, "cuda backend: %s failed: %s", step, cudaGetErrorString(e));
     cudaGetLastError();
     cuda_destroy(c);
     return NULL;
