@@ -1,4 +1,6 @@
-/* pipeline.c — see pipeline.h. */
+/* pipeline.c — a decoded request -> an engine request (the model's checks: chat
+ * template, tokenization, vocabulary, context), and an engine result or an error ->
+ * a result message (see pipeline.h). */
 #include "pipeline.h"
 
 #include <stdarg.h>
@@ -6,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "log.h"
+
+_Static_assert(CODEC_MAX_STOP <= ENGINE_MAX_STOP, "the engine must take every stop string the codec accepts");
 
 static void pe_set(pipeline_error_t *pe, codec_error_t code, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -80,10 +86,7 @@ int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t i
             return -1;
         }
     } else {
-        if (req->n_prompt_ids < 1 || !req->prompt_ids) {
-            pe_set(pe, CODEC_ERR_MISSING_FIELD, "body.prompt", "the prompt is empty; give a non-empty prompt");
-            return -1;
-        }
+        CHECK(req->n_prompt_ids >= 1 && req->prompt_ids); /* codec.h: a token-id prompt is never empty */
         for (int i = 0; i < req->n_prompt_ids; i++)
             if (req->prompt_ids[i] < 0 || req->prompt_ids[i] >= info->n_vocab) {
                 pe_set(pe, CODEC_ERR_INVALID_VALUE, "body.prompt",
@@ -121,12 +124,29 @@ int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t i
                n, req->max_tokens, info->n_ctx);
         return -1;
     }
-    codec_request_to_engine(req, er);
+    pipeline_request_to_engine(req, er);
     er->id = id;
     er->prompt = toks;
     er->n_prompt = n;
     *ids = toks;
     return 0;
+}
+
+void pipeline_request_to_engine(const codec_request_t *r, engine_request_t *er) {
+    er->max_tokens = r->max_tokens;
+    er->min_tokens = r->min_tokens;
+    er->ignore_eos = r->ignore_eos;
+    er->temperature = (float)r->temperature;
+    er->top_p = (float)r->top_p;
+    er->top_k = r->top_k;
+    er->min_p = (float)r->min_p;
+    er->presence_penalty = (float)r->presence_penalty;
+    er->frequency_penalty = (float)r->frequency_penalty;
+    er->has_seed = r->has_seed;
+    er->seed = r->seed;
+    er->n_stop = r->n_stop;
+    for (int i = 0; i < ENGINE_MAX_STOP; i++) er->stop[i] = i < r->n_stop ? r->stop[i] : NULL;
+    er->priority = r->priority;
 }
 
 void pipeline_submit_error(int status, const char *engine_err, pipeline_error_t *pe) {
@@ -185,7 +205,6 @@ int pipeline_encode_result(pipeline_t *p, const char *custom_id, codec_kind_t ki
         res.error_message = pe.message;
         res.error_param = pe.param;
         if (ok) *ok = false;
-        return codec_encode_result(&res, out, err, errlen);
     }
     return codec_encode_result(&res, out, err, errlen);
 }
