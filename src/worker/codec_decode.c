@@ -18,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+#include <msgpack.h>
+
 #include "codec_scan.h"
 #include "codec_value.h"
 
