@@ -24,9 +24,25 @@ static void pe_set(pipeline_error_t *pe, codec_error_t code, const char *param, 
     va_end(ap);
 }
 
-/* engine_tokenize refuses texts longer than the context with ENGINE_ERR_CONTEXT: that
- * is the request's context_length_exceeded, not a malformed prompt. */
-static bool too_long(int rc) { return rc == ENGINE_ERR_CONTEXT; }
+/* Tokenizes the text of a request; what ("the prompt", plural: "the rendered
+ * messages") names it in the error. engine_tokenize refuses texts longer than the
+ * context with ENGINE_ERR_CONTEXT: that is the request's context_length_exceeded, not
+ * a malformed prompt. 0, or -1 with *pe filled. */
+static int tokenize(const pipeline_t *p, const char *text, size_t len, bool add_bos, const char *param,
+                    const char *what, bool plural, int32_t **toks, int *n, pipeline_error_t *pe) {
+    char err[256];
+    int rc = engine_tokenize(p->engine, text, len, add_bos, true, toks, n, err, sizeof err);
+    if (rc == ENGINE_ERR_CONTEXT) {
+        pe_set(pe, CODEC_ERR_CONTEXT_LENGTH_EXCEEDED, param, "%s %s not fit the model's context of %d tokens; shorten %s",
+               what, plural ? "do" : "does", engine_get_info(p->engine)->n_ctx, plural ? "them" : "it");
+        return -1;
+    }
+    if (rc != 0) {
+        pe_set(pe, CODEC_ERR_INVALID_VALUE, param, "%s cannot be tokenized: %s", what, err);
+        return -1;
+    }
+    return 0;
+}
 
 int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t id, engine_request_t *er,
                      int32_t **ids, pipeline_error_t *pe) {
@@ -60,31 +76,14 @@ int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t i
         }
         /* The rendered template already holds the model's special tokens (BOS where the
          * template wants one), so they are parsed and no BOS is added. */
-        rc = engine_tokenize(p->engine, text, strlen(text), false, true, &toks, &n, err, sizeof err);
+        rc = tokenize(p, text, strlen(text), false, "body.messages", "the rendered messages", true, &toks, &n, pe);
         free(text);
-        if (rc != 0 && too_long(rc)) {
-            pe_set(pe, CODEC_ERR_CONTEXT_LENGTH_EXCEEDED, "body.messages",
-                   "the rendered messages do not fit the model's context of %d tokens; shorten them", info->n_ctx);
-            return -1;
-        }
-        if (rc != 0) {
-            pe_set(pe, CODEC_ERR_INVALID_VALUE, "body.messages", "the rendered messages cannot be tokenized: %s", err);
-            return -1;
-        }
+        if (rc != 0) return -1;
     } else if (req->prompt) {
         /* A raw prompt starts with BOS when the model wants one (add_bos_token), as
          * llama.cpp does; token-id prompts are taken as given. */
-        int rc = engine_tokenize(p->engine, req->prompt, req->prompt_len, info->add_bos, true, &toks, &n, err,
-                                 sizeof err);
-        if (rc != 0 && too_long(rc)) {
-            pe_set(pe, CODEC_ERR_CONTEXT_LENGTH_EXCEEDED, "body.prompt",
-                   "the prompt does not fit the model's context of %d tokens; shorten it", info->n_ctx);
+        if (tokenize(p, req->prompt, req->prompt_len, info->add_bos, "body.prompt", "the prompt", false, &toks, &n, pe))
             return -1;
-        }
-        if (rc != 0) {
-            pe_set(pe, CODEC_ERR_INVALID_VALUE, "body.prompt", "the prompt cannot be tokenized: %s", err);
-            return -1;
-        }
     } else {
         CHECK(req->n_prompt_ids >= 1 && req->prompt_ids); /* codec.h: a token-id prompt is never empty */
         for (int i = 0; i < req->n_prompt_ids; i++)
