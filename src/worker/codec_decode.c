@@ -85,7 +85,7 @@ static void decode_messages(codec_walk_t *d, codec_value_t msgs) {
         }
         if (t != CODEC_VT_ARR) {
             codec_value_fail(d, CODEC_ERR_INVALID_TYPE, field, "expected a string or an array of text parts, got %s",
-                 codec_value_type_name(t));
+                             codec_value_type_name(t));
             return;
         }
         /* text parts: validate all, then concatenate (no separator) */
@@ -157,7 +157,8 @@ static void decode_prompt(codec_walk_t *d, codec_value_t p) {
     int t = codec_value_type(p);
     if (t == CODEC_VT_STR) {
         r->prompt = codec_value_get_str(d, p, "prompt", &r->prompt_len);
-        if (r->prompt && r->prompt_len == 0) codec_value_fail(d, CODEC_ERR_INVALID_VALUE, "prompt", "must not be empty");
+        if (r->prompt && r->prompt_len == 0)
+            codec_value_fail(d, CODEC_ERR_INVALID_VALUE, "prompt", "must not be empty");
         return;
     }
     if (t != CODEC_VT_ARR) {
@@ -180,7 +181,8 @@ static void decode_prompt(codec_walk_t *d, codec_value_t p) {
     }
     if (t0 == CODEC_VT_STR) {
         r->prompt = codec_value_get_str(d, codec_value_at(p, 0), "prompt[0]", &r->prompt_len);
-        if (r->prompt && r->prompt_len == 0) codec_value_fail(d, CODEC_ERR_INVALID_VALUE, "prompt[0]", "must not be empty");
+        if (r->prompt && r->prompt_len == 0)
+            codec_value_fail(d, CODEC_ERR_INVALID_VALUE, "prompt[0]", "must not be empty");
         return;
     }
     if (t0 == CODEC_VT_ARR) {
@@ -192,7 +194,8 @@ static void decode_prompt(codec_walk_t *d, codec_value_t p) {
         token_array(d, a, "prompt[0]");
         return;
     }
-    codec_value_fail(d, CODEC_ERR_INVALID_TYPE, "prompt[0]", "expected a string or token ids, got %s", codec_value_type_name(t0));
+    codec_value_fail(d, CODEC_ERR_INVALID_TYPE, "prompt[0]", "expected a string or token ids, got %s",
+                     codec_value_type_name(t0));
 }
 
 /* ---------------------------------------------------------------- body */
@@ -207,6 +210,12 @@ static const char *const BODY_KEYS[B_COUNT] = {
     "min_p", "seed", "stop", "presence_penalty", "frequency_penalty", "n", "stream", "ignore_eos",
     "min_tokens", "priority"};
 
+/* An optional number: absent or null keeps *out (the default); true unless it failed. */
+static bool opt_num(codec_walk_t *d, codec_value_t v, const char *field, double lo, double hi, bool lo_open,
+                    double *out) {
+    return !codec_value_present(v) || codec_value_get_num(d, v, field, lo, hi, lo_open, out);
+}
+
 /* url_kind: -1 bare body, else the kind the url asks for. */
 static void decode_body(codec_walk_t *d, codec_value_t body, int url_kind) {
     codec_request_t *r = d->r;
@@ -218,7 +227,7 @@ static void decode_body(codec_walk_t *d, codec_value_t body, int url_kind) {
     bool has_msgs = codec_value_present(f[B_MESSAGES]), has_prompt = codec_value_present(f[B_PROMPT]);
     if (has_msgs && has_prompt) {
         codec_value_fail(d, CODEC_ERR_INVALID_VALUE, "prompt",
-             "give messages (chat) or prompt (completion), not both");
+                         "give messages (chat) or prompt (completion), not both");
         return;
     }
     if (url_kind == CODEC_KIND_CHAT && !has_msgs) {
@@ -227,12 +236,12 @@ static void decode_body(codec_walk_t *d, codec_value_t body, int url_kind) {
     }
     if (url_kind == CODEC_KIND_COMPLETION && !has_prompt) {
         codec_value_fail(d, CODEC_ERR_MISSING_FIELD, "prompt",
-             "/v1/completions takes prompt (a string); for messages use /v1/chat/completions");
+                         "/v1/completions takes prompt (a string); for messages use /v1/chat/completions");
         return;
     }
     if (!has_msgs && !has_prompt) {
         codec_value_fail(d, CODEC_ERR_MISSING_FIELD, "messages",
-             "a request needs messages (chat) or prompt (completion)");
+                         "a request needs messages (chat) or prompt (completion)");
         return;
     }
     r->kind = has_msgs ? CODEC_KIND_CHAT : CODEC_KIND_COMPLETION;
@@ -250,8 +259,8 @@ static void decode_body(codec_walk_t *d, codec_value_t body, int url_kind) {
                 ok = lim->model_names[i] && strcmp(lim->model_names[i], r->model) == 0;
             if (!ok) {
                 codec_value_fail(d, CODEC_ERR_MODEL_NOT_FOUND, "model", "this worker serves %s%s",
-                     lim->model_names[0] ? lim->model_names[0] : "another model",
-                     lim->n_model_names > 1 ? " (and aliases)" : "");
+                                 lim->model_names[0] ? lim->model_names[0] : "another model",
+                                 lim->n_model_names > 1 ? " (and aliases)" : "");
                 return;
             }
         }
@@ -284,7 +293,7 @@ static void decode_body(codec_walk_t *d, codec_value_t body, int url_kind) {
     if (has_mct && !codec_value_get_int(d, f[B_MAX_COMPLETION_TOKENS], "max_completion_tokens", 1, cap, &mct)) return;
     if (has_mt && has_mct && mt != mct) {
         codec_value_fail(d, CODEC_ERR_INVALID_VALUE, "max_completion_tokens",
-             "differs from max_tokens (%" PRId64 " vs %" PRId64 "); give one of them", mct, mt);
+                         "differs from max_tokens (%" PRId64 " vs %" PRId64 "); give one of them", mct, mt);
         return;
     }
     r->has_max_tokens = has_mt || has_mct;
@@ -295,21 +304,16 @@ static void decode_body(codec_walk_t *d, codec_value_t body, int url_kind) {
     /* sampling */
     r->temperature = 1.0;
     r->top_p = 1.0;
-    if (codec_value_present(f[B_TEMPERATURE]) && !codec_value_get_num(d, f[B_TEMPERATURE], "temperature", 0, 2, false, &r->temperature))
-        return;
-    if (codec_value_present(f[B_TOP_P]) && !codec_value_get_num(d, f[B_TOP_P], "top_p", 0, 1, true, &r->top_p)) return;
+    if (!opt_num(d, f[B_TEMPERATURE], "temperature", 0, 2, false, &r->temperature)) return;
+    if (!opt_num(d, f[B_TOP_P], "top_p", 0, 1, true, &r->top_p)) return;
     if (codec_value_present(f[B_TOP_K])) {
         int64_t k;
         if (!codec_value_get_int(d, f[B_TOP_K], "top_k", -1, INT32_MAX, &k)) return;
         r->top_k = k < 0 ? 0 : (int)k;
     }
-    if (codec_value_present(f[B_MIN_P]) && !codec_value_get_num(d, f[B_MIN_P], "min_p", 0, 1, false, &r->min_p)) return;
-    if (codec_value_present(f[B_PRESENCE]) &&
-        !codec_value_get_num(d, f[B_PRESENCE], "presence_penalty", -2, 2, false, &r->presence_penalty))
-        return;
-    if (codec_value_present(f[B_FREQUENCY]) &&
-        !codec_value_get_num(d, f[B_FREQUENCY], "frequency_penalty", -2, 2, false, &r->frequency_penalty))
-        return;
+    if (!opt_num(d, f[B_MIN_P], "min_p", 0, 1, false, &r->min_p)) return;
+    if (!opt_num(d, f[B_PRESENCE], "presence_penalty", -2, 2, false, &r->presence_penalty)) return;
+    if (!opt_num(d, f[B_FREQUENCY], "frequency_penalty", -2, 2, false, &r->frequency_penalty)) return;
     if (codec_value_present(f[B_SEED])) {
         if (!codec_value_want(d, f[B_SEED], CODEC_VT_INT, "seed", "an integer")) return;
         r->has_seed = true;
@@ -330,7 +334,8 @@ static void decode_body(codec_walk_t *d, codec_value_t body, int url_kind) {
         } else if (t == CODEC_VT_ARR) {
             size_t n = codec_value_len(s);
             if (n > CODEC_MAX_STOP) {
-                codec_value_fail(d, CODEC_ERR_INVALID_VALUE, "stop", "at most %d stop strings (got %zu)", CODEC_MAX_STOP, n);
+                codec_value_fail(d, CODEC_ERR_INVALID_VALUE, "stop", "at most %d stop strings (got %zu)",
+                                 CODEC_MAX_STOP, n);
                 return;
             }
             for (size_t i = 0; i < n; i++) {
@@ -347,11 +352,12 @@ static void decode_body(codec_walk_t *d, codec_value_t body, int url_kind) {
             r->n_stop = (int)n;
         } else {
             codec_value_fail(d, CODEC_ERR_INVALID_TYPE, "stop", "expected a string or an array of strings, got %s",
-                 codec_value_type_name(t));
+                             codec_value_type_name(t));
             return;
         }
     }
-    if (codec_value_present(f[B_IGNORE_EOS]) && !codec_value_get_bool(d, f[B_IGNORE_EOS], "ignore_eos", &r->ignore_eos)) return;
+    if (codec_value_present(f[B_IGNORE_EOS]) && !codec_value_get_bool(d, f[B_IGNORE_EOS], "ignore_eos", &r->ignore_eos))
+        return;
     if (codec_value_present(f[B_MIN_TOKENS])) {
         int64_t m;
         if (!codec_value_get_int(d, f[B_MIN_TOKENS], "min_tokens", 0, r->max_tokens, &m)) return;
@@ -386,7 +392,8 @@ static void decode_object(codec_walk_t *d, codec_value_t top) {
         size_t n;
         const char *s = codec_value_str_raw(f[k], &n);
         if (!codec_scan_id_ok((const unsigned char *)s, n)) {
-            codec_value_fail(d, CODEC_ERR_INVALID_VALUE, name, "must be 1..%d bytes of UTF-8 without NUL", CODEC_MAX_ID_BYTES);
+            codec_value_fail(d, CODEC_ERR_INVALID_VALUE, name, "must be 1..%d bytes of UTF-8 without NUL",
+                             CODEC_MAX_ID_BYTES);
             return;
         }
         memcpy(d->st->idbuf, s, n);
@@ -417,7 +424,8 @@ static void decode_object(codec_walk_t *d, codec_value_t top) {
             if (strcmp(u, "/v1/chat/completions") == 0) url_kind = CODEC_KIND_CHAT;
             else if (strcmp(u, "/v1/completions") == 0) url_kind = CODEC_KIND_COMPLETION;
             else {
-                codec_value_fail(d, CODEC_ERR_UNSUPPORTED, "url", "krill serves /v1/chat/completions and /v1/completions");
+                codec_value_fail(d, CODEC_ERR_UNSUPPORTED, "url",
+                                 "krill serves /v1/chat/completions and /v1/completions");
                 return;
             }
         }
