@@ -16,6 +16,7 @@
 #include "codec_scan.h"
 #include "utf8.h"
 
+/* Compact JSON of root into out (jansson: the conversions are not on the hot path). 0 or -1. */
 static int dump_json(const json_t *root, buf_t *out) {
     size_t flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15);
     out->len = 0;
