@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "chat.h"
+#include "engine_request.h"
 #include "gguf.h"
 #include "hparams.h"
 #include "log.h"
@@ -247,7 +248,8 @@ int engine_chat_render(const engine_t *e, const engine_chat_msg_t *msgs, size_t 
 /* ---------------------------------------------------------------- requests */
 
 int engine_submit(engine_t *e, const engine_request_t *req, char *err, size_t errlen) {
-    return scheduler_submit(e->sched, req, err, errlen);
+    int rc = engine_request_check(&e->info, req, err, errlen); /* the API's one check; the scheduler trusts it */
+    return rc != ENGINE_OK ? rc : scheduler_submit(e->sched, req, err, errlen);
 }
 
 int engine_step(engine_t *e) { return scheduler_step(e->sched); }

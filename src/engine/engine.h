@@ -140,7 +140,11 @@ int engine_chat_render(const engine_t *e, const engine_chat_msg_t *msgs, size_t 
                        char **prompt, char *err, size_t errlen);
 
 /* Queues a request. Returns ENGINE_OK or an engine_status_t with err filled; on error
- * no result will be produced for this id (the caller answers it). */
+ * no result will be produced for this id (the caller answers it). The request is
+ * checked once, here at the API's entry (engine_request.c): ENGINE_ERR_INVALID for a
+ * field out of the ranges above or a prompt token outside the vocabulary,
+ * ENGINE_ERR_CONTEXT when prompt + max_tokens can never fit the context or the KV
+ * cache; ENGINE_ERR_BUSY when the queue is full. */
 int engine_submit(engine_t *e, const engine_request_t *req, char *err, size_t errlen);
 /* Runs one scheduler iteration. Returns the number of sequences stepped (0 = idle). */
 int engine_step(engine_t *e);

@@ -148,81 +148,27 @@ static void sreq_free(scheduler_t *s, sreq_t *r) {
     free(r);
 }
 
-static bool finite_in(float v, float lo, float hi) { return isfinite(v) && v >= lo && v <= hi; }
-
-static int validate(const scheduler_t *s, const engine_request_t *q, char *err, size_t errlen) {
-    if (!q->prompt || q->n_prompt < 1) {
-        err_set(err, errlen, "prompt is empty: give at least one token");
-        return ENGINE_ERR_INVALID;
-    }
-    for (int i = 0; i < q->n_prompt; i++)
-        if (q->prompt[i] < 0 || q->prompt[i] >= s->m.n_vocab) {
-            err_set(err, errlen, "prompt token %d at index %d is outside the vocabulary [0, %d)",
-                     q->prompt[i], i, s->m.n_vocab);
-            return ENGINE_ERR_INVALID;
-        }
-    if (q->max_tokens < 1) {
-        err_set(err, errlen, "max_tokens is %d: it must be >= 1", q->max_tokens);
-        return ENGINE_ERR_INVALID;
-    }
-    if (q->min_tokens < 0 || q->min_tokens > q->max_tokens) {
-        err_set(err, errlen, "min_tokens is %d: it must be in [0, max_tokens=%d]", q->min_tokens,
-                 q->max_tokens);
-        return ENGINE_ERR_INVALID;
-    }
-    if (!finite_in(q->temperature, 0.0f, 2.0f)) {
-        err_set(err, errlen, "temperature %g is out of range [0, 2]", (double)q->temperature);
-        return ENGINE_ERR_INVALID;
-    }
-    if (!(isfinite(q->top_p) && q->top_p > 0.0f && q->top_p <= 1.0f)) {
-        err_set(err, errlen, "top_p %g is out of range (0, 1]", (double)q->top_p);
-        return ENGINE_ERR_INVALID;
-    }
-    if (q->top_k < 0) {
-        err_set(err, errlen, "top_k %d is negative: use 0 to turn it off", q->top_k);
-        return ENGINE_ERR_INVALID;
-    }
-    if (!finite_in(q->min_p, 0.0f, 1.0f)) {
-        err_set(err, errlen, "min_p %g is out of range [0, 1]", (double)q->min_p);
-        return ENGINE_ERR_INVALID;
-    }
-    if (!finite_in(q->presence_penalty, -2.0f, 2.0f) || !finite_in(q->frequency_penalty, -2.0f, 2.0f)) {
-        err_set(err, errlen, "presence_penalty %g / frequency_penalty %g: both must be in [-2, 2]",
-                 (double)q->presence_penalty, (double)q->frequency_penalty);
-        return ENGINE_ERR_INVALID;
-    }
-    if (q->n_stop < 0 || q->n_stop > ENGINE_MAX_STOP) {
-        err_set(err, errlen, "%d stop strings: at most %d are allowed", q->n_stop, ENGINE_MAX_STOP);
-        return ENGINE_ERR_INVALID;
-    }
-    for (int i = 0; i < q->n_stop; i++)
-        if (!q->stop[i] || !q->stop[i][0]) {
-            err_set(err, errlen, "stop string %d is empty: remove it or give some text", i);
-            return ENGINE_ERR_INVALID;
-        }
+/* engine_submit checked the request once at the engine API's entry (engine_request.c);
+ * here the same conditions are invariants the scheduler relies on (prompt ids index
+ * the embedding, buffers are sized from n_prompt + max_tokens), not a second error path. */
+static void assert_request(const scheduler_t *s, const engine_request_t *q) {
+    CHECK(q->prompt != NULL && q->n_prompt >= 1);
+    for (int i = 0; i < q->n_prompt; i++) CHECK(q->prompt[i] >= 0 && q->prompt[i] < s->m.n_vocab);
+    CHECK(q->max_tokens >= 1 && q->min_tokens >= 0 && q->min_tokens <= q->max_tokens);
+    CHECK(isfinite(q->temperature) && q->temperature >= 0.0f && q->temperature <= 2.0f);
+    CHECK(isfinite(q->top_p) && q->top_p > 0.0f && q->top_p <= 1.0f);
+    CHECK(q->top_k >= 0 && isfinite(q->min_p) && q->min_p >= 0.0f && q->min_p <= 1.0f);
+    CHECK(fabsf(q->presence_penalty) <= 2.0f && fabsf(q->frequency_penalty) <= 2.0f);
+    CHECK(q->n_stop >= 0 && q->n_stop <= ENGINE_MAX_STOP);
+    for (int i = 0; i < q->n_stop; i++) CHECK(q->stop[i] != NULL && q->stop[i][0] != 0);
     int64_t need = (int64_t)q->n_prompt + q->max_tokens;
-    if (need > s->cfg.n_ctx) {
-        err_set(err, errlen,
-                 "prompt (%d tokens) + max_tokens (%d) = %lld exceeds the context of %d tokens: "
-                 "shorten the prompt or lower max_tokens",
-                 q->n_prompt, q->max_tokens, (long long)need, s->cfg.n_ctx);
-        return ENGINE_ERR_CONTEXT;
-    }
+    CHECK(need <= s->cfg.n_ctx);
     /* the last sampled token is never fed back, so the cache holds need - 1 at most */
-    if (kvcache_blocks_for(s->kv, need - 1) > kvcache_n_blocks(s->kv)) {
-        err_set(err, errlen,
-                 "prompt (%d tokens) + max_tokens (%d) needs more KV cache than the whole cache "
-                 "(%lld tokens): shorten the request or enlarge the cache",
-                 q->n_prompt, q->max_tokens,
-                 (long long)(kvcache_n_blocks(s->kv) * kvcache_block_size(s->kv)));
-        return ENGINE_ERR_CONTEXT;
-    }
-    return ENGINE_OK;
+    CHECK(kvcache_blocks_for(s->kv, need - 1) <= kvcache_n_blocks(s->kv));
 }
 
 int scheduler_submit(scheduler_t *s, const engine_request_t *q, char *err, size_t errlen) {
-    int rc = validate(s, q, err, errlen);
-    if (rc != ENGINE_OK) return rc;
+    assert_request(s, q);
 
     sreq_t *r = calloc(1, sizeof(*r));
     if (!r) goto oom;

@@ -84,7 +84,11 @@ scheduler_t *scheduler_new(const scheduler_config_t *cfg, const scheduler_model_
 /* Accepts NULL. Requests still pending are dropped without a result. */
 void scheduler_free(scheduler_t *s);
 
-/* engine_submit semantics (engine.h). */
+/* Queues a request engine_submit has checked (engine_request.h): the scheduler trusts
+ * its caller, and a request out of range or too long for the context or the KV cache
+ * is a broken invariant (CHECK), not an error. ENGINE_OK, or with err filled
+ * ENGINE_ERR_BUSY (the queue is at max_queue) or ENGINE_ERR_INTERNAL (out of memory);
+ * on error no result will be produced for this id. */
 int scheduler_submit(scheduler_t *s, const engine_request_t *req, char *err, size_t errlen);
 /* One iteration; returns the number of sequences in the batch (0 = nothing to do). */
 int scheduler_step(scheduler_t *s);

@@ -1,8 +1,13 @@
 /* codec.h — request and result messages: JSON (jansson) or msgpack (msgpack-c).
  *
- * The formats are design.md §4; docs/schema.md is the user-facing description with
- * every error code. This module is pure (no Kafka, no engine state, no globals) and
- * thread-safe: every call works on the caller's structs only.
+ * docs/schema.md describes the formats and every error code; docs/architecture.md
+ * places the codec in the request's walk. This module is pure (no Kafka, no engine,
+ * no globals) and thread-safe: every call works on the caller's structs only. It
+ * checks shapes and ranges; what needs the model (vocabulary, context, chat
+ * template) is the pipeline's (pipeline.h), which also maps a request to the engine.
+ * Files: codec.c (names), codec_scan.c (detection, pre-scans), codec_value.c (field
+ * reads over both formats), codec_decode.c (the request walk), codec_encode.c
+ * (results), codec_convert.c (JSON <-> msgpack for the tools).
  *
  * Rules it keeps:
  * - A message value is untrusted bytes. Its size is checked against the limit and
@@ -13,7 +18,8 @@
  *     CODEC_OK          a valid request; answer it with the engine's result.
  *     CODEC_INVALID     it decoded (a JSON object / msgpack map) but a field is
  *                       missing, of the wrong type or out of range: answer with one
- *                       400 (404 for an unknown model) result. No DLQ record.
+ *                       400 (404 for an unknown model) result. No DLQ record. Also
+ *                       out of memory while decoding: a 500 internal_error result.
  *     CODEC_UNDECODABLE not a JSON object / msgpack map, over max_message_bytes, or
  *                       nested deeper than CODEC_MAX_DEPTH: send the message to the
  *                       DLQ unchanged with dlq_code/error_message as headers; when
@@ -33,11 +39,9 @@
 
 #include "buf.h"
 
-#include "engine.h"
-
 #define CODEC_MAX_DEPTH 32      /* nested containers, the top object counts 1 (msgpack-c's own limit) */
 #define CODEC_MAX_ID_BYTES 512  /* custom_id / id length */
-#define CODEC_MAX_STOP ENGINE_MAX_STOP
+#define CODEC_MAX_STOP 4        /* stop strings; pipeline.c asserts the engine takes as many */
 
 typedef enum { CODEC_FMT_JSON = 0, CODEC_FMT_MSGPACK = 1 } codec_format_t;
 typedef enum { CODEC_KIND_CHAT = 0, CODEC_KIND_COMPLETION = 1 } codec_kind_t;
@@ -89,13 +93,14 @@ typedef struct {
     codec_status_t status;
     codec_format_t format;       /* detected (JSON when not detectable) */
     /* id: custom_id, else id, else the caller's fallback "<topic>:<partition>:<offset>".
-     * Always set, also on error. has_custom_id: custom_id or id was found in the message
+     * Always set, also on error (when even the request's storage could not be
+     * allocated, it points at fallback_id itself). has_custom_id: custom_id or id was found in the message
      * (for CODEC_UNDECODABLE: by a cheap scan of the top level, see docs/schema.md). */
     const char *id;
     bool has_custom_id;
 
     /* errors (status != CODEC_OK) */
-    int status_code;             /* 400 | 404 (0 when OK) */
+    int status_code;             /* 400 | 404, 500 out of memory (0 when OK) */
     codec_error_t error;         /* result code */
     codec_dlq_t dlq;             /* CODEC_UNDECODABLE only */
     const char *param;           /* offending field path ("body.temperature") or NULL */
@@ -110,7 +115,7 @@ typedef struct {
     const char *prompt;          /* completion, text prompt: NUL-terminated, non-empty */
     size_t prompt_len;
     const int32_t *prompt_ids;   /* completion given as token ids (prompt NULL): n >= 1, each >= 0;
-                                    the worker checks them against the vocabulary */
+                                    the pipeline checks them against the vocabulary */
     int n_prompt_ids;
     int max_tokens;              /* resolved: max_completion_tokens | max_tokens | default; 1..cap */
     bool has_max_tokens;         /* the request gave one */
@@ -137,9 +142,6 @@ typedef struct {
 void codec_decode(const codec_limits_t *lim, const void *buf, size_t len, const char *fallback_id,
                   codec_request_t *out);
 void codec_request_clear(codec_request_t *r); /* accepts NULL; leaves r zeroed */
-
-/* Copies the sampling fields into an engine request (not id, prompt, n_prompt). */
-void codec_request_to_engine(const codec_request_t *r, engine_request_t *er);
 
 const char *codec_error_name(codec_error_t e);   /* "invalid_value", ... ; "" for NONE */
 int codec_error_status(codec_error_t e);          /* 400, 404, 500; 200 for NONE */
@@ -185,7 +187,6 @@ int codec_encode_result(const codec_result_t *r, buf_t *out, char *err, size_t e
 /* One JSON value (a line of a .jsonl file) -> msgpack, for krill-enqueue. Depth and
  * size as for requests (limit 0 = none). 0 or -1 with err. */
 int codec_json_to_msgpack(const char *json, size_t len, buf_t *out, char *err, size_t errlen);
-#define codec_json_line_to_msgpack codec_json_to_msgpack
 /* One msgpack value -> compact one-line JSON (no newline), for krill-results.
  * bin -> string when valid UTF-8; ext, NaN/Inf, invalid UTF-8 -> error. */
 int codec_msgpack_to_json(const void *buf, size_t len, buf_t *out, char *err, size_t errlen);

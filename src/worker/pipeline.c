@@ -1,4 +1,6 @@
-/* pipeline.c — see pipeline.h. */
+/* pipeline.c — a decoded request -> an engine request (the model's checks: chat
+ * template, tokenization, vocabulary, context), and an engine result or an error ->
+ * a result message (see pipeline.h). */
 #include "pipeline.h"
 
 #include <stdarg.h>
@@ -6,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "log.h"
+
+_Static_assert(CODEC_MAX_STOP <= ENGINE_MAX_STOP, "the engine must take every stop string the codec accepts");
 
 static void pe_set(pipeline_error_t *pe, codec_error_t code, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -18,9 +24,25 @@ static void pe_set(pipeline_error_t *pe, codec_error_t code, const char *param, 
     va_end(ap);
 }
 
-/* engine_tokenize refuses texts longer than the context with ENGINE_ERR_CONTEXT: that
- * is the request's context_length_exceeded, not a malformed prompt. */
-static bool too_long(int rc) { return rc == ENGINE_ERR_CONTEXT; }
+/* Tokenizes the text of a request; what ("the prompt", plural: "the rendered
+ * messages") names it in the error. engine_tokenize refuses texts longer than the
+ * context with ENGINE_ERR_CONTEXT: that is the request's context_length_exceeded, not
+ * a malformed prompt. 0, or -1 with *pe filled. */
+static int tokenize(const pipeline_t *p, const char *text, size_t len, bool add_bos, const char *param,
+                    const char *what, bool plural, int32_t **toks, int *n, pipeline_error_t *pe) {
+    char err[256];
+    int rc = engine_tokenize(p->engine, text, len, add_bos, true, toks, n, err, sizeof err);
+    if (rc == ENGINE_ERR_CONTEXT) {
+        pe_set(pe, CODEC_ERR_CONTEXT_LENGTH_EXCEEDED, param, "%s %s not fit the model's context of %d tokens; shorten %s",
+               what, plural ? "do" : "does", engine_get_info(p->engine)->n_ctx, plural ? "them" : "it");
+        return -1;
+    }
+    if (rc != 0) {
+        pe_set(pe, CODEC_ERR_INVALID_VALUE, param, "%s cannot be tokenized: %s", what, err);
+        return -1;
+    }
+    return 0;
+}
 
 int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t id, engine_request_t *er,
                      int32_t **ids, pipeline_error_t *pe) {
@@ -54,36 +76,16 @@ int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t i
         }
         /* The rendered template already holds the model's special tokens (BOS where the
          * template wants one), so they are parsed and no BOS is added. */
-        rc = engine_tokenize(p->engine, text, strlen(text), false, true, &toks, &n, err, sizeof err);
+        rc = tokenize(p, text, strlen(text), false, "body.messages", "the rendered messages", true, &toks, &n, pe);
         free(text);
-        if (rc != 0 && too_long(rc)) {
-            pe_set(pe, CODEC_ERR_CONTEXT_LENGTH_EXCEEDED, "body.messages",
-                   "the rendered messages do not fit the model's context of %d tokens; shorten them", info->n_ctx);
-            return -1;
-        }
-        if (rc != 0) {
-            pe_set(pe, CODEC_ERR_INVALID_VALUE, "body.messages", "the rendered messages cannot be tokenized: %s", err);
-            return -1;
-        }
+        if (rc != 0) return -1;
     } else if (req->prompt) {
         /* A raw prompt starts with BOS when the model wants one (add_bos_token), as
          * llama.cpp does; token-id prompts are taken as given. */
-        int rc = engine_tokenize(p->engine, req->prompt, req->prompt_len, info->add_bos, true, &toks, &n, err,
-                                 sizeof err);
-        if (rc != 0 && too_long(rc)) {
-            pe_set(pe, CODEC_ERR_CONTEXT_LENGTH_EXCEEDED, "body.prompt",
-                   "the prompt does not fit the model's context of %d tokens; shorten it", info->n_ctx);
+        if (tokenize(p, req->prompt, req->prompt_len, info->add_bos, "body.prompt", "the prompt", false, &toks, &n, pe))
             return -1;
-        }
-        if (rc != 0) {
-            pe_set(pe, CODEC_ERR_INVALID_VALUE, "body.prompt", "the prompt cannot be tokenized: %s", err);
-            return -1;
-        }
     } else {
-        if (req->n_prompt_ids < 1 || !req->prompt_ids) {
-            pe_set(pe, CODEC_ERR_MISSING_FIELD, "body.prompt", "the prompt is empty; give a non-empty prompt");
-            return -1;
-        }
+        CHECK(req->n_prompt_ids >= 1 && req->prompt_ids); /* codec.h: a token-id prompt is never empty */
         for (int i = 0; i < req->n_prompt_ids; i++)
             if (req->prompt_ids[i] < 0 || req->prompt_ids[i] >= info->n_vocab) {
                 pe_set(pe, CODEC_ERR_INVALID_VALUE, "body.prompt",
@@ -121,12 +123,29 @@ int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t i
                n, req->max_tokens, info->n_ctx);
         return -1;
     }
-    codec_request_to_engine(req, er);
+    pipeline_request_to_engine(req, er);
     er->id = id;
     er->prompt = toks;
     er->n_prompt = n;
     *ids = toks;
     return 0;
+}
+
+void pipeline_request_to_engine(const codec_request_t *r, engine_request_t *er) {
+    er->max_tokens = r->max_tokens;
+    er->min_tokens = r->min_tokens;
+    er->ignore_eos = r->ignore_eos;
+    er->temperature = (float)r->temperature;
+    er->top_p = (float)r->top_p;
+    er->top_k = r->top_k;
+    er->min_p = (float)r->min_p;
+    er->presence_penalty = (float)r->presence_penalty;
+    er->frequency_penalty = (float)r->frequency_penalty;
+    er->has_seed = r->has_seed;
+    er->seed = r->seed;
+    er->n_stop = r->n_stop;
+    for (int i = 0; i < ENGINE_MAX_STOP; i++) er->stop[i] = i < r->n_stop ? r->stop[i] : NULL;
+    er->priority = r->priority;
 }
 
 void pipeline_submit_error(int status, const char *engine_err, pipeline_error_t *pe) {
@@ -185,8 +204,6 @@ int pipeline_encode_result(pipeline_t *p, const char *custom_id, codec_kind_t ki
         res.error_message = pe.message;
         res.error_param = pe.param;
         if (ok) *ok = false;
-        p->status = res.status_code;
-        return codec_encode_result(&res, out, err, errlen);
     }
     p->status = res.status_code;
     return codec_encode_result(&res, out, err, errlen);

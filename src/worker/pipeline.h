@@ -2,9 +2,16 @@
  * becomes an engine request (chat template, tokenization, prompt limits), and an
  * engine result (or an error) becomes a result message. krill-worker and
  * krill-run-batch both go through here, so they answer the same request the same way.
+ * This is the only place where the codec meets the engine (docs/architecture.md).
+ *
+ * Validation, one place per concern: the codec (codec.h) has checked the request's
+ * shape and ranges; the pipeline checks what needs the model — prompt token ids
+ * against the vocabulary, the rendered/tokenized prompt against the context and
+ * input.max_prompt_tokens, the chat template; engine_submit checks its own API once
+ * at its entry (engine.h), the scheduler trusts it.
  *
  * Rules it keeps: every request gets exactly one answer — pipeline_prepare either
- * fills an engine request or says which 400 error to answer with; every error answer
+ * fills an engine request or says which error to answer with; every error answer
  * names what is wrong and never echoes the request's values. Thread-safe (the engine's
  * text helpers are); the caller owns the codec buffers. */
 #ifndef KRILL_PIPELINE_H
@@ -37,13 +44,19 @@ typedef struct {
     char message[256];
 } pipeline_error_t;
 
-/* Renders/tokenizes req (status CODEC_OK) into er with engine id `id`. On success
- * returns 0 and *ids holds the malloc'd prompt (er->prompt points to it; free it after
- * engine_submit, which copies it). On a request error returns -1 with *pe filled. */
 /* The engine settings of a worker configuration (model.*, batching.*): one mapping
  * for krill-worker and krill-run-batch, so both open the same engine. */
 void pipeline_engine_config(const config_t *cfg, engine_config_t *ec);
 
+/* Copies the sampling fields of a decoded request (status CODEC_OK) into an engine
+ * request: max/min tokens, ignore_eos, temperature, top_p/k, min_p, penalties, seed,
+ * stop strings, priority. Not id, prompt or n_prompt (pipeline_prepare sets those). */
+void pipeline_request_to_engine(const codec_request_t *r, engine_request_t *er);
+
+/* Renders/tokenizes req (status CODEC_OK) into er with engine id `id`. On success
+ * returns 0 and *ids holds the malloc'd prompt (er->prompt points to it; free it after
+ * engine_submit, which copies it). On a request error returns -1 with *pe filled
+ * (400 context_length_exceeded / invalid_value, or 500 when out of memory). */
 int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t id, engine_request_t *er,
                      int32_t **ids, pipeline_error_t *pe);
 

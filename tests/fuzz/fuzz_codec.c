@@ -26,7 +26,8 @@ static void check_request(const codec_request_t *r, const codec_limits_t *lim) {
     PROMISE(r->id != NULL);
     if (r->status != CODEC_OK) {
         PROMISE(r->error != CODEC_ERR_NONE);
-        PROMISE(r->status_code == 400 || r->status_code == 404);
+        PROMISE(r->status_code == 400 || r->status_code == 404 ||
+                (r->status_code == 500 && r->error == CODEC_ERR_INTERNAL)); /* out of memory */
         PROMISE(r->error_message[0] != 0);
         PROMISE((r->status == CODEC_UNDECODABLE) == (r->dlq != CODEC_DLQ_NONE));
         return;

@@ -21,6 +21,7 @@
 #include <msgpack.h>
 
 #include "codec.h"
+#include "pipeline.h"
 
 static codec_limits_t lim;
 
@@ -134,7 +135,7 @@ static void test_valid_chat(void **state) {
         assert_int_equal(r.priority, -2);
         engine_request_t er;
         memset(&er, 0, sizeof er);
-        codec_request_to_engine(&r, &er);
+        pipeline_request_to_engine(&r, &er);
         assert_int_equal(er.max_tokens, 64);
         assert_int_equal(er.min_tokens, 3);
         assert_true(er.ignore_eos);
