@@ -1,4 +1,5 @@
 /* common.cuh — what every kernels .cu file shares: error macros, element conversions,
+ * (Where this part sits among the others: docs/architecture.md.)
  * warp/block reductions, and the extern "C" launchers of each op family.
  *
  * Rules (in the style of llm.c's llmc headers):

@@ -1,4 +1,5 @@
 /* cli.h — the one command-line shape every krill program shares (getopt_long in each
+ * (Where this part sits among the others: docs/architecture.md.)
  * program's own argparse function; this file holds what they all do alike):
  *   - `--opt value` and `--opt=value` both work (getopt_long);
  *   - numbers are parsed strictly: the whole string, range-checked; a bad one prints

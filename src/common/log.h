@@ -1,4 +1,5 @@
 /* log.h — the one logger: levels, key=value lines with a timestamp and __func__.
+ * (Where this part sits among the others: docs/architecture.md.)
  *
  * LOG_INFO("msg", "key=%d", v) checks the level before evaluating its arguments
  * (redis serverLog, kcat KC_INFO). Output goes to stderr, one line per call:

@@ -1,4 +1,5 @@
 /* backend.h — the compute backend interface: a small table of function pointers over
+ * (Where this part sits among the others: docs/architecture.md.)
  * backend-owned buffers (ggml's ggml_backend_i, kept to calm's size).
  *
  * model.c writes the llama forward pass once against this table; backend.c is the

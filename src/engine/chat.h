@@ -1,4 +1,5 @@
 /* chat.h — OpenAI-style messages -> prompt text with the model's chat template.
+ * (Where this part sits among the others: docs/architecture.md.)
  *
  * Families (detected from tokenizer.chat_template): ChatML (incl. SmolLM2's and
  * Qwen's default-system-turn variants), Llama-3, Llama-2, Mistral/Zephyr. Unknown or

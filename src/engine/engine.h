@@ -1,4 +1,5 @@
 /* engine.h — the public API of krill's inference engine (knows nothing about Kafka).
+ * (Where this part sits among the others: docs/architecture.md.)
  *
  * One engine thread owns the model, the KV cache and the backend: it alone calls
  * engine_step() (and engine_close()). engine_submit, engine_poll, engine_abort,

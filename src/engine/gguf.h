@@ -1,4 +1,5 @@
 /* gguf.h — read-only GGUF (v2, v3) reader over an mmap'd file.
+ * (Where this part sits among the others: docs/architecture.md.)
  *
  * Rules: the file is untrusted. gguf_open validates every count, string length,
  * array length, dimension, tensor offset/size and the alignment against the file

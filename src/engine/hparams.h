@@ -1,4 +1,5 @@
 /* hparams.h — model hyper-parameters of the llama family, read from GGUF metadata.
+ * (Where this part sits among the others: docs/architecture.md.)
  *
  * Keys are "<arch>.<name>" with arch = general.architecture ("llama", "qwen2").
  * Every value is range-checked (positive, divisible where it must be, tensor shapes

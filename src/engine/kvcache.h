@@ -1,4 +1,5 @@
 /* kvcache.h — bookkeeping of the paged KV cache: a block allocator and per-sequence
+ * (Where this part sits among the others: docs/architecture.md.)
  * block lists. The K/V storage itself lives in the backend (model_kv_blocks() blocks
  * of block_size tokens); this module only decides which physical block holds which
  * tokens of which sequence.

@@ -1,4 +1,5 @@
 /* model.h — the llama-family forward pass, written once against backend.h.
+ * (Where this part sits among the others: docs/architecture.md.)
  *
  * Memory (docs/engine.md): weights are dequantized once at load into the backend's
  * weight dtype (cpu: f32), wq|wk|wv fused into one (q_dim + 2 kv_dim, d_model) matrix

@@ -1,4 +1,5 @@
 /* quant.h — ggml tensor types: sizes and dequantization (to f32, bf16, f16).
+ * (Where this part sits among the others: docs/architecture.md.)
  *
  * Block layouts follow the GGUF/ggml specification (QK = 32 for the legacy types,
  * 256 for K-quants). Dequantization is bit-exact with ggml's reference code: the

@@ -1,4 +1,5 @@
 /* sampler.h — next-token choice from one row of logits, per-request RNG, stop strings.
+ * (Where this part sits among the others: docs/architecture.md.)
  *
  * Rules: the result depends only on (logits, params, the request's generated tokens,
  * its RNG state), never on what else shares the batch; the RNG advances exactly once

@@ -1,4 +1,5 @@
 /* scheduler.h — continuous batching: requests in, one ragged model batch per step,
+ * (Where this part sits among the others: docs/architecture.md.)
  * finished results out.
  *
  * Each step (FCFS): every running sequence gets its next tokens — one decode token,

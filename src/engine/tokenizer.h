@@ -1,4 +1,5 @@
 /* tokenizer.h — tokenizers built from GGUF tokenizer.ggml.* metadata.
+ * (Where this part sits among the others: docs/architecture.md.)
  *
  * Models: "gpt2" (byte-level BPE with merges and the pre-tokenizer named by
  * tokenizer.ggml.pre, regexes run with PCRE2 in UTF mode) and "llama" (SentencePiece

@@ -1,4 +1,5 @@
 /* config.h — krill's settings: one table, three sources (docs/configuration.md).
+ * (Where this part sits among the others: docs/architecture.md.)
  *
  * Precedence (later wins): the table's defaults < the libconfig file <
  * environment KRILL_<SECTION>_<KEY> (e.g. KRILL_KAFKA_BROKERS, KRILL_BATCHING_SLO_TTFT_MS)

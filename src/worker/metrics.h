@@ -1,4 +1,5 @@
 /* metrics.h — the worker's Prometheus endpoint: an in-process registry of counters,
+ * (Where this part sits among the others: docs/architecture.md.)
  * gauges and histograms, rendered as text exposition format 0.0.4 at /metrics, plus
  * /healthz, served by libmicrohttpd on its own thread (metrics.listen).
  *

@@ -1,4 +1,5 @@
 /* queue.h — a bounded FIFO of fixed-size elements between two threads.
+ * (Where this part sits among the others: docs/architecture.md.)
  *
  * Elements are copied in and out by value (elem_size bytes), into one buffer
  * allocated up front: no allocation per push. queue_push blocks (up to a timeout)

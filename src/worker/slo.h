@@ -1,4 +1,5 @@
 /* slo.h — adaptive batching (batching.slo): a controller that sets the scheduler's
+ * (Where this part sits among the others: docs/architecture.md.)
  * admission limits (max_seqs, max_batch_tokens) from live measurements, to keep p95
  * time per output token (TPOT) and p95 time to first token (TTFT) under targets while
  * admitting as much work per step as those targets allow. Off by default.

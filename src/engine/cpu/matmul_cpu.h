@@ -1,4 +1,5 @@
 /* matmul_cpu.h — the CPU backend's batch-invariant f32 matmul kernels:
+ * (Where this part sits among the others: docs/architecture.md.)
  * y (n, out) = x (n, in) W^T (+ bias), W (out, in) row-major, as the file stores it.
  *
  * The rule these kernels keep: every output element y[r][c] is computed by ONE fixed
