@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "err.h"
 #include "metrics.h"
+#include "procstat.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -145,14 +147,51 @@ static void labelled_add(labelled_t *l, const char *value, uint64_t by) {
         acnt_add(&l->other, by);
 }
 
+/* ---------------------------------------------------------------- HTTP connection guard */
+
+/* A slow-loris (many connections, each trickling a header line now and then) resets
+ * libmicrohttpd's idle timeout forever and fills its connection limit, so scrapes
+ * wait (issue 16: 70 such connections kept /metrics away for 40 s). The guard tracks
+ * every connection: a request must arrive whole within HTTP_REQUEST_DEADLINE_S of the
+ * connection opening or of the previous answer, however it trickles; above
+ * HTTP_KEEP_CONNS a new connection closes the oldest one, so a scrape always gets in.
+ * Closing is shutdown(2) on the socket: libmicrohttpd sees the end of the stream and
+ * releases the connection on its own thread. Entries leave the table in the
+ * NOTIFY_CLOSED callback, which libmicrohttpd calls before it closes the socket, so
+ * every fd in the table is still that connection's. docs/operations-metrics.md,
+ * "The endpoint under abuse", has the measurements. */
+#define HTTP_MAX_CONNS 64          /* libmicrohttpd's hard limit (MHD_OPTION_CONNECTION_LIMIT) */
+#define HTTP_KEEP_CONNS 32         /* more open than this: a new one closes the oldest */
+#define HTTP_IDLE_TIMEOUT_S 10     /* MHD_OPTION_CONNECTION_TIMEOUT: silence */
+#define HTTP_REQUEST_DEADLINE_S 10 /* whole request, trickled or not */
+#define HTTP_LOG_INTERVAL_S 60     /* libmicrohttpd's per-connection messages: one line per interval */
+
+typedef struct {
+    struct MHD_Connection *c; /* NULL: free slot */
+    int fd;                   /* -1 once shut down by the guard (waiting for NOTIFY_CLOSED) */
+    double t0;                /* monotonic s: opened, or the last answer completed */
+} http_conn_t;
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    http_conn_t conn[HTTP_MAX_CONNS];
+    pthread_t reaper;
+    bool reaper_on, stopping;
+    _Atomic uint64_t dropped;       /* closed by the deadline or the cap */
+    _Atomic uint64_t log_last_bits; /* monotonic s of the last logged message */
+    _Atomic unsigned log_suppressed;
+} http_guard_t;
+
 /* ---------------------------------------------------------------- the registry */
 
 struct metrics {
     /* counters */
-    labelled_t requests; /* {status} */
+    labelled_t requests; /* {status, finish_reason}: values "<status>\t<finish_reason>" */
     labelled_t dlq;      /* {code} */
     _Atomic uint64_t prompt_tokens, generated_tokens, steps;
     _Atomic uint64_t busy_bits; /* seconds spent in engine steps */
+    _Atomic uint64_t preemptions; /* the engine's running total (engine_stats_t) */
     /* gauges (double bits) */
     _Atomic uint64_t running, waiting, kv_ratio, batch_size, pending_prompt;
     _Atomic uint64_t slo_enabled, slo_max_seqs, slo_max_batch_tokens, slo_ttft_p95, slo_tpot_p95;
@@ -177,6 +216,7 @@ struct metrics {
     _Atomic int started; /* the daemon is up: MHD log lines go to the log, not start_err */
     int port;
     char start_err[256]; /* MHD's error text while starting */
+    http_guard_t guard;
 };
 
 metrics_t *metrics_new(void) {
@@ -193,6 +233,12 @@ metrics_t *metrics_new(void) {
     atomic_init(&m->generated_tokens, 0);
     atomic_init(&m->steps, 0);
     atomic_init(&m->busy_bits, dbl_bits(0.0));
+    atomic_init(&m->preemptions, 0);
+    pthread_mutex_init(&m->guard.mu, NULL);
+    pthread_cond_init(&m->guard.cv, NULL);
+    atomic_init(&m->guard.dropped, 0);
+    atomic_init(&m->guard.log_last_bits, dbl_bits(0.0));
+    atomic_init(&m->guard.log_suppressed, 0);
     _Atomic uint64_t *zeros[] = {&m->running,      &m->waiting,         &m->kv_ratio,
                                  &m->batch_size,   &m->pending_prompt,  &m->slo_enabled,
                                  &m->slo_max_seqs, &m->slo_max_batch_tokens};
@@ -215,9 +261,14 @@ metrics_t *metrics_new(void) {
     return m;
 }
 
+static void http_guard_stop(metrics_t *m);
+
 void metrics_free(metrics_t *m) {
     if (!m) return;
+    http_guard_stop(m); /* before the daemon: the reaper shuts down its sockets */
     if (m->daemon) MHD_stop_daemon(m->daemon);
+    pthread_mutex_destroy(&m->guard.mu);
+    pthread_cond_destroy(&m->guard.cv);
     pthread_mutex_destroy(&m->lag_mu);
     pthread_mutex_destroy(&m->requests.add_mu);
     pthread_mutex_destroy(&m->dlq.add_mu);
@@ -238,12 +289,17 @@ void metrics_set_info(metrics_t *m, const char *worker, const char *backend, con
     copy_str(m->info_model, sizeof m->info_model, model);
 }
 
-void metrics_request_done(metrics_t *m, int status_code, int prompt_tokens, int completion_tokens,
-                          double queue_s, double ttft_s, double tpot_s, double total_s) {
+void metrics_request_done(metrics_t *m, int status_code, const char *finish_reason, int prompt_tokens,
+                          int completion_tokens, double queue_s, double ttft_s, double tpot_s, double total_s) {
     if (!m) return;
-    char code[16];
-    snprintf(code, sizeof code, "%d", status_code);
-    labelled_add(&m->requests, code, 1);
+    /* finish_reason from a closed set, so the series stay bounded: an error answer is
+     * "error" whatever the engine said */
+    const char *fr = status_code != 200 || !finish_reason ? "error"
+                     : strcmp(finish_reason, "length") == 0 ? "length"
+                                                              : "stop";
+    char key[32];
+    snprintf(key, sizeof key, "%d\t%s", status_code, fr);
+    labelled_add(&m->requests, key, 1);
     if (prompt_tokens > 0) acnt_add(&m->prompt_tokens, (uint64_t)prompt_tokens);
     if (completion_tokens > 0) acnt_add(&m->generated_tokens, (uint64_t)completion_tokens);
     if (queue_s >= 0) hist_observe(&m->queue, queue_s);
@@ -254,6 +310,11 @@ void metrics_request_done(metrics_t *m, int status_code, int prompt_tokens, int 
         adbl_ewma(&m->mean_prompt, prompt_tokens > 0 ? prompt_tokens : 0, 1.0 / 64);
         adbl_ewma(&m->mean_completion, completion_tokens > 0 ? completion_tokens : 0, 1.0 / 64);
     }
+}
+
+void metrics_set_preemptions(metrics_t *m, uint64_t total) {
+    if (!m) return;
+    atomic_store_explicit(&m->preemptions, total, memory_order_relaxed);
 }
 
 void metrics_dlq(metrics_t *m, const char *code) {
@@ -468,6 +529,56 @@ static void put_labelled(FILE *f, const char *name, const char *help, const char
     if (other) fprintf(f, "%s{%s=\"other\"} %llu\n", name, label, (unsigned long long)other);
 }
 
+/* A family of two labels stored as "<v1>\t<v2>" values; the overflow is "other" in both. */
+static void put_labelled2(FILE *f, const char *name, const char *help, const char *l1, const char *l2,
+                          labelled_t *l) {
+    head(f, name, "counter", help);
+    int n = atomic_load_explicit(&l->n, memory_order_acquire);
+    for (int i = 0; i < n; i++) {
+        char v[LABEL_MAX];
+        snprintf(v, sizeof v, "%s", l->slot[i].value);
+        char *tab = strchr(v, '\t');
+        if (tab) *tab++ = 0;
+        fprintf(f, "%s{%s=\"", name, l1);
+        put_label(f, v);
+        fprintf(f, "\",%s=\"", l2);
+        put_label(f, tab ? tab : "other");
+        fprintf(f, "\"} %llu\n", (unsigned long long)acnt_get(&l->slot[i].count));
+    }
+    uint64_t other = acnt_get(&l->other);
+    if (other) fprintf(f, "%s{%s=\"other\",%s=\"other\"} %llu\n", name, l1, l2, (unsigned long long)other);
+}
+
+/* process_* as the Prometheus client libraries name them, read now from /proc; a
+ * figure that cannot be read is left out rather than reported wrong. */
+static void put_process(FILE *f) {
+    procstat_t p;
+    procstat_read(&p);
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } rows[] = {
+        {"process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
+         offsetof(procstat_t, cpu_seconds)},
+        {"process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", offsetof(procstat_t, virtual_bytes)},
+        {"process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+         offsetof(procstat_t, resident_bytes)},
+        {"process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.",
+         offsetof(procstat_t, start_time_s)},
+        {"process_open_fds", "gauge", "Number of open file descriptors.", offsetof(procstat_t, open_fds)},
+        {"process_max_fds", "gauge", "Maximum number of open file descriptors.", offsetof(procstat_t, max_fds)},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        double v;
+        memcpy(&v, (const char *)&p + rows[i].off, sizeof v);
+        if (isnan(v)) continue;
+        head(f, rows[i].name, rows[i].type, rows[i].help);
+        fprintf(f, "%s ", rows[i].name);
+        put_value(f, v);
+        fputc('\n', f);
+    }
+}
+
 static void put_hist(FILE *f, const char *name, const char *help, hist_t *h) {
     head(f, name, "histogram", help);
     uint64_t cum = 0;
@@ -515,8 +626,10 @@ char *metrics_render(metrics_t *m, size_t *len) {
     put_label(f, m->info_model);
     fputs("\"} 1\n", f);
 
-    put_labelled(f, "krill_requests_total", "Requests answered, by result status_code (200, 400, 404, 500).",
-                 "status", &m->requests);
+    put_labelled2(f, "krill_requests_total",
+                  "Requests answered, by result status_code (200, 400, 404, 500) and finish_reason (stop, length; "
+                  "error for every answer that is not 200).",
+                  "status", "finish_reason", &m->requests);
     put_counter(f, "krill_prompt_tokens_total", "Prompt tokens of answered requests.", acnt_get(&m->prompt_tokens));
     put_counter(f, "krill_generated_tokens_total", "Completion tokens of answered requests.",
                 acnt_get(&m->generated_tokens));
@@ -527,6 +640,13 @@ char *metrics_render(metrics_t *m, size_t *len) {
     fputs("krill_engine_busy_seconds_total ", f);
     put_value(f, adbl_get(&m->busy_bits));
     fputc('\n', f);
+
+    put_counter(f, "krill_preemptions_total",
+                "Sequences preempted because the KV cache ran out (recomputed later from prompt + output).",
+                acnt_get(&m->preemptions));
+    put_counter(f, "krill_metrics_connections_dropped_total",
+                "Connections to this endpoint closed by its limits (request deadline, connection cap).",
+                acnt_get(&m->guard.dropped));
 
     put_gauge(f, "krill_requests_running", "Sequences in the engine's running batch.", adbl_get(&m->running));
     put_gauge(f, "krill_requests_waiting", "Requests accepted and waiting for a batch slot.", adbl_get(&m->waiting));
@@ -572,6 +692,7 @@ char *metrics_render(metrics_t *m, size_t *len) {
     put_hist(f, "krill_request_latency_seconds", "Time from consumption to the finished result.", &m->latency);
     put_hist(f, "krill_queue_time_seconds", "Time from consumption to the first scheduled step.", &m->queue);
     put_hist(f, "krill_step_batch_tokens", "Tokens (prefill + decode) per engine step.", &m->step_tokens);
+    put_process(f);
 
     if (fclose(f) != 0) {
         free(buf);
@@ -638,10 +759,103 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
         while (n && (m->start_err[n - 1] == '\n' || m->start_err[n - 1] == '.')) m->start_err[--n] = 0;
         return;
     }
+    /* After start, libmicrohttpd speaks about single client connections (closed with an
+     * incomplete request, a read failed): one line per HTTP_LOG_INTERVAL_S with the
+     * count of the others, never a line per connection (a slow-loris makes thousands). */
+    double now = clock_now_s(), last = adbl_get(&m->guard.log_last_bits);
+    if (last > 0 && now - last < HTTP_LOG_INTERVAL_S) {
+        atomic_fetch_add(&m->guard.log_suppressed, 1);
+        return;
+    }
+    adbl_set(&m->guard.log_last_bits, now);
+    unsigned suppressed = atomic_exchange(&m->guard.log_suppressed, 0);
     char line[256];
     vsnprintf(line, sizeof line, fmt, ap);
     line[strcspn(line, "\n")] = 0;
-    LOG_WARN("metrics http", "detail=\"%s\"", line);
+    LOG_WARN("metrics http", "detail=\"%s\" suppressed_since_last=%u next_within_s=%d", line, suppressed,
+             HTTP_LOG_INTERVAL_S);
+}
+
+/* Shuts down the connection in slot i (guard.mu held); it stays in the table until
+ * libmicrohttpd reports it closed. */
+static void http_guard_drop(metrics_t *m, http_conn_t *hc) {
+    if (hc->fd >= 0) shutdown(hc->fd, SHUT_RDWR);
+    hc->fd = -1;
+    acnt_add(&m->guard.dropped, 1);
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION (libmicrohttpd's thread): track opened connections,
+ * closing the oldest above HTTP_KEEP_CONNS; forget closed ones. */
+static void http_guard_on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                                     enum MHD_ConnectionNotificationCode code) {
+    (void)socket_context;
+    metrics_t *m = cls;
+    http_guard_t *g = &m->guard;
+    pthread_mutex_lock(&g->mu);
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        for (int i = 0; i < HTTP_MAX_CONNS; i++)
+            if (g->conn[i].c == c) g->conn[i].c = NULL;
+        pthread_mutex_unlock(&g->mu);
+        return;
+    }
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int live = 0, oldest = -1, free_slot = -1;
+    for (int i = 0; i < HTTP_MAX_CONNS; i++) {
+        http_conn_t *hc = &g->conn[i];
+        if (!hc->c) {
+            if (free_slot < 0) free_slot = i;
+            continue;
+        }
+        if (hc->fd < 0) continue; /* already shut down */
+        live++;
+        if (oldest < 0 || hc->t0 < g->conn[oldest].t0) oldest = i;
+    }
+    if (live >= HTTP_KEEP_CONNS && oldest >= 0) http_guard_drop(m, &g->conn[oldest]);
+    if (free_slot >= 0)
+        g->conn[free_slot] = (http_conn_t){.c = c, .fd = ci ? (int)ci->connect_fd : -1, .t0 = clock_now_s()};
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* MHD_OPTION_NOTIFY_COMPLETED: an answer went out; the next request's deadline starts now. */
+static void http_guard_on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                                    enum MHD_RequestTerminationCode toe) {
+    (void)con_cls;
+    metrics_t *m = cls;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) return;
+    pthread_mutex_lock(&m->guard.mu);
+    for (int i = 0; i < HTTP_MAX_CONNS; i++)
+        if (m->guard.conn[i].c == c) m->guard.conn[i].t0 = clock_now_s();
+    pthread_mutex_unlock(&m->guard.mu);
+}
+
+/* Once a second: shut down connections past HTTP_REQUEST_DEADLINE_S. */
+static void *http_guard_reaper(void *arg) {
+    metrics_t *m = arg;
+    http_guard_t *g = &m->guard;
+    pthread_mutex_lock(&g->mu);
+    while (!g->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+        double now = clock_now_s();
+        for (int i = 0; i < HTTP_MAX_CONNS; i++) {
+            http_conn_t *hc = &g->conn[i];
+            if (hc->c && hc->fd >= 0 && now - hc->t0 > HTTP_REQUEST_DEADLINE_S) http_guard_drop(m, hc);
+        }
+    }
+    pthread_mutex_unlock(&g->mu);
+    return NULL;
+}
+
+static void http_guard_stop(metrics_t *m) {
+    if (!m->guard.reaper_on) return;
+    pthread_mutex_lock(&m->guard.mu);
+    m->guard.stopping = true;
+    pthread_cond_signal(&m->guard.cv);
+    pthread_mutex_unlock(&m->guard.mu);
+    pthread_join(m->guard.reaper, NULL);
+    m->guard.reaper_on = false;
 }
 
 int metrics_serve(metrics_t *m, const char *listen, char *err, size_t errlen) {
@@ -693,8 +907,10 @@ int metrics_serve(metrics_t *m, const char *listen, char *err, size_t errlen) {
         unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
         if (a->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
         d = MHD_start_daemon(flags, (uint16_t)pnum, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, a->ai_addr,
-                             MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, m, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+                             MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, m, MHD_OPTION_CONNECTION_LIMIT,
+                             (unsigned)HTTP_MAX_CONNS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S,
+                             MHD_OPTION_NOTIFY_CONNECTION, http_guard_on_connection, m,
+                             MHD_OPTION_NOTIFY_COMPLETED, http_guard_on_completed, m, MHD_OPTION_END);
     }
     freeaddrinfo(ai);
     if (!d) {
@@ -705,6 +921,13 @@ int metrics_serve(metrics_t *m, const char *listen, char *err, size_t errlen) {
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     m->port = info ? info->port : (int)pnum;
     m->daemon = d;
+    m->guard.stopping = false;
+    int prc = pthread_create(&m->guard.reaper, NULL, http_guard_reaper, m);
+    if (prc == 0)
+        m->guard.reaper_on = true;
+    else /* the cap still holds; only the trickle deadline is lost */
+        LOG_WARN("metrics http: no deadline thread", "error=\"%s\" effect=\"slow requests are closed only by the "
+                 "connection cap\"", strerror(prc));
     atomic_store(&m->started, 1);
     LOG_INFO("metrics endpoint up", "listen=%s port=%d paths=/metrics,/healthz", listen, m->port);
     return 0;
