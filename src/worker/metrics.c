@@ -7,6 +7,7 @@
  * request or step, never per token). */
 #include "clock.h"
 #include "err.h"
+#include "httpguard.h"
 #include "metrics.h"
 #include "procstat.h"
 
@@ -23,7 +24,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "log.h"
 
@@ -147,42 +147,6 @@ static void labelled_add(labelled_t *l, const char *value, uint64_t by) {
         acnt_add(&l->other, by);
 }
 
-/* ---------------------------------------------------------------- HTTP connection guard */
-
-/* A slow-loris (many connections, each trickling a header line now and then) resets
- * libmicrohttpd's idle timeout forever and fills its connection limit, so scrapes
- * wait (issue 16: 70 such connections kept /metrics away for 40 s). The guard tracks
- * every connection: a request must arrive whole within HTTP_REQUEST_DEADLINE_S of the
- * connection opening or of the previous answer, however it trickles; above
- * HTTP_KEEP_CONNS a new connection closes the oldest one, so a scrape always gets in.
- * Closing is shutdown(2) on the socket: libmicrohttpd sees the end of the stream and
- * releases the connection on its own thread. Entries leave the table in the
- * NOTIFY_CLOSED callback, which libmicrohttpd calls before it closes the socket, so
- * every fd in the table is still that connection's. docs/operations-metrics.md,
- * "The endpoint under abuse", has the measurements. */
-#define HTTP_MAX_CONNS 64          /* libmicrohttpd's hard limit (MHD_OPTION_CONNECTION_LIMIT) */
-#define HTTP_KEEP_CONNS 32         /* more open than this: a new one closes the oldest */
-#define HTTP_IDLE_TIMEOUT_S 10     /* MHD_OPTION_CONNECTION_TIMEOUT: silence */
-#define HTTP_REQUEST_DEADLINE_S 10 /* whole request, trickled or not */
-#define HTTP_LOG_INTERVAL_S 60     /* libmicrohttpd's per-connection messages: one line per interval */
-
-typedef struct {
-    struct MHD_Connection *c; /* NULL: free slot */
-    int fd;                   /* -1 once shut down by the guard (waiting for NOTIFY_CLOSED) */
-    double t0;                /* monotonic s: opened, or the last answer completed */
-} http_conn_t;
-
-typedef struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    http_conn_t conn[HTTP_MAX_CONNS];
-    pthread_t reaper;
-    bool reaper_on, stopping;
-    _Atomic uint64_t dropped;       /* closed by the deadline or the cap */
-    _Atomic uint64_t log_last_bits; /* monotonic s of the last logged message */
-    _Atomic unsigned log_suppressed;
-} http_guard_t;
-
 /* ---------------------------------------------------------------- the registry */
 
 struct metrics {
@@ -216,7 +180,7 @@ struct metrics {
     _Atomic int started; /* the daemon is up: MHD log lines go to the log, not start_err */
     int port;
     char start_err[256]; /* MHD's error text while starting */
-    http_guard_t guard;
+    httpguard_t *guard; /* while serving: deadline and cap for connections */
 };
 
 metrics_t *metrics_new(void) {
@@ -234,11 +198,6 @@ metrics_t *metrics_new(void) {
     atomic_init(&m->steps, 0);
     atomic_init(&m->busy_bits, dbl_bits(0.0));
     atomic_init(&m->preemptions, 0);
-    pthread_mutex_init(&m->guard.mu, NULL);
-    pthread_cond_init(&m->guard.cv, NULL);
-    atomic_init(&m->guard.dropped, 0);
-    atomic_init(&m->guard.log_last_bits, dbl_bits(0.0));
-    atomic_init(&m->guard.log_suppressed, 0);
     _Atomic uint64_t *zeros[] = {&m->running,      &m->waiting,         &m->kv_ratio,
                                  &m->batch_size,   &m->pending_prompt,  &m->slo_enabled,
                                  &m->slo_max_seqs, &m->slo_max_batch_tokens};
@@ -261,14 +220,10 @@ metrics_t *metrics_new(void) {
     return m;
 }
 
-static void http_guard_stop(metrics_t *m);
-
 void metrics_free(metrics_t *m) {
     if (!m) return;
-    http_guard_stop(m); /* before the daemon: the reaper shuts down its sockets */
     if (m->daemon) MHD_stop_daemon(m->daemon);
-    pthread_mutex_destroy(&m->guard.mu);
-    pthread_cond_destroy(&m->guard.cv);
+    httpguard_free(m->guard); /* after the daemon: its callbacks use the guard */
     pthread_mutex_destroy(&m->lag_mu);
     pthread_mutex_destroy(&m->requests.add_mu);
     pthread_mutex_destroy(&m->dlq.add_mu);
@@ -646,7 +601,7 @@ char *metrics_render(metrics_t *m, size_t *len) {
                 acnt_get(&m->preemptions));
     put_counter(f, "krill_metrics_connections_dropped_total",
                 "Connections to this endpoint closed by its limits (request deadline, connection cap).",
-                acnt_get(&m->guard.dropped));
+                httpguard_dropped(m->guard));
 
     put_gauge(f, "krill_requests_running", "Sequences in the engine's running batch.", adbl_get(&m->running));
     put_gauge(f, "krill_requests_waiting", "Requests accepted and waiting for a batch slot.", adbl_get(&m->waiting));
@@ -760,102 +715,15 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
         return;
     }
     /* After start, libmicrohttpd speaks about single client connections (closed with an
-     * incomplete request, a read failed): one line per HTTP_LOG_INTERVAL_S with the
-     * count of the others, never a line per connection (a slow-loris makes thousands). */
-    double now = clock_now_s(), last = adbl_get(&m->guard.log_last_bits);
-    if (last > 0 && now - last < HTTP_LOG_INTERVAL_S) {
-        atomic_fetch_add(&m->guard.log_suppressed, 1);
-        return;
-    }
-    adbl_set(&m->guard.log_last_bits, now);
-    unsigned suppressed = atomic_exchange(&m->guard.log_suppressed, 0);
+     * incomplete request, a read failed): one line a minute with the count of the
+     * others, never a line per connection (a slow-loris makes thousands). */
+    unsigned suppressed = 0;
+    if (m->guard && !httpguard_log_allow(m->guard, &suppressed)) return;
     char line[256];
     vsnprintf(line, sizeof line, fmt, ap);
     line[strcspn(line, "\n")] = 0;
     LOG_WARN("metrics http", "detail=\"%s\" suppressed_since_last=%u next_within_s=%d", line, suppressed,
-             HTTP_LOG_INTERVAL_S);
-}
-
-/* Shuts down the connection in slot i (guard.mu held); it stays in the table until
- * libmicrohttpd reports it closed. */
-static void http_guard_drop(metrics_t *m, http_conn_t *hc) {
-    if (hc->fd >= 0) shutdown(hc->fd, SHUT_RDWR);
-    hc->fd = -1;
-    acnt_add(&m->guard.dropped, 1);
-}
-
-/* MHD_OPTION_NOTIFY_CONNECTION (libmicrohttpd's thread): track opened connections,
- * closing the oldest above HTTP_KEEP_CONNS; forget closed ones. */
-static void http_guard_on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-                                     enum MHD_ConnectionNotificationCode code) {
-    (void)socket_context;
-    metrics_t *m = cls;
-    http_guard_t *g = &m->guard;
-    pthread_mutex_lock(&g->mu);
-    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-        for (int i = 0; i < HTTP_MAX_CONNS; i++)
-            if (g->conn[i].c == c) g->conn[i].c = NULL;
-        pthread_mutex_unlock(&g->mu);
-        return;
-    }
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    int live = 0, oldest = -1, free_slot = -1;
-    for (int i = 0; i < HTTP_MAX_CONNS; i++) {
-        http_conn_t *hc = &g->conn[i];
-        if (!hc->c) {
-            if (free_slot < 0) free_slot = i;
-            continue;
-        }
-        if (hc->fd < 0) continue; /* already shut down */
-        live++;
-        if (oldest < 0 || hc->t0 < g->conn[oldest].t0) oldest = i;
-    }
-    if (live >= HTTP_KEEP_CONNS && oldest >= 0) http_guard_drop(m, &g->conn[oldest]);
-    if (free_slot >= 0)
-        g->conn[free_slot] = (http_conn_t){.c = c, .fd = ci ? (int)ci->connect_fd : -1, .t0 = clock_now_s()};
-    pthread_mutex_unlock(&g->mu);
-}
-
-/* MHD_OPTION_NOTIFY_COMPLETED: an answer went out; the next request's deadline starts now. */
-static void http_guard_on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
-                                    enum MHD_RequestTerminationCode toe) {
-    (void)con_cls;
-    metrics_t *m = cls;
-    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) return;
-    pthread_mutex_lock(&m->guard.mu);
-    for (int i = 0; i < HTTP_MAX_CONNS; i++)
-        if (m->guard.conn[i].c == c) m->guard.conn[i].t0 = clock_now_s();
-    pthread_mutex_unlock(&m->guard.mu);
-}
-
-/* Once a second: shut down connections past HTTP_REQUEST_DEADLINE_S. */
-static void *http_guard_reaper(void *arg) {
-    metrics_t *m = arg;
-    http_guard_t *g = &m->guard;
-    pthread_mutex_lock(&g->mu);
-    while (!g->stopping) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
-        double now = clock_now_s();
-        for (int i = 0; i < HTTP_MAX_CONNS; i++) {
-            http_conn_t *hc = &g->conn[i];
-            if (hc->c && hc->fd >= 0 && now - hc->t0 > HTTP_REQUEST_DEADLINE_S) http_guard_drop(m, hc);
-        }
-    }
-    pthread_mutex_unlock(&g->mu);
-    return NULL;
-}
-
-static void http_guard_stop(metrics_t *m) {
-    if (!m->guard.reaper_on) return;
-    pthread_mutex_lock(&m->guard.mu);
-    m->guard.stopping = true;
-    pthread_cond_signal(&m->guard.cv);
-    pthread_mutex_unlock(&m->guard.mu);
-    pthread_join(m->guard.reaper, NULL);
-    m->guard.reaper_on = false;
+             HTTPGUARD_LOG_INTERVAL_S);
 }
 
 int metrics_serve(metrics_t *m, const char *listen, char *err, size_t errlen) {
@@ -901,6 +769,10 @@ int metrics_serve(metrics_t *m, const char *listen, char *err, size_t errlen) {
         if (ai) freeaddrinfo(ai);
         return -1;
     }
+    if (!(m->guard = httpguard_new(err, errlen))) {
+        freeaddrinfo(ai);
+        return -1;
+    }
     struct MHD_Daemon *d = NULL;
     m->start_err[0] = 0;
     for (struct addrinfo *a = ai; a && !d; a = a->ai_next) { /* "localhost": ::1 then 127.0.0.1 */
@@ -908,26 +780,21 @@ int metrics_serve(metrics_t *m, const char *listen, char *err, size_t errlen) {
         if (a->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
         d = MHD_start_daemon(flags, (uint16_t)pnum, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, a->ai_addr,
                              MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, m, MHD_OPTION_CONNECTION_LIMIT,
-                             (unsigned)HTTP_MAX_CONNS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT_S,
-                             MHD_OPTION_NOTIFY_CONNECTION, http_guard_on_connection, m,
-                             MHD_OPTION_NOTIFY_COMPLETED, http_guard_on_completed, m, MHD_OPTION_END);
+                             (unsigned)HTTPGUARD_MAX_CONNS, MHD_OPTION_CONNECTION_TIMEOUT,
+                             (unsigned)HTTPGUARD_IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_CONNECTION, httpguard_on_connection,
+                             m->guard, MHD_OPTION_NOTIFY_COMPLETED, httpguard_on_completed, m->guard, MHD_OPTION_END);
     }
     freeaddrinfo(ai);
     if (!d) {
         err_set(err, errlen, "metrics.listen: cannot serve on %s (%s); pick a free port or set metrics.listen=off",
                  listen, m->start_err[0] ? m->start_err : "libmicrohttpd could not start");
+        httpguard_free(m->guard);
+        m->guard = NULL;
         return -1;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     m->port = info ? info->port : (int)pnum;
     m->daemon = d;
-    m->guard.stopping = false;
-    int prc = pthread_create(&m->guard.reaper, NULL, http_guard_reaper, m);
-    if (prc == 0)
-        m->guard.reaper_on = true;
-    else /* the cap still holds; only the trickle deadline is lost */
-        LOG_WARN("metrics http: no deadline thread", "error=\"%s\" effect=\"slow requests are closed only by the "
-                 "connection cap\"", strerror(prc));
     atomic_store(&m->started, 1);
     LOG_INFO("metrics endpoint up", "listen=%s port=%d paths=/metrics,/healthz", listen, m->port);
     return 0;

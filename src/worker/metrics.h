@@ -15,7 +15,7 @@
  *   configurable (brokers, properties, secrets) is ever exported.
  * - /metrics stays reachable under abuse: a request must arrive whole within 10 s of
  *   its connection opening (or the previous answer), however slowly it trickles, and
- *   above 32 open connections a new one closes the oldest (docs/operations-metrics.md,
+ *   above 32 open connections a new one closes the oldest (httpguard.h; docs/operations-metrics.md,
  *   "The endpoint under abuse"); libmicrohttpd's per-connection messages are logged at
  *   most once a minute.
  * - process_* metrics (Prometheus client conventions) are read from /proc per scrape.
