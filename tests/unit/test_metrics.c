@@ -573,8 +573,8 @@ static void test_null_registry(void **state) {
 
 /* ---------------------------------------------------------------- HTTP */
 
-/* One HTTP/1.0 request to 127.0.0.1:port; returns the status code, body in *body (malloc'd). */
-static int http_req(int port, const char *method, const char *path, char **body) {
+/* A TCP connection to 127.0.0.1:port. */
+static int tcp_connect(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
     struct sockaddr_in a = {0};
@@ -582,6 +582,12 @@ static int http_req(int port, const char *method, const char *path, char **body)
     a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+/* One HTTP/1.0 request to 127.0.0.1:port; returns the status code, body in *body (malloc'd). */
+static int http_req(int port, const char *method, const char *path, char **body) {
+    int fd = tcp_connect(port);
     struct timeval tv = {.tv_sec = 3}; /* an endpoint that does not answer fails the test, not hangs it */
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     char req[256];
@@ -663,13 +669,7 @@ static void test_http_slowloris(void **state) {
     enum { N_LORIS = 70 };
     int fds[N_LORIS];
     for (int i = 0; i < N_LORIS; i++) {
-        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-        assert_true(fds[i] >= 0);
-        struct sockaddr_in a = {0};
-        a.sin_family = AF_INET;
-        a.sin_port = htons((uint16_t)port);
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        assert_int_equal(connect(fds[i], (struct sockaddr *)&a, sizeof a), 0);
+        fds[i] = tcp_connect(port);
         const char *part = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Trickle: 1\r\n";
         assert_int_equal(write(fds[i], part, strlen(part)), (ssize_t)strlen(part));
     }
