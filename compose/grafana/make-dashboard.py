@@ -52,6 +52,12 @@ ts("Token throughput", [('sum(rate(krill_generated_tokens_total%s[1m]))' % F, "g
 ts("Requests by status", [('sum by (status) (rate(krill_requests_total%s[1m]))' % F, "{{status}}")], "reqps", 12,
    stack=True, desc="Answered requests per second by result status_code (200 ok, 400/404 invalid, 500 internal error).")
 y += 8
+ts("Why generation ended", [('sum by (finish_reason) (rate(krill_requests_total%s[1m]))' % sel('status="200"'),
+                             "{{finish_reason}}")], "reqps", 0, stack=True,
+   desc="Successful answers per second by finish_reason: stop (end of sequence or a stop string) or length (max_tokens reached).")
+ts("Preemptions", [('rate(krill_preemptions_total%s[5m])' % F, "{{instance}}")], "short", 12,
+   desc="Sequences preempted per second because the KV cache ran out (recomputed later); only with an overcommitted KV cache.")
+y += 8
 row("Latency")
 ts("Time to first token", [(q("krill_time_to_first_token_seconds", p), "p%d" % int(p * 100)) for p in (0.5, 0.95, 0.99)], "s", 0,
    desc="From consumption to the first generated token.")
@@ -89,6 +95,17 @@ y += 8
 ts("Backlog drain time", [('krill_backlog_drain_seconds%s' % F, "{{instance}}")], "s", 0)
 ts("Dead letters", [('sum by (code) (rate(krill_dlq_total%s[5m]))' % F, "{{code}}")], "short", 12, stack=True,
    desc="Undecodable messages sent to krill.dlq per second, by krill-error-code.")
+y += 8
+row("Process")
+ts("Resident memory", [('process_resident_memory_bytes%s' % F, "{{instance}}")], "bytes", 0,
+   desc="Resident set size of each worker process (from /proc at scrape time).")
+ts("CPU", [('rate(process_cpu_seconds_total%s[1m])' % F, "{{instance}}")], "short", 12,
+   desc="CPU cores used by each worker process (user + system).")
+y += 8
+ts("Open file descriptors", [('process_open_fds%s' % F, "{{instance}}"), ('process_max_fds%s' % F, "limit {{instance}}")],
+   "short", 0)
+ts("Metrics connections dropped", [('rate(krill_metrics_connections_dropped_total%s[5m])' % F, "{{instance}}")], "short",
+   12, desc="Connections to /metrics closed by its limits (10 s request deadline, 32 kept): non-zero means a slow or hostile client.")
 y += 8
 
 dash = {

@@ -280,7 +280,8 @@ static void io_handle_completions(io_loop_t *io) {
             continue;
         }
         if (pipeline_encode_result(&io->pipe, s->id, s->kind, s->fmt, &r, NULL, &io->out, err, sizeof err) == 0) {
-            observe_request_t o = {.prompt_tokens = r.prompt_tokens,
+            observe_request_t o = {.finish_reason = r.finish == ENGINE_FINISH_LENGTH ? "length" : "stop",
+                                   .prompt_tokens = r.prompt_tokens,
                                    .completion_tokens = r.completion_tokens,
                                    .queue_ms = r.queue_ms,
                                    .ttft_ms = r.n_tokens > 0 ? r.ttft_ms : -1,

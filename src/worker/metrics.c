@@ -7,7 +7,9 @@
  * request or step, never per token). */
 #include "clock.h"
 #include "err.h"
+#include "httpguard.h"
 #include "metrics.h"
+#include "procstat.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -149,10 +151,11 @@ static void labelled_add(labelled_t *l, const char *value, uint64_t by) {
 
 struct metrics {
     /* counters */
-    labelled_t requests; /* {status} */
+    labelled_t requests; /* {status, finish_reason}: values "<status>\t<finish_reason>" */
     labelled_t dlq;      /* {code} */
     _Atomic uint64_t prompt_tokens, generated_tokens, steps;
     _Atomic uint64_t busy_bits; /* seconds spent in engine steps */
+    _Atomic uint64_t preemptions; /* the engine's running total (engine_stats_t) */
     /* gauges (double bits) */
     _Atomic uint64_t running, waiting, kv_ratio, batch_size, pending_prompt;
     _Atomic uint64_t slo_enabled, slo_max_seqs, slo_max_batch_tokens, slo_ttft_p95, slo_tpot_p95;
@@ -177,6 +180,7 @@ struct metrics {
     _Atomic int started; /* the daemon is up: MHD log lines go to the log, not start_err */
     int port;
     char start_err[256]; /* MHD's error text while starting */
+    httpguard_t *guard; /* while serving: deadline and cap for connections */
 };
 
 metrics_t *metrics_new(void) {
@@ -193,6 +197,7 @@ metrics_t *metrics_new(void) {
     atomic_init(&m->generated_tokens, 0);
     atomic_init(&m->steps, 0);
     atomic_init(&m->busy_bits, dbl_bits(0.0));
+    atomic_init(&m->preemptions, 0);
     _Atomic uint64_t *zeros[] = {&m->running,      &m->waiting,         &m->kv_ratio,
                                  &m->batch_size,   &m->pending_prompt,  &m->slo_enabled,
                                  &m->slo_max_seqs, &m->slo_max_batch_tokens};
@@ -218,6 +223,7 @@ metrics_t *metrics_new(void) {
 void metrics_free(metrics_t *m) {
     if (!m) return;
     if (m->daemon) MHD_stop_daemon(m->daemon);
+    httpguard_free(m->guard); /* after the daemon: its callbacks use the guard */
     pthread_mutex_destroy(&m->lag_mu);
     pthread_mutex_destroy(&m->requests.add_mu);
     pthread_mutex_destroy(&m->dlq.add_mu);
@@ -238,12 +244,17 @@ void metrics_set_info(metrics_t *m, const char *worker, const char *backend, con
     copy_str(m->info_model, sizeof m->info_model, model);
 }
 
-void metrics_request_done(metrics_t *m, int status_code, int prompt_tokens, int completion_tokens,
-                          double queue_s, double ttft_s, double tpot_s, double total_s) {
+void metrics_request_done(metrics_t *m, int status_code, const char *finish_reason, int prompt_tokens,
+                          int completion_tokens, double queue_s, double ttft_s, double tpot_s, double total_s) {
     if (!m) return;
-    char code[16];
-    snprintf(code, sizeof code, "%d", status_code);
-    labelled_add(&m->requests, code, 1);
+    /* finish_reason from a closed set, so the series stay bounded: an error answer is
+     * "error" whatever the engine said */
+    const char *fr = status_code != 200 || !finish_reason ? "error"
+                     : strcmp(finish_reason, "length") == 0 ? "length"
+                                                              : "stop";
+    char key[32];
+    snprintf(key, sizeof key, "%d\t%s", status_code, fr);
+    labelled_add(&m->requests, key, 1);
     if (prompt_tokens > 0) acnt_add(&m->prompt_tokens, (uint64_t)prompt_tokens);
     if (completion_tokens > 0) acnt_add(&m->generated_tokens, (uint64_t)completion_tokens);
     if (queue_s >= 0) hist_observe(&m->queue, queue_s);
@@ -254,6 +265,11 @@ void metrics_request_done(metrics_t *m, int status_code, int prompt_tokens, int 
         adbl_ewma(&m->mean_prompt, prompt_tokens > 0 ? prompt_tokens : 0, 1.0 / 64);
         adbl_ewma(&m->mean_completion, completion_tokens > 0 ? completion_tokens : 0, 1.0 / 64);
     }
+}
+
+void metrics_set_preemptions(metrics_t *m, uint64_t total) {
+    if (!m) return;
+    atomic_store_explicit(&m->preemptions, total, memory_order_relaxed);
 }
 
 void metrics_dlq(metrics_t *m, const char *code) {
@@ -468,6 +484,56 @@ static void put_labelled(FILE *f, const char *name, const char *help, const char
     if (other) fprintf(f, "%s{%s=\"other\"} %llu\n", name, label, (unsigned long long)other);
 }
 
+/* A family of two labels stored as "<v1>\t<v2>" values; the overflow is "other" in both. */
+static void put_labelled2(FILE *f, const char *name, const char *help, const char *l1, const char *l2,
+                          labelled_t *l) {
+    head(f, name, "counter", help);
+    int n = atomic_load_explicit(&l->n, memory_order_acquire);
+    for (int i = 0; i < n; i++) {
+        char v[LABEL_MAX];
+        snprintf(v, sizeof v, "%s", l->slot[i].value);
+        char *tab = strchr(v, '\t');
+        if (tab) *tab++ = 0;
+        fprintf(f, "%s{%s=\"", name, l1);
+        put_label(f, v);
+        fprintf(f, "\",%s=\"", l2);
+        put_label(f, tab ? tab : "other");
+        fprintf(f, "\"} %llu\n", (unsigned long long)acnt_get(&l->slot[i].count));
+    }
+    uint64_t other = acnt_get(&l->other);
+    if (other) fprintf(f, "%s{%s=\"other\",%s=\"other\"} %llu\n", name, l1, l2, (unsigned long long)other);
+}
+
+/* process_* as the Prometheus client libraries name them, read now from /proc; a
+ * figure that cannot be read is left out rather than reported wrong. */
+static void put_process(FILE *f) {
+    procstat_t p;
+    procstat_read(&p);
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } rows[] = {
+        {"process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
+         offsetof(procstat_t, cpu_seconds)},
+        {"process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", offsetof(procstat_t, virtual_bytes)},
+        {"process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+         offsetof(procstat_t, resident_bytes)},
+        {"process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.",
+         offsetof(procstat_t, start_time_s)},
+        {"process_open_fds", "gauge", "Number of open file descriptors.", offsetof(procstat_t, open_fds)},
+        {"process_max_fds", "gauge", "Maximum number of open file descriptors.", offsetof(procstat_t, max_fds)},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        double v;
+        memcpy(&v, (const char *)&p + rows[i].off, sizeof v);
+        if (isnan(v)) continue;
+        head(f, rows[i].name, rows[i].type, rows[i].help);
+        fprintf(f, "%s ", rows[i].name);
+        put_value(f, v);
+        fputc('\n', f);
+    }
+}
+
 static void put_hist(FILE *f, const char *name, const char *help, hist_t *h) {
     head(f, name, "histogram", help);
     uint64_t cum = 0;
@@ -515,8 +581,10 @@ char *metrics_render(metrics_t *m, size_t *len) {
     put_label(f, m->info_model);
     fputs("\"} 1\n", f);
 
-    put_labelled(f, "krill_requests_total", "Requests answered, by result status_code (200, 400, 404, 500).",
-                 "status", &m->requests);
+    put_labelled2(f, "krill_requests_total",
+                  "Requests answered, by result status_code (200, 400, 404, 500) and finish_reason (stop, length; "
+                  "error for every answer that is not 200).",
+                  "status", "finish_reason", &m->requests);
     put_counter(f, "krill_prompt_tokens_total", "Prompt tokens of answered requests.", acnt_get(&m->prompt_tokens));
     put_counter(f, "krill_generated_tokens_total", "Completion tokens of answered requests.",
                 acnt_get(&m->generated_tokens));
@@ -527,6 +595,13 @@ char *metrics_render(metrics_t *m, size_t *len) {
     fputs("krill_engine_busy_seconds_total ", f);
     put_value(f, adbl_get(&m->busy_bits));
     fputc('\n', f);
+
+    put_counter(f, "krill_preemptions_total",
+                "Sequences preempted because the KV cache ran out (recomputed later from prompt + output).",
+                acnt_get(&m->preemptions));
+    put_counter(f, "krill_metrics_connections_dropped_total",
+                "Connections to this endpoint closed by its limits (request deadline, connection cap).",
+                httpguard_dropped(m->guard));
 
     put_gauge(f, "krill_requests_running", "Sequences in the engine's running batch.", adbl_get(&m->running));
     put_gauge(f, "krill_requests_waiting", "Requests accepted and waiting for a batch slot.", adbl_get(&m->waiting));
@@ -572,6 +647,7 @@ char *metrics_render(metrics_t *m, size_t *len) {
     put_hist(f, "krill_request_latency_seconds", "Time from consumption to the finished result.", &m->latency);
     put_hist(f, "krill_queue_time_seconds", "Time from consumption to the first scheduled step.", &m->queue);
     put_hist(f, "krill_step_batch_tokens", "Tokens (prefill + decode) per engine step.", &m->step_tokens);
+    put_process(f);
 
     if (fclose(f) != 0) {
         free(buf);
@@ -638,10 +714,16 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
         while (n && (m->start_err[n - 1] == '\n' || m->start_err[n - 1] == '.')) m->start_err[--n] = 0;
         return;
     }
+    /* After start, libmicrohttpd speaks about single client connections (closed with an
+     * incomplete request, a read failed): one line a minute with the count of the
+     * others, never a line per connection (a slow-loris makes thousands). */
+    unsigned suppressed = 0;
+    if (m->guard && !httpguard_log_allow(m->guard, &suppressed)) return;
     char line[256];
     vsnprintf(line, sizeof line, fmt, ap);
     line[strcspn(line, "\n")] = 0;
-    LOG_WARN("metrics http", "detail=\"%s\"", line);
+    LOG_WARN("metrics http", "detail=\"%s\" suppressed_since_last=%u next_within_s=%d", line, suppressed,
+             HTTPGUARD_LOG_INTERVAL_S);
 }
 
 int metrics_serve(metrics_t *m, const char *listen, char *err, size_t errlen) {
@@ -687,19 +769,27 @@ int metrics_serve(metrics_t *m, const char *listen, char *err, size_t errlen) {
         if (ai) freeaddrinfo(ai);
         return -1;
     }
+    if (!(m->guard = httpguard_new(err, errlen))) {
+        freeaddrinfo(ai);
+        return -1;
+    }
     struct MHD_Daemon *d = NULL;
     m->start_err[0] = 0;
     for (struct addrinfo *a = ai; a && !d; a = a->ai_next) { /* "localhost": ::1 then 127.0.0.1 */
         unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
         if (a->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
         d = MHD_start_daemon(flags, (uint16_t)pnum, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, a->ai_addr,
-                             MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, m, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+                             MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, m, MHD_OPTION_CONNECTION_LIMIT,
+                             (unsigned)HTTPGUARD_MAX_CONNS, MHD_OPTION_CONNECTION_TIMEOUT,
+                             (unsigned)HTTPGUARD_IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_CONNECTION, httpguard_on_connection,
+                             m->guard, MHD_OPTION_NOTIFY_COMPLETED, httpguard_on_completed, m->guard, MHD_OPTION_END);
     }
     freeaddrinfo(ai);
     if (!d) {
         err_set(err, errlen, "metrics.listen: cannot serve on %s (%s); pick a free port or set metrics.listen=off",
                  listen, m->start_err[0] ? m->start_err : "libmicrohttpd could not start");
+        httpguard_free(m->guard);
+        m->guard = NULL;
         return -1;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);

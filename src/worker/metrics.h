@@ -14,6 +14,12 @@
  *   values and counts the rest under "other".
  * - Label values and HELP text are escaped per the format (\\, \", \n); nothing
  *   configurable (brokers, properties, secrets) is ever exported.
+ * - /metrics stays reachable under abuse: a request must arrive whole within 10 s of
+ *   its connection opening (or the previous answer), however slowly it trickles, and
+ *   above 32 open connections a new one closes the oldest (httpguard.h; docs/operations-metrics.md,
+ *   "The endpoint under abuse"); libmicrohttpd's per-connection messages are logged at
+ *   most once a minute.
+ * - process_* metrics (Prometheus client conventions) are read from /proc per scrape.
  * - /healthz is 200 when the consumer has an assignment or waits for one AND the
  *   engine loop called metrics_engine_heartbeat() within the health timeout; else 503
  *   with a one-line reason. */
@@ -68,12 +74,16 @@ int metrics_health(metrics_t *m, char *why, size_t whylen);
 void metrics_set_info(metrics_t *m, const char *worker, const char *backend, const char *device,
                       const char *model);
 
-/* One answered request (any thread): krill_requests_total{status="<status_code>"},
- * token counters and the latency histograms. A time < 0 is not observed (a request
+/* One answered request (any thread): krill_requests_total{status="<status_code>",
+ * finish_reason}, token counters and the latency histograms. finish_reason: the
+ * engine's "stop" or "length" for a 200 answer; every other answer counts as "error"
+ * (NULL is fine there), so the label has three values. A time < 0 is not observed (a request
  * that never reached the engine has no TTFT). tpot_s: (total - ttft)/(completion - 1),
  * given only when completion_tokens >= 2, else pass -1. */
-void metrics_request_done(metrics_t *m, int status_code, int prompt_tokens, int completion_tokens,
-                          double queue_s, double ttft_s, double tpot_s, double total_s);
+void metrics_request_done(metrics_t *m, int status_code, const char *finish_reason, int prompt_tokens,
+                          int completion_tokens, double queue_s, double ttft_s, double tpot_s, double total_s);
+/* krill_preemptions_total: the engine's running count (engine_stats_t.preemptions). */
+void metrics_set_preemptions(metrics_t *m, uint64_t total);
 /* One message sent to the DLQ: krill_dlq_total{code}. */
 void metrics_dlq(metrics_t *m, const char *code);
 

@@ -69,8 +69,8 @@ void observe_request(observe_t *o, const observe_request_t *r) {
                       ? (r->total_ms - r->ttft_ms) / (r->completion_tokens - 1)
                       : -1;
     stats_add_request(o->stats, ok, r->prompt_tokens, r->completion_tokens, total, r->ttft_ms);
-    metrics_request_done(o->metrics, r->status, r->prompt_tokens, r->completion_tokens, seconds(r->queue_ms),
-                         seconds(r->ttft_ms), seconds(tpot), seconds(total));
+    metrics_request_done(o->metrics, r->status, r->finish_reason, r->prompt_tokens, r->completion_tokens,
+                         seconds(r->queue_ms), seconds(r->ttft_ms), seconds(tpot), seconds(total));
     if (ok) slo_observe_request(o->slo, clock_now_ms(), r->ttft_ms, tpot);
 }
 
@@ -113,6 +113,7 @@ bool observe_step(observe_t *o, int seqs, const engine_stats_t *st, int *max_seq
         stats_add_step(o->stats, seqs, st->last_step_tokens);
         metrics_step(o->metrics, seqs, st->last_step_tokens, st->last_step_ms / 1e3);
     }
+    metrics_set_preemptions(o->metrics, st->preemptions);
     metrics_set_engine(o->metrics, st->running, st->waiting,
                        st->kv_blocks_total > 0 ? (double)st->kv_blocks_used / (double)st->kv_blocks_total : 0);
     if (!o->slo || seqs <= 0) return false;

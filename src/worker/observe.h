@@ -23,6 +23,8 @@ typedef struct observe observe_t;
 /* One answered request. */
 typedef struct {
     int status;              /* the answer's status_code (pipeline_t.status): 200 = ok */
+    const char *finish_reason; /* "stop" | "length" for an engine answer; NULL for others
+                                  (every non-200 answer counts as "error") */
     int prompt_tokens, completion_tokens;
     double queue_ms, ttft_ms, total_ms; /* the engine's times; < 0: unknown / never ran */
     double waited_ms;        /* since consumed: the latency of an answer that never ran */

@@ -4,10 +4,13 @@
 # A worker (tiny model) answers valid requests and malformed messages; then its
 # /metrics text is parsed by prometheus_client's own parser (text_string_to_metric_families,
 # the PyPI package pinned in scripts/setup.sh) and checked against what was actually
-# produced: requests by status == results by status_code, DLQ records by krill-error-code,
+# produced: requests by (status, finish_reason) == results by (status_code, the choice's
+# finish_reason; "error" for every non-200), DLQ records by krill-error-code,
 # token counters == the results' usage sums, histogram counts == answers, lag series
 # for the assigned partitions (0 once everything is consumed), every documented metric
-# present with its type. /healthz is 200 while serving and the endpoint goes away at exit.
+# present with its type, krill_info's model label == the results' body.model,
+# krill_preemptions_total 0 (kv overcommit 1.0 never preempts) and the process_*
+# metrics present. /healthz is 200 while serving and the endpoint goes away at exit.
 [ -f tests/integration/lib/common.sh ] || { echo "SKIP: tests/integration/lib/common.sh missing (it comes with the worker)"; exit 77; }
 source tests/integration/lib/common.sh
 need_bins
@@ -68,7 +71,9 @@ want = {
     "krill_slo_max_seqs": "gauge", "krill_slo_max_batch_tokens": "gauge",
     "krill_time_to_first_token_seconds": "histogram", "krill_time_per_output_token_seconds": "histogram",
     "krill_request_latency_seconds": "histogram", "krill_queue_time_seconds": "histogram",
-    "krill_step_batch_tokens": "histogram",
+    "krill_step_batch_tokens": "histogram", "krill_preemptions": "counter", "krill_info": "gauge",
+    "process_cpu_seconds": "counter", "process_resident_memory_bytes": "gauge",
+    "process_start_time_seconds": "gauge", "process_open_fds": "gauge",
 }
 for name, typ in want.items():
     if name not in fams:
@@ -84,17 +89,20 @@ def one(fam, sname=None, **labels):
     return ss[0].value if ss else 0.0
 
 # what was produced (krill-results --envelope lines)
-status = collections.Counter()
+status = collections.Counter()   # (status_code, finish_reason)
+models = set()
 prompt = gen = ok = 0
 for line in open(sys.argv[2]):
     if not line.strip():
         continue
     v = json.loads(line)["value"]
     sc = v["response"]["status_code"]
-    status[str(sc)] += 1
+    body = v["response"]["body"]
+    status[(str(sc), body["choices"][0]["finish_reason"] if sc == 200 else "error")] += 1
     if sc == 200:
         ok += 1
-        u = v["response"]["body"]["usage"]
+        models.add(body["model"])
+        u = body["usage"]
         prompt += u["prompt_tokens"]; gen += u["completion_tokens"]
 dlq = collections.Counter()
 for line in open(sys.argv[3]):
@@ -104,9 +112,19 @@ for line in open(sys.argv[3]):
             h = {k: v for k, v in h}
         dlq[h.get("krill-error-code")] += 1
 
-got_status = {s.labels["status"]: s.value for s in samples("krill_requests", "krill_requests_total")}
+got_status = {(s.labels["status"], s.labels["finish_reason"]): s.value
+              for s in samples("krill_requests", "krill_requests_total")}
 if got_status != {k: float(v) for k, v in status.items()}:
-    errors.append(f"krill_requests_total {got_status} != results by status_code {dict(status)}")
+    errors.append(f"krill_requests_total {got_status} != results by (status_code, finish_reason) {dict(status)}")
+if not any(k[1] == "length" for k in status):
+    errors.append(f"no answer stopped at max_tokens: the finish_reason check proves little ({dict(status)})")
+info_models = {s.labels.get("model") for s in samples("krill_info")}
+if len(models) != 1 or info_models != models:
+    errors.append(f"krill_info model label {info_models} != the results' body.model {models}")
+if one("krill_preemptions", "krill_preemptions_total") != 0:
+    errors.append("krill_preemptions_total is not 0 though the KV cache is never overcommitted")
+if not (one("process_resident_memory_bytes") > 0 and one("process_open_fds") > 0):
+    errors.append("process_resident_memory_bytes / process_open_fds not positive")
 got_dlq = {s.labels["code"]: s.value for s in samples("krill_dlq", "krill_dlq_total")}
 if got_dlq != {k: float(v) for k, v in dlq.items()}:
     errors.append(f"krill_dlq_total {got_dlq} != DLQ records by krill-error-code {dict(dlq)}")
@@ -115,6 +133,9 @@ if one("krill_prompt_tokens") != prompt:
 if one("krill_generated_tokens") != gen:
     errors.append(f"krill_generated_tokens_total {one('krill_generated_tokens')} != completion_tokens {gen}")
 total = sum(status.values())
+n_status = collections.Counter()
+for (sc, _), n in status.items():
+    n_status[sc] += n
 for h, n in (("krill_request_latency_seconds", total), ("krill_time_to_first_token_seconds", ok)):
     c = one(h, h + "_count")
     if c != n:
@@ -137,7 +158,7 @@ if not (0 <= one("krill_kv_cache_usage_ratio") <= 1):
     errors.append("krill_kv_cache_usage_ratio outside 0..1")
 for e in errors:
     print("FAIL:", e)
-print(f"metrics: {len(fams)} families; {total} results {dict(status)}, dlq {dict(dlq)}, "
+print(f"metrics: {len(fams)} families; {total} results {dict(n_status)}, dlq {dict(dlq)}, "
       f"prompt {prompt} / generated {gen} tokens, {int(steps)} steps, lag series {len(parts)}")
 sys.exit(1 if errors else 0)
 PY

@@ -19,10 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "metrics.h"
+#include "procstat.h"
 
 /* ---------------------------------------------------------------- strict parser */
 
@@ -290,7 +293,11 @@ static void test_every_family_present(void **state) {
         {"krill_slo_max_seqs", "gauge"},           {"krill_slo_max_batch_tokens", "gauge"},
         {"krill_time_to_first_token_seconds", "histogram"}, {"krill_time_per_output_token_seconds", "histogram"},
         {"krill_request_latency_seconds", "histogram"},     {"krill_queue_time_seconds", "histogram"},
-        {"krill_step_batch_tokens", "histogram"},
+        {"krill_step_batch_tokens", "histogram"},  {"krill_preemptions_total", "counter"},
+        {"krill_metrics_connections_dropped_total", "counter"},
+        {"process_cpu_seconds_total", "counter"},  {"process_resident_memory_bytes", "gauge"},
+        {"process_virtual_memory_bytes", "gauge"}, {"process_start_time_seconds", "gauge"},
+        {"process_open_fds", "gauge"},             {"process_max_fds", "gauge"},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const char *t = type_of(&P, want[i].name);
@@ -301,7 +308,8 @@ static void test_every_family_present(void **state) {
     assert_true(val(&P, "krill_backlog_drain_seconds", NULL) == 0);
     assert_true(isnan(val(&P, "krill_slo_ttft_p95_seconds", NULL)));
     /* no series for labelled families before anything happened */
-    assert_false(has_series(&P, "krill_requests_total", "status=\"200\""));
+    assert_false(has_series(&P, "krill_requests_total", "status=\"200\",finish_reason=\"stop\""));
+    assert_true(val(&P, "krill_preemptions_total", NULL) == 0);
     parsed_free(&P);
     metrics_free(m);
 }
@@ -310,19 +318,24 @@ static void test_counts_and_histograms(void **state) {
     (void)state;
     metrics_t *m = metrics_new();
     /* 5 ok requests, 2 invalid, 1 internal error */
-    for (int i = 0; i < 5; i++) metrics_request_done(m, 200, 10 + i, 20, 0.001 * i, 0.1, 0.02, 0.5 + i);
-    metrics_request_done(m, 400, 0, 0, -1, -1, -1, 0.0001);
-    metrics_request_done(m, 400, 0, 0, -1, -1, -1, 0.0001);
-    metrics_request_done(m, 500, 7, 0, 0.2, -1, -1, 1.0);
+    for (int i = 0; i < 5; i++)
+        metrics_request_done(m, 200, i < 3 ? "stop" : "length", 10 + i, 20, 0.001 * i, 0.1, 0.02, 0.5 + i);
+    metrics_request_done(m, 400, NULL, 0, 0, -1, -1, -1, 0.0001);
+    metrics_request_done(m, 400, NULL, 0, 0, -1, -1, -1, 0.0001);
+    metrics_request_done(m, 500, "stop", 7, 0, 0.2, -1, -1, 1.0); /* a failed answer is an error, whatever else */
+    metrics_set_preemptions(m, 7);
     metrics_dlq(m, "invalid_json");
     metrics_dlq(m, "invalid_json");
     metrics_dlq(m, "message_too_large");
     metrics_dlq(m, NULL);
     parsed_t P;
     render_parse(m, &P);
-    assert_true(val(&P, "krill_requests_total", "status=\"200\"") == 5);
-    assert_true(val(&P, "krill_requests_total", "status=\"400\"") == 2);
-    assert_true(val(&P, "krill_requests_total", "status=\"500\"") == 1);
+    assert_true(val(&P, "krill_requests_total", "status=\"200\",finish_reason=\"stop\"") == 3);
+    assert_true(val(&P, "krill_requests_total", "status=\"200\",finish_reason=\"length\"") == 2);
+    assert_true(val(&P, "krill_requests_total", "status=\"400\",finish_reason=\"error\"") == 2);
+    assert_true(val(&P, "krill_requests_total", "status=\"500\",finish_reason=\"error\"") == 1);
+    assert_false(has_series(&P, "krill_requests_total", "status=\"500\",finish_reason=\"stop\""));
+    assert_true(val(&P, "krill_preemptions_total", NULL) == 7);
     assert_true(val(&P, "krill_prompt_tokens_total", NULL) == 10 + 11 + 12 + 13 + 14 + 7);
     assert_true(val(&P, "krill_generated_tokens_total", NULL) == 100);
     assert_true(val(&P, "krill_dlq_total", "code=\"invalid_json\"") == 2);
@@ -354,7 +367,7 @@ static void test_gauges_backlog_and_slo(void **state) {
     metrics_t *m = metrics_new();
     metrics_set_engine(m, 3, 7, 0.25);
     metrics_step(m, 3, 100, 0.5); /* 200 tokens per busy second */
-    metrics_request_done(m, 200, 10, 30, 0, 0.1, 0.01, 0.4);
+    metrics_request_done(m, 200, "stop", 10, 30, 0, 0.1, 0.01, 0.4);
     metrics_set_pending_prompt_tokens(m, 40);
     metrics_lag_t lag[2] = {{"krill.requests", 0, 3}, {"krill.requests", 1, 2}};
     metrics_set_lag(m, lag, 2);
@@ -419,7 +432,7 @@ static void test_label_escaping_and_overflow(void **state) {
 static void *hammer(void *arg) {
     metrics_t *m = arg;
     for (int i = 0; i < HAMMER_N; i++) {
-        metrics_request_done(m, (i & 1) ? 200 : 400, 1, 2, 0.001, 0.01, 0.001, 0.25);
+        metrics_request_done(m, (i & 1) ? 200 : 400, (i & 1) ? "stop" : NULL, 1, 2, 0.001, 0.01, 0.001, 0.25);
         if (i % 10 == 0) metrics_dlq(m, (i & 2) ? "x" : "y");
     }
     return NULL;
@@ -442,8 +455,8 @@ static void test_concurrent_updates(void **state) {
     for (int i = 0; i < 5; i++) pthread_join(t[i], NULL);
     parsed_t P;
     render_parse(m, &P);
-    assert_true(val(&P, "krill_requests_total", "status=\"200\"") == 2.0 * HAMMER_N);
-    assert_true(val(&P, "krill_requests_total", "status=\"400\"") == 2.0 * HAMMER_N);
+    assert_true(val(&P, "krill_requests_total", "status=\"200\",finish_reason=\"stop\"") == 2.0 * HAMMER_N);
+    assert_true(val(&P, "krill_requests_total", "status=\"400\",finish_reason=\"error\"") == 2.0 * HAMMER_N);
     assert_true(val(&P, "krill_prompt_tokens_total", NULL) == 4.0 * HAMMER_N);
     assert_true(val(&P, "krill_request_latency_seconds_count", NULL) == 4.0 * HAMMER_N);
     assert_true(val(&P, "krill_request_latency_seconds_sum", NULL) == 0.25 * 4 * HAMMER_N); /* exact in binary */
@@ -542,7 +555,8 @@ static void test_health(void **state) {
 /* NULL registries (metrics off) are accepted by every setter. */
 static void test_null_registry(void **state) {
     (void)state;
-    metrics_request_done(NULL, 200, 1, 1, 0, 0, 0, 0);
+    metrics_request_done(NULL, 200, "stop", 1, 1, 0, 0, 0, 0);
+    metrics_set_preemptions(NULL, 1);
     metrics_dlq(NULL, "x");
     metrics_step(NULL, 1, 1, 0.1);
     metrics_set_engine(NULL, 1, 1, 0.5);
@@ -559,8 +573,8 @@ static void test_null_registry(void **state) {
 
 /* ---------------------------------------------------------------- HTTP */
 
-/* One HTTP/1.0 request to 127.0.0.1:port; returns the status code, body in *body (malloc'd). */
-static int http_req(int port, const char *method, const char *path, char **body) {
+/* A TCP connection to 127.0.0.1:port. */
+static int tcp_connect(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
     struct sockaddr_in a = {0};
@@ -568,6 +582,14 @@ static int http_req(int port, const char *method, const char *path, char **body)
     a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+/* One HTTP/1.0 request to 127.0.0.1:port; returns the status code, body in *body (malloc'd). */
+static int http_req(int port, const char *method, const char *path, char **body) {
+    int fd = tcp_connect(port);
+    struct timeval tv = {.tv_sec = 3}; /* an endpoint that does not answer fails the test, not hangs it */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     char req[256];
     int n = snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", method, path);
     assert_int_equal(write(fd, req, (size_t)n), n);
@@ -603,12 +625,12 @@ static void test_http(void **state) {
     assert_int_equal(metrics_serve(m, "127.0.0.1:0", err, sizeof err), 0);
     int port = metrics_port(m);
     assert_true(port > 0);
-    metrics_request_done(m, 200, 3, 4, 0.01, 0.02, 0.003, 0.05);
+    metrics_request_done(m, 200, "stop", 3, 4, 0.01, 0.02, 0.003, 0.05);
     char *body = NULL;
     assert_int_equal(http_req(port, "GET", "/metrics", &body), 200);
     parsed_t P;
     parse_exposition(body, &P);
-    assert_true(val(&P, "krill_requests_total", "status=\"200\"") == 1);
+    assert_true(val(&P, "krill_requests_total", "status=\"200\",finish_reason=\"stop\"") == 1);
     parsed_free(&P);
     free(body);
     assert_int_equal(http_req(port, "GET", "/healthz", &body), 503);
@@ -633,6 +655,67 @@ static void test_http(void **state) {
     metrics_free(m2);
     assert_int_equal(metrics_serve(m, "127.0.0.1:0", err, sizeof err), -1); /* already running */
     metrics_free(m);                                                          /* stops the server */
+}
+
+/* A slow-loris: 70 connections that never finish their headers (more than
+ * libmicrohttpd's limit of 64). New connections close the oldest above the cap, so
+ * /metrics still answers, quickly, and the drops are counted. */
+static void test_http_slowloris(void **state) {
+    (void)state;
+    metrics_t *m = metrics_new();
+    char err[512];
+    assert_int_equal(metrics_serve(m, "127.0.0.1:0", err, sizeof err), 0);
+    int port = metrics_port(m);
+    enum { N_LORIS = 70 };
+    int fds[N_LORIS];
+    for (int i = 0; i < N_LORIS; i++) {
+        fds[i] = tcp_connect(port);
+        const char *part = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Trickle: 1\r\n";
+        assert_int_equal(write(fds[i], part, strlen(part)), (ssize_t)strlen(part));
+    }
+    for (int k = 0; k < 3; k++) {
+        char *body = NULL;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_int_equal(http_req(port, "GET", "/metrics", &body), 200);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        if (s > 2) fail_msg("/metrics took %.2f s under a slow-loris", s);
+        parsed_t P;
+        parse_exposition(body, &P);
+        assert_true(val(&P, "krill_metrics_connections_dropped_total", NULL) >= N_LORIS - 32);
+        parsed_free(&P);
+        free(body);
+    }
+    for (int i = 0; i < N_LORIS; i++) close(fds[i]);
+    metrics_free(m);
+}
+
+/* process_*: sane figures for this very process. */
+static void test_process_metrics(void **state) {
+    (void)state;
+    metrics_t *m = metrics_new();
+    parsed_t P;
+    render_parse(m, &P);
+    time_t now = time(NULL);
+    double start = val(&P, "process_start_time_seconds", NULL);
+    assert_true(start > (double)now - 3600 && start <= (double)now + 1);
+    assert_true(val(&P, "process_resident_memory_bytes", NULL) > 1e5);
+    assert_true(val(&P, "process_virtual_memory_bytes", NULL) >= val(&P, "process_resident_memory_bytes", NULL));
+    double fds = val(&P, "process_open_fds", NULL);
+    assert_true(fds >= 3 && fds <= val(&P, "process_max_fds", NULL));
+    assert_true(val(&P, "process_cpu_seconds_total", NULL) >= 0);
+    parsed_free(&P);
+    metrics_free(m);
+    /* the stat line: a comm with spaces and parentheses does not shift the fields */
+    const char *line = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 12345 "
+                       "1048576 77 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n";
+    unsigned long long cpu = 0, st = 0, vs = 0;
+    long long rss = 0;
+    assert_int_equal(procstat_parse_stat(line, &cpu, &st, &vs, &rss), 0);
+    assert_true(cpu == 300 && st == 12345 && vs == 1048576 && rss == 77);
+    assert_int_equal(procstat_parse_stat("42 (x) S 1 2", &cpu, &st, &vs, &rss), -1);
+    assert_int_equal(procstat_parse_stat("no paren", &cpu, &st, &vs, &rss), -1);
 }
 
 static void test_listen_values(void **state) {
@@ -661,6 +744,7 @@ int main(void) {
         cmocka_unit_test(test_concurrent_updates),  cmocka_unit_test(test_rdkafka_stats),
         cmocka_unit_test(test_health),              cmocka_unit_test(test_null_registry),
         cmocka_unit_test(test_http),                cmocka_unit_test(test_listen_values),
+        cmocka_unit_test(test_http_slowloris),      cmocka_unit_test(test_process_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
