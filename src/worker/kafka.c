@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,12 @@
 #include <unistd.h>
 
 #include "log.h"
+
+/* A topic produced to and the largest record batch it accepts. */
+typedef struct {
+    char *topic;
+    size_t max_bytes;
+} kafka_limit_t;
 
 struct kafka_io {
     rd_kafka_t *consumer; /* NULL when cfg->group is NULL */
@@ -33,6 +40,8 @@ struct kafka_io {
     atomic_bool has_fatal;
     atomic_bool brokers_down;
     char fatal[512];
+    kafka_limit_t *limits; /* (n_limits) max.message.bytes of the sized topics */
+    size_t n_limits;
 };
 
 /* ---------------------------------------------------------------- callbacks */
@@ -232,6 +241,132 @@ fail:
     return NULL;
 }
 
+/* ---------------------------------------------------------------- topic limits */
+
+#define KAFKA_DESCRIBE_TIMEOUT_MS 5000 /* a broker that does not answer: start with the default */
+
+static void kafka_limits_free(kafka_io_t *k) {
+    for (size_t i = 0; i < k->n_limits; i++) free(k->limits[i].topic);
+    free(k->limits);
+    k->limits = NULL;
+    k->n_limits = 0;
+}
+
+static kafka_limit_t *kafka_limit_find(const kafka_io_t *k, const char *topic) {
+    for (size_t i = 0; i < k->n_limits; i++)
+        if (strcmp(k->limits[i].topic, topic) == 0) return &k->limits[i];
+    return NULL;
+}
+
+/* Takes max.message.bytes of each topic described in ev into k->limits. */
+static void kafka_limits_take(kafka_io_t *k, rd_kafka_event_t *ev) {
+    const rd_kafka_DescribeConfigs_result_t *res = rd_kafka_event_DescribeConfigs_result(ev);
+    size_t n = 0;
+    const rd_kafka_ConfigResource_t **rs = res ? rd_kafka_DescribeConfigs_result_resources(res, &n) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        kafka_limit_t *l = kafka_limit_find(k, rd_kafka_ConfigResource_name(rs[i]));
+        if (!l) continue;
+        if (rd_kafka_ConfigResource_error(rs[i])) {
+            LOG_WARN("cannot read the topic's max.message.bytes; assuming the broker default", "topic=%s error=%s bytes=%zu",
+                     l->topic, rd_kafka_err2name(rd_kafka_ConfigResource_error(rs[i])), l->max_bytes);
+            continue;
+        }
+        size_t ne = 0;
+        const rd_kafka_ConfigEntry_t **es = rd_kafka_ConfigResource_configs(rs[i], &ne);
+        for (size_t j = 0; j < ne; j++) {
+            const char *v = rd_kafka_ConfigEntry_value(es[j]);
+            if (strcmp(rd_kafka_ConfigEntry_name(es[j]), "max.message.bytes") != 0 || !v) continue;
+            char *end;
+            errno = 0;
+            long long b = strtoll(v, &end, 10);
+            if (errno || end == v || *end || b < 1) {
+                LOG_WARN("the topic's max.message.bytes is not a positive number; assuming the broker default",
+                         "topic=%s", l->topic);
+                break;
+            }
+            if ((size_t)b != l->max_bytes)
+                LOG_INFO("topic record limit", "topic=%s max_message_bytes=%lld", l->topic, b);
+            l->max_bytes = (size_t)b;
+        }
+    }
+}
+
+/* Reads max.message.bytes of cfg's sized topics with a short-lived admin client (the
+ * producer must be sized before it exists). Unreadable limits keep the broker default.
+ * 0, or -1 on out of memory. */
+static int kafka_limits_read(kafka_io_t *k, const kafka_io_config_t *cfg) {
+    char es[512];
+    if (cfg->n_sized_topics == 0) return 0;
+    if (!(k->limits = calloc(cfg->n_sized_topics, sizeof *k->limits))) return -1;
+    rd_kafka_ConfigResource_t **res = calloc(cfg->n_sized_topics, sizeof *res);
+    if (!res) return -1;
+    for (size_t i = 0; i < cfg->n_sized_topics; i++) {
+        if (kafka_limit_find(k, cfg->sized_topics[i])) continue;
+        kafka_limit_t *l = &k->limits[k->n_limits];
+        if (!(l->topic = strdup(cfg->sized_topics[i]))) {
+            free(res);
+            return -1;
+        }
+        l->max_bytes = KAFKA_DEFAULT_TOPIC_MAX_BYTES;
+        res[k->n_limits++] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, l->topic);
+    }
+    char err[256];
+    rd_kafka_t *rk = NULL;
+    rd_kafka_conf_t *conf = conf_common(k, cfg, err, sizeof err);
+    if (conf && conf_apply_props(conf, cfg, false, err, sizeof err) == 0) {
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, es, sizeof es);
+        if (rk) conf = NULL; /* now owned by rk */
+    }
+    if (conf) rd_kafka_conf_destroy(conf);
+    if (rk) {
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+        rd_kafka_AdminOptions_set_request_timeout(opts, KAFKA_DESCRIBE_TIMEOUT_MS, es, sizeof es);
+        rd_kafka_DescribeConfigs(rk, res, k->n_limits, opts, q);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, KAFKA_DESCRIBE_TIMEOUT_MS + 1000);
+        if (!ev || rd_kafka_event_error(ev))
+            LOG_WARN("cannot read the topics' max.message.bytes; assuming the broker default", "bytes=%d error=\"%s\"",
+                     KAFKA_DEFAULT_TOPIC_MAX_BYTES, ev ? rd_kafka_event_error_string(ev) : "no answer");
+        else
+            kafka_limits_take(k, ev);
+        if (ev) rd_kafka_event_destroy(ev);
+        rd_kafka_AdminOptions_destroy(opts);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_destroy(rk);
+    }
+    for (size_t i = 0; i < k->n_limits; i++) rd_kafka_ConfigResource_destroy(res[i]);
+    free(res);
+    return 0;
+}
+
+/* message.max.bytes = the largest topic limit (librdkafka refuses larger records at
+ * produce), batch.size = the smallest (a batch of several records stays under every
+ * topic's limit; a record alone is never split). Set before kafka.properties, which win. */
+static int kafka_limits_size_producer(const kafka_io_t *k, rd_kafka_conf_t *pconf, char *err, size_t errlen) {
+    if (k->n_limits == 0) return 0;
+    size_t lo = SIZE_MAX, hi = 0;
+    for (size_t i = 0; i < k->n_limits; i++) {
+        if (k->limits[i].max_bytes < lo) lo = k->limits[i].max_bytes;
+        if (k->limits[i].max_bytes > hi) hi = k->limits[i].max_bytes;
+    }
+    /* librdkafka's bounds: message.max.bytes 1000..1e9, batch.size 1..2147483647 */
+    hi = hi < 1000 ? 1000 : hi > 1000000000 ? 1000000000 : hi;
+    lo = lo > hi ? hi : lo;
+    char mmb[24], bs[24];
+    snprintf(mmb, sizeof mmb, "%zu", hi);
+    snprintf(bs, sizeof bs, "%zu", lo);
+    LOG_DEBUG("producer sized from the topics", "message_max_bytes=%s batch_size=%s", mmb, bs);
+    return conf_set(pconf, "message.max.bytes", mmb, "the topics' max.message.bytes", err, errlen) ||
+                   conf_set(pconf, "batch.size", bs, "the topics' max.message.bytes", err, errlen)
+               ? -1
+               : 0;
+}
+
+size_t kafka_io_topic_max_bytes(const kafka_io_t *k, const char *topic) {
+    const kafka_limit_t *l = kafka_limit_find(k, topic);
+    return l ? l->max_bytes : KAFKA_DEFAULT_TOPIC_MAX_BYTES;
+}
+
 kafka_io_t *kafka_io_open(const kafka_io_config_t *cfg, const kafka_io_handlers_t *h, char *err, size_t errlen) {
     rd_kafka_conf_t *pconf = NULL, *cconf = NULL;
     rd_kafka_topic_partition_list_t *subs = NULL;
@@ -263,6 +398,7 @@ kafka_io_t *kafka_io_open(const kafka_io_config_t *cfg, const kafka_io_handlers_
         conf_set(pconf, "acks", "all", "default", err, errlen) ||
         (cfg->linger_ms >= 0 && conf_set(pconf, "linger.ms", linger, "default", err, errlen)))
         goto fail;
+    if (kafka_limits_read(k, cfg) != 0 || kafka_limits_size_producer(k, pconf, err, errlen) != 0) goto fail;
     if (conf_apply_props(pconf, cfg, false, err, errlen)) goto fail;
     rd_kafka_conf_set_dr_msg_cb(pconf, kafka_dr_cb);
     k->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, es, sizeof es);
@@ -342,6 +478,7 @@ fail:
     }
     if (k->efd >= 0) close(k->efd);
     rd_kafka_topic_partition_list_destroy(k->paused);
+    kafka_limits_free(k);
     free(k);
     return NULL;
 }
@@ -364,6 +501,7 @@ void kafka_io_close(kafka_io_t *k) {
     }
     close(k->efd);
     rd_kafka_topic_partition_list_destroy(k->paused);
+    kafka_limits_free(k);
     free(k);
 }
 
@@ -430,7 +568,7 @@ int kafka_io_produce(kafka_io_t *k, const char *topic, const void *key, size_t k
             }
         }
         err_set(err, errlen, "produce to %s failed: %s", topic, rd_kafka_err2str(e));
-        return -1;
+        return (int)e;
     }
 }
 
