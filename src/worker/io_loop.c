@@ -202,6 +202,7 @@ static void io_refused(io_loop_t *io, ledger_slot_t *s, const char *topic, int c
     char msg[320], err[256];
     if (strcmp(topic, io->cfg->kafka.topic_results) == 0 && s->replaced == 1) {
         bool size = code == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || code == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+        if (size) kafka_io_limits_stale(io->kafka); /* the topic's limit may have shrunk */
         if (size)
             io_too_large_message(msg, sizeof msg, len, topic, kafka_io_topic_max_bytes(io->kafka, topic));
         else

@@ -19,13 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "kafka_limits.h"
 #include "log.h"
-
-/* A topic produced to and the largest record batch it accepts. */
-typedef struct {
-    char *topic;
-    size_t max_bytes;
-} kafka_limit_t;
 
 struct kafka_io {
     rd_kafka_t *consumer; /* NULL when cfg->group is NULL */
@@ -40,8 +36,8 @@ struct kafka_io {
     atomic_bool has_fatal;
     atomic_bool brokers_down;
     char fatal[512];
-    kafka_limit_t *limits; /* (n_limits) max.message.bytes of the sized topics */
-    size_t n_limits;
+    kafka_limits_t *limits; /* max.message.bytes of the topics produced to */
+    double limits_due;      /* clock_now_ms() of the next refresh */
 };
 
 /* ---------------------------------------------------------------- callbacks */
@@ -243,74 +239,14 @@ fail:
 
 /* ---------------------------------------------------------------- topic limits */
 
-#define KAFKA_DESCRIBE_TIMEOUT_MS 5000 /* a broker that does not answer: start with the default */
+#define KAFKA_DESCRIBE_TIMEOUT_MS 5000   /* a broker that does not answer: start with the default */
+#define KAFKA_LIMITS_REFRESH_MS 30000    /* topic configs are read again this often */
 
-static void kafka_limits_free(kafka_io_t *k) {
-    for (size_t i = 0; i < k->n_limits; i++) free(k->limits[i].topic);
-    free(k->limits);
-    k->limits = NULL;
-    k->n_limits = 0;
-}
-
-static kafka_limit_t *kafka_limit_find(const kafka_io_t *k, const char *topic) {
-    for (size_t i = 0; i < k->n_limits; i++)
-        if (strcmp(k->limits[i].topic, topic) == 0) return &k->limits[i];
-    return NULL;
-}
-
-/* Takes max.message.bytes of each topic described in ev into k->limits. */
-static void kafka_limits_take(kafka_io_t *k, rd_kafka_event_t *ev) {
-    const rd_kafka_DescribeConfigs_result_t *res = rd_kafka_event_DescribeConfigs_result(ev);
-    size_t n = 0;
-    const rd_kafka_ConfigResource_t **rs = res ? rd_kafka_DescribeConfigs_result_resources(res, &n) : NULL;
-    for (size_t i = 0; i < n; i++) {
-        kafka_limit_t *l = kafka_limit_find(k, rd_kafka_ConfigResource_name(rs[i]));
-        if (!l) continue;
-        if (rd_kafka_ConfigResource_error(rs[i])) {
-            LOG_WARN("cannot read the topic's max.message.bytes; assuming the broker default", "topic=%s error=%s bytes=%zu",
-                     l->topic, rd_kafka_err2name(rd_kafka_ConfigResource_error(rs[i])), l->max_bytes);
-            continue;
-        }
-        size_t ne = 0;
-        const rd_kafka_ConfigEntry_t **es = rd_kafka_ConfigResource_configs(rs[i], &ne);
-        for (size_t j = 0; j < ne; j++) {
-            const char *v = rd_kafka_ConfigEntry_value(es[j]);
-            if (strcmp(rd_kafka_ConfigEntry_name(es[j]), "max.message.bytes") != 0 || !v) continue;
-            char *end;
-            errno = 0;
-            long long b = strtoll(v, &end, 10);
-            if (errno || end == v || *end || b < 1) {
-                LOG_WARN("the topic's max.message.bytes is not a positive number; assuming the broker default",
-                         "topic=%s", l->topic);
-                break;
-            }
-            if ((size_t)b != l->max_bytes)
-                LOG_INFO("topic record limit", "topic=%s max_message_bytes=%lld", l->topic, b);
-            l->max_bytes = (size_t)b;
-        }
-    }
-}
-
-/* Reads max.message.bytes of cfg's sized topics with a short-lived admin client (the
- * producer must be sized before it exists). Unreadable limits keep the broker default.
- * 0, or -1 on out of memory. */
-static int kafka_limits_read(kafka_io_t *k, const kafka_io_config_t *cfg) {
-    char es[512];
-    if (cfg->n_sized_topics == 0) return 0;
-    if (!(k->limits = calloc(cfg->n_sized_topics, sizeof *k->limits))) return -1;
-    rd_kafka_ConfigResource_t **res = calloc(cfg->n_sized_topics, sizeof *res);
-    if (!res) return -1;
-    for (size_t i = 0; i < cfg->n_sized_topics; i++) {
-        if (kafka_limit_find(k, cfg->sized_topics[i])) continue;
-        kafka_limit_t *l = &k->limits[k->n_limits];
-        if (!(l->topic = strdup(cfg->sized_topics[i]))) {
-            free(res);
-            return -1;
-        }
-        l->max_bytes = KAFKA_DEFAULT_TOPIC_MAX_BYTES;
-        res[k->n_limits++] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, l->topic);
-    }
-    char err[256];
+/* Reads the sized topics' max.message.bytes with a short-lived client (the producer is
+ * sized before it exists); unreadable limits keep the broker default. */
+static void kafka_limits_read_now(kafka_io_t *k, const kafka_io_config_t *cfg) {
+    if (cfg->n_sized_topics == 0) return;
+    char es[512], err[256];
     rd_kafka_t *rk = NULL;
     rd_kafka_conf_t *conf = conf_common(k, cfg, err, sizeof err);
     if (conf && conf_apply_props(conf, cfg, false, err, sizeof err) == 0) {
@@ -318,37 +254,17 @@ static int kafka_limits_read(kafka_io_t *k, const kafka_io_config_t *cfg) {
         if (rk) conf = NULL; /* now owned by rk */
     }
     if (conf) rd_kafka_conf_destroy(conf);
-    if (rk) {
-        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-        rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
-        rd_kafka_AdminOptions_set_request_timeout(opts, KAFKA_DESCRIBE_TIMEOUT_MS, es, sizeof es);
-        rd_kafka_DescribeConfigs(rk, res, k->n_limits, opts, q);
-        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, KAFKA_DESCRIBE_TIMEOUT_MS + 1000);
-        if (!ev || rd_kafka_event_error(ev))
-            LOG_WARN("cannot read the topics' max.message.bytes; assuming the broker default", "bytes=%d error=\"%s\"",
-                     KAFKA_DEFAULT_TOPIC_MAX_BYTES, ev ? rd_kafka_event_error_string(ev) : "no answer");
-        else
-            kafka_limits_take(k, ev);
-        if (ev) rd_kafka_event_destroy(ev);
-        rd_kafka_AdminOptions_destroy(opts);
-        rd_kafka_queue_destroy(q);
-        rd_kafka_destroy(rk);
-    }
-    for (size_t i = 0; i < k->n_limits; i++) rd_kafka_ConfigResource_destroy(res[i]);
-    free(res);
-    return 0;
+    if (!rk) return; /* kafka_io_open reports the same error when it creates the producer */
+    kafka_limits_read(k->limits, rk, KAFKA_DESCRIBE_TIMEOUT_MS);
+    rd_kafka_destroy(rk);
 }
 
 /* message.max.bytes = the largest topic limit (librdkafka refuses larger records at
  * produce), batch.size = the smallest (a batch of several records stays under every
  * topic's limit; a record alone is never split). Set before kafka.properties, which win. */
 static int kafka_limits_size_producer(const kafka_io_t *k, rd_kafka_conf_t *pconf, char *err, size_t errlen) {
-    if (k->n_limits == 0) return 0;
-    size_t lo = SIZE_MAX, hi = 0;
-    for (size_t i = 0; i < k->n_limits; i++) {
-        if (k->limits[i].max_bytes < lo) lo = k->limits[i].max_bytes;
-        if (k->limits[i].max_bytes > hi) hi = k->limits[i].max_bytes;
-    }
+    size_t lo, hi;
+    if (!kafka_limits_range(k->limits, &lo, &hi)) return 0;
     /* librdkafka's bounds: message.max.bytes 1000..1e9, batch.size 1..2147483647 */
     hi = hi < 1000 ? 1000 : hi > 1000000000 ? 1000000000 : hi;
     lo = lo > hi ? hi : lo;
@@ -362,10 +278,9 @@ static int kafka_limits_size_producer(const kafka_io_t *k, rd_kafka_conf_t *pcon
                : 0;
 }
 
-size_t kafka_io_topic_max_bytes(const kafka_io_t *k, const char *topic) {
-    const kafka_limit_t *l = kafka_limit_find(k, topic);
-    return l ? l->max_bytes : KAFKA_DEFAULT_TOPIC_MAX_BYTES;
-}
+size_t kafka_io_topic_max_bytes(const kafka_io_t *k, const char *topic) { return kafka_limits_get(k->limits, topic); }
+
+void kafka_io_limits_stale(kafka_io_t *k) { k->limits_due = 0; }
 
 kafka_io_t *kafka_io_open(const kafka_io_config_t *cfg, const kafka_io_handlers_t *h, char *err, size_t errlen) {
     rd_kafka_conf_t *pconf = NULL, *cconf = NULL;
@@ -398,7 +313,13 @@ kafka_io_t *kafka_io_open(const kafka_io_config_t *cfg, const kafka_io_handlers_
         conf_set(pconf, "acks", "all", "default", err, errlen) ||
         (cfg->linger_ms >= 0 && conf_set(pconf, "linger.ms", linger, "default", err, errlen)))
         goto fail;
-    if (kafka_limits_read(k, cfg) != 0 || kafka_limits_size_producer(k, pconf, err, errlen) != 0) goto fail;
+    if (!(k->limits = kafka_limits_new(cfg->sized_topics, cfg->n_sized_topics))) {
+        err_set(err, errlen, "out of memory");
+        goto fail;
+    }
+    kafka_limits_read_now(k, cfg);
+    if (kafka_limits_size_producer(k, pconf, err, errlen) != 0) goto fail;
+    k->limits_due = clock_now_ms() + KAFKA_LIMITS_REFRESH_MS;
     if (conf_apply_props(pconf, cfg, false, err, errlen)) goto fail;
     rd_kafka_conf_set_dr_msg_cb(pconf, kafka_dr_cb);
     k->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, es, sizeof es);
@@ -471,6 +392,7 @@ fail:
         rd_kafka_destroy(k->consumer);
         k->consumer = NULL;
     }
+    kafka_limits_free(k->limits); /* its refresh queue lives on the producer */
     if (k->producer) {
         rd_kafka_queue_destroy(k->producer_q);
         rd_kafka_destroy(k->producer);
@@ -478,7 +400,6 @@ fail:
     }
     if (k->efd >= 0) close(k->efd);
     rd_kafka_topic_partition_list_destroy(k->paused);
-    kafka_limits_free(k);
     free(k);
     return NULL;
 }
@@ -492,6 +413,7 @@ void kafka_io_close(kafka_io_t *k) {
         rd_kafka_queue_destroy(k->consumer_q);
         rd_kafka_destroy(k->consumer);
     }
+    kafka_limits_free(k->limits); /* its refresh queue lives on the producer */
     if (k->producer) {
         int left = rd_kafka_outq_len(k->producer);
         if (left > 0) LOG_WARN("closing the producer with records not acknowledged", "outq=%d", left);
@@ -501,7 +423,6 @@ void kafka_io_close(kafka_io_t *k) {
     }
     close(k->efd);
     rd_kafka_topic_partition_list_destroy(k->paused);
-    kafka_limits_free(k);
     free(k);
 }
 
@@ -545,7 +466,15 @@ rd_kafka_message_t *kafka_io_consume(kafka_io_t *k, int timeout_ms) {
     return NULL;
 }
 
-int kafka_io_serve(kafka_io_t *k) { return rd_kafka_poll(k->producer, 0); }
+int kafka_io_serve(kafka_io_t *k) {
+    kafka_limits_poll(k->limits);
+    double now = clock_now_ms();
+    if (now >= k->limits_due) { /* a topic's limit may have changed: sizes follow (batch.size does not) */
+        kafka_limits_refresh(k->limits, k->producer);
+        k->limits_due = now + KAFKA_LIMITS_REFRESH_MS;
+    }
+    return rd_kafka_poll(k->producer, 0);
+}
 
 int kafka_io_produce(kafka_io_t *k, const char *topic, const void *key, size_t keylen, const void *value,
                      size_t len, rd_kafka_headers_t *hdrs, void *opaque, int queue_wait_ms, char *err,

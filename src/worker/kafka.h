@@ -13,9 +13,10 @@
  *   "producer.KEY=V" to one. enable.auto.offset.store cannot be turned on.
  * - librdkafka logs go through log.h; error_cb watches __FATAL (kafka_io_fatal()).
  * - sizes: the max.message.bytes of the topics produced to (sized_topics) is read at open
- *   with the Admin API (DescribeConfigs; KAFKA_DEFAULT_TOPIC_MAX_BYTES when it cannot be
- *   read); the producer's message.max.bytes is the largest, batch.size the smallest, so
- *   a batch never exceeds what its topic accepts (kafka.properties may override both).
+ *   with the Admin API (DescribeConfigs, kafka_limits.h; KAFKA_DEFAULT_TOPIC_MAX_BYTES when
+ *   it cannot be read) and every 30 s after; the producer's message.max.bytes is the
+ *   largest, batch.size the smallest, so a batch never exceeds what its topic accepts
+ *   (kafka.properties may override both).
  * - configuration values are never logged (they may be secrets).
  * All functions must be called from the io thread, except kafka_io_wake(). */
 #ifndef KRILL_KAFKA_H
@@ -139,9 +140,13 @@ const char *kafka_err_name(int err);
  * partition, leader changes, brokers down, queue full) is transient. */
 bool kafka_err_permanent(int err);
 
-/* The max.message.bytes of a topic named in sized_topics as read at open (or at the
- * last kafka_io_refresh_limits); KAFKA_DEFAULT_TOPIC_MAX_BYTES for any other or unread. */
+/* The max.message.bytes of a topic named in sized_topics as last read (at open, then
+ * every 30 s in the background from kafka_io_serve: a changed limit is followed, except
+ * the producer's batch.size, fixed at open); KAFKA_DEFAULT_TOPIC_MAX_BYTES for any other
+ * topic or one never read. */
 size_t kafka_io_topic_max_bytes(const kafka_io_t *k, const char *topic);
+/* A record was refused for its size: read the limits again at the next kafka_io_serve. */
+void kafka_io_limits_stale(kafka_io_t *k);
 /* The bytes a record takes in a batch of its own, an upper bound of what the broker
  * compares with max.message.bytes (batch header + record framing + key + value + headers). */
 size_t kafka_record_bytes(size_t keylen, size_t len, const rd_kafka_headers_t *hdrs);

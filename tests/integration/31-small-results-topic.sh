@@ -3,7 +3,8 @@
 # AdminClient, as `kafka-configs --alter` does). The producer's batches are sized from
 # the topic's limit, so short answers are delivered; answers that cannot fit become a
 # small result_too_large error naming the limit; the worker stays up and answers every
-# request exactly once. (Before the fix: batches over the limit were refused as a whole,
+# request exactly once; when the limit shrinks under the running worker, an answer the
+# broker refuses for its size is answered result_too_large in its place. (Before the fix: batches over the limit were refused as a whole,
 # nothing got through, and the worker exited 3.)
 source tests/integration/lib/common.sh
 need_bins
@@ -76,6 +77,31 @@ assert set(seen) == want, sorted(want - set(seen))
 assert all(n == 1 for n in seen.values()), {k: n for k, n in seen.items() if n != 1}
 print("12 short answers delivered, 4 long ones answered result_too_large, each once")
 PY
+# The limit shrinks under the running worker (1,000 bytes): an answer that fitted the
+# limit read at start-up (a greedy 200-token one is ~1,500 bytes) is refused by the broker
+# for good, or found too large once the limit is read again; either way it is answered
+# result_too_large and the worker goes on.
+java -Xmx128m -Dlog4j2.configurationFile="$T/kafka/log4j2.properties" -cp "$jars/*" "$T/TopicConfig.java" \
+  "$BROKERS" krill.results max.message.bytes 1000 >>"$T/topic-config.log" 2>&1 \
+  || fail "cannot lower max.message.bytes on krill.results: $(tail -n 3 "$T/topic-config.log")"
+echo '{"custom_id":"shrunk","body":{"prompt":"Once upon a time","max_tokens":200,"ignore_eos":true,"temperature":0}}' >"$T/shrunk.jsonl"
+enqueue "$T/shrunk.jsonl"
+for _ in $(seq 1 120); do
+  kcat -C -b "$BROKERS" -t krill.results -e -q -J >"$T/results.json" 2>/dev/null
+  grep -q '\\"custom_id\\":\\"shrunk\\"' "$T/results.json" && break
+  worker_alive w0 || fail "the worker stopped after the limit shrank"
+  sleep 0.5
+done
+python3 - "$T/results.json" <<'PY' || fail "the answer refused under a shrunk limit was not answered result_too_large once"
+import json, sys
+vs = [json.loads(json.loads(l)["payload"]) for l in open(sys.argv[1])]
+s = [v for v in vs if v["custom_id"] == "shrunk"]
+assert len(s) == 1, "%d answers" % len(s)
+assert s[0]["response"]["body"]["error"]["code"] == "result_too_large", s[0]["response"]
+PY
+how=$(grep -c "refused for good" "$T/w0.log")
+note "shrunk limit: answered result_too_large (refused by the broker first: $how)"
+worker_alive w0 || fail "the worker stopped"
 worker_stop w0 TERM
 [ "$WRC" = 0 ] || fail "worker exited $WRC on SIGTERM"
 echo "PASS: a 2,000-byte results topic: short answers delivered, long ones result_too_large, worker up"
