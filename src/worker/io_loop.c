@@ -176,12 +176,13 @@ static rd_kafka_headers_t *io_note_headers(const ledger_slot_t *s) {
     return h;
 }
 
-/* The result_too_large message: names the size, the topic and its limit. */
-static void io_too_large_message(char *msg, size_t n, size_t bytes, const char *topic, size_t limit) {
+/* The result_too_large message: names the size, the topic and its limit (refused: the
+ * broker refused it, so the limit is the one last read, maybe before it shrank). */
+static void io_too_large_message(char *msg, size_t n, size_t bytes, const char *topic, size_t limit, bool refused) {
     snprintf(msg, n,
-             "the answer (%zu bytes) is larger than the results topic %s accepts (max.message.bytes %zu); lower "
+             "the answer (%zu bytes) is larger than the results topic %s accepts (max.message.bytes %zu%s); lower "
              "max_tokens or raise the topic's max.message.bytes",
-             bytes, topic, limit);
+             bytes, topic, limit, refused ? " when last read; the broker refused it" : "");
 }
 
 /* A record of s was refused for good (kafka_err_permanent): in its place goes a small
@@ -204,7 +205,7 @@ static void io_refused(io_loop_t *io, ledger_slot_t *s, const char *topic, int c
         bool size = code == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || code == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
         if (size) kafka_io_limits_stale(io->kafka); /* the topic's limit may have shrunk */
         if (size)
-            io_too_large_message(msg, sizeof msg, len, topic, kafka_io_topic_max_bytes(io->kafka, topic));
+            io_too_large_message(msg, sizeof msg, len, topic, kafka_io_topic_max_bytes(io->kafka, topic), true);
         else
             snprintf(msg, sizeof msg, "the results topic %s refused the answer (%s); check its ACLs and policies",
                      topic, kafka_err_name(code));
@@ -242,7 +243,7 @@ static void io_answer(io_loop_t *io, ledger_slot_t *s, const observe_request_t *
     size_t need = kafka_record_bytes(keylen, io->out.len, h);
     if (need > limit) {
         char msg[320], err[256];
-        io_too_large_message(msg, sizeof msg, need, topic, limit);
+        io_too_large_message(msg, sizeof msg, need, topic, limit, false);
         LOG_WARN("answer larger than the results topic accepts; answering result_too_large", "source=%s bytes=%zu limit=%zu",
                  s->source, need, limit);
         if (pipeline_encode_error(&io->pipe, s->id, s->kind, s->fmt, CODEC_ERR_RESULT_TOO_LARGE, msg, NULL, &io->out,

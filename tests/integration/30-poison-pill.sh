@@ -36,15 +36,7 @@ for i in $(seq 1 1000); do H+=(-H "h$i=$hdr"); done
 "${P[@]}" -l "$T/after.jsonl" 2>>"$T/kcat.log" || fail "kcat: $(tail -n 3 "$T/kcat.log")"
 note "17 requests on one partition: 5 valid, the poison, 1,000 headers, 10 valid"
 worker_start w0 --set model.path="$TINY" --set 'kafka.properties+=producer.message.timeout.ms=3000'
-for _ in $(seq 1 240); do
-  kcat -C -b "$BROKERS" -t krill.results -e -q -J >"$T/results.json" 2>/dev/null
-  [ "$(wc -l <"$T/results.json")" -ge 17 ] && break
-  worker_alive w0 || fail "the worker stopped ($(wc -l <"$T/results.json") of 17 answered)"
-  sleep 0.5
-done
-sleep 1
-worker_alive w0 || fail "the worker stopped"
-kcat -C -b "$BROKERS" -t krill.results -e -q -J >"$T/results.json" 2>/dev/null
+kcat_results 17 120
 kcat -C -b "$BROKERS" -t krill.dlq -e -q -J -X fetch.message.max.bytes=2000000 >"$T/dlq.json" 2>/dev/null
 python3 - "$T/results.json" "$T/dlq.json" <<'PY' || fail "the poison pill and the headers request were not answered as specified"
 import collections, json, sys

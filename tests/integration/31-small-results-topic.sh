@@ -47,25 +47,13 @@ with open(sys.argv[1], "w") as f:
 PY
 enqueue "$T/requests.jsonl"
 worker_start w0 --set model.path="$TINY" --set 'kafka.properties+=producer.message.timeout.ms=3000'
-# read until all 16 are answered (or the worker dies)
-for _ in $(seq 1 240); do
-  kcat -C -b "$BROKERS" -t krill.results -e -q -J >"$T/results.json" 2>/dev/null
-  [ "$(wc -l <"$T/results.json")" -ge 16 ] && break
-  worker_alive w0 || fail "the worker stopped ($(wc -l <"$T/results.json") of 16 answered)"
-  sleep 0.5
-done
-sleep 1
-worker_alive w0 || fail "the worker stopped"
-kcat -C -b "$BROKERS" -t krill.results -e -q -J >"$T/results.json" 2>/dev/null
+kcat_results 16 120
 python3 - "$T/results.json" <<'PY' || fail "answers through a 2,000-byte results topic are not as specified"
 import collections, json, sys
-seen = collections.Counter()
-for line in open(sys.argv[1]):
-    env = json.loads(line)
-    v = json.loads(env["payload"])
-    cid = v["custom_id"]
-    seen[cid] += 1
-    resp = v["response"]
+answers = [json.loads(json.loads(line)["payload"]) for line in open(sys.argv[1])]
+seen = collections.Counter(v["custom_id"] for v in answers)
+for v in answers:
+    cid, resp = v["custom_id"], v["response"]
     if cid.startswith("short-"):
         assert resp["status_code"] == 200, (cid, resp)
     else:
