@@ -203,12 +203,13 @@ static void io_refused(io_loop_t *io, ledger_slot_t *s, const char *topic, int c
     char msg[320], err[256];
     if (strcmp(topic, io->cfg->kafka.topic_results) == 0 && s->replaced == 1) {
         bool size = code == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || code == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
-        if (size) kafka_io_limits_stale(io->kafka); /* the topic's limit may have shrunk */
-        if (size)
+        if (size) {
             io_too_large_message(msg, sizeof msg, len, topic, kafka_io_topic_max_bytes(io->kafka, topic), true);
-        else
+            kafka_io_limits_stale(io->kafka); /* the topic's limit may have shrunk: read it again */
+        } else {
             snprintf(msg, sizeof msg, "the results topic %s refused the answer (%s); check its ACLs and policies",
                      topic, kafka_err_name(code));
+        }
         buf_t b = {0}; /* not io->out: this may run inside a produce call that is still reading it */
         if (pipeline_encode_error(&io->pipe, s->id, s->kind, s->fmt,
                                   size ? CODEC_ERR_RESULT_TOO_LARGE : CODEC_ERR_INTERNAL, msg, NULL, &b, err,
