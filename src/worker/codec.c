@@ -19,6 +19,7 @@ const char *codec_error_name(codec_error_t e) {
     case CODEC_ERR_CONTEXT_LENGTH_EXCEEDED: return "context_length_exceeded";
     case CODEC_ERR_MODEL_NOT_FOUND: return "model_not_found";
     case CODEC_ERR_INTERNAL: return "internal_error";
+    case CODEC_ERR_RESULT_TOO_LARGE: return "result_too_large";
     }
     return "internal_error";
 }

@@ -59,6 +59,8 @@ typedef enum {
     CODEC_ERR_CONTEXT_LENGTH_EXCEEDED, /* 400 context_length_exceeded (set by the worker) */
     CODEC_ERR_MODEL_NOT_FOUND,         /* 404 model_not_found */
     CODEC_ERR_INTERNAL,                /* 500 internal_error (engine failure) */
+    CODEC_ERR_RESULT_TOO_LARGE,        /* 400 result_too_large (set by the worker: the answer is
+                                          larger than the results topic accepts) */
 } codec_error_t;
 
 /* DLQ header krill-error-code values (CODEC_UNDECODABLE only); codec_dlq_name(). */

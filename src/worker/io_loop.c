@@ -5,6 +5,7 @@
  * says give up) -> io_store_offsets (what the ledger says is committable). */
 #include "io_loop.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -19,6 +20,10 @@
 
 #define PRODUCE_ATTEMPTS 6 /* a record that fails this many deliveries stops the worker */
 #define CONSUME_BURST 512  /* messages taken per loop turn before serving the rest */
+/* A request's headers copied into its answers (docs/operations.md): at most this many,
+ * of at most this many bytes of names and values; krill-* headers are never copied. */
+#define IO_HEADERS_MAX_COUNT 64
+#define IO_HEADERS_MAX_BYTES 16384
 
 struct io_loop {
     const config_t *cfg;
@@ -69,16 +74,25 @@ static void io_out_of_memory(io_loop_t *io, const char *what, const char *source
 
 /* ---------------------------------------------------------------- producing */
 
+static void io_refused(io_loop_t *io, ledger_slot_t *s, const char *topic, int code, size_t len);
+
 /* Produces one record for slot s (NULL: a stats record). On an immediate failure the
- * record goes to the ledger's retries, so the slot's accounting is the same either way. */
+ * record goes to the ledger's retries (or, refused for good, is answered in its place:
+ * io_refused), so the slot's accounting is the same either way. */
 static void io_produce(io_loop_t *io, ledger_slot_t *s, const char *topic, const void *key, size_t keylen,
                        const void *value, size_t len, rd_kafka_headers_t *hdrs) {
     char err[256];
     if (s) ledger_record_sent(s);
-    if (kafka_io_produce(io->kafka, topic, key, keylen, value, len, hdrs, s, 1000, err, sizeof err) == 0) return;
+    int code = kafka_io_produce(io->kafka, topic, key, keylen, value, len, hdrs, s, 1000, err, sizeof err);
+    if (code == 0) return;
     if (!s) {
         LOG_WARN("stats record not produced", "error=\"%s\"", err);
         kafka_headers_free(hdrs);
+        return;
+    }
+    if (kafka_err_permanent(code)) {
+        kafka_headers_free(hdrs);
+        io_refused(io, s, topic, code, len);
         return;
     }
     LOG_WARN("produce failed; will retry", "topic=%s source=%s attempt=%d error=\"%s\"", topic, s->source,
@@ -99,9 +113,15 @@ static void io_retries_serve(io_loop_t *io) {
             continue;
         }
         char err[256];
-        if (kafka_io_produce(io->kafka, r->topic, r->key, r->keylen, r->value, r->len, r->hdrs, r->slot, 1000, err,
-                             sizeof err) == 0) {
+        int code = kafka_io_produce(io->kafka, r->topic, r->key, r->keylen, r->value, r->len, r->hdrs, r->slot,
+                                    1000, err, sizeof err);
+        if (code == 0) {
             ledger_retry_sent(r);
+            continue;
+        }
+        if (kafka_err_permanent(code)) {
+            io_refused(io, r->slot, r->topic, code, r->len);
+            ledger_retry_free(r);
             continue;
         }
         ledger_retry_failed(io->ledger, r, now);
@@ -126,6 +146,10 @@ static void io_on_delivered(void *ctx, void *opaque, rd_kafka_resp_err_t err, co
     const char *t = strcmp(topic, io->cfg->kafka.topic_results) == 0 ? io->cfg->kafka.topic_results
                     : strcmp(topic, io->cfg->kafka.topic_dlq) == 0   ? io->cfg->kafka.topic_dlq
                                                                      : NULL;
+    if (t && kafka_err_permanent(err)) {
+        io_refused(io, s, t, err, m->len);
+        return;
+    }
     LOG_WARN("delivery failed; will retry", "topic=%s source=%s error=%s", topic, s->source, kafka_err_name(err));
     if (!t) { /* the record stays counted: its offset never finishes */
         LOG_ERROR("delivery failed for a record of an unknown topic", "topic=%s", topic);
@@ -138,12 +162,100 @@ static void io_on_delivered(void *ctx, void *opaque, rd_kafka_resp_err_t err, co
     if (st == LEDGER_NO_MEMORY) io_out_of_memory(io, "retry", s->source);
 }
 
+/* The key of s's answers: the request's key, else its id. */
+static const void *io_answer_key(const ledger_slot_t *s, size_t *keylen) {
+    *keylen = s->key ? s->keylen : strlen(s->id);
+    return s->key ? s->key : s->id;
+}
+
+/* Headers of a record standing in for a refused or oversized one: the worker's own only
+ * (the request's may be what made the other too large). */
+static rd_kafka_headers_t *io_note_headers(const ledger_slot_t *s) {
+    rd_kafka_headers_t *h = kafka_headers_new(NULL);
+    kafka_headers_add(h, "krill-source", s->source);
+    return h;
+}
+
+/* The result_too_large message: names the size, the topic and its limit (refused: the
+ * broker refused it, so the limit is the one last read, maybe before it shrank). */
+static void io_too_large_message(char *msg, size_t n, size_t bytes, const char *topic, size_t limit, bool refused) {
+    snprintf(msg, n,
+             "the answer (%zu bytes) is larger than the results topic %s accepts (max.message.bytes %zu%s); lower "
+             "max_tokens or raise the topic's max.message.bytes",
+             bytes, topic, limit, refused ? " when last read; the broker refused it" : "");
+}
+
+/* A record of s was refused for good (kafka_err_permanent): in its place goes a small
+ * error result (a refused result, once) or a DLQ note without the value, and the refused
+ * one stops counting, so the partition moves on once the replacement is acknowledged. */
+static void io_refused(io_loop_t *io, ledger_slot_t *s, const char *topic, int code, size_t len) {
+    ledger_status_t st = ledger_record_refused(io->ledger, s);
+    if (st == LEDGER_DROPPED) return;
+    if (st == LEDGER_LET_GO) {
+        LOG_ERROR("the records standing in for a refused one were refused too; moving on without a stored answer",
+                  "topic=%s source=%s error=%s", topic, s->source, kafka_err_name(code));
+        return;
+    }
+    LOG_WARN("a record was refused for good; answering in its place", "topic=%s source=%s error=%s bytes=%zu", topic,
+             s->source, kafka_err_name(code), len);
+    size_t keylen;
+    const void *key = io_answer_key(s, &keylen);
+    char msg[320], err[256];
+    if (strcmp(topic, io->cfg->kafka.topic_results) == 0 && s->replaced == 1) {
+        bool size = code == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || code == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+        if (size) {
+            io_too_large_message(msg, sizeof msg, len, topic, kafka_io_topic_max_bytes(io->kafka, topic), true);
+            kafka_io_limits_stale(io->kafka); /* the topic's limit may have shrunk: read it again */
+        } else {
+            snprintf(msg, sizeof msg, "the results topic %s refused the answer (%s); check its ACLs and policies",
+                     topic, kafka_err_name(code));
+        }
+        buf_t b = {0}; /* not io->out: this may run inside a produce call that is still reading it */
+        if (pipeline_encode_error(&io->pipe, s->id, s->kind, s->fmt,
+                                  size ? CODEC_ERR_RESULT_TOO_LARGE : CODEC_ERR_INTERNAL, msg, NULL, &b, err,
+                                  sizeof err) == 0) {
+            io_produce(io, s, topic, key, keylen, b.data, b.len, io_note_headers(s));
+            buf_free(&b);
+            ledger_record_acked(io->ledger, s);
+            return;
+        }
+        buf_free(&b);
+    }
+    rd_kafka_headers_t *h = io_note_headers(s);
+    char size[24];
+    snprintf(size, sizeof size, "%zu", len);
+    snprintf(msg, sizeof msg, "%s refused a record of %zu bytes for good (%s); its value is not stored", topic, len,
+             kafka_err_name(code));
+    kafka_headers_add(h, "krill-error-code", "undeliverable");
+    kafka_headers_add(h, "krill-error-message", msg);
+    kafka_headers_add(h, "krill-original-size", size);
+    io_produce(io, s, io->cfg->kafka.topic_dlq, key, keylen, "", 0, h);
+    ledger_record_acked(io->ledger, s);
+}
+
 /* Sends io->out (an encoded answer) for slot s to the results topic, and counts it
- * with the status the pipeline gave it. */
+ * with the status the pipeline gave it. An answer larger than the topic accepts is
+ * replaced by a result_too_large error (with the worker's headers only if need be). */
 static void io_answer(io_loop_t *io, ledger_slot_t *s, const observe_request_t *o) {
-    const void *key = s->key ? s->key : s->id;
-    size_t keylen = s->key ? s->keylen : strlen(s->id);
-    io_produce(io, s, io->cfg->kafka.topic_results, key, keylen, io->out.data, io->out.len, kafka_headers_new(s->hdrs));
+    const char *topic = io->cfg->kafka.topic_results;
+    size_t keylen, limit = kafka_io_topic_max_bytes(io->kafka, topic);
+    const void *key = io_answer_key(s, &keylen);
+    rd_kafka_headers_t *h = kafka_headers_new(s->hdrs);
+    size_t need = kafka_record_bytes(keylen, io->out.len, h);
+    if (need > limit) {
+        char msg[320], err[256];
+        io_too_large_message(msg, sizeof msg, need, topic, limit, false);
+        LOG_WARN("answer larger than the results topic accepts; answering result_too_large", "source=%s bytes=%zu limit=%zu",
+                 s->source, need, limit);
+        if (pipeline_encode_error(&io->pipe, s->id, s->kind, s->fmt, CODEC_ERR_RESULT_TOO_LARGE, msg, NULL, &io->out,
+                                  err, sizeof err) != 0)
+            LOG_ERROR("cannot encode an error result", "source=%s error=\"%s\"", s->source, err);
+        if (kafka_record_bytes(keylen, io->out.len, h) > limit) {
+            kafka_headers_free(h);
+            h = io_note_headers(s);
+        }
+    }
+    io_produce(io, s, topic, key, keylen, io->out.data, io->out.len, h);
     observe_request_t r = *o;
     r.status = io->pipe.status;
     r.waited_ms = clock_now_ms() - s->t_consumed;
@@ -182,9 +294,14 @@ static int io_slot_fill(io_loop_t *io, ledger_slot_t *s, const rd_kafka_message_
         memcpy(s->key, m->key, m->key_len);
         s->keylen = m->key_len;
     }
-    s->hdrs = kafka_headers_copy(m);
-    if (!s->hdrs) s->hdrs = kafka_headers_new(NULL);
+    size_t dropped;
+    s->hdrs = kafka_headers_copy_bounded(m, IO_HEADERS_MAX_COUNT, IO_HEADERS_MAX_BYTES, &dropped);
     kafka_headers_add(s->hdrs, "krill-source", s->source);
+    if (dropped) {
+        char n[24];
+        snprintf(n, sizeof n, "%zu", dropped);
+        kafka_headers_add(s->hdrs, "krill-headers-dropped", n);
+    }
     codec_decode(&io->limits, m->payload, m->len, s->source, &io->req);
     s->id = strdup(io->req.id ? io->req.id : s->source);
     s->fmt = io->req.format;
@@ -216,6 +333,22 @@ static void io_submit(io_loop_t *io, ledger_slot_t *s) {
     io->pending_prompt += er.n_prompt;
 }
 
+/* How much of a DLQ value of len bytes fits the DLQ topic with its key and headers h:
+ * all of it, or a prefix, which h then says (krill-truncated, krill-original-size). */
+static size_t io_dlq_fit(io_loop_t *io, const ledger_slot_t *s, rd_kafka_headers_t *h, size_t keylen, size_t len) {
+    size_t limit = kafka_io_topic_max_bytes(io->kafka, io->cfg->kafka.topic_dlq);
+    if (kafka_record_bytes(keylen, len, h) <= limit) return len;
+    char n[24];
+    snprintf(n, sizeof n, "%zu", len);
+    kafka_headers_add(h, "krill-truncated", "true");
+    kafka_headers_add(h, "krill-original-size", n);
+    size_t fixed = kafka_record_bytes(keylen, 0, h), keep = fixed < limit ? limit - fixed : 0;
+    keep = keep < len ? keep : len;
+    LOG_WARN("DLQ copy truncated to fit the topic", "source=%s bytes=%zu kept=%zu limit=%zu", s->source, len, keep,
+             limit);
+    return keep;
+}
+
 static void io_handle_message(io_loop_t *io, rd_kafka_message_t *m) {
     const char *topic = kafka_msg_topic(m);
     ledger_slot_t *s;
@@ -245,7 +378,9 @@ static void io_handle_message(io_loop_t *io, rd_kafka_message_t *m) {
         kafka_headers_add(h, "krill-error-code", code);
         kafka_headers_add(h, "krill-error-message", req->error_message);
         LOG_DEBUG("undecodable message to the DLQ", "source=%s code=%s", s->source, code);
-        io_produce(io, s, io->cfg->kafka.topic_dlq, m->key, m->key ? m->key_len : 0, m->payload, m->len, h);
+        size_t keylen = m->key ? m->key_len : 0;
+        io_produce(io, s, io->cfg->kafka.topic_dlq, m->key, keylen, m->payload, io_dlq_fit(io, s, h, keylen, m->len),
+                   h);
         observe_dlq(io->obs, code);
         if (req->has_custom_id) io_answer_request_error(io, s);
         ledger_slot_answered(io->ledger, s);
@@ -446,6 +581,11 @@ io_loop_t *io_loop_new(const io_loop_config_t *c, char *err, size_t errlen) {
         err_set(err, errlen, "kafka.topic_requests is empty; name the input topic(s)");
         goto fail;
     }
+    const char *sized[3];
+    size_t n_sized = 0;
+    const char *outs[3] = {cfg->kafka.topic_results, cfg->kafka.topic_dlq, cfg->kafka.topic_stats};
+    for (int i = 0; i < 3; i++)
+        if (outs[i] && *outs[i]) sized[n_sized++] = outs[i];
     kafka_io_config_t kc = {
         .brokers = cfg->kafka.brokers,
         .group = cfg->kafka.group,
@@ -457,6 +597,8 @@ io_loop_t *io_loop_new(const io_loop_config_t *c, char *err, size_t errlen) {
         .auto_commit_interval_ms = 0,
         .linger_ms = 5,
         .statistics_interval_ms = 5000, /* consumer lag for /metrics; kafka.properties may change it */
+        .sized_topics = sized,
+        .n_sized_topics = n_sized,
     };
     kafka_io_handlers_t kh = {.ctx = io, .assigned = io_on_assigned, .revoked = io_on_revoked,
                               .delivered = io_on_delivered, .stats = io_on_kafka_stats};

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "kafka_limits.h"
 #include "log.h"
 
 struct kafka_io {
@@ -33,6 +36,8 @@ struct kafka_io {
     atomic_bool has_fatal;
     atomic_bool brokers_down;
     char fatal[512];
+    kafka_limits_t *limits; /* max.message.bytes of the topics produced to */
+    double limits_due;      /* clock_now_ms() of the next refresh */
 };
 
 /* ---------------------------------------------------------------- callbacks */
@@ -232,6 +237,51 @@ fail:
     return NULL;
 }
 
+/* ---------------------------------------------------------------- topic limits */
+
+#define KAFKA_DESCRIBE_TIMEOUT_MS 5000   /* a broker that does not answer: start with the default */
+#define KAFKA_LIMITS_REFRESH_MS 30000    /* topic configs are read again this often */
+
+/* Reads the sized topics' max.message.bytes with a short-lived client (the producer is
+ * sized before it exists); unreadable limits keep the broker default. */
+static void kafka_limits_read_now(kafka_io_t *k, const kafka_io_config_t *cfg) {
+    if (cfg->n_sized_topics == 0) return;
+    char es[512], err[256];
+    rd_kafka_t *rk = NULL;
+    rd_kafka_conf_t *conf = conf_common(k, cfg, err, sizeof err);
+    if (conf && conf_apply_props(conf, cfg, false, err, sizeof err) == 0) {
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, es, sizeof es);
+        if (rk) conf = NULL; /* now owned by rk */
+    }
+    if (conf) rd_kafka_conf_destroy(conf);
+    if (!rk) return; /* kafka_io_open reports the same error when it creates the producer */
+    kafka_limits_read(k->limits, rk, KAFKA_DESCRIBE_TIMEOUT_MS);
+    rd_kafka_destroy(rk);
+}
+
+/* message.max.bytes = the largest topic limit (librdkafka refuses larger records at
+ * produce), batch.size = the smallest (a batch of several records stays under every
+ * topic's limit; a record alone is never split). Set before kafka.properties, which win. */
+static int kafka_limits_size_producer(const kafka_io_t *k, rd_kafka_conf_t *pconf, char *err, size_t errlen) {
+    size_t lo, hi;
+    if (!kafka_limits_range(k->limits, &lo, &hi)) return 0;
+    /* librdkafka's bounds: message.max.bytes 1000..1e9, batch.size 1..2147483647 */
+    hi = hi < 1000 ? 1000 : hi > 1000000000 ? 1000000000 : hi;
+    lo = lo > hi ? hi : lo;
+    char mmb[24], bs[24];
+    snprintf(mmb, sizeof mmb, "%zu", hi);
+    snprintf(bs, sizeof bs, "%zu", lo);
+    LOG_DEBUG("producer sized from the topics", "message_max_bytes=%s batch_size=%s", mmb, bs);
+    return conf_set(pconf, "message.max.bytes", mmb, "the topics' max.message.bytes", err, errlen) ||
+                   conf_set(pconf, "batch.size", bs, "the topics' max.message.bytes", err, errlen)
+               ? -1
+               : 0;
+}
+
+size_t kafka_io_topic_max_bytes(const kafka_io_t *k, const char *topic) { return kafka_limits_get(k->limits, topic); }
+
+void kafka_io_limits_stale(kafka_io_t *k) { k->limits_due = 0; }
+
 kafka_io_t *kafka_io_open(const kafka_io_config_t *cfg, const kafka_io_handlers_t *h, char *err, size_t errlen) {
     rd_kafka_conf_t *pconf = NULL, *cconf = NULL;
     rd_kafka_topic_partition_list_t *subs = NULL;
@@ -263,6 +313,13 @@ kafka_io_t *kafka_io_open(const kafka_io_config_t *cfg, const kafka_io_handlers_
         conf_set(pconf, "acks", "all", "default", err, errlen) ||
         (cfg->linger_ms >= 0 && conf_set(pconf, "linger.ms", linger, "default", err, errlen)))
         goto fail;
+    if (!(k->limits = kafka_limits_new(cfg->sized_topics, cfg->n_sized_topics))) {
+        err_set(err, errlen, "out of memory");
+        goto fail;
+    }
+    kafka_limits_read_now(k, cfg);
+    if (kafka_limits_size_producer(k, pconf, err, errlen) != 0) goto fail;
+    k->limits_due = clock_now_ms() + KAFKA_LIMITS_REFRESH_MS;
     if (conf_apply_props(pconf, cfg, false, err, errlen)) goto fail;
     rd_kafka_conf_set_dr_msg_cb(pconf, kafka_dr_cb);
     k->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, es, sizeof es);
@@ -335,6 +392,7 @@ fail:
         rd_kafka_destroy(k->consumer);
         k->consumer = NULL;
     }
+    kafka_limits_free(k->limits); /* its refresh queue lives on the producer */
     if (k->producer) {
         rd_kafka_queue_destroy(k->producer_q);
         rd_kafka_destroy(k->producer);
@@ -355,6 +413,7 @@ void kafka_io_close(kafka_io_t *k) {
         rd_kafka_queue_destroy(k->consumer_q);
         rd_kafka_destroy(k->consumer);
     }
+    kafka_limits_free(k->limits); /* its refresh queue lives on the producer */
     if (k->producer) {
         int left = rd_kafka_outq_len(k->producer);
         if (left > 0) LOG_WARN("closing the producer with records not acknowledged", "outq=%d", left);
@@ -407,7 +466,15 @@ rd_kafka_message_t *kafka_io_consume(kafka_io_t *k, int timeout_ms) {
     return NULL;
 }
 
-int kafka_io_serve(kafka_io_t *k) { return rd_kafka_poll(k->producer, 0); }
+int kafka_io_serve(kafka_io_t *k) {
+    kafka_limits_poll(k->limits);
+    double now = clock_now_ms();
+    if (now >= k->limits_due) { /* a topic's limit may have changed: sizes follow (batch.size does not) */
+        kafka_limits_refresh(k->limits, k->producer);
+        k->limits_due = now + KAFKA_LIMITS_REFRESH_MS;
+    }
+    return rd_kafka_poll(k->producer, 0);
+}
 
 int kafka_io_produce(kafka_io_t *k, const char *topic, const void *key, size_t keylen, const void *value,
                      size_t len, rd_kafka_headers_t *hdrs, void *opaque, int queue_wait_ms, char *err,
@@ -430,7 +497,7 @@ int kafka_io_produce(kafka_io_t *k, const char *topic, const void *key, size_t k
             }
         }
         err_set(err, errlen, "produce to %s failed: %s", topic, rd_kafka_err2str(e));
-        return -1;
+        return (int)e;
     }
 }
 

@@ -12,6 +12,11 @@
  * - kafka.properties "key=value" entries go to both handles; "consumer.KEY=V" or
  *   "producer.KEY=V" to one. enable.auto.offset.store cannot be turned on.
  * - librdkafka logs go through log.h; error_cb watches __FATAL (kafka_io_fatal()).
+ * - sizes: the max.message.bytes of the topics produced to (sized_topics) is read at open
+ *   with the Admin API (DescribeConfigs, kafka_limits.h; KAFKA_DEFAULT_TOPIC_MAX_BYTES when
+ *   it cannot be read) and every 30 s after; the producer's message.max.bytes is the
+ *   largest, batch.size the smallest, so a batch never exceeds what its topic accepts
+ *   (kafka.properties may override both).
  * - configuration values are never logged (they may be secrets).
  * All functions must be called from the io thread, except kafka_io_wake(). */
 #ifndef KRILL_KAFKA_H
@@ -53,7 +58,13 @@ typedef struct {
     int linger_ms;                       /* producer linger.ms; <0 = librdkafka default */
     int statistics_interval_ms;          /* consumer statistics.interval.ms unless kafka.properties
                                             sets it (with handlers->stats); 0 = off */
+    const char *const *sized_topics;     /* topics produced to: their max.message.bytes sizes
+                                            the producer (read at open); may be NULL */
+    size_t n_sized_topics;
 } kafka_io_config_t;
+
+/* The broker's default topic max.message.bytes: assumed when a topic's cannot be read. */
+#define KAFKA_DEFAULT_TOPIC_MAX_BYTES 1048588
 
 /* Opens both handles and subscribes. Returns NULL with err filled (a property that
  * librdkafka rejects is named by its key, never its value). */
@@ -77,8 +88,9 @@ rd_kafka_message_t *kafka_io_consume(kafka_io_t *k, int timeout_ms);
 int kafka_io_serve(kafka_io_t *k);
 
 /* Produces one record (copies key, value; takes ownership of hdrs on success only).
- * partition -1 = partitioner (by key). Returns 0, or -1 with err filled (unknown topic,
- * message too large, queue full after waiting queue_wait_ms while serving reports). */
+ * partition -1 = partitioner (by key). Returns 0, or the librdkafka error code (never 0)
+ * with err filled (unknown topic, message too large, queue full after waiting
+ * queue_wait_ms while serving reports); kafka_err_permanent() classifies it. */
 int kafka_io_produce(kafka_io_t *k, const char *topic, const void *key, size_t keylen,
                      const void *value, size_t len, rd_kafka_headers_t *hdrs, void *opaque,
                      int queue_wait_ms, char *err, size_t errlen);
@@ -123,6 +135,27 @@ void kafka_msg_free(rd_kafka_message_t *m); /* accepts NULL */
 void kafka_io_seek_back(kafka_io_t *k, const rd_kafka_message_t *m);
 /* librdkafka's name of an error code ("_MSG_TIMED_OUT"). */
 const char *kafka_err_name(int err);
+/* A produce or delivery error that no retry can fix: the record is too large, invalid,
+ * refused by a topic policy or not authorized. Everything else (timeouts, unknown topic or
+ * partition, leader changes, brokers down, queue full) is transient. */
+bool kafka_err_permanent(int err);
+
+/* The max.message.bytes of a topic named in sized_topics as last read (at open, then
+ * every 30 s in the background from kafka_io_serve: a changed limit is followed, except
+ * the producer's batch.size, fixed at open); KAFKA_DEFAULT_TOPIC_MAX_BYTES for any other
+ * topic or one never read. */
+size_t kafka_io_topic_max_bytes(const kafka_io_t *k, const char *topic);
+/* A record was refused for its size: read the limits again at the next kafka_io_serve. */
+void kafka_io_limits_stale(kafka_io_t *k);
+/* The bytes a record takes in a batch of its own, an upper bound of what the broker
+ * compares with max.message.bytes (batch header + record framing + key + value + headers). */
+size_t kafka_record_bytes(size_t keylen, size_t len, const rd_kafka_headers_t *hdrs);
+/* A copy of a consumed message's headers for its answers: headers whose name starts with
+ * "krill-" (any case) are left out (the worker writes its own), and copying stops at
+ * max_count headers or max_bytes of names and values. *dropped: how many headers (not
+ * krill-*) were left out for the bounds. Never NULL. */
+rd_kafka_headers_t *kafka_headers_copy_bounded(const rd_kafka_message_t *m, size_t max_count, size_t max_bytes,
+                                               size_t *dropped);
 
 /* Tools: creates topics (n_partitions each, replication 1 unless the broker says
  * otherwise) through the Admin API; existing topics are fine. props as in the config.

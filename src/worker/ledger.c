@@ -175,6 +175,7 @@ ledger_status_t ledger_slot_open(ledger_t *l, const char *topic, int32_t partiti
     s->state = LEDGER_SLOT_ENGINE;
     s->pending = 0;
     s->failures = 0;
+    s->replaced = 0;
     s->part = p;
     s->epoch = p->epoch;
     s->offset = offset;
@@ -283,6 +284,19 @@ oom:
     }
     kafka_headers_free(hdrs);
     return LEDGER_NO_MEMORY;
+}
+
+ledger_status_t ledger_record_refused(ledger_t *l, ledger_slot_t *s) {
+    if (!ledger_slot_current(s)) { /* its partition moved on: the new owner answers it */
+        ledger_record_acked(l, s);
+        return LEDGER_DROPPED;
+    }
+    if (s->replaced >= LEDGER_MAX_REPLACED) {
+        ledger_record_acked(l, s);
+        return LEDGER_LET_GO;
+    }
+    s->replaced++;
+    return LEDGER_REPLACE;
 }
 
 bool ledger_retry_pending(const ledger_t *l) { return l->retries != NULL; }

@@ -15,6 +15,10 @@
  *   (max_attempts failures) is spent; then the ledger returns LEDGER_GIVE_UP and the
  *   caller decides (the worker stops without storing past it). The record stays
  *   counted, so its offset never finishes.
+ * - A record refused for a permanent reason (too large, invalid, not authorized) is never
+ *   retried: ledger_record_refused says whether the caller may answer in its place with a
+ *   smaller record (at most LEDGER_MAX_REPLACED times per slot) or must let it go; either
+ *   way the partition moves on once the replacements are acknowledged.
  * - Knows nothing of Kafka clients or the engine: times come in as now_ms, engine work
  *   is reached through a callback. Not thread-safe (the io thread owns it).
  * - Out of memory is an error return, never an abort. */
@@ -43,6 +47,7 @@ typedef struct ledger_slot {
     int64_t offset;
     int pending;           /* records produced, not acknowledged */
     int failures;          /* failed deliveries/produce calls of its records (retry budget) */
+    int replaced;          /* records refused for good and answered in their place */
     int next_free;
     char source[320];      /* topic:partition:offset */
     /* the request, filled by the caller after ledger_slot_open; freed at release */
@@ -77,7 +82,11 @@ typedef enum {
     LEDGER_RETRY,          /* failed record: queued again */
     LEDGER_DROPPED,        /* failed record: its partition moved on, nothing to retry */
     LEDGER_GIVE_UP,        /* failed record: the retry budget is spent */
+    LEDGER_REPLACE,        /* refused record: answer in its place, then ledger_record_acked */
+    LEDGER_LET_GO,         /* refused record: replacements spent; it no longer counts */
 } ledger_status_t;
+
+#define LEDGER_MAX_REPLACED 2 /* e.g. a result -> a small error result -> a DLQ note */
 
 /* n_slots slots; a record failing max_attempts times is given up. NULL on out of memory. */
 ledger_t *ledger_new(int n_slots, int max_attempts);
@@ -133,6 +142,13 @@ void ledger_record_acked(ledger_t *l, ledger_slot_t *s);
 ledger_status_t ledger_record_failed(ledger_t *l, ledger_slot_t *s, const char *topic, const void *key,
                                      size_t keylen, const void *value, size_t len, rd_kafka_headers_t *hdrs,
                                      double now_ms);
+/* A record of s was refused for a reason no retry fixes (kafka_err_permanent). Not
+ * queued. Returns LEDGER_DROPPED (its partition moved on: it no longer counts),
+ * LEDGER_REPLACE (it still counts: the caller produces a smaller record in its place,
+ * counted with ledger_record_sent, then calls ledger_record_acked for the refused one) or
+ * LEDGER_LET_GO (LEDGER_MAX_REPLACED replacements were refused too: it no longer counts,
+ * and the offset finishes without a stored answer; the caller logs it). */
+ledger_status_t ledger_record_refused(ledger_t *l, ledger_slot_t *s);
 /* Something waits in the retry queue. */
 bool ledger_retry_pending(const ledger_t *l);
 /* Takes the next record due at now_ms out of the queue, or NULL. Records whose

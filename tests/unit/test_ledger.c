@@ -1,6 +1,6 @@
 /* test_ledger.c — the worker's delivery books (src/worker/ledger.c) without Kafka or an
  * engine: slot alloc/release and engine ids, partition epochs across revoke/assign,
- * the retry budget ending in LEDGER_GIVE_UP, offsets stored only up to the lowest
+ * the retry budget ending in LEDGER_GIVE_UP, records refused for good and replaced, offsets stored only up to the lowest
  * unfinished slot, out-of-order completions, and a random property check against a
  * model of "what may be committed". */
 #include <setjmp.h>
@@ -264,6 +264,49 @@ static void test_retry_after_revoke(void **state) {
     ledger_free(l);
 }
 
+/* A record refused for good is replaced (twice at most), never retried; the offset
+ * finishes once the replacements are acknowledged, or when they are refused too. */
+static void test_refused(void **state) {
+    (void)state;
+    ledger_t *l = ledger_new(4, 6);
+    assert_int_equal(ledger_assign(l, "t", 0), 0);
+    ledger_slot_t *s = open_ok(l, "t", 0, 0);
+    ledger_record_sent(s);
+    ledger_slot_answered(l, s);
+    assert_int_equal(ledger_record_refused(l, s), LEDGER_REPLACE);
+    assert_int_equal(s->replaced, 1);
+    assert_false(ledger_retry_pending(l)); /* never queued */
+    ledger_record_sent(s);                 /* the replacement ... */
+    ledger_record_acked(l, s);             /* ... then the refused one stops counting */
+    assert_int_equal(store_now(l), -1);    /* the replacement is not acknowledged yet */
+    ledger_record_acked(l, s);
+    assert_int_equal(store_now(l), 1);
+    assert_int_equal(ledger_used(l), 0);
+
+    /* replacements refused too: after LEDGER_MAX_REPLACED the record is let go */
+    ledger_slot_t *t = open_ok(l, "t", 0, 1);
+    ledger_record_sent(t);
+    ledger_slot_answered(l, t);
+    for (int i = 0; i < LEDGER_MAX_REPLACED; i++) {
+        assert_int_equal(ledger_record_refused(l, t), LEDGER_REPLACE);
+        ledger_record_sent(t);
+        ledger_record_acked(l, t);
+    }
+    assert_int_equal(t->failures, 0); /* the retry budget is untouched */
+    assert_int_equal(ledger_record_refused(l, t), LEDGER_LET_GO);
+    assert_int_equal(store_now(l), 2); /* the partition moved on */
+    assert_int_equal(ledger_used(l), 0);
+
+    /* a refused record of a partition that moved on is dropped */
+    ledger_slot_t *u = open_ok(l, "t", 0, 2);
+    ledger_record_sent(u);
+    ledger_slot_answered(l, u);
+    assert_int_equal(ledger_revoke(l, "t", 0, NULL, NULL), 0);
+    assert_int_equal(ledger_record_refused(l, u), LEDGER_DROPPED);
+    assert_int_equal(ledger_used(l), 0);
+    ledger_free(l);
+}
+
 /* Property: random opens, records, acknowledgements and answers over two partitions;
  * whatever is stored never passes an unfinished offset and never goes back. */
 typedef struct {
@@ -330,6 +373,7 @@ int main(void) {
         cmocka_unit_test(test_epochs),
         cmocka_unit_test(test_retry_budget),
         cmocka_unit_test(test_retry_after_revoke),
+        cmocka_unit_test(test_refused),
         cmocka_unit_test(test_property),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -164,3 +164,20 @@ feed_wait() {
   [ -s "$T/feed.err" ] && fail "feeding failed: $(cat "$T/feed.err")"
   return 0
 }
+
+# kcat_results N TIMEOUT_S: reads krill.results with kcat (-J: headers as a list, so
+# repeated names stay visible) into $T/results.json until it holds N records; fails on
+# timeout or when worker w0 stops. Then waits 1 s more and reads again (late duplicates).
+kcat_results() {
+  local deadline=$((SECONDS + $2))
+  while :; do
+    kcat -C -b "$BROKERS" -t krill.results -e -q -J >"$T/results.json" 2>/dev/null
+    [ "$(wc -l <"$T/results.json")" -ge "$1" ] && break
+    worker_alive w0 || fail "the worker stopped ($(wc -l <"$T/results.json") of $1 answered)"
+    [ $SECONDS -lt "$deadline" ] || fail "timed out: $(wc -l <"$T/results.json") of $1 answered after $2 s"
+    sleep 0.5
+  done
+  sleep 1
+  worker_alive w0 || fail "the worker stopped"
+  kcat -C -b "$BROKERS" -t krill.results -e -q -J >"$T/results.json" 2>/dev/null
+}
