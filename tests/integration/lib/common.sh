@@ -30,6 +30,8 @@ cleanup() {
   for n in "${!WPID[@]}"; do kill -KILL "${WPID[$n]}" 2>/dev/null; done
   [ -n "${RESULTS_PID:-}" ] && kill -TERM "$RESULTS_PID" 2>/dev/null
   [ -n "${DLQ_PID:-}" ] && kill -TERM "$DLQ_PID" 2>/dev/null
+  # a feeder still running (the test failed mid-stream): stop its enqueue, then it
+  if [ -n "${FEED_PID:-}" ]; then pkill -TERM -P "$FEED_PID" 2>/dev/null; kill -TERM "$FEED_PID" 2>/dev/null; fi
   wait 2>/dev/null
   [ "$KAFKA_UP" = 1 ] && scripts/kafka-local.sh stop >/dev/null 2>&1
   if [ "${KRILL_KEEP_TMP:-0}" = 1 ]; then echo "kept $T"; else rm -rf "$T"; fi
