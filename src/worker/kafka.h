@@ -124,6 +124,10 @@ void kafka_io_seek_back(kafka_io_t *k, const rd_kafka_message_t *m);
 /* librdkafka's name of an error code ("_MSG_TIMED_OUT"). */
 const char *kafka_err_name(int err);
 
+/* Tools: routes a librdkafka handle's log lines through log.h (what the worker's own
+ * handles do), for tools that build their own rd_kafka_conf_t. */
+void kafka_conf_set_logger(rd_kafka_conf_t *conf);
+
 /* Tools: creates topics (n_partitions each, replication 1 unless the broker says
  * otherwise) through the Admin API; existing topics are fine. props as in the config.
  * 0 or -1 with err naming the topic. */
