@@ -285,7 +285,11 @@ int main(int argc, char **argv) {
         return 1;
     }
     char err[512];
-    probe_t pr = enqueue_probe(&a, err, sizeof err);
+    /* An empty input sends nothing and waits for nothing: no probe unless topics are
+     * to be created. */
+    int first = getc(in);
+    if (first != EOF) ungetc(first, in);
+    probe_t pr = first == EOF && !a.create ? PROBE_OK : enqueue_probe(&a, err, sizeof err);
     if (pr == PROBE_NO_BROKER || pr == PROBE_ERROR || (pr == PROBE_NO_TOPIC && !a.create)) {
         fprintf(stderr, "krill-enqueue: %s\n", err);
         return 1;
