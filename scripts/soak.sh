@@ -22,10 +22,7 @@
 # (--set: worker configuration on top of the defaults; --out: where samples.tsv,
 # report.txt and the worker's log are kept, default build/soak.)
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
-B=${KRILL_BUILD:-$root/build}
-PY=${KRILL_PY:-$root/.cache/pyenv/bin/python}
+cd "$(dirname "$0")/.."
 MINUTES=30 RATE=20 INTERVAL=5 OUT=$B/soak MAX_SLOPE=64
 SETS=()
 while [ $# -gt 0 ]; do
@@ -43,32 +40,27 @@ done
 for v in MINUTES RATE INTERVAL MAX_SLOPE; do
   [[ ${!v} =~ ^[0-9]+(\.[0-9]+)?$ ]] && [ "${!v}" != 0 ] || { echo "soak: --${v,,} must be a positive number, not '${!v}'" >&2; exit 2; }
 done
+# The integration tests' helpers: $B, $T (a private temp dir), a private broker
+# (broker_start), the tiny model (tiny_model), and a cleanup trap that stops the
+# broker; a missing prerequisite exits 77 with "SKIP: why".
+source tests/integration/lib/common.sh
+set -e
 for b in krill-worker krill-enqueue krill-results; do
   [ -x "$B/$b" ] || { echo "soak: $B/$b is missing; run 'make build' first" >&2; exit 1; }
 done
 mkdir -p "$OUT"
-T=$(mktemp -d "${TMPDIR:-/tmp}/krill-soak.XXXXXX")
-export KRILL_KAFKA_PORT; KRILL_KAFKA_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export KRILL_KAFKA_STATE=$T/kafka
 wpid="" rpid="" fpid=""
-cleanup() {
+soak_cleanup() {
   for p in $fpid $rpid $wpid; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  scripts/kafka-local.sh stop >/dev/null 2>&1 || true
-  rm -rf "$T"
+  cleanup
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap soak_cleanup EXIT
 note() { echo "soak: $*" >&2; }
 
-TINY=$B/test-models/tiny.gguf
-if [ ! -f "$TINY" ]; then
-  mkdir -p "$B/test-models"
-  "$PY" tests/integration/lib/make_tiny_model.py models/SmolLM2-135M-Instruct.Q4_1.gguf "$TINY.tmp"
-  mv "$TINY.tmp" "$TINY"
-fi
-brokers=$(scripts/kafka-local.sh start 2>/dev/null | tail -n 1)
-scripts/kafka-local.sh topics --partitions 4 >/dev/null 2>&1
+tiny_model
+broker_start 4 >/dev/null
+brokers=$BROKERS
 N=$(python3 -c "import math; print(math.ceil($MINUTES * 60 * $RATE))")
 python3 tests/integration/lib/gen_requests.py --valid "$N" --malformed $((N / 100)) --seed 5 --max-tokens 16 \
   --prefix soak "$T/req.jsonl" "$T/exp.jsonl"
