@@ -3,7 +3,8 @@
 # program, not part of the test suite (it runs for half an hour by default).
 #
 #   1. a local broker (scripts/kafka-local.sh, private port and state), topics with 4
-#      partitions, the tiny synthetic model (as scripts/bench-pipeline.sh builds it);
+#      partitions, the tiny synthetic model (both through the integration tests'
+#      tests/integration/lib/common.sh: a missing prerequisite exits 77, "SKIP: why");
 #   2. one krill-worker, fed at a bounded rate (--rate, default 20 requests/s) for
 #      --minutes (default 30) through one krill-enqueue reading a paced stdin: chat and
 #      completion requests, JSON and msgpack mixed, max_tokens 16, 1% malformed (the
@@ -23,7 +24,7 @@
 # report.txt and the worker's log are kept, default build/soak.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MINUTES=30 RATE=20 INTERVAL=5 OUT=$B/soak MAX_SLOPE=64
+MINUTES=30 RATE=20 INTERVAL=5 OUT="" MAX_SLOPE=64
 SETS=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -45,6 +46,7 @@ done
 # broker; a missing prerequisite exits 77 with "SKIP: why".
 source tests/integration/lib/common.sh
 set -e
+OUT=${OUT:-$B/soak}
 for b in krill-worker krill-enqueue krill-results; do
   [ -x "$B/$b" ] || { echo "soak: $B/$b is missing; run 'make build' first" >&2; exit 1; }
 done
