@@ -6,7 +6,13 @@
  * messages go through untouched. --text wraps each line as the content of a chat
  * request. The record key is the line's custom_id when it has one (so a request always
  * lands on the same partition). The idempotent producer acknowledges every record;
- * the exit status is non-zero if any delivery failed. */
+ * the exit status is non-zero if any delivery failed.
+ *
+ * Every wait is bounded by --timeout (default 30 s): before sending, one metadata
+ * request asks the brokers about TOPIC, so a wrong -b or a missing topic is one clear
+ * message with a hint within the timeout (not librdkafka's 300 s message.timeout.ms of
+ * retries, or 30 s and one line per record); each record then has --timeout to be
+ * acknowledged (producer message.timeout.ms, unless -X sets it). */
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -17,19 +23,27 @@
 #include "cli.h"
 #include "clock.h"
 #include "codec.h"
+#include "err.h"
 #include "kafka.h"
+#include "log.h"
 
 typedef struct {
     long acked, failed;
+    rd_kafka_resp_err_t last_err; /* the last failure printed: one line per new reason */
+    int printed;
 } counts_t;
 
 static void on_delivered(void *ctx, void *opaque, rd_kafka_resp_err_t err, const rd_kafka_message_t *m) {
     (void)opaque;
+    (void)m;
     counts_t *c = ctx;
     if (err) {
-        if (c->failed < 10)
-            fprintf(stderr, "krill-enqueue: delivery failed (offset %lld): %s\n", (long long)m->offset,
-                    rd_kafka_err2str(err));
+        if (err != c->last_err && c->printed < 10) {
+            fprintf(stderr, "krill-enqueue: delivery failed: %s%s\n", rd_kafka_err2str(err),
+                    c->failed ? " (and earlier records for another reason)" : "");
+            c->last_err = err;
+            c->printed++;
+        }
         c->failed++;
     } else {
         c->acked++;
@@ -49,7 +63,10 @@ static void usage(FILE *f) {
             "                         {\"custom_id\": \"<file>-<line>\", \"body\": {\"messages\": ...}}\n"
             "  --max-tokens N         with --text: body.max_tokens (default 64)\n"
             "  --create-topics        create TOPIC and krill.results, krill.dlq, krill.stats first\n"
+            "                         (through the admin API; existing topics are kept)\n"
             "  --partitions N         partitions of created topics (default 4)\n"
+            "  --timeout S            the longest wait, in seconds, for a broker to answer and\n"
+            "                         for each record's acknowledgement (default 30)\n"
             "  -X KEY=VALUE           librdkafka property (repeatable)\n"
             "  -q, --quiet            no progress line\n"
             "  -h, --help             this text\n"
@@ -81,19 +98,19 @@ typedef struct {
     cli_list_t props; /* -X KEY=VALUE */
     send_format_t format;
     bool text, create, quiet;
-    int partitions, max_tokens;
+    int partitions, max_tokens, timeout_s;
 } args_t;
 
 static void argparse(int argc, char **argv, args_t *a) {
-    enum { O_FORMAT = 256, O_TEXT, O_MAX_TOKENS, O_CREATE, O_PARTITIONS };
+    enum { O_FORMAT = 256, O_TEXT, O_MAX_TOKENS, O_CREATE, O_PARTITIONS, O_TIMEOUT };
     static const struct option lopts[] = {
         {"brokers", required_argument, NULL, 'b'},        {"topic", required_argument, NULL, 't'},
         {"format", required_argument, NULL, O_FORMAT},    {"text", no_argument, NULL, O_TEXT},
         {"max-tokens", required_argument, NULL, O_MAX_TOKENS}, {"create-topics", no_argument, NULL, O_CREATE},
         {"partitions", required_argument, NULL, O_PARTITIONS}, {"quiet", no_argument, NULL, 'q'},
-        CLI_OPTIONS_END};
+        {"timeout", required_argument, NULL, O_TIMEOUT},  CLI_OPTIONS_END};
     char key[256];
-    *a = (args_t){.partitions = 4, .max_tokens = 64};
+    *a = (args_t){.partitions = 4, .max_tokens = 64, .timeout_s = 30};
     int c;
     while ((c = getopt_long(argc, argv, "b:t:X:qh", lopts, NULL)) != -1) {
         switch (c) {
@@ -109,6 +126,7 @@ static void argparse(int argc, char **argv, args_t *a) {
         case O_MAX_TOKENS: a->max_tokens = (int)cli_long("--max-tokens", optarg, 1, 1 << 30); break;
         case O_CREATE: a->create = true; break;
         case O_PARTITIONS: a->partitions = (int)cli_long("--partitions", optarg, 1, 1 << 20); break;
+        case O_TIMEOUT: a->timeout_s = (int)cli_long("--timeout", optarg, 1, 86400); break;
         case 'X':
             cli_kv("-X", optarg, key, sizeof key);
             cli_list_add(&a->props, argc, optarg);
@@ -120,6 +138,69 @@ static void argparse(int argc, char **argv, args_t *a) {
     if (optind < argc) a->file = argv[optind++];
     cli_no_operands(argc, argv);
     if (!a->brokers || !a->topic || !a->file) cli_usage_error("-b BROKERS, -t TOPIC and a FILE are required");
+}
+
+typedef enum { PROBE_OK, PROBE_NO_BROKER, PROBE_NO_TOPIC, PROBE_ERROR } probe_t;
+
+/* The probe handle's errors: the last reason kept (it names the broker and the cause,
+ * "Connect to ipv4#127.0.0.1:9 failed: Connection refused"), for the one message. */
+static void probe_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    (void)rk;
+    if (err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) snprintf(opaque, 256, "%s", reason);
+}
+
+/* Asks the brokers about a->topic, waiting at most --timeout. A property librdkafka
+ * rejects is a usage error (exit 2; its value is never printed: it may be a secret).
+ * The probe's own librdkafka lines are kept below error level (-X log_level raises
+ * them): the outcome is one message, filled into err. */
+static probe_t enqueue_probe(const args_t *a, char *err, size_t errlen) {
+    char es[512], key[256], last[256] = "";
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    kafka_conf_set_logger(conf);
+    rd_kafka_conf_set_error_cb(conf, probe_error_cb);
+    rd_kafka_conf_set_opaque(conf, last);
+    if (rd_kafka_conf_set(conf, "log_level", "2", es, sizeof es) != RD_KAFKA_CONF_OK) CHECK(!"log_level rejected");
+    for (size_t i = 0; i < a->props.n; i++) {
+        const char *val;
+        int rc = kafka_property_split(a->props.items[i], false, key, sizeof key, &val);
+        if (rc < 0) cli_usage_error("-X %s: not KEY=VALUE", key);
+        if (rc > 0 && rd_kafka_conf_set(conf, key, val, es, sizeof es) != RD_KAFKA_CONF_OK)
+            cli_usage_error("-X %s: rejected by librdkafka", key);
+    }
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", a->brokers, es, sizeof es) != RD_KAFKA_CONF_OK)
+        cli_usage_error("-b: %s", es);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, es, sizeof es);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        err_set(err, errlen, "cannot create a Kafka client: %s", es);
+        return PROBE_ERROR;
+    }
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, a->topic, NULL);
+    const rd_kafka_metadata_t *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, a->timeout_s * 1000);
+    rd_kafka_resp_err_t te = !e && md->topic_cnt > 0 ? md->topics[0].err : RD_KAFKA_RESP_ERR_NO_ERROR;
+    probe_t r = PROBE_OK;
+    if (e) {
+        rd_kafka_poll(rk, 0); /* serves error_cb: the last reason */
+        r = PROBE_NO_BROKER;
+        err_set(err, errlen,
+                "no Kafka broker answered at %s within %d s (%s); check -b (and -X security settings), "
+                "start one with scripts/kafka-local.sh start, or wait longer with --timeout",
+                a->brokers, a->timeout_s, *last ? last : rd_kafka_err2str(e));
+    } else if (te == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+        r = PROBE_NO_TOPIC;
+        err_set(err, errlen,
+                "topic %s does not exist on %s (and the broker does not create topics on demand); "
+                "add --create-topics to create it, or create it first (scripts/kafka-local.sh topics %s)",
+                a->topic, a->brokers, a->topic);
+    } else if (te && te != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) { /* no leader yet: just created */
+        r = PROBE_ERROR;
+        err_set(err, errlen, "topic %s on %s: %s", a->topic, a->brokers, rd_kafka_err2str(te));
+    }
+    if (md) rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+    return r;
 }
 
 /* --text: the line as the user message of a chat request (a JSON text to free), or NULL
@@ -174,8 +255,8 @@ static long send_lines(kafka_io_t *k, const args_t *a, FILE *in, const counts_t 
                         err);
             }
         }
-        if (kafka_io_produce(k, a->topic, keylen ? key : NULL, keylen, val, vlen, NULL, NULL, 60000, err,
-                             sizeof err) != 0) {
+        if (kafka_io_produce(k, a->topic, keylen ? key : NULL, keylen, val, vlen, NULL, NULL, a->timeout_s * 1000,
+                             err, sizeof err) != 0) {
             fprintf(stderr, "krill-enqueue: line %ld: %s\n", lineno, err);
             (*produce_failed)++;
         } else {
@@ -204,19 +285,41 @@ int main(int argc, char **argv) {
         return 1;
     }
     char err[512];
+    /* An empty input sends nothing and waits for nothing: no probe unless topics are
+     * to be created. */
+    int first = getc(in);
+    if (first != EOF) ungetc(first, in);
+    probe_t pr = first == EOF && !a.create ? PROBE_OK : enqueue_probe(&a, err, sizeof err);
+    if (pr == PROBE_NO_BROKER || pr == PROBE_ERROR || (pr == PROBE_NO_TOPIC && !a.create)) {
+        fprintf(stderr, "krill-enqueue: %s\n", err);
+        return 1;
+    }
     if (a.create) {
         const char *ts[4] = {a.topic, "krill.results", "krill.dlq", "krill.stats"};
-        if (kafka_create_topics(a.brokers, a.props.items, a.props.n, ts, 4, a.partitions, 1, 10000, err, sizeof err) != 0) {
+        if (kafka_create_topics(a.brokers, a.props.items, a.props.n, ts, 4, a.partitions, 1, a.timeout_s * 1000, err,
+                                sizeof err) != 0) {
             fprintf(stderr, "krill-enqueue: %s\n", err);
             return 1;
         }
     }
-    counts_t c = {0, 0};
-    kafka_io_config_t kc = {.brokers = a.brokers, .properties = a.props.items, .n_properties = a.props.n, .linger_ms = 5};
+    /* Each record's acknowledgement waits --timeout at most; a -X message.timeout.ms
+     * comes later in the list and wins. */
+    char mto[64];
+    snprintf(mto, sizeof mto, "producer.message.timeout.ms=%d", a.timeout_s * 1000);
+    const char **props = calloc(a.props.n + 1, sizeof *props);
+    if (!props) {
+        fprintf(stderr, "krill-enqueue: out of memory\n");
+        return 1;
+    }
+    props[0] = mto;
+    for (size_t i = 0; i < a.props.n; i++) props[i + 1] = a.props.items[i];
+    counts_t c = {0};
+    kafka_io_config_t kc = {.brokers = a.brokers, .properties = props, .n_properties = a.props.n + 1, .linger_ms = 5};
     kafka_io_handlers_t kh = {.ctx = &c, .delivered = on_delivered};
     kafka_io_t *k = kafka_io_open(&kc, &kh, err, sizeof err);
     if (!k) {
         fprintf(stderr, "krill-enqueue: %s\n", err);
+        free(props);
         return 1;
     }
     bool tty = !a.quiet && isatty(2);
@@ -224,10 +327,13 @@ int main(int argc, char **argv) {
     double t0 = clock_now_s();
     long sent = send_lines(k, &a, in, &c, &produce_failed);
     if (in != stdin) fclose(in);
+    /* Every record is acknowledged or failed within message.timeout.ms of its send; the
+     * deadline only guards against a -X that lifted it. */
     int left;
+    double deadline = clock_now_s() + a.timeout_s + 5;
     while ((left = kafka_io_flush(k, 1000)) > 0) {
         if (tty) fprintf(stderr, "\rkrill-enqueue: sent %ld, acknowledged %ld ", sent, c.acked);
-        if (clock_now_s() - t0 > 600) break;
+        if (clock_now_s() > deadline) break;
     }
     if (tty) fprintf(stderr, "\n");
     kafka_io_close(k);
@@ -237,5 +343,6 @@ int main(int argc, char **argv) {
             a.brokers, a.topic, dt, dt > 0 ? (double)c.acked / dt : 0.0, (failed + left) ? "" : "\n");
     if (failed + left) fprintf(stderr, "; %ld FAILED, %d unacknowledged\n", failed, left);
     cli_list_free(&a.props);
+    free(props);
     return (failed + left) ? 1 : 0;
 }

@@ -6,7 +6,8 @@
  * header. Without a group it assigns every partition (from the end, or from the
  * beginning with --from-beginning) and commits nothing; with -g it joins the group.
  * It stops after -n records, after --idle-timeout seconds without a record, or on
- * SIGINT/SIGTERM. Progress and the final count go to stderr. */
+ * SIGINT/SIGTERM. Progress and the final count go to stderr, and so do librdkafka's
+ * own lines, through krill's logger (log.h), as krill-worker's. */
 #include <jansson.h>
 #include <limits.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "codec.h"
+#include "kafka.h"
 
 #include <librdkafka/rdkafka.h>
 
@@ -126,6 +128,7 @@ static const char *value_json(const rd_kafka_message_t *m, buf_t *buf, size_t *l
 static rd_kafka_conf_t *results_conf(const args_t *a) {
     char es[512], key[256];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    kafka_conf_set_logger(conf);
     for (size_t i = 0; i < a->props.n; i++) {
         const char *val = cli_kv("-X", a->props.items[i], key, sizeof key);
         if (rd_kafka_conf_set(conf, key, val, es, sizeof es) != RD_KAFKA_CONF_OK)

@@ -627,6 +627,8 @@ void kafka_io_seek_back(kafka_io_t *k, const rd_kafka_message_t *m) {
 
 const char *kafka_err_name(int err) { return rd_kafka_err2name((rd_kafka_resp_err_t)err); }
 
+void kafka_conf_set_logger(rd_kafka_conf_t *conf) { rd_kafka_conf_set_log_cb(conf, kafka_log_cb); }
+
 int kafka_create_topics(const char *brokers, const char *const *props, size_t n_props, const char *const *topics,
                         size_t n_topics, int n_partitions, int replication, int timeout_ms, char *err, size_t errlen) {
     char es[512];

@@ -157,6 +157,10 @@ size_t kafka_record_bytes(size_t keylen, size_t len, const rd_kafka_headers_t *h
 rd_kafka_headers_t *kafka_headers_copy_bounded(const rd_kafka_message_t *m, size_t max_count, size_t max_bytes,
                                                size_t *dropped);
 
+/* Tools: routes a librdkafka handle's log lines through log.h (what the worker's own
+ * handles do), for tools that build their own rd_kafka_conf_t. */
+void kafka_conf_set_logger(rd_kafka_conf_t *conf);
+
 /* Tools: creates topics (n_partitions each, replication 1 unless the broker says
  * otherwise) through the Admin API; existing topics are fine. props as in the config.
  * 0 or -1 with err naming the topic. */
