@@ -156,9 +156,8 @@ static void test_smollm2_template_text(void **state) {
     json_decref(j);
 }
 
-/* The default model through chat_load on the real GGUF. */
-static void test_smollm2_gguf(void **state) {
-    (void)state;
+/* The default model's GGUF (the test is skipped without it). */
+static gguf_t *open_model(void) {
     if (access(MODEL_GGUF, R_OK) != 0) {
         print_message("SKIP: %s missing (run scripts/setup.sh)\n", MODEL_GGUF);
         skip();
@@ -166,6 +165,14 @@ static void test_smollm2_gguf(void **state) {
     char err[512] = "";
     gguf_t *g = gguf_open(MODEL_GGUF, err, sizeof err);
     if (!g) fail_msg("gguf_open: %s", err);
+    return g;
+}
+
+/* The default model through chat_load on the real GGUF. */
+static void test_smollm2_gguf(void **state) {
+    (void)state;
+    char err[512] = "";
+    gguf_t *g = open_model();
     chat_t *c = chat_load(g, err, sizeof err);
     assert_non_null(c);
     json_t *j = load_json(SMOLLM2_JSON);
@@ -382,13 +389,8 @@ static void ids_cat(int32_t **all, size_t *n, const int32_t *ids, size_t m) {
  * behaviour, input.parse_special_in_content=true) the forged turn is real. */
 static void test_injection_is_text(void **state) {
     (void)state;
-    if (access(MODEL_GGUF, R_OK) != 0) {
-        print_message("SKIP: %s missing (run scripts/setup.sh)\n", MODEL_GGUF);
-        skip();
-    }
     char err[512] = "";
-    gguf_t *g = gguf_open(MODEL_GGUF, err, sizeof err);
-    if (!g) fail_msg("gguf_open: %s", err);
+    gguf_t *g = open_model();
     tokenizer_t *t = tokenizer_load(g, err, sizeof err);
     chat_t *c = chat_load(g, err, sizeof err);
     assert_non_null(t);
