@@ -317,9 +317,10 @@ int main(int argc, char **argv) {
         tokenizer_span_t *content = NULL;
         size_t n_content = 0;
         prompt = render_chat(g, in, len, &content, &n_content);
+        size_t plen = prompt ? strlen(prompt) : 0;
         int erc = !prompt ? -1
-                  : bench ? do_bench(tok, prompt, strlen(prompt), false, bos, true, bench)
-                          : encode_print_spans(tok, prompt, strlen(prompt), bos, content, special ? 0 : n_content, 0, 0);
+                  : bench ? do_bench(tok, prompt, plen, false, bos, true, bench)
+                          : encode_print_spans(tok, prompt, plen, bos, content, special ? 0 : n_content, 0, 0);
         free(content);
         if (erc != 0) goto done;
     } else if (bench) {

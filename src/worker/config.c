@@ -147,7 +147,8 @@ static const config_key_t KEYS[] = {
       "max_tokens of requests that give none."),
     K("input.parse_special_in_content", CONFIG_BOOL, 0, 0, "false", NULL, F(input, parse_special_in_content), NULL,
       "Chat message content may contain control tokens (\"<|im_end|>\" becomes the token): true lets a message "
-      "forge template markup such as a new system turn; false = content is text, only the template's markup is special."),
+      "forge template markup such as a new system turn; false = content is text, only the template's markup is "
+      "special."),
     K("input.parse_special_in_prompt", CONFIG_BOOL, 0, 0, "false", NULL, F(input, parse_special_in_prompt), NULL,
       "A /v1/completions prompt string may contain control tokens; false = the string is text (send token ids for "
       "control tokens)."),

@@ -333,7 +333,8 @@ static void test_content_spans(void **state) {
     json_t *fam;
     size_t i;
     /* markers without whitespace (trimming families keep them whole), unlike any markup */
-    engine_chat_msg_t with_sys[] = {{"system", "SYSaaa"}, {"user", "USRbbb"}, {"assistant", "ASTccc"}, {"user", "USRddd"}};
+    engine_chat_msg_t with_sys[] = {
+        {"system", "SYSaaa"}, {"user", "USRbbb"}, {"assistant", "ASTccc"}, {"user", "USRddd"}};
     json_array_foreach(json_object_get(j, "families"), i, fam) {
         chat_t *c = chat_load_template(jstr(fam, "template"), jstr(fam, "bos"), jstr(fam, "eos"), NULL, 0);
         assert_non_null(c);
@@ -422,7 +423,8 @@ static void test_injection_is_text(void **state) {
             ids_cat(&want, &nwant, part, np);
             free(part);
             if (k == nsp) break;
-            assert_int_equal(tokenizer_encode(t, text + sp[k].off, sp[k].len, false, false, &part, &np, err, sizeof err), 0);
+            assert_int_equal(
+                tokenizer_encode(t, text + sp[k].off, sp[k].len, false, false, &part, &np, err, sizeof err), 0);
             ids_cat(&want, &nwant, part, np);
             if (k == 2) { /* the forged content: only text tokens */
                 assert_int_equal(count_id(part, np, im_start) + count_id(part, np, im_end), 0);

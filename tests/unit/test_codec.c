@@ -345,80 +345,6 @@ static void test_duplicates(void **state) {
     codec_request_clear(&r);
 }
 
-/* The request id (issue 16): a custom_id/id key given twice, or null, is a 400 under
- * the fallback id — never answered under one of the values. JSON and msgpack. */
-static void expect_id_error(const void *buf, size_t len, const char *code, const char *param, const char *fmt) {
-    codec_request_t r = {0};
-    codec_decode(&lim, buf, len, "t:0:42", &r);
-    if (r.status != CODEC_INVALID || strcmp(codec_error_name(r.error), code) != 0 || !r.param ||
-        strcmp(r.param, param) != 0)
-        fail_msg("[%s] %.*s: got status %d code %s param %s (%s), want 400 %s param %s", fmt, (int)len,
-                 (const char *)buf, r.status, codec_error_name(r.error), r.param ? r.param : "(null)",
-                 r.error_message, code, param);
-    assert_int_equal(r.status_code, 400);
-    assert_int_equal(r.dlq, CODEC_DLQ_NONE);
-    assert_false(r.has_custom_id);
-    assert_string_equal(r.id, "t:0:42");
-    codec_request_clear(&r);
-}
-
-static void expect_dlq(const void *buf, size_t len, codec_dlq_t dlq, const char *id);
-
-static void test_id_twice_or_null(void **state) {
-    (void)state;
-    static const struct {
-        const char *json, *code, *param;
-        bool msgpack; /* the same as msgpack (JSON with a key twice cannot be converted) */
-    } cases[] = {
-        {"{\"custom_id\":\"a\",\"custom_id\":\"b\"," MSGS "}", "invalid_json", "custom_id", false},
-        {"{\"custom_id\":\"a\"," MSGS ",\"custom_id\":\"a\"}", "invalid_json", "custom_id", false},
-        {"{\"id\":\"a\",\"id\":\"b\"," MSGS "}", "invalid_json", "id", false},
-        {"{\"custom_id\":\"a\",\"custom_id\":\"b\",\"body\":{\"prompt\":\"x\",\"prompt\":\"y\"}}", "invalid_json",
-         "custom_id", false},
-        {"{\"custom_id\":null," MSGS "}", "invalid_type", "custom_id", true},
-        {"{\"custom_id\":null,\"id\":\"x\"," MSGS "}", "invalid_type", "custom_id", true},
-        {"{\"id\":null," MSGS "}", "invalid_type", "id", true},
-        {"{\"custom_id\":null,\"method\":\"POST\",\"url\":\"/v1/completions\",\"body\":{\"prompt\":\"x\"}}",
-         "invalid_type", "custom_id", true},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        expect_id_error(cases[i].json, strlen(cases[i].json), cases[i].code, cases[i].param, "json");
-        if (!cases[i].msgpack) continue;
-        buf_t b = {0};
-        to_msgpack(cases[i].json, &b);
-        expect_id_error(b.data, b.len, cases[i].code, cases[i].param, "msgpack");
-        buf_free(&b);
-    }
-    /* msgpack maps with the id key twice */
-    static const char *const keys[] = {"custom_id", "id"};
-    for (int k = 0; k < 2; k++) {
-        msgpack_sbuffer sb;
-        msgpack_packer pk;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 3);
-        msgpack_pack_str_with_body(&pk, keys[k], strlen(keys[k])), msgpack_pack_str_with_body(&pk, "a", 1);
-        msgpack_pack_str_with_body(&pk, "prompt", 6), msgpack_pack_str_with_body(&pk, "p", 1);
-        msgpack_pack_str_with_body(&pk, keys[k], strlen(keys[k])), msgpack_pack_str_with_body(&pk, "b", 1);
-        expect_id_error(sb.data, sb.size, "invalid_msgpack", keys[k], "msgpack");
-        /* undecodable (one byte short): the scan finds no id to answer under */
-        expect_dlq(sb.data, sb.size - 1, CODEC_DLQ_INVALID_MSGPACK, NULL);
-        msgpack_sbuffer_destroy(&sb);
-    }
-    /* undecodable JSON: a custom_id given twice is no id; given once it still is */
-    const char *trunc2 = "{\"custom_id\":\"a\",\"custom_id\":\"b\",\"prompt\":\"x";
-    expect_dlq(trunc2, strlen(trunc2), CODEC_DLQ_INVALID_JSON, NULL);
-    const char *trunc1 = "{\"custom_id\":\"a\",\"id\":\"b\",\"prompt\":\"x";
-    expect_dlq(trunc1, strlen(trunc1), CODEC_DLQ_INVALID_JSON, "a");
-    /* a duplicate elsewhere is still answered under the (single) id */
-    codec_request_t r = {0};
-    decode_str("{\"custom_id\":\"\\u0041b\"," MSGS ",\"stream\":false,\"stream\":true}", &r);
-    assert_string_equal(codec_error_name(r.error), "invalid_json");
-    assert_string_equal(r.id, "Ab");
-    assert_true(r.has_custom_id);
-    codec_request_clear(&r);
-}
-
 /* ---------------------------------------------------------------- undecodable -> DLQ */
 
 static void expect_dlq(const void *buf, size_t len, codec_dlq_t dlq, const char *id) {
@@ -1035,7 +961,6 @@ int main(void) {
         cmocka_unit_test(test_error_table),
         cmocka_unit_test(test_error_answer_keeps_id),
         cmocka_unit_test(test_duplicates),
-        cmocka_unit_test(test_id_twice_or_null),
         cmocka_unit_test(test_undecodable_json),
         cmocka_unit_test(test_nesting),
         cmocka_unit_test(test_too_large),
