@@ -13,7 +13,9 @@
  *     would silently drop a message we fail instead (docs/chat.md lists each case);
  *   - "trim"/"strip" follow Python's str.strip(): Unicode whitespace, not isspace();
  *   - message content is copied verbatim: template-like text in content
- *     ("<|im_start|>") is not escaped, exactly as Jinja does not escape it;
+ *     ("<|im_start|>") is not escaped, exactly as Jinja does not escape it; instead
+ *     chat_render_spans reports where content lies, so that the engine tokenizes it
+ *     as text and only the template's own markup as special tokens;
  *   - the role "developer" is treated as "system" in every family;
  *   - a loaded chat_t is immutable, so chat_render is thread-safe. */
 #include "chat.h"
@@ -107,9 +109,47 @@ static bool py_isspace(uint32_t c) {
            c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-/* Appends s[0..n) with leading and trailing Python whitespace removed. Content is
- * valid UTF-8 (the codec and jansson check it); an invalid byte is never whitespace. */
-static void chat_put_stripped(buf_t *b, const char *s, size_t n) {
+/* The rendering: the text and the byte ranges of message content in it (sorted,
+ * touching ranges merged), for chat_render_spans. */
+typedef struct {
+    buf_t b;
+    tokenizer_span_t *spans;
+    size_t n, cap;
+    bool oom;
+} chat_out_t;
+
+static void out_free(chat_out_t *o) {
+    buf_free(&o->b);
+    free(o->spans);
+}
+
+/* Marks [start, end) of the text as content (ranges come in increasing order). */
+static void out_mark(chat_out_t *o, size_t start, size_t end) {
+    if (end <= start) return;
+    if (o->n && o->spans[o->n - 1].off + o->spans[o->n - 1].len == start) {
+        o->spans[o->n - 1].len += end - start;
+        return;
+    }
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 8;
+        tokenizer_span_t *p = realloc(o->spans, cap * sizeof *p);
+        if (!p) {
+            o->oom = true;
+            return;
+        }
+        o->spans = p;
+        o->cap = cap;
+    }
+    o->spans[o->n++] = (tokenizer_span_t){start, end - start};
+}
+
+/* Appends template markup. */
+static void out_markup(chat_out_t *o, const char *s) { buf_puts(&o->b, s); }
+
+/* The part [*start, *end) of s[0..n) left by Python's str.strip(); false when nothing
+ * is left. Content is valid UTF-8 (the codec and jansson check it); an invalid byte is
+ * never whitespace. */
+static bool strip_range(const char *s, size_t n, size_t *startp, size_t *endp) {
     size_t start = 0, end = 0, i = 0;
     bool seen = false;
     while (i < n) {
@@ -126,12 +166,34 @@ static void chat_put_stripped(buf_t *b, const char *s, size_t n) {
         }
         i += l;
     }
-    if (seen) buf_append(b, s + start, end - start);
+    *startp = start;
+    *endp = end;
+    return seen;
 }
 
-static void chat_put_content(buf_t *b, const char *s, bool strip) {
-    if (strip) chat_put_stripped(b, s, strlen(s));
-    else buf_puts(b, s);
+/* Appends message content (stripped when strip) and marks it. */
+static void chat_put_content(chat_out_t *o, const char *s, bool strip) {
+    size_t at = o->b.len, start = 0, end = strlen(s);
+    if (strip && !strip_range(s, end, &start, &end)) return;
+    buf_append(&o->b, s + start, end - start);
+    out_mark(o, at, o->b.len);
+}
+
+/* Appends the text of src (markup and content; stripped when strip) with its
+ * content marks. */
+static void out_put(chat_out_t *o, const chat_out_t *src, bool strip) {
+    size_t start = 0, end = src->b.len;
+    if (src->oom) o->oom = true;
+    if (src->b.oom) o->b.oom = true;
+    if (!src->b.len || (strip && !strip_range(src->b.data, src->b.len, &start, &end))) return;
+    size_t base = o->b.len;
+    buf_append(&o->b, src->b.data + start, end - start);
+    for (size_t i = 0; i < src->n; i++) {
+        size_t s = src->spans[i].off, e = s + src->spans[i].len;
+        if (s < start) s = start;
+        if (e > end) e = end;
+        if (s < e) out_mark(o, base + (s - start), base + (e - start));
+    }
 }
 
 static char *xstrdup(const char *s) {
@@ -359,15 +421,15 @@ static int parse_roles(const engine_chat_msg_t *msgs, size_t n, role_t *roles, c
 }
 
 static int render_header(const chat_t *c, const engine_chat_msg_t *msgs, const role_t *roles, size_t n,
-                         bool gen, buf_t *b, char *err, size_t errlen) {
+                         bool gen, chat_out_t *o, char *err, size_t errlen) {
     const header_style_t *s = c->hs;
-    if (s->bos_first) buf_puts(b, c->bos);
+    if (s->bos_first) out_markup(o, c->bos);
     if (c->default_system && roles[0] != ROLE_SYSTEM) {
-        buf_puts(b, s->open);
-        buf_puts(b, "system");
-        buf_puts(b, s->close);
-        buf_puts(b, c->default_system);
-        buf_puts(b, s->end);
+        out_markup(o, s->open);
+        out_markup(o, "system");
+        out_markup(o, s->close);
+        out_markup(o, c->default_system);
+        out_markup(o, s->end);
     }
     for (size_t i = 0; i < n; i++) {
         if (roles[i] == ROLE_TOOL && !s->allow_tool) {
@@ -377,26 +439,26 @@ static int render_header(const chat_t *c, const engine_chat_msg_t *msgs, const r
         }
         if (roles[i] == ROLE_TOOL && s->qwen_tool) {
             /* consecutive tool results share one user turn */
-            if (i == 0 || roles[i - 1] != ROLE_TOOL) buf_puts(b, "<|im_start|>user");
-            buf_puts(b, "\n<tool_response>\n");
-            buf_puts(b, msgs[i].content);
-            buf_puts(b, "\n</tool_response>");
-            if (i + 1 == n || roles[i + 1] != ROLE_TOOL) buf_puts(b, "<|im_end|>\n");
+            if (i == 0 || roles[i - 1] != ROLE_TOOL) out_markup(o, "<|im_start|>user");
+            out_markup(o, "\n<tool_response>\n");
+            chat_put_content(o, msgs[i].content, false);
+            out_markup(o, "\n</tool_response>");
+            if (i + 1 == n || roles[i + 1] != ROLE_TOOL) out_markup(o, "<|im_end|>\n");
             continue;
         }
-        buf_puts(b, s->open);
-        buf_puts(b, role_names[roles[i]]);
-        buf_puts(b, s->close);
-        chat_put_content(b, msgs[i].content, s->trim);
-        if (s->eos_before_end) buf_puts(b, c->eos);
-        buf_puts(b, s->end);
+        out_markup(o, s->open);
+        out_markup(o, role_names[roles[i]]);
+        out_markup(o, s->close);
+        chat_put_content(o, msgs[i].content, s->trim);
+        if (s->eos_before_end) out_markup(o, c->eos);
+        out_markup(o, s->end);
     }
-    if (gen) buf_puts(b, s->gen);
+    if (gen) out_markup(o, s->gen);
     return 0;
 }
 
 static int render_inst(const chat_t *c, const engine_chat_msg_t *msgs, const role_t *roles, size_t n,
-                       buf_t *b, char *err, size_t errlen) {
+                       chat_out_t *o, char *err, size_t errlen) {
     const inst_style_t *s = c->is;
     size_t first = 0;
     const char *sys = NULL;
@@ -424,70 +486,81 @@ static int render_inst(const chat_t *c, const engine_chat_msg_t *msgs, const rol
             return -1;
         }
     }
-    if (s->bos_once) buf_puts(b, c->bos);
+    if (s->bos_once) out_markup(o, c->bos);
     for (size_t i = first; i < n; i++) {
         const char *content = msgs[i].content;
         if (roles[i] == ROLE_USER) {
-            if (s->bos_per_user) buf_puts(b, c->bos);
-            buf_puts(b, s->user_open);
+            if (s->bos_per_user) out_markup(o, c->bos);
+            out_markup(o, s->user_open);
             if (sys && ((s->sys == SYS_LLAMA2 || s->sys == SYS_FIRST_USER) ? i == first : i + 1 == n)) {
                 if (s->sys == SYS_LLAMA2) {
-                    buf_t t = {0};
-                    buf_puts(&t, "<<SYS>>\n");
-                    buf_puts(&t, sys);
-                    buf_puts(&t, "\n<</SYS>>\n\n");
-                    buf_puts(&t, content);
-                    if (t.oom) b->oom = true;
-                    else if (t.len) {
-                        if (s->strip_user) chat_put_stripped(b, t.data, t.len);
-                        else buf_append(b, t.data, t.len);
-                    }
-                    buf_free(&t);
+                    chat_out_t t = {0}; /* .strip() applies to the whole block */
+                    out_markup(&t, "<<SYS>>\n");
+                    chat_put_content(&t, sys, false);
+                    out_markup(&t, "\n<</SYS>>\n\n");
+                    chat_put_content(&t, content, false);
+                    out_put(o, &t, s->strip_user);
+                    out_free(&t);
                 } else {
-                    buf_puts(b, sys);
-                    buf_puts(b, "\n\n");
-                    buf_puts(b, content);
+                    chat_put_content(o, sys, false);
+                    out_markup(o, "\n\n");
+                    chat_put_content(o, content, false);
                 }
             } else {
-                chat_put_content(b, content, s->strip_user);
+                chat_put_content(o, content, s->strip_user);
             }
-            buf_puts(b, s->user_close);
+            out_markup(o, s->user_close);
         } else {
-            buf_puts(b, s->asst_open);
-            chat_put_content(b, content, s->strip_assistant);
-            buf_puts(b, s->asst_pre_eos);
-            buf_puts(b, c->eos);
-            buf_puts(b, s->asst_post_eos);
+            out_markup(o, s->asst_open);
+            chat_put_content(o, content, s->strip_assistant);
+            out_markup(o, s->asst_pre_eos);
+            out_markup(o, c->eos);
+            out_markup(o, s->asst_post_eos);
         }
     }
     return 0;
 }
 
-int chat_render(const chat_t *c, const engine_chat_msg_t *msgs, size_t n_msgs, bool add_generation_prompt,
-                char **out, char *err, size_t errlen) {
-    CHECK(c && out);
+int chat_render_spans(const chat_t *c, const engine_chat_msg_t *msgs, size_t n_msgs, bool add_generation_prompt,
+                      char **out, tokenizer_span_t **content, size_t *n_content, char *err, size_t errlen) {
+    CHECK(c && out && (!content || n_content));
     *out = NULL;
+    if (content) {
+        *content = NULL;
+        *n_content = 0;
+    }
     role_t stack_roles[64];
     role_t *roles = n_msgs <= 64 ? stack_roles
                    : n_msgs > SIZE_MAX / sizeof *roles ? NULL : malloc(n_msgs * sizeof *roles);
-    buf_t b = {0};
+    chat_out_t o = {0};
     int rc = -1;
     if (!roles) {
         err_set(err, errlen, "chat: out of memory (%zu messages)", n_msgs);
         return -1;
     }
     if (parse_roles(msgs, n_msgs, roles, err, errlen) != 0) goto done;
-    if (c->hs) rc = render_header(c, msgs, roles, n_msgs, add_generation_prompt, &b, err, errlen);
-    else rc = render_inst(c, msgs, roles, n_msgs, &b, err, errlen);
+    if (c->hs) rc = render_header(c, msgs, roles, n_msgs, add_generation_prompt, &o, err, errlen);
+    else rc = render_inst(c, msgs, roles, n_msgs, &o, err, errlen);
     if (rc != 0) goto done;
-    if (buf_append(&b, "", 0) != 0) { /* an empty rendering is still a valid string */
+    /* buf_append of nothing: an empty rendering is still a valid string */
+    if (buf_append(&o.b, "", 0) != 0 || o.oom) {
         err_set(err, errlen, "chat: out of memory rendering %zu messages", n_msgs);
         rc = -1;
         goto done;
     }
-    *out = buf_detach(&b, NULL);
+    *out = buf_detach(&o.b, NULL);
+    if (content) {
+        *content = o.spans;
+        *n_content = o.n;
+        o.spans = NULL; /* now the caller's */
+    }
 done:
-    buf_free(&b);
+    out_free(&o);
     if (roles != stack_roles) free(roles);
     return rc;
+}
+
+int chat_render(const chat_t *c, const engine_chat_msg_t *msgs, size_t n_msgs, bool add_generation_prompt,
+                char **out, char *err, size_t errlen) {
+    return chat_render_spans(c, msgs, n_msgs, add_generation_prompt, out, NULL, NULL, err, errlen);
 }

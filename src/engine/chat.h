@@ -13,6 +13,7 @@
 
 #include "engine.h"
 #include "gguf.h"
+#include "tokenizer.h"
 
 typedef struct chat chat_t;
 
@@ -34,8 +35,16 @@ const char *chat_default_system(const chat_t *c);
  * a family accepts where is in docs/chat.md. Errors (-1, err says what to fix): an
  * unknown role, empty messages, a NULL role or content, a role order the family's
  * template rejects. The text contains BOS/EOS strings where the template puts them:
- * tokenize it with add_bos=false and parse_special=true. Thread-safe. */
+ * tokenize it with add_bos=false and parse_special=true — but see chat_render_spans:
+ * content that forges markup then forges control tokens. Thread-safe. */
 int chat_render(const chat_t *c, const engine_chat_msg_t *msgs, size_t n_msgs,
                 bool add_generation_prompt, char **out, char *err, size_t errlen);
+/* chat_render that also gives the byte ranges of message content in *out (sorted,
+ * touching ranges merged; *content malloc'd, NULL when there are none; content may be
+ * NULL). Everything else is the template's markup (role headers, BOS/EOS, a default
+ * system turn). Tokenize with tokenizer_encode_spans(plain = *content) so that content
+ * is text and only markup maps to special tokens (docs/chat.md). */
+int chat_render_spans(const chat_t *c, const engine_chat_msg_t *msgs, size_t n_msgs, bool add_generation_prompt,
+                      char **out, tokenizer_span_t **content, size_t *n_content, char *err, size_t errlen);
 
 #endif

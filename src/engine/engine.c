@@ -223,12 +223,15 @@ const engine_info_t *engine_get_info(const engine_t *e) { return &e->info; }
 
 /* ---------------------------------------------------------------- text helpers */
 
-int engine_tokenize(const engine_t *e, const char *text, size_t len, bool add_bos, bool parse_special,
-                    int32_t **ids, int *n_ids, char *err, size_t errlen) {
+/* Tokenizes with control tokens parsed outside the plain ranges (engine_tokenize:
+ * none, or one over the whole text) and checks the length against the context. */
+static int engine_tokenize_spans(const engine_t *e, const char *text, size_t len, bool add_bos,
+                                 const tokenizer_span_t *plain, size_t n_plain, int32_t **ids, int *n_ids,
+                                 char *err, size_t errlen) {
     size_t n = 0;
     *ids = NULL;
     *n_ids = 0;
-    if (tokenizer_encode(e->tok, text, len, add_bos, parse_special, ids, &n, err, errlen) != 0)
+    if (tokenizer_encode_spans(e->tok, text, len, add_bos, plain, n_plain, ids, &n, err, errlen) != 0)
         return ENGINE_ERR_INVALID;
     if (n > (size_t)e->info.n_ctx) {
         err_set(err, errlen, "the text is %zu tokens, more than the context of %d", n, e->info.n_ctx);
@@ -238,6 +241,31 @@ int engine_tokenize(const engine_t *e, const char *text, size_t len, bool add_bo
     }
     *n_ids = (int)n;
     return 0;
+}
+
+int engine_tokenize(const engine_t *e, const char *text, size_t len, bool add_bos, bool parse_special,
+                    int32_t **ids, int *n_ids, char *err, size_t errlen) {
+    tokenizer_span_t all = {0, len};
+    return engine_tokenize_spans(e, text, len, add_bos, &all, parse_special ? 0 : 1, ids, n_ids, err, errlen);
+}
+
+int engine_chat_tokenize(const engine_t *e, const engine_chat_msg_t *msgs, size_t n_msgs, bool content_special,
+                         int32_t **ids, int *n_ids, bool *rendered, char *err, size_t errlen) {
+    char *text = NULL;
+    tokenizer_span_t *content = NULL;
+    size_t n_content = 0;
+    *ids = NULL;
+    *n_ids = 0;
+    if (rendered) *rendered = false;
+    if (chat_render_spans(e->chat, msgs, n_msgs, true, &text, &content, &n_content, err, errlen) != 0)
+        return ENGINE_ERR_INVALID;
+    if (rendered) *rendered = true;
+    /* the template already holds BOS where the model wants one: none is added */
+    int rc = engine_tokenize_spans(e, text, strlen(text), false, content, content_special ? 0 : n_content, ids,
+                                   n_ids, err, errlen);
+    free(content);
+    free(text);
+    return rc;
 }
 
 int engine_chat_render(const engine_t *e, const engine_chat_msg_t *msgs, size_t n_msgs, char **prompt,

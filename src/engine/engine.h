@@ -136,9 +136,21 @@ const engine_info_t *engine_get_info(const engine_t *e);
  * it cannot be tokenized (invalid UTF-8). */
 int engine_tokenize(const engine_t *e, const char *text, size_t len, bool add_bos,
                     bool parse_special, int32_t **ids, int *n_ids, char *err, size_t errlen);
-/* Renders messages with the model's chat template + generation prompt; *prompt malloc'd. */
+/* Renders messages with the model's chat template + generation prompt; *prompt malloc'd.
+ * The text holds the template's special-token strings and the content verbatim: to
+ * tokenize a chat, use engine_chat_tokenize. */
 int engine_chat_render(const engine_t *e, const engine_chat_msg_t *msgs, size_t n_msgs,
                        char **prompt, char *err, size_t errlen);
+/* Renders messages (+ generation prompt) and tokenizes the prompt: the template's
+ * markup with its special tokens (BOS where the template puts it, none added), message
+ * content as text — "<|im_end|>" in a message is the characters, not the control token
+ * (docs/chat.md) — unless content_special (input.parse_special_in_content: today's
+ * behaviour of every token string in content being parsed). *ids malloc'd. 0, or with
+ * err filled: ENGINE_ERR_INVALID when the template rejects the messages (err says why,
+ * *rendered false) or the prompt cannot be tokenized, ENGINE_ERR_CONTEXT when it is
+ * longer than the context. rendered may be NULL. */
+int engine_chat_tokenize(const engine_t *e, const engine_chat_msg_t *msgs, size_t n_msgs, bool content_special,
+                         int32_t **ids, int *n_ids, bool *rendered, char *err, size_t errlen);
 
 /* Queues a request. Returns ENGINE_OK or an engine_status_t with err filled; on error
  * no result will be produced for this id (the caller answers it). The request is

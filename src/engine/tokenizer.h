@@ -34,6 +34,22 @@ bool tokenizer_add_bos_default(const tokenizer_t *t); /* tokenizer.ggml.add_bos_
 int tokenizer_encode(const tokenizer_t *t, const char *text, size_t len, bool add_bos,
                      bool parse_special, int32_t **ids, size_t *n_ids, char *err, size_t errlen);
 
+/* A byte range [off, off + len) of a text. */
+typedef struct {
+    size_t off, len;
+} tokenizer_span_t;
+
+/* tokenizer_encode with parse_special on everywhere except in the `plain` ranges
+ * (sorted by off, non-overlapping; n_plain may be 0): a control-token string that
+ * overlaps a plain range is text, as with parse_special off; user-defined tokens are
+ * recognised everywhere, as with parse_special off. The text is still partitioned and
+ * pre-tokenized as one text, so a text without control-token strings in its plain
+ * ranges gives exactly tokenizer_encode(parse_special=true)'s ids. Used for chat
+ * prompts: the template's markup is special, message content is not. */
+int tokenizer_encode_spans(const tokenizer_t *t, const char *text, size_t len, bool add_bos,
+                           const tokenizer_span_t *plain, size_t n_plain, int32_t **ids, size_t *n_ids,
+                           char *err, size_t errlen);
+
 /* The raw bytes a token stands for (byte-level decoded; "▁" -> ' '; <0xNN> -> byte).
  * Control tokens give "" unless special is true. Returns the byte count (may exceed
  * cap, then only cap bytes were written), -1 for an invalid id. */

@@ -5,8 +5,10 @@
  *   - the input is validated as UTF-8 first (errors name the byte offset), so the
  *     pre-tokenizer's PCRE2 runs with PCRE2_NO_UTF_CHECK;
  *   - special tokens partition the text longest-first over the text fragments
- *     (user-defined tokens always, control/unknown only with parse_special), as
- *     llama.cpp's tokenizer_st_partition; each text fragment then goes to the
+ *     (user-defined tokens always, control/unknown only with parse_special and
+ *     outside the caller's plain ranges), as llama.cpp's tokenizer_st_partition;
+ *     a control-token string skipped in a plain range stays inside its text
+ *     fragment, so plain ranges change nothing else; each text fragment then goes to the
  *     pre-tokenizer + BPE (tokenizer_pretok.c, tokenizer_bpe.c) or to SentencePiece
  *     (tokenizer_spm.c);
  *   - a loaded tokenizer is immutable: encode allocates its own scratch per call
@@ -98,16 +100,31 @@ typedef struct {
     int32_t id; /* -1: text */
 } frag_t;
 
+/* Does [off, off + n) overlap one of the sorted, non-overlapping plain ranges? */
+static bool in_plain(const tokenizer_span_t *plain, size_t n_plain, size_t off, size_t n) {
+    size_t lo = 0, hi = n_plain; /* the first range that ends after off */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (plain[mid].off + plain[mid].len <= off) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n_plain && plain[lo].len > 0 && plain[lo].off < off + n;
+}
+
 /* llama.cpp's tokenizer_st_partition: for each special token (longest first), split
- * every text fragment at each of its occurrences, left to right. */
-static frag_t *partition(const tokenizer_t *t, const char *text, size_t len, bool parse_special, size_t *n_frag) {
+ * every text fragment at each of its occurrences, left to right. Control/unknown
+ * tokens only outside the plain ranges (parse_special off = one range over all). */
+static frag_t *partition(const tokenizer_t *t, const char *text, size_t len, const tokenizer_span_t *plain,
+                         size_t n_plain, size_t *n_frag) {
     size_t cap = 16, n = 1;
+    bool all_plain = n_plain == 1 && plain[0].off == 0 && plain[0].len >= len;
     frag_t *f = malloc(cap * sizeof *f);
     if (!f) return NULL;
     f[0] = (frag_t){0, len, -1};
     for (int k = 0; k < t->n_special; k++) {
         int32_t id = t->special[k];
-        if (!parse_special && (t->attr[id] & (ATTR_CONTROL | ATTR_UNKNOWN))) continue;
+        bool control = (t->attr[id] & (ATTR_CONTROL | ATTR_UNKNOWN)) != 0;
+        if (control && all_plain) continue;
         const char *tx = tokenizer_sym_text(t, id);
         size_t tl = t->text_len[id];
         if (tl > len || !memmem(text, len, tx, tl)) continue; /* cheap whole-text test first */
@@ -115,6 +132,10 @@ static frag_t *partition(const tokenizer_t *t, const char *text, size_t len, boo
             if (f[i].id >= 0) continue;
             size_t off = f[i].off, end = f[i].off + f[i].len;
             const char *hit = memmem(text + off, end - off, tx, tl);
+            while (hit && control && in_plain(plain, n_plain, (size_t)(hit - text), tl)) {
+                size_t from = (size_t)(hit - text) + 1; /* content: text, look further */
+                hit = from < end ? memmem(text + from, end - from, tx, tl) : NULL;
+            }
             if (!hit) continue;
             /* split this fragment into text / token / text ... pieces */
             frag_t pieces[3];
@@ -144,6 +165,13 @@ static frag_t *partition(const tokenizer_t *t, const char *text, size_t len, boo
 
 int tokenizer_encode(const tokenizer_t *t, const char *text, size_t len, bool add_bos, bool parse_special,
                      int32_t **ids, size_t *n_ids, char *err, size_t errlen) {
+    tokenizer_span_t all = {0, len};
+    return tokenizer_encode_spans(t, text, len, add_bos, &all, parse_special ? 0 : 1, ids, n_ids, err, errlen);
+}
+
+int tokenizer_encode_spans(const tokenizer_t *t, const char *text, size_t len, bool add_bos,
+                           const tokenizer_span_t *plain, size_t n_plain, int32_t **ids, size_t *n_ids,
+                           char *err, size_t errlen) {
     *ids = NULL;
     *n_ids = 0;
     if (!text && len) {
@@ -167,7 +195,7 @@ int tokenizer_encode(const tokenizer_t *t, const char *text, size_t len, bool ad
     }
     if (add_bos && t->bos >= 0) tokenizer_ids_push(&out, t->bos);
     if (len) {
-        f = partition(t, text, len, parse_special, &nf);
+        f = partition(t, text, len, plain, n_plain, &nf);
         if (!f) goto oom;
     }
     bool prev_special = true; /* SentencePiece: a text fragment after a token gets a space */

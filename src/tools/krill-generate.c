@@ -105,7 +105,6 @@ int main(int argc, char **argv) {
     }
     const engine_info_t *info = engine_get_info(e);
     int rc = 1;
-    char *rendered = NULL;
     int32_t *ids = NULL;
     int n_ids = 0;
     engine_result_t res = {0};
@@ -114,13 +113,11 @@ int main(int argc, char **argv) {
         size_t n = 0;
         if (system_msg) msgs[n++] = (engine_chat_msg_t){"system", system_msg};
         msgs[n++] = (engine_chat_msg_t){"user", chat};
-        if (engine_chat_render(e, msgs, n, &rendered, err, sizeof(err)) != 0) {
-            fprintf(stderr, "krill-generate: chat template: %s\n", err);
-            goto out;
-        }
-        /* the template writes its own BOS text; special tokens in it are parsed */
-        if (engine_tokenize(e, rendered, strlen(rendered), false, true, &ids, &n_ids, err, sizeof(err))) {
-            fprintf(stderr, "krill-generate: %s\n", err);
+        /* as the worker: the template's markup (its own BOS text) with special
+         * tokens, the messages as text (docs/chat.md) */
+        bool rendered = false;
+        if (engine_chat_tokenize(e, msgs, n, false, &ids, &n_ids, &rendered, err, sizeof(err)) != 0) {
+            fprintf(stderr, "krill-generate: %s%s\n", rendered ? "" : "chat template: ", err);
             goto out;
         }
     } else if (engine_tokenize(e, prompt, strlen(prompt), info->add_bos, false, &ids, &n_ids, err, sizeof(err))) {
@@ -158,7 +155,6 @@ int main(int argc, char **argv) {
 out:
     engine_result_clear(&res);
     free(ids);
-    free(rendered);
     engine_close(e);
     return rc;
 }

@@ -172,6 +172,8 @@ static int batch_init(batch_t *b, engine_t *e, const config_t *cfg, int window, 
         .model_name = cfg->model.name && *cfg->model.name ? cfg->model.name : engine_get_info(e)->model_name,
         .worker = "krill-run-batch",
         .max_prompt_tokens = cfg->input.max_prompt_tokens,
+        .parse_special_in_content = cfg->input.parse_special_in_content,
+        .parse_special_in_prompt = cfg->input.parse_special_in_prompt,
         .output_format = CODEC_FMT_JSON, /* a .jsonl file holds JSON */
         .uid_base = ((uint64_t)time(NULL) << 32) ^ ((uint64_t)getpid() << 44),
     };

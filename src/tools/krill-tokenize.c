@@ -29,7 +29,9 @@ static void usage(FILE *f) {
             "                    with --decode: print control tokens instead of dropping them\n"
             "  --chat            stdin is a JSON array of {\"role\",\"content\"} messages: render it\n"
             "                    with the model's chat template (+ generation prompt), then\n"
-            "                    tokenize with special tokens\n"
+            "                    tokenize as krill-worker does: the template's markup with\n"
+            "                    special tokens, message content as text (with --special:\n"
+            "                    content too, as input.parse_special_in_content = true)\n"
             "  --decode          stdin holds ids (whitespace separated): print the text\n"
             "                    (with --lines: one text line per input line)\n"
             "  --bench N         encode the input N times and print bytes, tokens and MB/s to\n"
@@ -74,13 +76,14 @@ static void print_ids(const int32_t *ids, size_t n) {
     putchar('\n');
 }
 
-/* Encodes one text and prints its ids; base is its offset in the input (for errors). */
-static int encode_print(const tokenizer_t *tok, const char *text, size_t len, bool bos, bool special, size_t base,
-                        size_t line) {
+/* Encodes one text and prints its ids; base is its offset in the input (for errors).
+ * Control tokens are matched outside the plain ranges (tokenizer_encode_spans). */
+static int encode_print_spans(const tokenizer_t *tok, const char *text, size_t len, bool bos,
+                              const tokenizer_span_t *plain, size_t n_plain, size_t base, size_t line) {
     int32_t *ids = NULL;
     size_t n = 0;
     char err[256];
-    if (tokenizer_encode(tok, text, len, bos, special, &ids, &n, err, sizeof err) != 0) {
+    if (tokenizer_encode_spans(tok, text, len, bos, plain, n_plain, &ids, &n, err, sizeof err) != 0) {
         size_t off;
         if (sscanf(err, "invalid UTF-8 at byte offset %zu", &off) == 1) {
             char where[48] = "";
@@ -94,6 +97,12 @@ static int encode_print(const tokenizer_t *tok, const char *text, size_t len, bo
     print_ids(ids, n);
     free(ids);
     return 0;
+}
+
+static int encode_print(const tokenizer_t *tok, const char *text, size_t len, bool bos, bool special, size_t base,
+                        size_t line) {
+    tokenizer_span_t all = {0, len};
+    return encode_print_spans(tok, text, len, bos, &all, special ? 0 : 1, base, line);
 }
 
 static int do_decode(const tokenizer_t *tok, const char *in, size_t len, bool lines, bool special) {
@@ -155,8 +164,9 @@ static int do_decode(const tokenizer_t *tok, const char *in, size_t len, bool li
     return rc;
 }
 
-/* --chat: a JSON array of messages (or an object with "messages") -> prompt text. */
-static char *render_chat(const gguf_t *g, const char *in, size_t len) {
+/* --chat: a JSON array of messages (or an object with "messages") -> prompt text and
+ * the ranges of message content in it (*content malloc'd). */
+static char *render_chat(const gguf_t *g, const char *in, size_t len, tokenizer_span_t **content, size_t *n_content) {
     char err[512];
     json_error_t je;
     char *out = NULL;
@@ -192,7 +202,7 @@ static char *render_chat(const gguf_t *g, const char *in, size_t len) {
         fprintf(stderr, "krill-tokenize: --chat: %s\n", err);
         goto done;
     }
-    if (chat_render(chat, msgs, n, true, &out, err, sizeof err) != 0) {
+    if (chat_render_spans(chat, msgs, n, true, &out, content, n_content, err, sizeof err) != 0) {
         fprintf(stderr, "krill-tokenize: --chat: %s\n", err);
         out = NULL;
     }
@@ -304,11 +314,15 @@ int main(int argc, char **argv) {
     if (a.decode) {
         if (do_decode(tok, in, len, lines, special) != 0) goto done;
     } else if (a.chat) {
-        prompt = render_chat(g, in, len);
-        if (!prompt) goto done;
-        if (bench ? do_bench(tok, prompt, strlen(prompt), false, bos, true, bench) != 0
-                  : encode_print(tok, prompt, strlen(prompt), bos, true, 0, 0) != 0)
-            goto done;
+        tokenizer_span_t *content = NULL;
+        size_t n_content = 0;
+        prompt = render_chat(g, in, len, &content, &n_content);
+        size_t plen = prompt ? strlen(prompt) : 0;
+        int erc = !prompt ? -1
+                  : bench ? do_bench(tok, prompt, plen, false, bos, true, bench)
+                          : encode_print_spans(tok, prompt, plen, bos, content, special ? 0 : n_content, 0, 0);
+        free(content);
+        if (erc != 0) goto done;
     } else if (bench) {
         if (do_bench(tok, in, len, lines, bos, special, bench) != 0) goto done;
     } else if (lines) {

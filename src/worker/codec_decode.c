@@ -380,9 +380,10 @@ static void decode_object(codec_walk_t *d, codec_value_t top) {
     codec_value_t f[E_COUNT];
     if (!codec_value_fields(d, top, ENV_KEYS, E_COUNT, f, "")) return;
 
-    /* the id first, so that every error below is answered under it */
+    /* the id first, so that every error below is answered under it; null is not
+     * "absent" here: an id that is not a string is an error like any other */
     for (int k = E_CUSTOM_ID; k <= E_ID; k++) {
-        if (!codec_value_present(f[k])) continue;
+        if (codec_value_type(f[k]) == CODEC_VT_ABSENT) continue;
         const char *name = ENV_KEYS[k];
         int t = codec_value_type(f[k]);
         if (t != CODEC_VT_STR) {
@@ -464,7 +465,7 @@ static void out_of_memory(codec_request_t *r) {
 static void scan_id(codec_request_t *r, codec_store_t *pv, const unsigned char *p, size_t len) {
     const unsigned char *id = NULL;
     size_t n = 0;
-    if (codec_scan_id(r->format, p, len, &id, &n)) {
+    if (codec_scan_id(r->format, p, len, &id, &n) == 1) {
         memcpy(pv->idbuf, id, n);
         pv->idbuf[n] = 0;
         r->id = pv->idbuf;
@@ -563,11 +564,24 @@ void codec_decode(const codec_limits_t *lim, const void *buf, size_t len, const 
     codec_value_t top = {pv->root, pv->mp_used ? &pv->mp.data : NULL};
     decode_object(&d, top);
     if (dup) {
-        /* the duplicate comes first; the walk only found the id to answer under */
+        /* the duplicate comes first; the walk only found the id to answer under —
+         * unless the id's own key is the one given twice: then neither value can be
+         * trusted (jansson kept the last) and the answer goes under the fallback id */
+        const unsigned char *id;
+        size_t n;
+        bool id_twice = codec_scan_id(CODEC_FMT_JSON, p, len, &id, &n) == -1;
         out->status = CODEC_OK;
         out->param = NULL;
         d.prefix = "";
-        codec_value_fail(&d, CODEC_ERR_INVALID_JSON, NULL, "duplicate key in a JSON object; give each key once");
+        if (id_twice) {
+            snprintf(pv->idbuf, sizeof pv->idbuf, "%s", fallback_id ? fallback_id : "unknown");
+            out->id = pv->idbuf;
+            out->has_custom_id = false;
+            const char *key = json_object_get(pv->root, "custom_id") ? "custom_id" : "id";
+            codec_value_fail(&d, CODEC_ERR_INVALID_JSON, key, "key given twice; give the request id once");
+        } else {
+            codec_value_fail(&d, CODEC_ERR_INVALID_JSON, NULL, "duplicate key in a JSON object; give each key once");
+        }
     }
     if (pv->mp_used) { /* strings were copied: the tree (which points into buf) is done */
         msgpack_unpacked_destroy(&pv->mp);

@@ -161,10 +161,37 @@ bool codec_scan_id_ok(const unsigned char *s, size_t n) {
     return utf8_valid(s, n);
 }
 
+/* What the top-level scans saw: the first acceptable value of each id key and how many
+ * times each key appeared. */
+typedef struct {
+    const unsigned char *val[2]; /* [0] custom_id, [1] id; NULL when not acceptable */
+    size_t len[2];
+    int count[2];
+} id_seen_t;
+
+static void id_seen_key(id_seen_t *s, int which, const unsigned char *v, size_t n, bool ok) {
+    if (s->count[which]++ == 0 && ok) {
+        s->val[which] = v;
+        s->len[which] = n;
+    }
+}
+
+/* custom_id, else id; a key given twice is ambiguous: no id (-1). */
+static int id_seen_pick(const id_seen_t *s, const unsigned char **id, size_t *idlen) {
+    int k = s->count[0] ? 0 : 1;
+    if (s->count[k] > 1) return -1;
+    if (s->count[0] && !s->val[0]) k = 1; /* a custom_id krill cannot use: the id, as before */
+    if (s->count[k] > 1) return -1;
+    if (!s->val[k]) return 0;
+    *id = s->val[k];
+    *idlen = s->len[k];
+    return 1;
+}
+
 /* codec_scan_id for JSON: tracks the depth, strings and the key a value follows. */
-static bool json_scan_id(const unsigned char *p, size_t n, const unsigned char **id, size_t *idlen) {
+static int json_scan_id(const unsigned char *p, size_t n, const unsigned char **id, size_t *idlen) {
+    id_seen_t seen = {{NULL, NULL}, {0, 0}, {0, 0}};
     int d = 0, pending = 0; /* 1: a custom_id value is next, 2: an id value */
-    bool found_id = false;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = p[i];
         if (is_ws(c)) continue;
@@ -176,14 +203,9 @@ static bool json_scan_id(const unsigned char *p, size_t n, const unsigned char *
                 else if (p[j] < 0x20) esc = true; /* control char: not a plain string */
                 j++;
             }
-            if (j >= n) return found_id;
+            if (j >= n) break;
             if (d == 1 && pending) {
-                if (!esc && codec_scan_id_ok(p + s, j - s)) {
-                    *id = p + s;
-                    *idlen = j - s;
-                    if (pending == 1) return true;
-                    found_id = true;
-                }
+                id_seen_key(&seen, pending - 1, p + s, j - s, !esc && codec_scan_id_ok(p + s, j - s));
                 pending = 0;
             } else if (d == 1) {
                 size_t k = j + 1;
@@ -191,7 +213,7 @@ static bool json_scan_id(const unsigned char *p, size_t n, const unsigned char *
                 if (k < n && p[k] == ':') {
                     size_t kl = j - s;
                     if (kl == 9 && memcmp(p + s, "custom_id", 9) == 0) pending = 1;
-                    else if (kl == 2 && memcmp(p + s, "id", 2) == 0 && !found_id) pending = 2;
+                    else if (kl == 2 && memcmp(p + s, "id", 2) == 0) pending = 2;
                     i = k;
                     continue;
                 }
@@ -199,50 +221,48 @@ static bool json_scan_id(const unsigned char *p, size_t n, const unsigned char *
             i = j;
             continue;
         }
+        if (d == 1 && pending) id_seen_key(&seen, pending - 1, NULL, 0, false); /* not a string */
         pending = 0;
         if (c == '{' || c == '[') d++;
         else if ((c == '}' || c == ']') && d > 0) d--;
     }
-    return found_id;
+    return id_seen_pick(&seen, id, idlen);
 }
 
 /* codec_scan_id for msgpack: walks the top map's keys, skipping other values whole. */
-static bool mp_scan_id(const unsigned char *p, size_t n, const unsigned char **id, size_t *idlen) {
+static int mp_scan_id(const unsigned char *p, size_t n, const unsigned char **id, size_t *idlen) {
     const unsigned char *end = p + n;
     const char *why;
     int kind;
     uint64_t count;
-    bool found_id = false;
-    if (mp_header(&p, end, &kind, &count, &why) != 0 || kind != MP_MAP) return false;
+    id_seen_t seen = {{NULL, NULL}, {0, 0}, {0, 0}};
+    if (mp_header(&p, end, &kind, &count, &why) != 0 || kind != MP_MAP) return 0;
     for (uint64_t i = 0; i < count; i++) {
         int which = 0;
         const unsigned char *k = p;
         int kk;
         uint64_t kl;
-        if (mp_header(&p, end, &kk, &kl, &why) != 0) return found_id;
+        if (mp_header(&p, end, &kk, &kl, &why) != 0) break;
         if (kk == MP_STR) {
             if (kl == 9 && memcmp(p, "custom_id", 9) == 0) which = 1;
             else if (kl == 2 && memcmp(p, "id", 2) == 0) which = 2;
             p += kl;
         } else {
             p = k;
-            if (mp_skip(&p, end) != 0) return found_id;
+            if (mp_skip(&p, end) != 0) break;
         }
         const unsigned char *v = p;
         int vk;
         uint64_t vl;
-        if (which && mp_header(&p, end, &vk, &vl, &why) == 0 && vk == MP_STR && codec_scan_id_ok(p, vl) &&
-            (which == 1 || !found_id)) {
-            *id = p;
-            *idlen = vl;
-            if (which == 1) return true;
-            found_id = true;
+        if (which) {
+            bool ok = mp_header(&p, end, &vk, &vl, &why) == 0 && vk == MP_STR && codec_scan_id_ok(p, vl);
+            id_seen_key(&seen, which - 1, p, ok ? vl : 0, ok);
         }
         p = v;
-        if (mp_skip(&p, end) != 0) return found_id;
+        if (mp_skip(&p, end) != 0) break;
     }
-    return found_id;
+    return id_seen_pick(&seen, id, idlen);
 }
-bool codec_scan_id(codec_format_t fmt, const unsigned char *p, size_t n, const unsigned char **id, size_t *idlen) {
+int codec_scan_id(codec_format_t fmt, const unsigned char *p, size_t n, const unsigned char **id, size_t *idlen) {
     return fmt == CODEC_FMT_MSGPACK ? mp_scan_id(p, n, id, idlen) : json_scan_id(p, n, id, idlen);
 }

@@ -22,9 +22,10 @@ int codec_scan_msgpack(const unsigned char *p, size_t n, int limit, const char *
 /* An id (custom_id / id) krill accepts: 1..CODEC_MAX_ID_BYTES bytes of UTF-8 without NUL. */
 bool codec_scan_id_ok(const unsigned char *s, size_t n);
 
-/* Cheap top-level scan of bytes that did not decode, in format fmt: the value of the
- * outermost object's "custom_id" key (else "id") when it is a plain string (JSON:
- * without escapes) that codec_scan_id_ok accepts. true with *id pointing into p. */
-bool codec_scan_id(codec_format_t fmt, const unsigned char *p, size_t n, const unsigned char **id, size_t *idlen);
+/* Cheap top-level scan of bytes in format fmt (that did not decode, or have a
+ * duplicate key): the value of the outermost object's "custom_id" key (else "id") when
+ * it is a plain string (JSON: without escapes) that codec_scan_id_ok accepts. 1 with
+ * *id pointing into p; 0 none; -1 when that key is given twice (no id can be trusted). */
+int codec_scan_id(codec_format_t fmt, const unsigned char *p, size_t n, const unsigned char **id, size_t *idlen);
 
 #endif

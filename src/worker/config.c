@@ -145,6 +145,13 @@ static const config_key_t KEYS[] = {
       "Largest max_tokens a request may ask for (more is 400 invalid_value)."),
     K("input.default_max_tokens", CONFIG_INT, 1, 1048576, "256", NULL, F(input, default_max_tokens), NULL,
       "max_tokens of requests that give none."),
+    K("input.parse_special_in_content", CONFIG_BOOL, 0, 0, "false", NULL, F(input, parse_special_in_content), NULL,
+      "Chat message content may contain control tokens (\"<|im_end|>\" becomes the token): true lets a message "
+      "forge template markup such as a new system turn; false = content is text, only the template's markup is "
+      "special."),
+    K("input.parse_special_in_prompt", CONFIG_BOOL, 0, 0, "false", NULL, F(input, parse_special_in_prompt), NULL,
+      "A /v1/completions prompt string may contain control tokens; false = the string is text (send token ids for "
+      "control tokens)."),
 
     K("output.format", CONFIG_ENUM, 0, 0, "\"auto\"", "auto|json|msgpack", F(output, format), NULL,
       "Result format; auto = the request's format."),

@@ -64,6 +64,8 @@ typedef struct {
         int max_prompt_tokens;  /* 0 = context - max_tokens */
         int max_tokens_cap;
         int default_max_tokens;
+        bool parse_special_in_content; /* control-token strings in chat content are tokens */
+        bool parse_special_in_prompt;  /* ... in a /v1/completions prompt string */
     } input;
     struct {
         char *format;           /* auto | json | msgpack */

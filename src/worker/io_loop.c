@@ -550,6 +550,8 @@ static void io_pipeline_init(io_loop_t *io) {
     io->pipe.model_name = named ? cfg->model.name : io->info->model_name;
     io->pipe.worker = io->worker_id;
     io->pipe.max_prompt_tokens = cfg->input.max_prompt_tokens;
+    io->pipe.parse_special_in_content = cfg->input.parse_special_in_content;
+    io->pipe.parse_special_in_prompt = cfg->input.parse_special_in_prompt;
     const char *of = cfg->output.format ? cfg->output.format : "auto";
     io->pipe.output_format = !strcmp(of, "json") ? CODEC_FMT_JSON : !strcmp(of, "msgpack") ? CODEC_FMT_MSGPACK : -1;
     struct timespec rt;

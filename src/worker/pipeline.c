@@ -24,24 +24,19 @@ static void pe_set(pipeline_error_t *pe, codec_error_t code, const char *param, 
     va_end(ap);
 }
 
-/* Tokenizes the text of a request; what ("the prompt", plural: "the rendered
- * messages") names it in the error. engine_tokenize refuses texts longer than the
- * context with ENGINE_ERR_CONTEXT: that is the request's context_length_exceeded, not
- * a malformed prompt. 0, or -1 with *pe filled. */
-static int tokenize(const pipeline_t *p, const char *text, size_t len, bool add_bos, const char *param,
-                    const char *what, bool plural, int32_t **toks, int *n, pipeline_error_t *pe) {
-    char err[256];
-    int rc = engine_tokenize(p->engine, text, len, add_bos, true, toks, n, err, sizeof err);
+/* The error of a failed tokenization (engine_tokenize / engine_chat_tokenize, status
+ * rc, engine message err); what ("the prompt", plural: "the rendered messages") names
+ * the text. ENGINE_ERR_CONTEXT (a text longer than the context) is the request's
+ * context_length_exceeded, not a malformed prompt. Returns -1. */
+static int tokenize_error(const pipeline_t *p, int rc, const char *err, const char *param, const char *what,
+                          bool plural, pipeline_error_t *pe) {
     if (rc == ENGINE_ERR_CONTEXT) {
         pe_set(pe, CODEC_ERR_CONTEXT_LENGTH_EXCEEDED, param, "%s %s not fit the model's context of %d tokens; shorten %s",
                what, plural ? "do" : "does", engine_get_info(p->engine)->n_ctx, plural ? "them" : "it");
         return -1;
     }
-    if (rc != 0) {
-        pe_set(pe, CODEC_ERR_INVALID_VALUE, param, "%s cannot be tokenized: %s", what, err);
-        return -1;
-    }
-    return 0;
+    pe_set(pe, CODEC_ERR_INVALID_VALUE, param, "%s cannot be tokenized: %s", what, err);
+    return -1;
 }
 
 int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t id, engine_request_t *er,
@@ -66,24 +61,24 @@ int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t i
             msgs[i].role = req->messages[i].role;
             msgs[i].content = req->messages[i].content;
         }
-        char *text = NULL;
-        int rc = engine_chat_render(p->engine, msgs, req->n_messages, &text, err, sizeof err);
+        /* The template's markup (BOS where the template wants one) is tokenized with
+         * its special tokens, the content as text: a message cannot forge a turn. */
+        bool rendered;
+        int rc = engine_chat_tokenize(p->engine, msgs, req->n_messages, p->parse_special_in_content, &toks, &n,
+                                      &rendered, err, sizeof err);
         if (msgs != stackmsgs) free(msgs);
-        if (rc != 0) {
-            free(text);
+        if (rc != 0 && !rendered) {
             pe_set(pe, CODEC_ERR_INVALID_VALUE, "body.messages", "the messages cannot be rendered with the model's chat template: %s", err);
             return -1;
         }
-        /* The rendered template already holds the model's special tokens (BOS where the
-         * template wants one), so they are parsed and no BOS is added. */
-        rc = tokenize(p, text, strlen(text), false, "body.messages", "the rendered messages", true, &toks, &n, pe);
-        free(text);
-        if (rc != 0) return -1;
+        if (rc != 0) return tokenize_error(p, rc, err, "body.messages", "the rendered messages", true, pe);
     } else if (req->prompt) {
         /* A raw prompt starts with BOS when the model wants one (add_bos_token), as
-         * llama.cpp does; token-id prompts are taken as given. */
-        if (tokenize(p, req->prompt, req->prompt_len, info->add_bos, "body.prompt", "the prompt", false, &toks, &n, pe))
-            return -1;
+         * llama.cpp does; it is text unless input.parse_special_in_prompt (token ids
+         * are the way to send control tokens); token-id prompts are taken as given. */
+        int rc = engine_tokenize(p->engine, req->prompt, req->prompt_len, info->add_bos, p->parse_special_in_prompt,
+                                 &toks, &n, err, sizeof err);
+        if (rc != 0) return tokenize_error(p, rc, err, "body.prompt", "the prompt", false, pe);
     } else {
         CHECK(req->n_prompt_ids >= 1 && req->prompt_ids); /* codec.h: a token-id prompt is never empty */
         for (int i = 0; i < req->n_prompt_ids; i++)

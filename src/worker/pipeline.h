@@ -30,6 +30,11 @@ typedef struct {
     const char *model_name;  /* served name: body.model of results */
     const char *worker;      /* the "krill.worker" field */
     int max_prompt_tokens;   /* input.max_prompt_tokens; 0 = context - max_tokens */
+    bool parse_special_in_content; /* input.parse_special_in_content: control-token
+                                      strings in chat message content become control
+                                      tokens (false: they are text; docs/chat.md) */
+    bool parse_special_in_prompt;  /* input.parse_special_in_prompt: the same for a
+                                      /v1/completions prompt string */
     int output_format;       /* -1 = the request's format, else CODEC_FMT_JSON/MSGPACK */
     uint64_t uid_base;       /* result uids are uid_base + a counter */
     uint64_t uid_next;       /* the counter (owned by the caller's thread) */
@@ -53,7 +58,9 @@ void pipeline_engine_config(const config_t *cfg, engine_config_t *ec);
  * stop strings, priority. Not id, prompt or n_prompt (pipeline_prepare sets those). */
 void pipeline_request_to_engine(const codec_request_t *r, engine_request_t *er);
 
-/* Renders/tokenizes req (status CODEC_OK) into er with engine id `id`. On success
+/* Renders/tokenizes req (status CODEC_OK) into er with engine id `id`: the chat
+ * template's markup with special tokens, message content and a prompt string as text
+ * (unless parse_special_in_content / _in_prompt), token-id prompts as given. On success
  * returns 0 and *ids holds the malloc'd prompt (er->prompt points to it; free it after
  * engine_submit, which copies it). On a request error returns -1 with *pe filled
  * (400 context_length_exceeded / invalid_value, or 500 when out of memory). */

@@ -2,7 +2,8 @@
  * untrusted GGUF and the messages from untrusted Kafka requests. Input layout: the
  * template up to the first NUL, then NUL-separated role, content, role, content...
  * (the first byte picks add_generation_prompt). Any outcome is fine except a crash,
- * a leak, or a success without a NUL-terminated output. */
+ * a leak, a success without a NUL-terminated output, or content ranges out of order
+ * or outside it. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,11 +34,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     chat_t *c = chat_load_template(tmpl, "<s>", "</s>", NULL, 0);
     if (c) {
         char *out = NULL, err[256];
-        if (chat_render(c, msgs, n, gen, &out, err, sizeof err) == 0) {
+        tokenizer_span_t *sp = NULL;
+        size_t nsp = 0;
+        if (chat_render_spans(c, msgs, n, gen, &out, &sp, &nsp, err, sizeof err) == 0) {
             if (!out) abort();
-            (void)strlen(out);
+            size_t len = strlen(out), end = 0;
+            for (size_t i = 0; i < nsp; i++) { /* content ranges: sorted, apart, inside */
+                if (sp[i].len == 0 || (i && sp[i].off <= end) || sp[i].off + sp[i].len > len) abort();
+                end = sp[i].off + sp[i].len;
+            }
+            free(sp);
             free(out);
-        } else if (out) {
+        } else if (out || sp) {
             abort();
         }
         chat_free(c);

@@ -41,13 +41,22 @@ printf 'a\n\nb' | "$T" -m "$M" --lines >"$tmp/three"
 check "empty line -> empty line; last line without newline" $?
 [ "$(printf 'Hi' | "$T" -m "$M" --bos)" = "1 $(printf 'Hi' | "$T" -m "$M")" ]; check "--bos prepends BOS" $?
 
-# --chat: template + generation prompt + special parsing
-n=0; bad=0
+# --chat --special: template + generation prompt + special parsing everywhere (the
+# llama.cpp vectors); --chat: message content as text, so only a conversation with a
+# control-token string in its content ("<|im_end|> stays text?") tokenizes differently
+n=0; bad=0; differ=0
 while IFS= read -r msgs; do
   n=$((n + 1))
-  [ "$(printf '%s' "$msgs" | "$T" -m "$M" --chat)" = "$(sed -n "${n}p" "$D/chat.ids")" ] || bad=$((bad + 1))
+  want=$(sed -n "${n}p" "$D/chat.ids")
+  [ "$(printf '%s' "$msgs" | "$T" -m "$M" --chat --special)" = "$want" ] || bad=$((bad + 1))
+  got=$(printf '%s' "$msgs" | "$T" -m "$M" --chat)
+  case $msgs in
+    *'<|im_end|>'*) [ "$got" != "$want" ] && differ=$((differ + 1)) || bad=$((bad + 1)) ;;
+    *) [ "$got" = "$want" ] || bad=$((bad + 1)) ;;
+  esac
 done <"$D/chat.jsonl"
-[ $n -gt 0 ] && [ $bad -eq 0 ]; check "--chat == template rendered + llama.cpp special ids ($n conversations)" $?
+[ $n -gt 0 ] && [ $bad -eq 0 ] && [ $differ -eq 1 ]
+check "--chat (--special) == template rendered + llama.cpp special ids; content as text by default ($n conversations)" $?
 echo '{"messages": []}' | "$T" -m "$M" --chat 2>"$tmp/err" >/dev/null; [ $? -eq 1 ] && grep -q "non-empty" "$tmp/err"; check "--chat rejects empty messages" $?
 echo 'not json' | "$T" -m "$M" --chat 2>"$tmp/err" >/dev/null; [ $? -eq 1 ] && grep -q "not JSON" "$tmp/err"; check "--chat rejects non-JSON" $?
 

@@ -315,6 +315,18 @@ static void test_default_model(void **state) {
             assert_string_equal(text, json_string_value(json_object_get(c, "prompt_text")));
             assert_int_equal(engine_tokenize(e, text, strlen(text), false, true, &ids, &nid, err, sizeof(err)), 0);
             free(text);
+            /* what the pipeline calls: content as text gives the same ids (no control
+             * token strings in these messages), and so does the old way */
+            for (int cs = 0; cs < 2; cs++) {
+                int32_t *ids2 = NULL;
+                int nid2 = 0;
+                bool rendered = false;
+                assert_int_equal(engine_chat_tokenize(e, m, nm, cs == 1, &ids2, &nid2, &rendered, err, sizeof(err)), 0);
+                assert_true(rendered);
+                assert_int_equal(nid2, nid);
+                assert_memory_equal(ids2, ids, (size_t)nid * sizeof(int32_t));
+                free(ids2);
+            }
         } else {
             const char *t = json_string_value(json_object_get(c, "input"));
             assert_int_equal(engine_tokenize(e, t, strlen(t), info->add_bos, false, &ids, &nid, err, sizeof(err)), 0);
@@ -322,6 +334,28 @@ static void test_default_model(void **state) {
         assert_int_equal(nid, all[i].q.n_prompt);
         assert_memory_equal(ids, all[i].prompt, (size_t)nid * sizeof(int32_t));
         free(ids);
+    }
+    /* engine_chat_tokenize's errors: the template's (not rendered), the context's */
+    {
+        int32_t *ids = NULL;
+        int nid = 0;
+        bool rendered = true;
+        engine_chat_msg_t bad[] = {{"robot", "x"}};
+        assert_int_equal(engine_chat_tokenize(e, bad, 1, false, &ids, &nid, &rendered, err, sizeof(err)),
+                         ENGINE_ERR_INVALID);
+        assert_false(rendered);
+        assert_null(ids);
+        assert_non_null(strstr(err, "unknown role"));
+        size_t big = (size_t)info->n_ctx * 4 + 16;
+        char *longc = malloc(big + 1);
+        for (size_t k = 0; k < big; k++) longc[k] = k % 2 ? ' ' : 'a';
+        longc[big] = '\0';
+        engine_chat_msg_t lng[] = {{"user", longc}};
+        assert_int_equal(engine_chat_tokenize(e, lng, 1, false, &ids, &nid, &rendered, err, sizeof(err)),
+                         ENGINE_ERR_CONTEXT);
+        assert_true(rendered);
+        assert_null(ids);
+        free(longc);
     }
     engine_close(e);
 
