@@ -58,7 +58,7 @@ sasl_sets "$pass"
 worker_start w1 --set model.path="$TINY" --set metrics.listen=127.0.0.1:$port --set log.level=debug "${SA[@]}"
 wait_answered 10 120
 deadline=$((SECONDS + 30))
-until [ "$(http "http://127.0.0.1:$port/healthz" | tee "$T/healthz-right.txt" | head -n1)" = 200 ]; do
+until http "http://127.0.0.1:$port/healthz" >"$T/healthz-right.txt"; [ "$(head -n1 "$T/healthz-right.txt")" = 200 ]; do
   [ $SECONDS -lt $deadline ] || fail "right password: /healthz is not 200: $(cat "$T/healthz-right.txt")"
   sleep 0.3
 done
