@@ -102,7 +102,8 @@ static const config_key_t KEYS[] = {
       "Topic of the periodic statistics records."),
     {"kafka.properties", CONFIG_STRLIST, 0, 0, "[]", NULL, true,
      "librdkafka properties as \"key=value\" strings, passed verbatim (TLS, SASL, tuning); "
-     "\"consumer.K=V\" / \"producer.K=V\" apply to one client. Values are secret: never logged.",
+     "\"consumer.K=V\" / \"producer.K=V\" apply to one client. Values are redacted (--print-config, krill's "
+     "logs); librdkafka hides only its sensitive ones (docs/operations.md, Secrets).",
      F(kafka, properties), F(kafka, n_properties), NULL},
 
     K("model.path", CONFIG_STRING, 0, 0, "\"models/SmolLM2-135M-Instruct.Q4_1.gguf\"", NULL, F(model, path),
