@@ -22,17 +22,6 @@ SASL=$(scripts/kafka-local.sh status 2>/dev/null | sed -n 's/^sasl=//p')
 [ -n "$SASL" ] || fail "kafka-local.sh printed no sasl= address with KRILL_KAFKA_SASL set"
 note "SASL_PLAINTEXT listener $SASL"
 
-http() { "$PY" - "$@" <<'PY'
-import sys, urllib.request, urllib.error
-try:
-    r = urllib.request.urlopen(sys.argv[1], timeout=5)
-    print(r.status); sys.stdout.write(r.read().decode())
-except urllib.error.HTTPError as e:
-    print(e.code); sys.stdout.write(e.read().decode())
-except Exception as e:
-    print(0); print(e)
-PY
-}
 # sasl_sets PASSWORD: SA = the settings of a SASL/PLAIN client of the SASL listener
 sasl_sets() {
   SA=(--set kafka.brokers="$SASL" --set 'kafka.properties+=security.protocol=SASL_PLAINTEXT'

@@ -16,18 +16,6 @@ scripts/kafka-local.sh stop --keep-data >"$T/kafka-stop.log" 2>&1 || fail "canno
 KAFKA_UP=0
 (exec 3<>"/dev/tcp/${BROKERS%:*}/${BROKERS##*:}") 2>/dev/null && fail "the broker port still answers after stop"
 
-http() { "$PY" - "$@" <<'PY'
-import sys, urllib.request, urllib.error
-try:
-    r = urllib.request.urlopen(sys.argv[1], timeout=5)
-    print(r.status); sys.stdout.write(r.read().decode())
-except urllib.error.HTTPError as e:
-    print(e.code); sys.stdout.write(e.read().decode())
-except Exception as e:
-    print(0); print(e)
-PY
-}
-
 # 1. no broker: 503 "no broker reachable" after the grace, not before
 grace_s=5
 port=$(free_port)

@@ -164,3 +164,17 @@ feed_wait() {
   [ -s "$T/feed.err" ] && fail "feeding failed: $(cat "$T/feed.err")"
   return 0
 }
+
+# http URL: GET it; prints the status code (0 when nothing answers) on the first line,
+# then the body.
+http() { "$PY" - "$@" <<'PY'
+import sys, urllib.request, urllib.error
+try:
+    r = urllib.request.urlopen(sys.argv[1], timeout=5)
+    print(r.status); sys.stdout.write(r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code); sys.stdout.write(e.read().decode())
+except Exception as e:
+    print(0); print(e)
+PY
+}
