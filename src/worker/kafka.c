@@ -34,6 +34,7 @@ struct kafka_io {
     atomic_bool brokers_down;
     kafka_conn_t conn; /* io thread only (every callback runs in a poll of the io thread) */
     bool joined;
+    bool ever_up; /* a broker answered once: later UPs are recoveries, logged */
     char fatal[512];
 };
 
@@ -74,8 +75,9 @@ const char *kafka_error_kind(int err) {
 static void kafka_conn_set(kafka_io_t *k, kafka_conn_t st) {
     if (k->conn == st) return;
     if (st == KAFKA_CONN_DOWN && k->conn == KAFKA_CONN_AUTH_FAILED) return; /* keep the more specific reason */
-    if (st == KAFKA_CONN_UP && k->conn != KAFKA_CONN_DOWN) LOG_INFO("a Kafka broker answers again", "was=%s",
-                                                                     k->conn == KAFKA_CONN_AUTH_FAILED ? "auth_failed" : "down");
+    if (st == KAFKA_CONN_UP && (k->ever_up || k->conn == KAFKA_CONN_AUTH_FAILED))
+        LOG_INFO("a Kafka broker answers again", "was=%s", k->conn == KAFKA_CONN_AUTH_FAILED ? "auth_failed" : "down");
+    if (st == KAFKA_CONN_UP) k->ever_up = true;
     k->conn = st;
     if (k->h.connection) k->h.connection(k->h.ctx, st);
 }
@@ -142,12 +144,13 @@ static void tp_list_remove(rd_kafka_topic_partition_list_t *l, const char *topic
 static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                rd_kafka_topic_partition_list_t *parts, void *opaque) {
     kafka_io_t *k = opaque;
-    kafka_broker_answered(k); /* the group coordinator answered */
-    if (!k->joined) {
-        k->joined = true;
-        if (k->h.joined) k->h.joined(k->h.ctx);
-    }
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        /* The group coordinator answered (a revoke may come from a lost session: no proof). */
+        kafka_broker_answered(k);
+        if (!k->joined) {
+            k->joined = true;
+            if (k->h.joined) k->h.joined(k->h.ctx);
+        }
         if (k->cooperative) {
             rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
             if (e) {

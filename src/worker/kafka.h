@@ -54,8 +54,8 @@ typedef struct {
     void (*connection)(void *ctx, kafka_conn_t st);
     /* Every error librdkafka reports through error_cb, by kind (kafka_error_kind). May be NULL. */
     void (*error)(void *ctx, const char *kind);
-    /* The consumer joined the group: the first rebalance callback, assigned partitions or
-     * not (KIP-429: an empty assignment calls it too). May be NULL. */
+    /* The consumer joined the group: its first assignment callback, partitions or none
+     * (KIP-429: an empty assignment calls it too). May be NULL. */
     void (*joined)(void *ctx);
 } kafka_io_handlers_t;
 
