@@ -19,6 +19,12 @@
 #   KRILL_KAFKA_HEAP       JVM heap (default 512m)
 #   KRILL_KAFKA_STATE      state dir: pid file, data, logs (default $TMPDIR/krill-kafka-UID-PORT)
 #   KRILL_KAFKA_START_TIMEOUT  seconds `start` waits for the broker (default 60)
+#   KRILL_KAFKA_SASL       USER:PASS — `start` also opens a SASL_PLAINTEXT listener
+#                          (mechanism PLAIN, that one user) on a second port and prints
+#                          "sasl=127.0.0.1:PORT" before the bootstrap address; `status`
+#                          prints it too. The password is written only to the broker's
+#                          server.properties (mode 600, in the state dir), never printed.
+#   KRILL_KAFKA_SASL_PORT  its port (default: a free one)
 # Rules: listens on 127.0.0.1 only; one broker per port; a second `start` while it runs
 # just reports it; a stale pid file (dead process) is cleaned up; `stop` waits for the
 # JVM to exit (SIGTERM, then SIGKILL after 20 s) and removes the state dir.
@@ -33,6 +39,7 @@ state=${KRILL_KAFKA_STATE:-${TMPDIR:-/tmp}/krill-kafka-$(id -u)-$port}
 start_timeout=${KRILL_KAFKA_START_TIMEOUT:-60}
 libs=$cache/$version/libs
 addr=127.0.0.1:$port
+sasl=${KRILL_KAFKA_SASL:-}
 
 die() { echo "kafka-local: $*" >&2; exit 1; }
 note() { echo "kafka-local: $*" >&2; }
@@ -97,10 +104,29 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# SASL/PLAIN (KRILL_KAFKA_SASL=USER:PASS): the extra listener's server.properties lines,
+# with the JAAS config inline (listener.name.<listener>.<mechanism>.sasl.jaas.config).
+sasl_properties() {
+  local user=${sasl%%:*} pass=${sasl#*:}
+  [[ $sasl == *:* && -n $user && -n $pass ]] || die "KRILL_KAFKA_SASL must be USER:PASS"
+  [[ $user$pass != *[\\\"]* ]] || die "KRILL_KAFKA_SASL: no quotes or backslashes in the user or password"
+  cat <<EOP
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$user="$pass";
+EOP
+}
+
+sasl_addr() {  # the SASL listener's address when this broker has one (empty otherwise)
+  local p; p=$(sed -n 's/^listeners=.*SASL_PLAINTEXT:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$state/server.properties" 2>/dev/null)
+  [ -z "$p" ] || echo "127.0.0.1:$p"
+}
+
 cmd_start() {
   if pid_alive; then
     answers || note "broker process $(cat "$state/pid") is running but not answering yet"
     note "already running (pid $(cat "$state/pid"), state $state)"
+    local sa; sa=$(sasl_addr); [ -z "$sa" ] || echo "sasl=$sa"
     echo "$addr"; return 0
   fi
   local reuse=0
@@ -123,15 +149,23 @@ cmd_start() {
     cport=$(free_port)
     [ "$cport" != "$port" ] || cport=$(free_port)
   fi
-  [ $reuse = 1 ] || cat >"$state/server.properties" <<EOF
+  local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport" advertised="PLAINTEXT://127.0.0.1:$port"
+  local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT" sport=""
+  if [ -n "$sasl" ] && [ $reuse = 0 ]; then
+    sport=${KRILL_KAFKA_SASL_PORT:-$(free_port)}
+    (exec 3<>"/dev/tcp/127.0.0.1/$sport") 2>/dev/null && die "SASL port $sport is already in use; set KRILL_KAFKA_SASL_PORT"
+    listeners+=",SASL_PLAINTEXT://127.0.0.1:$sport"; advertised+=",SASL_PLAINTEXT://127.0.0.1:$sport"
+    protocols+=",SASL_PLAINTEXT:SASL_PLAINTEXT"
+  fi
+  [ $reuse = 1 ] || (umask 077; cat >"$state/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$state/data
 num.partitions=1
 auto.create.topics.enable=false
@@ -147,6 +181,8 @@ log.flush.interval.messages=9223372036854775807
 num.network.threads=2
 num.io.threads=4
 EOF
+  )
+  if [ -n "$sport" ]; then sasl_properties >>"$state/server.properties" || die "cannot write the SASL settings"; fi
   cat >"$state/log4j2.properties" <<EOF
 status = error
 appender.f.type = File
@@ -190,12 +226,14 @@ EOF
     sleep 0.5
   done
   note "started Kafka $version (pid $(cat "$state/pid"), ${SECONDS}s, state $state)"
+  local sa; sa=$(sasl_addr); [ -z "$sa" ] || echo "sasl=$sa"
   echo "$addr"
 }
 
 cmd_status() {
   if pid_alive && answers; then
     note "running (pid $(cat "$state/pid"), Kafka $version)"
+    local sa; sa=$(sasl_addr); [ -z "$sa" ] || echo "sasl=$sa"
     echo "$addr"; return 0
   fi
   if pid_alive; then note "process $(cat "$state/pid") is running but the broker does not answer"

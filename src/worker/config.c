@@ -102,7 +102,8 @@ static const config_key_t KEYS[] = {
       "Topic of the periodic statistics records."),
     {"kafka.properties", CONFIG_STRLIST, 0, 0, "[]", NULL, true,
      "librdkafka properties as \"key=value\" strings, passed verbatim (TLS, SASL, tuning); "
-     "\"consumer.K=V\" / \"producer.K=V\" apply to one client. Values are secret: never logged.",
+     "\"consumer.K=V\" / \"producer.K=V\" apply to one client. Values are redacted (--print-config, krill's "
+     "logs); librdkafka hides only its sensitive ones (docs/operations.md, Secrets).",
      F(kafka, properties), F(kafka, n_properties), NULL},
 
     K("model.path", CONFIG_STRING, 0, 0, "\"models/SmolLM2-135M-Instruct.Q4_1.gguf\"", NULL, F(model, path),
@@ -178,6 +179,8 @@ static const config_key_t KEYS[] = {
       "Pause the assigned partitions when this many requests wait for the engine."),
     K("worker.queue_low", CONFIG_INT, 0, 1000000, "512", NULL, F(worker, queue_low), NULL,
       "Resume them when fewer than this many wait (below queue_high)."),
+    K("worker.health_grace_ms", CONFIG_INT, 0, 3600000, "30000", NULL, F(worker, health_grace_ms), NULL,
+      "/healthz answers 503 once no Kafka broker has been reachable for this long (at start: since start-up)."),
 
     K("log.level", CONFIG_ENUM, 0, 0, "\"info\"", "debug|info|warn|error|off", F(log, level), NULL,
       "Log level."),

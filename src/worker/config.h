@@ -85,6 +85,7 @@ typedef struct {
         int poll_timeout_ms;
         int queue_high;         /* pause partitions at this many queued requests */
         int queue_low;          /* resume below this many */
+        int health_grace_ms;    /* /healthz 503 once no broker was reachable this long */
     } worker;
     struct {
         char *level;            /* debug | info | warn | error | off */

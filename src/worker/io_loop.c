@@ -493,6 +493,22 @@ static void io_on_kafka_stats(void *ctx, const char *json, size_t len) {
     observe_kafka_stats(io->obs, json, len);
 }
 
+/* Kafka's connection, errors and group membership for /healthz and /metrics. */
+static void io_on_kafka_connection(void *ctx, kafka_conn_t st) {
+    io_loop_t *io = ctx;
+    observe_kafka_connection(io->obs, st == KAFKA_CONN_UP, st == KAFKA_CONN_AUTH_FAILED);
+}
+
+static void io_on_kafka_error(void *ctx, const char *kind) {
+    io_loop_t *io = ctx;
+    observe_kafka_error(io->obs, kind);
+}
+
+static void io_on_kafka_joined(void *ctx) {
+    io_loop_t *io = ctx;
+    observe_consumer_joined(io->obs);
+}
+
 /* ---------------------------------------------------------------- stats */
 
 static void io_emit_stats(io_loop_t *io) {
@@ -603,7 +619,9 @@ io_loop_t *io_loop_new(const io_loop_config_t *c, char *err, size_t errlen) {
         .n_sized_topics = n_sized,
     };
     kafka_io_handlers_t kh = {.ctx = io, .assigned = io_on_assigned, .revoked = io_on_revoked,
-                              .delivered = io_on_delivered, .stats = io_on_kafka_stats};
+                              .delivered = io_on_delivered, .stats = io_on_kafka_stats,
+                              .connection = io_on_kafka_connection, .error = io_on_kafka_error,
+                              .joined = io_on_kafka_joined};
     if (!(io->kafka = kafka_io_open(&kc, &kh, err, errlen))) goto fail;
     free(topics_copy);
     observe_consumer_state(io->obs, METRICS_CONSUMER_WAITING); /* subscribed */

@@ -35,6 +35,9 @@ struct kafka_io {
     rd_kafka_topic_partition_list_t *paused; /* partitions we paused */
     atomic_bool has_fatal;
     atomic_bool brokers_down;
+    kafka_conn_t conn; /* io thread only (every callback runs in a poll of the io thread) */
+    bool joined;
+    bool ever_up; /* a broker answered once: later UPs are recoveries, logged */
     char fatal[512];
     kafka_limits_t *limits; /* max.message.bytes of the topics produced to */
     double limits_due;      /* clock_now_ms() of the next refresh */
@@ -52,8 +55,58 @@ static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const
     log_write(lvl, "librdkafka", buf, "handle=%s fac=%s", rd_kafka_name(rk), fac);
 }
 
+const char *kafka_error_kind(int err) {
+    switch (err) {
+    case RD_KAFKA_RESP_ERR__TRANSPORT: return "transport";
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN: return "all_brokers_down";
+    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+    case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+    case RD_KAFKA_RESP_ERR_UNSUPPORTED_SASL_MECHANISM:
+    case RD_KAFKA_RESP_ERR_ILLEGAL_SASL_STATE: return "authentication";
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED: return "authorization";
+    case RD_KAFKA_RESP_ERR__SSL: return "ssl";
+    case RD_KAFKA_RESP_ERR__RESOLVE: return "resolve";
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT: return "timeout";
+    case RD_KAFKA_RESP_ERR__FATAL: return "fatal";
+    default: return "other";
+    }
+}
+
+/* Moves the connection state and tells the handler on a change (io thread). */
+static void kafka_conn_set(kafka_io_t *k, kafka_conn_t st) {
+    if (k->conn == st) return;
+    if (st == KAFKA_CONN_DOWN && k->conn == KAFKA_CONN_AUTH_FAILED) return; /* keep the more specific reason */
+    if (st == KAFKA_CONN_UP && (k->ever_up || k->conn == KAFKA_CONN_AUTH_FAILED))
+        LOG_INFO("a Kafka broker answers again", "was=%s", k->conn == KAFKA_CONN_AUTH_FAILED ? "auth_failed" : "down");
+    if (st == KAFKA_CONN_UP) k->ever_up = true;
+    k->conn = st;
+    if (k->h.connection) k->h.connection(k->h.ctx, st);
+}
+
+/* A broker answered: clears "all brokers down" and moves the connection to UP. */
+static void kafka_broker_answered(kafka_io_t *k) {
+    atomic_store(&k->brokers_down, false);
+    kafka_conn_set(k, KAFKA_CONN_UP);
+}
+
 static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
     kafka_io_t *k = opaque;
+    if (k->h.error) k->h.error(k->h.ctx, kafka_error_kind(err));
+    if (!strcmp(kafka_error_kind(err), "authentication")) {
+        /* Logged once per failure spell: librdkafka retries every reconnect.backoff. Its
+         * reason names the mechanism, never the password. */
+        if (k->conn != KAFKA_CONN_AUTH_FAILED)
+            LOG_ERROR("Kafka authentication failed; check the SASL/TLS credentials in kafka.properties "
+                      "(librdkafka keeps retrying, /healthz answers 503)",
+                      "handle=%s error=%s reason=\"%s\"", rd_kafka_name(rk), rd_kafka_err2name((rd_kafka_resp_err_t)err),
+                      reason);
+        kafka_conn_set(k, KAFKA_CONN_AUTH_FAILED);
+        return;
+    }
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char buf[400];
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof buf);
@@ -69,6 +122,7 @@ static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *op
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
         if (!atomic_exchange(&k->brokers_down, true))
             LOG_WARN("all brokers are down; librdkafka keeps retrying", "handle=%s", rd_kafka_name(rk));
+        if (rk == k->consumer) kafka_conn_set(k, KAFKA_CONN_DOWN);
         return;
     }
     LOG_WARN("Kafka error", "handle=%s error=%s reason=\"%s\"", rd_kafka_name(rk),
@@ -78,7 +132,7 @@ static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *op
 static void kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
     kafka_io_t *k = opaque;
-    if (!m->err) atomic_store(&k->brokers_down, false);
+    if (!m->err) kafka_broker_answered(k);
     if (k->h.delivered) k->h.delivered(k->h.ctx, m->_private, m->err, m);
 }
 
@@ -96,6 +150,12 @@ static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                rd_kafka_topic_partition_list_t *parts, void *opaque) {
     kafka_io_t *k = opaque;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        /* The group coordinator answered (a revoke may come from a lost session: no proof). */
+        kafka_broker_answered(k);
+        if (!k->joined) {
+            k->joined = true;
+            if (k->h.joined) k->h.joined(k->h.ctx);
+        }
         if (k->cooperative) {
             rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
             if (e) {
@@ -152,6 +212,8 @@ static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 static int kafka_stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
     (void)rk;
     kafka_io_t *k = opaque;
+    /* Brokers' states are upper case ("state":"UP"); the group's is lower case ("up"). */
+    if (memmem(json, len, "\"state\":\"UP\"", 12)) kafka_broker_answered(k);
     if (k->h.stats) k->h.stats(k->h.ctx, json, len);
     return 0; /* librdkafka frees json */
 }
@@ -455,7 +517,7 @@ rd_kafka_message_t *kafka_io_consume(kafka_io_t *k, int timeout_ms) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(k->consumer, tries ? 0 : timeout_ms);
         if (!m) return NULL;
         if (!m->err) {
-            atomic_store(&k->brokers_down, false);
+            kafka_broker_answered(k);
             return m;
         }
         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)

@@ -11,7 +11,8 @@
  *   kafka_io_resume_all() resumes only those. Partitions assigned while paused are paused.
  * - kafka.properties "key=value" entries go to both handles; "consumer.KEY=V" or
  *   "producer.KEY=V" to one. enable.auto.offset.store cannot be turned on.
- * - librdkafka logs go through log.h; error_cb watches __FATAL (kafka_io_fatal()).
+ * - librdkafka logs go through log.h; error_cb watches __FATAL (kafka_io_fatal()), counts
+ *   every error by kind (handlers->error) and follows the connection (handlers->connection).
  * - sizes: the max.message.bytes of the topics produced to (sized_topics) is read at open
  *   with the Admin API (DescribeConfigs, kafka_limits.h; KAFKA_DEFAULT_TOPIC_MAX_BYTES when
  *   it cannot be read) and every 30 s after; the producer's message.max.bytes is the
@@ -29,6 +30,13 @@
 
 typedef struct kafka_io kafka_io_t;
 
+/* The io's connection to the cluster, for /healthz and krill_kafka_connected. */
+typedef enum {
+    KAFKA_CONN_DOWN = 0,    /* no broker reachable: not yet, or librdkafka reports all down */
+    KAFKA_CONN_UP,          /* a broker answered (metadata, a fetch, a delivery, a rebalance) */
+    KAFKA_CONN_AUTH_FAILED, /* a broker rejected our credentials (SASL, TLS) and none answered since */
+} kafka_conn_t;
+
 typedef struct {
     void *ctx;
     /* Partitions just assigned to us (already incrementally assigned). May be NULL. */
@@ -44,6 +52,16 @@ typedef struct {
     /* The consumer's librdkafka statistics JSON (every statistics.interval.ms), valid only
      * during the call; runs on the io thread inside kafka_io_consume. May be NULL. */
     void (*stats)(void *ctx, const char *json, size_t len);
+    /* The connection changed (edges only; it starts DOWN). DOWN comes from the consumer's
+     * "all brokers down" only (an idle producer's closed connection is no outage); UP from
+     * either handle, and from the consumer's statistics when a broker's state is UP.
+     * AUTH_FAILED stays until a broker answers. May be NULL. */
+    void (*connection)(void *ctx, kafka_conn_t st);
+    /* Every error librdkafka reports through error_cb, by kind (kafka_error_kind). May be NULL. */
+    void (*error)(void *ctx, const char *kind);
+    /* The consumer joined the group: its first assignment callback, partitions or none
+     * (KIP-429: an empty assignment calls it too). May be NULL. */
+    void (*joined)(void *ctx);
 } kafka_io_handlers_t;
 
 typedef struct {
@@ -119,6 +137,10 @@ int kafka_io_assigned_count(const kafka_io_t *k);
 const char *kafka_io_fatal(const kafka_io_t *k);
 /* True while librdkafka reports every broker down (cleared when one answers again). */
 bool kafka_io_brokers_down(const kafka_io_t *k);
+/* The kind of a librdkafka error, from a closed set (the label values of
+ * krill_kafka_errors_total): "transport", "all_brokers_down", "authentication",
+ * "authorization", "ssl", "resolve", "timeout", "fatal", "other". */
+const char *kafka_error_kind(int err);
 
 /* A copy of a message's headers; NULL when it has none. */
 rd_kafka_headers_t *kafka_headers_copy(const rd_kafka_message_t *m);

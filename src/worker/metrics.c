@@ -169,6 +169,11 @@ struct metrics {
     _Atomic int consumer_state;
     _Atomic uint64_t heartbeat_bits; /* monotonic seconds; 0 = never */
     _Atomic uint64_t health_timeout_bits;
+    /* Kafka health (io thread writes, HTTP thread reads) */
+    _Atomic int kafka_connected, kafka_auth_failed, consumer_joined;
+    _Atomic uint64_t kafka_down_since_bits; /* monotonic seconds since no broker answers */
+    _Atomic uint64_t health_grace_bits;
+    labelled_t kafka_errors; /* {kind} */
     /* consumer lag (replaced as a whole by the io thread) */
     pthread_mutex_t lag_mu;
     metrics_lag_t *lag; /* (METRICS_MAX_LAG) */
@@ -215,6 +220,12 @@ metrics_t *metrics_new(void) {
     atomic_init(&m->consumer_state, METRICS_CONSUMER_STARTING);
     atomic_init(&m->heartbeat_bits, dbl_bits(0.0));
     atomic_init(&m->health_timeout_bits, dbl_bits(60.0));
+    atomic_init(&m->kafka_connected, 0);
+    atomic_init(&m->kafka_auth_failed, 0);
+    atomic_init(&m->consumer_joined, 0);
+    atomic_init(&m->kafka_down_since_bits, dbl_bits(clock_now_s()));
+    atomic_init(&m->health_grace_bits, dbl_bits(30.0));
+    labelled_init(&m->kafka_errors);
     pthread_mutex_init(&m->lag_mu, NULL);
     atomic_init(&m->started, 0);
     return m;
@@ -227,6 +238,7 @@ void metrics_free(metrics_t *m) {
     pthread_mutex_destroy(&m->lag_mu);
     pthread_mutex_destroy(&m->requests.add_mu);
     pthread_mutex_destroy(&m->dlq.add_mu);
+    pthread_mutex_destroy(&m->kafka_errors.add_mu);
     free(m->lag);
     free(m);
 }
@@ -331,6 +343,29 @@ void metrics_set_health_timeout(metrics_t *m, double seconds) {
     adbl_set(&m->health_timeout_bits, seconds);
 }
 
+void metrics_set_kafka_connection(metrics_t *m, bool connected, bool auth_failed) {
+    if (!m) return;
+    /* the time first, so a reader that sees "disconnected" never reads a stale start */
+    if (!connected && atomic_load(&m->kafka_connected)) adbl_set(&m->kafka_down_since_bits, clock_now_s());
+    atomic_store(&m->kafka_auth_failed, auth_failed && !connected);
+    atomic_store(&m->kafka_connected, connected);
+}
+
+void metrics_set_health_grace(metrics_t *m, double grace_s) {
+    if (!m || !(grace_s >= 0)) return;
+    adbl_set(&m->health_grace_bits, grace_s);
+}
+
+void metrics_consumer_joined(metrics_t *m) {
+    if (!m) return;
+    atomic_store(&m->consumer_joined, 1);
+}
+
+void metrics_kafka_error(metrics_t *m, const char *kind) {
+    if (!m) return;
+    labelled_add(&m->kafka_errors, kind, 1);
+}
+
 void metrics_set_lag(metrics_t *m, const metrics_lag_t *lag, size_t n) {
     if (!m) return;
     if (n > METRICS_MAX_LAG) n = METRICS_MAX_LAG;
@@ -410,23 +445,40 @@ int metrics_update_from_rdkafka_stats(metrics_t *m, const char *json, size_t len
 int metrics_health(metrics_t *m, char *why, size_t whylen) {
     static const char *const names[] = {"starting", "waiting", "assigned", "stopped"};
     int st = atomic_load(&m->consumer_state);
+    double now = clock_now_s();
     double hb = adbl_get(&m->heartbeat_bits), limit = adbl_get(&m->health_timeout_bits);
-    double age = hb > 0 ? clock_now_s() - hb : -1;
+    double age = hb > 0 ? now - hb : -1;
+    bool connected = atomic_load(&m->kafka_connected), auth_failed = atomic_load(&m->kafka_auth_failed);
+    bool joined = atomic_load(&m->consumer_joined);
+    double down_s = connected ? 0 : now - adbl_get(&m->kafka_down_since_bits);
+    double grace = adbl_get(&m->health_grace_bits);
     bool consumer_ok = st == METRICS_CONSUMER_WAITING || st == METRICS_CONSUMER_ASSIGNED;
     bool engine_ok = hb > 0 && age <= limit;
+    bool kafka_ok = connected || (!auth_failed && down_s <= grace);
+    bool ok = consumer_ok && engine_ok && kafka_ok && joined;
     if (why && whylen) {
         const char *sn = st >= 0 && st <= METRICS_CONSUMER_STOPPED ? names[st] : "?";
-        if (consumer_ok && engine_ok)
-            snprintf(why, whylen, "ok consumer=%s engine_idle_s=%.1f", sn, age);
+        if (ok)
+            snprintf(why, whylen, "ok consumer=%s kafka=%s engine_idle_s=%.1f", sn,
+                     connected ? "connected" : "reconnecting", age);
         else if (!engine_ok && hb > 0)
             snprintf(why, whylen, "unhealthy consumer=%s engine: no loop iteration for %.1f s (limit %.0f s)", sn, age,
                      limit);
         else if (!engine_ok)
             snprintf(why, whylen, "unhealthy consumer=%s engine: not started", sn);
-        else
+        else if (!kafka_ok && auth_failed)
+            snprintf(why, whylen,
+                     "unhealthy consumer=%s kafka: authentication failed (check the SASL/TLS credentials in "
+                     "kafka.properties); no broker answered for %.1f s", sn, down_s);
+        else if (!kafka_ok)
+            snprintf(why, whylen, "unhealthy consumer=%s kafka: no broker reachable for %.1f s (worker.health_grace_ms=%.0f)",
+                     sn, down_s, grace * 1e3);
+        else if (!consumer_ok)
             snprintf(why, whylen, "unhealthy consumer=%s (needs an assignment or a pending one)", sn);
+        else
+            snprintf(why, whylen, "unhealthy consumer=%s kafka: the consumer has not joined its group yet", sn);
     }
-    return consumer_ok && engine_ok;
+    return ok;
 }
 
 /* ---------------------------------------------------------------- rendering */
@@ -619,6 +671,14 @@ char *metrics_render(metrics_t *m, size_t *len) {
         lag_sum += m->lag[i].lag;
     }
     pthread_mutex_unlock(&m->lag_mu);
+
+    put_gauge(f, "krill_kafka_connected",
+              "1 while a Kafka broker answers; 0 when none is reachable or our credentials were rejected.",
+              atomic_load(&m->kafka_connected) ? 1 : 0);
+    put_labelled(f, "krill_kafka_errors_total",
+                 "Errors librdkafka reported, by kind (transport, all_brokers_down, authentication, authorization, "
+                 "ssl, resolve, timeout, fatal, other).",
+                 "kind", &m->kafka_errors);
 
     put_gauge(f, "krill_pending_prompt_tokens", "Prompt tokens of requests consumed and not yet answered.",
               adbl_get(&m->pending_prompt));

@@ -20,9 +20,12 @@
  *   "The endpoint under abuse"); libmicrohttpd's per-connection messages are logged at
  *   most once a minute.
  * - process_* metrics (Prometheus client conventions) are read from /proc per scrape.
- * - /healthz is 200 when the consumer has an assignment or waits for one AND the
- *   engine loop called metrics_engine_heartbeat() within the health timeout; else 503
- *   with a one-line reason. */
+ * - /healthz is 200 when the consumer has joined its group and has an assignment or
+ *   waits for one, AND the engine loop called metrics_engine_heartbeat() within the
+ *   health timeout, AND Kafka is reachable: a broker answered, or none has for less than
+ *   the health grace (worker.health_grace_ms; since start-up at first), and no broker
+ *   rejected our credentials since one last answered. Else 503 with a one-line reason
+ *   (never a librdkafka text: it is ours, fixed). */
 #ifndef KRILL_METRICS_H
 #define KRILL_METRICS_H
 
@@ -106,6 +109,16 @@ void metrics_set_slo(metrics_t *m, bool enabled, int max_seqs, int max_batch_tok
 void metrics_set_consumer_state(metrics_t *m, metrics_consumer_state_t st);
 void metrics_engine_heartbeat(metrics_t *m);
 void metrics_set_health_timeout(metrics_t *m, double seconds);
+/* Kafka health facts (io thread). connected: a broker answers (krill_kafka_connected);
+ * auth_failed: a broker rejected our credentials and none answered since. The registry
+ * starts disconnected, since its creation. grace_s (default 30): how long Kafka may be
+ * unreachable before /healthz says so. joined: the consumer joined its group once. */
+void metrics_set_kafka_connection(metrics_t *m, bool connected, bool auth_failed);
+void metrics_set_health_grace(metrics_t *m, double grace_s);
+void metrics_consumer_joined(metrics_t *m);
+/* One error librdkafka reported: krill_kafka_errors_total{kind}; kind comes from a
+ * small closed set (kafka_error_kind in kafka.h). */
+void metrics_kafka_error(metrics_t *m, const char *kind);
 
 /* Replaces the consumer-lag series (partitions not listed disappear). n > METRICS_MAX_LAG
  * keeps the first METRICS_MAX_LAG. */

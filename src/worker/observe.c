@@ -27,6 +27,7 @@ observe_t *observe_new(const config_t *cfg, const engine_info_t *info, const cha
     o->stats_fmt = cfg->stats.format && strcmp(cfg->stats.format, "msgpack") == 0 ? CODEC_FMT_MSGPACK : CODEC_FMT_JSON;
     metrics_set_info(o->metrics, worker_id, info->backend, info->device,
                      cfg->model.name && *cfg->model.name ? cfg->model.name : info->model_name);
+    metrics_set_health_grace(o->metrics, cfg->worker.health_grace_ms / 1e3);
     if (metrics_serve(o->metrics, cfg->metrics.listen, err, errlen) != 0) goto fail;
     if (metrics_port(o->metrics) > 0) /* the port actually bound: what ":0" chose */
         LOG_INFO("metrics serving", "listen=\"%s\" port=%d path=/metrics", cfg->metrics.listen,
@@ -84,6 +85,14 @@ void observe_consumer_state(observe_t *o, metrics_consumer_state_t st) { metrics
 void observe_pending_prompt_tokens(observe_t *o, int64_t tokens) {
     metrics_set_pending_prompt_tokens(o->metrics, tokens);
 }
+
+void observe_kafka_connection(observe_t *o, bool up, bool auth_failed) {
+    metrics_set_kafka_connection(o->metrics, up, auth_failed);
+}
+
+void observe_kafka_error(observe_t *o, const char *kind) { metrics_kafka_error(o->metrics, kind); }
+
+void observe_consumer_joined(observe_t *o) { metrics_consumer_joined(o->metrics); }
 
 void observe_kafka_stats(observe_t *o, const char *json, size_t len) {
     char err[256];

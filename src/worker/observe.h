@@ -43,6 +43,11 @@ void observe_request(observe_t *o, const observe_request_t *r);
 void observe_dlq(observe_t *o, const char *code);
 void observe_consumer_state(observe_t *o, metrics_consumer_state_t st);
 void observe_pending_prompt_tokens(observe_t *o, int64_t tokens);
+/* Kafka's connection (up: a broker answers; auth_failed: credentials rejected), its
+ * errors by kind (kafka_error_kind) and the consumer's first group join. */
+void observe_kafka_connection(observe_t *o, bool up, bool auth_failed);
+void observe_kafka_error(observe_t *o, const char *kind);
+void observe_consumer_joined(observe_t *o);
 /* librdkafka's statistics JSON (consumer lag). */
 void observe_kafka_stats(observe_t *o, const char *json, size_t len);
 /* Closes the statistics window: the record (stats.format) into out, and a log line.

@@ -298,6 +298,7 @@ static void test_every_family_present(void **state) {
         {"process_cpu_seconds_total", "counter"},  {"process_resident_memory_bytes", "gauge"},
         {"process_virtual_memory_bytes", "gauge"}, {"process_start_time_seconds", "gauge"},
         {"process_open_fds", "gauge"},             {"process_max_fds", "gauge"},
+        {"krill_kafka_connected", "gauge"},        {"krill_kafka_errors_total", "counter"},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const char *t = type_of(&P, want[i].name);
@@ -539,7 +540,10 @@ static void test_health(void **state) {
     assert_int_equal(metrics_health(m, why, sizeof why), 0); /* engine never looped */
     assert_non_null(strstr(why, "engine"));
     metrics_engine_heartbeat(m);
-    assert_int_equal(metrics_health(m, why, sizeof why), 1);
+    assert_int_equal(metrics_health(m, why, sizeof why), 0); /* subscribed, never joined */
+    assert_non_null(strstr(why, "not joined"));
+    metrics_consumer_joined(m);
+    assert_int_equal(metrics_health(m, why, sizeof why), 1); /* not connected yet, within the grace */
     metrics_set_consumer_state(m, METRICS_CONSUMER_ASSIGNED);
     assert_int_equal(metrics_health(m, why, sizeof why), 1);
     metrics_set_health_timeout(m, 0.05);
@@ -549,6 +553,50 @@ static void test_health(void **state) {
     assert_int_equal(metrics_health(m, why, sizeof why), 1);
     metrics_set_consumer_state(m, METRICS_CONSUMER_STOPPED);
     assert_int_equal(metrics_health(m, why, sizeof why), 0);
+    metrics_free(m);
+}
+
+/* Kafka's part of /healthz: the grace without a broker, authentication, the gauge. */
+static void test_health_kafka(void **state) {
+    (void)state;
+    metrics_t *m = metrics_new();
+    char why[256];
+    metrics_set_consumer_state(m, METRICS_CONSUMER_ASSIGNED);
+    metrics_consumer_joined(m);
+    metrics_engine_heartbeat(m);
+    metrics_set_health_grace(m, 0.05);
+    usleep(120 * 1000);
+    metrics_engine_heartbeat(m);
+    assert_int_equal(metrics_health(m, why, sizeof why), 0); /* never connected, past the grace */
+    assert_non_null(strstr(why, "no broker reachable"));
+    metrics_set_kafka_connection(m, true, false);
+    assert_int_equal(metrics_health(m, why, sizeof why), 1);
+    assert_non_null(strstr(why, "kafka=connected"));
+    parsed_t P;
+    render_parse(m, &P);
+    assert_true(val(&P, "krill_kafka_connected", NULL) == 1);
+    parsed_free(&P);
+    metrics_set_kafka_connection(m, false, false); /* all brokers down: the grace starts now */
+    assert_int_equal(metrics_health(m, why, sizeof why), 1);
+    usleep(120 * 1000);
+    metrics_engine_heartbeat(m);
+    assert_int_equal(metrics_health(m, why, sizeof why), 0);
+    metrics_set_health_grace(m, 30);
+    assert_int_equal(metrics_health(m, why, sizeof why), 1);
+    metrics_set_kafka_connection(m, false, true); /* credentials rejected: no grace */
+    assert_int_equal(metrics_health(m, why, sizeof why), 0);
+    assert_non_null(strstr(why, "authentication failed"));
+    assert_null(strchr(why, '\n'));
+    metrics_kafka_error(m, "authentication");
+    metrics_kafka_error(m, "authentication");
+    metrics_kafka_error(m, "all_brokers_down");
+    render_parse(m, &P);
+    assert_true(val(&P, "krill_kafka_connected", NULL) == 0);
+    assert_true(val(&P, "krill_kafka_errors_total", "kind=\"authentication\"") == 2);
+    assert_true(val(&P, "krill_kafka_errors_total", "kind=\"all_brokers_down\"") == 1);
+    parsed_free(&P);
+    metrics_set_kafka_connection(m, true, false); /* a broker answers again */
+    assert_int_equal(metrics_health(m, why, sizeof why), 1);
     metrics_free(m);
 }
 
@@ -565,6 +613,10 @@ static void test_null_registry(void **state) {
     metrics_set_consumer_state(NULL, METRICS_CONSUMER_ASSIGNED);
     metrics_engine_heartbeat(NULL);
     metrics_set_health_timeout(NULL, 1);
+    metrics_set_kafka_connection(NULL, true, false);
+    metrics_set_health_grace(NULL, 1);
+    metrics_consumer_joined(NULL);
+    metrics_kafka_error(NULL, "transport");
     metrics_set_lag(NULL, NULL, 0);
     metrics_set_info(NULL, "a", "b", "c", "d");
     metrics_free(NULL);
@@ -637,6 +689,7 @@ static void test_http(void **state) {
     assert_non_null(strstr(body, "unhealthy"));
     free(body);
     metrics_set_consumer_state(m, METRICS_CONSUMER_WAITING);
+    metrics_consumer_joined(m);
     metrics_engine_heartbeat(m);
     assert_int_equal(http_req(port, "GET", "/healthz", &body), 200);
     assert_int_equal(strncmp(body, "ok", 2), 0);
@@ -742,7 +795,7 @@ int main(void) {
         cmocka_unit_test(test_every_family_present), cmocka_unit_test(test_counts_and_histograms),
         cmocka_unit_test(test_gauges_backlog_and_slo), cmocka_unit_test(test_label_escaping_and_overflow),
         cmocka_unit_test(test_concurrent_updates),  cmocka_unit_test(test_rdkafka_stats),
-        cmocka_unit_test(test_health),              cmocka_unit_test(test_null_registry),
+        cmocka_unit_test(test_health),              cmocka_unit_test(test_health_kafka),              cmocka_unit_test(test_null_registry),
         cmocka_unit_test(test_http),                cmocka_unit_test(test_listen_values),
         cmocka_unit_test(test_http_slowloris),      cmocka_unit_test(test_process_metrics),
     };

@@ -183,3 +183,17 @@ kcat_results() {
   worker_alive w0 || fail "the worker stopped"
   kcat -C -b "$BROKERS" -t krill.results -e -q -J >"$T/results.json" 2>/dev/null
 }
+
+# http URL: GET it; prints the status code (0 when nothing answers) on the first line,
+# then the body.
+http() { "$PY" - "$@" <<'PY'
+import sys, urllib.request, urllib.error
+try:
+    r = urllib.request.urlopen(sys.argv[1], timeout=5)
+    print(r.status); sys.stdout.write(r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code); sys.stdout.write(e.read().decode())
+except Exception as e:
+    print(0); print(e)
+PY
+}
