@@ -148,13 +148,14 @@ gen() { python3 "$LIB/gen_requests.py" "$@" "$T/requests.jsonl" "$T/expect.jsonl
 
 # feed_start CHUNK PERIOD_S: sends $T/requests.jsonl in chunks of CHUNK lines every
 # PERIOD_S seconds in the background (so faults land mid-stream whatever the engine's
-# speed); feed_wait waits for the last chunk.
+# speed); feed_wait waits for the last chunk. Each enqueue may wait up to 300 s for the
+# broker (tests stop it on purpose; the cleanup stops the feeder when a test fails).
 feed_start() {
   mkdir -p "$T/chunks"
   split -l "$1" -d -a 4 "$T/requests.jsonl" "$T/chunks/c"
   (
     for c in "$T"/chunks/c*; do
-      "$B/krill-enqueue" -q -b "$BROKERS" -t krill.requests --format mixed "$c" 2>>"$T/enqueue.log" ||
+      "$B/krill-enqueue" -q --timeout 300 -b "$BROKERS" -t krill.requests --format mixed "$c" 2>>"$T/enqueue.log" ||
         echo "enqueue of $c failed" >>"$T/feed.err"
       sleep "$2"
     done
