@@ -8,6 +8,9 @@
 #   scripts/kafka-local.sh topics [--partitions N] [TOPIC...]
 #                                                  create TOPICs (default: krill.requests,
 #                                                  krill.results, krill.dlq, krill.stats)
+#   scripts/kafka-local.sh delete TOPIC...         delete TOPICs (returns once the broker did)
+#   scripts/kafka-local.sh alter --partitions N TOPIC...
+#                                                  grow TOPICs to N partitions
 #   scripts/kafka-local.sh stop [--keep-data]      stop it and remove its data (--keep-data:
 #                                                  keep it; the next `start` reuses it)
 #
@@ -275,6 +278,54 @@ EOF
   [ "${PIPESTATUS[0]}" -eq 0 ] || die "topic creation failed"
 }
 
+# delete and alter: one JVM each through the AdminClient (Java's single-file launcher).
+cmd_admin() {
+  local op=$1 partitions=0 topics=(); shift
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --partitions) [ $# -ge 2 ] || die "--partitions needs a number"; partitions=$2; shift 2 ;;
+      --partitions=*) partitions=${1#*=}; shift ;;
+      -*) die "$op: unknown option '$1'" ;;
+      *) topics+=("$1"); shift ;;
+    esac
+  done
+  [ ${#topics[@]} -gt 0 ] || die "$op: name the topics"
+  if [ "$op" = alter ]; then
+    [[ $partitions =~ ^[0-9]+$ ]] && [ "$partitions" -ge 1 ] || die "alter: --partitions N (the new total, a positive integer) is required"
+  fi
+  pid_alive || die "no broker running on port $port (run: scripts/kafka-local.sh start)"
+  fetch
+  local src="$state/AdminOps.java"
+  cat >"$src" <<'EOF'
+import java.util.*;
+import org.apache.kafka.clients.admin.*;
+public class AdminOps {
+    public static void main(String[] a) throws Exception {
+        Properties p = new Properties();
+        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, a[0]);
+        List<String> ts = Arrays.asList(a).subList(3, a.length);
+        try (Admin admin = Admin.create(p)) {
+            if (a[1].equals("delete")) {
+                admin.deleteTopics(ts).all().get();
+                for (String t : ts) System.out.println("deleted " + t);
+            } else {
+                Map<String, NewPartitions> m = new HashMap<>();
+                for (String t : ts) m.put(t, NewPartitions.increaseTo(Integer.parseInt(a[2])));
+                admin.createPartitions(m).all().get();
+                for (String t : ts) System.out.println("altered " + t + " partitions=" + a[2]);
+            }
+        } catch (java.util.concurrent.ExecutionException x) {
+            System.err.println(a[1] + " failed: " + x.getCause());
+            System.exit(1);
+        }
+    }
+}
+EOF
+  java -Xmx128m -Dlog4j2.configurationFile="$state/log4j2.properties" -cp "$(classpath)" \
+      "$src" "$addr" "$op" "$partitions" "${topics[@]}" 2>&1 | sed 's/^/kafka-local: /' >&2
+  [ "${PIPESTATUS[0]}" -eq 0 ] || die "$op failed"
+}
+
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 cmd=$1; shift
 case "$cmd" in
@@ -282,6 +333,7 @@ case "$cmd" in
   stop) cmd_stop "$@" ;;
   status) cmd_status ;;
   topics) cmd_topics "$@" ;;
+  delete|alter) cmd_admin "$cmd" "$@" ;;
   fetch) fetch; note "Kafka $version jars in $libs" ;;
   -h|--help|help) usage ;;
   --version) echo "kafka-local.sh (krill) $(cat "$root/VERSION"), Kafka $version" ;;

@@ -75,6 +75,8 @@ void metrics_request_done(metrics_t *m, int status_code, int prompt_tokens, int 
                           double queue_s, double ttft_s, double tpot_s, double total_s);
 /* One message sent to the DLQ: krill_dlq_total{code}. */
 void metrics_dlq(metrics_t *m, const char *code);
+/* A partition's offsets went backwards (io thread): krill_partition_resets_total{topic}. */
+void metrics_partition_reset(metrics_t *m, const char *topic);
 
 /* One engine step (engine thread): krill_step_batch_tokens, krill_batch_size, busy
  * time and the token throughput used by krill_backlog_drain_seconds. */
