@@ -13,9 +13,7 @@ broker_start 1
 : >"$T/expect.jsonl"
 # phase NAME N [PARTITION]: N fresh requests (ids NAME-*), to PARTITION with kcat when given.
 phase() {
-  python3 "$LIB/gen_requests.py" --valid "$2" --seed "${#1}$2" --max-tokens 2 --prefix "$1" \
-    "$T/$1.jsonl" "$T/$1.expect" || fail "gen_requests failed"
-  cat "$T/$1.expect" >>"$T/expect.jsonl"
+  gen_more "$1" "$2"
   if [ $# -ge 3 ]; then
     kcat -P -b "$BROKERS" -t krill.requests -p "$3" <"$T/$1.jsonl" 2>"$T/kcat.log" || fail "kcat produce failed: $(cat "$T/kcat.log")"
   else
