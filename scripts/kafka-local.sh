@@ -8,6 +8,9 @@
 #   scripts/kafka-local.sh topics [--partitions N] [TOPIC...]
 #                                                  create TOPICs (default: krill.requests,
 #                                                  krill.results, krill.dlq, krill.stats)
+#   scripts/kafka-local.sh delete TOPIC...         delete TOPICs (returns once the broker did)
+#   scripts/kafka-local.sh alter --partitions N TOPIC...
+#                                                  grow TOPICs to N partitions
 #   scripts/kafka-local.sh stop [--keep-data]      stop it and remove its data (--keep-data:
 #                                                  keep it; the next `start` reuses it)
 #
@@ -265,24 +268,40 @@ cmd_stop() {
   fi
 }
 
-cmd_topics() {
-  local partitions=4 topics=()
+# topic_args WHAT DEFAULT_PARTITIONS ARGS...: [--partitions N] TOPIC... into
+# $opt_partitions and the array opt_topics.
+topic_args() {
+  local what=$1; opt_partitions=$2; opt_topics=(); shift 2
   while [ $# -gt 0 ]; do
     case "$1" in
-      --partitions) [ $# -ge 2 ] || die "--partitions needs a number"; partitions=$2; shift 2 ;;
-      --partitions=*) partitions=${1#*=}; shift ;;
-      -*) die "topics: unknown option '$1'" ;;
-      *) topics+=("$1"); shift ;;
+      --partitions) [ $# -ge 2 ] || die "--partitions needs a number"; opt_partitions=$2; shift 2 ;;
+      --partitions=*) opt_partitions=${1#*=}; shift ;;
+      -*) die "$what: unknown option '$1'" ;;
+      *) opt_topics+=("$1"); shift ;;
     esac
   done
-  [[ $partitions =~ ^[0-9]+$ ]] && [ "$partitions" -ge 1 ] || die "--partitions must be a positive integer"
-  [ ${#topics[@]} -gt 0 ] || topics=(krill.requests krill.results krill.dlq krill.stats)
+  [[ $opt_partitions =~ ^[0-9]+$ ]] && [ "$opt_partitions" -ge 1 ] || die "$what: --partitions must be a positive integer"
+}
+
+# admin_java NAME ARGS...: runs the Java source on stdin (public class NAME) with the
+# Kafka jars, the broker address first, then ARGS; its output prefixed on stderr.
+admin_java() {
+  local name=$1; shift
   pid_alive || die "no broker running on port $port (run: scripts/kafka-local.sh start)"
   fetch
+  cat >"$state/$name.java"
+  java -Xmx128m -Dlog4j2.configurationFile="$state/log4j2.properties" -cp "$(classpath)" \
+      "$state/$name.java" "$addr" "$@" 2>&1 | sed 's/^/kafka-local: /' >&2
+  return "${PIPESTATUS[0]}"
+}
+
+cmd_topics() {
+  topic_args topics 4 "$@"
+  local partitions=$opt_partitions topics=("${opt_topics[@]}")
+  [ ${#topics[@]} -gt 0 ] || topics=(krill.requests krill.results krill.dlq krill.stats)
   # One JVM creates all topics through the AdminClient (Java's single-file launcher);
   # existing topics are left as they are.
-  local src="$state/CreateTopics.java"
-  cat >"$src" <<'EOF'
+  admin_java CreateTopics "$partitions" "${topics[@]}" <<'EOF' || die "topic creation failed"
 import java.util.*;
 import org.apache.kafka.clients.admin.*;
 import org.apache.kafka.common.errors.TopicExistsException;
@@ -308,9 +327,41 @@ public class CreateTopics {
     }
 }
 EOF
-  java -Xmx128m -Dlog4j2.configurationFile="$state/log4j2.properties" -cp "$(classpath)" \
-      "$src" "$addr" "$partitions" "${topics[@]}" | sed 's/^/kafka-local: /' >&2
-  [ "${PIPESTATUS[0]}" -eq 0 ] || die "topic creation failed"
+}
+
+# delete and alter: one JVM each through the AdminClient (Java's single-file launcher).
+cmd_admin() {
+  local op=$1; shift
+  topic_args "$op" 1 "$@"
+  [ ${#opt_topics[@]} -gt 0 ] || die "$op: name the topics"
+  if [ "$op" = alter ]; then
+    printf '%s\n' "$@" | grep -q -- '^--partitions' || die "alter: --partitions N (the new total) is required"
+  fi
+  admin_java AdminOps "$op" "$opt_partitions" "${opt_topics[@]}" <<'EOF' || die "$op failed"
+import java.util.*;
+import org.apache.kafka.clients.admin.*;
+public class AdminOps {
+    public static void main(String[] a) throws Exception {
+        Properties p = new Properties();
+        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, a[0]);
+        List<String> ts = Arrays.asList(a).subList(3, a.length);
+        try (Admin admin = Admin.create(p)) {
+            if (a[1].equals("delete")) {
+                admin.deleteTopics(ts).all().get();
+                for (String t : ts) System.out.println("deleted " + t);
+            } else {
+                Map<String, NewPartitions> m = new HashMap<>();
+                for (String t : ts) m.put(t, NewPartitions.increaseTo(Integer.parseInt(a[2])));
+                admin.createPartitions(m).all().get();
+                for (String t : ts) System.out.println("altered " + t + " partitions=" + a[2]);
+            }
+        } catch (java.util.concurrent.ExecutionException x) {
+            System.err.println(a[1] + " failed: " + x.getCause());
+            System.exit(1);
+        }
+    }
+}
+EOF
 }
 
 [ $# -ge 1 ] || { usage >&2; exit 2; }
@@ -320,6 +371,7 @@ case "$cmd" in
   stop) cmd_stop "$@" ;;
   status) cmd_status ;;
   topics) cmd_topics "$@" ;;
+  delete|alter) cmd_admin "$cmd" "$@" ;;
   fetch) fetch; note "Kafka $version jars in $libs" ;;
   -h|--help|help) usage ;;
   --version) echo "kafka-local.sh (krill) $(cat "$root/VERSION"), Kafka $version" ;;

@@ -349,19 +349,41 @@ static size_t io_dlq_fit(io_loop_t *io, const ledger_slot_t *s, rd_kafka_headers
     return keep;
 }
 
+static void io_abort(void *ctx, uint64_t engine_id);
+
+/* The partition's offsets went backwards (the topic was deleted and recreated, or its
+ * log truncated): what the old generation still had pending is given up as at a revoke,
+ * and the partition starts over at this offset, so nothing of the new log is skipped. */
+static ledger_status_t io_new_generation(io_loop_t *io, const char *topic, rd_kafka_message_t *m,
+                                         ledger_slot_t **s) {
+    int64_t last = -1;
+    int unfinished = ledger_live(io->ledger, topic, m->partition);
+    if (ledger_new_generation(io->ledger, topic, m->partition, io_abort, io, &last) != 0) return LEDGER_NOT_ASSIGNED;
+    LOG_WARN("partition offsets went backwards (topic recreated or log truncated?): starting it over at the new "
+             "offset; unfinished requests of the old log are given up",
+             "topic=%s partition=%d old_offset=%lld new_offset=%lld unfinished=%d", topic, (int)m->partition,
+             (long long)last, (long long)m->offset, unfinished);
+    observe_partition_reset(io->obs, topic);
+    return ledger_slot_open(io->ledger, topic, m->partition, m->offset, s);
+}
+
 static void io_handle_message(io_loop_t *io, rd_kafka_message_t *m) {
     const char *topic = kafka_msg_topic(m);
     ledger_slot_t *s;
-    switch (ledger_slot_open(io->ledger, topic, m->partition, m->offset, &s)) {
+    ledger_status_t st = ledger_slot_open(io->ledger, topic, m->partition, m->offset, &s);
+    if (st == LEDGER_OUT_OF_ORDER) st = io_new_generation(io, topic, m, &s);
+    switch (st) {
     case LEDGER_OK: break;
     case LEDGER_FULL:
-        /* More in flight than the slots hold (pause came late): read it again later. */
+    case LEDGER_NO_MEMORY:
+        /* More in flight than the slots hold (pause came late), or no memory to track
+         * it: read it again later. */
         kafka_io_seek_back(io->kafka, m);
         kafka_io_pause_all(io->kafka);
         return;
-    case LEDGER_OUT_OF_ORDER:
-        LOG_WARN("offset out of order; ignored", "topic=%s partition=%d offset=%lld", topic, (int)m->partition,
-                 (long long)m->offset);
+    case LEDGER_OUT_OF_ORDER: /* still refused in a new generation: a negative offset */
+        LOG_WARN("message without a valid offset; ignored", "topic=%s partition=%d offset=%lld", topic,
+                 (int)m->partition, (long long)m->offset);
         return;
     default:
         LOG_WARN("message from a partition not assigned; ignored", "topic=%s partition=%d offset=%lld", topic,

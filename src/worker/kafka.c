@@ -406,7 +406,11 @@ kafka_io_t *kafka_io_open(const kafka_io_config_t *cfg, const kafka_io_handlers_
             conf_set(cconf, "enable.partition.eof", "false", "default", err, errlen) ||
             /* A fetch long-poll in flight delays the refetch after a resume by up to this
              * long; librdkafka's 500 ms default made backpressure cycles stall. */
-            conf_set(cconf, "fetch.wait.max.ms", "20", "default", err, errlen))
+            conf_set(cconf, "fetch.wait.max.ms", "20", "default", err, errlen) ||
+            /* Partitions added to (or a topic recreated under) the subscription are seen
+             * within this long; librdkafka's 300 s default left new partitions unread for
+             * minutes (docs/operations.md, "Changing the request topic"). */
+            conf_set(cconf, "topic.metadata.refresh.interval.ms", "10000", "default", err, errlen))
             goto fail;
         if (k->h.stats && cfg->statistics_interval_ms > 0) { /* before the properties: they may override it */
             char si[16];

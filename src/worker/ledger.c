@@ -15,7 +15,7 @@ struct ledger_part {
     int32_t partition;
     uint32_t epoch;          /* moves on at every assign and revoke */
     bool assigned;
-    bool dirty;              /* an offset finished since the last store */
+    bool dirty;              /* an offset finished (or a generation began) since the last store */
     offsets_partition_t *op; /* tracker while assigned */
     int live;                /* slots of the current epoch not finished */
 };
@@ -130,20 +130,39 @@ int64_t ledger_committable(const ledger_t *l, const char *topic, int32_t partiti
     return p ? offsets_committable(p->op) : -1;
 }
 
-int ledger_revoke(ledger_t *l, const char *topic, int32_t partition, void (*abort_fn)(void *ctx, uint64_t engine_id),
-                  void *ctx) {
-    ledger_part_t *p = part_find(l, topic, partition);
-    if (!p || !p->assigned) return -1;
+/* abort_fn for each slot of p's current epoch still in the engine. */
+static void part_abort_engine(ledger_t *l, const ledger_part_t *p, void (*abort_fn)(void *ctx, uint64_t engine_id),
+                              void *ctx) {
     for (int j = 0; abort_fn && j < l->n_slots; j++) {
         ledger_slot_t *s = &l->slots[j];
         if (s->state == LEDGER_SLOT_ENGINE && s->part == p && s->epoch == p->epoch)
             abort_fn(ctx, ledger_engine_id(l, s));
     }
+}
+
+int ledger_revoke(ledger_t *l, const char *topic, int32_t partition, void (*abort_fn)(void *ctx, uint64_t engine_id),
+                  void *ctx) {
+    ledger_part_t *p = part_find(l, topic, partition);
+    if (!p || !p->assigned) return -1;
+    part_abort_engine(l, p, abort_fn, ctx);
     p->assigned = false;
     p->epoch++;
     p->live = 0;
     p->op = NULL;
     offsets_remove(l->offs, p->topic, p->partition);
+    return 0;
+}
+
+int ledger_new_generation(ledger_t *l, const char *topic, int32_t partition,
+                          void (*abort_fn)(void *ctx, uint64_t engine_id), void *ctx, int64_t *last) {
+    ledger_part_t *p = part_assigned(l, topic, partition);
+    if (last) *last = p ? offsets_last(p->op) : -1;
+    if (!p) return -1;
+    part_abort_engine(l, p, abort_fn, ctx);
+    p->epoch++; /* the old generation's slots are no longer current */
+    p->live = 0;
+    p->dirty = true; /* store the new generation's first offset at once */
+    offsets_reset(p->op);
     return 0;
 }
 
@@ -166,8 +185,9 @@ ledger_status_t ledger_slot_open(ledger_t *l, const char *topic, int32_t partiti
     ledger_part_t *p = part_assigned(l, topic, partition);
     if (!p) return LEDGER_NOT_ASSIGNED;
     if (l->free_head < 0) return LEDGER_FULL;
-    /* refused: a lower or repeated offset (out of memory reads the same: not taken) */
-    if (offsets_track(p->op, offset) != 0) return LEDGER_OUT_OF_ORDER;
+    /* a lower or repeated offset: the log went backwards (the caller starts a new generation) */
+    if (offset <= offsets_last(p->op)) return LEDGER_OUT_OF_ORDER;
+    if (offsets_track(p->op, offset) != 0) return LEDGER_NO_MEMORY;
     ledger_slot_t *s = &l->slots[l->free_head];
     l->free_head = s->next_free;
     l->used++;

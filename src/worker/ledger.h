@@ -11,6 +11,11 @@
  * - A partition's epoch moves on at every assign and revoke: a slot counts only while
  *   its partition is assigned with the same epoch ("current"); late answers and records
  *   of an old epoch finish nothing (the partition's next owner answers them).
+ * - Offsets of a partition only go up within a generation. One at or below the highest
+ *   taken means the log went backwards (topic deleted and recreated, log truncated):
+ *   ledger_slot_open refuses it (LEDGER_OUT_OF_ORDER) and the caller starts a new
+ *   generation (ledger_new_generation: like a revoke and assign in one — the old
+ *   generation's work is given up, its tracker starts empty) and opens the slot again.
  * - A failed record is queued again with backoff until its slot's retry budget
  *   (max_attempts failures) is spent; then the ledger returns LEDGER_GIVE_UP and the
  *   caller decides (the worker stops without storing past it). The record stays
@@ -76,8 +81,8 @@ typedef enum {
     LEDGER_OK = 0,
     LEDGER_NOT_ASSIGNED,   /* open: the message's partition is not ours */
     LEDGER_FULL,           /* open: every slot is in use */
-    LEDGER_OUT_OF_ORDER,   /* open: the offset is not above the partition's last one (or
-                              the tracker could not grow) */
+    LEDGER_OUT_OF_ORDER,   /* open: the offset is not above the partition's last one: the
+                              log went backwards (ledger_new_generation) */
     LEDGER_NO_MEMORY,
     LEDGER_RETRY,          /* failed record: queued again */
     LEDGER_DROPPED,        /* failed record: its partition moved on, nothing to retry */
@@ -104,13 +109,23 @@ int64_t ledger_committable(const ledger_t *l, const char *topic, int32_t partiti
  * not assigned. */
 int ledger_revoke(ledger_t *l, const char *topic, int32_t partition, void (*abort_fn)(void *ctx, uint64_t engine_id),
                   void *ctx);
+/* The partition's log went backwards (its offsets start again below the highest
+ * taken): abort_fn(ctx, engine_id) for each slot of the current epoch still in the
+ * engine, then a new epoch and an empty tracker, as after a revoke and an assign — the
+ * old generation's late answers and records finish nothing. *last (may be NULL) gets
+ * the highest offset of the old generation. The next offset stored is the first one
+ * opened in the new generation (stored at once, so a restart resumes there, not at
+ * the old generation's offset). 0, or -1 when the partition is not assigned. */
+int ledger_new_generation(ledger_t *l, const char *topic, int32_t partition,
+                          void (*abort_fn)(void *ctx, uint64_t engine_id), void *ctx, int64_t *last);
 /* Slots of the partition's current epoch not finished (0 when not assigned). */
 int ledger_live(const ledger_t *l, const char *topic, int32_t partition);
 int ledger_assigned_count(const ledger_t *l);
 
 /* ---- slots */
 /* Takes a slot for the message at (topic, partition, offset). LEDGER_OK with *out set;
- * else LEDGER_NOT_ASSIGNED, LEDGER_FULL or LEDGER_OUT_OF_ORDER and nothing taken. */
+ * else LEDGER_NOT_ASSIGNED, LEDGER_FULL, LEDGER_OUT_OF_ORDER (ledger_new_generation, then
+ * open again) or LEDGER_NO_MEMORY (the tracker could not grow) and nothing taken. */
 ledger_status_t ledger_slot_open(ledger_t *l, const char *topic, int32_t partition, int64_t offset,
                                  ledger_slot_t **out);
 /* The slot was submitted to the engine (its answer comes later). A slot is opened in

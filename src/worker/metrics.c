@@ -153,6 +153,7 @@ struct metrics {
     /* counters */
     labelled_t requests; /* {status, finish_reason}: values "<status>\t<finish_reason>" */
     labelled_t dlq;      /* {code} */
+    labelled_t resets;   /* {topic}: partition offsets went backwards */
     _Atomic uint64_t prompt_tokens, generated_tokens, steps;
     _Atomic uint64_t busy_bits; /* seconds spent in engine steps */
     _Atomic uint64_t preemptions; /* the engine's running total (engine_stats_t) */
@@ -198,6 +199,7 @@ metrics_t *metrics_new(void) {
     }
     labelled_init(&m->requests);
     labelled_init(&m->dlq);
+    labelled_init(&m->resets);
     atomic_init(&m->prompt_tokens, 0);
     atomic_init(&m->generated_tokens, 0);
     atomic_init(&m->steps, 0);
@@ -239,6 +241,7 @@ void metrics_free(metrics_t *m) {
     pthread_mutex_destroy(&m->requests.add_mu);
     pthread_mutex_destroy(&m->dlq.add_mu);
     pthread_mutex_destroy(&m->kafka_errors.add_mu);
+    pthread_mutex_destroy(&m->resets.add_mu);
     free(m->lag);
     free(m);
 }
@@ -287,6 +290,11 @@ void metrics_set_preemptions(metrics_t *m, uint64_t total) {
 void metrics_dlq(metrics_t *m, const char *code) {
     if (!m) return;
     labelled_add(&m->dlq, code && *code ? code : "unknown", 1);
+}
+
+void metrics_partition_reset(metrics_t *m, const char *topic) {
+    if (!m) return;
+    labelled_add(&m->resets, topic && *topic ? topic : "unknown", 1);
 }
 
 /* Throughput horizon: the decayed sums forget busy time with this time constant. */
@@ -642,6 +650,9 @@ char *metrics_render(metrics_t *m, size_t *len) {
                 acnt_get(&m->generated_tokens));
     put_labelled(f, "krill_dlq_total", "Undecodable messages sent to the dead-letter topic, by krill-error-code.",
                  "code", &m->dlq);
+    put_labelled(f, "krill_partition_resets_total",
+                 "Partitions whose offsets went backwards (topic recreated, log truncated): a new generation began.",
+                 "topic", &m->resets);
     put_counter(f, "krill_engine_steps_total", "Engine steps (one ragged batch each).", acnt_get(&m->steps));
     head(f, "krill_engine_busy_seconds_total", "counter", "Seconds the engine spent stepping (rate = utilisation).");
     fputs("krill_engine_busy_seconds_total ", f);

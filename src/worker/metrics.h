@@ -89,6 +89,8 @@ void metrics_request_done(metrics_t *m, int status_code, const char *finish_reas
 void metrics_set_preemptions(metrics_t *m, uint64_t total);
 /* One message sent to the DLQ: krill_dlq_total{code}. */
 void metrics_dlq(metrics_t *m, const char *code);
+/* A partition's offsets went backwards (io thread): krill_partition_resets_total{topic}. */
+void metrics_partition_reset(metrics_t *m, const char *topic);
 
 /* One engine step (engine thread): krill_step_batch_tokens, krill_batch_size, busy
  * time and the token throughput used by krill_backlog_drain_seconds. */

@@ -80,6 +80,8 @@ void observe_dlq(observe_t *o, const char *code) {
     metrics_dlq(o->metrics, code);
 }
 
+void observe_partition_reset(observe_t *o, const char *topic) { metrics_partition_reset(o->metrics, topic); }
+
 void observe_consumer_state(observe_t *o, metrics_consumer_state_t st) { metrics_set_consumer_state(o->metrics, st); }
 
 void observe_pending_prompt_tokens(observe_t *o, int64_t tokens) {

@@ -41,6 +41,8 @@ void observe_free(observe_t *o);
 /* io thread */
 void observe_request(observe_t *o, const observe_request_t *r);
 void observe_dlq(observe_t *o, const char *code);
+/* A partition's offsets went backwards: a new generation (krill_partition_resets_total). */
+void observe_partition_reset(observe_t *o, const char *topic);
 void observe_consumer_state(observe_t *o, metrics_consumer_state_t st);
 void observe_pending_prompt_tokens(observe_t *o, int64_t tokens);
 /* Kafka's connection (up: a broker answers; auth_failed: credentials rejected), its

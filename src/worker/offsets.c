@@ -112,6 +112,15 @@ bool offsets_take_committable(offsets_partition_t *p, int64_t *o) {
 
 size_t offsets_pending(const offsets_partition_t *p) { return p ? p->n_pending : 0; }
 
+int64_t offsets_last(const offsets_partition_t *p) { return p ? p->max_tracked : -1; }
+
+void offsets_reset(offsets_partition_t *p) {
+    if (!p) return;
+    p->head = p->n = p->n_pending = 0;
+    p->max_tracked = -1;
+    p->last_taken = -1;
+}
+
 bool offsets_is_pending(const offsets_partition_t *p, int64_t o) {
     if (!p || p->n == 0) return false;
     size_t j = find(p, o);

@@ -4,14 +4,15 @@
  * track(o) when a message is taken from the consumer; done(o) when its result (or
  * DLQ record) is acknowledged by the broker. committable() is what to pass to
  * rd_kafka_offsets_store: the lowest unfinished offset, or (nothing pending) the
- * highest tracked offset + 1 — so everything below it is answered. It never decreases.
+ * highest tracked offset + 1 — so everything below it is answered. It never decreases
+ * within a generation (reset() starts a new one).
  *
  * Rules it keeps:
  * - Only tracked offsets are pending: gaps (compacted offsets, transaction markers)
  *   never hold the watermark back.
  * - track() takes offsets in increasing order per partition (Kafka delivers them
- *   so); a lower or repeated offset is refused (-1) — after a seek/rewind, remove and
- *   re-add the partition.
+ *   so); a lower or repeated offset is refused (-1) — when the log really went
+ *   backwards (topic recreated, log truncated), reset() starts a new generation.
  * - O(1) amortised track, O(log n) done, O(1) committable; memory is a ring of the
  *   pending offsets (8 bytes + 1 byte each), grown by doubling; 10^5+ in flight is fine.
  * - Not thread-safe: the io thread (consumer + delivery reports) alone owns it. */
@@ -38,6 +39,12 @@ int64_t offsets_committable(const offsets_partition_t *p);
  * returned true (so the caller stores an offset only when it advanced). */
 bool offsets_take_committable(offsets_partition_t *p, int64_t *o);
 size_t offsets_pending(const offsets_partition_t *p);
+/* The highest tracked offset of this generation; -1 before any track. */
+int64_t offsets_last(const offsets_partition_t *p);
+/* A new generation: forgets every tracked offset (pending or not) and the last taken
+ * committable, so the next track() may take any offset >= 0 and committable() follows
+ * it down. Memory is kept. */
+void offsets_reset(offsets_partition_t *p);
 bool offsets_is_pending(const offsets_partition_t *p, int64_t o);
 
 /* ---- the set of assigned partitions, keyed by (topic, partition) */

@@ -1,7 +1,8 @@
 /* test_ledger.c — the worker's delivery books (src/worker/ledger.c) without Kafka or an
  * engine: slot alloc/release and engine ids, partition epochs across revoke/assign,
- * the retry budget ending in LEDGER_GIVE_UP, records refused for good and replaced, offsets stored only up to the lowest
- * unfinished slot, out-of-order completions, and a random property check against a
+ * the retry budget ending in LEDGER_GIVE_UP, records refused for good and replaced, offsets
+ * stored only up to the lowest unfinished slot, out-of-order completions, a new generation
+ * when a partition's offsets go backwards, and a random property check against a
  * model of "what may be committed". */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -182,6 +183,69 @@ static void test_epochs(void **state) {
     assert_int_equal(store_now(l), 7);
     answer(l, other);
     assert_int_equal(ledger_used(l), 0);
+    ledger_free(l);
+}
+
+/* The partition's log goes backwards (topic recreated): open refuses the offset, a new
+ * generation gives the old one's work up (engine aborted, late answers, acknowledgements
+ * and retries finish nothing) and starts an empty tracker whose first offset is stored
+ * at once, below what the old generation stored. */
+static void test_new_generation(void **state) {
+    (void)state;
+    ledger_t *l = ledger_new(16, 6);
+    assert_int_equal(ledger_assign(l, "t", 0), 0);
+    ledger_slot_t *done = open_ok(l, "t", 0, 30), *eng = open_ok(l, "t", 0, 31), *wait = open_ok(l, "t", 0, 32);
+    ledger_slot_t *retry = open_ok(l, "t", 0, 33);
+    ledger_slot_to_engine(eng);
+    answer(l, done);
+    ledger_record_sent(wait);
+    ledger_slot_answered(l, wait);
+    ledger_record_sent(retry);
+    ledger_slot_answered(l, retry);
+    assert_int_equal(ledger_record_failed(l, retry, "out", "k", 1, "v", 1, NULL, 0), LEDGER_RETRY);
+    assert_int_equal(store_now(l), 31);
+    assert_int_equal(ledger_used(l), 3);
+
+    ledger_slot_t *s = NULL;
+    assert_int_equal(ledger_slot_open(l, "t", 0, 0, &s), LEDGER_OUT_OF_ORDER); /* lower */
+    assert_null(s);
+    assert_int_equal(ledger_slot_open(l, "t", 0, 33, &s), LEDGER_OUT_OF_ORDER); /* repeated */
+    assert_int_equal(ledger_used(l), 3); /* nothing taken */
+
+    aborted_t ab = {0};
+    int64_t last = 0;
+    assert_int_equal(ledger_new_generation(l, "t", 0, abort_cb, &ab, &last), 0);
+    assert_int_equal(last, 33);
+    assert_int_equal(ab.n, 1); /* only the slot still in the engine */
+    assert_int_equal(ab.ids[0], ledger_engine_id(l, eng));
+    assert_false(ledger_slot_current(eng));
+    assert_false(ledger_slot_current(wait));
+    assert_int_equal(ledger_live(l, "t", 0), 0);
+    assert_int_equal(ledger_assigned_count(l), 1); /* still ours */
+
+    ledger_slot_t *first = open_ok(l, "t", 0, 0);
+    assert_int_equal(store_now(l), 0); /* the new generation's start, stored at once */
+    assert_int_equal(ledger_committable(l, "t", 0), 0);
+    /* late events of the old generation finish nothing */
+    ledger_slot_abandon(l, eng);
+    assert_int_equal(ledger_record_failed(l, wait, "out", "k", 1, "v", 1, NULL, 0), LEDGER_DROPPED);
+    ledger_status_t st = LEDGER_OK;
+    assert_null(ledger_retry_next_due(l, 1e9, &st)); /* the queued retry is dropped */
+    assert_false(ledger_retry_pending(l));
+    assert_int_equal(store_now(l), -1);
+    assert_int_equal(ledger_used(l), 1);
+    ledger_slot_t *second = open_ok(l, "t", 0, 1);
+    answer(l, second);
+    assert_int_equal(store_now(l), -1); /* 0 still pending */
+    answer(l, first);
+    assert_int_equal(store_now(l), 2);
+    assert_int_equal(ledger_used(l), 0);
+
+    /* not assigned: nothing to start over */
+    assert_int_equal(ledger_new_generation(l, "u", 0, abort_cb, &ab, &last), -1);
+    assert_int_equal(last, -1);
+    assert_int_equal(ledger_revoke(l, "t", 0, NULL, NULL), 0);
+    assert_int_equal(ledger_new_generation(l, "t", 0, NULL, NULL, NULL), -1);
     ledger_free(l);
 }
 
@@ -371,6 +435,7 @@ int main(void) {
         cmocka_unit_test(test_slots),
         cmocka_unit_test(test_out_of_order_completions),
         cmocka_unit_test(test_epochs),
+        cmocka_unit_test(test_new_generation),
         cmocka_unit_test(test_retry_budget),
         cmocka_unit_test(test_retry_after_revoke),
         cmocka_unit_test(test_refused),

@@ -164,6 +164,42 @@ static void test_errors_and_take(void **state) {
     assert_int_equal(offsets_committable(NULL), -1);
 }
 
+/* reset(): a new generation takes any offset again, and committable follows it down. */
+static void test_reset(void **state) {
+    (void)state;
+    offsets_partition_t *p = offsets_partition_new();
+    int64_t o = 0;
+    assert_int_equal(offsets_last(p), -1);
+    for (int64_t i = 100; i < 700; i++) assert_int_equal(offsets_track(p, i), 0); /* grows the ring */
+    for (int64_t i = 100; i < 450; i++) assert_int_equal(offsets_done(p, i), 0);  /* head moves on */
+    assert_true(offsets_take_committable(p, &o));
+    assert_int_equal(o, 450);
+    assert_int_equal(offsets_last(p), 699);
+    assert_int_equal(offsets_track(p, 3), -1); /* lower: refused within a generation */
+    offsets_reset(p);
+    assert_int_equal(offsets_last(p), -1);
+    assert_int_equal(offsets_pending(p), 0);
+    assert_false(offsets_is_pending(p, 450));
+    assert_int_equal(offsets_committable(p), -1);
+    assert_false(offsets_take_committable(p, &o));
+    assert_int_equal(offsets_done(p, 450), -1); /* the old generation's offsets are gone */
+    for (int64_t i = 3; i < 1003; i++) assert_int_equal(offsets_track(p, i), 0);
+    assert_int_equal(offsets_pending(p), 1000);
+    assert_true(offsets_take_committable(p, &o));
+    assert_int_equal(o, 3); /* below the 450 taken in the old generation */
+    for (int64_t i = 1002; i >= 3; i--) assert_int_equal(offsets_done(p, i), 0);
+    assert_int_equal(offsets_committable(p), 1003);
+    assert_true(offsets_take_committable(p, &o));
+    assert_int_equal(o, 1003);
+    offsets_reset(p);
+    assert_int_equal(offsets_track(p, 1003), 0); /* the same offset as last taken: stored again */
+    assert_true(offsets_take_committable(p, &o));
+    assert_int_equal(o, 1003);
+    offsets_reset(NULL);
+    assert_int_equal(offsets_last(NULL), -1);
+    offsets_partition_free(p);
+}
+
 static void test_set(void **state) {
     (void)state;
     offsets_t *s = offsets_new();
@@ -210,6 +246,7 @@ int main(void) {
     testutil_seed(RNG_GOLDEN); /* the stream the property trials were written against */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors_and_take),
+        cmocka_unit_test(test_reset),
         cmocka_unit_test(test_set),
         cmocka_unit_test(test_property_million_orders),
         cmocka_unit_test(test_property_large),

@@ -146,6 +146,14 @@ enqueue() { "$B/krill-enqueue" -q -b "$BROKERS" -t krill.requests "$@" 2>"$T/enq
 
 gen() { python3 "$LIB/gen_requests.py" "$@" "$T/requests.jsonl" "$T/expect.jsonl"; }
 
+# gen_more NAME N: N more valid requests (ids NAME-*) in $T/NAME.jsonl, their
+# expectations appended to $T/expect.jsonl (tests that enqueue in several rounds).
+gen_more() {
+  python3 "$LIB/gen_requests.py" --valid "$2" --seed "${#1}$2" --max-tokens 2 --prefix "$1" \
+    "$T/$1.jsonl" "$T/$1.expect" || fail "gen_requests failed"
+  cat "$T/$1.expect" >>"$T/expect.jsonl"
+}
+
 # feed_start CHUNK PERIOD_S: sends $T/requests.jsonl in chunks of CHUNK lines every
 # PERIOD_S seconds in the background (so faults land mid-stream whatever the engine's
 # speed); feed_wait waits for the last chunk. Each enqueue may wait up to 300 s for the
