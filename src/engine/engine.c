@@ -22,6 +22,7 @@
 #include "hparams.h"
 #include "log.h"
 #include "model.h"
+#include "rng.h"
 #include "scheduler.h"
 #include "tokenizer.h"
 
@@ -290,8 +291,13 @@ void engine_result_clear(engine_result_t *r) {
     if (!r) return;
     free(r->text);
     free(r->tokens);
+    free(r->logprobs);
+    free(r->top);
     r->text = NULL;
     r->tokens = NULL;
+    r->logprobs = NULL;
+    r->top = NULL;
+    r->n_top = 0;
     r->text_len = 0;
     r->n_tokens = 0;
 }
@@ -302,4 +308,8 @@ void engine_get_stats(engine_t *e, engine_stats_t *st) { scheduler_get_stats(e->
 
 void engine_set_limits(engine_t *e, int max_seqs, int max_batch_tokens) {
     scheduler_set_limits(e->sched, max_seqs, max_batch_tokens);
+}
+
+uint64_t engine_choice_seed(uint64_t seed, int i) {
+    return i == 0 ? seed : rng_mix64(seed ^ (RNG_GOLDEN * (uint64_t)i));
 }

@@ -70,6 +70,15 @@ typedef struct {
     int64_t kv_cache_tokens;        /* capacity */
 } engine_info_t;
 
+typedef enum {
+    ENGINE_GRAMMAR_NONE = 0,
+    ENGINE_GRAMMAR_JSON_SCHEMA = 1, /* grammar: a JSON Schema document */
+    ENGINE_GRAMMAR_JSON_OBJECT = 2, /* any JSON object; grammar NULL */
+    ENGINE_GRAMMAR_REGEX = 3,       /* grammar: a regular expression the whole output matches */
+    ENGINE_GRAMMAR_CHOICE = 4,      /* grammar: a JSON array of strings; the output is one of them */
+    ENGINE_GRAMMAR_LARK = 5,        /* grammar: a Lark grammar as llguidance reads it */
+} engine_grammar_kind_t;
+
 #define ENGINE_MAX_STOP 4
 typedef struct {
     uint64_t id;                 /* caller's tag, returned with the result */
@@ -89,7 +98,43 @@ typedef struct {
     const char *stop[ENGINE_MAX_STOP]; /* NUL-terminated, copied; matched on decoded text */
     int n_stop;
     int priority;                /* reserved (FCFS today) */
+    /* Structured output (docs/structured-outputs.md): the sampled text is constrained to
+     * the language of `grammar` (copied; grammar_len bytes, not NUL-terminated needed).
+     * The engine compiles it once per distinct text (a bounded cache); a grammar that
+     * does not compile is ENGINE_ERR_INVALID with the compiler's message. */
+    engine_grammar_kind_t grammar_kind;
+    const char *grammar;         /* JSON Schema text | regex | JSON array of strings | Lark; NULL for
+                                    ENGINE_GRAMMAR_NONE and ENGINE_GRAMMAR_JSON_OBJECT */
+    size_t grammar_len;
+    /* Log-probabilities: when logprobs, each generated token's log-probability plus its
+     * top_logprobs (0..ENGINE_MAX_TOP_LOGPROBS) most likely alternatives. Values are the
+     * log-softmax of the model's logits before logit_bias, temperature, penalties and the
+     * grammar mask. */
+    bool logprobs;
+    int top_logprobs;
+    /* logit_bias: n_bias pairs (token id in the vocabulary, bias in [-100, 100]) added to
+     * the logits before sampling (after the logprobs are taken); copied. */
+    const int32_t *bias_ids;
+    const float *bias;
+    int n_bias;
+    /* Choices: n >= 1 (0 is taken as 1) completions of the same prompt; the prompt is
+     * prefilled once and each choice continues from its KV. Choice i samples with seed
+     * engine_choice_seed(seed, i) (choice 0 = the request's own seed). Each choice yields
+     * its own engine_result_t with the same id and index = i. */
+    int n;
 } engine_request_t;
+
+#define ENGINE_MAX_TOP_LOGPROBS 20
+#define ENGINE_MAX_BIAS 300
+#define ENGINE_MAX_CHOICES 128 /* the engine's own cap; the worker's input.max_n is lower */
+
+/* The seed of choice i of a request seeded with `seed` (i = 0 returns seed). */
+uint64_t engine_choice_seed(uint64_t seed, int i);
+
+typedef struct {
+    int32_t id;
+    float logprob;
+} engine_logprob_t;
 
 typedef struct {
     uint64_t id;
@@ -105,6 +150,14 @@ typedef struct {
     double queue_ms;             /* submit -> first scheduled */
     double ttft_ms;              /* submit -> first token sampled */
     double total_ms;             /* submit -> finished */
+    int index;                   /* choice index (request n > 1), else 0 */
+    int cached_tokens;           /* prompt tokens whose KV came from the prefix cache */
+    /* request logprobs: logprobs[i] = the chosen token i's log-probability;
+     * top[i * n_top + j] = its j-th most likely alternative (descending, ties by lower id);
+     * malloc'd, NULL otherwise */
+    float *logprobs;
+    engine_logprob_t *top;
+    int n_top;
 } engine_result_t;
 
 typedef struct {

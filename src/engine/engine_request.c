@@ -57,6 +57,29 @@ int engine_request_check(const engine_info_t *info, const engine_request_t *q, c
             err_set(err, errlen, "stop string %d is empty: remove it or give some text", i);
             return ENGINE_ERR_INVALID;
         }
+    /* the request surface of docs/structured-outputs.md: fields each part of the engine
+     * implements are checked here; until a part exists its field is refused, never ignored */
+    if (q->grammar_kind != ENGINE_GRAMMAR_NONE) {
+        err_set(err, errlen, "structured output (grammar kind %d) is not available in this build",
+                (int)q->grammar_kind);
+        return ENGINE_ERR_INVALID;
+    }
+    if (q->logprobs || q->top_logprobs != 0) {
+        err_set(err, errlen, "logprobs is not available in this build");
+        return ENGINE_ERR_INVALID;
+    }
+    if (q->n_bias != 0) {
+        err_set(err, errlen, "logit_bias is not available in this build");
+        return ENGINE_ERR_INVALID;
+    }
+    if (q->n > 1) {
+        err_set(err, errlen, "n = %d: more than one choice is not available in this build", q->n);
+        return ENGINE_ERR_INVALID;
+    }
+    if (q->n < 0) {
+        err_set(err, errlen, "n is %d: it must be >= 1", q->n);
+        return ENGINE_ERR_INVALID;
+    }
     int64_t need = (int64_t)q->n_prompt + q->max_tokens;
     if (need > info->n_ctx) {
         err_set(err, errlen,
