@@ -182,6 +182,20 @@ static const config_key_t KEYS[] = {
     K("worker.health_grace_ms", CONFIG_INT, 0, 3600000, "30000", NULL, F(worker, health_grace_ms), NULL,
       "/healthz answers 503 once no Kafka broker has been reachable for this long (at start: since start-up)."),
 
+    K("delivery.mode", CONFIG_ENUM, 0, 0, "\"at_least_once\"", "at_least_once|exactly_once", F(delivery, mode), NULL,
+      "at_least_once: a crash may answer a request twice; exactly_once: Kafka transactions carry answers and "
+      "offsets together (docs/delivery.md; consumers of the results must read_committed)."),
+    K("delivery.transaction_ms", CONFIG_INT, 1, 60000, "100", NULL, F(delivery, transaction_ms), NULL,
+      "exactly_once: commit the open transaction at least this often (answers become visible then)."),
+    K("delivery.transaction_max_answers", CONFIG_INT, 1, 1000000, "1000", NULL, F(delivery, transaction_max_answers),
+      NULL, "exactly_once: ... or as soon as it holds this many answers."),
+    K("delivery.transaction_timeout_ms", CONFIG_INT, 1000, 900000, "60000", NULL, F(delivery, transaction_timeout_ms),
+      NULL, "exactly_once: the producer's transaction.timeout.ms: the broker aborts a transaction left open this "
+      "long (a worker that died without a successor of the same worker.id holds the results back this long)."),
+    K("delivery.metadata_max_bytes", CONFIG_INT, 64, 1048576, "4096", NULL, F(delivery, metadata_max_bytes), NULL,
+      "exactly_once: the cluster's offset.metadata.max.bytes; answered offsets above a partition's watermark are "
+      "recorded in the committed offset's metadata within this size."),
+
     K("log.level", CONFIG_ENUM, 0, 0, "\"info\"", "debug|info|warn|error|off", F(log, level), NULL,
       "Log level."),
 };
@@ -653,6 +667,11 @@ int config_validate(const config_t *c, char *err, size_t errlen) {
     if (c->input.default_max_tokens > c->input.max_tokens_cap) {
         err_set(err, errlen, "input.default_max_tokens (%d) is above input.max_tokens_cap (%d)",
                  c->input.default_max_tokens, c->input.max_tokens_cap);
+        return -1;
+    }
+    if (!strcmp(c->delivery.mode, "exactly_once") && c->delivery.transaction_timeout_ms < 2 * c->delivery.transaction_ms) {
+        err_set(err, errlen, "delivery.transaction_timeout_ms (%d) must be at least twice delivery.transaction_ms (%d)",
+                 c->delivery.transaction_timeout_ms, c->delivery.transaction_ms);
         return -1;
     }
     if (c->stats.interval_ms != 0 && c->stats.interval_ms < 100) {

@@ -90,6 +90,13 @@ typedef struct {
     struct {
         char *level;            /* debug | info | warn | error | off */
     } log;
+    struct {
+        char *mode;             /* at_least_once | exactly_once (docs/delivery.md) */
+        int transaction_ms;     /* exactly_once: commit at least this often */
+        int transaction_max_answers; /* ... or after this many answers */
+        int transaction_timeout_ms;  /* the producer's transaction.timeout.ms */
+        int metadata_max_bytes; /* the cluster's offset.metadata.max.bytes */
+    } delivery;
 } config_t;
 
 typedef enum { CONFIG_STRING, CONFIG_INT, CONFIG_INT64, CONFIG_DOUBLE, CONFIG_BOOL, CONFIG_ENUM,

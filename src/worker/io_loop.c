@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "eos.h"
 #include "err.h"
 #include "kafka.h"
 #include "ledger.h"
@@ -34,6 +35,7 @@ struct io_loop {
     const volatile sig_atomic_t *signalled;
     kafka_io_t *kafka;
     ledger_t *ledger;
+    eos_t *eos;              /* delivery.mode exactly_once (eos.h); NULL: at least once */
     engine_loop_t *el;       /* set by io_loop_run */
     int n_slots;
 
@@ -84,7 +86,10 @@ static void io_produce(io_loop_t *io, ledger_slot_t *s, const char *topic, const
     char err[256];
     if (s) ledger_record_sent(s);
     int code = kafka_io_produce(io->kafka, topic, key, keylen, value, len, hdrs, s, 1000, err, sizeof err);
-    if (code == 0) return;
+    if (code == 0) {
+        if (io->eos) eos_produced(io->eos);
+        return;
+    }
     if (!s) {
         LOG_WARN("stats record not produced", "error=\"%s\"", err);
         kafka_headers_free(hdrs);
@@ -116,6 +121,7 @@ static void io_retries_serve(io_loop_t *io) {
         int code = kafka_io_produce(io->kafka, r->topic, r->key, r->keylen, r->value, r->len, r->hdrs, r->slot,
                                     1000, err, sizeof err);
         if (code == 0) {
+            if (io->eos) eos_produced(io->eos);
             ledger_retry_sent(r);
             continue;
         }
@@ -138,6 +144,13 @@ static void io_on_delivered(void *ctx, void *opaque, rd_kafka_resp_err_t err, co
         return;
     }
     if (!err || !ledger_slot_current(s)) { /* acknowledged, or its partition moved on */
+        ledger_record_acked(io->ledger, s);
+        return;
+    }
+    if (io->eos) { /* the open transaction cannot commit: it aborts and rewinds (eos.h) */
+        LOG_WARN("delivery failed in a transaction; it will be aborted", "source=%s error=%s", s->source,
+                 kafka_err_name(err));
+        eos_record_failed(io->eos);
         ledger_record_acked(io->ledger, s);
         return;
     }
@@ -370,6 +383,7 @@ static ledger_status_t io_new_generation(io_loop_t *io, const char *topic, rd_ka
 static void io_handle_message(io_loop_t *io, rd_kafka_message_t *m) {
     const char *topic = kafka_msg_topic(m);
     ledger_slot_t *s;
+    if (io->eos && eos_skip(io->eos, topic, m->partition, m->offset)) return; /* answered in a committed transaction */
     ledger_status_t st = ledger_slot_open(io->ledger, topic, m->partition, m->offset, &s);
     if (st == LEDGER_OUT_OF_ORDER) st = io_new_generation(io, topic, m, &s);
     switch (st) {
@@ -458,6 +472,12 @@ static void io_store_one(void *ctx, const char *topic, int32_t partition, int64_
 
 static void io_store_offsets(io_loop_t *io) { ledger_store_offsets(io->ledger, io_store_one, io->kafka); }
 
+/* Exactly-once: commit the open transaction (force: now). Fenced or fatal: stop, commit nothing more. */
+static void io_eos_commit(io_loop_t *io, bool force) {
+    if (io->fatal || eos_commit(io->eos, force) == 0) return;
+    io->fatal = true;
+}
+
 /* ---------------------------------------------------------------- rebalance */
 
 static void io_on_assigned(void *ctx, const rd_kafka_topic_partition_list_t *parts) {
@@ -465,6 +485,7 @@ static void io_on_assigned(void *ctx, const rd_kafka_topic_partition_list_t *par
     for (int i = 0; i < parts->cnt; i++)
         if (ledger_assign(io->ledger, parts->elems[i].topic, parts->elems[i].partition) != 0)
             io_out_of_memory(io, "partition", parts->elems[i].topic);
+    if (io->eos && !io->fatal && eos_assigned(io->eos, parts) != 0) io->fatal = true;
     if (parts->cnt > 0) observe_consumer_state(io->obs, METRICS_CONSUMER_ASSIGNED);
 }
 
@@ -494,14 +515,18 @@ static void io_on_revoked(void *ctx, const rd_kafka_topic_partition_list_t *part
         }
     }
     int left = io_revoked_live(io, parts);
+    if (io->eos && !lost) io_eos_commit(io, true); /* the revoked partitions' answers and offsets go together */
     for (int i = 0; i < parts->cnt; i++) {
         const char *topic = parts->elems[i].topic;
         int32_t partition = parts->elems[i].partition;
         int64_t o = ledger_committable(io->ledger, topic, partition);
-        if (!lost && !io->fatal && o >= 0) kafka_io_store_offset(io->kafka, topic, partition, o);
+        if (!lost && !io->fatal && o >= 0 && !io->eos) kafka_io_store_offset(io->kafka, topic, partition, o);
+        if (io->eos) eos_released(io->eos, topic, partition);
         /* Give up the rest: abort their engine work, drop their late answers. */
         ledger_revoke(io->ledger, topic, partition, io_abort, io);
     }
+    /* Lost: the open transaction holds answers whose offsets can no longer be committed. */
+    if (io->eos && lost && !io->fatal && eos_abort(io->eos, "partitions lost") != 0) io->fatal = true;
     LOG_INFO(lost ? "partitions lost" : "partitions released", "count=%d unfinished=%d waited_ms=%.0f", parts->cnt,
              left, clock_now_ms() - t0);
     observe_consumer_state(io->obs, io->draining                         ? METRICS_CONSUMER_STOPPED
@@ -640,11 +665,22 @@ io_loop_t *io_loop_new(const io_loop_config_t *c, char *err, size_t errlen) {
         .sized_topics = sized,
         .n_sized_topics = n_sized,
     };
+    char txn_id[512];
+    bool exactly_once = !strcmp(cfg->delivery.mode, "exactly_once");
+    if (exactly_once) {
+        eos_transactional_id(cfg, txn_id, sizeof txn_id);
+        kc.transactional_id = txn_id;
+        kc.transaction_timeout_ms = cfg->delivery.transaction_timeout_ms;
+    }
     kafka_io_handlers_t kh = {.ctx = io, .assigned = io_on_assigned, .revoked = io_on_revoked,
                               .delivered = io_on_delivered, .stats = io_on_kafka_stats,
                               .connection = io_on_kafka_connection, .error = io_on_kafka_error,
                               .joined = io_on_kafka_joined};
     if (!(io->kafka = kafka_io_open(&kc, &kh, err, errlen))) goto fail;
+    if (exactly_once) {
+        if (!(io->eos = eos_new(cfg, io->kafka, io->ledger, io->obs, io_abort, io))) goto oom;
+        LOG_INFO("exactly-once delivery: transactional producer ready", "transactional_id=%s", txn_id);
+    }
     free(topics_copy);
     observe_consumer_state(io->obs, METRICS_CONSUMER_WAITING); /* subscribed */
     return io;
@@ -669,6 +705,7 @@ static int io_sleep_ms(const io_loop_t *io, double now, double next_stats) {
     if (cfg->stats.interval_ms > 0 && next_stats - now < t) t = (int)(next_stats - now) + 1;
     if (io->draining && io->drain_deadline - now < t) t = (int)(io->drain_deadline - now) + 1;
     if (ledger_retry_pending(io->ledger)) t = 20 < t ? 20 : t;
+    if (io->eos && eos_wait_ms(io->eos) < t) t = eos_wait_ms(io->eos);
     return t < 1 ? 1 : t;
 }
 
@@ -676,10 +713,11 @@ static int io_sleep_ms(const io_loop_t *io, double now, double next_stats) {
  * resume at worker.queue_low (only once a turn's burst is taken). */
 static void io_backpressure(io_loop_t *io, bool resume) {
     int used = ledger_used(io->ledger);
-    if (!kafka_io_paused(io->kafka) && used >= io->cfg->worker.queue_high) {
+    bool blocked = io->eos && eos_blocked(io->eos); /* answers above a watermark wait for the gaps below */
+    if (!kafka_io_paused(io->kafka) && (used >= io->cfg->worker.queue_high || blocked)) {
         LOG_DEBUG("backpressure: pausing", "in_flight=%d", used);
         kafka_io_pause_all(io->kafka);
-    } else if (resume && kafka_io_paused(io->kafka) && used <= io->cfg->worker.queue_low) {
+    } else if (resume && kafka_io_paused(io->kafka) && used <= io->cfg->worker.queue_low && !blocked) {
         LOG_DEBUG("backpressure: resuming", "in_flight=%d", used);
         kafka_io_resume_all(io->kafka);
     }
@@ -691,8 +729,9 @@ static void io_serve(io_loop_t *io) {
     double next_stats = clock_now_ms() + cfg->stats.interval_ms;
     for (;;) {
         const char *fatal = kafka_io_fatal(io->kafka);
-        if (fatal) {
-            LOG_ERROR("fatal Kafka error: exiting without storing more offsets", "error=\"%s\"", fatal);
+        if (fatal || io->fatal) {
+            LOG_ERROR("fatal Kafka error: exiting without storing more offsets", "error=\"%s\"",
+                      fatal ? fatal : "see above");
             io->fatal = true;
             return;
         }
@@ -715,7 +754,9 @@ static void io_serve(io_loop_t *io) {
         io_handle_completions(io);
         kafka_io_serve(io->kafka);
         if (ledger_retry_pending(io->ledger)) io_retries_serve(io);
-        io_store_offsets(io);
+        if (io->eos) io_eos_commit(io, false);
+        else io_store_offsets(io);
+        if (io->fatal) continue; /* the check at the top returns */
         observe_pending_prompt_tokens(io->obs, io->pending_prompt);
         if (!io->draining) io_backpressure(io, true);
         double now = clock_now_ms();
@@ -756,10 +797,16 @@ int io_loop_run(io_loop_t *io, engine_loop_t *el) {
     engine_loop_stop(el);
     if (!io->fatal) {
         if (io->cfg->stats.interval_ms > 0) io_emit_stats(io);
-        io_flush(io);
-        io_store_offsets(io);
-        int ce = kafka_io_commit(io->kafka);
-        if (ce) LOG_WARN("final commit failed; a restart may repeat some answered requests", "error=%s", kafka_err_name(ce));
+        if (io->eos) {
+            io_eos_commit(io, true);
+        } else {
+            io_flush(io);
+            io_store_offsets(io);
+            int ce = kafka_io_commit(io->kafka);
+            if (ce)
+                LOG_WARN("final commit failed; a restart may repeat some answered requests", "error=%s",
+                         kafka_err_name(ce));
+        }
     }
     kafka_io_close(io->kafka); /* leaves the group; io_on_revoked stores what is left (unless fatal) */
     io->kafka = NULL;
@@ -772,6 +819,7 @@ int io_loop_run(io_loop_t *io, engine_loop_t *el) {
 void io_loop_free(io_loop_t *io) {
     if (!io) return;
     kafka_io_close(io->kafka);
+    eos_free(io->eos);
     ledger_free(io->ledger);
     codec_request_clear(&io->req);
     buf_free(&io->out);

@@ -21,27 +21,9 @@
 
 #include "clock.h"
 #include "kafka_limits.h"
+#include "kafka_priv.h"
 #include "log.h"
 
-struct kafka_io {
-    rd_kafka_t *consumer; /* NULL when cfg->group is NULL */
-    rd_kafka_t *producer;
-    rd_kafka_queue_t *consumer_q, *producer_q;
-    kafka_io_handlers_t h;
-    int efd;
-    bool cooperative;
-    bool want_paused; /* backpressure: new assignments get paused too */
-    bool stopped;     /* shutdown: never resume */
-    rd_kafka_topic_partition_list_t *paused; /* partitions we paused */
-    atomic_bool has_fatal;
-    atomic_bool brokers_down;
-    kafka_conn_t conn; /* io thread only (every callback runs in a poll of the io thread) */
-    bool joined;
-    bool ever_up; /* a broker answered once: later UPs are recoveries, logged */
-    char fatal[512];
-    kafka_limits_t *limits; /* max.message.bytes of the topics produced to */
-    double limits_due;      /* clock_now_ms() of the next refresh */
-};
 
 /* ---------------------------------------------------------------- callbacks */
 
@@ -181,7 +163,7 @@ static void kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         bool lost = rd_kafka_assignment_lost(rk);
         LOG_INFO(lost ? "partitions lost" : "partitions revoked", "count=%d", parts->cnt);
         if (k->h.revoked) k->h.revoked(k->h.ctx, parts, lost);
-        if (!lost) {
+        if (!lost && !k->transactional) { /* transactional: the handler committed its transaction */
             /* Commit what the handler stored for the revoked partitions before they go. */
             rd_kafka_resp_err_t ce = rd_kafka_commit(rk, NULL, 0);
             if (ce && ce != RD_KAFKA_RESP_ERR__NO_OFFSET)
@@ -383,6 +365,15 @@ kafka_io_t *kafka_io_open(const kafka_io_config_t *cfg, const kafka_io_handlers_
     if (kafka_limits_size_producer(k, pconf, err, errlen) != 0) goto fail;
     k->limits_due = clock_now_ms() + KAFKA_LIMITS_REFRESH_MS;
     if (conf_apply_props(pconf, cfg, false, err, errlen)) goto fail;
+    if (cfg->transactional_id) { /* after the properties: exactly-once mode owns these */
+        char tt[16];
+        snprintf(tt, sizeof tt, "%d", cfg->transaction_timeout_ms);
+        if (conf_set(pconf, "transactional.id", cfg->transactional_id, "delivery.mode", err, errlen) ||
+            conf_set(pconf, "transaction.timeout.ms", tt, "delivery.transaction_timeout_ms", err, errlen))
+            goto fail;
+        k->transactional = true;
+        k->txn_timeout_ms = cfg->transaction_timeout_ms;
+    }
     rd_kafka_conf_set_dr_msg_cb(pconf, kafka_dr_cb);
     k->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, es, sizeof es);
     if (!k->producer) {
@@ -392,6 +383,7 @@ kafka_io_t *kafka_io_open(const kafka_io_config_t *cfg, const kafka_io_handlers_
     pconf = NULL; /* now owned by the producer */
     k->producer_q = rd_kafka_queue_get_main(k->producer);
     rd_kafka_queue_io_event_enable(k->producer_q, k->efd, &one, sizeof one);
+    if (k->transactional && kafka_txn_start(k, err, errlen) != 0) goto fail;
 
     /* consumer */
     if (cfg->group) {
@@ -421,6 +413,10 @@ kafka_io_t *kafka_io_open(const kafka_io_config_t *cfg, const kafka_io_handlers_
         if (conf_apply_props(cconf, cfg, true, err, errlen)) goto fail;
         /* Forced last: an offset is stored only when its answer is acknowledged. */
         if (conf_set(cconf, "enable.auto.offset.store", "false", "default", err, errlen)) goto fail;
+        /* Exactly-once: offsets go with the transactions, and only committed requests are read. */
+        if (k->transactional && (conf_set(cconf, "enable.auto.commit", "false", "delivery.mode", err, errlen) ||
+                                 conf_set(cconf, "isolation.level", "read_committed", "delivery.mode", err, errlen)))
+            goto fail;
         rd_kafka_conf_set_rebalance_cb(cconf, kafka_rebalance_cb);
         k->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, es, sizeof es);
         if (!k->consumer) {

@@ -79,6 +79,9 @@ typedef struct {
     const char *const *sized_topics;     /* topics produced to: their max.message.bytes sizes
                                             the producer (read at open); may be NULL */
     size_t n_sized_topics;
+    const char *transactional_id;        /* non-NULL: exactly-once mode (kafka_txn.c): a transactional
+                                            producer, consumer auto-commit off, read_committed */
+    int transaction_timeout_ms;          /* transaction.timeout.ms when transactional */
 } kafka_io_config_t;
 
 /* The broker's default topic max.message.bytes: assumed when a topic's cannot be read. */
@@ -178,6 +181,49 @@ size_t kafka_record_bytes(size_t keylen, size_t len, const rd_kafka_headers_t *h
  * krill-*) were left out for the bounds. Never NULL. */
 rd_kafka_headers_t *kafka_headers_copy_bounded(const rd_kafka_message_t *m, size_t max_count, size_t max_bytes,
                                                size_t *dropped);
+
+/* ---- exactly-once (kafka_txn.c; docs/delivery.md). With cfg->transactional_id the
+ * producer is transactional: kafka_io_open runs init_transactions (which fences an older
+ * instance of the same id and aborts its open transaction) and begins the first
+ * transaction; one is open at all times after, and every produced record is part of it.
+ * The consumer does not commit by itself (no auto-commit, none on revoke) and reads
+ * read_committed. */
+typedef enum {
+    KAFKA_TXN_OK = 0,  /* committed; the next transaction is open */
+    KAFKA_TXN_ABORTED, /* aborted (its records are discarded); the next one is open: the caller
+                          rewinds to the committed offsets */
+    KAFKA_TXN_FATAL,   /* fenced or fatal: nothing more can be committed (kafka_io_fatal is set) */
+} kafka_txn_status_t;
+
+/* One partition's offset for a transaction: the next offset to consume and its metadata. */
+typedef struct {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    const char *metadata; /* may be NULL */
+    size_t metadata_len;
+} kafka_txn_offset_t;
+
+bool kafka_io_transactional(const kafka_io_t *k);
+/* Sends offs (n may be 0) with the consumer group metadata into the open transaction and
+ * commits it (librdkafka flushes its records first, serving delivery reports), then begins
+ * the next. Retriable errors are retried within transaction.timeout.ms; err says what
+ * failed when not KAFKA_TXN_OK. */
+kafka_txn_status_t kafka_io_txn_commit(kafka_io_t *k, const kafka_txn_offset_t *offs, size_t n, char *err,
+                                       size_t errlen);
+/* Aborts the open transaction (its records are purged: their delivery reports fail with
+ * _PURGE_QUEUE) and begins the next: KAFKA_TXN_ABORTED, or KAFKA_TXN_FATAL. */
+kafka_txn_status_t kafka_io_txn_abort(kafka_io_t *k, char *err, size_t errlen);
+/* The committed offsets of parts and their metadata: fn(ctx, topic, partition, offset
+ * (< 0: none), metadata, len) for each; waits up to timeout_ms for a transaction still open
+ * on them. 0, or the librdkafka error (fn not called for all). */
+int kafka_io_committed(kafka_io_t *k, const rd_kafka_topic_partition_list_t *parts, int timeout_ms,
+                       void (*fn)(void *ctx, const char *topic, int32_t partition, int64_t offset, const char *meta,
+                                  size_t len),
+                       void *ctx);
+/* Moves the consumer's position of an assigned partition to offset (< 0: its beginning);
+ * what was fetched beyond is dropped. 0 or the librdkafka error. */
+int kafka_io_seek(kafka_io_t *k, const char *topic, int32_t partition, int64_t offset);
 
 /* Tools: routes a librdkafka handle's log lines through log.h (what the worker's own
  * handles do), for tools that build their own rd_kafka_conf_t. */

@@ -359,6 +359,25 @@ void ledger_retry_free(ledger_retry_t *r) {
     free(r);
 }
 
+/* ---------------------------------------------------------------- exactly-once */
+
+ledger_status_t ledger_skip(ledger_t *l, const char *topic, int32_t partition, int64_t offset) {
+    ledger_part_t *p = part_assigned(l, topic, partition);
+    if (!p) return LEDGER_NOT_ASSIGNED;
+    if (offset <= offsets_last(p->op)) return LEDGER_OUT_OF_ORDER;
+    if (offsets_track(p->op, offset) != 0) return LEDGER_NO_MEMORY;
+    offsets_done(p->op, offset);
+    p->dirty = true;
+    return LEDGER_OK;
+}
+
+void ledger_each_assigned(ledger_t *l,
+                          void (*fn)(void *ctx, const char *topic, int32_t partition, const offsets_partition_t *op),
+                          void *ctx) {
+    for (int i = 0; i < l->n_parts; i++)
+        if (l->parts[i]->assigned && l->parts[i]->op) fn(ctx, l->parts[i]->topic, l->parts[i]->partition, l->parts[i]->op);
+}
+
 /* ---------------------------------------------------------------- offsets */
 
 void ledger_store_offsets(ledger_t *l, void (*store)(void *ctx, const char *topic, int32_t partition, int64_t next),

@@ -177,6 +177,16 @@ void ledger_retry_sent(ledger_retry_t *r);
 void ledger_retry_failed(ledger_t *l, ledger_retry_t *r, double now_ms);
 void ledger_retry_free(ledger_retry_t *r); /* accepts NULL */
 
+/* ---- exactly-once (eos.h) */
+/* The message at (topic, partition, offset) was answered in a committed transaction:
+ * tracked and finished at once, without a slot. LEDGER_OK, LEDGER_NOT_ASSIGNED,
+ * LEDGER_OUT_OF_ORDER (the caller handles the message as any other) or LEDGER_NO_MEMORY. */
+ledger_status_t ledger_skip(ledger_t *l, const char *topic, int32_t partition, int64_t offset);
+/* fn(ctx, topic, partition, tracker) for every assigned partition. */
+void ledger_each_assigned(ledger_t *l,
+                          void (*fn)(void *ctx, const char *topic, int32_t partition, const offsets_partition_t *op),
+                          void *ctx);
+
 /* ---- offsets */
 /* store(ctx, topic, partition, next) for every assigned partition whose committable
  * offset moved since the last store. */

@@ -80,6 +80,7 @@ static const double b_tpot[] = {0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.
                                 0.15,  0.2,    0.3,   0.5,  1,    2.5};
 static const double b_latency[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600};
 static const double b_queue[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
+static const double b_txn[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 static const double b_tokens[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384};
 
 #define NB(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -154,6 +155,8 @@ struct metrics {
     labelled_t requests; /* {status, finish_reason}: values "<status>\t<finish_reason>" */
     labelled_t dlq;      /* {code} */
     labelled_t resets;   /* {topic}: partition offsets went backwards */
+    labelled_t txns;     /* {outcome}: exactly-once transactions */
+    _Atomic uint64_t answers_ahead; /* gauge: answered offsets above the watermarks */
     _Atomic uint64_t prompt_tokens, generated_tokens, steps;
     _Atomic uint64_t busy_bits; /* seconds spent in engine steps */
     _Atomic uint64_t preemptions; /* the engine's running total (engine_stats_t) */
@@ -166,6 +169,7 @@ struct metrics {
     double tp_tokens, tp_seconds;                  /* engine thread only: decayed sums */
     /* histograms */
     hist_t ttft, tpot, latency, queue, step_tokens;
+    hist_t txn; /* seconds to commit one transaction */
     /* health */
     _Atomic int consumer_state;
     _Atomic uint64_t heartbeat_bits; /* monotonic seconds; 0 = never */
@@ -200,6 +204,9 @@ metrics_t *metrics_new(void) {
     labelled_init(&m->requests);
     labelled_init(&m->dlq);
     labelled_init(&m->resets);
+    labelled_init(&m->txns);
+    atomic_init(&m->answers_ahead, dbl_bits(0.0));
+    hist_init(&m->txn, b_txn, NB(b_txn));
     atomic_init(&m->prompt_tokens, 0);
     atomic_init(&m->generated_tokens, 0);
     atomic_init(&m->steps, 0);
@@ -242,6 +249,7 @@ void metrics_free(metrics_t *m) {
     pthread_mutex_destroy(&m->dlq.add_mu);
     pthread_mutex_destroy(&m->kafka_errors.add_mu);
     pthread_mutex_destroy(&m->resets.add_mu);
+    pthread_mutex_destroy(&m->txns.add_mu);
     free(m->lag);
     free(m);
 }
@@ -319,6 +327,16 @@ void metrics_set_engine(metrics_t *m, int running, int waiting, double kv_usage_
     adbl_set(&m->running, running);
     adbl_set(&m->waiting, waiting);
     adbl_set(&m->kv_ratio, kv_usage_ratio);
+}
+
+void metrics_transaction(metrics_t *m, const char *outcome, double seconds) {
+    if (!m) return;
+    labelled_add(&m->txns, outcome, 1);
+    if (seconds >= 0) hist_observe(&m->txn, seconds);
+}
+
+void metrics_set_answers_ahead(metrics_t *m, int64_t n) {
+    if (m) adbl_set(&m->answers_ahead, (double)(n > 0 ? n : 0));
 }
 
 void metrics_set_pending_prompt_tokens(metrics_t *m, int64_t tokens) {
@@ -653,6 +671,13 @@ char *metrics_render(metrics_t *m, size_t *len) {
     put_labelled(f, "krill_partition_resets_total",
                  "Partitions whose offsets went backwards (topic recreated, log truncated): a new generation began.",
                  "topic", &m->resets);
+    put_labelled(f, "krill_transactions_total",
+                 "delivery.mode exactly_once: transactions ended, by outcome (committed, aborted, fatal).", "outcome",
+                 &m->txns);
+    put_gauge(f, "krill_answers_above_watermark",
+              "delivery.mode exactly_once: answered requests above their partition's lowest unanswered offset, "
+              "recorded in the committed offsets' metadata instead of being held back.",
+              adbl_get(&m->answers_ahead));
     put_counter(f, "krill_engine_steps_total", "Engine steps (one ragged batch each).", acnt_get(&m->steps));
     head(f, "krill_engine_busy_seconds_total", "counter", "Seconds the engine spent stepping (rate = utilisation).");
     fputs("krill_engine_busy_seconds_total ", f);
@@ -718,6 +743,8 @@ char *metrics_render(metrics_t *m, size_t *len) {
     put_hist(f, "krill_request_latency_seconds", "Time from consumption to the finished result.", &m->latency);
     put_hist(f, "krill_queue_time_seconds", "Time from consumption to the first scheduled step.", &m->queue);
     put_hist(f, "krill_step_batch_tokens", "Tokens (prefill + decode) per engine step.", &m->step_tokens);
+    put_hist(f, "krill_transaction_commit_seconds",
+             "delivery.mode exactly_once: time to commit one transaction (flush, offsets, commit).", &m->txn);
     put_process(f);
 
     if (fclose(f) != 0) {

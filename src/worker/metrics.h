@@ -98,6 +98,12 @@ void metrics_step(metrics_t *m, int seqs, int tokens, double step_s);
 /* Engine occupancy (engine thread, each loop): running sequences, requests waiting
  * (admission queue + engine queue), KV cache blocks used / total. */
 void metrics_set_engine(metrics_t *m, int running, int waiting, double kv_usage_ratio);
+/* Exactly-once delivery (io thread): a transaction ended with outcome ("committed",
+ * "aborted", "fatal"): krill_transactions_total{outcome}; seconds >= 0 also goes to
+ * krill_transaction_commit_seconds (the time its commit took). */
+void metrics_transaction(metrics_t *m, const char *outcome, double seconds);
+/* krill_answers_above_watermark: answered offsets above the partitions' watermarks. */
+void metrics_set_answers_ahead(metrics_t *m, int64_t n);
 /* Prompt tokens of requests consumed and not yet answered (io thread). */
 void metrics_set_pending_prompt_tokens(metrics_t *m, int64_t tokens);
 /* The admission limits in force (krill_slo_max_seqs, krill_slo_max_batch_tokens: the

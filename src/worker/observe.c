@@ -84,6 +84,12 @@ void observe_partition_reset(observe_t *o, const char *topic) { metrics_partitio
 
 void observe_consumer_state(observe_t *o, metrics_consumer_state_t st) { metrics_set_consumer_state(o->metrics, st); }
 
+void observe_transaction(observe_t *o, const char *outcome, double seconds) {
+    metrics_transaction(o->metrics, outcome, seconds);
+}
+
+void observe_answers_ahead(observe_t *o, int64_t n) { metrics_set_answers_ahead(o->metrics, n); }
+
 void observe_pending_prompt_tokens(observe_t *o, int64_t tokens) {
     metrics_set_pending_prompt_tokens(o->metrics, tokens);
 }

@@ -45,6 +45,10 @@ void observe_dlq(observe_t *o, const char *code);
 void observe_partition_reset(observe_t *o, const char *topic);
 void observe_consumer_state(observe_t *o, metrics_consumer_state_t st);
 void observe_pending_prompt_tokens(observe_t *o, int64_t tokens);
+/* Exactly-once delivery: a transaction ended (metrics_transaction), answered offsets
+ * above the watermarks (metrics_set_answers_ahead). */
+void observe_transaction(observe_t *o, const char *outcome, double seconds);
+void observe_answers_ahead(observe_t *o, int64_t n);
 /* Kafka's connection (up: a broker answers; auth_failed: credentials rejected), its
  * errors by kind (kafka_error_kind) and the consumer's first group join. */
 void observe_kafka_connection(observe_t *o, bool up, bool auth_failed);

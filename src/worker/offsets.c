@@ -127,6 +127,25 @@ bool offsets_is_pending(const offsets_partition_t *p, int64_t o) {
     return j != (size_t)-1 && !p->done[j];
 }
 
+size_t offsets_done_runs(const offsets_partition_t *p, void (*fn)(void *ctx, int64_t first, int64_t last), void *ctx) {
+    if (!p) return 0;
+    size_t mask = p->cap - 1, n_done = 0;
+    int64_t first = -1, last = -1;
+    for (size_t i = 0; i < p->n; i++) { /* the head is pending: everything done is above it */
+        size_t j = (p->head + i) & mask;
+        if (p->done[j]) {
+            if (first < 0) first = p->off[j];
+            last = p->off[j];
+            n_done++;
+        } else if (first >= 0) {
+            if (fn) fn(ctx, first, last);
+            first = -1;
+        }
+    }
+    if (first >= 0 && fn) fn(ctx, first, last);
+    return n_done;
+}
+
 /* ---------------------------------------------------------------- the set */
 
 typedef struct {

@@ -46,6 +46,11 @@ int64_t offsets_last(const offsets_partition_t *p);
  * it down. Memory is kept. */
 void offsets_reset(offsets_partition_t *p);
 bool offsets_is_pending(const offsets_partition_t *p, int64_t o);
+/* The done offsets above the watermark (committable()), as runs of tracked offsets all
+ * done, in increasing order: fn(ctx, first, last) for each (an untracked offset inside
+ * a run, a transaction marker, is covered by it: it is never consumed). Returns the
+ * number of done offsets above the watermark. fn may be NULL (count only). */
+size_t offsets_done_runs(const offsets_partition_t *p, void (*fn)(void *ctx, int64_t first, int64_t last), void *ctx);
 
 /* ---- the set of assigned partitions, keyed by (topic, partition) */
 offsets_t *offsets_new(void);
