@@ -140,6 +140,37 @@ static void test_out_of_order_completions(void **state) {
     ledger_free(l);
 }
 
+/* Exactly-once: offsets answered in a committed transaction are finished without a slot
+ * (ledger_skip), in order with the others; every assigned partition is visited. */
+static void visit(void *ctx, const char *topic, int32_t partition, const offsets_partition_t *op) {
+    int64_t *seen = ctx;
+    assert_string_equal(topic, "t");
+    seen[partition] = offsets_committable(op);
+}
+
+static void test_skip(void **state) {
+    (void)state;
+    ledger_t *l = ledger_new(16, 6);
+    assert_int_equal(ledger_skip(l, "t", 3, 100), LEDGER_NOT_ASSIGNED);
+    assert_int_equal(ledger_assign(l, "t", 3), 0);
+    assert_int_equal(ledger_assign(l, "t", 1), 0);
+    ledger_slot_t *s = open_ok(l, "t", 3, 100);
+    assert_int_equal(ledger_skip(l, "t", 3, 101), LEDGER_OK);
+    assert_int_equal(ledger_skip(l, "t", 3, 101), LEDGER_OUT_OF_ORDER);
+    assert_int_equal(ledger_used(l), 1); /* no slot taken */
+    assert_int_equal(ledger_committable(l, "t", 3), 100);
+    answer(l, s);
+    assert_int_equal(ledger_committable(l, "t", 3), 102);
+    assert_int_equal(ledger_skip(l, "t", 3, 102), LEDGER_OK);
+    assert_int_equal(ledger_committable(l, "t", 3), 103);
+    int64_t seen[4] = {-9, -9, -9, -9};
+    ledger_each_assigned(l, visit, seen);
+    assert_int_equal(seen[3], 103);
+    assert_int_equal(seen[1], -1); /* assigned, nothing taken */
+    assert_int_equal(seen[0], -9);
+    ledger_free(l);
+}
+
 /* Epochs: after a revoke, late answers finish nothing; a re-assign starts fresh. */
 static void test_epochs(void **state) {
     (void)state;
@@ -434,6 +465,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slots),
         cmocka_unit_test(test_out_of_order_completions),
+        cmocka_unit_test(test_skip),
         cmocka_unit_test(test_epochs),
         cmocka_unit_test(test_new_generation),
         cmocka_unit_test(test_retry_budget),
