@@ -20,13 +20,18 @@
 # (--quick: N = 10,000; --set: worker and krill-run-batch configuration on top of the
 # defaults batching.max_seqs=256, batching.max_batch_tokens=8192). Requests are greedy (temperature 0): sampling cost is the
 # engine's business (krill-bench), not the pipeline's.
+# --delivery compares the delivery modes instead (docs/delivery.md): the same backlog
+# answered by a worker in at_least_once and in exactly_once mode, alternately (2 rounds
+# each, its own consumer group and results topic per run); req/s per run, and each
+# answer's latency from its produce timestamp to a read_committed reader receiving it
+# (p50/p99); written as the delivery section of docs/benchmarks.md.
 # This is a benchmark, not a test: it keeps both cores busy for a minute or two.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 B=${KRILL_BUILD:-$root/build}
 PY=${KRILL_PY:-$root/.cache/pyenv/bin/python}
-N=50000 P=4 THREADS=1 DOC=1
+N=50000 P=4 THREADS=1 DOC=1 DELIVERY=0
 # Many tiny requests: let a step take more of them (the CPU default is 64 seqs / 2,048
 # tokens). Later --set options win.
 SETS=(--set batching.max_seqs=256 --set batching.max_batch_tokens=8192)
@@ -38,6 +43,7 @@ while [ $# -gt 0 ]; do
     --threads) THREADS=$2; shift 2 ;;
     --set) SETS+=(--set "$2"); shift 2 ;;
     --no-doc) DOC=0; shift ;;
+    --delivery) DELIVERY=1; shift ;;
     -h|--help) awk 'NR>1 && /^#/ {sub(/^# ?/, ""); print; next} NR>1 {exit}' "$0"; exit 0 ;;
     *) echo "bench-pipeline: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
@@ -69,6 +75,80 @@ t0=$(date +%s.%N)
 "$B/krill-enqueue" -q -b "$brokers" -t krill.requests --format mixed "$T/req.jsonl" 2>"$T/enq.log"
 t1=$(date +%s.%N)
 echo "bench-pipeline: $N requests enqueued in $(python3 -c "print('%.2f' % ($t1 - $t0))") s" >&2
+
+if [ "$DELIVERY" = 1 ]; then
+  ROUNDS=2
+  runs=()
+  for r in $(seq 1 $ROUNDS); do for mode in at_least_once exactly_once; do runs+=("$mode:$r"); done; done
+  scripts/kafka-local.sh topics --partitions "$P" $(for x in "${runs[@]}"; do echo "res-${x/:/-}"; done) 2>/dev/null >&2
+  for x in "${runs[@]}"; do
+    mode=${x%:*} r=${x#*:} topic=res-${x/:/-}
+    "$B/krill-worker" --set kafka.brokers="$brokers" --set model.path="$TINY" --set model.threads="$THREADS" \
+      --set worker.id=bench --set stats.interval_ms=0 --set log.level=warn --set metrics.listen=off "${SETS[@]}" \
+      --set kafka.group="bench-$mode-$r" --set kafka.topic_results="$topic" --set delivery.mode="$mode" \
+      2>"$T/worker-$mode-$r.log" &
+    wpid=$!
+    "$B/krill-results" -q -b "$brokers" -t "$topic" --from-beginning --envelope -n "$N" --idle-timeout 120 \
+      >"$T/res-$mode-$r.jsonl" 2>/dev/null
+    kill -TERM "$wpid"; wait "$wpid" || true; wpid=""
+    got=$(wc -l <"$T/res-$mode-$r.jsonl")
+    [ "$got" = "$N" ] || { echo "bench-pipeline: $mode run $r: only $got of $N results" >&2; tail "$T/worker-$mode-$r.log" >&2; exit 1; }
+    echo "bench-pipeline: $mode run $r done (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+  done
+  commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  load=$(cut -d' ' -f1-3 /proc/loadavg)
+  python3 - "$T" "$N" "$P" "$commit" "$load" "$(nproc)" "${runs[@]}" >"$T/section.md" <<'PY'
+import json, sys, datetime
+t, n, p, commit, load, ncpu = sys.argv[1:7]
+runs = sys.argv[7:]
+def pct(v, q):
+    return v[min(len(v) - 1, int(q * len(v)))]
+rows, per = [], {}
+for x in runs:
+    mode, r = x.split(":")
+    recs = [json.loads(l) for l in open("%s/res-%s-%s.jsonl" % (t, mode, r)) if l.strip()]
+    ts = sorted(e["timestamp"] for e in recs)
+    span = (ts[-1] - ts[0]) / 1000.0
+    rps = (len(ts) - 1) / span if span > 0 else float("nan")
+    lat = sorted(e["received"] - e["timestamp"] for e in recs)
+    rows.append((mode, r, rps, pct(lat, 0.5), pct(lat, 0.99)))
+    per.setdefault(mode, []).append((rps, pct(lat, 0.5), pct(lat, 0.99)))
+mean = lambda m, i: sum(v[i] for v in per[m]) / len(per[m])
+a, e = "at_least_once", "exactly_once"
+print("Pipeline capacity in each delivery mode (docs/delivery.md): the same %s requests\n"
+      "(tiny synthetic model, max_tokens 1, chat and completion, JSON and msgpack, greedy)\n"
+      "enqueued first on %s partitions, answered by one worker per run with its own consumer\n"
+      "group and results topic, the modes alternating; latency = a read_committed reader's\n"
+      "receive time - the answer's produce timestamp (at saturation: the backlog is being\n"
+      "drained). exactly_once with the defaults (delivery.transaction_ms 100). %s cores, load\n"
+      "average at the end %s (the machine is shared). Goal: exactly_once >= 0.8x the req/s.\n\n"
+      "| date | commit | mode | run | req/s | latency p50 (ms) | p99 (ms) |\n"
+      "|---|---|---|---|---|---|---|" % (n, p, ncpu, load))
+today = datetime.date.today().isoformat()
+for mode, r, rps, p50, p99 in rows:
+    print("| %s | %s | %s | %s | %.0f | %d | %d |" % (today, commit, mode, r, rps, p50, p99))
+print("\nexactly_once / at_least_once: **%.2fx** the req/s (means of the runs); added latency per\n"
+      "answer: p50 **%+.0f ms**, p99 **%+.0f ms**." % (mean(e, 0) / mean(a, 0), mean(e, 1) - mean(a, 1),
+                                                     mean(e, 2) - mean(a, 2)))
+PY
+  cat "$T/section.md"
+  if [ "$DOC" = 1 ]; then
+    python3 - docs/benchmarks.md "$T/section.md" <<'PY'
+import sys
+doc, body = sys.argv[1], open(sys.argv[2]).read().strip()
+b, e = "<!-- bench:delivery -->", "<!-- /bench:delivery -->"
+sec = b + "\n## Exactly-once delivery (scripts/bench-pipeline.sh --delivery)\n\n" + body + "\n" + e
+text = open(doc).read()
+if b in text and e in text:
+    text = text[:text.index(b)] + sec + text[text.index(e) + len(e):]
+else:
+    text = text.rstrip() + "\n\n" + sec + "\n"
+open(doc, "w").write(text)
+PY
+    echo "bench-pipeline: wrote the delivery section of docs/benchmarks.md" >&2
+  fi
+  exit 0
+fi
 
 broker_cpu0=$(python3 -c "import os,sys; f=open('/proc/%s/stat' % sys.argv[1]).read(); f=f[f.rindex(')')+2:].split(); print((int(f[11])+int(f[12]))/os.sysconf('SC_CLK_TCK'))" "$(cat "$KRILL_KAFKA_STATE/pid")")
 "$B/krill-worker" --set kafka.brokers="$brokers" --set model.path="$TINY" --set model.threads="$THREADS" \

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -41,8 +42,8 @@ static void usage(FILE *f) {
             "  --from-beginning       start at the oldest record (default: only new ones)\n"
             "  -g, --group GROUP      join GROUP and commit (default: no group)\n"
             "  --envelope             one object per record: {topic, partition, offset, timestamp\n"
-            "                         (ms), key, headers, value} (value: JSON, else a string,\n"
-            "                         else value_hex)\n"
+            "                         (ms), received (ms, when this reader got it), key,\n"
+            "                         headers, value} (value: JSON, else a string, else value_hex)\n"
             "  -X KEY=VALUE           librdkafka property (repeatable)\n"
             "  -q, --quiet            no progress line\n"
             "  -h, --help             this text\n"
@@ -207,6 +208,9 @@ static void print_envelope(const rd_kafka_message_t *m, const char *js, size_t j
     rd_kafka_timestamp_type_t tst;
     int64_t ts = rd_kafka_message_timestamp(m, &tst);
     json_object_set_new(o, "timestamp", ts >= 0 ? json_integer(ts) : json_null());
+    struct timespec now; /* wall clock, as the record's timestamp: latency = received - timestamp */
+    clock_gettime(CLOCK_REALTIME, &now);
+    json_object_set_new(o, "received", json_integer((json_int_t)now.tv_sec * 1000 + now.tv_nsec / 1000000));
     json_object_set_new(o, "key", m->key ? bytes_json(m->key, m->key_len, &hex) : json_null());
     json_t *h = json_object();
     rd_kafka_headers_t *hdrs = NULL;

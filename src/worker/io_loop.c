@@ -150,6 +150,7 @@ static void io_on_delivered(void *ctx, void *opaque, rd_kafka_resp_err_t err, co
     if (io->eos) { /* the open transaction cannot commit: it aborts and rewinds (eos.h) */
         LOG_WARN("delivery failed in a transaction; it will be aborted", "source=%s error=%s", s->source,
                  kafka_err_name(err));
+        if (kafka_err_permanent(err)) kafka_io_limits_stale(io->kafka); /* answered again within the limit */
         eos_record_failed(io->eos);
         ledger_record_acked(io->ledger, s);
         return;

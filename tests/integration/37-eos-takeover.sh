@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# 37-eos-takeover: delivery.mode exactly_once, two workers (different worker.id, so
+# different transactional.ids) share 1,500 requests; one is killed -9 and not restarted.
+# The other takes its partitions over once the group notices (session timeout 6 s) and
+# once the dead worker's open transaction is aborted by the broker
+# (delivery.transaction_timeout_ms, 10 s here: until then its offsets are "unstable" and
+# the survivor waits for them). A read_committed reader sees lost 0, dup 0.
+source tests/integration/lib/common.sh
+need_bins
+tiny_model
+N=1500
+broker_start 4
+gen --valid $N --seed 37 --max-tokens 3 --prefix et
+readers_start
+WORKER_SETS=(--set model.path="$TINY" --set batching.max_seqs=16 --set delivery.mode=exactly_once
+             --set delivery.transaction_timeout_ms=10000)
+worker_start w0
+feed_start 50 0.5
+for _ in $(seq 1 300); do grep -q "partitions assigned" "$T/w0.log" 2>/dev/null && break; sleep 0.1; done
+sleep 2
+worker_start w1
+for _ in $(seq 1 300); do grep -q "partitions assigned" "$T/w1.log" 2>/dev/null && break; sleep 0.1; done
+grep -q "partitions assigned" "$T/w1.log" || fail "w1 got no partitions"
+sleep 3
+a0=$(answered)
+kill -KILL "${WPID[w0]}"; wait "${WPID[w0]}" 2>/dev/null; unset "WPID[w0]"
+note "w0 killed -9 at $a0 answered; w1 takes over"
+feed_wait
+wait_answered $N 200
+sleep 2
+worker_stop w1 TERM
+[ "$WRC" = 0 ] || fail "w1 exited $WRC"
+readers_stop
+check --max-dup 0 || fail "not exactly once across a takeover after kill -9"
+python3 - "$T/results.jsonl" <<'PY' || fail "the work was not shared"
+import json, sys, collections
+c = collections.Counter(json.loads(l)["value"]["krill"]["worker"] for l in open(sys.argv[1]) if l.strip())
+print("answers per worker:", dict(c))
+assert c["w0"] > 0 and c["w1"] > 0
+PY
+echo "PASS: one of two workers killed -9, the other took over: lost 0, dup 0"
