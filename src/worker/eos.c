@@ -1,6 +1,6 @@
 /* eos.c — see eos.h. One commit: flush (every record acknowledged, so the ledger knows
  * which offsets are answered) -> per assigned partition, the watermark and its metadata
- * (txn_meta_encode) -> kafka_io_txn_commit -> the positions committed become the ones a
+ * (txn_commit_point) -> kafka_io_txn_commit -> the positions committed become the ones a
  * rewind goes back to. */
 #include "eos.h"
 
@@ -12,8 +12,6 @@
 #include "clock.h"
 #include "log.h"
 #include "txn.h"
-
-#define EOS_MAX_PARTS 1024 /* offsets per commit; more assigned partitions commit in a later one */
 
 struct eos {
     kafka_io_t *kafka;
@@ -28,11 +26,14 @@ struct eos {
     bool moved;        /* offsets finished without a record (skips, a rewind) */
     bool blocked;      /* metadata too long: intake paused */
     int assign_errors; /* eos_assigned's reader */
-    /* one commit's offsets (built by eos_collect) */
+    /* one commit's offsets (built by eos_collect): every assigned partition that moved */
     kafka_txn_offset_t *offs;
-    char *meta;        /* (EOS_MAX_PARTS * meta_max) */
-    size_t n_offs, n_ahead;
-    bool over;
+    size_t n_offs, cap_offs, n_ahead;
+    char *scratch;     /* (meta_max + 1) one partition's metadata */
+    char *meta;        /* (cap_meta) the metadata of offs[], one after the other */
+    size_t *meta_at;   /* (cap_offs) where offs[i]'s metadata starts in meta */
+    size_t len_meta, cap_meta;
+    bool over, oom;
 };
 
 eos_t *eos_new(const config_t *cfg, kafka_io_t *k, ledger_t *l, observe_t *obs, eos_abort_fn abort_fn, void *ctx) {
@@ -47,9 +48,8 @@ eos_t *eos_new(const config_t *cfg, kafka_io_t *k, ledger_t *l, observe_t *obs, 
     e->read_timeout_ms = cfg->delivery.transaction_timeout_ms + 10000;
     e->meta_max = (size_t)cfg->delivery.metadata_max_bytes;
     e->txn = txn_new(cfg->delivery.transaction_ms, cfg->delivery.transaction_max_answers);
-    e->offs = calloc(EOS_MAX_PARTS, sizeof *e->offs);
-    e->meta = malloc(EOS_MAX_PARTS * (e->meta_max + 1));
-    if (!e->txn || !e->offs || !e->meta) {
+    e->scratch = malloc(e->meta_max + 1);
+    if (!e->txn || !e->scratch) {
         eos_free(e);
         return NULL;
     }
@@ -62,6 +62,8 @@ void eos_free(eos_t *e) {
     txn_free(e->txn);
     free(e->offs);
     free(e->meta);
+    free(e->meta_at);
+    free(e->scratch);
     free(e);
 }
 
@@ -159,23 +161,52 @@ int eos_abort(eos_t *e, const char *why) {
 
 /* ---------------------------------------------------------------- committing */
 
+/* Room for one more offset and len bytes of metadata; false on out of memory. */
+static bool eos_room(eos_t *e, size_t len) {
+    if (e->n_offs == e->cap_offs) {
+        size_t cap = e->cap_offs ? e->cap_offs * 2 : 64;
+        kafka_txn_offset_t *o = realloc(e->offs, cap * sizeof *o);
+        if (o) e->offs = o;
+        size_t *at = realloc(e->meta_at, cap * sizeof *at);
+        if (at) e->meta_at = at;
+        if (!o || !at) return false;
+        e->cap_offs = cap;
+    }
+    if (e->len_meta + len > e->cap_meta) {
+        size_t cap = e->cap_meta ? e->cap_meta : 4096;
+        while (cap < e->len_meta + len) cap *= 2;
+        char *m = realloc(e->meta, cap);
+        if (!m) return false;
+        e->meta = m;
+        e->cap_meta = cap;
+    }
+    return true;
+}
+
 static void eos_collect(void *ctx, const char *topic, int32_t partition, const offsets_partition_t *op) {
     eos_t *e = ctx;
-    int64_t w = offsets_committable(op);
-    if (w < 0 || e->n_offs == EOS_MAX_PARTS) return;
-    char *m = e->meta + e->n_offs * (e->meta_max + 1);
+    int64_t w;
+    char *m = e->scratch;
     size_t len, ahead;
-    if (txn_meta_encode(op, m, e->meta_max + 1, &len, &ahead) != 0) {
+    if (txn_commit_point(e->txn, topic, partition, op, m, e->meta_max + 1, &w, &len, &ahead) != 0) {
         if (!e->over)
             LOG_WARN("answered offsets above the watermark do not fit the offset metadata; pausing intake until the "
                      "gaps close", "topic=%s partition=%d watermark=%lld answered_above=%zu max_bytes=%zu", topic,
-                     (int)partition, (long long)w, offsets_done_runs(op, NULL, NULL), e->meta_max);
+                     (int)partition, (long long)offsets_committable(op), offsets_done_runs(op, NULL, NULL), e->meta_max);
         e->over = true;
         return;
     }
+    if (w < 0) return;
     e->n_ahead += ahead;
     if (txn_position_same(e->txn, topic, partition, w, m, len)) return;
-    e->offs[e->n_offs++] = (kafka_txn_offset_t){topic, partition, w, m, len};
+    if (!eos_room(e, len)) {
+        e->oom = true;
+        return;
+    }
+    memcpy(e->meta + e->len_meta, m, len);
+    e->meta_at[e->n_offs] = e->len_meta;
+    e->len_meta += len;
+    e->offs[e->n_offs++] = (kafka_txn_offset_t){topic, partition, w, NULL, len};
 }
 
 int eos_commit(eos_t *e, bool force) {
@@ -187,10 +218,11 @@ int eos_commit(eos_t *e, bool force) {
     while ((left = kafka_io_flush(e->kafka, 100)) > 0 && !e->failed && clock_now_ms() - t0 < e->flush_timeout_ms)
         ;
     if (e->failed || left > 0) return eos_abort(e, e->failed ? "a record failed" : "flush timed out");
-    e->n_offs = 0;
-    e->n_ahead = 0;
-    e->over = false;
+    e->n_offs = e->n_ahead = e->len_meta = 0;
+    e->over = e->oom = false;
     ledger_each_assigned(e->ledger, eos_collect, e);
+    if (e->oom) return eos_abort(e, "out of memory for the offsets"); /* a partial commit could answer twice */
+    for (size_t i = 0; i < e->n_offs; i++) e->offs[i].metadata = e->meta + e->meta_at[i];
     observe_answers_ahead(e->obs, (int64_t)e->n_ahead);
     e->blocked = e->over;
     if (e->over) {

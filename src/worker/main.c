@@ -70,7 +70,8 @@ static void worker_usage(FILE *f) {
             "Environment variables KRILL_<SECTION>_<KEY> override the file; --set overrides both.\n"
             "SIGINT/SIGTERM: stop fetching, finish in-flight work (worker.drain_timeout_ms), flush,\n"
             "commit, leave the group, exit 0. Exit status: 1 start-up error, 2 usage, 3 a result\n"
-            "could not be delivered, 4 fatal Kafka error.\n");
+            "could not be delivered, 4 fatal Kafka error (exactly-once mode: also fenced by another\n"
+            "instance of the same transactional.id).\n");
 }
 
 typedef struct {

@@ -10,7 +10,7 @@
 
 #include "err.h"
 
-typedef struct {
+typedef struct txn_pos {
     char *topic;
     int32_t partition;
     int64_t offset;      /* committed; -1 = none known */
@@ -98,18 +98,42 @@ static void enc_run(void *ctx, int64_t first, int64_t last) {
     e->prev = last;
 }
 
-int txn_meta_encode(const offsets_partition_t *p, char *out, size_t cap, size_t *len, size_t *n_ahead) {
+static const struct txn_pos *pos_find_c(const txn_t *t, const char *topic, int32_t partition);
+
+int txn_commit_point(const txn_t *t, const char *topic, int32_t partition, const offsets_partition_t *p,
+                     char *out, size_t cap, int64_t *watermark, size_t *len, size_t *n_ahead) {
     size_t pre = strlen(TXN_META_PREFIX);
     *len = 0;
     *n_ahead = 0;
+    *watermark = -1;
     if (cap < 1) return -1;
     out[0] = 0;
+    int64_t last = offsets_last(p), w = offsets_committable(p);
+    if (last < 0) return 0; /* nothing taken since the position was read: it stands */
+    /* Answered offsets of the committed position not consumed again yet (above the highest
+     * tracked) are still answered: carried into the new metadata. */
+    const txn_range_t *carry = NULL;
+    size_t n_carry = 0, i = 0;
+    const struct txn_pos *pos = t ? pos_find_c(t, topic, partition) : NULL;
+    if (pos) {
+        carry = pos->skip;
+        n_carry = pos->n_skip;
+    }
+    while (i < n_carry && carry[i].last <= last) i++;
+    if (w == last + 1) /* nothing pending: the watermark moves past answered runs that start at it */
+        while (i < n_carry && (carry[i].first > last ? carry[i].first : last + 1) == w) w = carry[i++].last + 1;
+    *watermark = w;
     size_t n = offsets_done_runs(p, NULL, NULL);
-    if (n == 0) return 0;
+    if (n == 0 && i == n_carry) return 0;
     if (cap < pre + 1) return -1;
     memcpy(out, TXN_META_PREFIX, pre + 1);
-    enc_t e = {.out = out, .cap = cap, .len = pre, .prev = offsets_committable(p)};
+    enc_t e = {.out = out, .cap = cap, .len = pre, .prev = w};
     offsets_done_runs(p, enc_run, &e);
+    for (; i < n_carry; i++) {
+        int64_t first = carry[i].first > last ? carry[i].first : last + 1;
+        enc_run(&e, first, carry[i].last);
+        n += (size_t)(carry[i].last - first + 1);
+    }
     if (e.over) return -1;
     *len = e.len;
     *n_ahead = n;
@@ -178,6 +202,10 @@ static txn_pos_t *pos_find(const txn_t *t, const char *topic, int32_t partition)
     for (size_t i = 0; i < t->n_pos; i++)
         if (t->pos[i].partition == partition && strcmp(t->pos[i].topic, topic) == 0) return &t->pos[i];
     return NULL;
+}
+
+static const struct txn_pos *pos_find_c(const txn_t *t, const char *topic, int32_t partition) {
+    return pos_find(t, topic, partition);
 }
 
 int txn_position_set(txn_t *t, const char *topic, int32_t partition, int64_t offset, const char *meta, size_t len,

@@ -14,7 +14,7 @@
  *   last = first + L), decimal. The next owner of the partition skips those offsets
  *   (txn_position_skip), so each is answered once.
  * - A run list that does not fit the cluster's offset.metadata.max.bytes cannot be
- *   committed: txn_meta_encode says so and the caller waits (pausing intake) until the
+ *   committed: txn_commit_point says so and the caller waits (pausing intake) until the
  *   gaps below close.
  * - Metadata not written by krill (another client, at-least-once mode) means no skips.
  * - Pure bookkeeping: no Kafka, no engine, io thread only; times come in as now_ms.
@@ -53,11 +53,16 @@ bool txn_due(const txn_t *t, double now_ms, bool offsets_moved);
 int txn_wait_ms(const txn_t *t, double now_ms);
 
 /* ---- metadata */
-/* The metadata of partition p's committed offset (offsets_committable(p)): "" when no
- * answered offset lies above the watermark, else TXN_META_PREFIX and its runs. 0 with
- * out (NUL-terminated, *len bytes) and *n_ahead (answered offsets above the watermark);
- * -1 when it needs more than cap - 1 bytes (out is then undefined). */
-int txn_meta_encode(const offsets_partition_t *p, char *out, size_t cap, size_t *len, size_t *n_ahead);
+/* What to commit for a partition whose tracker is p (the offsets taken since its
+ * position was read): *watermark = the lowest unanswered offset (moved past answered runs
+ * of the position that start at it), -1 when nothing was taken (the position stands);
+ * out = "" when no answered offset lies above it, else TXN_META_PREFIX and its runs: the
+ * tracker's answered offsets above the watermark, then the position's answered offsets
+ * above the highest tracked one (answered earlier, not consumed again yet: they stay
+ * answered). 0 with out (NUL-terminated, *len bytes) and *n_ahead (answered offsets above
+ * the watermark); -1 when it needs more than cap - 1 bytes (out is then undefined). */
+int txn_commit_point(const txn_t *t, const char *topic, int32_t partition, const offsets_partition_t *p,
+                     char *out, size_t cap, int64_t *watermark, size_t *len, size_t *n_ahead);
 /* Parses metadata committed with watermark: the ranges to skip (malloc'd, *n of them;
  * NULL, 0 when none). 0; 1 when it is not krill's (no prefix: nothing to skip); -1 with
  * err when it is krill's but malformed, or on out of memory. */

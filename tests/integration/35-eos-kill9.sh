@@ -21,18 +21,7 @@ WORKER_SETS=(--set model.path="$TINY" --set worker.queue_high=$QH --set worker.q
 n=$(python3 -c "import json,sys; print(sum(1 for l in open(sys.argv[1]) if json.loads(l)['custom_id']))" "$T/expect.jsonl")
 worker_start w0
 feed_start 50 0.5
-kills=0
-for k in 1 2 3; do
-  cur=w$kills
-  for _ in $(seq 1 300); do grep -q "partitions assigned" "$T/$cur.log" 2>/dev/null && break; sleep 0.1; done
-  grep -q "partitions assigned" "$T/$cur.log" || fail "$cur got no partitions in 30 s"
-  sleep "$(( 3 + RANDOM % 20 ))e-1"
-  a0=$(answered)
-  kill -KILL "${WPID[$cur]}"; wait "${WPID[$cur]}" 2>/dev/null; unset "WPID[$cur]"
-  kills=$((kills + 1))
-  note "kill -9 #$kills: $a0 answered before"
-  worker_start "w$kills"
-done
+kill9_rounds 3
 feed_wait
 wait_answered "$n" 300
 sleep 2

@@ -17,7 +17,7 @@ WORKER_SETS=(--set model.path="$TINY" --set worker.id=eb --set delivery.mode=exa
 worker_start w0
 cur=w0 restarts=0
 feed_start 50 0.5
-for _ in $(seq 1 300); do grep -q "partitions assigned" "$T/w0.log" 2>/dev/null && break; sleep 0.1; done
+wait_assigned w0
 sleep 3
 a0=$(answered)
 pid=$(cat "$KRILL_KAFKA_STATE/pid" 2>/dev/null)

@@ -15,14 +15,13 @@ readers_start
 WORKER_SETS=(--set model.path="$TINY" --set delivery.mode=exactly_once --set delivery.transaction_timeout_ms=20000)
 worker_start w0 --set worker.id=zz
 feed_start 50 1
-for _ in $(seq 1 300); do grep -q "partitions assigned" "$T/w0.log" 2>/dev/null && break; sleep 0.1; done
+wait_assigned w0
 sleep 3
 a0=$(answered)
 kill -STOP "${WPID[w0]}"
 note "w0 stopped (SIGSTOP) at $a0 answered"
 worker_start w1 --set worker.id=zz
-for _ in $(seq 1 600); do grep -q "partitions assigned" "$T/w1.log" 2>/dev/null && break; sleep 0.1; done
-grep -q "partitions assigned" "$T/w1.log" || fail "the replacement got no partitions in 60 s"
+wait_assigned w1 600
 sleep 2
 note "w1 has the partitions at $(answered) answered; w0 resumes (SIGCONT)"
 kill -CONT "${WPID[w0]}"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # 39-eos-read-uncommitted: what a reader that does not read_committed sees. With
-# delivery.mode exactly_once and 2 s transactions, the worker is killed -9 while its
+# delivery.mode exactly_once and 5 s transactions, the worker is killed -9 while its
 # open transaction holds answers, and restarted with the same worker.id (which aborts
 # that transaction). A read_committed reader sees every request answered once; a
 # read_uncommitted reader sees the same records plus extras, and the extras are exactly
@@ -17,17 +17,20 @@ readers_start
   >"$T/results-ru.jsonl" 2>"$T/results-ru.err" &
 RU_PID=$!
 WORKER_SETS=(--set model.path="$TINY" --set worker.id=eu --set delivery.mode=exactly_once
-             --set delivery.transaction_ms=2000 --set delivery.transaction_timeout_ms=10000)
+             --set delivery.transaction_ms=5000 --set delivery.transaction_timeout_ms=10000)
 worker_start w0
 feed_start 50 0.5
-for _ in $(seq 1 300); do grep -q "partitions assigned" "$T/w0.log" 2>/dev/null && break; sleep 0.1; done
-# kill while the open transaction holds answers the committed reader cannot see yet
-for _ in $(seq 1 300); do
-  ru=$(wc -l <"$T/results-ru.jsonl"); rc=$(wc -l <"$T/results.jsonl")
-  [ "$ru" -ge $((rc + 20)) ] && [ "$rc" -gt 0 ] && break
+wait_assigned w0
+# Kill in the middle of a transaction: less than 2 s after the committed reader last
+# saw a commit (they come every 5 s), once 20 answers wait uncommitted.
+last=0 tchange=0
+for _ in $(seq 1 600); do
+  ru=$(wc -l <"$T/results-ru.jsonl"); rc=$(wc -l <"$T/results.jsonl"); now=$(date +%s%3N)
+  [ "$rc" != "$last" ] && { last=$rc; tchange=$now; }
+  [ "$rc" -gt 0 ] && [ "$ru" -ge $((rc + 20)) ] && [ $((now - tchange)) -lt 2000 ] && break
   sleep 0.1
 done
-kill -KILL "${WPID[w0]}"; wait "${WPID[w0]}" 2>/dev/null; unset "WPID[w0]"
+kill9 w0
 note "w0 killed -9: read_uncommitted $ru records, read_committed $rc"
 worker_start w1
 feed_wait

@@ -53,9 +53,10 @@ static void test_property_replay(void **state) {
             assert_int_equal(offsets_done(p, off[order[i]]), 0);
             done[order[i]] = 1;
         }
-        int64_t w = offsets_committable(p);
+        int64_t w;
         size_t len, ahead;
-        assert_int_equal(txn_meta_encode(p, meta, sizeof meta, &len, &ahead), 0);
+        assert_int_equal(txn_commit_point(NULL, "req", 3, p, meta, sizeof meta, &w, &len, &ahead), 0);
+        assert_int_equal(w, offsets_committable(p));
         assert_int_equal(strlen(meta), len);
         int rc = txn_position_set(t, "req", 3, w, meta, len, err, sizeof err);
         assert_int_equal(rc, 0);
@@ -85,21 +86,76 @@ static void test_meta_budget(void **state) {
     for (int64_t o = 11; o < 30; o += 2) assert_int_equal(offsets_done(p, o), 0); /* 11 13 ... 29 */
     char meta[256];
     size_t len, ahead;
-    assert_int_equal(txn_meta_encode(p, meta, sizeof meta, &len, &ahead), 0);
+    int64_t w;
+    assert_int_equal(txn_commit_point(NULL, "t", 0, p, meta, sizeof meta, &w, &len, &ahead), 0);
     assert_string_equal(meta, "krill1:1,2,2,2,2,2,2,2,2,2");
     assert_int_equal(ahead, 10);
     size_t need = len;
-    assert_int_equal(txn_meta_encode(p, meta, need, &len, &ahead), -1); /* one byte short (the NUL) */
-    assert_int_equal(txn_meta_encode(p, meta, need + 1, &len, &ahead), 0);
+    assert_int_equal(txn_commit_point(NULL, "t", 0, p, meta, need, &w, &len, &ahead), -1); /* one byte short (the NUL) */
+    assert_int_equal(txn_commit_point(NULL, "t", 0, p, meta, need + 1, &w, &len, &ahead), 0);
     assert_int_equal(len, need);
     for (int64_t o = 12; o < 30; o += 2) assert_int_equal(offsets_done(p, o), 0); /* one run: 11..29 */
-    assert_int_equal(txn_meta_encode(p, meta, sizeof meta, &len, &ahead), 0);
+    assert_int_equal(txn_commit_point(NULL, "t", 0, p, meta, sizeof meta, &w, &len, &ahead), 0);
     assert_string_equal(meta, "krill1:1-18");
     assert_int_equal(offsets_done(p, 10), 0); /* all done: nothing above the watermark */
-    assert_int_equal(txn_meta_encode(p, meta, sizeof meta, &len, &ahead), 0);
+    assert_int_equal(txn_commit_point(NULL, "t", 0, p, meta, sizeof meta, &w, &len, &ahead), 0);
     assert_int_equal(len, 0);
     assert_int_equal(ahead, 0);
     offsets_partition_free(p);
+}
+
+/* Owners one after the other, each starting at the committed position, skipping what it
+ * lists, consuming a random prefix of the rest (answering a random part of it), then
+ * committing (or crashing before its commit: its answers are aborted). A last owner
+ * consumes everything. Every offset is answered exactly once in committed transactions,
+ * whatever the prefixes — also when an owner commits before it has consumed again all that
+ * an earlier one answered (those answers are carried in the metadata). */
+static void test_property_owners(void **state) {
+    (void)state;
+    enum { N = 200 };
+    int64_t off[N];
+    int answered[N], mine[N];
+    char meta[1 << 14], err[256];
+    for (int trial = 0; trial < 3000; trial++) {
+        txn_t *t = txn_new(100, 1000);
+        int64_t o = (int64_t)(testutil_next() % 1000);
+        for (int i = 0; i < N; i++) {
+            o += 1 + (testutil_next() % 5 == 0 ? 1 : 0);
+            off[i] = o;
+            answered[i] = 0;
+        }
+        assert_int_equal(txn_position_set(t, "q", 0, -1, NULL, 0, err, sizeof err), 0);
+        int owners = 2 + (int)(testutil_next() % 5);
+        for (int k = 0; k <= owners; k++) {
+            bool last_owner = k == owners, crash = !last_owner && testutil_next() % 4 == 0;
+            int64_t from = txn_position_offset(t, "q", 0);
+            offsets_partition_t *p = offsets_partition_new();
+            int budget = last_owner ? N : (int)(testutil_next() % (N / 2));
+            memset(mine, 0, sizeof mine);
+            for (int i = 0; i < N && budget > 0; i++) {
+                if (off[i] < from) continue;
+                budget--;
+                assert_int_equal(offsets_track(p, off[i]), 0);
+                if (txn_position_skip(t, "q", 0, off[i])) {
+                    assert_int_equal(offsets_done(p, off[i]), 0); /* ledger_skip */
+                } else if (last_owner || testutil_next() % 3 != 0) {
+                    assert_int_equal(offsets_done(p, off[i]), 0);
+                    mine[i] = 1;
+                }
+            }
+            if (!crash) {
+                int64_t w;
+                size_t len, ahead;
+                assert_int_equal(txn_commit_point(t, "q", 0, p, meta, sizeof meta, &w, &len, &ahead), 0);
+                if (w >= 0) assert_int_equal(txn_position_set(t, "q", 0, w, meta, len, err, sizeof err), 0);
+                for (int i = 0; i < N; i++) answered[i] += mine[i];
+            }
+            offsets_partition_free(p);
+        }
+        for (int i = 0; i < N; i++)
+            if (answered[i] != 1) fail_msg("trial %d: offset %lld answered %d times", trial, (long long)off[i], answered[i]);
+        txn_free(t);
+    }
 }
 
 static void test_meta_parse_errors(void **state) {
@@ -179,7 +235,8 @@ static void test_cadence(void **state) {
 int main(void) {
     testutil_seed(RNG_GOLDEN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_property_replay), cmocka_unit_test(test_meta_budget),
+        cmocka_unit_test(test_property_replay), cmocka_unit_test(test_property_owners),
+        cmocka_unit_test(test_meta_budget),
         cmocka_unit_test(test_meta_parse_errors), cmocka_unit_test(test_positions),
         cmocka_unit_test(test_cadence),
     };

@@ -95,6 +95,45 @@ worker_start() {
 
 worker_alive() { kill -0 "${WPID[$1]}" 2>/dev/null; }
 
+# wait_assigned NAME [TRIES]: until NAME's log says "partitions assigned" (TRIES x 0.1 s,
+# default 300); fails when it never does.
+wait_assigned() {
+  local _
+  for _ in $(seq 1 "${2:-300}"); do grep -q "partitions assigned" "$T/$1.log" 2>/dev/null && return 0; sleep 0.1; done
+  fail "$1 got no partitions in $(( ${2:-300} / 10 )) s"
+}
+
+# kill9 NAME: kill -9 a worker and forget it.
+kill9() { kill -KILL "${WPID[$1]}"; wait "${WPID[$1]}" 2>/dev/null; unset "WPID[$1]"; }
+
+# kill9_rounds K: K times, a random 0.3-2.2 s (RANDOM) after worker w$kills got its
+# partitions, kill -9 it and start w$((kills + 1)) in its place; $kills counts them
+# (starts at 0, the first worker being w0).
+kill9_rounds() {
+  local k cur
+  kills=0
+  for k in $(seq 1 "$1"); do
+    cur=w$kills
+    wait_assigned "$cur"
+    sleep "$(( 3 + RANDOM % 20 ))e-1"
+    a0=$(answered)
+    kill9 "$cur"
+    kills=$((kills + 1))
+    note "kill -9 #$kills: $a0 answered before"
+    worker_start "w$kills"
+  done
+}
+
+# shared_work W...: every named worker answered a share of $T/results.jsonl.
+shared_work() {
+  python3 - "$T/results.jsonl" "$@" <<'PY'
+import json, sys, collections
+c = collections.Counter(json.loads(l)["value"]["krill"]["worker"] for l in open(sys.argv[1]) if l.strip())
+print("answers per worker:", dict(c))
+assert all(c[w] > 0 for w in sys.argv[2:])
+PY
+}
+
 # worker_stop NAME SIGNAL: signals it and waits; its exit status is left in $WRC.
 WRC=0
 worker_stop() {
