@@ -1,5 +1,4 @@
-/* eos.c — see eos.h. One commit: flush (every record acknowledged, so the ledger knows
- * which offsets are answered) -> per assigned partition, the watermark and its metadata
+/* eos.c — see eos.h. One commit: per assigned partition, the watermark and its metadata
  * (txn_commit_point) -> kafka_io_txn_commit -> the positions committed become the ones a
  * rewind goes back to. */
 #include "eos.h"
@@ -20,7 +19,7 @@ struct eos {
     txn_t *txn;
     eos_abort_fn abort_fn;
     void *abort_ctx;
-    int flush_timeout_ms, read_timeout_ms;
+    int read_timeout_ms;
     size_t meta_max;
     bool failed;       /* a record of the open transaction failed */
     bool moved;        /* offsets finished without a record (skips, a rewind) */
@@ -44,7 +43,6 @@ eos_t *eos_new(const config_t *cfg, kafka_io_t *k, ledger_t *l, observe_t *obs, 
     e->obs = obs;
     e->abort_fn = abort_fn;
     e->abort_ctx = ctx;
-    e->flush_timeout_ms = cfg->worker.flush_timeout_ms > 0 ? cfg->worker.flush_timeout_ms : 10000;
     e->read_timeout_ms = cfg->delivery.transaction_timeout_ms + 10000;
     e->meta_max = (size_t)cfg->delivery.metadata_max_bytes;
     e->txn = txn_new(cfg->delivery.transaction_ms, cfg->delivery.transaction_max_answers);
@@ -212,12 +210,11 @@ static void eos_collect(void *ctx, const char *topic, int32_t partition, const o
 int eos_commit(eos_t *e, bool force) {
     double now = clock_now_ms();
     if (!force && !e->failed && !e->blocked && !txn_due(e->txn, now, e->moved)) return 0;
-    /* Every record acknowledged: the ledger's answered offsets are those in the transaction. */
+    /* A record counts as answered once produced into the transaction (io_loop.c
+     * io_produced): the ledger's answered offsets are those of the records it holds, and
+     * commit_transaction delivers all of them or the transaction aborts. */
     double t0 = now;
-    int left;
-    while ((left = kafka_io_flush(e->kafka, 100)) > 0 && !e->failed && clock_now_ms() - t0 < e->flush_timeout_ms)
-        ;
-    if (e->failed || left > 0) return eos_abort(e, e->failed ? "a record failed" : "flush timed out");
+    if (e->failed) return eos_abort(e, "a record failed");
     e->n_offs = e->n_ahead = e->len_meta = 0;
     e->over = e->oom = false;
     ledger_each_assigned(e->ledger, eos_collect, e);

@@ -6,9 +6,9 @@
  * - Every answer (result, DLQ record, stats record) goes into the open transaction as
  *   soon as it is ready; the transaction is committed every delivery.transaction_ms or
  *   delivery.transaction_max_answers records, with each assigned partition's watermark
- *   and, in its metadata, the answered offsets above it (txn.h). Before the commit the
- *   producer is flushed, so every record in the transaction is acknowledged and its
- *   offset counted as answered: the offsets sent cover exactly the answers committed.
+ *   and, in its metadata, the answered offsets above it (txn.h). A record counts as
+ *   acknowledged as soon as it is produced into the transaction (the commit delivers all
+ *   of its records or it aborts), so the offsets sent cover exactly the answers committed.
  * - A partition's committed position is read (with its metadata) when it is assigned; a
  *   message the position lists as answered is finished without an answer (eos_skip).
  * - A record that fails, or a transaction that must abort: the transaction is aborted

@@ -78,6 +78,18 @@ static void io_out_of_memory(io_loop_t *io, const char *what, const char *source
 
 static void io_refused(io_loop_t *io, ledger_slot_t *s, const char *topic, int code, size_t len);
 
+/* Exactly-once: the opaque of every record with a slot. The record counts as acknowledged
+ * once produced into the open transaction (the commit delivers all of it or aborts all of
+ * it), so its delivery report must not reach the slot, which may be reused by then. */
+static char io_eos_record;
+
+/* A record of slot s was produced. */
+static void io_produced(io_loop_t *io, ledger_slot_t *s) {
+    if (!io->eos) return;
+    eos_produced(io->eos);
+    if (s) ledger_record_acked(io->ledger, s);
+}
+
 /* Produces one record for slot s (NULL: a stats record). On an immediate failure the
  * record goes to the ledger's retries (or, refused for good, is answered in its place:
  * io_refused), so the slot's accounting is the same either way. */
@@ -85,9 +97,10 @@ static void io_produce(io_loop_t *io, ledger_slot_t *s, const char *topic, const
                        const void *value, size_t len, rd_kafka_headers_t *hdrs) {
     char err[256];
     if (s) ledger_record_sent(s);
-    int code = kafka_io_produce(io->kafka, topic, key, keylen, value, len, hdrs, s, 1000, err, sizeof err);
+    void *opaque = io->eos && s ? (void *)&io_eos_record : s;
+    int code = kafka_io_produce(io->kafka, topic, key, keylen, value, len, hdrs, opaque, 1000, err, sizeof err);
     if (code == 0) {
-        if (io->eos) eos_produced(io->eos);
+        io_produced(io, s);
         return;
     }
     if (!s) {
@@ -118,10 +131,10 @@ static void io_retries_serve(io_loop_t *io) {
             continue;
         }
         char err[256];
-        int code = kafka_io_produce(io->kafka, r->topic, r->key, r->keylen, r->value, r->len, r->hdrs, r->slot,
-                                    1000, err, sizeof err);
+        int code = kafka_io_produce(io->kafka, r->topic, r->key, r->keylen, r->value, r->len, r->hdrs,
+                                    io->eos ? (void *)&io_eos_record : r->slot, 1000, err, sizeof err);
         if (code == 0) {
-            if (io->eos) eos_produced(io->eos);
+            io_produced(io, r->slot);
             ledger_retry_sent(r);
             continue;
         }
@@ -139,19 +152,19 @@ static void io_retries_serve(io_loop_t *io) {
 static void io_on_delivered(void *ctx, void *opaque, rd_kafka_resp_err_t err, const rd_kafka_message_t *m) {
     io_loop_t *io = ctx;
     ledger_slot_t *s = opaque;
+    if (opaque == &io_eos_record) { /* exactly-once: the open transaction cannot commit; it aborts and rewinds */
+        if (!err) return;
+        LOG_WARN("delivery failed in a transaction; it will be aborted", "topic=%s error=%s", kafka_msg_topic(m),
+                 kafka_err_name(err));
+        if (kafka_err_permanent(err)) kafka_io_limits_stale(io->kafka); /* answered again within the limit */
+        eos_record_failed(io->eos);
+        return;
+    }
     if (!s) { /* stats record */
         if (err) LOG_WARN("stats record not delivered", "error=%s", kafka_err_name(err));
         return;
     }
     if (!err || !ledger_slot_current(s)) { /* acknowledged, or its partition moved on */
-        ledger_record_acked(io->ledger, s);
-        return;
-    }
-    if (io->eos) { /* the open transaction cannot commit: it aborts and rewinds (eos.h) */
-        LOG_WARN("delivery failed in a transaction; it will be aborted", "source=%s error=%s", s->source,
-                 kafka_err_name(err));
-        if (kafka_err_permanent(err)) kafka_io_limits_stale(io->kafka); /* answered again within the limit */
-        eos_record_failed(io->eos);
         ledger_record_acked(io->ledger, s);
         return;
     }
