@@ -21,8 +21,8 @@
 # defaults batching.max_seqs=256, batching.max_batch_tokens=8192). Requests are greedy (temperature 0): sampling cost is the
 # engine's business (krill-bench), not the pipeline's.
 # --delivery compares the delivery modes instead (docs/delivery.md): the same backlog
-# answered by a worker in at_least_once and in exactly_once mode, alternately (2 rounds
-# each, its own consumer group and results topic per run); req/s per run, and each
+# answered by a worker in at_least_once and in exactly_once mode, alternately (ABBA, 3 rounds
+# each, KRILL_BENCH_ROUNDS, its own consumer group and results topic per run); req/s per run, and each
 # answer's latency from its produce timestamp to a read_committed reader receiving it
 # (p50/p99); written as the delivery section of docs/benchmarks.md.
 # This is a benchmark, not a test: it keeps both cores busy for a minute or two.
@@ -77,9 +77,12 @@ t1=$(date +%s.%N)
 echo "bench-pipeline: $N requests enqueued in $(python3 -c "print('%.2f' % ($t1 - $t0))") s" >&2
 
 if [ "$DELIVERY" = 1 ]; then
-  ROUNDS=2
+  ROUNDS=${KRILL_BENCH_ROUNDS:-3}
   runs=()
-  for r in $(seq 1 $ROUNDS); do for mode in at_least_once exactly_once; do runs+=("$mode:$r"); done; done
+  # ABBA order: a load that drifts during the runs favours neither mode
+  for r in $(seq 1 $ROUNDS); do
+    if [ $((r % 2)) = 1 ]; then runs+=("at_least_once:$r" "exactly_once:$r"); else runs+=("exactly_once:$r" "at_least_once:$r"); fi
+  done
   scripts/kafka-local.sh topics --partitions "$P" $(for x in "${runs[@]}"; do echo "res-${x/:/-}"; done) 2>/dev/null >&2
   for x in "${runs[@]}"; do
     mode=${x%:*} r=${x#*:} topic=res-${x/:/-}
@@ -118,7 +121,7 @@ a, e = "at_least_once", "exactly_once"
 print("Pipeline capacity in each delivery mode (docs/delivery.md): the same %s requests\n"
       "(tiny synthetic model, max_tokens 1, chat and completion, JSON and msgpack, greedy)\n"
       "enqueued first on %s partitions, answered by one worker per run with its own consumer\n"
-      "group and results topic, the modes alternating; latency = a read_committed reader's\n"
+      "group and results topic, the modes alternating (ABBA); latency = a read_committed reader's\n"
       "receive time - the answer's produce timestamp (at saturation: the backlog is being\n"
       "drained). exactly_once with the defaults (delivery.transaction_ms 100). %s cores, load\n"
       "average at the end %s (the machine is shared). Goal: exactly_once >= 0.8x the req/s.\n\n"
