@@ -1,5 +1,6 @@
 /* kafka.h — the worker's librdkafka io: one consumer (group member) and one idempotent
- * producer, owned by one thread (the io thread). Nothing here knows about requests.
+ * producer (transactional in exactly-once mode: kafka_txn.c, "exactly-once" below), owned
+ * by one thread (the io thread). Nothing here knows about requests.
  *
  * Rules it keeps (docs/architecture.md, "Kafka"):
  * - consumer: cooperative-sticky, enable.auto.commit=true, enable.auto.offset.store=false

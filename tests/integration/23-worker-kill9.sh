@@ -7,9 +7,7 @@
 source tests/integration/lib/common.sh
 need_bins
 tiny_model
-seed=${KRILL_TEST_SEED:-$(( $(date +%s) % 100000 ))}
-RANDOM=$seed
-note "seed $seed"
+test_seed
 N=2000 QH=64
 broker_start 4
 gen --valid $N --seed 23 --max-tokens 2 --prefix k9

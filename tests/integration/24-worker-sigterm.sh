@@ -5,9 +5,7 @@
 source tests/integration/lib/common.sh
 need_bins
 tiny_model
-seed=${KRILL_TEST_SEED:-$(( $(date +%s) % 100000 ))}
-RANDOM=$seed
-note "seed $seed"
+test_seed
 N=1000
 broker_start 4
 gen --valid $N --seed 24 --max-tokens 3 --prefix st

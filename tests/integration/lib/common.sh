@@ -95,6 +95,13 @@ worker_start() {
 
 worker_alive() { kill -0 "${WPID[$1]}" 2>/dev/null; }
 
+# test_seed: RANDOM seeded from KRILL_TEST_SEED (else the clock), noted so a run can be repeated.
+test_seed() {
+  seed=${KRILL_TEST_SEED:-$(( $(date +%s) % 100000 ))}
+  RANDOM=$seed
+  note "seed $seed"
+}
+
 # wait_assigned NAME [TRIES]: until NAME's log says "partitions assigned" (TRIES x 0.1 s,
 # default 300); fails when it never does.
 wait_assigned() {
