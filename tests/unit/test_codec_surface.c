@@ -609,13 +609,91 @@ static void test_submit_param(void **state) {
     }
 }
 
+/* engine_token_bytes and logprobs through the pipeline with the default model (skipped
+ * when models/SmolLM2-135M-Instruct.Q4_1.gguf is absent). */
+static void test_token_bytes_with_model(void **state) {
+    (void)state;
+    const char *path = getenv("KRILL_MODEL_PATH") ? getenv("KRILL_MODEL_PATH") : "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    FILE *f = fopen(path, "rb");
+    if (!f) skip();
+    fclose(f);
+    engine_config_t cfg;
+    engine_config_defaults(&cfg);
+    cfg.model_path = path;
+    cfg.backend = "cpu";
+    cfg.n_threads = 1;
+    cfg.max_seqs = 1;
+    cfg.kv_cache_tokens = 256;
+    char err[512];
+    engine_t *e = engine_open(&cfg, err, sizeof err);
+    if (!e) fail_msg("engine_open: %s", err);
+    const engine_info_t *info = engine_get_info(e);
+    const char *text = "Caf\xc3\xa9 na\xc3\xafve \xe2\x86\x92 \xf0\x9f\x90\x9f ok";
+    int32_t *ids = NULL;
+    int n = 0;
+    assert_int_equal(engine_tokenize(e, text, strlen(text), false, false, &ids, &n, err, sizeof err), 0);
+    /* the pieces concatenate to the text exactly (some are parts of a character) */
+    char joined[256], piece[64];
+    size_t used = 0;
+    for (int i = 0; i < n; i++) {
+        int k = engine_token_bytes(e, ids[i], piece, sizeof piece);
+        assert_true(k > 0 && (size_t)k <= sizeof piece && used + (size_t)k < sizeof joined);
+        memcpy(joined + used, piece, (size_t)k);
+        used += (size_t)k;
+    }
+    assert_int_equal(used, strlen(text));
+    assert_memory_equal(joined, text, used);
+    /* a control token is its vocabulary string; ids outside the vocabulary are refused */
+    int k = engine_token_bytes(e, info->eos_id, piece, sizeof piece);
+    assert_true(k > 2 && piece[0] == '<');
+    assert_int_equal(engine_token_bytes(e, info->n_vocab, piece, sizeof piece), -1);
+    assert_int_equal(engine_token_bytes(e, -1, piece, sizeof piece), -1);
+    /* a small cap: the length is still returned */
+    assert_int_equal(engine_token_bytes(e, info->eos_id, piece, 1), k);
+
+    /* logprobs through pipeline_encode_answer: content tokens are the pieces */
+    codec_request_t req = {0};
+    decode_any(CMPL(",\"logprobs\":1"), false, &req);
+    pipeline_t p = {.engine = e, .model_name = "m", .worker = "w", .output_format = -1};
+    pipeline_answer_t *a = pipeline_answer_new(&req);
+    engine_result_t r = {.finish = ENGINE_FINISH_STOP, .n_tokens = n, .completion_tokens = n, .n_top = 1};
+    r.text = strdup(text), r.text_len = strlen(text);
+    r.tokens = malloc((size_t)n * sizeof *r.tokens);
+    r.logprobs = malloc((size_t)n * sizeof *r.logprobs);
+    r.top = malloc((size_t)n * sizeof *r.top);
+    for (int i = 0; i < n; i++) {
+        r.tokens[i] = ids[i];
+        r.logprobs[i] = -0.5f * (float)i;
+        r.top[i] = (engine_logprob_t){ids[(i + 1) % n], -0.25f};
+    }
+    assert_true(pipeline_answer_add(a, &r));
+    buf_t out = {0};
+    bool ok;
+    assert_int_equal(pipeline_encode_answer(&p, req.id, req.format, a, &ok, &out, err, sizeof err), 0);
+    json_t *j = json_loadb(out.data, out.len, JSON_REJECT_DUPLICATES, NULL);
+    assert_non_null(j);
+    json_t *lp = at(j, "response.body.choices.0.logprobs");
+    assert_int_equal(json_array_size(at(lp, "tokens")), (size_t)n);
+    assert_int_equal(json_integer_value(at(lp, "text_offset.1")),
+                     engine_token_bytes(e, ids[0], piece, sizeof piece));
+    assert_true(json_real_value(at(lp, "token_logprobs.1")) == -0.5);
+    /* each dict: its alternative and the chosen token */
+    assert_true(json_object_size(at(lp, "top_logprobs.0")) >= 1);
+    json_decref(j);
+    pipeline_answer_free(a);
+    codec_request_clear(&req);
+    buf_free(&out);
+    free(ids);
+    engine_close(e);
+}
+
 int main(void) {
     codec_limits_defaults(&lim);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unsupported_fields),  cmocka_unit_test(test_structured_outputs),
         cmocka_unit_test(test_logprobs_bias_n),     cmocka_unit_test(test_model_names),
         cmocka_unit_test(test_encode_choices_and_logprobs), cmocka_unit_test(test_answer_gathers_choices),
-        cmocka_unit_test(test_submit_param),
+        cmocka_unit_test(test_submit_param),        cmocka_unit_test(test_token_bytes_with_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
