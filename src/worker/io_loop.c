@@ -442,10 +442,11 @@ static void io_handle_completions(io_loop_t *io) {
         io->pending_prompt -= s->n_prompt;
         s->n_prompt = 0;
         /* n > 1: one result per choice; the answer is written once all are back */
-        pipeline_answer_t *a = io->answers[(uint32_t)r.id];
+        uint32_t slot = (uint32_t)r.id; /* r is moved into the answer below */
+        pipeline_answer_t *a = io->answers[slot];
         CHECK(a); /* set at every submit of this slot */
         if (!pipeline_answer_add(a, &r)) continue;
-        io->answers[(uint32_t)r.id] = NULL;
+        io->answers[slot] = NULL;
         if (pipeline_answer_aborted(a) || !ledger_slot_current(s)) {
             /* Given up (revoke or shutdown): no answer, the offset stays unfinished and
              * whoever owns the partition next answers it. */
