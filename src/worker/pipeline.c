@@ -228,6 +228,7 @@ void pipeline_result_base(pipeline_t *p, codec_result_t *res, const char *custom
 int pipeline_encode_result(pipeline_t *p, const char *custom_id, codec_kind_t kind, codec_format_t request_fmt,
                            const engine_result_t *r, bool *ok, buf_t *out, char *err, size_t errlen) {
     codec_result_t res;
+    pipeline_error_t pe; /* res points into it until encoded */
     pipeline_result_base(p, &res, custom_id, kind, request_fmt);
     res.queue_ms = r->queue_ms;
     res.ttft_ms = r->n_tokens > 0 ? r->ttft_ms : -1;
@@ -241,7 +242,6 @@ int pipeline_encode_result(pipeline_t *p, const char *custom_id, codec_kind_t ki
         res.completion_tokens = r->completion_tokens;
         if (ok) *ok = true;
     } else {
-        pipeline_error_t pe;
         pipeline_submit_error(r->finish == ENGINE_FINISH_ERROR ? r->error_code : ENGINE_ERR_INTERNAL,
                               r->finish == ENGINE_FINISH_ERROR ? r->error : "the request was aborted", &pe);
         res.error = pe.code;
