@@ -463,6 +463,15 @@ static bool logprobs(codec_walk_t *d, codec_value_t lp, codec_value_t top) {
     return true;
 }
 
+/* A boolean accepted only as false (absent/null too); true is unsupported with why. */
+static bool false_only(codec_walk_t *d, codec_value_t v, const char *field, const char *why) {
+    bool b = false;
+    if (!codec_value_present(v)) return true;
+    if (!codec_value_get_bool(d, v, field, &b)) return false;
+    if (b) codec_value_fail(d, CODEC_ERR_UNSUPPORTED, field, "%s", why);
+    return !b;
+}
+
 /* Fields with no effect on the output, or accepted only at their no-op value. */
 static bool no_effect(codec_walk_t *d, codec_value_t *f) {
     size_t n;
@@ -483,26 +492,13 @@ static bool no_effect(codec_walk_t *d, codec_value_t *f) {
             }
         }
     }
-    bool b = false;
-    if (codec_value_present(f[CS_STORE])) {
-        if (!codec_value_get_bool(d, f[CS_STORE], "store", &b)) return false;
-        if (b) {
-            codec_value_fail(d, CODEC_ERR_UNSUPPORTED, "store",
-                             "krill stores nothing but the result it publishes; remove it or send false");
-            return false;
-        }
-    }
+    if (!false_only(d, f[CS_STORE], "store", "krill stores nothing but the result it publishes; remove it or send false"))
+        return false;
     if (codec_value_present(f[CS_STREAM_OPTIONS])) {
         codec_value_fail(d, CODEC_ERR_UNSUPPORTED, "stream_options", "streaming is not supported; remove it");
         return false;
     }
-    if (codec_value_present(f[CS_ECHO])) {
-        if (!codec_value_get_bool(d, f[CS_ECHO], "echo", &b)) return false;
-        if (b) {
-            codec_value_fail(d, CODEC_ERR_UNSUPPORTED, "echo", "echoing the prompt is not supported; remove it");
-            return false;
-        }
-    }
+    if (!false_only(d, f[CS_ECHO], "echo", "echoing the prompt is not supported; remove it")) return false;
     if (codec_value_present(f[CS_BEST_OF])) {
         int64_t k;
         if (!codec_value_want(d, f[CS_BEST_OF], CODEC_VT_INT, "best_of", "an integer")) return false;
