@@ -62,6 +62,7 @@ static void decode_messages(codec_walk_t *d, codec_value_t msgs) {
         if (!codec_value_want(d, m, CODEC_VT_OBJ, field, "a message object")) return;
         snprintf(field, sizeof field, "messages[%zu].", i);
         if (!codec_value_fields(d, m, MSG_KEYS, 2, f, field)) return;
+        if (!codec_surface_message(d, m, i)) return;
         snprintf(field, sizeof field, "messages[%zu].role", i);
         if (!codec_value_present(f[0])) {
             codec_value_fail(d, CODEC_ERR_MISSING_FIELD, field, "every message needs a role");

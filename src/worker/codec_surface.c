@@ -137,6 +137,33 @@ bool codec_surface_envelope(codec_walk_t *d, codec_value_t top, const char *cons
     return true;
 }
 
+bool codec_surface_message(codec_walk_t *d, codec_value_t m, size_t index) {
+    static const char *const KEYS[] = {"role", "content", "name"};
+    const codec_limits_t *lim = d->lim;
+    char where[48], field[64];
+    snprintf(where, sizeof where, "messages[%zu].", index);
+    codec_value_t name[1];
+    static const char *const NAME[] = {"name"};
+    if (!codec_value_fields(d, m, NAME, 1, name, where)) return false;
+    snprintf(field, sizeof field, "%sname", where);
+    if (codec_value_present(name[0]) && !codec_value_get_str(d, name[0], field, NULL)) return false;
+    void *it = m.j ? json_object_iter((json_t *)m.j) : NULL;
+    uint32_t i = 0;
+    const char *k;
+    size_t kn;
+    while (has_more(m, it, i)) {
+        codec_value_t v = {0};
+        if (m.j) v.j = json_object_iter_value(it);
+        if (!key_at(m, &it, &i, &k, &kn)) continue;
+        if (m.m) v.m = &m.m->via.map.ptr[i - 1].val; /* key_at stepped past this key */
+        if (in_list(k, kn, KEYS, 3) || in_list(k, kn, lim->ignore_fields, lim->n_ignore_fields)) continue;
+        if (!codec_value_present(v)) continue; /* "tool_calls": null in a dumped assistant message */
+        refuse_key(d, k, kn, where, "a message (role, content, name)");
+        return false;
+    }
+    return true;
+}
+
 /* ---------------------------------------------------------------- structured outputs */
 
 /* Compact JSON text of a value (an object, or an array of strings), copied into the

@@ -24,6 +24,10 @@ extern const char *const CODEC_SURFACE_KEYS[CS_COUNT];
 bool codec_surface_unknown(codec_walk_t *d, codec_value_t body, const char *const *known, size_t n_known, bool bare);
 /* The same for the keys of a Batch API line (no ignore list). */
 bool codec_surface_envelope(codec_walk_t *d, codec_value_t top, const char *const *known, size_t n_known);
+/* The keys of message `index` beyond role and content: name (a string, no effect);
+ * any other non-null key (tool_calls, tool_call_id, audio, ...) is 400 unsupported
+ * unless lim->ignore_fields lists it. false after recording the error. */
+bool codec_surface_message(codec_walk_t *d, codec_value_t m, size_t index);
 /* Decodes the surface fields of body into d->r (the kind must be set). */
 void codec_surface_decode(codec_walk_t *d, codec_value_t body);
 

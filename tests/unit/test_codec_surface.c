@@ -110,6 +110,15 @@ static void test_unsupported_fields(void **state) {
         {CHAT(",\"metadata\":[]"), "invalid_type", "metadata"},
         {CHAT(",\"store\":\"no\""), "invalid_type", "store"},
         {CMPL(",\"best_of\":1.0"), "invalid_type", "best_of"},
+        /* message keys: role, content, name (no effect); others unsupported unless null */
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\",\"name\":\"ann\"}]}", "", NULL},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\",\"name\":1}]}", "invalid_type", "messages[0].name"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":\"assistant\",\"content\":\"\","
+         "\"tool_calls\":[{\"id\":\"1\"}]}]}", "unsupported", "messages[1].tool_calls"},
+        {"{\"messages\":[{\"role\":\"tool\",\"content\":\"4\",\"tool_call_id\":\"1\"}]}", "unsupported",
+         "messages[0].tool_call_id"},
+        {"{\"messages\":[{\"role\":\"assistant\",\"content\":\"a\",\"tool_calls\":null,\"refusal\":null,"
+         "\"audio\":null,\"function_call\":null}]}", "", NULL},
         /* the known fields are checked before unknown ones */
         {CHAT(",\"temperature\":9,\"tools\":[]"), "invalid_value", "temperature"},
     };
@@ -124,6 +133,7 @@ static void test_unsupported_fields(void **state) {
         {CHAT(",\"tools\":[{\"type\":\"function\"}],\"tool_choice\":\"auto\",\"x-trace\":[1]"), "", NULL},
         {BATCH(",\"tools\":[]"), "", NULL},
         {CHAT(",\"tools\":[],\"audio\":{}"), "unsupported", "audio"},
+        {"{\"messages\":[{\"role\":\"tool\",\"content\":\"4\",\"x-trace\":\"1\"}]}", "", NULL},
     };
     run_cases(ignored, sizeof ignored / sizeof *ignored);
     lim.ignore_fields = NULL;
