@@ -123,18 +123,24 @@ bool codec_surface_unknown(codec_walk_t *d, codec_value_t body, const char *cons
     return true;
 }
 
-bool codec_surface_envelope(codec_walk_t *d, codec_value_t top, const char *const *known, size_t n_known) {
-    void *it = top.j ? json_object_iter((json_t *)top.j) : NULL;
+/* Keys of a small object other than the known ones -> unsupported. */
+static bool only_keys(codec_walk_t *d, codec_value_t obj, const char *const *keys, size_t n, const char *where,
+                      const char *what) {
+    void *it = obj.j ? json_object_iter((json_t *)obj.j) : NULL;
     uint32_t i = 0;
     const char *k;
     size_t kn;
-    while (has_more(top, it, i)) {
-        if (!key_at(top, &it, &i, &k, &kn)) continue;
-        if (in_list(k, kn, known, n_known)) continue;
-        refuse_key(d, k, kn, "", "a Batch API line (custom_id, method, url, body)");
+    while (has_more(obj, it, i)) {
+        if (!key_at(obj, &it, &i, &k, &kn)) continue;
+        if (in_list(k, kn, keys, n)) continue;
+        refuse_key(d, k, kn, where, what);
         return false;
     }
     return true;
+}
+
+bool codec_surface_envelope(codec_walk_t *d, codec_value_t top, const char *const *known, size_t n_known) {
+    return only_keys(d, top, known, n_known, "", "a Batch API line (custom_id, method, url, body)");
 }
 
 bool codec_surface_message(codec_walk_t *d, codec_value_t m, size_t index) {
@@ -283,21 +289,6 @@ static const char *const RF_KEYS[] = {"type", "json_schema"};
 static const char *const JS_KEYS[] = {"name", "schema", "strict", "description"};
 static const char *const SO_KEYS[] = {"json", "regex", "choice", "grammar", "json_object"};
 
-/* Keys of a small object other than the known ones -> unsupported. */
-static bool only_keys(codec_walk_t *d, codec_value_t obj, const char *const *keys, size_t n, const char *where,
-                      const char *what) {
-    void *it = obj.j ? json_object_iter((json_t *)obj.j) : NULL;
-    uint32_t i = 0;
-    const char *k;
-    size_t kn;
-    while (has_more(obj, it, i)) {
-        if (!key_at(obj, &it, &i, &k, &kn)) continue;
-        if (in_list(k, kn, keys, n)) continue;
-        refuse_key(d, k, kn, where, what);
-        return false;
-    }
-    return true;
-}
 
 static bool response_format(codec_walk_t *d, codec_value_t v, constraint_t *c) {
     codec_value_t f[2], js[4];
