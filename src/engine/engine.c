@@ -18,6 +18,7 @@
 
 #include "chat.h"
 #include "engine_request.h"
+#include "engine_token.h"
 #include "gguf.h"
 #include "hparams.h"
 #include "log.h"
@@ -313,3 +314,5 @@ void engine_set_limits(engine_t *e, int max_seqs, int max_batch_tokens) {
 uint64_t engine_choice_seed(uint64_t seed, int i) {
     return i == 0 ? seed : rng_mix64(seed ^ (RNG_GOLDEN * (uint64_t)i));
 }
+
+const tokenizer_t *engine_tokenizer(const engine_t *e) { return e ? e->tok : NULL; }

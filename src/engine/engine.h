@@ -228,4 +228,11 @@ void engine_get_stats(engine_t *e, engine_stats_t *st);
  * max_seqs never preempts: running sequences continue, admission waits. */
 void engine_set_limits(engine_t *e, int max_seqs, int max_batch_tokens);
 
+/* The bytes of token id (engine_token.c): what the tokenizer decodes it to (byte-level
+ * pieces decoded, "<0xNN>" as the byte); a control token as its vocabulary string
+ * ("<|im_end|>"). A piece may be part of a UTF-8 character. Returns the byte count (may
+ * exceed cap: then only cap bytes were written), -1 for an id outside the vocabulary.
+ * Thread-safe. */
+int engine_token_bytes(const engine_t *e, int32_t id, char *out, size_t cap);
+
 #endif

@@ -28,6 +28,7 @@
 #include "engine.h"
 #include "log.h"
 #include "pipeline.h"
+#include "pipeline_answer.h"
 
 typedef struct {
     uint32_t gen;
@@ -36,6 +37,7 @@ typedef struct {
     char *id;
     codec_kind_t kind;
     codec_format_t fmt;
+    pipeline_answer_t *answer; /* the choices gathered (n > 1: one result each) */
 } job_t;
 
 static void usage(FILE *f) {
@@ -158,18 +160,11 @@ typedef struct {
 
 static int batch_init(batch_t *b, engine_t *e, const config_t *cfg, int window, bool ordered, FILE *out) {
     *b = (batch_t){.e = e, .out = out, .window = window, .n_free = window, .ordered = ordered};
-    codec_limits_defaults(&b->lim);
-    b->lim.max_message_bytes = (size_t)cfg->input.max_message_bytes;
-    b->lim.max_tokens_cap = cfg->input.max_tokens_cap;
-    b->lim.default_max_tokens = cfg->input.default_max_tokens;
-    if (cfg->model.name && *cfg->model.name) {
-        b->model_names[0] = cfg->model.name;
-        b->lim.model_names = b->model_names;
-        b->lim.n_model_names = 1;
-    }
+    b->model_names[0] = engine_get_info(e)->model_name;
+    pipeline_codec_limits(cfg, b->model_names, &b->lim);
     b->pipe = (pipeline_t){
         .engine = e,
-        .model_name = cfg->model.name && *cfg->model.name ? cfg->model.name : engine_get_info(e)->model_name,
+        .model_name = config_model_name(cfg, engine_get_info(e)->model_name),
         .worker = "krill-run-batch",
         .max_prompt_tokens = cfg->input.max_prompt_tokens,
         .parse_special_in_content = cfg->input.parse_special_in_content,
@@ -192,7 +187,7 @@ static int batch_init(batch_t *b, engine_t *e, const config_t *cfg, int window, 
 
 static void batch_free(batch_t *b) {
     if (b->jobs)
-        for (int i = 0; i < b->window; i++) free(b->jobs[i].id);
+        for (int i = 0; i < b->window; i++) free(b->jobs[i].id), pipeline_answer_free(b->jobs[i].answer);
     free(b->jobs);
     free(b->res);
     free(b->free_list);
@@ -290,15 +285,19 @@ static void batch_submit_line(batch_t *b, const char *line, size_t len, const ch
     engine_request_t er;
     int32_t *ids = NULL;
     pipeline_error_t pe;
-    int st;
+    int st = ENGINE_OK;
     if (pipeline_prepare(&b->pipe, &req, id, &er, &ids, &pe) != 0) {
         batch_done(b, seq,
                    pipeline_encode_error(&b->pipe, req.id, req.kind, req.format, pe.code, pe.message, pe.param,
                                          &b->buf, err, sizeof err) == 0);
         b->free_list[b->n_free++] = slot;
-    } else if ((st = engine_submit(b->e, &er, err, sizeof err)) != ENGINE_OK) {
+    } else if (!(j->answer = pipeline_answer_new(&req)) || (st = engine_submit(b->e, &er, err, sizeof err)) != ENGINE_OK) {
         free(ids);
-        pipeline_submit_error(st, err, &pe);
+        if (!j->answer) pipeline_submit_error(ENGINE_ERR_INTERNAL, "out of memory", &pe);
+        else pipeline_submit_error(st, err, &pe);
+        if (j->answer && st == ENGINE_ERR_INVALID) pe.param = pipeline_submit_param(&req);
+        pipeline_answer_free(j->answer);
+        j->answer = NULL;
         char e2[256];
         batch_done(b, seq,
                    pipeline_encode_error(&b->pipe, req.id, req.kind, req.format, pe.code, pe.message, pe.param,
@@ -330,13 +329,17 @@ static void batch_collect(batch_t *b) {
                 engine_result_clear(r);
                 continue;
             }
+            if (!pipeline_answer_add(j->answer, r)) continue; /* more choices to come */
             bool ok = false;
-            bool encoded = pipeline_encode_result(&b->pipe, j->id, j->kind, j->fmt, r, &ok, &b->buf, err, sizeof err) == 0;
+            bool encoded =
+                pipeline_encode_answer(&b->pipe, j->id, j->fmt, j->answer, &ok, &b->buf, err, sizeof err) == 0;
             if (!encoded) fprintf(stderr, "krill-run-batch: cannot encode a result: %s\n", err);
             batch_done(b, j->seq, encoded);
             b->ok_count += ok;
-            b->gen_tokens += r->completion_tokens;
-            engine_result_clear(r);
+            for (int c = 0; c < pipeline_answer_n(j->answer); c++)
+                b->gen_tokens += pipeline_answer_result(j->answer, c)->completion_tokens;
+            pipeline_answer_free(j->answer);
+            j->answer = NULL;
             free(j->id);
             j->id = NULL;
             j->busy = false;

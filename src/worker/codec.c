@@ -50,4 +50,5 @@ void codec_limits_defaults(codec_limits_t *l) {
     l->max_message_bytes = 1 << 20;
     l->max_tokens_cap = 4096;
     l->default_max_tokens = 256;
+    l->max_n = 8;
 }

@@ -77,11 +77,31 @@ typedef struct {
     size_t max_message_bytes;      /* input.max_message_bytes */
     int max_tokens_cap;            /* input.max_tokens_cap: max_tokens above it -> invalid_value */
     int default_max_tokens;        /* input.default_max_tokens: when the request gives none */
-    const char *const *model_names;/* accepted "model" values; NULL/0 = any. Others -> 404 */
+    const char *const *model_names;/* accepted "model" values; NULL/0 = any, "*" among them = any.
+                                      Others -> 404 */
     size_t n_model_names;
+    const char *const *ignore_fields; /* input.ignore_unknown_fields: body keys accepted and ignored
+                                         (any other key krill does not implement -> 400 unsupported) */
+    size_t n_ignore_fields;
+    int max_n;                     /* input.max_n: largest n (choices); 0 = 1 */
 } codec_limits_t;
 
-void codec_limits_defaults(codec_limits_t *l); /* 1 MiB, cap 4096, default 256, any model */
+void codec_limits_defaults(codec_limits_t *l); /* 1 MiB, cap 4096, default 256, any model, max_n 8 */
+
+/* Structured output kinds: the same numbers as engine.h's engine_grammar_kind_t (the
+ * pipeline maps one to the other; the codec knows nothing of the engine). */
+typedef enum {
+    CODEC_GRAMMAR_NONE = 0,
+    CODEC_GRAMMAR_JSON_SCHEMA = 1, /* grammar: compact JSON text of the schema */
+    CODEC_GRAMMAR_JSON_OBJECT = 2, /* any JSON object; grammar NULL */
+    CODEC_GRAMMAR_REGEX = 3,
+    CODEC_GRAMMAR_CHOICE = 4,      /* grammar: compact JSON array of strings */
+    CODEC_GRAMMAR_LARK = 5,
+} codec_grammar_t;
+
+#define CODEC_MAX_TOP_LOGPROBS_CHAT 20 /* chat top_logprobs in [0, 20] (OpenAI) */
+#define CODEC_MAX_LOGPROBS_COMPLETION 5 /* completions logprobs in [0, 5] (OpenAI) */
+#define CODEC_MAX_BIAS 300             /* logit_bias entries (OpenAI's limit is 300) */
 
 typedef struct {
     const char *role;    /* "system" | "developer" | "user" | "assistant" | "tool" */
@@ -134,6 +154,18 @@ typedef struct {
     const char *stop[CODEC_MAX_STOP]; /* non-empty strings */
     int n_stop;
     int priority;
+    /* the request surface of docs/schema.md "Structured outputs, logprobs, logit_bias, n" */
+    codec_grammar_t grammar_kind;
+    const char *grammar;         /* NUL-terminated text (see codec_grammar_t), NULL when none */
+    size_t grammar_len;
+    const char *grammar_param;   /* the field that gave it ("body.response_format"), for the
+                                    compiler's errors; NULL when none */
+    bool logprobs;               /* chat logprobs: true, or completions logprobs given (>= 0) */
+    int top_logprobs;            /* chat top_logprobs [0, 20]; completions logprobs [0, 5] */
+    const int32_t *bias_ids;     /* logit_bias: ids >= 0 (the pipeline checks the vocabulary) */
+    const float *bias;           /* [-100, 100] */
+    int n_bias;
+    int n;                       /* choices, 1..max_n */
 
     void *priv_;                 /* owned storage (parsed tree, copies); do not touch */
 } codec_request_t;
@@ -166,6 +198,11 @@ typedef struct {
     size_t text_len;
     const char *finish_reason;   /* "stop" | "length" */
     int prompt_tokens, completion_tokens;
+    int cached_tokens;           /* usage.prompt_tokens_details.cached_tokens */
+    /* n > 1 (or logprobs): the choices; when n_choices == 0 the single choice is text /
+     * text_len / finish_reason above with logprobs null */
+    const struct codec_choice *choices;
+    int n_choices;
     /* error */
     codec_error_t error;
     const char *error_message;
@@ -174,6 +211,29 @@ typedef struct {
     const char *worker;
     double queue_ms, ttft_ms, total_ms; /* negative -> null */
 } codec_result_t;
+
+/* One token of a choice's logprobs: its text is `bytes` (exact bytes of the token's
+ * piece; the JSON "token" is that text made valid UTF-8, "bytes" the integers). */
+typedef struct {
+    const char *bytes;
+    size_t n_bytes;
+    double logprob;
+} codec_token_t;
+
+/* One choice of a 200 result. */
+typedef struct codec_choice {
+    const char *text;            /* may hold invalid UTF-8: encoded with U+FFFD */
+    size_t text_len;
+    const char *finish_reason;   /* "stop" | "length" */
+    /* logprobs (has_logprobs): n_tokens generated tokens; top[i * n_top + j] = the j-th
+     * alternative of token i. Chat: content[] shape; completions: tokens/token_logprobs/
+     * top_logprobs/text_offset (text_offset[i] = bytes of the text before token i). */
+    bool has_logprobs;
+    const codec_token_t *tokens;
+    int n_tokens;
+    const codec_token_t *top;
+    int n_top;
+} codec_choice_t;
 
 /* Fills a result for a request that failed decoding/validation (status, error,
  * message, param, custom_id, format, kind); the caller sets uid, model, created,

@@ -14,6 +14,7 @@
 #include <msgpack.h>
 
 #include "codec_scan.h"
+#include "codec_value.h"
 #include "utf8.h"
 
 /* Compact JSON of root into out (jansson: the conversions are not on the hot path). 0 or -1. */
@@ -172,6 +173,10 @@ static json_t *mp_to_json(const msgpack_object *o, char *err, size_t errlen) {
 oom:
     err_set(err, errlen, "out of memory");
     return NULL;
+}
+
+json_t *codec_convert_value_to_json(const msgpack_object *o, char *err, size_t errlen) {
+    return mp_to_json(o, err, errlen);
 }
 
 int codec_msgpack_to_json(const void *buf, size_t len, buf_t *out, char *err, size_t errlen) {

@@ -22,6 +22,7 @@
 #include <msgpack.h>
 
 #include "codec_scan.h"
+#include "codec_surface.h"
 #include "codec_value.h"
 
 void codec_request_clear(codec_request_t *r) {
@@ -61,6 +62,7 @@ static void decode_messages(codec_walk_t *d, codec_value_t msgs) {
         if (!codec_value_want(d, m, CODEC_VT_OBJ, field, "a message object")) return;
         snprintf(field, sizeof field, "messages[%zu].", i);
         if (!codec_value_fields(d, m, MSG_KEYS, 2, f, field)) return;
+        if (!codec_surface_message(d, m, i)) return;
         snprintf(field, sizeof field, "messages[%zu].role", i);
         if (!codec_value_present(f[0])) {
             codec_value_fail(d, CODEC_ERR_MISSING_FIELD, field, "every message needs a role");
@@ -245,6 +247,7 @@ static void decode_body(codec_walk_t *d, codec_value_t body, int url_kind) {
         return;
     }
     r->kind = has_msgs ? CODEC_KIND_CHAT : CODEC_KIND_COMPLETION;
+    r->n = 1;
     if (has_msgs) decode_messages(d, f[B_MESSAGES]);
     else decode_prompt(d, f[B_PROMPT]);
     if (codec_value_failed(d)) return;
@@ -257,6 +260,8 @@ static void decode_body(codec_walk_t *d, codec_value_t body, int url_kind) {
             bool ok = false;
             for (size_t i = 0; i < lim->n_model_names && !ok; i++)
                 ok = lim->model_names[i] && strcmp(lim->model_names[i], r->model) == 0;
+            for (size_t i = 0; i < lim->n_model_names && !ok; i++)
+                ok = lim->model_names[i] && strcmp(lim->model_names[i], "*") == 0;
             if (!ok) {
                 codec_value_fail(d, CODEC_ERR_MODEL_NOT_FOUND, "model", "this worker serves %s%s",
                                  lim->model_names[0] ? lim->model_names[0] : "another model",
@@ -269,12 +274,15 @@ static void decode_body(codec_walk_t *d, codec_value_t body, int url_kind) {
     /* n and stream first: the request cannot be served at all otherwise */
     if (codec_value_present(f[B_N])) {
         int64_t n;
+        int max_n = lim->max_n > 0 ? lim->max_n : 1;
         if (!codec_value_want(d, f[B_N], CODEC_VT_INT, "n", "an integer")) return;
-        if (codec_value_type(f[B_N]) == CODEC_VT_UINT || codec_value_int(f[B_N]) > 1) {
-            codec_value_fail(d, CODEC_ERR_UNSUPPORTED, "n", "only n = 1 is supported; send one message per choice");
+        if (codec_value_type(f[B_N]) == CODEC_VT_UINT || codec_value_int(f[B_N]) > max_n) {
+            codec_value_fail(d, CODEC_ERR_INVALID_VALUE, "n",
+                             "at most %d choices per request (input.max_n); send several messages for more", max_n);
             return;
         }
-        if (!codec_value_get_int(d, f[B_N], "n", 1, 1, &n)) return;
+        if (!codec_value_get_int(d, f[B_N], "n", 1, max_n, &n)) return;
+        r->n = (int)n;
     }
     if (codec_value_present(f[B_STREAM])) {
         bool s;
@@ -368,6 +376,10 @@ static void decode_body(codec_walk_t *d, codec_value_t body, int url_kind) {
         if (!codec_value_get_int(d, f[B_PRIORITY], "priority", INT32_MIN, INT32_MAX, &p)) return;
         r->priority = (int)p;
     }
+    codec_surface_decode(d, body);
+    if (codec_value_failed(d)) return;
+    /* nothing accepted and ignored: a field krill does not implement is refused */
+    codec_surface_unknown(d, body, BODY_KEYS, B_COUNT, !*d->prefix);
 }
 
 /* ---------------------------------------------------------------- envelope */
@@ -411,6 +423,7 @@ static void decode_object(codec_walk_t *d, codec_value_t top) {
         return;
     }
     if (batch) {
+        if (!codec_surface_envelope(d, top, ENV_KEYS, E_COUNT)) return;
         if (codec_value_present(f[E_METHOD])) {
             const char *m = codec_value_get_str(d, f[E_METHOD], "method", NULL);
             if (!m) return;

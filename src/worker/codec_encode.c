@@ -40,7 +40,7 @@ typedef struct {
     msgpack_packer pk;
     buf_t *out;
     int depth;
-    int n[8];       /* items written at each open level (JSON) */
+    int n[16];      /* items written at each open level (JSON): a chat logprobs alternative is level 10 */
     bool after_key; /* the next value follows "key": */
     int oom;
 } em_t;
@@ -98,7 +98,7 @@ static void j_string(em_t *e, const char *s, size_t n) {
 static void em_open(em_t *e, char c) {
     j_sep(e);
     j_raw(e, &c, 1);
-    CHECK(e->depth < 8);
+    CHECK(e->depth < 16);
     e->n[e->depth++] = 0;
 }
 
@@ -190,6 +190,131 @@ static void em_ms(em_t *e, double v) { /* milliseconds, 3 decimals; negative/NaN
     j_raw(e, b, (size_t)n);
 }
 
+static void em_num(em_t *e, double v) { /* a log-probability: float precision; NaN/inf -> null */
+    if (!isfinite(v)) {
+        em_nil(e);
+        return;
+    }
+    if (e->mp) {
+        msgpack_pack_double(&e->pk, v);
+        return;
+    }
+    char b[32];
+    int n = snprintf(b, sizeof b, "%.9g", v);
+    if (!strpbrk(b, ".eEn")) n += snprintf(b + n, sizeof b - (size_t)n, ".0");
+    j_sep(e);
+    j_raw(e, b, (size_t)n);
+}
+
+/* {token, logprob, bytes} (chat); "top" adds top_logprobs[]. */
+static void emit_chat_token(em_t *e, const codec_token_t *t, const codec_token_t *top, int n_top, bool with_top) {
+    em_map(e, with_top ? 4 : 3);
+    em_key(e, "token"), em_str(e, t->bytes, t->n_bytes);
+    em_key(e, "logprob"), em_num(e, t->logprob);
+    em_key(e, "bytes");
+    em_array(e, t->n_bytes);
+    for (size_t i = 0; i < t->n_bytes; i++) em_int(e, (unsigned char)t->bytes[i]);
+    em_end(e, ']');
+    if (with_top) {
+        em_key(e, "top_logprobs");
+        em_array(e, (size_t)n_top);
+        for (int j = 0; j < n_top; j++) emit_chat_token(e, &top[j], NULL, 0, false);
+        em_end(e, ']');
+    }
+    em_end(e, '}');
+}
+
+static bool same_token_text(const codec_token_t *a, const codec_token_t *b) {
+    if (a->n_bytes == b->n_bytes && memcmp(a->bytes, b->bytes, a->n_bytes) == 0) return true;
+    if (utf8_valid(a->bytes, a->n_bytes) && utf8_valid(b->bytes, b->n_bytes)) return false;
+    /* both shown through U+FFFD replacement: compare what the reader sees */
+    size_t na, nb;
+    char *sa = utf8_sanitize(a->bytes, a->n_bytes, &na), *sb = utf8_sanitize(b->bytes, b->n_bytes, &nb);
+    bool same = sa && sb && na == nb && memcmp(sa, sb, na) == 0;
+    free(sa);
+    free(sb);
+    return same;
+}
+
+/* Completions: {token: logprob} of the top alternatives plus the chosen token, each
+ * token text once (two tokens can read the same after U+FFFD repair: the likelier wins). */
+static void emit_top_dict(em_t *e, const codec_token_t *chosen, const codec_token_t *top, int n_top) {
+    const codec_token_t *list[CODEC_MAX_LOGPROBS_COMPLETION + 1];
+    size_t n = 0;
+    for (int j = 0; j <= n_top && n < sizeof list / sizeof *list; j++) {
+        const codec_token_t *t = j < n_top ? &top[j] : chosen;
+        bool dup = false;
+        for (size_t q = 0; q < n && !dup; q++) dup = same_token_text(list[q], t);
+        if (!dup) list[n++] = t;
+    }
+    em_map(e, n);
+    for (size_t q = 0; q < n; q++) {
+        /* a key is a string: written as one (em_key takes C strings) */
+        if (e->mp) {
+            em_str(e, list[q]->bytes, list[q]->n_bytes);
+        } else {
+            em_str(e, list[q]->bytes, list[q]->n_bytes);
+            j_raw(e, ":", 1);
+            e->after_key = true;
+        }
+        em_num(e, list[q]->logprob);
+    }
+    em_end(e, '}');
+}
+
+static void emit_logprobs(em_t *e, const codec_choice_t *c, bool chat) {
+    if (!c->has_logprobs) {
+        em_nil(e);
+        return;
+    }
+    size_t n = c->n_tokens > 0 ? (size_t)c->n_tokens : 0;
+    if (chat) {
+        em_map(e, 1);
+        em_key(e, "content");
+        em_array(e, n);
+        for (size_t i = 0; i < n; i++) emit_chat_token(e, &c->tokens[i], c->top + i * (size_t)c->n_top, c->n_top, true);
+        em_end(e, ']');
+        em_end(e, '}');
+        return;
+    }
+    em_map(e, 4);
+    em_key(e, "tokens");
+    em_array(e, n);
+    for (size_t i = 0; i < n; i++) em_str(e, c->tokens[i].bytes, c->tokens[i].n_bytes);
+    em_end(e, ']');
+    em_key(e, "token_logprobs");
+    em_array(e, n);
+    for (size_t i = 0; i < n; i++) em_num(e, c->tokens[i].logprob);
+    em_end(e, ']');
+    em_key(e, "top_logprobs");
+    em_array(e, n);
+    for (size_t i = 0; i < n; i++) emit_top_dict(e, &c->tokens[i], c->top + i * (size_t)c->n_top, c->n_top);
+    em_end(e, ']');
+    em_key(e, "text_offset");
+    em_array(e, n);
+    int64_t off = 0;
+    for (size_t i = 0; i < n; i++) em_int(e, off), off += (int64_t)c->tokens[i].n_bytes;
+    em_end(e, ']');
+    em_end(e, '}');
+}
+
+static void emit_choice(em_t *e, const codec_choice_t *c, int index, bool chat) {
+    em_map(e, 4);
+    em_key(e, "index"), em_int(e, index);
+    if (chat) {
+        em_key(e, "message");
+        em_map(e, 2);
+        em_key(e, "role"), em_cstr(e, "assistant");
+        em_key(e, "content"), em_str(e, c->text ? c->text : "", c->text ? c->text_len : 0);
+        em_end(e, '}');
+    } else {
+        em_key(e, "text"), em_str(e, c->text ? c->text : "", c->text ? c->text_len : 0);
+    }
+    em_key(e, "logprobs"), emit_logprobs(e, c, chat);
+    em_key(e, "finish_reason"), em_cstr(e, c->finish_reason ? c->finish_reason : "stop");
+    em_end(e, '}');
+}
+
 static void hexid(char *out, size_t n, const char *prefix, uint64_t uid) {
     snprintf(out, n, "%s%016" PRIx64, prefix, uid);
 }
@@ -217,27 +342,24 @@ static void emit_result(em_t *e, const codec_result_t *r) {
         em_key(e, "created"), em_int(e, r->created);
         em_key(e, "model"), em_cstr(e, r->model ? r->model : "");
         em_key(e, "choices");
-        em_array(e, 1);
-        em_map(e, 4);
-        em_key(e, "index"), em_int(e, 0);
-        if (chat) {
-            em_key(e, "message");
-            em_map(e, 2);
-            em_key(e, "role"), em_cstr(e, "assistant");
-            em_key(e, "content"), em_str(e, r->text ? r->text : "", r->text ? r->text_len : 0);
-            em_end(e, '}');
+        if (r->n_choices > 0) {
+            em_array(e, (size_t)r->n_choices);
+            for (int i = 0; i < r->n_choices; i++) emit_choice(e, &r->choices[i], i, chat);
         } else {
-            em_key(e, "text"), em_str(e, r->text ? r->text : "", r->text ? r->text_len : 0);
+            codec_choice_t one = {.text = r->text, .text_len = r->text_len, .finish_reason = r->finish_reason};
+            em_array(e, 1);
+            emit_choice(e, &one, 0, chat);
         }
-        em_key(e, "logprobs"), em_nil(e);
-        em_key(e, "finish_reason"), em_cstr(e, r->finish_reason ? r->finish_reason : "stop");
-        em_end(e, '}'); /* choice */
         em_end(e, ']'); /* choices */
         em_key(e, "usage");
-        em_map(e, 3);
+        em_map(e, 4);
         em_key(e, "prompt_tokens"), em_int(e, r->prompt_tokens);
         em_key(e, "completion_tokens"), em_int(e, r->completion_tokens);
         em_key(e, "total_tokens"), em_int(e, (int64_t)r->prompt_tokens + r->completion_tokens);
+        em_key(e, "prompt_tokens_details");
+        em_map(e, 1);
+        em_key(e, "cached_tokens"), em_int(e, r->cached_tokens);
+        em_end(e, '}');
         em_end(e, '}');
         em_end(e, '}'); /* body */
     } else {

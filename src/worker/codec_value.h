@@ -97,4 +97,8 @@ bool codec_value_get_bool(codec_walk_t *w, codec_value_t v, const char *field, b
 bool codec_value_fields(codec_walk_t *w, codec_value_t obj, const char *const *names, size_t n_names,
                         codec_value_t *slots, const char *where);
 
+/* A msgpack value as a new jansson value (codec_convert.c; the rules of
+ * codec_msgpack_to_json). NULL with err filled when it has no JSON form. */
+json_t *codec_convert_value_to_json(const msgpack_object *o, char *err, size_t errlen);
+
 #endif

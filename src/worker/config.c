@@ -108,8 +108,10 @@ static const config_key_t KEYS[] = {
 
     K("model.path", CONFIG_STRING, 0, 0, "\"models/SmolLM2-135M-Instruct.Q4_1.gguf\"", NULL, F(model, path),
       check_nonempty, "GGUF model file."),
-    K("model.name", CONFIG_STRING, 0, 0, "\"smollm2-135m-instruct\"", NULL, F(model, name), NULL,
-      "Served model name: body.model of results and the accepted request model; \"\" = the GGUF's name."),
+    {"model.name", CONFIG_STRLIST, 0, 0, "[]", NULL, false,
+     "Served model names (a string or a list of aliases) that requests may name in \"model\"; \"*\" accepts "
+     "any; [] = the loaded file's general.name, else its file name. Results report the name the request used.",
+     F(model, name), F(model, n_name), NULL},
     K("model.backend", CONFIG_ENUM, 0, 0, "\"auto\"", "auto|cpu|cuda", F(model, backend), NULL,
       "Inference backend; auto picks CUDA when a device is present."),
     K("model.dtype", CONFIG_ENUM, 0, 0, "\"bf16\"", "bf16|f16", F(model, dtype), NULL,
@@ -150,6 +152,12 @@ static const config_key_t KEYS[] = {
       "Chat message content may contain control tokens (\"<|im_end|>\" becomes the token): true lets a message "
       "forge template markup such as a new system turn; false = content is text, only the template's markup is "
       "special."),
+    {"input.ignore_unknown_fields", CONFIG_STRLIST, 0, 0, "[]", NULL, false,
+     "Body fields krill does not implement that requests may carry and krill ignores (e.g. [\"tools\"]); any "
+     "other such field is answered 400 unsupported.",
+     F(input, ignore_unknown_fields), F(input, n_ignore_unknown_fields), NULL},
+    K("input.max_n", CONFIG_INT, 1, 128, "8", NULL, F(input, max_n), NULL,
+      "Largest n (choices per request); more is 400 invalid_value."),
     K("input.parse_special_in_prompt", CONFIG_BOOL, 0, 0, "false", NULL, F(input, parse_special_in_prompt), NULL,
       "A /v1/completions prompt string may contain control tokens; false = the string is text (send token ids for "
       "control tokens)."),
@@ -558,6 +566,16 @@ static int set_setting(config_t *c, const config_key_t *k, config_setting_t *s, 
         *FIELD(c, k, bool) = config_setting_get_bool(s);
         return 0;
     case CONFIG_STRLIST: {
+        if (t == CONFIG_TYPE_STRING && !k->secret) { /* a list of names: one string is a list of one
+                                                        (kafka.properties must stay a list) */
+            char **one = malloc(sizeof *one);
+            if (one) one[0] = strdup(config_setting_get_string(s));
+            if (!one || !one[0]) {
+                free(one);
+                return fail_key(err, errlen, where, k, "out of memory");
+            }
+            return commit_list(c, k, one, 1, false, where, err, errlen);
+        }
         if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
             return fail_key(err, errlen, where, k, "expected a list of strings: [\"key=value\", ...]");
         char **items;
@@ -658,7 +676,18 @@ int config_set(config_t *c, const char *assignment, char *err, size_t errlen) {
     return set_text(c, k, eq + 1, append, "--set", err, errlen);
 }
 
+const char *config_model_name(const config_t *c, const char *loaded) {
+    for (size_t i = 0; i < c->model.n_name; i++)
+        if (strcmp(c->model.name[i], "*") != 0) return c->model.name[i];
+    return loaded;
+}
+
 int config_validate(const config_t *c, char *err, size_t errlen) {
+    for (size_t i = 0; i < c->model.n_name; i++)
+        if (!c->model.name[i][0]) {
+            err_set(err, errlen, "model.name: entry %zu is empty; give a name, \"*\" or none ([] = the file's name)", i);
+            return -1;
+        }
     if (c->worker.queue_low >= c->worker.queue_high) {
         err_set(err, errlen, "worker.queue_low (%d) must be below worker.queue_high (%d)", c->worker.queue_low,
                  c->worker.queue_high);

@@ -40,7 +40,9 @@ typedef struct {
     } kafka;
     struct {
         char *path;
-        char *name;             /* served model name: body.model, accepted request "model" values */
+        char **name;            /* served model names (aliases): accepted request "model" values;
+                                   "*" accepts any; none = the loaded file's name (config_model_name) */
+        size_t n_name;
         char *backend;          /* auto | cpu | cuda */
         char *dtype;            /* bf16 | f16 */
         int context;            /* 0 = the model's */
@@ -66,6 +68,9 @@ typedef struct {
         int default_max_tokens;
         bool parse_special_in_content; /* control-token strings in chat content are tokens */
         bool parse_special_in_prompt;  /* ... in a /v1/completions prompt string */
+        char **ignore_unknown_fields;  /* body fields krill does not implement, accepted and ignored */
+        size_t n_ignore_unknown_fields;
+        int max_n;                     /* largest n (choices per request) */
     } input;
     struct {
         char *format;           /* auto | json | msgpack */
@@ -120,6 +125,10 @@ typedef struct {
 
 const config_key_t *config_keys(size_t *n);
 const char *config_type_name(config_type_t t); /* "string", "int", ... */
+
+/* The served model name: the first of model.name that is not "*", else loaded (the
+ * file's general.name or file name, engine_info_t.model_name). */
+const char *config_model_name(const config_t *c, const char *loaded);
 
 /* A config holding every default. NULL on out of memory. */
 config_t *config_new(void);

@@ -18,6 +18,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "pipeline.h"
+#include "pipeline_answer.h"
 
 #define PRODUCE_ATTEMPTS 6 /* a record that fails this many deliveries stops the worker */
 #define CONSUME_BURST 512  /* messages taken per loop turn before serving the rest */
@@ -42,6 +43,7 @@ struct io_loop {
     pipeline_t pipe;
     codec_limits_t limits;
     const char *model_names[1];
+    pipeline_answer_t **answers; /* per slot index (engine id & 0xffffffff): the choices gathered */
     codec_request_t req;     /* reused for every decode */
     buf_t out;               /* reused for every encoded answer */
 
@@ -347,10 +349,20 @@ static void io_submit(io_loop_t *io, ledger_slot_t *s) {
         ledger_slot_answered(io->ledger, s);
         return;
     }
+    uint32_t slot = (uint32_t)er.id; /* ledger.h: the low half of an engine id is the slot */
+    pipeline_answer_free(io->answers[slot]);
+    if (!(io->answers[slot] = pipeline_answer_new(&io->req))) {
+        free(ids);
+        pipeline_submit_error(ENGINE_ERR_INTERNAL, "out of memory", &pe);
+        io_answer_error(io, s, &pe);
+        ledger_slot_answered(io->ledger, s);
+        return;
+    }
     int rc = engine_submit(io->engine, &er, err, sizeof err);
     free(ids);
     if (rc != ENGINE_OK) {
         pipeline_submit_error(rc, err, &pe);
+        if (rc == ENGINE_ERR_INVALID) pe.param = pipeline_submit_param(&io->req);
         io_answer_error(io, s, &pe);
         ledger_slot_answered(io->ledger, s);
         return;
@@ -457,25 +469,33 @@ static void io_handle_completions(io_loop_t *io) {
         }
         io->pending_prompt -= s->n_prompt;
         s->n_prompt = 0;
-        if (r.finish == ENGINE_FINISH_ABORTED || !ledger_slot_current(s)) {
+        /* n > 1: one result per choice; the answer is written once all are back */
+        uint32_t slot = (uint32_t)r.id; /* r is moved into the answer below */
+        pipeline_answer_t *a = io->answers[slot];
+        CHECK(a); /* set at every submit of this slot */
+        if (!pipeline_answer_add(a, &r)) continue;
+        io->answers[slot] = NULL;
+        if (pipeline_answer_aborted(a) || !ledger_slot_current(s)) {
             /* Given up (revoke or shutdown): no answer, the offset stays unfinished and
              * whoever owns the partition next answers it. */
-            engine_result_clear(&r);
+            pipeline_answer_free(a);
             ledger_slot_abandon(io->ledger, s);
             continue;
         }
-        if (pipeline_encode_result(&io->pipe, s->id, s->kind, s->fmt, &r, NULL, &io->out, err, sizeof err) == 0) {
-            observe_request_t o = {.finish_reason = r.finish == ENGINE_FINISH_LENGTH ? "length" : "stop",
-                                   .prompt_tokens = r.prompt_tokens,
-                                   .completion_tokens = r.completion_tokens,
-                                   .queue_ms = r.queue_ms,
-                                   .ttft_ms = r.n_tokens > 0 ? r.ttft_ms : -1,
-                                   .total_ms = r.total_ms};
+        if (pipeline_encode_answer(&io->pipe, s->id, s->fmt, a, NULL, &io->out, err, sizeof err) == 0) {
+            const engine_result_t *r0 = pipeline_answer_result(a, 0);
+            observe_request_t o = {.finish_reason = r0->finish == ENGINE_FINISH_LENGTH ? "length" : "stop",
+                                   .prompt_tokens = r0->prompt_tokens,
+                                   .queue_ms = r0->queue_ms,
+                                   .ttft_ms = r0->n_tokens > 0 ? r0->ttft_ms : -1,
+                                   .total_ms = r0->total_ms};
+            for (int i = 0; i < pipeline_answer_n(a); i++)
+                o.completion_tokens += pipeline_answer_result(a, i)->completion_tokens;
             io_answer(io, s, &o);
         } else {
             LOG_ERROR("cannot encode a result", "source=%s error=\"%s\"", s->source, err);
         }
-        engine_result_clear(&r);
+        pipeline_answer_free(a);
         ledger_slot_answered(io->ledger, s);
     }
 }
@@ -613,18 +633,10 @@ static int io_split_topics(char *list, const char **out, int max, char *err, siz
 /* The codec's limits and the pipeline's settings from the configuration. */
 static void io_pipeline_init(io_loop_t *io) {
     const config_t *cfg = io->cfg;
-    codec_limits_defaults(&io->limits);
-    io->limits.max_message_bytes = (size_t)cfg->input.max_message_bytes;
-    io->limits.max_tokens_cap = cfg->input.max_tokens_cap;
-    io->limits.default_max_tokens = cfg->input.default_max_tokens;
-    bool named = cfg->model.name && *cfg->model.name;
-    if (named) {
-        io->model_names[0] = cfg->model.name;
-        io->limits.model_names = io->model_names;
-        io->limits.n_model_names = 1;
-    }
+    io->model_names[0] = io->info->model_name;
+    pipeline_codec_limits(cfg, io->model_names, &io->limits);
     io->pipe.engine = io->engine;
-    io->pipe.model_name = named ? cfg->model.name : io->info->model_name;
+    io->pipe.model_name = config_model_name(cfg, io->info->model_name);
     io->pipe.worker = io->worker_id;
     io->pipe.max_prompt_tokens = cfg->input.max_prompt_tokens;
     io->pipe.parse_special_in_content = cfg->input.parse_special_in_content;
@@ -651,6 +663,7 @@ io_loop_t *io_loop_new(const io_loop_config_t *c, char *err, size_t errlen) {
     /* slots: queue_high in flight before pausing, room for what arrives meanwhile */
     io->n_slots = cfg->worker.queue_high * 2 + 1024;
     if (!(io->ledger = ledger_new(io->n_slots, PRODUCE_ATTEMPTS))) goto oom;
+    if (!(io->answers = calloc((size_t)io->n_slots, sizeof *io->answers))) goto oom;
 
     if (!(topics_copy = strdup(cfg->kafka.topic_requests))) goto oom;
     const char *topics[64];
@@ -706,7 +719,8 @@ fail:
     return NULL;
 }
 
-size_t io_loop_capacity(const io_loop_t *io) { return (size_t)io->n_slots; }
+/* every slot may wait for input.max_n results */
+size_t io_loop_capacity(const io_loop_t *io) { return (size_t)io->n_slots * (size_t)io->cfg->input.max_n; }
 
 int io_loop_wake_fd(const io_loop_t *io) { return kafka_io_wake_fd(io->kafka); }
 
@@ -835,6 +849,8 @@ void io_loop_free(io_loop_t *io) {
     kafka_io_close(io->kafka);
     eos_free(io->eos);
     ledger_free(io->ledger);
+    for (int i = 0; io->answers && i < io->n_slots; i++) pipeline_answer_free(io->answers[i]);
+    free(io->answers);
     codec_request_clear(&io->req);
     buf_free(&io->out);
     free(io);

@@ -26,7 +26,7 @@ observe_t *observe_new(const config_t *cfg, const engine_info_t *info, const cha
     }
     o->stats_fmt = cfg->stats.format && strcmp(cfg->stats.format, "msgpack") == 0 ? CODEC_FMT_MSGPACK : CODEC_FMT_JSON;
     metrics_set_info(o->metrics, worker_id, info->backend, info->device,
-                     cfg->model.name && *cfg->model.name ? cfg->model.name : info->model_name);
+                     config_model_name(cfg, info->model_name));
     metrics_set_health_grace(o->metrics, cfg->worker.health_grace_ms / 1e3);
     if (metrics_serve(o->metrics, cfg->metrics.listen, err, errlen) != 0) goto fail;
     if (metrics_port(o->metrics) > 0) /* the port actually bound: what ":0" chose */

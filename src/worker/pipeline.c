@@ -12,6 +12,14 @@
 #include "log.h"
 
 _Static_assert(CODEC_MAX_STOP <= ENGINE_MAX_STOP, "the engine must take every stop string the codec accepts");
+_Static_assert(CODEC_MAX_TOP_LOGPROBS_CHAT <= ENGINE_MAX_TOP_LOGPROBS, "the engine must take every top_logprobs");
+_Static_assert(CODEC_MAX_BIAS <= ENGINE_MAX_BIAS, "the engine must take every logit_bias entry the codec accepts");
+_Static_assert((int)CODEC_GRAMMAR_JSON_SCHEMA == (int)ENGINE_GRAMMAR_JSON_SCHEMA &&
+                   (int)CODEC_GRAMMAR_JSON_OBJECT == (int)ENGINE_GRAMMAR_JSON_OBJECT &&
+                   (int)CODEC_GRAMMAR_REGEX == (int)ENGINE_GRAMMAR_REGEX &&
+                   (int)CODEC_GRAMMAR_CHOICE == (int)ENGINE_GRAMMAR_CHOICE &&
+                   (int)CODEC_GRAMMAR_LARK == (int)ENGINE_GRAMMAR_LARK,
+               "codec and engine grammar kinds are the same numbers");
 
 static void pe_set(pipeline_error_t *pe, codec_error_t code, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -118,6 +126,14 @@ int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t i
                n, req->max_tokens, info->n_ctx);
         return -1;
     }
+    for (int i = 0; i < req->n_bias; i++)
+        if (req->bias_ids[i] >= info->n_vocab) {
+            free(toks);
+            pe_set(pe, CODEC_ERR_INVALID_VALUE, "body.logit_bias",
+                   "token id %d is outside the vocabulary (0..%d); send token ids of this model", (int)req->bias_ids[i],
+                   info->n_vocab - 1);
+            return -1;
+        }
     pipeline_request_to_engine(req, er);
     er->id = id;
     er->prompt = toks;
@@ -141,6 +157,40 @@ void pipeline_request_to_engine(const codec_request_t *r, engine_request_t *er) 
     er->n_stop = r->n_stop;
     for (int i = 0; i < ENGINE_MAX_STOP; i++) er->stop[i] = i < r->n_stop ? r->stop[i] : NULL;
     er->priority = r->priority;
+    er->grammar_kind = (engine_grammar_kind_t)r->grammar_kind;
+    er->grammar = r->grammar;
+    er->grammar_len = r->grammar_len;
+    er->logprobs = r->logprobs;
+    er->top_logprobs = r->top_logprobs;
+    er->bias_ids = r->bias_ids;
+    er->bias = r->bias;
+    er->n_bias = r->n_bias;
+    er->n = r->n > 0 ? r->n : 1;
+}
+
+const char *pipeline_submit_param(const codec_request_t *req) {
+    if (req->grammar_kind != CODEC_GRAMMAR_NONE) return req->grammar_param;
+    if (req->logprobs) return req->kind == CODEC_KIND_CHAT && req->top_logprobs ? "body.top_logprobs" : "body.logprobs";
+    if (req->n_bias) return "body.logit_bias";
+    if (req->n > 1) return "body.n";
+    return NULL;
+}
+
+void pipeline_codec_limits(const config_t *cfg, const char **loaded, codec_limits_t *lim) {
+    codec_limits_defaults(lim);
+    lim->max_message_bytes = (size_t)cfg->input.max_message_bytes;
+    lim->max_tokens_cap = cfg->input.max_tokens_cap;
+    lim->default_max_tokens = cfg->input.default_max_tokens;
+    lim->max_n = cfg->input.max_n;
+    lim->ignore_fields = (const char *const *)cfg->input.ignore_unknown_fields;
+    lim->n_ignore_fields = cfg->input.n_ignore_unknown_fields;
+    if (cfg->model.n_name > 0) {
+        lim->model_names = (const char *const *)cfg->model.name;
+        lim->n_model_names = cfg->model.n_name;
+    } else { /* a result never carries the name of a model the worker did not load */
+        lim->model_names = loaded;
+        lim->n_model_names = 1;
+    }
 }
 
 void pipeline_submit_error(int status, const char *engine_err, pipeline_error_t *pe) {
@@ -162,8 +212,8 @@ codec_format_t pipeline_format(const pipeline_t *p, codec_format_t request_fmt) 
     return p->output_format < 0 ? request_fmt : (codec_format_t)p->output_format;
 }
 
-static void result_base(pipeline_t *p, codec_result_t *res, const char *custom_id, codec_kind_t kind,
-                        codec_format_t request_fmt) {
+void pipeline_result_base(pipeline_t *p, codec_result_t *res, const char *custom_id, codec_kind_t kind,
+                          codec_format_t request_fmt) {
     memset(res, 0, sizeof *res);
     res->format = pipeline_format(p, request_fmt);
     res->uid = p->uid_base + p->uid_next++;
@@ -178,7 +228,8 @@ static void result_base(pipeline_t *p, codec_result_t *res, const char *custom_i
 int pipeline_encode_result(pipeline_t *p, const char *custom_id, codec_kind_t kind, codec_format_t request_fmt,
                            const engine_result_t *r, bool *ok, buf_t *out, char *err, size_t errlen) {
     codec_result_t res;
-    result_base(p, &res, custom_id, kind, request_fmt);
+    pipeline_error_t pe; /* res points into it until encoded */
+    pipeline_result_base(p, &res, custom_id, kind, request_fmt);
     res.queue_ms = r->queue_ms;
     res.ttft_ms = r->n_tokens > 0 ? r->ttft_ms : -1;
     res.total_ms = r->total_ms;
@@ -191,7 +242,6 @@ int pipeline_encode_result(pipeline_t *p, const char *custom_id, codec_kind_t ki
         res.completion_tokens = r->completion_tokens;
         if (ok) *ok = true;
     } else {
-        pipeline_error_t pe;
         pipeline_submit_error(r->finish == ENGINE_FINISH_ERROR ? r->error_code : ENGINE_ERR_INTERNAL,
                               r->finish == ENGINE_FINISH_ERROR ? r->error : "the request was aborted", &pe);
         res.error = pe.code;
@@ -208,7 +258,7 @@ int pipeline_encode_error(pipeline_t *p, const char *custom_id, codec_kind_t kin
                           codec_error_t code, const char *message, const char *param, buf_t *out, char *err,
                           size_t errlen) {
     codec_result_t res;
-    result_base(p, &res, custom_id, kind, request_fmt);
+    pipeline_result_base(p, &res, custom_id, kind, request_fmt);
     res.status_code = codec_error_status(code);
     res.error = code;
     res.error_message = message;
@@ -222,7 +272,7 @@ int pipeline_encode_request_error(pipeline_t *p, const codec_request_t *req, buf
     codec_result_t res, base;
     memset(&res, 0, sizeof res);
     codec_result_from_request_error(req, &res);
-    result_base(p, &base, req->id, req->kind, req->format);
+    pipeline_result_base(p, &base, req->id, req->kind, req->format);
     res.format = base.format;
     res.uid = base.uid;
     res.model = base.model;

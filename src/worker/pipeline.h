@@ -53,9 +53,15 @@ typedef struct {
  * for krill-worker and krill-run-batch, so both open the same engine. */
 void pipeline_engine_config(const config_t *cfg, engine_config_t *ec);
 
+/* The codec's limits from a worker configuration (input.*, model.name): *loaded is the
+ * caller's slot for the loaded file's name (engine_info_t.model_name), accepted when
+ * model.name is empty; it and cfg must outlive lim. */
+void pipeline_codec_limits(const config_t *cfg, const char **loaded, codec_limits_t *lim);
+
 /* Copies the sampling fields of a decoded request (status CODEC_OK) into an engine
  * request: max/min tokens, ignore_eos, temperature, top_p/k, min_p, penalties, seed,
- * stop strings, priority. Not id, prompt or n_prompt (pipeline_prepare sets those). */
+ * stop strings, priority, the grammar, logprobs, logit_bias and n (pointers into r).
+ * Not id, prompt or n_prompt (pipeline_prepare sets those). */
 void pipeline_request_to_engine(const codec_request_t *r, engine_request_t *er);
 
 /* Renders/tokenizes req (status CODEC_OK) into er with engine id `id`: the chat
@@ -67,12 +73,23 @@ void pipeline_request_to_engine(const codec_request_t *r, engine_request_t *er);
 int pipeline_prepare(const pipeline_t *p, const codec_request_t *req, uint64_t id, engine_request_t *er,
                      int32_t **ids, pipeline_error_t *pe);
 
+/* The field an ENGINE_ERR_INVALID of engine_submit names for req: the engine checks the
+ * codec's fields itself only as a contract (they were checked here first), so its
+ * refusals concern the request surface, in engine_request.c's order: the grammar's
+ * field (the compiler's message), logprobs, logit_bias, n. NULL when none is set. */
+const char *pipeline_submit_param(const codec_request_t *req);
+
 /* Maps an engine_submit status to the answer (ENGINE_ERR_CONTEXT -> 400
  * context_length_exceeded, ENGINE_ERR_INVALID -> 400 invalid_value, else 500). */
 void pipeline_submit_error(int status, const char *engine_err, pipeline_error_t *pe);
 
 /* The format a result to a request of format fmt is written in. */
 codec_format_t pipeline_format(const pipeline_t *p, codec_format_t request_fmt);
+
+/* A result's common part: format, a fresh uid, custom_id, kind, the served model name,
+ * created, worker, no timings (pipeline_answer.c fills the rest). */
+void pipeline_result_base(pipeline_t *p, codec_result_t *res, const char *custom_id, codec_kind_t kind,
+                          codec_format_t request_fmt);
 
 /* Encodes the answer to a finished engine request (finish STOP/LENGTH -> 200, ERROR ->
  * 400/500 by error_code; ABORTED is the caller's business and must not come here).

@@ -67,8 +67,10 @@ def m_temp_range(cid, _):
     return json.dumps({"custom_id": cid, "body": {"prompt": "x", "temperature": 7}}), "400", "invalid_value"
 def m_missing(cid, _):
     return json.dumps({"custom_id": cid, "body": {"max_tokens": 3}}), "400", "missing_field"
-def m_n3(cid, _):
-    return json.dumps({"custom_id": cid, "body": {"prompt": "x", "n": 3}}), "400", "unsupported"
+def m_n3(cid, _):  # n above input.max_n (8 by default)
+    return json.dumps({"custom_id": cid, "body": {"prompt": "x", "n": 99}}), "400", "invalid_value"
+def m_tools(cid, _):  # a field krill does not implement
+    return json.dumps({"custom_id": cid, "body": {"prompt": "x", "tools": [{"type": "function"}]}}), "400", "unsupported"
 def m_stream(cid, _):
     return json.dumps({"custom_id": cid, "body": {"prompt": "x", "stream": True}}), "400", "unsupported"
 def m_too_many_stops(cid, _):
@@ -97,7 +99,7 @@ def m_bad_utf8(cid, _):
 def m_msgpack_garbage(cid, _):
     return b"\x83\xa9custom_id", "dlq", None  # a map of 3 that ends after one key
 
-KINDS = [m_neg_max_tokens, m_temp_type, m_temp_range, m_missing, m_n3, m_stream, m_too_many_stops,
+KINDS = [m_neg_max_tokens, m_temp_type, m_temp_range, m_missing, m_n3, m_tools, m_stream, m_too_many_stops,
          m_messages_type, m_empty_messages, m_max_tokens_cap, m_context, m_truncated_with_id,
          m_not_json, m_array, m_scalar, m_deep, m_bad_utf8, m_msgpack_garbage]
 
