@@ -70,7 +70,9 @@ int kvcache_seq_missing(const kvcache_t *kv, const kvcache_seq_t *seq, int n_tok
  * holds any more becomes free (cached, when it has a key). */
 void kvcache_seq_release(kvcache_t *kv, kvcache_seq_t *seq);
 
-/* Prefix cache (no-ops returning 0 when it is off). seq must hold no block.
+/* Prefix cache (no-ops returning 0 when it is off). A sequence's tokens only grow:
+ * every call for one seq passes the same ids (its keys are computed once and kept).
+ * seq must hold no block.
  * kvcache_seq_lookup: how many leading full blocks of tokens[0, n_tokens) are in the
  * index (the longest chain from the root); *n_revive = how many of those nobody holds
  * (taking them lowers the free count). Takes nothing. */
