@@ -43,6 +43,9 @@ cleanup() {
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 brokers=$(scripts/kafka-local.sh start 2>/dev/null | tail -n 1)
+# every topic first: the results reader assigns the partitions it finds at its start
+scripts/kafka-local.sh topics --partitions 4 krill.requests.c krill.requests.p krill.results krill.dlq krill.stats \
+  >/dev/null 2>&1
 
 python3 - "$T" "$K" "$R" <<'PY'
 import json, random, sys
@@ -69,7 +72,7 @@ echo "|---|---|---|---|---|---|"
 for mode in c p; do
   topic=krill.requests.$mode
   key=custom_id; [ $mode = p ] && key=prefix
-  "$B/krill-enqueue" -q -b "$brokers" -t "$topic" --create-topics --partitions 4 --key "$key" "$T/$mode.jsonl"
+  "$B/krill-enqueue" -q -b "$brokers" -t "$topic" --key "$key" "$T/$mode.jsonl"
   t0=$(date +%s%3N)
   mports=()
   for w in 1 2; do
@@ -80,7 +83,10 @@ for mode in c p; do
       --set metrics.listen=127.0.0.1:"$mp" 2>"$T/$mode-w$w.log" &
     pids+=($!)
   done
-  while [ "$(grep -c "\"$mode-" "$T/res.jsonl" || true)" -lt "$N" ]; do sleep 1; done
+  while [ "$(grep -c "\"$mode-" "$T/res.jsonl" || true)" -lt "$N" ]; do
+    kill -0 "${pids[0]}" 2>/dev/null || { echo "bench-prefix-keys: the results reader stopped" >&2; exit 1; }
+    sleep 1
+  done
   for w in 1 2; do
     python3 -c "import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())" \
       "http://127.0.0.1:${mports[$((w - 1))]}/metrics" >"$T/$mode-w$w.metrics"

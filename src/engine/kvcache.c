@@ -211,6 +211,13 @@ int kvcache_seq_lookup(kvcache_t *kv, kvcache_seq_t *seq, const int32_t *tokens,
     return hit;
 }
 
+const prefix_key_t *kvcache_seq_key(kvcache_t *kv, kvcache_seq_t *seq, const int32_t *tokens, int i) {
+    if (!kv->ix) return NULL;
+    CHECK(i >= 0 && i < seq->cap);
+    seq_keys(kv, seq, tokens, i + 1);
+    return &seq->keys[i];
+}
+
 void kvcache_seq_attach(kvcache_t *kv, kvcache_seq_t *seq, int n_blocks) {
     CHECK(seq->n_blocks == 0 && n_blocks <= seq->n_keys);
     for (int i = 0; i < n_blocks; i++) {

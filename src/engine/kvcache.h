@@ -77,6 +77,9 @@ void kvcache_seq_release(kvcache_t *kv, kvcache_seq_t *seq);
  * index (the longest chain from the root); *n_revive = how many of those nobody holds
  * (taking them lowers the free count). Takes nothing. */
 int kvcache_seq_lookup(kvcache_t *kv, kvcache_seq_t *seq, const int32_t *tokens, int n_tokens, int *n_revive);
+/* The chain key of seq's block i (tokens[0, (i + 1) x block_size) are its ids); NULL
+ * with the prefix cache off. */
+const prefix_key_t *kvcache_seq_key(kvcache_t *kv, kvcache_seq_t *seq, const int32_t *tokens, int i);
 /* Takes a reference on the first n_blocks blocks a kvcache_seq_lookup just found (no
  * other kvcache call in between); seq then holds them as its first blocks. */
 void kvcache_seq_attach(kvcache_t *kv, kvcache_seq_t *seq, int n_blocks);

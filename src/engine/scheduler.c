@@ -475,6 +475,22 @@ static void batch_add(scheduler_t *s, sreq_t *r, int chunk, int *nt, int *ns, in
     *ns = si + 1;
 }
 
+/* Prefix cache: true when a sequence already in this step's batch completes r's block i
+ * under the same key (the same prefix). r then waits a step and finds the block cached
+ * instead of computing it a second time (requests sharing a prompt that arrive
+ * together would otherwise all prefill it in the first step). */
+static bool computing_same_block(scheduler_t *s, sreq_t *r, int i, int ns) {
+    const int end = (i + 1) * kvcache_block_size(s->kv);
+    if (!kvcache_prefix_enabled(s->kv) || end > n_known(r) - 1) return false; /* r would compute it anyway */
+    const prefix_key_t *k = kvcache_seq_key(s->kv, &r->kv, r->tokens, i);
+    for (int j = 0; j < ns; j++) {
+        sreq_t *x = s->b_reqs[j];
+        if (x->n_computed >= end || x->n_computed + x->chunk < end) continue;
+        if (memcmp(kvcache_seq_key(s->kv, &x->kv, x->tokens, i)->b, k->b, PREFIX_KEY_BYTES) == 0) return true;
+    }
+    return false;
+}
+
 /* True when r's next token is a function of its raw logits that forward_argmax can
  * take on the device: greedy (the argmax) or, with m.gumbel, temperature alone (the
  * Gumbel-max draw, sampler_is_gumbel), with no penalties and no end-of-generation masking (min_tokens)
@@ -650,6 +666,7 @@ int scheduler_step(scheduler_t *s) {
              * blocks nobody holds leave the free count when taken */
             int hit = 0, revive = 0;
             if (r->kv.n_blocks == 0) hit = kvcache_seq_lookup(s->kv, &r->kv, r->tokens, n_known(r) - 1, &revive);
+            if (r->kv.n_blocks == 0 && computing_same_block(s, r, hit, ns)) break;
             if (kvcache_seq_missing(s->kv, &r->kv, n_known(r)) - hit + revive > kvcache_n_free(s->kv) - wm) break;
             if (s->running.n > 0 && (double)(s->projected + final_blocks(s, r)) > s->admit_limit) break;
             if (kvcache_prefix_enabled(s->kv) && r->kv.n_blocks == 0 && r->t_sched == 0.0) {

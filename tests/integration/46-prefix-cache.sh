@@ -3,7 +3,8 @@
 #
 # 24 chat requests share one long system prompt (~300 tokens) and differ in their user
 # message (greedy and seeded). Run 1: a worker with batching.prefix_cache=true (the
-# default), records keyed with krill-enqueue --key prefix. Run 2: the same bodies under
+# default), records keyed with krill-enqueue --key prefix (one system prompt: one key,
+# checked on the results, which carry the request's key). Run 2: the same bodies under
 # other custom_ids, a new worker with batching.prefix_cache=false (env
 # KRILL_BATCHING_PREFIX_CACHE=false). Checks: every request answered 200 both times;
 # the completions (text, finish_reason, usage token counts) identical with the cache
@@ -95,6 +96,17 @@ for line in open(sys.argv[1]):
         v = json.loads(line)["value"]
         res[v["custom_id"]] = v["response"]["body"]
 errors, cached = [], {}
+keys = {}
+for line in open(sys.argv[1]):
+    if line.strip():
+        e = json.loads(line)
+        keys[e["value"]["custom_id"]] = e["key"]
+on_keys = {keys[f"on-{i}"] for i in range(24)}
+# --key prefix: one shared system prompt, one key (the results carry the request's key)
+if len(on_keys) != 1 or not next(iter(on_keys)).startswith("p-"):
+    errors.append(f"run 1 (--key prefix) record keys: {sorted(on_keys)}")
+if any(keys[f"off-{i}"] != f"off-{i}" for i in range(24)):
+    errors.append("run 2 (default --key custom_id) records are not keyed by their custom_id")
 for i in range(24):
     a, b = res[f"on-{i}"], res[f"off-{i}"]
     ca, cb = a["choices"][0], b["choices"][0]

@@ -12,7 +12,8 @@
  * gives every completed request the same tokens with the cache on as off, reports
  * cached tokens only with the cache on, and ends with no block held; n > 1 choices
  * equal n separate requests seeded with engine_choice_seed and share the prompt's
- * blocks; aborting the id aborts every choice. */
+ * blocks; aborting the id aborts every choice; requests with one prompt arriving
+ * together compute its blocks once. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -466,6 +467,32 @@ static void test_property_default(void **state) {
     property_case(TESTUTIL_MODEL, 16, 100, 20000, 120, 12);
 }
 
+/* Requests sharing a prompt that arrive together: the first computes the shared
+ * blocks, the others wait a step for them instead of prefilling them too. */
+static void test_arrive_together(void **state) {
+    (void)state;
+    static mjob_t jobs[MAXJ];
+    static mres_t on, off;
+    memset(jobs, 0, sizeof(jobs));
+    testutil_seed(77);
+    for (int i = 0; i < 6; i++) {
+        mjob_t *j = &jobs[i];
+        for (int k = 0; k < 90; k++) j->prompt[k] = k < 80 ? 40 + k : 40 + (int32_t)(testutil_next() % 150);
+        j->q = (engine_request_t){.prompt = j->prompt, .n_prompt = 90, .max_tokens = 5, .ignore_eos = true,
+                                  .top_p = 1.0f};
+        j->abort_at = -1;
+    }
+    mcfg_t c_on = {g_syn_model, true, 16, 512, 0, 0}, c_off = {g_syn_model, false, 16, 512, 0, 0};
+    run_mix(&c_on, jobs, 6, &on);
+    run_mix(&c_off, jobs, 6, &off);
+    same_output(jobs, 6, &on, &off, "arriving together");
+    assert_int_equal(on.st.prefix_hit_tokens, 5 * 80); /* 5 full blocks of 16 for each later request */
+    assert_int_equal(on.cached[0][0], 0);
+    for (int i = 1; i < 6; i++) assert_int_equal(on.cached[i][0], 80);
+    mres_free(&on);
+    mres_free(&off);
+}
+
 /* n = 4 choices equal 4 separate requests seeded with engine_choice_seed; the prompt's
  * full blocks are shared (cached_tokens of choices 1..3), also with the cache off;
  * aborting the id aborts every choice. */
@@ -551,6 +578,7 @@ int main(void) {
         const struct CMUnitTest eng[] = {
             cmocka_unit_test(test_property_synthetic),
             cmocka_unit_test(test_choices),
+            cmocka_unit_test(test_arrive_together),
             cmocka_unit_test(test_property_default),
         };
         rc |= cmocka_run_group_tests_name("prefix cache: engine", eng, NULL, NULL);
