@@ -11,7 +11,8 @@
 # worker's prefix cache over those looked up (from /metrics), and the load average.
 # A benchmark, not a test: it keeps both cores busy for a few minutes. Usage:
 #   scripts/bench-prefix-keys.sh [-k PREFIXES] [-r PER_PREFIX] [--threads T]
-# Prints a markdown table on stdout (docs/benchmarks.md quotes it).
+# Prints a markdown table on stdout (docs/benchmarks.md quotes it). KRILL_BPK_ORDER="p c"
+# runs the prefix mode first (alternate the order between runs: the machine is shared).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -69,7 +70,7 @@ pids+=($!)
 
 echo "| key | wall s | requests per worker | prompt tokens from the cache / looked up | hit rate | load average |"
 echo "|---|---|---|---|---|---|"
-for mode in c p; do
+for mode in ${KRILL_BPK_ORDER:-c p}; do
   topic=krill.requests.$mode
   key=custom_id; [ $mode = p ] && key=prefix
   "$B/krill-enqueue" -q -b "$brokers" -t "$topic" --key "$key" "$T/$mode.jsonl"
