@@ -126,6 +126,8 @@ def child_llamacpp(a):
     cp.n_threads = a.threads
     cp.n_threads_batch = a.threads
     cp.no_perf = True
+    if a.shared_prefix_len:
+        cp.kv_unified = True  # seq_cp (sharing cells between sequences) needs one unified KV buffer
     ctx = L.llama_init_from_model(model, cp)
     if not ctx:
         sys.exit("llama.cpp: cannot create a context for %d sequences" % n_seq)
@@ -204,7 +206,7 @@ def child_llamacpp(a):
     done = [wall] * n_seq
     r = summarize("llama.cpp", n_seq, a.prompt_len, a.output_len, wall, ttft, done,
                   {"version": L.__version__, "api": "llama_batch + llama_decode, all sequences per call",
-                   "kv": "f16 (default)", "shared_prefix_len": S,
+                   "kv": "f16 (default)" + (", kv_unified" if S else ""), "shared_prefix_len": S,
                    "prompt_sharing": "llama_memory_seq_cp" if S else "none", "output_digest": digest(gen)})
     L.llama_batch_free(batch)
     L.llama_free(ctx)
