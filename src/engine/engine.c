@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +41,7 @@ void engine_config_defaults(engine_config_t *cfg) {
     memset(cfg, 0, sizeof(*cfg));
     cfg->backend = "auto";
     cfg->dtype = "bf16";
+    cfg->prefix_cache = true;
 }
 
 /* ---------------------------------------------------------------- model table */
@@ -169,6 +171,15 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
     uint64_t seed = cfg->seed;
     if (seed == 0 && getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
         seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    /* what besides the tokens decides a block's K/V: the weights (file, size, time) and
+     * their dtype, the cache layout (backend, KV dtype, block size). Within one engine
+     * it never changes; it keeps keys apart should a cache ever outlive one. */
+    char salt[768];
+    struct stat fst;
+    bool have_st = stat(cfg->model_path, &fst) == 0;
+    snprintf(salt, sizeof(salt), "%s|%lld|%lld|%s|%s|%s|%d", cfg->model_path, have_st ? (long long)fst.st_size : -1LL,
+             have_st ? (long long)fst.st_mtime : -1LL, model_backend_name(e->model), cfg->dtype ? cfg->dtype : "",
+             cfg->kv_dtype ? cfg->kv_dtype : "default", model_kv_block_size(e->model));
     scheduler_config_t sc = {.max_seqs = max_seqs,
                              .max_batch_tokens = max_batch,
                              .n_ctx = n_ctx,
@@ -176,7 +187,9 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
                              .kv_block_size = model_kv_block_size(e->model),
                              .max_queue = cfg->max_queue,
                              .seed = seed,
-                             .overcommit = cfg->kv_overcommit};
+                             .overcommit = cfg->kv_overcommit,
+                             .prefix_cache = cfg->prefix_cache,
+                             .prefix_salt = salt};
     if (!(e->sched = scheduler_new(&sc, &sm, sub, sizeof(sub)))) {
         err_set(err, errlen, "%s", sub);
         goto fail;
@@ -203,8 +216,8 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
     in->max_batch_tokens = max_batch;
     in->kv_cache_tokens = model_kv_blocks(e->model) * model_kv_block_size(e->model);
     LOG_INFO("engine ready", "model=\"%s\" backend=%s context=%d max_seqs=%d max_batch_tokens=%d "
-             "kv_cache_tokens=%lld", in->model_name, in->backend, n_ctx, max_seqs, max_batch,
-             (long long)in->kv_cache_tokens);
+             "kv_cache_tokens=%lld prefix_cache=%s", in->model_name, in->backend, n_ctx, max_seqs, max_batch,
+             (long long)in->kv_cache_tokens, cfg->prefix_cache ? "on" : "off");
     return e;
 fail:
     engine_close(e);

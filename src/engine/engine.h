@@ -55,6 +55,8 @@ typedef struct {
     double gpu_memory_fraction; /* cuda: fraction of free memory for weights+activations+KV; 0 = 0.9 */
     int max_queue;              /* waiting requests accepted before ENGINE_ERR_BUSY; 0 = unbounded */
     uint64_t seed;              /* base for requests without a seed; 0 = random per engine */
+    bool prefix_cache;          /* automatic prefix caching: requests share the KV blocks of
+                                   common prompt prefixes (default true; docs/engine-scheduling.md) */
 } engine_config_t;
 
 typedef struct {
@@ -172,6 +174,10 @@ typedef struct {
      * sampling ran on the device (only ids downloaded) */
     double gpu_busy_ms, gpu_idle_ms;
     uint64_t graph_captures, graph_replays, argmax_steps;
+    /* prefix cache: prompt tokens looked up at admission / found cached (both 0 when
+     * it is off); blocks that hold a cache key now */
+    uint64_t prefix_queries_tokens, prefix_hit_tokens;
+    int64_t prefix_cached_blocks;
 } engine_stats_t;
 
 typedef struct {

@@ -72,12 +72,8 @@ int engine_request_check(const engine_info_t *info, const engine_request_t *q, c
         err_set(err, errlen, "logit_bias is not available in this build");
         return ENGINE_ERR_INVALID;
     }
-    if (q->n > 1) {
-        err_set(err, errlen, "n = %d: more than one choice is not available in this build", q->n);
-        return ENGINE_ERR_INVALID;
-    }
-    if (q->n < 0) {
-        err_set(err, errlen, "n is %d: it must be >= 1", q->n);
+    if (q->n < 0 || q->n > ENGINE_MAX_CHOICES) {
+        err_set(err, errlen, "n is %d: it must be in [1, %d]", q->n, ENGINE_MAX_CHOICES);
         return ENGINE_ERR_INVALID;
     }
     int64_t need = (int64_t)q->n_prompt + q->max_tokens;

@@ -25,7 +25,9 @@
 #include "log.h"
 #include "sampler.h"
 
-typedef enum { RS_INCOMING = 0, RS_WAITING, RS_RUNNING, RS_DONE } rstate_t;
+/* RS_PARKED: choice i > 0 of an n > 1 request, held by its choice 0 (parent) until
+ * the parent's prompt is computed; then it forks from the parent's blocks. */
+typedef enum { RS_INCOMING = 0, RS_WAITING, RS_RUNNING, RS_DONE, RS_PARKED } rstate_t;
 
 typedef struct sreq sreq_t;
 struct sreq {
@@ -50,6 +52,11 @@ struct sreq {
     size_t text_len, text_cap;
     tokenizer_stream_t ds;
     kvcache_seq_t kv;
+    int choice;            /* index of this choice (engine_request_t.n) */
+    int cached;            /* prompt tokens not computed for it: prefix cache hit or fork */
+    sreq_t *kids;          /* parked choices 1..n-1 (choice 0 only, until its prompt is computed) */
+    sreq_t *kid_next;      /* next parked sibling */
+    sreq_t *parent;        /* while RS_PARKED */
 
     /* this step */
     int chunk;
@@ -92,6 +99,8 @@ struct scheduler {
     int64_t projected;  /* blocks the running requests would hold at max_tokens */
     double admit_limit; /* overcommit x kv blocks */
     uint64_t steps, preemptions, prompt_total, gen_total, argmax_steps;
+    uint64_t prefix_queries, prefix_hits; /* prompt tokens looked up / found in the prefix cache */
+    int n_parked;                         /* choices waiting for their parent's prompt */
     engine_stats_t dev; /* device counters (device_stats) */
     int last_seqs, last_tokens;
     double last_ms;
@@ -141,6 +150,10 @@ static void rl_remove(rlist_t *l, sreq_t *r) {
 
 static void sreq_free(scheduler_t *s, sreq_t *r) {
     if (!r) return;
+    for (sreq_t *k = r->kids, *nx; k; k = nx) {
+        nx = k->kid_next;
+        sreq_free(s, k);
+    }
     kvcache_seq_destroy(s ? s->kv : NULL, &r->kv);
     free(r->tokens);
     free(r->text);
@@ -167,12 +180,14 @@ static void assert_request(const scheduler_t *s, const engine_request_t *q) {
     CHECK(kvcache_blocks_for(s->kv, need - 1) <= kvcache_n_blocks(s->kv));
 }
 
-int scheduler_submit(scheduler_t *s, const engine_request_t *q, char *err, size_t errlen) {
-    assert_request(s, q);
-
+/* One sequence of request q: choice `choice` of its q->n. Every per-sequence field is
+ * set here, for choice 0 and the forked choices alike. NULL when out of memory. The
+ * RNG is seeded by the caller (under the mutex). */
+static sreq_t *sreq_new(scheduler_t *s, const engine_request_t *q, int choice) {
     sreq_t *r = calloc(1, sizeof(*r));
-    if (!r) goto oom;
+    if (!r) return NULL;
     r->id = q->id;
+    r->choice = choice;
     r->n_prompt = q->n_prompt;
     r->max_tokens = q->max_tokens;
     r->min_tokens = q->min_tokens;
@@ -199,6 +214,28 @@ int scheduler_submit(scheduler_t *s, const engine_request_t *q, char *err, size_
     s->m.detok_init(s->m.ctx, &r->ds);
     r->logit_row = -1;
     r->t_submit = clock_now_ms();
+    return r;
+oom:
+    sreq_free(s, r);
+    return NULL;
+}
+
+int scheduler_submit(scheduler_t *s, const engine_request_t *q, char *err, size_t errlen) {
+    assert_request(s, q);
+    const int n = q->n > 1 ? q->n : 1;
+    CHECK(n <= ENGINE_MAX_CHOICES);
+
+    /* choice 0 runs the prompt; the others wait parked on it and fork from its blocks */
+    sreq_t *r = sreq_new(s, q, 0);
+    if (!r) goto oom;
+    for (int i = n - 1; i >= 1; i--) {
+        sreq_t *k = sreq_new(s, q, i);
+        if (!k) goto oom;
+        k->state = RS_PARKED;
+        k->parent = r;
+        k->kid_next = r->kids;
+        r->kids = k;
+    }
 
     pthread_mutex_lock(&s->mu);
     if (s->cfg.max_queue > 0 && s->n_incoming + s->snap.waiting >= s->cfg.max_queue) {
@@ -209,23 +246,27 @@ int scheduler_submit(scheduler_t *s, const engine_request_t *q, char *err, size_
     }
     /* seeded under the mutex: the engine thread takes the request under it too */
     uint64_t counter = s->req_counter++;
-    sampler_rng_seed(&r->rng, q->has_seed ? q->seed : sampler_seed_mix(s->cfg.seed, counter));
+    const uint64_t seed = q->has_seed ? q->seed : sampler_seed_mix(s->cfg.seed, counter);
+    sampler_rng_seed(&r->rng, seed);
     r->state = RS_INCOMING;
     if (s->in_tail) s->in_tail->q_next = r;
     else s->in_head = r;
     s->in_tail = r;
-    s->n_incoming++;
-    r->live_next = s->live_head;
-    if (s->live_head) s->live_head->live_prev = r;
-    s->live_head = r;
+    s->n_incoming += n;
+    for (sreq_t *x = r; x; x = x == r ? r->kids : x->kid_next) {
+        if (x != r) sampler_rng_seed(&x->rng, engine_choice_seed(seed, x->choice));
+        x->live_next = s->live_head;
+        if (s->live_head) s->live_head->live_prev = x;
+        s->live_head = x;
+    }
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return ENGINE_OK;
 
 oom:
     sreq_free(s, r);
-    err_set(err, errlen, "out of memory while queuing a request of %d + %d tokens", q->n_prompt,
-             q->max_tokens);
+    err_set(err, errlen, "out of memory while queuing a request of %d + %d tokens (n = %d)", q->n_prompt,
+             q->max_tokens, n);
     return ENGINE_ERR_INTERNAL;
 }
 
@@ -259,6 +300,7 @@ scheduler_t *scheduler_new(const scheduler_config_t *cfg, const scheduler_model_
     s->sampler = sampler_new(m->n_vocab);
     if (s->sampler) sampler_set_gumbel(s->sampler, m->gumbel);
     if (!s->kv || !s->sampler) goto oom;
+    if (cfg->prefix_cache && kvcache_prefix_enable(s->kv, cfg->prefix_salt) != 0) goto oom;
     s->max_blocks = (int)((cfg->n_ctx + cfg->kv_block_size - 1) / cfg->kv_block_size);
     size_t bt = (size_t)cfg->max_batch_tokens, bs = (size_t)cfg->max_seqs;
     s->b_tokens = malloc(bt * sizeof(int32_t));
@@ -349,6 +391,35 @@ static void running_remove(scheduler_t *s, sreq_t *r) {
     s->projected -= final_blocks(s, r);
 }
 
+/* Moves r's parked choices to the front of the waiting list, in choice order. With
+ * share, r has just computed its prompt: each takes a reference on r's full blocks
+ * before the one holding the last prompt token (that token's row is recomputed by
+ * each choice, so its first sample has its own logits; shared blocks stay full and
+ * are never written again). */
+static void fork_kids(scheduler_t *s, sreq_t *r, bool share) {
+    int nb = share ? (r->n_prompt - 1) / kvcache_block_size(s->kv) : 0;
+    if (nb > r->kv.n_blocks) nb = r->kv.n_blocks;
+    sreq_t *kids = NULL;
+    for (sreq_t *k = r->kids, *nx; k; k = nx) { /* reverse, so that pushing to the front keeps the order */
+        nx = k->kid_next;
+        k->kid_next = kids;
+        kids = k;
+    }
+    r->kids = NULL;
+    for (sreq_t *k = kids, *nx; k; k = nx) {
+        nx = k->kid_next;
+        k->kid_next = NULL;
+        k->parent = NULL;
+        if (nb > 0) {
+            kvcache_seq_share(s->kv, &k->kv, &r->kv, nb);
+            k->n_computed = k->cached = nb * kvcache_block_size(s->kv);
+        }
+        k->state = RS_WAITING;
+        rl_push_front(&s->waiting, k);
+        s->n_parked--;
+    }
+}
+
 /* Engine thread: r is out of every list; its result is complete but for the text flush. */
 static void finish_req(scheduler_t *s, sreq_t *r, engine_finish_t f, engine_status_t code,
                        const char *msg, bool flush, sreq_t **fin) {
@@ -362,6 +433,7 @@ static void finish_req(scheduler_t *s, sreq_t *r, engine_finish_t f, engine_stat
     }
     r->text[r->text_len] = '\0';
     kvcache_seq_release(s->kv, &r->kv);
+    fork_kids(s, r, false); /* finished before its prompt was computed: they prefill alone */
     r->finish = f;
     r->error_code = code;
     if (msg) snprintf(r->error, sizeof(r->error), "%s", msg);
@@ -401,6 +473,22 @@ static void batch_add(scheduler_t *s, sreq_t *r, int chunk, int *nt, int *ns, in
     s->b_reqs[si] = r;
     *nt = t;
     *ns = si + 1;
+}
+
+/* Prefix cache: true when a sequence already in this step's batch completes r's block i
+ * under the same key (the same prefix). r then waits a step and finds the block cached
+ * instead of computing it a second time (requests sharing a prompt that arrive
+ * together would otherwise all prefill it in the first step). */
+static bool computing_same_block(scheduler_t *s, sreq_t *r, int i, int ns) {
+    const int end = (i + 1) * kvcache_block_size(s->kv);
+    if (!kvcache_prefix_enabled(s->kv) || end > n_known(r) - 1) return false; /* r would compute it anyway */
+    const prefix_key_t *k = kvcache_seq_key(s->kv, &r->kv, r->tokens, i);
+    for (int j = 0; j < ns; j++) {
+        sreq_t *x = s->b_reqs[j];
+        if (x->n_computed >= end || x->n_computed + x->chunk < end) continue;
+        if (memcmp(kvcache_seq_key(s->kv, &x->kv, x->tokens, i)->b, k->b, PREFIX_KEY_BYTES) == 0) return true;
+    }
+    return false;
 }
 
 /* True when r's next token is a function of its raw logits that forward_argmax can
@@ -459,6 +547,18 @@ static bool accept_token(scheduler_t *s, sreq_t *r, int32_t tok, sreq_t **fin) {
     return false;
 }
 
+/* Takes a parked choice out of its parent's list (abort). */
+static void unpark(scheduler_t *s, sreq_t *k) {
+    for (sreq_t **pp = &k->parent->kids; *pp; pp = &(*pp)->kid_next)
+        if (*pp == k) {
+            *pp = k->kid_next;
+            break;
+        }
+    k->kid_next = NULL;
+    k->parent = NULL;
+    s->n_parked--;
+}
+
 static void unlink_abort(scheduler_t *s, sreq_t *r) {
     for (sreq_t **pp = &s->abort_top; *pp; pp = &(*pp)->abort_next)
         if (*pp == r) {
@@ -485,7 +585,7 @@ static void publish(scheduler_t *s, sreq_t *fin) {
     }
     engine_stats_t *st = &s->snap;
     st->running = s->running.n;
-    st->waiting = s->waiting.n;
+    st->waiting = s->waiting.n + s->n_parked;
     st->kv_blocks_used = kvcache_n_used(s->kv);
     st->kv_blocks_total = kvcache_n_blocks(s->kv);
     st->steps = s->steps;
@@ -500,6 +600,9 @@ static void publish(scheduler_t *s, sreq_t *fin) {
     st->graph_captures = s->dev.graph_captures;
     st->graph_replays = s->dev.graph_replays;
     st->argmax_steps = s->argmax_steps;
+    st->prefix_queries_tokens = s->prefix_queries;
+    st->prefix_hit_tokens = s->prefix_hits;
+    st->prefix_cached_blocks = kvcache_n_cached(s->kv);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -514,6 +617,7 @@ int scheduler_step(scheduler_t *s) {
         r->q_next = NULL;
         r->state = RS_WAITING;
         rl_push_back(&s->waiting, r);
+        for (sreq_t *k = r->kids; k; k = k->kid_next) s->n_parked++;
     }
     s->in_head = s->in_tail = NULL;
     s->n_incoming = 0;
@@ -526,6 +630,7 @@ int scheduler_step(scheduler_t *s) {
         nx = r->abort_next;
         if (r->state == RS_WAITING) rl_remove(&s->waiting, r);
         else if (r->state == RS_RUNNING) running_remove(s, r);
+        else if (r->state == RS_PARKED) unpark(s, r);
         else continue;
         finish_req(s, r, ENGINE_FINISH_ABORTED, ENGINE_OK, "aborted", true, &fin);
     }
@@ -556,8 +661,23 @@ int scheduler_step(scheduler_t *s) {
         int64_t wm = s->running.n > 0 ? (kvcache_n_blocks(s->kv) + 99) / 100 : 0;
         sreq_t *r;
         while ((r = s->waiting.head) && ns < S && nt < B) {
-            if (kvcache_seq_missing(s->kv, &r->kv, n_known(r)) > kvcache_n_free(s->kv) - wm) break;
+            /* the prefix cache: the longest chain of cached full blocks before the last
+             * known token (whose logits are needed) is taken instead of computed; cached
+             * blocks nobody holds leave the free count when taken */
+            int hit = 0, revive = 0;
+            if (r->kv.n_blocks == 0) hit = kvcache_seq_lookup(s->kv, &r->kv, r->tokens, n_known(r) - 1, &revive);
+            if (r->kv.n_blocks == 0 && computing_same_block(s, r, hit, ns)) break;
+            if (kvcache_seq_missing(s->kv, &r->kv, n_known(r)) - hit + revive > kvcache_n_free(s->kv) - wm) break;
             if (s->running.n > 0 && (double)(s->projected + final_blocks(s, r)) > s->admit_limit) break;
+            if (kvcache_prefix_enabled(s->kv) && r->kv.n_blocks == 0 && r->t_sched == 0.0) {
+                s->prefix_queries += (uint64_t)r->n_prompt;
+                s->prefix_hits += (uint64_t)hit * (uint64_t)kvcache_block_size(s->kv);
+                r->cached = hit * kvcache_block_size(s->kv);
+            }
+            if (hit > 0) {
+                kvcache_seq_attach(s->kv, &r->kv, hit);
+                r->n_computed = hit * kvcache_block_size(s->kv);
+            }
             CHECK(kvcache_seq_reserve(s->kv, &r->kv, n_known(r)) == 0);
             rl_remove(&s->waiting, r);
             r->state = RS_RUNNING;
@@ -605,6 +725,8 @@ int scheduler_step(scheduler_t *s) {
                 continue;
             }
             r->n_computed += r->chunk;
+            kvcache_seq_publish(s->kv, &r->kv, r->tokens, r->n_computed);
+            if (r->kids && r->n_computed >= r->n_prompt) fork_kids(s, r, true);
             if (r->logit_row >= 0 && by_ids) accept_token(s, r, s->ids[r->logit_row], &fin);
             else if (r->logit_row >= 0)
                 sample_one(s, r, s->logits + (size_t)r->logit_row * (size_t)s->m.n_vocab, &fin);
@@ -676,6 +798,8 @@ size_t scheduler_poll(scheduler_t *s, engine_result_t *out, size_t max) {
         o->queue_ms = (r->t_sched > 0.0 ? r->t_sched : r->t_done) - r->t_submit;
         o->ttft_ms = r->t_first > 0.0 ? r->t_first - r->t_submit : 0.0;
         o->total_ms = r->t_done - r->t_submit;
+        o->index = r->choice;
+        o->cached_tokens = r->cached;
         sreq_free(s, r);
     }
     return n;

@@ -77,6 +77,11 @@ typedef struct {
      * larger values admit more optimistically (requests often stop early) and fall
      * back on preemption. 0 = 1.0. */
     double overcommit;
+    /* Prefix cache (docs/engine-scheduling.md): full KV blocks are shared between
+     * requests whose token prefixes match; prefix_salt names what else changes the K/V
+     * (model file, KV dtype), the root of every block key. */
+    bool prefix_cache;
+    const char *prefix_salt;
 } scheduler_config_t;
 
 /* m is copied; m->ctx must outlive the scheduler. NULL with err on bad sizes. */

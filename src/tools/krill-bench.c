@@ -2,13 +2,17 @@
  * tokens and O output tokens (ignore_eos, greedy), all submitted at once, stepped
  * until the last one finishes. Reports requests/s, output and total tokens/s,
  * TTFT and TPOT percentiles and the peak RSS; with --requests 1 it is a batch-1
- * decode benchmark. Model loading is not timed. Results go to stdout (text, or one
+ * decode benchmark. --shared-prefix-len N makes the first N prompt tokens the same for
+ * every request (the prefix cache's workload); output_digest (SHA-256 over every
+ * request's generated ids, in request order) proves two runs produced the same tokens.
+ * Model loading is not timed. Results go to stdout (text, or one
  * JSON object with --json); the engine's log goes to stderr. */
 #ifndef KRILL_NO_JANSSON
 #include <jansson.h>
 #endif
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 
 #include "bench_load.h"
@@ -16,6 +20,7 @@
 #include "clock.h"
 #include "engine.h"
 #include "log.h"
+#include "sha256.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -34,6 +39,8 @@ static void usage(FILE *f) {
             "      --seed S              prompt generator seed (default 1)\n"
             "      --temperature T       sampling temperature of every request (default 0 = greedy)\n"
             "      --top-p P             nucleus sampling mass (default 1 = off; needs --temperature)\n"
+            "      --shared-prefix-len N the first N prompt tokens are the same for every request (default 0)\n"
+            "      --prefix-cache on|off the engine's prefix cache (default on)\n"
             "      --json                one JSON object on stdout\n"
             "  -v, --verbose             engine log at info level\n"
             "  -h, --help                this text\n"
@@ -42,14 +49,14 @@ static void usage(FILE *f) {
 
 typedef struct {
     engine_config_t cfg;
-    long n_req, plen, olen, seed;
+    long n_req, plen, olen, seed, shared;
     double temperature, top_p;
     bool json, verbose;
 } args_t;
 
 static void argparse(int argc, char **argv, args_t *a) {
     enum { O_REQ = 256, O_PLEN, O_OLEN, O_BACKEND, O_THREADS, O_SEQS, O_MBT, O_KVT, O_KVD, O_OVER, O_SEED,
-           O_TEMP, O_TOPP, O_JSON };
+           O_TEMP, O_TOPP, O_JSON, O_SHARED, O_PREFIX };
     static const struct option lopts[] = {
         {"model", required_argument, NULL, 'm'},          {"requests", required_argument, NULL, O_REQ},
         {"prompt-len", required_argument, NULL, O_PLEN},  {"output-len", required_argument, NULL, O_OLEN},
@@ -59,6 +66,7 @@ static void argparse(int argc, char **argv, args_t *a) {
         {"kv-overcommit", required_argument, NULL, O_OVER}, {"seed", required_argument, NULL, O_SEED},
         {"temperature", required_argument, NULL, O_TEMP}, {"top-p", required_argument, NULL, O_TOPP},
         {"json", no_argument, NULL, O_JSON},              {"verbose", no_argument, NULL, 'v'},
+        {"shared-prefix-len", required_argument, NULL, O_SHARED}, {"prefix-cache", required_argument, NULL, O_PREFIX},
         CLI_OPTIONS_END};
     *a = (args_t){.n_req = -1, .plen = -1, .olen = -1, .seed = 1, .temperature = 0.0, .top_p = 1.0};
     engine_config_t *cfg = &a->cfg;
@@ -81,6 +89,11 @@ static void argparse(int argc, char **argv, args_t *a) {
         case O_TEMP: a->temperature = cli_double("--temperature", optarg, 0, 2); break;
         case O_TOPP: a->top_p = cli_double("--top-p", optarg, 1e-6, 1); break;
         case O_JSON: a->json = true; break;
+        case O_SHARED: a->shared = cli_long("--shared-prefix-len", optarg, 0, 1 << 24); break;
+        case O_PREFIX:
+            if (strcmp(optarg, "on") && strcmp(optarg, "off")) cli_usage_error("--prefix-cache takes on or off");
+            cfg->prefix_cache = strcmp(optarg, "on") == 0;
+            break;
         case 'v': a->verbose = true; break;
         default: cli_default(c, usage);
         }
@@ -88,6 +101,7 @@ static void argparse(int argc, char **argv, args_t *a) {
     cli_no_operands(argc, argv);
     if (!cfg->model_path || a->n_req < 0 || a->plen < 0 || a->olen < 0)
         cli_usage_error("-m, --requests, --prompt-len and --output-len are required");
+    if (a->shared > a->plen) cli_usage_error("--shared-prefix-len must not exceed --prompt-len");
 }
 
 /* What one run measured. */
@@ -96,9 +110,34 @@ typedef struct {
     double ttft50, ttft99, tpot50, tpot99, lat50;
     uint64_t steps;
     double seqs_mean; /* sequences per step */
+    long cached;      /* prompt tokens served from the prefix cache */
+    char digest[2 * SHA256_BYTES + 1];
     int max_seqs_seen;
     engine_stats_t st;
 } report_t;
+
+/* output_digest: SHA-256 over the requests in id order, each as its count of generated
+ * ids then the ids (little-endian uint32 each). Sorts res by id. */
+static int cmp_id(const void *x, const void *y) {
+    uint64_t a = ((const engine_result_t *)x)->id, b = ((const engine_result_t *)y)->id;
+    return (a > b) - (a < b);
+}
+static void put_le32(sha256_t *c, uint32_t v) {
+    uint8_t le[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    sha256_update(c, le, 4);
+}
+static void digest_results(engine_result_t *res, size_t n, char out[2 * SHA256_BYTES + 1]) {
+    qsort(res, n, sizeof(*res), cmp_id);
+    sha256_t c;
+    uint8_t d[SHA256_BYTES];
+    sha256_init(&c);
+    for (size_t i = 0; i < n; i++) {
+        put_le32(&c, (uint32_t)res[i].n_tokens);
+        for (int k = 0; k < res[i].n_tokens; k++) put_le32(&c, (uint32_t)res[i].tokens[k]);
+    }
+    sha256_final(&c, d);
+    sha256_hex(d, out);
+}
 
 /* Submits every request at once and steps until the last one finishes; 0, or -1 after
  * printing why. */
@@ -117,6 +156,7 @@ static int bench_run(engine_t *e, const args_t *a, report_t *r) {
     bench_load_t load; /* synthetic prompts, different per request */
     bench_load_init(&load, (uint64_t)a->seed, engine_get_info(e)->n_vocab);
     bench_load_prompt(&load, prompts, n * (size_t)plen);
+    for (size_t i = 1; i < n; i++) memcpy(prompts + i * (size_t)plen, prompts, (size_t)a->shared * sizeof(int32_t));
 
     double t0 = clock_now_ms();
     for (long i = 0; i < n_req; i++) {
@@ -143,8 +183,10 @@ static int bench_run(engine_t *e, const args_t *a, report_t *r) {
     r->seqs_mean = r->steps ? seqs_sum / (double)r->steps : 0.0;
     engine_get_stats(e, &r->st);
 
+    digest_results(res, n, r->digest);
     long out_tok = 0;
     for (size_t i = 0; i < n; i++) {
+        r->cached += res[i].cached_tokens;
         if (res[i].finish == ENGINE_FINISH_ERROR) {
             fprintf(stderr, "krill-bench: request %llu failed: %s\n", (unsigned long long)res[i].id, res[i].error);
             goto out;
@@ -198,14 +240,16 @@ static void print_json(const args_t *a, const engine_info_t *info, const report_
            "\"tpot_ms_p99\":%.17g,\"latency_ms_p50\":%.17g,\"decode_tok_per_s_p50\":%.17g,\"peak_rss_mb\":%.17g,"
            "\"steps\":%llu,\"preemptions\":%llu,\"mean_seqs_per_step\":%.17g,\"max_seqs_per_step\":%d,"
            "\"gpu_busy_ms\":%.17g,\"gpu_idle_ms\":%.17g,\"graph_captures\":%llu,\"graph_replays\":%llu,"
-           "\"argmax_steps\":%llu}\n",
+           "\"argmax_steps\":%llu,\"shared_prefix_len\":%ld,\"prefix_cache\":%s,\"cached_prompt_tokens\":%ld,"
+           "\"output_digest\":\"%s\"}\n",
            KRILL_VERSION, name, dev, n_req, plen, olen, (double)(float)temperature, (double)(float)top_p, info->max_seqs, info->max_batch_tokens,
            (long long)info->kv_cache_tokens, r->load_s, r->wall_s, r->req_s, r->out_s, r->tot_s, r->ttft50,
            r->ttft99, r->tpot50, r->tpot99,
            r->lat50, r->dec_s, r->rss_mb, (unsigned long long)r->steps,
            (unsigned long long)r->st.preemptions, r->seqs_mean, r->max_seqs_seen,
            r->st.gpu_busy_ms, r->st.gpu_idle_ms, (unsigned long long)r->st.graph_captures,
-           (unsigned long long)r->st.graph_replays, (unsigned long long)r->st.argmax_steps);
+           (unsigned long long)r->st.graph_replays, (unsigned long long)r->st.argmax_steps, a->shared,
+           a->cfg.prefix_cache ? "true" : "false", r->cached, r->digest);
 #else
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:i, s:i, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
                           "s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:f, s:i, s:f, s:f, s:I, s:I, s:I}",
@@ -223,6 +267,10 @@ static void print_json(const args_t *a, const engine_info_t *info, const report_
                           "max_seqs_per_step", r->max_seqs_seen, "gpu_busy_ms", r->st.gpu_busy_ms, "gpu_idle_ms",
                           r->st.gpu_idle_ms, "graph_captures", (json_int_t)r->st.graph_captures, "graph_replays",
                           (json_int_t)r->st.graph_replays, "argmax_steps", (json_int_t)r->st.argmax_steps);
+    json_object_set_new(o, "shared_prefix_len", json_integer(a->shared));
+    json_object_set_new(o, "prefix_cache", json_boolean(a->cfg.prefix_cache));
+    json_object_set_new(o, "cached_prompt_tokens", json_integer(r->cached));
+    json_object_set_new(o, "output_digest", json_string(r->digest));
     char *txt = json_dumps(o, JSON_COMPACT);
     puts(txt);
     free(txt);
@@ -247,6 +295,9 @@ static void print_text(const args_t *a, const engine_info_t *info, const report_
     printf("TPOT ms          p50 %9.2f   p99 %9.2f   (decode %.1f tok/s per request at p50)\n",
            r->tpot50, r->tpot99, r->dec_s);
     printf("peak RSS         %10.1f MB\n", r->rss_mb);
+    printf("prefix cache     %s, shared prefix %ld tokens; %ld prompt tokens served from the cache\n",
+           a->cfg.prefix_cache ? "on" : "off", a->shared, r->cached);
+    printf("output digest    %s\n", r->digest);
     printf("device           busy %.1f ms, idle between steps %.1f ms; graphs %llu captured, %llu replays; "
            "%llu steps sampled on the device\n", r->st.gpu_busy_ms, r->st.gpu_idle_ms,
            (unsigned long long)r->st.graph_captures, (unsigned long long)r->st.graph_replays,

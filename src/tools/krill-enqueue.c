@@ -5,7 +5,10 @@
  * cannot be converted (malformed on purpose) is sent verbatim, so test sets of bad
  * messages go through untouched. --text wraps each line as the content of a chat
  * request. The record key is the line's custom_id when it has one (so a request always
- * lands on the same partition). The idempotent producer acknowledges every record;
+ * lands on the same partition; --key custom_id, the default), or with --key prefix[:N]
+ * a hash of the start of its prompt, so requests sharing a prefix land on one partition
+ * and hence one worker, whose prefix cache then serves it (docs/engine-scheduling.md,
+ * "Prefix-affine partitioning"; the price is skew when one prefix dominates). The idempotent producer acknowledges every record;
  * the exit status is non-zero if any delivery failed.
  *
  * Every wait is bounded by --timeout (default 30 s): before sending, one metadata
@@ -26,6 +29,7 @@
 #include "err.h"
 #include "kafka.h"
 #include "log.h"
+#include "sha256.h"
 
 typedef struct {
     long acked, failed;
@@ -67,6 +71,11 @@ static void usage(FILE *f) {
             "  --partitions N         partitions of created topics (default 4)\n"
             "  --timeout S            the longest wait, in seconds, for a broker to answer and\n"
             "                         for each record's acknowledgement (default 30)\n"
+            "  --key custom_id|prefix[:N]\n"
+            "                         record key: the line's custom_id (default), or a hash of the\n"
+            "                         first N characters of its prompt (default: the system\n"
+            "                         message(s), else the first 1024 characters), so requests\n"
+            "                         with a shared prefix go to one partition (one worker)\n"
             "  -X KEY=VALUE           librdkafka property (repeatable)\n"
             "  -q, --quiet            no progress line\n"
             "  -h, --help             this text\n"
@@ -91,6 +100,66 @@ static size_t line_custom_id(const char *line, size_t len, char *key, size_t cap
     return n;
 }
 
+#define PREFIX_KEY_DEFAULT_CHARS 1024
+
+/* The prompt text of a request line: body.prompt (a string), or its messages' contents
+ * (string or text parts) each after its role and a newline; with system_only, only the
+ * leading system messages. Appended to out; false when the line holds none. */
+static bool line_prompt_text(json_t *o, bool system_only, buf_t *out) {
+    json_t *body = json_object_get(o, "body");
+    json_t *prompt = json_object_get(body, "prompt"), *msgs = json_object_get(body, "messages");
+    if (json_is_string(prompt)) {
+        if (system_only) return false;
+        return buf_append(out, json_string_value(prompt), json_string_length(prompt)) == 0;
+    }
+    size_t i;
+    json_t *m;
+    bool any = false;
+    json_array_foreach(msgs, i, m) {
+        json_t *role = json_object_get(m, "role"), *content = json_object_get(m, "content");
+        if (!json_is_string(role)) return any;
+        if (system_only && strcmp(json_string_value(role), "system") != 0) break;
+        buf_append(out, json_string_value(role), json_string_length(role));
+        buf_append(out, "\n", 1);
+        if (json_is_string(content)) buf_append(out, json_string_value(content), json_string_length(content));
+        size_t k;
+        json_t *part;
+        json_array_foreach(content, k, part) {
+            json_t *t = json_object_get(part, "text");
+            if (json_is_string(t)) buf_append(out, json_string_value(t), json_string_length(t));
+        }
+        buf_append(out, "\n", 1);
+        any = true;
+    }
+    return any;
+}
+
+/* --key prefix[:N]: "p-" and 32 hex digits of SHA-256 over the first n_chars characters
+ * of the line's prompt text (n_chars 0: its system messages, else the first 1024
+ * characters). 0 (no key: the caller falls back on custom_id) when the line is not a
+ * request with a prompt. */
+static size_t line_prefix_key(const char *line, size_t len, int n_chars, char *key, size_t cap) {
+    json_error_t je;
+    json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+    buf_t text = {0};
+    size_t n = 0;
+    if (o && json_is_object(o) && cap > 2 + 32 &&
+        ((n_chars == 0 && line_prompt_text(o, true, &text)) || line_prompt_text(o, false, &text))) {
+        size_t want = n_chars > 0 ? (size_t)n_chars : PREFIX_KEY_DEFAULT_CHARS, chars = 0, end = 0;
+        for (; end < text.len; end++) { /* cut before the (want+1)-th character start */
+            if (((unsigned char)text.data[end] & 0xC0) != 0x80 && chars++ == want) break;
+        }
+        uint8_t d[SHA256_BYTES];
+        char hex[2 * SHA256_BYTES + 1];
+        sha256(text.data, end, d);
+        sha256_hex(d, hex);
+        n = (size_t)snprintf(key, cap, "p-%.32s", hex);
+    }
+    buf_free(&text);
+    json_decref(o);
+    return n;
+}
+
 typedef enum { FMT_JSON, FMT_MSGPACK, FMT_MIXED } send_format_t;
 
 typedef struct {
@@ -99,16 +168,19 @@ typedef struct {
     send_format_t format;
     bool text, create, quiet;
     int partitions, max_tokens, timeout_s;
+    bool key_prefix;   /* --key prefix[:N] */
+    int key_chars;     /* its N; 0 = the system messages, else 1024 characters */
 } args_t;
 
 static void argparse(int argc, char **argv, args_t *a) {
-    enum { O_FORMAT = 256, O_TEXT, O_MAX_TOKENS, O_CREATE, O_PARTITIONS, O_TIMEOUT };
+    enum { O_FORMAT = 256, O_TEXT, O_MAX_TOKENS, O_CREATE, O_PARTITIONS, O_TIMEOUT, O_KEY };
     static const struct option lopts[] = {
         {"brokers", required_argument, NULL, 'b'},        {"topic", required_argument, NULL, 't'},
         {"format", required_argument, NULL, O_FORMAT},    {"text", no_argument, NULL, O_TEXT},
         {"max-tokens", required_argument, NULL, O_MAX_TOKENS}, {"create-topics", no_argument, NULL, O_CREATE},
         {"partitions", required_argument, NULL, O_PARTITIONS}, {"quiet", no_argument, NULL, 'q'},
-        {"timeout", required_argument, NULL, O_TIMEOUT},  CLI_OPTIONS_END};
+        {"timeout", required_argument, NULL, O_TIMEOUT},  {"key", required_argument, NULL, O_KEY},
+        CLI_OPTIONS_END};
     char key[256];
     *a = (args_t){.partitions = 4, .max_tokens = 64, .timeout_s = 30};
     int c;
@@ -132,6 +204,13 @@ static void argparse(int argc, char **argv, args_t *a) {
             cli_list_add(&a->props, argc, optarg);
             break;
         case 'q': a->quiet = true; break;
+        case O_KEY:
+            if (!strcmp(optarg, "custom_id")) a->key_prefix = false;
+            else if (!strcmp(optarg, "prefix")) a->key_prefix = true, a->key_chars = 0;
+            else if (!strncmp(optarg, "prefix:", 7))
+                a->key_prefix = true, a->key_chars = (int)cli_long("--key prefix:N", optarg + 7, 1, 1 << 24);
+            else cli_usage_error("--key must be custom_id, prefix or prefix:N, not '%s'", optarg);
+            break;
         default: cli_default(c, usage);
         }
     }
@@ -244,7 +323,8 @@ static long send_lines(kafka_io_t *k, const args_t *a, FILE *in, const counts_t 
             val = wrapped;
             vlen = strlen(wrapped);
         }
-        size_t keylen = line_custom_id(val, vlen, key, sizeof key);
+        size_t keylen = a->key_prefix ? line_prefix_key(val, vlen, a->key_chars, key, sizeof key) : 0;
+        if (keylen == 0) keylen = line_custom_id(val, vlen, key, sizeof key);
         bool as_msgpack = a->format == FMT_MSGPACK || (a->format == FMT_MIXED && (sent % 2) == 1);
         if (as_msgpack) {
             if (codec_json_to_msgpack(val, vlen, &mp, err, sizeof err) == 0) {

@@ -135,6 +135,9 @@ static const config_key_t KEYS[] = {
       "Tokens per engine step (long prompts are prefilled in chunks of this size)."),
     K("batching.max_wait_ms", CONFIG_INT, 0, 10000, "0", NULL, F(batching, max_wait_ms), NULL,
       "How long an idle engine waits after the first request arrives to gather a fuller first batch."),
+    K("batching.prefix_cache", CONFIG_BOOL, 0, 0, "true", NULL, F(batching, prefix_cache), NULL,
+      "Automatic prefix caching: requests whose prompts start alike share the KV blocks of the common part "
+      "instead of prefilling it again (output unchanged; docs/engine-scheduling.md)."),
     K("batching.slo.ttft_ms", CONFIG_DOUBLE, 0, 3600000, "0.0", NULL, F(batching, slo.ttft_ms), NULL,
       "Adaptive batching: p95 time-to-first-token target in ms (watched, saturation is logged); 0 = none."),
     K("batching.slo.tpot_ms", CONFIG_DOUBLE, 0, 3600000, "0.0", NULL, F(batching, slo.tpot_ms), NULL,

@@ -56,6 +56,7 @@ typedef struct {
         int max_seqs;           /* 0 = backend default */
         int max_batch_tokens;   /* 0 = engine default */
         int max_wait_ms;        /* wait this long for more requests before a step with few */
+        bool prefix_cache;      /* share KV blocks of common prompt prefixes */
         struct {
             double ttft_ms;     /* reserved: target time to first token; 0 = none */
             double tpot_ms;     /* reserved: target time per output token; 0 = none */

@@ -160,6 +160,7 @@ struct metrics {
     _Atomic uint64_t prompt_tokens, generated_tokens, steps;
     _Atomic uint64_t busy_bits; /* seconds spent in engine steps */
     _Atomic uint64_t preemptions; /* the engine's running total (engine_stats_t) */
+    _Atomic uint64_t prefix_hits, prefix_queries, prefix_blocks; /* the engine's prefix cache totals */
     /* gauges (double bits) */
     _Atomic uint64_t running, waiting, kv_ratio, batch_size, pending_prompt;
     _Atomic uint64_t slo_enabled, slo_max_seqs, slo_max_batch_tokens, slo_ttft_p95, slo_tpot_p95;
@@ -212,6 +213,9 @@ metrics_t *metrics_new(void) {
     atomic_init(&m->steps, 0);
     atomic_init(&m->busy_bits, dbl_bits(0.0));
     atomic_init(&m->preemptions, 0);
+    atomic_init(&m->prefix_hits, 0);
+    atomic_init(&m->prefix_queries, 0);
+    atomic_init(&m->prefix_blocks, 0);
     _Atomic uint64_t *zeros[] = {&m->running,      &m->waiting,         &m->kv_ratio,
                                  &m->batch_size,   &m->pending_prompt,  &m->slo_enabled,
                                  &m->slo_max_seqs, &m->slo_max_batch_tokens};
@@ -293,6 +297,13 @@ void metrics_request_done(metrics_t *m, int status_code, const char *finish_reas
 void metrics_set_preemptions(metrics_t *m, uint64_t total) {
     if (!m) return;
     atomic_store_explicit(&m->preemptions, total, memory_order_relaxed);
+}
+
+void metrics_set_prefix_cache(metrics_t *m, uint64_t hit_tokens, uint64_t query_tokens, int64_t blocks) {
+    if (!m) return;
+    atomic_store_explicit(&m->prefix_hits, hit_tokens, memory_order_relaxed);
+    atomic_store_explicit(&m->prefix_queries, query_tokens, memory_order_relaxed);
+    atomic_store_explicit(&m->prefix_blocks, (uint64_t)(blocks > 0 ? blocks : 0), memory_order_relaxed);
 }
 
 void metrics_dlq(metrics_t *m, const char *code) {
@@ -687,6 +698,13 @@ char *metrics_render(metrics_t *m, size_t *len) {
     put_counter(f, "krill_preemptions_total",
                 "Sequences preempted because the KV cache ran out (recomputed later from prompt + output).",
                 acnt_get(&m->preemptions));
+    put_counter(f, "krill_prefix_cache_hits_total",
+                "Prompt tokens whose KV came from the prefix cache (batching.prefix_cache).",
+                acnt_get(&m->prefix_hits));
+    put_counter(f, "krill_prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache.",
+                acnt_get(&m->prefix_queries));
+    put_gauge(f, "krill_prefix_cache_blocks", "KV blocks holding a prefix-cache key (in use or free).",
+              (double)acnt_get(&m->prefix_blocks));
     put_counter(f, "krill_metrics_connections_dropped_total",
                 "Connections to this endpoint closed by its limits (request deadline, connection cap).",
                 httpguard_dropped(m->guard));

@@ -87,6 +87,9 @@ void metrics_request_done(metrics_t *m, int status_code, const char *finish_reas
                           int completion_tokens, double queue_s, double ttft_s, double tpot_s, double total_s);
 /* krill_preemptions_total: the engine's running count (engine_stats_t.preemptions). */
 void metrics_set_preemptions(metrics_t *m, uint64_t total);
+/* krill_prefix_cache_hits_total / _queries_total (prompt tokens) and krill_prefix_cache_blocks:
+ * the engine's running totals (engine_stats_t.prefix_*). */
+void metrics_set_prefix_cache(metrics_t *m, uint64_t hit_tokens, uint64_t query_tokens, int64_t blocks);
 /* One message sent to the DLQ: krill_dlq_total{code}. */
 void metrics_dlq(metrics_t *m, const char *code);
 /* A partition's offsets went backwards (io thread): krill_partition_resets_total{topic}. */

@@ -131,6 +131,8 @@ bool observe_step(observe_t *o, int seqs, const engine_stats_t *st, int *max_seq
         metrics_step(o->metrics, seqs, st->last_step_tokens, st->last_step_ms / 1e3);
     }
     metrics_set_preemptions(o->metrics, st->preemptions);
+    metrics_set_prefix_cache(o->metrics, st->prefix_hit_tokens, st->prefix_queries_tokens, st->prefix_cached_blocks);
+    stats_set_prefix_cache(o->stats, st->prefix_hit_tokens, st->prefix_queries_tokens);
     metrics_set_engine(o->metrics, st->running, st->waiting,
                        st->kv_blocks_total > 0 ? (double)st->kv_blocks_used / (double)st->kv_blocks_total : 0);
     if (!o->slo || seqs <= 0) return false;

@@ -296,4 +296,5 @@ void pipeline_engine_config(const config_t *cfg, engine_config_t *ec) {
     ec->kv_cache_tokens = cfg->model.kv_cache_tokens;
     ec->gpu_memory_fraction = cfg->model.gpu_memory_fraction;
     ec->seed = (uint64_t)cfg->model.seed;
+    ec->prefix_cache = cfg->batching.prefix_cache;
 }

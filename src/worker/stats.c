@@ -28,6 +28,8 @@ struct stats {
     /* engine thread */
     atomic_uint_fast64_t steps, step_seqs, step_tokens;
     atomic_int max_seqs;
+    atomic_uint_fast64_t prefix_hits, prefix_queries; /* the engine's running totals (tokens) */
+    uint64_t prefix_hits_seen, prefix_queries_seen;   /* io thread: the totals at the last emit */
 };
 
 static double now_s(const struct timespec *t) { return (double)t->tv_sec + (double)t->tv_nsec * 1e-9; }
@@ -116,6 +118,11 @@ void stats_add_dlq(stats_t *s) {
     s->total_errors++;
 }
 
+void stats_set_prefix_cache(stats_t *s, uint64_t hit_tokens, uint64_t query_tokens) {
+    atomic_store(&s->prefix_hits, hit_tokens);
+    atomic_store(&s->prefix_queries, query_tokens);
+}
+
 void stats_add_step(stats_t *s, int seqs, int tokens) {
     atomic_fetch_add_explicit(&s->steps, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->step_seqs, (uint64_t)(seqs > 0 ? seqs : 0), memory_order_relaxed);
@@ -152,6 +159,11 @@ int stats_emit(stats_t *s, const stats_gauges_t *g, codec_format_t fmt, stats_wi
     w.step_seqs = atomic_exchange(&s->step_seqs, 0);
     w.step_tokens = atomic_exchange(&s->step_tokens, 0);
     w.max_seqs = atomic_exchange(&s->max_seqs, 0);
+    const uint64_t ph = atomic_load(&s->prefix_hits), pq = atomic_load(&s->prefix_queries);
+    w.prefix_hit_tokens = ph - s->prefix_hits_seen;
+    w.prefix_query_tokens = pq - s->prefix_queries_seen;
+    s->prefix_hits_seen = ph;
+    s->prefix_queries_seen = pq;
     reservoir_pcts(&s->lat, &w.lat_p50, &w.lat_p95, &w.lat_p99);
     reservoir_pcts(&s->ttft, &w.ttft_p50, &w.ttft_p95, &w.ttft_p99);
 
@@ -176,6 +188,13 @@ int stats_emit(stats_t *s, const stats_gauges_t *g, codec_format_t fmt, stats_wi
     json_object_set_new(o, "ttft_ms", pct_obj(w.ttft_p50, w.ttft_p95, w.ttft_p99));
     json_object_set_new(o, "queue_depth", json_integer(g ? g->queue_depth : 0));
     json_object_set_new(o, "in_flight", json_integer(g ? g->in_flight : 0));
+    /* share of the prompt tokens looked up in the prefix cache that were found (null: none looked up) */
+    json_object_set_new(o, "prefix_cache_hit_rate",
+                        w.prefix_query_tokens ? json_real(round((double)w.prefix_hit_tokens /
+                                                                (double)w.prefix_query_tokens * 10000.0) / 10000.0)
+                                              : json_null());
+    json_object_set_new(o, "prefix_cache_hit_rate_total",
+                        pq ? json_real(round((double)ph / (double)pq * 10000.0) / 10000.0) : json_null());
     json_object_set_new(o, "kv_cache_used_frac", json_real(g ? round(g->kv_cache_used_frac * 10000.0) / 10000.0 : 0.0));
     json_object_set_new(o, "backend", json_string(g && g->backend ? g->backend : ""));
     json_object_set_new(o, "device", json_string(g && g->device ? g->device : ""));

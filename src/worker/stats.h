@@ -34,6 +34,7 @@ typedef struct { /* a window's numbers (also what stats_emit encodes) */
     uint64_t prompt_tokens, generated_tokens;
     uint64_t steps, step_seqs, step_tokens;
     int max_seqs;
+    uint64_t prefix_hit_tokens, prefix_query_tokens; /* prefix cache, this window */
     double lat_p50, lat_p95, lat_p99, ttft_p50, ttft_p95, ttft_p99; /* < 0: no sample */
 } stats_window_t;
 
@@ -47,6 +48,9 @@ void stats_add_request(stats_t *s, bool ok, int prompt_tokens, int generated_tok
 void stats_add_dlq(stats_t *s);
 /* engine thread: one engine_step that ran seqs sequences over tokens tokens. */
 void stats_add_step(stats_t *s, int seqs, int tokens);
+/* engine thread: the engine's prefix-cache totals (engine_stats_t.prefix_*, prompt tokens);
+ * the record gives the window's hit rate and the total one. */
+void stats_set_prefix_cache(stats_t *s, uint64_t hit_tokens, uint64_t query_tokens);
 
 /* Closes the window: fills *w (may be NULL), encodes the record into out (JSON when
  * fmt is CODEC_FMT_JSON, else msgpack), starts a new window. 0 or -1 with err. */

@@ -16,6 +16,15 @@ count, so peak RSS (getrusage ru_maxrss of that process) is per engine.
   transformers  model.generate on the whole batch (fp32, CPU, weights dequantized
                 from the same GGUF), min_new_tokens = max_new_tokens = O
 
+With --shared-prefix-len S the first S prompt tokens of every request are request 0's
+(krill-bench --shared-prefix-len, the prefix cache's workload): krill runs with its
+prefix cache (--krill-prefix-cache on|off), llama.cpp prefills the shared part once in
+sequence 0 and copies those KV cells to every other sequence (llama_memory_seq_cp /
+llama_kv_self_seq_cp: llama.cpp's own prompt sharing across parallel sequences, as its
+`parallel` example does with a system prompt), then prefills only the rest;
+transformers has no such cache and is skipped. Each run reports output_digest (SHA-256
+over every request's generated ids, as krill-bench computes it).
+
 Usage (reference venv):
   /tmp/refvenv/bin/python tests/reference/bench_peers.py [--model M] [--requests 64]
       [--prompt-len 128] [--output-len 128] [--threads 2] [--skip transformers]
@@ -23,7 +32,9 @@ Usage (reference venv):
 Prints one JSON line per run and a summary table (markdown with --markdown).
 """
 import argparse
+import hashlib
 import json
+import struct
 import os
 import resource
 import subprocess
@@ -34,7 +45,16 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEFAULT_MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
-def prompts(n_req, plen, n_vocab, seed=1):
+def digest(gen):
+    """krill-bench's output_digest: per request in order, its count then its ids (LE u32)."""
+    h = hashlib.sha256()
+    for ids in gen:
+        h.update(struct.pack("<I", len(ids)))
+        h.update(struct.pack("<%dI" % len(ids), *ids))
+    return h.hexdigest()
+
+
+def prompts(n_req, plen, n_vocab, seed=1, shared=0):
     """The ids krill-bench uses (src/tools/bench_load.c: splitmix64 from the seed, same range)."""
     M = (1 << 64) - 1
     x = seed & M
@@ -49,6 +69,8 @@ def prompts(n_req, plen, n_vocab, seed=1):
             z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M
             row.append(lo + (z ^ (z >> 31)) % span)
         out.append(row)
+    for row in out[1:]:
+        row[:shared] = out[0][:shared]
     return out
 
 
@@ -104,11 +126,14 @@ def child_llamacpp(a):
     cp.n_threads = a.threads
     cp.n_threads_batch = a.threads
     cp.no_perf = True
+    if a.shared_prefix_len:
+        cp.kv_unified = True  # seq_cp (sharing cells between sequences) needs one unified KV buffer
     ctx = L.llama_init_from_model(model, cp)
     if not ctx:
         sys.exit("llama.cpp: cannot create a context for %d sequences" % n_seq)
     batch = L.llama_batch_init(n_batch, 0, n_seq)
-    ps = prompts(n_seq, a.prompt_len, n_vocab)
+    S = a.shared_prefix_len
+    ps = prompts(n_seq, a.prompt_len, n_vocab, shared=S)
 
     def logits_row(i):
         ptr = L.llama_get_logits_ith(ctx, i)
@@ -118,8 +143,31 @@ def child_llamacpp(a):
     ttft = [0.0] * n_seq
     done = [0.0] * n_seq
     last = [0] * n_seq
-    # prefill: the prompts back to back, in n_batch chunks; logits at each prompt's end
-    flat = [(s, j, ps[s][j]) for s in range(n_seq) for j in range(a.prompt_len)]
+    gen = [[] for _ in range(n_seq)]
+    flat = []
+    if S > 0:
+        # the shared part once, in sequence 0; then its KV cells are shared with the others
+        for c0 in range(0, S, n_batch):
+            n = min(n_batch, S - c0)
+            batch.n_tokens = n
+            for i in range(n):
+                batch.token[i] = ps[0][c0 + i]
+                batch.pos[i] = c0 + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = 0
+            if L.llama_decode(ctx, batch) != 0:
+                sys.exit("llama.cpp: llama_decode failed in the shared prefill")
+        if hasattr(L, "llama_memory_seq_cp"):
+            mem = L.llama_get_memory(ctx)
+            for s in range(1, n_seq):
+                L.llama_memory_seq_cp(mem, 0, s, 0, S)
+        else:
+            for s in range(1, n_seq):
+                L.llama_kv_self_seq_cp(ctx, 0, s, 0, S)
+    # prefill: the prompts (past the shared part) back to back, in n_batch chunks; logits
+    # at each prompt's end
+    flat += [(s, j, ps[s][j]) for s in range(n_seq) for j in range(S, a.prompt_len)]
     for c0 in range(0, len(flat), n_batch):
         chunk = flat[c0:c0 + n_batch]
         batch.n_tokens = len(chunk)
@@ -138,6 +186,7 @@ def child_llamacpp(a):
         now = time.perf_counter() - t0
         for i, s in want:
             last[s] = int(np.argmax(logits_row(i)))
+            gen[s].append(last[s])
             ttft[s] = now
     # decode: one token per sequence per call
     for step in range(1, a.output_len):
@@ -152,11 +201,13 @@ def child_llamacpp(a):
             sys.exit("llama.cpp: llama_decode failed at decode step %d" % step)
         for s in range(n_seq):
             last[s] = int(np.argmax(logits_row(s)))
+            gen[s].append(last[s])
     wall = time.perf_counter() - t0
     done = [wall] * n_seq
     r = summarize("llama.cpp", n_seq, a.prompt_len, a.output_len, wall, ttft, done,
                   {"version": L.__version__, "api": "llama_batch + llama_decode, all sequences per call",
-                   "kv": "f16 (default)"})
+                   "kv": "f16 (default)" + (", kv_unified" if S else ""), "shared_prefix_len": S,
+                   "prompt_sharing": "llama_memory_seq_cp" if S else "none", "output_digest": digest(gen)})
     L.llama_batch_free(batch)
     L.llama_free(ctx)
     L.llama_model_free(model)
@@ -202,7 +253,8 @@ def child_transformers(a):
 def run_krill(a, n_req):
     exe = os.path.join(ROOT, "build", "krill-bench")
     cmd = [exe, "-m", a.model, "--requests", str(n_req), "--prompt-len", str(a.prompt_len),
-           "--output-len", str(a.output_len), "--backend", "cpu", "--threads", str(a.threads), "--json"]
+           "--output-len", str(a.output_len), "--backend", "cpu", "--threads", str(a.threads), "--json",
+           "--shared-prefix-len", str(a.shared_prefix_len), "--prefix-cache", a.krill_prefix_cache]
     if a.max_seqs:
         cmd += ["--max-seqs", str(a.max_seqs)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -213,7 +265,8 @@ def run_krill(a, n_req):
 
 def run_child(a, peer, n_req):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", peer, "--model", a.model, "--requests", str(n_req),
-           "--prompt-len", str(a.prompt_len), "--output-len", str(a.output_len), "--threads", str(a.threads)]
+           "--prompt-len", str(a.prompt_len), "--output-len", str(a.output_len), "--threads", str(a.threads),
+           "--shared-prefix-len", str(a.shared_prefix_len)]
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS="1")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -227,6 +280,8 @@ def main():
     ap.add_argument("--output-len", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-seqs", type=int, default=0, help="krill --max-seqs (0 = engine default)")
+    ap.add_argument("--shared-prefix-len", type=int, default=0, help="first S prompt tokens shared by all requests")
+    ap.add_argument("--krill-prefix-cache", default="on", choices=["on", "off"])
     ap.add_argument("--skip", nargs="*", default=[], help="krill | llama.cpp | transformers")
     ap.add_argument("--no-batch1", action="store_true", help="skip the batch-1 decode runs")
     ap.add_argument("--markdown", action="store_true")
@@ -240,7 +295,7 @@ def main():
     runs = {}
     for n_req, tag in [(a.requests, "batch")] + ([] if a.no_batch1 else [(1, "batch1")]):
         for peer in ["krill", "llama.cpp", "transformers"]:
-            if peer in a.skip:
+            if peer in a.skip or (peer == "transformers" and a.shared_prefix_len):
                 continue
             t = time.time()
             r = run_krill(a, n_req) if peer == "krill" else run_child(a, peer, n_req)

@@ -84,6 +84,16 @@ static void test_fields(void **state) {
     const char *stops[4] = {"a", "b", "c", "d"};
     memcpy(bad.stop, stops, sizeof(stops));
     assert_int_equal(check(&bad, err, sizeof(err)), ENGINE_OK);
+    /* n choices: 0 (= 1) .. ENGINE_MAX_CHOICES */
+    bad = q, bad.n = -1;
+    assert_int_equal(check(&bad, err, sizeof(err)), ENGINE_ERR_INVALID);
+    assert_non_null(strstr(err, "n is -1"));
+    bad.n = ENGINE_MAX_CHOICES + 1;
+    assert_int_equal(check(&bad, err, sizeof(err)), ENGINE_ERR_INVALID);
+    bad.n = ENGINE_MAX_CHOICES;
+    assert_int_equal(check(&bad, err, sizeof(err)), ENGINE_OK);
+    bad.n = 0;
+    assert_int_equal(check(&bad, err, sizeof(err)), ENGINE_OK);
 }
 
 int main(void) {
