@@ -10,6 +10,7 @@
 #      KRILL_SKIP_CUDA=1 skips this step.
 #   3. A small Python venv (.cache/pyenv: gguf, numpy, prometheus-client) the tests use
 #      to write synthetic models and parse /metrics.
+#   3b. llguidance's static library (scripts/build-llguidance.sh: cargo, rustc >= 1.87).
 #   4. The default model (scripts/fetch-model.sh).
 #   5. The Apache Kafka jars for the local test broker (scripts/kafka-local.sh fetch,
 #      from Maven Central into .cache/kafka).
@@ -111,6 +112,9 @@ if ! "$pyenv/bin/python" -c "import gguf, numpy, prometheus_client" >/dev/null 2
   "$pyenv/bin/pip" install -q --disable-pip-version-check "${py_pins[@]}" \
     || { echo "setup: pip could not install ${py_pins[*]}; check that PyPI is reachable" >&2; exit 1; }
 fi
+
+# ---- 3b. llguidance (constrained decoding), built with cargo once -----------------
+"$root/scripts/build-llguidance.sh"
 
 # ---- 4. Default model --------------------------------------------------------
 if [ "$want_model" = 1 ]; then

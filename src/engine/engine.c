@@ -19,6 +19,7 @@
 #include "chat.h"
 #include "engine_request.h"
 #include "gguf.h"
+#include "grammar.h"
 #include "hparams.h"
 #include "log.h"
 #include "model.h"
@@ -32,6 +33,7 @@ struct engine {
     chat_t *chat;
     model_t *model;
     scheduler_t *sched;
+    grammar_t *grammar; /* NULL when llguidance cannot describe the vocabulary */
     engine_info_t info;
 };
 
@@ -111,6 +113,10 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
         err_set(err, errlen, "%s: chat template: %s", cfg->model_path, sub);
         goto fail;
     }
+    /* structured outputs: without it the engine still serves everything else, and
+     * a request with a grammar is refused with this reason */
+    if (!(e->grammar = grammar_new(e->tok, sub, sizeof(sub))))
+        LOG_WARN("structured outputs unavailable", "reason=\"%s\"", sub);
 
     /* sizes and dtypes left at 0 / NULL: model_load takes the chosen backend's own
      * defaults (backend.h, backend_defaults_t); the scheduler gets what it chose */
@@ -164,6 +170,7 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
                             .detok_init = detok_init,
                             .detok_push = detok_push,
                             .detok_flush = detok_flush,
+                            .grammar = e->grammar,
                             .max_piece_bytes = 3 * (longest + 8)};
     uint64_t seed = cfg->seed;
     if (seed == 0 && getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
@@ -213,6 +220,7 @@ fail:
 void engine_close(engine_t *e) {
     if (!e) return;
     scheduler_free(e->sched);
+    grammar_free(e->grammar);
     model_free(e->model);
     chat_free(e->chat);
     tokenizer_free(e->tok);
@@ -278,6 +286,7 @@ int engine_chat_render(const engine_t *e, const engine_chat_msg_t *msgs, size_t 
 
 int engine_submit(engine_t *e, const engine_request_t *req, char *err, size_t errlen) {
     int rc = engine_request_check(&e->info, req, err, errlen); /* the API's one check; the scheduler trusts it */
+    if (rc == ENGINE_OK) rc = engine_request_check_grammar(e->grammar, req, err, errlen);
     return rc != ENGINE_OK ? rc : scheduler_submit(e->sched, req, err, errlen);
 }
 

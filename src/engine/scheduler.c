@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "constrain.h"
 #include "kvcache.h"
 #include "log.h"
 #include "sampler.h"
@@ -50,6 +51,7 @@ struct sreq {
     size_t text_len, text_cap;
     tokenizer_stream_t ds;
     kvcache_seq_t kv;
+    constrain_t cons; /* grammar, logit_bias, logprobs (constrain.h) */
 
     /* this step */
     int chunk;
@@ -86,6 +88,12 @@ struct scheduler {
     uint64_t *keys;                                   /* (max_seqs) Gumbel keys per logits row */
     sreq_t **b_reqs;                                  /* (max_seqs) */
     char *piece;                                      /* (max_piece_bytes + 64) */
+    /* constrained rows (m.grammar): masks computed on llguidance's threads during the
+     * forward pass; raw: the row before mask/bias/penalties, for logprobs */
+    uint32_t *masks;                                  /* (max_seqs, grammar_mask_words) */
+    grammar_seq_t **g_seqs;                           /* (max_seqs) */
+    uint32_t **g_rows;                                /* (max_seqs) */
+    float *raw;                                       /* (n_vocab) */
 
     /* engine thread */
     rlist_t waiting, running;
@@ -142,6 +150,7 @@ static void rl_remove(rlist_t *l, sreq_t *r) {
 static void sreq_free(scheduler_t *s, sreq_t *r) {
     if (!r) return;
     kvcache_seq_destroy(s ? s->kv : NULL, &r->kv);
+    constrain_free(&r->cons);
     free(r->tokens);
     free(r->text);
     for (int i = 0; i < ENGINE_MAX_STOP; i++) free(r->stop[i]);
@@ -196,6 +205,13 @@ int scheduler_submit(scheduler_t *s, const engine_request_t *q, char *err, size_
     }
     r->n_stop = q->n_stop;
     if (kvcache_seq_init(s->kv, &r->kv, q->n_prompt + q->max_tokens) != 0) goto oom;
+    /* the one place a sequence's constraint state starts: every sequence (every choice)
+     * gets its own grammar state, bias and logprob buffers */
+    int crc = constrain_init(&r->cons, s->m.grammar, q, err, errlen);
+    if (crc != ENGINE_OK) {
+        sreq_free(s, r);
+        return crc;
+    }
     s->m.detok_init(s->m.ctx, &r->ds);
     r->logit_row = -1;
     r->t_submit = clock_now_ms();
@@ -273,7 +289,14 @@ scheduler_t *scheduler_new(const scheduler_config_t *cfg, const scheduler_model_
     s->keys = malloc(bs * sizeof(uint64_t));
     s->b_reqs = malloc(bs * sizeof(sreq_t *));
     s->piece = malloc((size_t)m->max_piece_bytes + 64);
-    if (!s->b_tokens || !s->b_pos || !s->b_seq || !s->b_logit_rows || !s->b_seq_len ||
+    s->raw = malloc((size_t)m->n_vocab * sizeof(float));
+    if (m->grammar) {
+        s->masks = malloc(bs * (size_t)grammar_mask_words(m->grammar) * sizeof(uint32_t));
+        s->g_seqs = malloc(bs * sizeof(grammar_seq_t *));
+        s->g_rows = malloc(bs * sizeof(uint32_t *));
+        if (!s->masks || !s->g_seqs || !s->g_rows) goto oom;
+    }
+    if (!s->raw || !s->b_tokens || !s->b_pos || !s->b_seq || !s->b_logit_rows || !s->b_seq_len ||
         !s->b_block_table || !s->logits || !s->ids || !s->itemp || !s->keys || !s->b_reqs || !s->piece)
         goto oom;
     for (size_t i = 0; i < bs * (size_t)s->max_blocks; i++) s->b_block_table[i] = -1;
@@ -323,6 +346,10 @@ void scheduler_free(scheduler_t *s) {
     free(s->keys);
     free(s->b_reqs);
     free(s->piece);
+    free(s->raw);
+    free(s->masks);
+    free(s->g_seqs);
+    free(s->g_rows);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
@@ -410,7 +437,21 @@ static void batch_add(scheduler_t *s, sreq_t *r, int chunk, int *nt, int *ns, in
 static bool by_id(const scheduler_t *s, const sreq_t *r) {
     return (!(r->sp.temperature > 0.0f) || (s->m.gumbel && sampler_is_gumbel(&r->sp))) &&
            r->sp.presence_penalty == 0.0f &&
-           r->sp.frequency_penalty == 0.0f && (r->ignore_eos || r->n_gen >= r->min_tokens || s->n_eog == 0);
+           r->sp.frequency_penalty == 0.0f && (r->ignore_eos || r->n_gen >= r->min_tokens || s->n_eog == 0) &&
+           !constrain_active(&r->cons);
+}
+
+/* The grammar mask row of r this step (NULL when r is unconstrained). */
+static const uint32_t *mask_of(const scheduler_t *s, const sreq_t *r) {
+    return r->cons.gq ? s->masks + (size_t)r->logit_row * (size_t)grammar_mask_words(s->m.grammar) : NULL;
+}
+
+/* Does the row allow a token that does not end the generation? (min_tokens with a
+ * grammar: the grammar wins when its language leaves nothing but the end) */
+static bool allows_non_eog(const scheduler_t *s, const float *lg) {
+    for (int32_t i = 0; i < s->m.n_vocab; i++)
+        if (lg[i] > -INFINITY && !s->m.is_eog(s->m.ctx, i)) return true;
+    return false;
 }
 
 static bool accept_token(scheduler_t *s, sreq_t *r, int32_t tok, sreq_t **fin);
@@ -418,10 +459,26 @@ static bool accept_token(scheduler_t *s, sreq_t *r, int32_t tok, sreq_t **fin);
 /* Samples r's next token from its logits row; returns true when r finished (and
  * was handed to finish_req). */
 static bool sample_one(scheduler_t *s, sreq_t *r, float *lg, sreq_t **fin) {
-    if (!r->ignore_eos && r->n_gen < r->min_tokens)
+    const bool cons = constrain_active(&r->cons);
+    if (cons) constrain_before(&r->cons, lg, s->m.n_vocab, mask_of(s, r), s->raw);
+    if (!r->ignore_eos && r->n_gen < r->min_tokens && (!r->cons.gq || allows_non_eog(s, lg)))
         for (int i = 0; i < s->n_eog; i++) lg[s->eog_ids[i]] = -INFINITY;
     int32_t tok = sampler_sample(s->sampler, &r->sp, lg, r->tokens + r->n_prompt, r->n_gen, &r->rng);
-    return accept_token(s, r, tok, fin);
+    if (!cons) return accept_token(s, r, tok, fin);
+    char msg[256];
+    int g = constrain_after(&r->cons, s->sampler, s->raw, r->n_gen, tok, msg, sizeof(msg));
+    if (g < 0) {
+        running_remove(s, r);
+        finish_req(s, r, ENGINE_FINISH_ERROR, ENGINE_ERR_INTERNAL, msg, true, fin);
+        return true;
+    }
+    if (accept_token(s, r, tok, fin)) return true;
+    if (g == 1) { /* the grammar's language ends here: nothing may follow */
+        running_remove(s, r);
+        finish_req(s, r, ENGINE_FINISH_STOP, ENGINE_OK, NULL, true, fin);
+        return true;
+    }
+    return false;
 }
 
 /* Appends the sampled tok to r: text, stop strings, limits. True when r finished. */
@@ -592,8 +649,19 @@ int scheduler_step(scheduler_t *s) {
             s->keys[r->logit_row] = t ? sampler_rng_next(&r->rng) : 0;
             any_t |= t;
         }
+        /* constrained rows: their masks are computed on llguidance's threads while the
+         * forward pass runs (a step without constrained rows starts nothing) */
+        int ng = 0;
+        for (int i = 0; i < ns && s->m.grammar; i++) {
+            sreq_t *r = s->b_reqs[i];
+            if (r->logit_row < 0 || !r->cons.gq) continue;
+            s->g_seqs[ng] = r->cons.gq;
+            s->g_rows[ng++] = (uint32_t *)mask_of(s, r);
+        }
+        if (ng > 0) grammar_masks_start(s->m.grammar, s->g_seqs, s->g_rows, ng);
         int rc = by_ids ? s->m.forward_argmax(s->m.ctx, &b, s->ids, any_t ? s->itemp : NULL, s->keys)
                         : s->m.forward(s->m.ctx, &b, s->logits);
+        if (ng > 0) grammar_masks_wait(s->m.grammar);
         if (by_ids) s->argmax_steps++;
         for (int i = 0; i < ns; i++) {
             sreq_t *r = s->b_reqs[i];
@@ -676,6 +744,7 @@ size_t scheduler_poll(scheduler_t *s, engine_result_t *out, size_t max) {
         o->queue_ms = (r->t_sched > 0.0 ? r->t_sched : r->t_done) - r->t_submit;
         o->ttft_ms = r->t_first > 0.0 ? r->t_first - r->t_submit : 0.0;
         o->total_ms = r->t_done - r->t_submit;
+        constrain_take(&r->cons, o);
         sreq_free(s, r);
     }
     return n;

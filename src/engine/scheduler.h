@@ -61,6 +61,9 @@ typedef struct {
     /* Optional: device counters (busy/idle ms, graph replays) copied into the stats
      * after each step, on the engine thread. */
     void (*device_stats)(void *ctx, engine_stats_t *st);
+    /* Optional: the grammar engine (grammar.h) for requests with a grammar_kind; NULL =
+     * none (such a request is then refused at submit). Owned by the caller. */
+    struct grammar *grammar;
 } scheduler_model_t;
 
 typedef struct {
