@@ -29,6 +29,7 @@ typedef struct {
 
 struct grammar_seq {
     LlgConstraint *cc;
+    const grammar_t *g;
 };
 
 struct grammar {
@@ -37,6 +38,8 @@ struct grammar {
     uint32_t *tok_lens;  /* (n_vocab) */
     uint8_t *tok_bytes;  /* concatenated token bytes */
     size_t *tok_off;     /* (n_vocab) offsets into tok_bytes */
+    uint32_t *eog;       /* (words) end-of-generation ids, a mask row */
+    int32_t eos;         /* the EOS llguidance was given (its masks allow only that one) */
     LlgTokenizer *llg;
 
     pthread_mutex_t mu; /* cache + stats */
@@ -80,7 +83,8 @@ grammar_t *grammar_new(const tokenizer_t *tok, char *err, size_t errlen) {
     g->words = (g->n_vocab + 31) / 32;
     g->tok_lens = malloc((size_t)g->n_vocab * sizeof(uint32_t));
     g->tok_off = malloc((size_t)g->n_vocab * sizeof(size_t));
-    if (!g->tok_lens || !g->tok_off) goto oom;
+    g->eog = calloc((size_t)g->words, sizeof(uint32_t));
+    if (!g->tok_lens || !g->tok_off || !g->eog) goto oom;
     /* two passes: sizes, then bytes. A token with no bytes of its own (control tokens
      * decode to "") is described as 0xFF + its string, llguidance's special-token form. */
     size_t total = 0;
@@ -111,6 +115,7 @@ grammar_t *grammar_new(const tokenizer_t *tok, char *err, size_t errlen) {
     if (!extra) goto oom;
     for (int32_t id = 0; id < g->n_vocab; id++)
         if (tokenizer_is_eog(tok, id)) {
+            g->eog[id / 32] |= 1u << (id % 32);
             if (eos < 0) eos = id;
             else if (id != eos) extra[n_extra++] = (uint32_t)id;
         }
@@ -123,6 +128,7 @@ grammar_t *grammar_new(const tokenizer_t *tok, char *err, size_t errlen) {
     ti.struct_size = sizeof(ti);
     ti.vocab_size = (uint32_t)g->n_vocab;
     ti.tok_eos = (uint32_t)eos;
+    g->eos = eos;
     ti.token_lens = g->tok_lens;
     ti.token_bytes = g->tok_bytes;
     ti.tokenize_assumes_string = true;
@@ -155,6 +161,7 @@ void grammar_free(grammar_t *g) {
     if (g->llg) llg_free_tokenizer(g->llg);
     free(g->tok_lens);
     free(g->tok_off);
+    free(g->eog);
     free(g->tok_bytes);
     free(g->steps);
     pthread_mutex_destroy(&g->mu);
@@ -174,7 +181,8 @@ const uint8_t *grammar_token_bytes(const grammar_t *g, int32_t id, size_t *len) 
 
 size_t grammar_llg_decode(const grammar_t *g, int32_t id, bool special, char *buf, size_t cap) {
     uint32_t t = (uint32_t)id;
-    return llg_decode_tokens(g->llg, &t, 1, buf, cap, special ? LLG_DECODE_INCLUDE_SPECIAL : LLG_DECODE_NONE);
+    size_t n = llg_decode_tokens(g->llg, &t, 1, buf, cap, special ? LLG_DECODE_INCLUDE_SPECIAL : LLG_DECODE_NONE);
+    return n > 0 ? n - 1 : 0; /* llguidance counts the NUL it writes */
 }
 
 /* ---------------------------------------------------------------- compiling */
@@ -345,6 +353,7 @@ grammar_seq_t *grammar_seq_new(grammar_t *g, engine_grammar_kind_t kind, const c
         err_set(err, errlen, "out of memory");
         return NULL;
     }
+    q->g = g;
     if (!(q->cc = acquire(g, kind, text, len, err, errlen))) {
         free(q);
         return NULL;
@@ -356,6 +365,7 @@ grammar_seq_t *grammar_seq_clone(const grammar_seq_t *q) {
     grammar_seq_t *c = calloc(1, sizeof(*c));
     if (!c) return NULL;
     c->cc = llg_clone_constraint(q->cc);
+    c->g = q->g;
     return c;
 }
 
@@ -408,6 +418,13 @@ void grammar_masks_wait(grammar_t *g) {
     g->st.mask_ms += done - g->t_start;
     g->st.wait_ms += t1 - t0;
     pthread_mutex_unlock(&g->mu);
+    /* llguidance marks only its EOS when a grammar is complete: every end-of-generation
+     * token ends the output alike */
+    for (int i = 0; i < g->n_rows; i++) {
+        uint32_t *row = g->steps[i].mask_dest;
+        if (row[g->eos / 32] >> (g->eos % 32) & 1u)
+            for (int w = 0; w < g->words; w++) row[w] |= g->eog[w];
+    }
     g->n_rows = 0;
 }
 
@@ -415,7 +432,9 @@ int grammar_seq_accept(grammar_seq_t *q, int32_t tok, char *err, size_t errlen) 
     const char *e = llg_get_error(q->cc);
     if (!e) {
         LlgCommitResult res;
-        if (llg_commit_token(q->cc, (uint32_t)tok, &res) == 0) return res.is_stop || llg_is_stopped(q->cc) ? 1 : 0;
+        /* an end-of-generation token the mask allowed ends the language's output */
+        const bool end = tok >= 0 && tok < q->g->n_vocab && (q->g->eog[tok / 32] >> (tok % 32) & 1u);
+        if (llg_commit_token(q->cc, (uint32_t)tok, &res) == 0) return res.is_stop || end || llg_is_stopped(q->cc) ? 1 : 0;
         e = llg_get_error(q->cc);
     }
     err_set(err, errlen, "the output constraint failed: %s", e ? e : "unknown llguidance error");
