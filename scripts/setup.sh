@@ -105,8 +105,8 @@ fi
 # pinned gguf package instead of committing model files. KRILL_PY points at it.
 pyenv=$root/.cache/pyenv
 # prometheus-client: its parser checks the worker's /metrics text (tests/integration/41-*).
-py_pins=(gguf==0.19.0 numpy==2.4.6 prometheus-client==0.26.0)
-if ! "$pyenv/bin/python" -c "import gguf, numpy, prometheus_client" >/dev/null 2>&1; then
+py_pins=(gguf==0.19.0 numpy==2.4.6 prometheus-client==0.26.0 jsonschema==4.26.0)
+if ! "$pyenv/bin/python" -c "import gguf, numpy, prometheus_client, jsonschema" >/dev/null 2>&1; then
   step "creating the test Python environment $pyenv (${py_pins[*]})"
   "$pyenv/bin/python" -c "" >/dev/null 2>&1 || { rm -rf "$pyenv" && python3 -m venv "$pyenv"; }
   "$pyenv/bin/pip" install -q --disable-pip-version-check "${py_pins[@]}" \
