@@ -313,7 +313,17 @@ void engine_result_clear(engine_result_t *r) {
 
 int engine_abort(engine_t *e, uint64_t id) { return scheduler_abort(e->sched, id); }
 
-void engine_get_stats(engine_t *e, engine_stats_t *st) { scheduler_get_stats(e->sched, st); }
+void engine_get_stats(engine_t *e, engine_stats_t *st) {
+    scheduler_get_stats(e->sched, st);
+    if (e->grammar) {
+        grammar_stats_t g;
+        grammar_get_stats(e->grammar, &g);
+        st->grammar_steps = g.mask_steps;
+        st->grammar_rows = g.mask_rows;
+        st->grammar_mask_ms = g.mask_ms;
+        st->grammar_wait_ms = g.wait_ms;
+    }
+}
 
 void engine_set_limits(engine_t *e, int max_seqs, int max_batch_tokens) {
     scheduler_set_limits(e->sched, max_seqs, max_batch_tokens);

@@ -172,6 +172,11 @@ typedef struct {
      * sampling ran on the device (only ids downloaded) */
     double gpu_busy_ms, gpu_idle_ms;
     uint64_t graph_captures, graph_replays, argmax_steps;
+    /* structured outputs (grammar.h): steps with constrained rows, those rows, the wall
+     * time llguidance's threads took for each step's masks (summed) and the time the
+     * engine thread waited for them after the forward pass (what was not hidden) */
+    uint64_t grammar_steps, grammar_rows;
+    double grammar_mask_ms, grammar_wait_ms;
 } engine_stats_t;
 
 typedef struct {
