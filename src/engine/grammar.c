@@ -5,10 +5,13 @@
  * mask, then commit the sampled token); fast-forward tokens and backtracking are off,
  * so every output token is one the sampler drew under a mask. A choice list becomes a
  * regular expression of its literal strings (every character escaped as \x{..}). */
+#ifndef KRILL_NO_LLGUIDANCE /* bare GPU machines without llguidance: grammar_none.c */
 #include "err.h"
 #include "grammar.h"
 
+#ifndef KRILL_NO_JANSSON
 #include <jansson.h>
+#endif
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +196,13 @@ static uint64_t key_hash(engine_grammar_kind_t kind, const char *text, size_t le
     return h;
 }
 
+#ifdef KRILL_NO_JANSSON
+static char *choice_regex(const char *text, size_t len, char *err, size_t errlen) {
+    (void)text, (void)len;
+    err_set(err, errlen, "choice lists need jansson, which this build (KRILL_NO_JANSSON) lacks");
+    return NULL;
+}
+#else
 /* A choice list (a JSON array of strings) as a regex matching exactly one of them. */
 static char *choice_regex(const char *text, size_t len, char *err, size_t errlen) {
     json_error_t je;
@@ -240,6 +250,7 @@ done:
     json_decref(a);
     return rx;
 }
+#endif
 
 /* Compiles (outside the lock): the constraint or NULL with err. */
 static LlgConstraint *compile(grammar_t *g, engine_grammar_kind_t kind, const char *text, char *err,
@@ -448,3 +459,5 @@ void grammar_get_stats(grammar_t *g, grammar_stats_t *st) {
     *st = g->st;
     pthread_mutex_unlock(&g->mu);
 }
+
+#endif /* KRILL_NO_LLGUIDANCE */

@@ -319,6 +319,29 @@ float sampler_logprobs(sampler_t *s, const float *raw, int32_t chosen, int k, en
     return (float)((double)raw[chosen] - lse);
 }
 
+static inline float masked_at(const float *x, const uint32_t *mask, int i) {
+    return !mask || ((mask[i >> 5] >> (i & 31)) & 1u) ? x[i] : -INFINITY;
+}
+
+int32_t sampler_pick_masked(const float *logits, int n, float inv_temp, uint64_t key, const uint32_t *mask) {
+    if (inv_temp > 0.0f) {
+        float gv = -INFINITY;
+        int32_t gi = INT32_MAX;
+        for (int i = 0; i < n; i++) {
+            const float v = gumbel_score(masked_at(logits, mask, i), inv_temp, key, (uint32_t)i);
+            if (v > gv || (v == gv && i < gi)) gv = v, gi = i;
+        }
+        if (gv > -INFINITY) return gi;
+    }
+    float bv = -INFINITY;
+    int32_t bi = INT32_MAX;
+    for (int i = 0; i < n; i++) {
+        const float v = masked_at(logits, mask, i);
+        if (v > bv || (v == bv && i < bi)) bv = v, bi = i;
+    }
+    return bi == INT32_MAX ? 0 : bi;
+}
+
 /* ---------------------------------------------------------------- stop strings */
 
 long sampler_stop_find(const char *text, size_t len, size_t new_from,

@@ -77,6 +77,12 @@ void sampler_apply_bias(float *logits, int n, const int32_t *ids, const float *b
  * tokens to top, descending, ties by lower id. Uses s's scratch. */
 float sampler_logprobs(sampler_t *s, const float *raw, int32_t chosen, int k, engine_logprob_t *top);
 
+/* What the GPU's masked argmax op picks for one row (backend.h argmax_masked): tokens
+ * whose bit in mask (packed, grammar.h) is clear count as -inf; then the Gumbel-max draw
+ * when inv_temp > 0 and some score is finite, else the argmax (lowest id on ties, -inf
+ * included, NaN never). mask NULL: every token. */
+int32_t sampler_pick_masked(const float *logits, int n, float inv_temp, uint64_t key, const uint32_t *mask);
+
 /* Stop strings on decoded text. A new match must end inside the bytes added by the
  * last token: call with new_from = the text length before that token's bytes.
  * Returns the byte offset where the earliest stop string starts, or -1. */
