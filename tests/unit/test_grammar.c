@@ -20,6 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
+#include "engine.h"
 #include "gguf.h"
 #include "grammar.h"
 #include "testutil.h"
@@ -317,12 +320,100 @@ static void test_clone_independent(void **state) {
     free(m2);
 }
 
+/* ---------------------------------------------------------------- through the engine */
+
+static void run(engine_t *e, engine_request_t *q, int n, engine_result_t *res) {
+    char err[512];
+    for (int i = 0; i < n; i++)
+        if (engine_submit(e, &q[i], err, sizeof(err)) != ENGINE_OK) fail_msg("submit %d: %s", i, err);
+    int got = 0;
+    while (got < n) {
+        engine_step(e);
+        got += (int)engine_poll(e, res + got, (size_t)(n - got));
+    }
+    for (int i = 0; i < n; i++) /* poll order is finish order: sort by id */
+        for (int j = i + 1; j < n; j++)
+            if (res[j].id < res[i].id) {
+                engine_result_t t = res[i];
+                res[i] = res[j];
+                res[j] = t;
+            }
+}
+
+/* A batch mixing constrained and unconstrained rows: the unconstrained ones produce what
+ * they produce alone (they pay nothing and see nothing of the masks), the constrained
+ * ones JSON that fits the schema and finish stop, and a seeded constrained sample is the
+ * same alone and in the batch. Compile errors reach engine_submit as ENGINE_ERR_INVALID. */
+static void test_engine_mixed_batch(void **state) {
+    (void)state;
+    NEED();
+    engine_config_t cfg;
+    engine_config_defaults(&cfg);
+    cfg.model_path = TESTUTIL_MODEL;
+    cfg.backend = "cpu";
+    cfg.context = 512;
+    cfg.seed = 1;
+    char err[512];
+    engine_t *e = engine_open(&cfg, err, sizeof(err));
+    if (!e) fail_msg("%s", err);
+    const char *schema = "{\"type\":\"object\",\"properties\":{\"answer\":{\"enum\":[\"yes\",\"no\"]},"
+                         "\"n\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":99}},"
+                         "\"required\":[\"answer\",\"n\"],\"additionalProperties\":false}";
+    engine_chat_msg_t msg = {"user", "Is the sea salty? Answer in JSON with a number."};
+    int32_t *ids = NULL;
+    int n_ids = 0;
+    assert_int_equal(engine_chat_tokenize(e, &msg, 1, false, &ids, &n_ids, NULL, err, sizeof(err)), 0);
+    engine_request_t plain = {.prompt = ids, .n_prompt = n_ids, .max_tokens = 24, .top_p = 1.0f};
+    engine_request_t cons = plain;
+    cons.max_tokens = 60;
+    cons.grammar_kind = ENGINE_GRAMMAR_JSON_SCHEMA, cons.grammar = schema, cons.grammar_len = strlen(schema);
+    engine_request_t seeded = cons;
+    seeded.temperature = 0.9f, seeded.has_seed = true, seeded.seed = 1234;
+    engine_request_t q[5] = {plain, cons, plain, seeded, cons};
+    for (int i = 0; i < 5; i++) q[i].id = (uint64_t)i;
+    q[2].temperature = 0.7f, q[2].has_seed = true, q[2].seed = 99;
+    q[4].logprobs = true, q[4].top_logprobs = 2;
+    engine_result_t all[5], alone[5];
+    run(e, q, 5, all);
+    for (int i = 0; i < 5; i++) run(e, &q[i], 1, &alone[i]);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(all[i].finish == ENGINE_FINISH_ERROR, 0);
+        if (all[i].n_tokens != alone[i].n_tokens ||
+            memcmp(all[i].tokens, alone[i].tokens, (size_t)all[i].n_tokens * sizeof(int32_t)) != 0)
+            fail_msg("request %d differs in a batch: \"%s\" vs alone \"%s\"", i, all[i].text, alone[i].text);
+    }
+    for (int i = 1; i < 5; i += (i == 1 ? 2 : 1)) { /* 1, 3, 4: constrained */
+        json_error_t je;
+        json_t *v = json_loads(all[i].text, 0, &je);
+        if (!v) fail_msg("request %d: not JSON: \"%s\" (%s)", i, all[i].text, je.text);
+        json_t *a = json_object_get(v, "answer"), *nn = json_object_get(v, "n");
+        assert_true(json_is_string(a) && (!strcmp(json_string_value(a), "yes") || !strcmp(json_string_value(a), "no")));
+        assert_true(json_is_integer(nn) && json_integer_value(nn) >= 0 && json_integer_value(nn) <= 99);
+        assert_int_equal(json_object_size(v), 2);
+        assert_int_equal(all[i].finish, ENGINE_FINISH_STOP);
+        json_decref(v);
+        print_message("constrained %d: %s\n", i, all[i].text);
+    }
+    assert_non_null(all[4].logprobs);
+    assert_int_equal(all[4].n_top, 2);
+    assert_null(all[1].logprobs);
+    /* a grammar that does not compile: refused at submit with the compiler's message */
+    engine_request_t bad = cons;
+    bad.grammar = "{\"type\": 12}", bad.grammar_len = strlen(bad.grammar);
+    assert_int_equal(engine_submit(e, &bad, err, sizeof(err)), ENGINE_ERR_INVALID);
+    assert_non_null(strstr(err, "does not compile"));
+    for (int i = 0; i < 5; i++) engine_result_clear(&all[i]), engine_result_clear(&alone[i]);
+    free(ids);
+    engine_close(e);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vocab_roundtrip),
         cmocka_unit_test(test_masks_brute_force),
         cmocka_unit_test(test_cache_and_errors),
         cmocka_unit_test(test_clone_independent),
+        cmocka_unit_test(test_engine_mixed_batch),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     return testutil_exit(rc);
