@@ -58,6 +58,13 @@ static int fwd_argmax(void *ctx, const model_batch_t *b, int32_t *ids, const flo
     if (rc != 0) LOG_ERROR("model_forward_argmax failed", "error=\"%s\"", model_last_error(e->model));
     return rc;
 }
+static int fwd_argmax_masked(void *ctx, const model_batch_t *b, int32_t *ids, const float *inv_temp,
+                             const uint64_t *keys, const uint32_t *masks, void (*ready)(void *), void *rctx) {
+    engine_t *e = ctx;
+    int rc = model_forward_argmax_masked(e->model, b, ids, inv_temp, keys, masks, ready, rctx);
+    if (rc != 0) LOG_ERROR("model_forward_argmax_masked failed", "error=\"%s\"", model_last_error(e->model));
+    return rc;
+}
 static void dev_stats(void *ctx, engine_stats_t *st) {
     model_stats_t ms;
     model_get_stats(((engine_t *)ctx)->model, &ms);
@@ -171,6 +178,7 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
                             .detok_push = detok_push,
                             .detok_flush = detok_flush,
                             .grammar = e->grammar,
+                            .forward_argmax_masked = fwd_argmax_masked,
                             .max_piece_bytes = 3 * (longest + 8)};
     uint64_t seed = cfg->seed;
     if (seed == 0 && getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))

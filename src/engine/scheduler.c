@@ -434,12 +434,17 @@ static void batch_add(scheduler_t *s, sreq_t *r, int chunk, int *nt, int *ns, in
  * take on the device: greedy (the argmax) or, with m.gumbel, temperature alone (the
  * Gumbel-max draw, sampler_is_gumbel), with no penalties and no end-of-generation masking (min_tokens)
  * this step. sampler_sample picks the same token from the downloaded logits. */
-static bool by_id(const scheduler_t *s, const sreq_t *r) {
+static bool by_id_masked(const scheduler_t *s, const sreq_t *r) {
     return (!(r->sp.temperature > 0.0f) || (s->m.gumbel && sampler_is_gumbel(&r->sp))) &&
            r->sp.presence_penalty == 0.0f &&
            r->sp.frequency_penalty == 0.0f && (r->ignore_eos || r->n_gen >= r->min_tokens || s->n_eog == 0) &&
-           !constrain_active(&r->cons);
+           !r->cons.logprobs && r->cons.n_bias == 0;
 }
+/* ... and without a grammar: forward_argmax (a grammar's mask: forward_argmax_masked) */
+static bool by_id(const scheduler_t *s, const sreq_t *r) { return by_id_masked(s, r) && !r->cons.gq; }
+
+/* forward_argmax_masked's ready callback: the step's masks (grammar_masks_start) */
+static void masks_ready(void *ctx) { grammar_masks_wait(((scheduler_t *)ctx)->m.grammar); }
 
 /* The grammar mask row of r this step (NULL when r is unconstrained). */
 static const uint32_t *mask_of(const scheduler_t *s, const sreq_t *r) {
@@ -455,6 +460,7 @@ static bool allows_non_eog(const scheduler_t *s, const float *lg) {
 }
 
 static bool accept_token(scheduler_t *s, sreq_t *r, int32_t tok, sreq_t **fin);
+static bool take_token(scheduler_t *s, sreq_t *r, int32_t tok, sreq_t **fin);
 
 /* Samples r's next token from its logits row; returns true when r finished (and
  * was handed to finish_req). */
@@ -464,7 +470,12 @@ static bool sample_one(scheduler_t *s, sreq_t *r, float *lg, sreq_t **fin) {
     if (!r->ignore_eos && r->n_gen < r->min_tokens && (!r->cons.gq || allows_non_eog(s, lg)))
         for (int i = 0; i < s->n_eog; i++) lg[s->eog_ids[i]] = -INFINITY;
     int32_t tok = sampler_sample(s->sampler, &r->sp, lg, r->tokens + r->n_prompt, r->n_gen, &r->rng);
-    if (!cons) return accept_token(s, r, tok, fin);
+    return cons ? take_token(s, r, tok, fin) : accept_token(s, r, tok, fin);
+}
+
+/* accept_token for a row with constraints: records its logprobs (from s->raw) and
+ * advances its grammar first. True when r finished. */
+static bool take_token(scheduler_t *s, sreq_t *r, int32_t tok, sreq_t **fin) {
     char msg[256];
     int g = constrain_after(&r->cons, s->sampler, s->raw, r->n_gen, tok, msg, sizeof(msg));
     if (g < 0) {
@@ -638,9 +649,17 @@ int scheduler_step(scheduler_t *s) {
                            .logit_rows = s->b_logit_rows};
         /* steps whose rows are all greedy or temperature-only take ids, not logits,
          * from the device; a temperature row's key is its one RNG draw for the token */
-        bool by_ids = s->m.forward_argmax != NULL && nl > 0, any_t = false;
+        bool by_ids = s->m.forward_argmax != NULL && nl > 0, any_t = false, masked = false;
         for (int i = 0; i < ns && by_ids; i++)
             if (s->b_reqs[i]->logit_row >= 0 && !by_id(s, s->b_reqs[i])) by_ids = false;
+        /* constrained rows taking ids too: their masks go into the argmax (on a GPU, inside
+         * the kernel); every other sampled row then gets an all-ones mask */
+        if (!by_ids && nl > 0 && s->m.forward_argmax_masked && s->m.grammar) {
+            masked = true;
+            for (int i = 0; i < ns && masked; i++)
+                if (s->b_reqs[i]->logit_row >= 0 && !by_id_masked(s, s->b_reqs[i])) masked = false;
+            by_ids = masked;
+        }
         for (int i = 0; i < ns && by_ids; i++) {
             sreq_t *r = s->b_reqs[i];
             if (r->logit_row < 0) continue;
@@ -659,8 +678,16 @@ int scheduler_step(scheduler_t *s) {
             s->g_rows[ng++] = (uint32_t *)mask_of(s, r);
         }
         if (ng > 0) grammar_masks_start(s->m.grammar, s->g_seqs, s->g_rows, ng);
-        int rc = by_ids ? s->m.forward_argmax(s->m.ctx, &b, s->ids, any_t ? s->itemp : NULL, s->keys)
-                        : s->m.forward(s->m.ctx, &b, s->logits);
+        const int words = s->m.grammar ? grammar_mask_words(s->m.grammar) : 0;
+        for (int i = 0; i < ns && masked; i++) {
+            const sreq_t *r = s->b_reqs[i];
+            if (r->logit_row >= 0 && !r->cons.gq)
+                memset(s->masks + (size_t)r->logit_row * (size_t)words, 0xFF, (size_t)words * sizeof(uint32_t));
+        }
+        int rc = masked   ? s->m.forward_argmax_masked(s->m.ctx, &b, s->ids, any_t ? s->itemp : NULL, s->keys, s->masks,
+                                                       masks_ready, s)
+                 : by_ids ? s->m.forward_argmax(s->m.ctx, &b, s->ids, any_t ? s->itemp : NULL, s->keys)
+                          : s->m.forward(s->m.ctx, &b, s->logits);
         if (ng > 0) grammar_masks_wait(s->m.grammar);
         if (by_ids) s->argmax_steps++;
         for (int i = 0; i < ns; i++) {
@@ -673,7 +700,8 @@ int scheduler_step(scheduler_t *s) {
                 continue;
             }
             r->n_computed += r->chunk;
-            if (r->logit_row >= 0 && by_ids) accept_token(s, r, s->ids[r->logit_row], &fin);
+            if (r->logit_row >= 0 && by_ids && r->cons.gq) take_token(s, r, s->ids[r->logit_row], &fin);
+            else if (r->logit_row >= 0 && by_ids) accept_token(s, r, s->ids[r->logit_row], &fin);
             else if (r->logit_row >= 0)
                 sample_one(s, r, s->logits + (size_t)r->logit_row * (size_t)s->m.n_vocab, &fin);
         }
