@@ -7,6 +7,9 @@
  * greedy choice itself is a near-tie (gap < 1e-3) ends that prompt's comparison (the
  * continuations may then differ). The engine runs on the CPU with an f32 KV cache,
  * the precision of the reference; all prompts are submitted together (a batch).
+ * Until those vectors are generated (they need the reference venv) that part skips; the
+ * first generated position is checked in any case against the full-vocabulary fp32
+ * logits gen_logits.py committed in tests/data/logits (12 prompts, top 20).
  * Also: logit_bias moves the choice but not the logprobs (taken before the bias).
  * Needs the default model; without it SKIP (exit 77). */
 #include <setjmp.h>
@@ -130,6 +133,66 @@ static void test_against_transformers(void **state) {
     json_decref(ref);
 }
 
+/* The first generated position of the 12 prompts of tests/data/logits (transformers'
+ * fp32 logits of the whole vocabulary at each prompt's last position, committed by
+ * gen_logits.py): the log-softmax computed here in long double from them against
+ * krill's chosen logprob and its 20 alternatives. */
+static void test_against_transformers_last(void **state) {
+    (void)state;
+    TESTUTIL_NEED_MODEL();
+    json_error_t je;
+    json_t *idx = json_load_file("tests/data/logits/index.json", 0, &je);
+    if (!idx) fail_msg("tests/data/logits/index.json: %s", je.text);
+    json_t *def = json_object_get(idx, "default"), *prompts = json_object_get(def, "prompts");
+    const int n = (int)json_array_size(prompts), V = (int)json_integer_value(json_object_get(def, "n_vocab"));
+    size_t len = 0;
+    float *ref = testutil_read_file("tests/data/logits/default_last.f32", &len);
+    assert_non_null(ref);
+    assert_int_equal(len, (size_t)n * (size_t)V * sizeof(float));
+    engine_request_t *q = calloc((size_t)n, sizeof(*q));
+    engine_result_t *res = calloc((size_t)n, sizeof(*res));
+    int32_t **ids = calloc((size_t)n, sizeof(int32_t *));
+    for (int i = 0; i < n; i++) {
+        json_t *p = json_array_get(prompts, i);
+        ids[i] = malloc(json_array_size(p) * sizeof(int32_t));
+        for (size_t k = 0; k < json_array_size(p); k++) ids[i][k] = (int32_t)json_integer_value(json_array_get(p, k));
+        q[i] = (engine_request_t){.id = (uint64_t)i, .prompt = ids[i], .n_prompt = (int)json_array_size(p), .max_tokens = 1,
+                                  .top_p = 1.0f, .logprobs = true, .top_logprobs = ENGINE_MAX_TOP_LOGPROBS};
+    }
+    engine_t *e = open_engine();
+    run_all(e, q, n, res);
+    double worst = 0.0;
+    for (int r = 0; r < n; r++) {
+        const engine_result_t *o = &res[r];
+        const float *x = ref + (size_t)o->id * (size_t)V;
+        long double mx = x[0], sum = 0.0L;
+        for (int j = 1; j < V; j++) if (x[j] > mx) mx = x[j];
+        for (int j = 0; j < V; j++) sum += expl((long double)x[j] - mx);
+        const long double lse = mx + logl(sum);
+        const double d = fabs((double)(o->logprobs[0] - ((long double)x[o->tokens[0]] - lse)));
+        if (d > worst) worst = d;
+        if (d > TOL) fail_msg("prompt %d: chosen %d logprob %.6f vs transformers %.6f", (int)o->id, o->tokens[0],
+                              (double)o->logprobs[0], (double)((long double)x[o->tokens[0]] - lse));
+        for (int j = 0; j < o->n_top; j++) {
+            const engine_logprob_t *g = &o->top[j];
+            const double dj = fabs((double)(g->logprob - ((long double)x[g->id] - lse)));
+            if (dj > worst) worst = dj;
+            if (dj > TOL) fail_msg("prompt %d rank %d: token %d %.6f vs %.6f", (int)o->id, j, g->id, (double)g->logprob,
+                                   (double)((long double)x[g->id] - lse));
+            /* and nothing transformers ranks clearly above it is missing from the list */
+            int above = 0;
+            for (int k = 0; k < V; k++) above += (long double)x[k] - lse > (long double)g->logprob + 2 * TOL;
+            assert_true(above <= j);
+        }
+    }
+    print_message("%d prompts x (chosen + %d alternatives), worst |difference| %.2e (tolerance %.0e)\n", n,
+                  ENGINE_MAX_TOP_LOGPROBS, worst, TOL);
+    for (int i = 0; i < n; i++) engine_result_clear(&res[i]), free(ids[i]);
+    free(ids), free(q), free(res), free(ref);
+    engine_close(e);
+    json_decref(idx);
+}
+
 /* logit_bias changes what is chosen, not the reported log-probabilities */
 static void test_bias_after_logprobs(void **state) {
     (void)state;
@@ -161,6 +224,7 @@ static void test_bias_after_logprobs(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_against_transformers_last),
         cmocka_unit_test(test_against_transformers),
         cmocka_unit_test(test_bias_after_logprobs),
     };
