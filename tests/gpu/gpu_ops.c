@@ -417,7 +417,7 @@ static void test_argmax(void) {
         down(gpu, ids, did, sizeof(int32_t) * n);
         bad = 0;
         for (int r = 0; r < n; r++) bad += ids[r] != sampler_pick(l + (size_t)r * vocab, vocab, it[r], keys[r]);
-        char s2[140];
+        char s2[192];
         snprintf(s2, sizeof s2, "%s, Gumbel rows = sampler_pick", shape);
         check("argmax", s2, bad, 0);
         /* constrained rows (grammar.h's packed masks, ~1/8 of the tokens allowed) */
