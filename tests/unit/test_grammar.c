@@ -277,6 +277,17 @@ static void test_cache_and_errors(void **state) {
     assert_null(grammar_seq_new(g_gr, ENGINE_GRAMMAR_REGEX, "(", 1, err, sizeof(err)));
 }
 
+/* The id of the first token of text. */
+static int32_t first_id(const char *text) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    char err[256];
+    assert_int_equal(tokenizer_encode(g_tok, text, strlen(text), false, false, &ids, &n, err, sizeof(err)), 0);
+    int32_t id = ids[0];
+    free(ids);
+    return id;
+}
+
 static void test_clone_independent(void **state) {
     (void)state;
     NEED();
@@ -288,14 +299,7 @@ static void test_clone_independent(void **state) {
     assert_non_null(q);
     grammar_masks_start(g_gr, &q, &m1, 1);
     grammar_masks_wait(g_gr);
-    int32_t *ids = NULL;
-    size_t n = 0;
-    assert_int_equal(tokenizer_encode(g_tok, "a", 1, false, false, &ids, &n, err, sizeof(err)), 0);
-    int32_t ta = ids[0];
-    free(ids);
-    assert_int_equal(tokenizer_encode(g_tok, "c", 1, false, false, &ids, &n, err, sizeof(err)), 0);
-    int32_t tc = ids[0];
-    free(ids);
+    const int32_t ta = first_id("a"), tc = first_id("c"), tb = first_id("b"), td = first_id("d");
     assert_true(bit(m1, ta) && bit(m1, tc));
     grammar_seq_t *c = grammar_seq_clone(q); /* forked at the start: both may take either branch */
     assert_int_equal(grammar_seq_accept(q, ta, err, sizeof(err)), 0);
@@ -306,12 +310,6 @@ static void test_clone_independent(void **state) {
     uint32_t *rows[2] = {m1, m2};
     grammar_masks_start(g_gr, both, rows, 2); /* one batch of two */
     grammar_masks_wait(g_gr);
-    assert_int_equal(tokenizer_encode(g_tok, "b", 1, false, false, &ids, &n, err, sizeof(err)), 0);
-    int32_t tb = ids[0];
-    free(ids);
-    assert_int_equal(tokenizer_encode(g_tok, "d", 1, false, false, &ids, &n, err, sizeof(err)), 0);
-    int32_t td = ids[0];
-    free(ids);
     assert_true(bit(m1, tb) && !bit(m1, td));
     assert_true(bit(m2, td) && !bit(m2, tb));
     grammar_seq_free(q);
@@ -324,20 +322,7 @@ static void test_clone_independent(void **state) {
 
 static void run(engine_t *e, engine_request_t *q, int n, engine_result_t *res) {
     char err[512];
-    for (int i = 0; i < n; i++)
-        if (engine_submit(e, &q[i], err, sizeof(err)) != ENGINE_OK) fail_msg("submit %d: %s", i, err);
-    int got = 0;
-    while (got < n) {
-        engine_step(e);
-        got += (int)engine_poll(e, res + got, (size_t)(n - got));
-    }
-    for (int i = 0; i < n; i++) /* poll order is finish order: sort by id */
-        for (int j = i + 1; j < n; j++)
-            if (res[j].id < res[i].id) {
-                engine_result_t t = res[i];
-                res[i] = res[j];
-                res[j] = t;
-            }
+    if (testutil_engine_run(e, q, n, res, err, sizeof(err)) != 0) fail_msg("%s", err);
 }
 
 /* A batch mixing constrained and unconstrained rows: the unconstrained ones produce what

@@ -46,13 +46,7 @@ static engine_t *open_engine(void) {
 
 static void run_all(engine_t *e, engine_request_t *q, int n, engine_result_t *res) {
     char err[512];
-    for (int i = 0; i < n; i++)
-        if (engine_submit(e, &q[i], err, sizeof(err)) != ENGINE_OK) fail_msg("submit %d: %s", i, err);
-    int got = 0;
-    while (got < n) {
-        engine_step(e);
-        got += (int)engine_poll(e, res + got, (size_t)(n - got));
-    }
+    if (testutil_engine_run(e, q, n, res, err, sizeof(err)) != 0) fail_msg("%s", err);
 }
 
 static void test_against_transformers(void **state) {
