@@ -81,6 +81,12 @@ else
   CFLAGS += -march=x86-64-v3 -mtune=native
 endif
 LDLIBS := $(PKG_LIBS) -lm -lpthread
+# llguidance (constrained decoding): a Rust static library that scripts/build-llguidance.sh
+# builds into .cache once; a Rust staticlib also needs libdl, libpthread, libm and libgcc_s.
+LLG_VERSION := 1.9.1
+LLG_DIR ?= $(ROOT)/.cache/llguidance/$(LLG_VERSION)
+CFLAGS += -I$(LLG_DIR)/include
+LDLIBS += $(LLG_DIR)/lib/libllguidance.a -ldl -lpthread -lm -lgcc_s
 LDFLAGS := -pthread
 ifeq ($(SANITIZE),1)
   CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -O1
@@ -124,6 +130,7 @@ banner:
 	  "| $(call ok,$(findstring openblas,$(PKG_LIBS))) openblas | $(call ok,$(findstring rdkafka,$(PKG_LIBS))) librdkafka" \
 	  "| $(call ok,$(shell command -v clang 2>/dev/null)) clang (fuzz)"
 	@[ -n "$(PKG_LIBS)" ] || { echo "missing libraries: pkg-config cannot find $(PKGS); run scripts/setup.sh" >&2; exit 1; }
+	@[ -f "$(LLG_DIR)/lib/libllguidance.a" ] || { echo "missing llguidance $(LLG_VERSION) in $(LLG_DIR): run scripts/build-llguidance.sh (needs cargo/rustc >= 1.87)" >&2; exit 1; }
 .PHONY: banner
 
 # Objects depend on the flags they were built with (CUDA=0/1 switches rebuild).
@@ -173,7 +180,7 @@ fuzz: setup
 fuzz-build: $(FUZZ_BIN)
 build/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(ENGINE_SRC) $(WORKER_SRC)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_FLAGS) $(FUZZ_CFLAGS) $^ $(PKG_LIBS) -lm -o $@
+	clang $(FUZZ_FLAGS) $(FUZZ_CFLAGS) $^ $(PKG_LIBS) $(LLG_DIR)/lib/libllguidance.a -ldl -lgcc_s -lm -o $@
 .PHONY: fuzz-build
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -594,6 +594,12 @@ static void cuda_argmax(void *ctx, int32_t *out, const float *logits, int n, int
     LAUNCH(c, argmax_launch(out, logits, n, vocab, inv_temp, keys, c->stream));
 }
 
+static void cuda_argmax_masked(void *ctx, int32_t *out, const float *logits, int n, int vocab, const float *inv_temp,
+                               const uint64_t *keys, const uint32_t *masks) {
+    cuda_t *c = (cuda_t *)ctx;
+    LAUNCH(c, argmax_masked_launch(out, logits, n, vocab, inv_temp, keys, masks, c->stream));
+}
+
 /* ------------------------------------------------------------------ graphs */
 
 static graph_slot_t *graph_find(cuda_t *c, int key) {
@@ -700,6 +706,7 @@ static backend_ops_t make_ops(void) {
     o.graph_end = cuda_graph_end;
     o.argmax = cuda_argmax;
     o.get_stats = cuda_get_stats;
+    o.argmax_masked = cuda_argmax_masked;
     return o;
 }
 

@@ -99,6 +99,10 @@ int matmul_set_gemv_max_n(int n);
  * the Gumbel-max draw for keys[i] (gumbel.h: the host sampler's sampler_gumbel). */
 cudaError_t argmax_launch(int32_t *out_ids, const float *logits, int n, int vocab, const float *inv_temp,
                           const uint64_t *keys, cudaStream_t s);
+/* argmax_launch where row i only considers the tokens whose bit is set in its packed mask
+ * masks + i * ((vocab + 31) / 32) (grammar.h's layout); the rest count as -inf. */
+cudaError_t argmax_masked_launch(int32_t *out_ids, const float *logits, int n, int vocab, const float *inv_temp,
+                                 const uint64_t *keys, const uint32_t *masks, cudaStream_t s);
 
 /* Paged KV cache (layout in backend.h): writes n tokens' K/V rows into kc/vc of type
  * kdt (KDT_F16 | KDT_F32). */

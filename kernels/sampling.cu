@@ -38,18 +38,26 @@ __device__ __forceinline__ void argmax_reduce(float &bv, int &bi) {
     }
 }
 
+/* Token i of a row whose packed mask (grammar.h: bit i of word i / 32) is given counts
+ * as -inf unless its bit is set: constrained decoding without downloading the logits. */
+__device__ __forceinline__ float masked(const uint32_t *mask, const float *row, int i) {
+    return !mask || ((mask[i >> 5] >> (i & 31)) & 1u) ? row[i] : -INFINITY;
+}
+
 /* Row r: inv_temp == NULL or inv_temp[r] == 0 -> plain argmax; else the Gumbel-max draw
- * for keys[r], or the plain argmax when no score is finite (sampler_gumbel's rule). */
+ * for keys[r], or the plain argmax when no score is finite (sampler_gumbel's rule).
+ * masks (n, words) or NULL: each row's allowed tokens (sampler_pick_masked). */
 __global__ void argmax_kernel(int32_t *out, const float *logits, int vocab, const float *inv_temp,
-                              const uint64_t *keys) {
+                              const uint64_t *keys, const uint32_t *masks, int words) {
     const float *row = logits + (int64_t)blockIdx.x * vocab;
+    const uint32_t *mask = masks ? masks + (int64_t)blockIdx.x * words : nullptr;
     const float it = inv_temp ? inv_temp[blockIdx.x] : 0.0f; /* the same for the whole block */
     if (it > 0.0f) {
         const uint64_t key = keys[blockIdx.x];
         float gv = -INFINITY;
         int gi = 0x7fffffff;
         for (int i = threadIdx.x; i < vocab; i += blockDim.x)
-            argmax_merge(gv, gi, gumbel_score(row[i], it, key, (uint32_t)i), i);
+            argmax_merge(gv, gi, gumbel_score(masked(mask, row, i), it, key, (uint32_t)i), i);
         argmax_reduce(gv, gi);
         __shared__ bool drawn;
         if (threadIdx.x == 0) {
@@ -61,7 +69,7 @@ __global__ void argmax_kernel(int32_t *out, const float *logits, int vocab, cons
     }
     float bv = -INFINITY;
     int bi = 0x7fffffff;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) argmax_merge(bv, bi, row[i], i);
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) argmax_merge(bv, bi, masked(mask, row, i), i);
     argmax_reduce(bv, bi);
     if (threadIdx.x == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
 }
@@ -69,6 +77,14 @@ __global__ void argmax_kernel(int32_t *out, const float *logits, int vocab, cons
 extern "C" cudaError_t argmax_launch(int32_t *out_ids, const float *logits, int n, int vocab, const float *inv_temp,
                                      const uint64_t *keys, cudaStream_t s) {
     if (n <= 0) return cudaSuccess;
-    argmax_kernel<<<n, 512, 0, s>>>(out_ids, logits, vocab, inv_temp, keys);
+    argmax_kernel<<<n, 512, 0, s>>>(out_ids, logits, vocab, inv_temp, keys, nullptr, 0);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t argmax_masked_launch(int32_t *out_ids, const float *logits, int n, int vocab,
+                                            const float *inv_temp, const uint64_t *keys, const uint32_t *masks,
+                                            cudaStream_t s) {
+    if (n <= 0) return cudaSuccess;
+    argmax_kernel<<<n, 512, 0, s>>>(out_ids, logits, vocab, inv_temp, keys, masks, (vocab + 31) / 32);
     return cudaGetLastError();
 }

@@ -130,6 +130,14 @@ VERSION=$(cat VERSION)
 CFLAGS="-std=c11 -D_GNU_SOURCE -O2 -g -pthread -fno-strict-aliasing -Wall -Wextra -Isrc -Isrc/common -Isrc/engine
         -DKRILL_VERSION=\"$VERSION\" -DKRILL_NO_BLAS -DKRILL_NO_PCRE2 -DKRILL_NO_JANSSON $MARCH"
 LIBS="-lm -lpthread -ldl -lrt"
+# structured outputs: llguidance's static library when scripts/build-llguidance.sh built
+# it (or it was copied along in .cache); else the engine is built without it
+LLG=".cache/llguidance/1.9.1"
+if [ -f "$LLG/lib/libllguidance.a" ] && [ -f "$LLG/include/llguidance.h" ]; then
+  CFLAGS="$CFLAGS -I$LLG/include"; LIBS="$LIBS $ROOT/$LLG/lib/libllguidance.a -ldl -lgcc_s"; HAVE_LLG=1
+else
+  CFLAGS="$CFLAGS -DKRILL_NO_LLGUIDANCE"; HAVE_LLG=0
+fi
 if [ -n "$NVCC" ]; then
   CFLAGS="$CFLAGS -DKRILL_CUDA=1 -I$CUDA_DIR/include"
   # cuBLAS/cudart: the toolkit's lib64 (or lib), or NVIDIA's pip wheels next to torch
@@ -347,6 +355,13 @@ else
     kbench 1b-temp1 llama1b 1024 256 2048 -- --temperature 1.0
     kbench 1b-topp llama1b 512 256 2048 -- --temperature 0.7 --top-p 0.9
     kbench 1b-b1-cublas llama1b 1 1 2048 KRILL_CUDA_GEMV_MAX_N=0
+    # constrained decoding: every request under a JSON Schema that admits all 128 tokens
+    # (grammar masks on CPU threads during the forward pass, logits downloaded for them)
+    if [ $HAVE_LLG = 1 ]; then
+      kbench 1b-schema llama1b 1024 256 2048 -- --json-schema tests/data/bench/records.schema.json
+    else
+      record bench krill-1b-schema NOT-RUN "no llguidance in $LLG (scripts/build-llguidance.sh)"
+    fi
     have_model smol && {
       kbench smol smol $N_REQ 256 2048
       kbench smol-s1024 smol $N_REQ 1024 8192

@@ -10,6 +10,7 @@
 #      KRILL_SKIP_CUDA=1 skips this step.
 #   3. A small Python venv (.cache/pyenv: gguf, numpy, prometheus-client) the tests use
 #      to write synthetic models and parse /metrics.
+#   3b. llguidance's static library (scripts/build-llguidance.sh: cargo, rustc >= 1.87).
 #   4. The default model (scripts/fetch-model.sh).
 #   5. The Apache Kafka jars for the local test broker (scripts/kafka-local.sh fetch,
 #      from Maven Central into .cache/kafka).
@@ -104,7 +105,7 @@ fi
 # pinned gguf package instead of committing model files. KRILL_PY points at it.
 pyenv=$root/.cache/pyenv
 # prometheus-client: its parser checks the worker's /metrics text (tests/integration/41-*).
-# jsonschema: an independent validator of structured outputs (tests/integration/48-*).
+# jsonschema: an independent validator of structured outputs (tests/integration/14-*, 48-*).
 py_pins=(gguf==0.19.0 numpy==2.4.6 prometheus-client==0.26.0 jsonschema==4.26.0)
 if ! "$pyenv/bin/python" -c "import gguf, numpy, prometheus_client, jsonschema" >/dev/null 2>&1; then
   step "creating the test Python environment $pyenv (${py_pins[*]})"
@@ -112,6 +113,9 @@ if ! "$pyenv/bin/python" -c "import gguf, numpy, prometheus_client, jsonschema" 
   "$pyenv/bin/pip" install -q --disable-pip-version-check "${py_pins[@]}" \
     || { echo "setup: pip could not install ${py_pins[*]}; check that PyPI is reachable" >&2; exit 1; }
 fi
+
+# ---- 3b. llguidance (constrained decoding), built with cargo once -----------------
+"$root/scripts/build-llguidance.sh"
 
 # ---- 4. Default model --------------------------------------------------------
 if [ "$want_model" = 1 ]; then

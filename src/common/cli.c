@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "err.h"
 
 #ifndef KRILL_VERSION
@@ -144,4 +145,20 @@ void cli_list_free(cli_list_t *l) {
     free(l->items);
     l->items = NULL;
     l->n = 0;
+}
+
+char *cli_file(const char *opt, const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) cli_usage_error("%s: cannot open '%s': %s", opt, path, strerror(errno));
+    buf_t b = {0};
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) buf_append(&b, chunk, n);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad || b.oom) cli_usage_error("%s: cannot read '%s'", opt, path);
+    char *s = buf_detach(&b, len);
+    if (!s) s = strdup(""), *len = 0;
+    if (!s) cli_usage_error("%s: out of memory", opt);
+    return s;
 }

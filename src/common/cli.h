@@ -60,6 +60,10 @@ void cli_default(int c, cli_usage_fn *usage) __attribute__((noreturn));
 /* Exits 2 naming the first operand getopt left (for programs that take none). */
 void cli_no_operands(int argc, char *const *argv);
 
+/* The whole file named by an option's argument (--json-schema FILE), malloc'd and
+ * NUL-terminated, its length in *len; exits 2 naming opt when it cannot be read. */
+char *cli_file(const char *opt, const char *path, size_t *len);
+
 /* A repeatable option's values in order (-X, --set): argv's strings, not copies. */
 typedef struct {
     const char **items;

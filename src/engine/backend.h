@@ -186,6 +186,12 @@ typedef struct backend_ops {
                    const uint64_t *keys);
     /* Fills *st (counters since init). 0 | -1. */
     int (*get_stats)(void *ctx, backend_stats_t *st);
+    /* Optional (NULL = not available): argmax as above where row r only considers the
+     * tokens whose bit is set in its packed mask, masks (n, (vocab + 31) / 32) u32 on the
+     * device (grammar.h's layout; constrained decoding): the others count as -inf in the
+     * argmax and the Gumbel draw alike. Host twin: sampler_pick_masked. */
+    void (*argmax_masked)(void *ctx, int32_t *out, const float *logits, int n, int vocab, const float *inv_temp,
+                          const uint64_t *keys, const uint32_t *masks);
 } backend_ops_t;
 
 /* An open backend: the table, its context and what it chose. */

@@ -21,6 +21,7 @@
 #include "engine_request.h"
 #include "engine_token.h"
 #include "gguf.h"
+#include "grammar.h"
 #include "hparams.h"
 #include "log.h"
 #include "model.h"
@@ -34,6 +35,7 @@ struct engine {
     chat_t *chat;
     model_t *model;
     scheduler_t *sched;
+    grammar_t *grammar; /* NULL when llguidance cannot describe the vocabulary */
     engine_info_t info;
 };
 
@@ -57,6 +59,13 @@ static int fwd_argmax(void *ctx, const model_batch_t *b, int32_t *ids, const flo
     engine_t *e = ctx;
     int rc = model_forward_argmax(e->model, b, ids, inv_temp, keys);
     if (rc != 0) LOG_ERROR("model_forward_argmax failed", "error=\"%s\"", model_last_error(e->model));
+    return rc;
+}
+static int fwd_argmax_masked(void *ctx, const model_batch_t *b, int32_t *ids, const float *inv_temp,
+                             const uint64_t *keys, const uint32_t *masks, void (*ready)(void *), void *rctx) {
+    engine_t *e = ctx;
+    int rc = model_forward_argmax_masked(e->model, b, ids, inv_temp, keys, masks, ready, rctx);
+    if (rc != 0) LOG_ERROR("model_forward_argmax_masked failed", "error=\"%s\"", model_last_error(e->model));
     return rc;
 }
 static void dev_stats(void *ctx, engine_stats_t *st) {
@@ -114,6 +123,10 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
         err_set(err, errlen, "%s: chat template: %s", cfg->model_path, sub);
         goto fail;
     }
+    /* structured outputs: without it the engine still serves everything else, and
+     * a request with a grammar is refused with this reason */
+    if (!(e->grammar = grammar_new(e->tok, sub, sizeof(sub))))
+        LOG_WARN("structured outputs unavailable", "reason=\"%s\"", sub);
 
     /* sizes and dtypes left at 0 / NULL: model_load takes the chosen backend's own
      * defaults (backend.h, backend_defaults_t); the scheduler gets what it chose */
@@ -167,6 +180,8 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
                             .detok_init = detok_init,
                             .detok_push = detok_push,
                             .detok_flush = detok_flush,
+                            .grammar = e->grammar,
+                            .forward_argmax_masked = fwd_argmax_masked,
                             .max_piece_bytes = 3 * (longest + 8)};
     uint64_t seed = cfg->seed;
     if (seed == 0 && getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
@@ -227,6 +242,7 @@ fail:
 void engine_close(engine_t *e) {
     if (!e) return;
     scheduler_free(e->sched);
+    grammar_free(e->grammar);
     model_free(e->model);
     chat_free(e->chat);
     tokenizer_free(e->tok);
@@ -292,6 +308,7 @@ int engine_chat_render(const engine_t *e, const engine_chat_msg_t *msgs, size_t 
 
 int engine_submit(engine_t *e, const engine_request_t *req, char *err, size_t errlen) {
     int rc = engine_request_check(&e->info, req, err, errlen); /* the API's one check; the scheduler trusts it */
+    if (rc == ENGINE_OK) rc = engine_request_check_grammar(e->grammar, req, err, errlen);
     return rc != ENGINE_OK ? rc : scheduler_submit(e->sched, req, err, errlen);
 }
 
@@ -318,7 +335,17 @@ void engine_result_clear(engine_result_t *r) {
 
 int engine_abort(engine_t *e, uint64_t id) { return scheduler_abort(e->sched, id); }
 
-void engine_get_stats(engine_t *e, engine_stats_t *st) { scheduler_get_stats(e->sched, st); }
+void engine_get_stats(engine_t *e, engine_stats_t *st) {
+    scheduler_get_stats(e->sched, st);
+    if (e->grammar) {
+        grammar_stats_t g;
+        grammar_get_stats(e->grammar, &g);
+        st->grammar_steps = g.mask_steps;
+        st->grammar_rows = g.mask_rows;
+        st->grammar_mask_ms = g.mask_ms;
+        st->grammar_wait_ms = g.wait_ms;
+    }
+}
 
 void engine_set_limits(engine_t *e, int max_seqs, int max_batch_tokens) {
     scheduler_set_limits(e->sched, max_seqs, max_batch_tokens);

@@ -178,6 +178,11 @@ typedef struct {
      * it is off); blocks that hold a cache key now */
     uint64_t prefix_queries_tokens, prefix_hit_tokens;
     int64_t prefix_cached_blocks;
+    /* structured outputs (grammar.h): steps with constrained rows, those rows, the wall
+     * time llguidance's threads took for each step's masks (summed) and the time the
+     * engine thread waited for them after the forward pass (what was not hidden) */
+    uint64_t grammar_steps, grammar_rows;
+    double grammar_mask_ms, grammar_wait_ms;
 } engine_stats_t;
 
 typedef struct {

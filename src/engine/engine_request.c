@@ -1,6 +1,7 @@
 /* engine_request.c — the engine API's one check of a request (engine_request.h). */
 #include "err.h"
 #include "engine_request.h"
+#include "grammar.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -59,18 +60,45 @@ int engine_request_check(const engine_info_t *info, const engine_request_t *q, c
         }
     /* the request surface of docs/structured-outputs.md: fields each part of the engine
      * implements are checked here; until a part exists its field is refused, never ignored */
-    if (q->grammar_kind != ENGINE_GRAMMAR_NONE) {
-        err_set(err, errlen, "structured output (grammar kind %d) is not available in this build",
+    if ((int)q->grammar_kind < ENGINE_GRAMMAR_NONE || (int)q->grammar_kind > ENGINE_GRAMMAR_LARK) {
+        err_set(err, errlen, "grammar_kind %d is unknown: use 0 (none) to %d (lark)", (int)q->grammar_kind,
+                (int)ENGINE_GRAMMAR_LARK);
+        return ENGINE_ERR_INVALID;
+    }
+    if (q->grammar_kind != ENGINE_GRAMMAR_NONE && q->grammar_kind != ENGINE_GRAMMAR_JSON_OBJECT &&
+        (!q->grammar || q->grammar_len == 0)) {
+        err_set(err, errlen, "grammar is empty: grammar kind %d needs its text (schema, regex, choices or Lark)",
                 (int)q->grammar_kind);
         return ENGINE_ERR_INVALID;
     }
-    if (q->logprobs || q->top_logprobs != 0) {
-        err_set(err, errlen, "logprobs is not available in this build");
+    if (q->top_logprobs < 0 || q->top_logprobs > ENGINE_MAX_TOP_LOGPROBS) {
+        err_set(err, errlen, "top_logprobs is %d: it must be in [0, %d]", q->top_logprobs, ENGINE_MAX_TOP_LOGPROBS);
         return ENGINE_ERR_INVALID;
     }
-    if (q->n_bias != 0) {
-        err_set(err, errlen, "logit_bias is not available in this build");
+    if (q->top_logprobs > 0 && !q->logprobs) {
+        err_set(err, errlen, "top_logprobs is %d but logprobs is off: turn logprobs on to get alternatives",
+                q->top_logprobs);
         return ENGINE_ERR_INVALID;
+    }
+    if (q->n_bias < 0 || q->n_bias > ENGINE_MAX_BIAS) {
+        err_set(err, errlen, "logit_bias has %d entries: at most %d are allowed", q->n_bias, ENGINE_MAX_BIAS);
+        return ENGINE_ERR_INVALID;
+    }
+    if (q->n_bias > 0 && (!q->bias_ids || !q->bias)) {
+        err_set(err, errlen, "logit_bias has %d entries but no ids or values", q->n_bias);
+        return ENGINE_ERR_INVALID;
+    }
+    for (int i = 0; i < q->n_bias; i++) {
+        if (q->bias_ids[i] < 0 || q->bias_ids[i] >= info->n_vocab) {
+            err_set(err, errlen, "logit_bias token %d is outside the vocabulary [0, %d)", q->bias_ids[i],
+                    info->n_vocab);
+            return ENGINE_ERR_INVALID;
+        }
+        if (!finite_in(q->bias[i], -100.0f, 100.0f)) {
+            err_set(err, errlen, "logit_bias value %g for token %d is out of range [-100, 100]", (double)q->bias[i],
+                    q->bias_ids[i]);
+            return ENGINE_ERR_INVALID;
+        }
     }
     if (q->n < 0 || q->n > ENGINE_MAX_CHOICES) {
         err_set(err, errlen, "n is %d: it must be in [1, %d]", q->n, ENGINE_MAX_CHOICES);
@@ -92,6 +120,21 @@ int engine_request_check(const engine_info_t *info, const engine_request_t *q, c
                 "(%lld tokens): shorten the request or enlarge the cache",
                 q->n_prompt, q->max_tokens, (long long)info->kv_cache_tokens);
         return ENGINE_ERR_CONTEXT;
+    }
+    return ENGINE_OK;
+}
+
+int engine_request_check_grammar(struct grammar *g, const engine_request_t *q, char *err, size_t errlen) {
+    if (q->grammar_kind == ENGINE_GRAMMAR_NONE) return ENGINE_OK;
+    if (!g) {
+        err_set(err, errlen, "structured output is not available: this engine could not describe its "
+                             "vocabulary to llguidance (see the engine's start-up log)");
+        return ENGINE_ERR_INVALID;
+    }
+    char msg[200];
+    if (grammar_check(g, q->grammar_kind, q->grammar, q->grammar_len, msg, sizeof(msg)) != 0) {
+        err_set(err, errlen, "the grammar does not compile: %s", msg);
+        return ENGINE_ERR_INVALID;
     }
     return ENGINE_OK;
 }

@@ -16,5 +16,11 @@
  * or ENGINE_ERR_CONTEXT (prompt + max_tokens can never fit the context or the whole
  * KV cache), with err saying which field and what to do. */
 int engine_request_check(const engine_info_t *info, const engine_request_t *q, char *err, size_t errlen);
+/* The grammar part of the check, after engine_request_check: q's grammar compiles with
+ * g (grammar.h; the compiled grammar stays cached for the scheduler). ENGINE_OK (also
+ * for no grammar), or ENGINE_ERR_INVALID with the compiler's message, or when g is NULL
+ * (this engine has no grammar support: err says why). */
+struct grammar;
+int engine_request_check_grammar(struct grammar *g, const engine_request_t *q, char *err, size_t errlen);
 
 #endif

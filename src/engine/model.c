@@ -80,6 +80,8 @@ struct model {
     int32_t *d_ids;                  /* (logit_chunk) argmax results */
     float *d_itemp;                  /* (logit_chunk) 1 / temperature of Gumbel rows, 0 = argmax */
     uint64_t *d_keys;                /* (logit_chunk) their Gumbel keys */
+    uint32_t *d_masks;               /* (logit_chunk, (n_vocab + 31) / 32) packed grammar masks
+                                        (argmax_masked backends only) */
     float *h_row;                    /* (n_vocab) host row for argmax without a backend op */
     int32_t *h_tok, *h_pos, *h_seq, *h_rows; /* (max_seqs) padded decode batch */
     bool graphs;                     /* decode steps replayed from graphs */
@@ -376,6 +378,8 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
     if (!(m->d_ids = balloc(m, C * 4, ab, err, errlen)) || !(m->d_itemp = balloc(m, C * 4, ab, err, errlen)) ||
         !(m->d_keys = balloc(m, C * 8, ab, err, errlen)))
         goto fail;
+    if (m->ops->argmax_masked && !(m->d_masks = balloc(m, C * (size_t)((V + 31) / 32) * 4, ab, err, errlen)))
+        goto fail;
     const size_t S4 = (size_t)m->max_seqs * 4;
     if (!(m->h_table = malloc(tab)) || !(m->h_row = malloc((size_t)V * F)) || !(m->h_tok = malloc(S4)) ||
         !(m->h_pos = malloc(S4)) || !(m->h_seq = malloc(S4)) || !(m->h_rows = malloc(S4))) {
@@ -571,13 +575,32 @@ static void issue_head(model_t *m, int r0, int n) {
 /* Moves the n rows of m->logits to the caller: logits (n, vocab) or argmax ids (n). */
 /* Rows [0, n) of the head's output: logits, or ids (argmax, or the Gumbel-max draw
  * where itemp[i] > 0; itemp/keys may be NULL = all argmax). */
-static int take_rows(model_t *m, int n, float *logits, int32_t *ids, const float *itemp, const uint64_t *keys) {
+static int take_rows(model_t *m, int n, float *logits, int32_t *ids, const float *itemp, const uint64_t *keys,
+                     const uint32_t *masks) {
     const backend_ops_t *o = m->ops;
     void *c = m->bctx;
     const size_t V = (size_t)m->hp.n_vocab;
     if (logits) return o->download(c, logits, m->logits, (size_t)n * V * sizeof(float));
     bool gumbel = false;
     for (int i = 0; itemp && i < n && !gumbel; i++) gumbel = itemp[i] > 0.0f;
+    const size_t W = (V + 31) / 32;
+    if (masks && o->argmax_masked) { /* constrained rows: the masks go up, the ids come down */
+        if (gumbel) {
+            o->upload(c, m->d_itemp, itemp, (size_t)n * 4);
+            o->upload(c, m->d_keys, keys, (size_t)n * 8);
+        }
+        o->upload(c, m->d_masks, masks, (size_t)n * W * 4);
+        o->argmax_masked(c, m->d_ids, m->logits, n, (int)V, gumbel ? m->d_itemp : NULL, gumbel ? m->d_keys : NULL,
+                         m->d_masks);
+        return o->download(c, ids, m->d_ids, (size_t)n * 4);
+    }
+    if (masks) { /* the host twin, row by row */
+        for (int i = 0; i < n; i++) {
+            if (o->download(c, m->h_row, m->logits + (size_t)i * V, V * sizeof(float))) return -1;
+            ids[i] = sampler_pick_masked(m->h_row, (int)V, gumbel ? itemp[i] : 0.0f, gumbel ? keys[i] : 0, masks + (size_t)i * W);
+        }
+        return 0;
+    }
     if (o->argmax) {
         if (gumbel) {
             o->upload(c, m->d_itemp, itemp, (size_t)n * 4);
@@ -594,7 +617,7 @@ static int take_rows(model_t *m, int n, float *logits, int32_t *ids, const float
 }
 
 static int forward(model_t *m, const model_batch_t *b, float *logits, int32_t *ids, const float *itemp,
-                   const uint64_t *keys) {
+                   const uint64_t *keys, const uint32_t *masks, void (*ready)(void *), void *rctx) {
     m->err[0] = 0;
     int cols = 0;
     if (check_batch(m, b, &cols)) return -1;
@@ -636,7 +659,8 @@ static int forward(model_t *m, const model_batch_t *b, float *logits, int32_t *i
                 return -1;
             }
         }
-        if (take_rows(m, T, logits, ids, itemp, keys) == 0 && o->synchronize(c) == 0) return 0;
+        if (masks && ready) ready(rctx); /* the forward pass is issued: the masks may be read now */
+        if (take_rows(m, T, logits, ids, itemp, keys, masks) == 0 && o->synchronize(c) == 0) return 0;
         err_set(m->err, sizeof m->err, "%s backend: %s", m->be->info.name, o->last_error(c));
         return -1;
     }
@@ -649,12 +673,14 @@ static int forward(model_t *m, const model_batch_t *b, float *logits, int32_t *i
     o->upload(c, m->d_table, m->h_table, (size_t)b->n_seqs * cols * 4);
     if (b->n_logits > 0) o->upload(c, m->d_rows, b->logit_rows, (size_t)b->n_logits * 4);
     issue_layers(m, T, cols);
+    if (masks && ready) ready(rctx);
     /* final norm + LM head, only for the requested rows */
     for (int r0 = 0; r0 < b->n_logits; r0 += m->logit_chunk) {
         int n = b->n_logits - r0 < m->logit_chunk ? b->n_logits - r0 : m->logit_chunk;
         issue_head(m, r0, n);
         if (take_rows(m, n, logits ? logits + (size_t)r0 * V : NULL, logits ? NULL : ids + r0,
-                      itemp ? itemp + r0 : NULL, itemp ? keys + r0 : NULL))
+                      itemp ? itemp + r0 : NULL, itemp ? keys + r0 : NULL,
+                      masks ? masks + (size_t)r0 * ((V + 31) / 32) : NULL))
             break;
     }
     if (o->synchronize(c)) {
@@ -670,7 +696,7 @@ int model_forward(model_t *m, const model_batch_t *b, float *logits) {
         err_set(m->err, sizeof m->err, "model_forward: logits is NULL but n_logits is %d", b->n_logits);
         return -1;
     }
-    return forward(m, b, logits, NULL, NULL, NULL);
+    return forward(m, b, logits, NULL, NULL, NULL, NULL, NULL, NULL);
 }
 
 bool model_device_argmax(const model_t *m) { return m->ops->argmax != NULL; }
@@ -682,5 +708,15 @@ int model_forward_argmax(model_t *m, const model_batch_t *b, int32_t *ids, const
                b->n_logits);
         return -1;
     }
-    return forward(m, b, NULL, ids, inv_temp, keys);
+    return forward(m, b, NULL, ids, inv_temp, keys, NULL, NULL, NULL);
+}
+
+int model_forward_argmax_masked(model_t *m, const model_batch_t *b, int32_t *ids, const float *inv_temp,
+                                const uint64_t *keys, const uint32_t *masks, void (*ready)(void *), void *ready_ctx) {
+    if (b->n_logits > 0 && (!ids || !masks || (inv_temp && !keys))) {
+        err_set(m->err, sizeof m->err, "model_forward_argmax_masked: ids, masks (or keys) NULL but n_logits is %d",
+                b->n_logits);
+        return -1;
+    }
+    return forward(m, b, NULL, ids, inv_temp, keys, masks, ready, ready_ctx);
 }

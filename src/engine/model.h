@@ -90,6 +90,15 @@ int model_forward(model_t *m, const model_batch_t *b, float *logits);
  * reduced on the host. */
 int model_forward_argmax(model_t *m, const model_batch_t *b, int32_t *ids, const float *inv_temp,
                          const uint64_t *keys);
+/* model_forward_argmax for constrained rows: row i only considers the tokens whose bit
+ * is set in masks + i * ((n_vocab + 31) / 32) (host memory, grammar.h's packed layout;
+ * an unconstrained row passes all ones). ready(ready_ctx), when given, is called once
+ * after the forward pass is issued and before the masks are read, so the caller can
+ * compute them meanwhile (on a GPU the layers run while it waits). A backend with an
+ * argmax_masked op uploads the masks and downloads only ids; else each row is reduced
+ * on the host by sampler_pick_masked. */
+int model_forward_argmax_masked(model_t *m, const model_batch_t *b, int32_t *ids, const float *inv_temp,
+                                const uint64_t *keys, const uint32_t *masks, void (*ready)(void *), void *ready_ctx);
 const char *model_last_error(const model_t *m); /* "" when none */
 /* True when model_forward_argmax draws on the device (the backend has an argmax op). */
 bool model_device_argmax(const model_t *m);

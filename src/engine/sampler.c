@@ -280,6 +280,68 @@ int32_t sampler_sample(sampler_t *s, const sampler_params_t *p, float *logits,
     return c[0].i;
 }
 
+/* ---------------------------------------------------------------- constraints, logprobs */
+
+void sampler_apply_mask(float *logits, int n, const uint32_t *mask) {
+    for (int w = 0; w * 32 < n; w++) {
+        uint32_t m = mask[w];
+        if (m == 0xFFFFFFFFu) continue;
+        const int end = (w + 1) * 32 < n ? (w + 1) * 32 : n;
+        for (int i = w * 32; i < end; i++)
+            if (!(m >> (i & 31) & 1u)) logits[i] = -INFINITY;
+    }
+}
+
+void sampler_apply_bias(float *logits, int n, const int32_t *ids, const float *bias, int n_bias) {
+    for (int i = 0; i < n_bias; i++) {
+        CHECK(ids[i] >= 0 && ids[i] < n);
+        logits[ids[i]] += bias[i];
+    }
+}
+
+float sampler_logprobs(sampler_t *s, const float *raw, int32_t chosen, int k, engine_logprob_t *top) {
+    const int nv = s->n_vocab;
+    double mx = -INFINITY;
+    for (int i = 0; i < nv; i++)
+        if (raw[i] > mx) mx = raw[i];
+    double sum = 0.0;
+    if (isfinite(mx))
+        for (int i = 0; i < nv; i++) sum += exp((double)raw[i] - mx); /* -inf adds 0; NaN never compares */
+    const double lse = isfinite(mx) ? mx + log(sum) : 0.0;
+    if (k > nv) k = nv;
+    if (k > 0) {
+        cand_t *c = s->cand;
+        for (int i = 0; i < nv; i++) c[i] = (cand_t){.v = raw[i], .i = i};
+        if (k < nv) select_top_k(c, nv, k);
+        qsort(c, (size_t)k, sizeof(cand_t), cmp_desc);
+        for (int j = 0; j < k; j++) top[j] = (engine_logprob_t){.id = c[j].i, .logprob = (float)((double)c[j].v - lse)};
+    }
+    return (float)((double)raw[chosen] - lse);
+}
+
+static inline float masked_at(const float *x, const uint32_t *mask, int i) {
+    return !mask || ((mask[i >> 5] >> (i & 31)) & 1u) ? x[i] : -INFINITY;
+}
+
+int32_t sampler_pick_masked(const float *logits, int n, float inv_temp, uint64_t key, const uint32_t *mask) {
+    if (inv_temp > 0.0f) {
+        float gv = -INFINITY;
+        int32_t gi = INT32_MAX;
+        for (int i = 0; i < n; i++) {
+            const float v = gumbel_score(masked_at(logits, mask, i), inv_temp, key, (uint32_t)i);
+            if (v > gv || (v == gv && i < gi)) gv = v, gi = i;
+        }
+        if (gv > -INFINITY) return gi;
+    }
+    float bv = -INFINITY;
+    int32_t bi = INT32_MAX;
+    for (int i = 0; i < n; i++) {
+        const float v = masked_at(logits, mask, i);
+        if (v > bv || (v == bv && i < bi)) bv = v, bi = i;
+    }
+    return bi == INT32_MAX ? 0 : bi;
+}
+
 /* ---------------------------------------------------------------- stop strings */
 
 long sampler_stop_find(const char *text, size_t len, size_t new_from,

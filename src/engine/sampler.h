@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine.h" /* engine_logprob_t */
+
 /* xoshiro256** seeded through splitmix64: small, fast, and good enough for sampling. */
 typedef struct {
     uint64_t s[4];
@@ -63,6 +65,23 @@ int32_t sampler_gumbel(const float *logits, int n, float inv_temp, uint64_t key)
 /* What model_forward_argmax (and the GPU's argmax op) pick for one row: the argmax
  * (lowest id on ties) when inv_temp is 0, else sampler_gumbel. */
 int32_t sampler_pick(const float *logits, int n, float inv_temp, uint64_t key);
+
+/* Constraints on one row before sampler_sample (logprobs are taken before them, from a
+ * copy of the raw row). mask: packed bits (grammar.h), bit t of word t / 32 set = token t
+ * allowed; every other token's logit becomes -inf. */
+void sampler_apply_mask(float *logits, int n, const uint32_t *mask);
+/* logit_bias: logits[ids[i]] += bias[i] (ids in [0, n), checked by engine_request). */
+void sampler_apply_bias(float *logits, int n, const int32_t *ids, const float *bias, int n_bias);
+/* Log-probabilities from a raw row (the log-softmax in double precision): returns the
+ * chosen token's and writes the k (<= ENGINE_MAX_TOP_LOGPROBS, <= n_vocab) most likely
+ * tokens to top, descending, ties by lower id. Uses s's scratch. */
+float sampler_logprobs(sampler_t *s, const float *raw, int32_t chosen, int k, engine_logprob_t *top);
+
+/* What the GPU's masked argmax op picks for one row (backend.h argmax_masked): tokens
+ * whose bit in mask (packed, grammar.h) is clear count as -inf; then the Gumbel-max draw
+ * when inv_temp > 0 and some score is finite, else the argmax (lowest id on ties, -inf
+ * included, NaN never). mask NULL: every token. */
+int32_t sampler_pick_masked(const float *logits, int n, float inv_temp, uint64_t key, const uint32_t *mask);
 
 /* Stop strings on decoded text. A new match must end inside the bytes added by the
  * last token: call with new_from = the text length before that token's bytes.

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "constrain.h"
 #include "kvcache.h"
 #include "log.h"
 #include "sampler.h"
@@ -57,6 +58,7 @@ struct sreq {
     sreq_t *kids;          /* parked choices 1..n-1 (choice 0 only, until its prompt is computed) */
     sreq_t *kid_next;      /* next parked sibling */
     sreq_t *parent;        /* while RS_PARKED */
+    constrain_t cons; /* grammar, logit_bias, logprobs (constrain.h) */
 
     /* this step */
     int chunk;
@@ -93,6 +95,12 @@ struct scheduler {
     uint64_t *keys;                                   /* (max_seqs) Gumbel keys per logits row */
     sreq_t **b_reqs;                                  /* (max_seqs) */
     char *piece;                                      /* (max_piece_bytes + 64) */
+    /* constrained rows (m.grammar): masks computed on llguidance's threads during the
+     * forward pass; raw: the row before mask/bias/penalties, for logprobs */
+    uint32_t *masks;                                  /* (max_seqs, grammar_mask_words) */
+    grammar_seq_t **g_seqs;                           /* (max_seqs) */
+    uint32_t **g_rows;                                /* (max_seqs) */
+    float *raw;                                       /* (n_vocab) */
 
     /* engine thread */
     rlist_t waiting, running;
@@ -155,6 +163,7 @@ static void sreq_free(scheduler_t *s, sreq_t *r) {
         sreq_free(s, k);
     }
     kvcache_seq_destroy(s ? s->kv : NULL, &r->kv);
+    constrain_free(&r->cons);
     free(r->tokens);
     free(r->text);
     for (int i = 0; i < ENGINE_MAX_STOP; i++) free(r->stop[i]);
@@ -181,11 +190,13 @@ static void assert_request(const scheduler_t *s, const engine_request_t *q) {
 }
 
 /* One sequence of request q: choice `choice` of its q->n. Every per-sequence field is
- * set here, for choice 0 and the forked choices alike. NULL when out of memory. The
- * RNG is seeded by the caller (under the mutex). */
-static sreq_t *sreq_new(scheduler_t *s, const engine_request_t *q, int choice) {
+ * set here, for choice 0 and the forked choices alike. NULL with *st and err set when
+ * out of memory or when its constraint state cannot start. The RNG is seeded by the
+ * caller (under the mutex). */
+static sreq_t *sreq_new(scheduler_t *s, const engine_request_t *q, int choice, int *st, char *err, size_t errlen) {
+    *st = ENGINE_ERR_INTERNAL;
     sreq_t *r = calloc(1, sizeof(*r));
-    if (!r) return NULL;
+    if (!r) goto oom;
     r->id = q->id;
     r->choice = choice;
     r->n_prompt = q->n_prompt;
@@ -211,12 +222,23 @@ static sreq_t *sreq_new(scheduler_t *s, const engine_request_t *q, int choice) {
     }
     r->n_stop = q->n_stop;
     if (kvcache_seq_init(s->kv, &r->kv, q->n_prompt + q->max_tokens) != 0) goto oom;
+    /* the one place a sequence's constraint state starts: every sequence (every choice)
+     * gets its own grammar state, bias and logprob buffers */
+    int crc = constrain_init(&r->cons, s->m.grammar, q, err, errlen);
+    if (crc != ENGINE_OK) {
+        sreq_free(s, r);
+        *st = crc;
+        return NULL;
+    }
     s->m.detok_init(s->m.ctx, &r->ds);
     r->logit_row = -1;
     r->t_submit = clock_now_ms();
+    *st = ENGINE_OK;
     return r;
 oom:
     sreq_free(s, r);
+    err_set(err, errlen, "out of memory while queuing a request of %d + %d tokens (n = %d)", q->n_prompt,
+            q->max_tokens, q->n);
     return NULL;
 }
 
@@ -226,11 +248,15 @@ int scheduler_submit(scheduler_t *s, const engine_request_t *q, char *err, size_
     CHECK(n <= ENGINE_MAX_CHOICES);
 
     /* choice 0 runs the prompt; the others wait parked on it and fork from its blocks */
-    sreq_t *r = sreq_new(s, q, 0);
-    if (!r) goto oom;
+    int st;
+    sreq_t *r = sreq_new(s, q, 0, &st, err, errlen);
+    if (!r) return st;
     for (int i = n - 1; i >= 1; i--) {
-        sreq_t *k = sreq_new(s, q, i);
-        if (!k) goto oom;
+        sreq_t *k = sreq_new(s, q, i, &st, err, errlen);
+        if (!k) {
+            sreq_free(s, r);
+            return st;
+        }
         k->state = RS_PARKED;
         k->parent = r;
         k->kid_next = r->kids;
@@ -262,12 +288,6 @@ int scheduler_submit(scheduler_t *s, const engine_request_t *q, char *err, size_
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return ENGINE_OK;
-
-oom:
-    sreq_free(s, r);
-    err_set(err, errlen, "out of memory while queuing a request of %d + %d tokens (n = %d)", q->n_prompt,
-             q->max_tokens, n);
-    return ENGINE_ERR_INTERNAL;
 }
 
 /* ---------------------------------------------------------------- lifetime */
@@ -315,7 +335,14 @@ scheduler_t *scheduler_new(const scheduler_config_t *cfg, const scheduler_model_
     s->keys = malloc(bs * sizeof(uint64_t));
     s->b_reqs = malloc(bs * sizeof(sreq_t *));
     s->piece = malloc((size_t)m->max_piece_bytes + 64);
-    if (!s->b_tokens || !s->b_pos || !s->b_seq || !s->b_logit_rows || !s->b_seq_len ||
+    s->raw = malloc((size_t)m->n_vocab * sizeof(float));
+    if (m->grammar) {
+        s->masks = malloc(bs * (size_t)grammar_mask_words(m->grammar) * sizeof(uint32_t));
+        s->g_seqs = malloc(bs * sizeof(grammar_seq_t *));
+        s->g_rows = malloc(bs * sizeof(uint32_t *));
+        if (!s->masks || !s->g_seqs || !s->g_rows) goto oom;
+    }
+    if (!s->raw || !s->b_tokens || !s->b_pos || !s->b_seq || !s->b_logit_rows || !s->b_seq_len ||
         !s->b_block_table || !s->logits || !s->ids || !s->itemp || !s->keys || !s->b_reqs || !s->piece)
         goto oom;
     for (size_t i = 0; i < bs * (size_t)s->max_blocks; i++) s->b_block_table[i] = -1;
@@ -365,6 +392,10 @@ void scheduler_free(scheduler_t *s) {
     free(s->keys);
     free(s->b_reqs);
     free(s->piece);
+    free(s->raw);
+    free(s->masks);
+    free(s->g_seqs);
+    free(s->g_rows);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
@@ -495,21 +526,62 @@ static bool computing_same_block(scheduler_t *s, sreq_t *r, int i, int ns) {
  * take on the device: greedy (the argmax) or, with m.gumbel, temperature alone (the
  * Gumbel-max draw, sampler_is_gumbel), with no penalties and no end-of-generation masking (min_tokens)
  * this step. sampler_sample picks the same token from the downloaded logits. */
-static bool by_id(const scheduler_t *s, const sreq_t *r) {
+static bool by_id_masked(const scheduler_t *s, const sreq_t *r) {
     return (!(r->sp.temperature > 0.0f) || (s->m.gumbel && sampler_is_gumbel(&r->sp))) &&
            r->sp.presence_penalty == 0.0f &&
-           r->sp.frequency_penalty == 0.0f && (r->ignore_eos || r->n_gen >= r->min_tokens || s->n_eog == 0);
+           r->sp.frequency_penalty == 0.0f && (r->ignore_eos || r->n_gen >= r->min_tokens || s->n_eog == 0) &&
+           !r->cons.logprobs && r->cons.n_bias == 0;
+}
+/* ... and without a grammar: forward_argmax (a grammar's mask: forward_argmax_masked) */
+static bool by_id(const scheduler_t *s, const sreq_t *r) { return by_id_masked(s, r) && !r->cons.gq; }
+
+/* forward_argmax_masked's ready callback: the step's masks (grammar_masks_start) */
+static void masks_ready(void *ctx) { grammar_masks_wait(((scheduler_t *)ctx)->m.grammar); }
+
+/* The grammar mask row of r this step (NULL when r is unconstrained). */
+static const uint32_t *mask_of(const scheduler_t *s, const sreq_t *r) {
+    return r->cons.gq ? s->masks + (size_t)r->logit_row * (size_t)grammar_mask_words(s->m.grammar) : NULL;
+}
+
+/* Does the row allow a token that does not end the generation? (min_tokens with a
+ * grammar: the grammar wins when its language leaves nothing but the end) */
+static bool allows_non_eog(const scheduler_t *s, const float *lg) {
+    for (int32_t i = 0; i < s->m.n_vocab; i++)
+        if (lg[i] > -INFINITY && !s->m.is_eog(s->m.ctx, i)) return true;
+    return false;
 }
 
 static bool accept_token(scheduler_t *s, sreq_t *r, int32_t tok, sreq_t **fin);
+static bool take_token(scheduler_t *s, sreq_t *r, int32_t tok, sreq_t **fin);
 
 /* Samples r's next token from its logits row; returns true when r finished (and
  * was handed to finish_req). */
 static bool sample_one(scheduler_t *s, sreq_t *r, float *lg, sreq_t **fin) {
-    if (!r->ignore_eos && r->n_gen < r->min_tokens)
+    const bool cons = constrain_active(&r->cons);
+    if (cons) constrain_before(&r->cons, lg, s->m.n_vocab, mask_of(s, r), s->raw);
+    if (!r->ignore_eos && r->n_gen < r->min_tokens && (!r->cons.gq || allows_non_eog(s, lg)))
         for (int i = 0; i < s->n_eog; i++) lg[s->eog_ids[i]] = -INFINITY;
     int32_t tok = sampler_sample(s->sampler, &r->sp, lg, r->tokens + r->n_prompt, r->n_gen, &r->rng);
-    return accept_token(s, r, tok, fin);
+    return cons ? take_token(s, r, tok, fin) : accept_token(s, r, tok, fin);
+}
+
+/* accept_token for a row with constraints: records its logprobs (from s->raw) and
+ * advances its grammar first. True when r finished. */
+static bool take_token(scheduler_t *s, sreq_t *r, int32_t tok, sreq_t **fin) {
+    char msg[256];
+    int g = constrain_after(&r->cons, s->sampler, s->raw, r->n_gen, tok, msg, sizeof(msg));
+    if (g < 0) {
+        running_remove(s, r);
+        finish_req(s, r, ENGINE_FINISH_ERROR, ENGINE_ERR_INTERNAL, msg, true, fin);
+        return true;
+    }
+    if (accept_token(s, r, tok, fin)) return true;
+    if (g == 1) { /* the grammar's language ends here: nothing may follow */
+        running_remove(s, r);
+        finish_req(s, r, ENGINE_FINISH_STOP, ENGINE_OK, NULL, true, fin);
+        return true;
+    }
+    return false;
 }
 
 /* Appends the sampled tok to r: text, stop strings, limits. True when r finished. */
@@ -701,9 +773,17 @@ int scheduler_step(scheduler_t *s) {
                            .logit_rows = s->b_logit_rows};
         /* steps whose rows are all greedy or temperature-only take ids, not logits,
          * from the device; a temperature row's key is its one RNG draw for the token */
-        bool by_ids = s->m.forward_argmax != NULL && nl > 0, any_t = false;
+        bool by_ids = s->m.forward_argmax != NULL && nl > 0, any_t = false, masked = false;
         for (int i = 0; i < ns && by_ids; i++)
             if (s->b_reqs[i]->logit_row >= 0 && !by_id(s, s->b_reqs[i])) by_ids = false;
+        /* constrained rows taking ids too: their masks go into the argmax (on a GPU, inside
+         * the kernel); every other sampled row then gets an all-ones mask */
+        if (!by_ids && nl > 0 && s->m.forward_argmax_masked && s->m.grammar) {
+            masked = true;
+            for (int i = 0; i < ns && masked; i++)
+                if (s->b_reqs[i]->logit_row >= 0 && !by_id_masked(s, s->b_reqs[i])) masked = false;
+            by_ids = masked;
+        }
         for (int i = 0; i < ns && by_ids; i++) {
             sreq_t *r = s->b_reqs[i];
             if (r->logit_row < 0) continue;
@@ -712,8 +792,27 @@ int scheduler_step(scheduler_t *s) {
             s->keys[r->logit_row] = t ? sampler_rng_next(&r->rng) : 0;
             any_t |= t;
         }
-        int rc = by_ids ? s->m.forward_argmax(s->m.ctx, &b, s->ids, any_t ? s->itemp : NULL, s->keys)
-                        : s->m.forward(s->m.ctx, &b, s->logits);
+        /* constrained rows: their masks are computed on llguidance's threads while the
+         * forward pass runs (a step without constrained rows starts nothing) */
+        int ng = 0;
+        for (int i = 0; i < ns && s->m.grammar; i++) {
+            sreq_t *r = s->b_reqs[i];
+            if (r->logit_row < 0 || !r->cons.gq) continue;
+            s->g_seqs[ng] = r->cons.gq;
+            s->g_rows[ng++] = (uint32_t *)mask_of(s, r);
+        }
+        if (ng > 0) grammar_masks_start(s->m.grammar, s->g_seqs, s->g_rows, ng);
+        const int words = s->m.grammar ? grammar_mask_words(s->m.grammar) : 0;
+        for (int i = 0; i < ns && masked; i++) {
+            const sreq_t *r = s->b_reqs[i];
+            if (r->logit_row >= 0 && !r->cons.gq)
+                memset(s->masks + (size_t)r->logit_row * (size_t)words, 0xFF, (size_t)words * sizeof(uint32_t));
+        }
+        int rc = masked   ? s->m.forward_argmax_masked(s->m.ctx, &b, s->ids, any_t ? s->itemp : NULL, s->keys, s->masks,
+                                                       masks_ready, s)
+                 : by_ids ? s->m.forward_argmax(s->m.ctx, &b, s->ids, any_t ? s->itemp : NULL, s->keys)
+                          : s->m.forward(s->m.ctx, &b, s->logits);
+        if (ng > 0) grammar_masks_wait(s->m.grammar);
         if (by_ids) s->argmax_steps++;
         for (int i = 0; i < ns; i++) {
             sreq_t *r = s->b_reqs[i];
@@ -727,7 +826,8 @@ int scheduler_step(scheduler_t *s) {
             r->n_computed += r->chunk;
             kvcache_seq_publish(s->kv, &r->kv, r->tokens, r->n_computed);
             if (r->kids && r->n_computed >= r->n_prompt) fork_kids(s, r, true);
-            if (r->logit_row >= 0 && by_ids) accept_token(s, r, s->ids[r->logit_row], &fin);
+            if (r->logit_row >= 0 && by_ids && r->cons.gq) take_token(s, r, s->ids[r->logit_row], &fin);
+            else if (r->logit_row >= 0 && by_ids) accept_token(s, r, s->ids[r->logit_row], &fin);
             else if (r->logit_row >= 0)
                 sample_one(s, r, s->logits + (size_t)r->logit_row * (size_t)s->m.n_vocab, &fin);
         }
@@ -800,6 +900,7 @@ size_t scheduler_poll(scheduler_t *s, engine_result_t *out, size_t max) {
         o->total_ms = r->t_done - r->t_submit;
         o->index = r->choice;
         o->cached_tokens = r->cached;
+        constrain_take(&r->cons, o);
         sreq_free(s, r);
     }
     return n;

@@ -61,6 +61,15 @@ typedef struct {
     /* Optional: device counters (busy/idle ms, graph replays) copied into the stats
      * after each step, on the engine thread. */
     void (*device_stats)(void *ctx, engine_stats_t *st);
+    /* Optional: the grammar engine (grammar.h) for requests with a grammar_kind; NULL =
+     * none (such a request is then refused at submit). Owned by the caller. */
+    struct grammar *grammar;
+    /* Optional: forward_argmax where row i only considers the tokens allowed by its packed
+     * mask masks + i * grammar_mask_words (model_forward_argmax_masked); ready(ready_ctx) is
+     * called once the forward pass is issued, before the masks are read. Used for steps
+     * whose sampled rows are all by-id rows, some with a grammar (no logprobs, no bias). */
+    int (*forward_argmax_masked)(void *ctx, const model_batch_t *b, int32_t *ids, const float *inv_temp,
+                                 const uint64_t *keys, const uint32_t *masks, void (*ready)(void *), void *ready_ctx);
 } scheduler_model_t;
 
 typedef struct {

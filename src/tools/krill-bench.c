@@ -41,6 +41,8 @@ static void usage(FILE *f) {
             "      --top-p P             nucleus sampling mass (default 1 = off; needs --temperature)\n"
             "      --shared-prefix-len N the first N prompt tokens are the same for every request (default 0)\n"
             "      --prefix-cache on|off the engine's prefix cache (default on)\n"
+            "      --json-schema FILE    constrain every request's output to this JSON Schema\n"
+            "                            (structured outputs; pick one that admits O tokens)\n"
             "      --json                one JSON object on stdout\n"
             "  -v, --verbose             engine log at info level\n"
             "  -h, --help                this text\n"
@@ -52,11 +54,13 @@ typedef struct {
     long n_req, plen, olen, seed, shared;
     double temperature, top_p;
     bool json, verbose;
+    char *schema; /* --json-schema: the file's text, malloc'd */
+    size_t schema_len;
 } args_t;
 
 static void argparse(int argc, char **argv, args_t *a) {
     enum { O_REQ = 256, O_PLEN, O_OLEN, O_BACKEND, O_THREADS, O_SEQS, O_MBT, O_KVT, O_KVD, O_OVER, O_SEED,
-           O_TEMP, O_TOPP, O_JSON, O_SHARED, O_PREFIX };
+           O_TEMP, O_TOPP, O_JSON, O_SHARED, O_PREFIX, O_SCHEMA };
     static const struct option lopts[] = {
         {"model", required_argument, NULL, 'm'},          {"requests", required_argument, NULL, O_REQ},
         {"prompt-len", required_argument, NULL, O_PLEN},  {"output-len", required_argument, NULL, O_OLEN},
@@ -67,6 +71,7 @@ static void argparse(int argc, char **argv, args_t *a) {
         {"temperature", required_argument, NULL, O_TEMP}, {"top-p", required_argument, NULL, O_TOPP},
         {"json", no_argument, NULL, O_JSON},              {"verbose", no_argument, NULL, 'v'},
         {"shared-prefix-len", required_argument, NULL, O_SHARED}, {"prefix-cache", required_argument, NULL, O_PREFIX},
+        {"json-schema", required_argument, NULL, O_SCHEMA},
         CLI_OPTIONS_END};
     *a = (args_t){.n_req = -1, .plen = -1, .olen = -1, .seed = 1, .temperature = 0.0, .top_p = 1.0};
     engine_config_t *cfg = &a->cfg;
@@ -94,6 +99,7 @@ static void argparse(int argc, char **argv, args_t *a) {
             if (strcmp(optarg, "on") && strcmp(optarg, "off")) cli_usage_error("--prefix-cache takes on or off");
             cfg->prefix_cache = strcmp(optarg, "on") == 0;
             break;
+        case O_SCHEMA: a->schema = cli_file("--json-schema", optarg, &a->schema_len); break;
         case 'v': a->verbose = true; break;
         default: cli_default(c, usage);
         }
@@ -162,7 +168,9 @@ static int bench_run(engine_t *e, const args_t *a, report_t *r) {
     for (long i = 0; i < n_req; i++) {
         engine_request_t q = {.id = (uint64_t)i, .prompt = prompts + i * plen, .n_prompt = (int)plen,
                               .max_tokens = (int)a->olen, .ignore_eos = true, .temperature = (float)a->temperature,
-                              .top_p = (float)a->top_p, .has_seed = true, .seed = (uint64_t)i + 1};
+                              .top_p = (float)a->top_p, .has_seed = true, .seed = (uint64_t)i + 1,
+                              .grammar_kind = a->schema ? ENGINE_GRAMMAR_JSON_SCHEMA : ENGINE_GRAMMAR_NONE,
+                              .grammar = a->schema, .grammar_len = a->schema_len};
         if (engine_submit(e, &q, err, sizeof(err)) != ENGINE_OK) {
             fprintf(stderr, "krill-bench: request %ld: %s\n", i, err);
             goto out;
@@ -271,6 +279,11 @@ static void print_json(const args_t *a, const engine_info_t *info, const report_
     json_object_set_new(o, "prefix_cache", json_boolean(a->cfg.prefix_cache));
     json_object_set_new(o, "cached_prompt_tokens", json_integer(r->cached));
     json_object_set_new(o, "output_digest", json_string(r->digest));
+    json_object_set_new(o, "json_schema", json_boolean(a->schema != NULL));
+    json_object_set_new(o, "grammar_steps", json_integer((json_int_t)r->st.grammar_steps));
+    json_object_set_new(o, "grammar_rows", json_integer((json_int_t)r->st.grammar_rows));
+    json_object_set_new(o, "grammar_mask_ms", json_real(r->st.grammar_mask_ms));
+    json_object_set_new(o, "grammar_wait_ms", json_real(r->st.grammar_wait_ms));
     char *txt = json_dumps(o, JSON_COMPACT);
     puts(txt);
     free(txt);
@@ -302,6 +315,14 @@ static void print_text(const args_t *a, const engine_info_t *info, const report_
            "%llu steps sampled on the device\n", r->st.gpu_busy_ms, r->st.gpu_idle_ms,
            (unsigned long long)r->st.graph_captures, (unsigned long long)r->st.graph_replays,
            (unsigned long long)r->st.argmax_steps);
+    if (a->schema) {
+        const engine_stats_t *st = &r->st;
+        printf("grammar          %llu steps, %llu rows; masks %.3f ms/step, %.4f ms/row (wall on llguidance's "
+               "threads, during the forward pass); engine waited %.1f ms in all\n",
+               (unsigned long long)st->grammar_steps, (unsigned long long)st->grammar_rows,
+               st->grammar_steps ? st->grammar_mask_ms / (double)st->grammar_steps : 0.0,
+               st->grammar_rows ? st->grammar_mask_ms / (double)st->grammar_rows : 0.0, st->grammar_wait_ms);
+    }
 }
 
 int main(int argc, char **argv) {
@@ -324,5 +345,6 @@ int main(int argc, char **argv) {
         else print_text(&a, engine_get_info(e), &r);
     }
     engine_close(e);
+    free(a.schema);
     return rc == 0 ? 0 : 1;
 }

@@ -24,25 +24,33 @@ static void usage(FILE *f) {
             "      --seed S          sampling seed (default: random)\n"
             "      --stop TEXT       stop string (up to %d times)\n"
             "      --ignore-eos      keep generating after end-of-generation tokens\n"
+            "      --json-schema FILE  constrain the output to a JSON Schema (docs/structured-outputs.md)\n"
+            "      --json-object     constrain the output to any JSON object\n"
+            "      --regex RE        constrain the output to a regular expression\n"
+            "      --choice JSON     constrain the output to one of a JSON array of strings\n"
+            "      --lark FILE       constrain the output to a Lark grammar (llguidance's dialect)\n"
+            "      --logprobs N      print each token's log-probability and its N (0-%d) most likely\n"
+            "                        alternatives on stderr, one JSON line per token ('logprob {...}')\n"
             "      --backend B       cpu | cuda | auto (default auto)\n"
             "      --threads N       cpu threads (default: online cores)\n"
             "      --context N       context length (default: the model's)\n"
             "  -v, --verbose         engine log at info level on stderr\n"
             "  -h, --help            this text\n"
             "      --version         print the version\n",
-            ENGINE_MAX_STOP);
+            ENGINE_MAX_STOP, ENGINE_MAX_TOP_LOGPROBS);
 }
 
 typedef struct {
     const char *prompt, *chat, *system_msg;
     engine_config_t cfg;
     engine_request_t rq; /* everything but the prompt */
+    char *grammar;       /* malloc'd text of --json-schema / --lark */
     bool verbose;
 } args_t;
 
 static void argparse(int argc, char **argv, args_t *a) {
     enum { O_CHAT = 256, O_SYSTEM, O_TEMP, O_TOPP, O_TOPK, O_MINP, O_SEED, O_STOP, O_IGNORE_EOS, O_BACKEND,
-           O_THREADS, O_CONTEXT };
+           O_THREADS, O_CONTEXT, O_JSON_SCHEMA, O_JSON_OBJECT, O_REGEX, O_CHOICE, O_LARK, O_LOGPROBS };
     static const struct option lopts[] = {
         {"model", required_argument, NULL, 'm'},         {"prompt", required_argument, NULL, 'p'},
         {"chat", required_argument, NULL, O_CHAT},       {"system", required_argument, NULL, O_SYSTEM},
@@ -52,6 +60,9 @@ static void argparse(int argc, char **argv, args_t *a) {
         {"stop", required_argument, NULL, O_STOP},       {"ignore-eos", no_argument, NULL, O_IGNORE_EOS},
         {"backend", required_argument, NULL, O_BACKEND}, {"threads", required_argument, NULL, O_THREADS},
         {"context", required_argument, NULL, O_CONTEXT}, {"verbose", no_argument, NULL, 'v'},
+        {"json-schema", required_argument, NULL, O_JSON_SCHEMA}, {"json-object", no_argument, NULL, O_JSON_OBJECT},
+        {"regex", required_argument, NULL, O_REGEX},     {"choice", required_argument, NULL, O_CHOICE},
+        {"lark", required_argument, NULL, O_LARK},       {"logprobs", required_argument, NULL, O_LOGPROBS},
         CLI_OPTIONS_END};
     *a = (args_t){.rq = {.id = 1, .max_tokens = 128, .top_p = 1.0f}};
     engine_config_defaults(&a->cfg);
@@ -80,6 +91,30 @@ static void argparse(int argc, char **argv, args_t *a) {
         case O_THREADS: a->cfg.n_threads = (int)cli_long("--threads", optarg, 0, 1024); break;
         case O_CONTEXT: a->cfg.context = (int)cli_long("--context", optarg, 2, 1 << 24); break;
         case 'v': a->verbose = true; break;
+        case O_JSON_SCHEMA:
+        case O_JSON_OBJECT:
+        case O_REGEX:
+        case O_CHOICE:
+        case O_LARK:
+            if (a->rq.grammar_kind != ENGINE_GRAMMAR_NONE)
+                cli_usage_error("give at most one of --json-schema, --json-object, --regex, --choice, --lark");
+            if (c == O_JSON_SCHEMA || c == O_LARK) {
+                a->grammar = cli_file(c == O_LARK ? "--lark" : "--json-schema", optarg, &a->rq.grammar_len);
+                a->rq.grammar = a->grammar;
+            } else if (c != O_JSON_OBJECT) {
+                a->rq.grammar = optarg;
+                a->rq.grammar_len = strlen(optarg);
+            }
+            a->rq.grammar_kind = c == O_JSON_SCHEMA   ? ENGINE_GRAMMAR_JSON_SCHEMA
+                                 : c == O_JSON_OBJECT ? ENGINE_GRAMMAR_JSON_OBJECT
+                                 : c == O_REGEX       ? ENGINE_GRAMMAR_REGEX
+                                 : c == O_CHOICE      ? ENGINE_GRAMMAR_CHOICE
+                                                      : ENGINE_GRAMMAR_LARK;
+            break;
+        case O_LOGPROBS:
+            a->rq.logprobs = true;
+            a->rq.top_logprobs = (int)cli_long("--logprobs", optarg, 0, ENGINE_MAX_TOP_LOGPROBS);
+            break;
         default: cli_default(c, usage);
         }
     }
@@ -140,6 +175,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "krill-generate: %s\n", res.error);
         goto out;
     }
+    for (int i = 0; res.logprobs && i < res.n_tokens; i++) {
+        fprintf(stderr, "logprob {\"index\":%d,\"id\":%d,\"logprob\":%.9g,\"top\":[", i, res.tokens[i],
+                (double)res.logprobs[i]);
+        for (int j = 0; j < res.n_top; j++)
+            fprintf(stderr, "%s[%d,%.9g]", j ? "," : "", res.top[(size_t)i * (size_t)res.n_top + j].id,
+                    (double)res.top[(size_t)i * (size_t)res.n_top + j].logprob);
+        fprintf(stderr, "]}\n");
+    }
     fwrite(res.text, 1, res.text_len, stdout);
     fputc('\n', stdout);
     fflush(stdout);
@@ -156,5 +199,6 @@ out:
     engine_result_clear(&res);
     free(ids);
     engine_close(e);
+    free(a.grammar);
     return rc;
 }

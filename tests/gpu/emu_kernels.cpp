@@ -194,6 +194,27 @@ static void test_small_ops() {
         }
         check("argmax", "n=6 vocab=3001 Gumbel rows (temperature 1, 0.5, 1.7; NaN; all -inf) = sampler_pick", bad, 0);
     }
+    /* constrained rows: a packed mask per row (grammar.h), argmax and Gumbel = sampler_pick_masked */
+    {
+        const int n = 6, vocab = 3001, words = (vocab + 31) / 32;
+        rng_state = 29;
+        auto l = rnd((size_t)n * vocab, 6);
+        std::vector<uint32_t> m((size_t)n * words, 0);
+        for (int r = 0; r < n; r++)
+            for (int j = 0; j < vocab; j++)
+                if (r == 5 ? j == vocab - 1 : unif() < -0.8f) m[(size_t)r * words + j / 32] |= 1u << (j % 32);
+        for (int w = 0; w < words; w++) m[(size_t)3 * words + w] = 0xffffffffu; /* row 3: everything allowed */
+        std::vector<float> it = {0.0f, 1.0f, 0.5f, 0.0f, 1.3f, 1.0f};
+        std::vector<uint64_t> keys = {3, 4, 0xfeedull, 6, 7, 8};
+        std::vector<int32_t> ids(n, -7);
+        ck(argmax_masked_launch(ids.data(), l.data(), n, vocab, it.data(), keys.data(), m.data(), nullptr), "argmax_masked");
+        int bad = 0;
+        for (int r = 0; r < n; r++) {
+            const int32_t want = sampler_pick_masked(l.data() + (size_t)r * vocab, vocab, it[r], keys[r], m.data() + (size_t)r * words);
+            bad += ids[r] != want || !((m[(size_t)r * words + want / 32] >> (want % 32)) & 1u);
+        }
+        check("argmax_masked", "n=6 vocab=3001 (10% allowed, all, one; greedy and Gumbel rows) = sampler_pick_masked", bad, 0);
+    }
 }
 
 /* ------------------------------------------------------------------ attention */

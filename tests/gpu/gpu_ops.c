@@ -417,9 +417,25 @@ static void test_argmax(void) {
         down(gpu, ids, did, sizeof(int32_t) * n);
         bad = 0;
         for (int r = 0; r < n; r++) bad += ids[r] != sampler_pick(l + (size_t)r * vocab, vocab, it[r], keys[r]);
-        char s2[140];
+        char s2[192];
         snprintf(s2, sizeof s2, "%s, Gumbel rows = sampler_pick", shape);
         check("argmax", s2, bad, 0);
+        /* constrained rows (grammar.h's packed masks, ~1/8 of the tokens allowed) */
+        if (gpu->ops->argmax_masked) {
+            const int words = (vocab + 31) / 32;
+            uint32_t *mk = testutil_xmalloc(sizeof(uint32_t) * (size_t)n * words);
+            for (size_t i = 0; i < (size_t)n * words; i++) mk[i] = (uint32_t)testutil_next() & (uint32_t)testutil_next() & (uint32_t)testutil_next();
+            uint32_t *dmk = up(gpu, mk, sizeof(uint32_t) * (size_t)n * words);
+            gpu->ops->argmax_masked(gpu->ctx, did, dl, n, vocab, dit, dkeys, dmk);
+            down(gpu, ids, did, sizeof(int32_t) * n);
+            bad = 0;
+            for (int r = 0; r < n; r++) bad += ids[r] != sampler_pick_masked(l + (size_t)r * vocab, vocab, it[r], keys[r], mk + (size_t)r * words);
+            snprintf(s2, sizeof s2, "%s, masked rows = sampler_pick_masked", shape);
+            check("argmax_masked", s2, bad, 0);
+            dfree(gpu, dmk), free(mk);
+        } else {
+            add_result("argmax_masked", shape, INFINITY, 0, "UNSUPPORTED");
+        }
         dfree(gpu, dit), dfree(gpu, dkeys), free(it), free(keys);
         dfree(gpu, dl), dfree(gpu, did), free(l), free(ids);
     }

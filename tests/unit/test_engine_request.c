@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -96,10 +97,57 @@ static void test_fields(void **state) {
     assert_int_equal(check(&bad, err, sizeof(err)), ENGINE_OK);
 }
 
+/* structured outputs, logprobs, logit_bias: ranges here, compiling in test_grammar.c */
+static void test_output_fields(void **state) {
+    (void)state;
+    char err[256];
+    int32_t p[4] = {0};
+    int32_t ids[2] = {5, 63};
+    float bias[2] = {-100.0f, 100.0f};
+    engine_request_t q = {.prompt = p, .n_prompt = 4, .max_tokens = 8, .top_p = 1.0f,
+                          .logprobs = true, .top_logprobs = ENGINE_MAX_TOP_LOGPROBS,
+                          .bias_ids = ids, .bias = bias, .n_bias = 2,
+                          .grammar_kind = ENGINE_GRAMMAR_REGEX, .grammar = "[a-z]+", .grammar_len = 6};
+    assert_int_equal(check(&q, err, sizeof(err)), ENGINE_OK); /* every edge accepted */
+    engine_request_t bad;
+    bad = q, bad.top_logprobs = ENGINE_MAX_TOP_LOGPROBS + 1;
+    assert_int_equal(check(&bad, err, sizeof(err)), ENGINE_ERR_INVALID);
+    assert_non_null(strstr(err, "top_logprobs"));
+    bad = q, bad.top_logprobs = -1;
+    assert_int_equal(check(&bad, err, sizeof(err)), ENGINE_ERR_INVALID);
+    bad = q, bad.logprobs = false; /* alternatives without logprobs */
+    assert_int_equal(check(&bad, err, sizeof(err)), ENGINE_ERR_INVALID);
+    ids[1] = 64;
+    assert_int_equal(check(&q, err, sizeof(err)), ENGINE_ERR_INVALID);
+    assert_non_null(strstr(err, "logit_bias"));
+    ids[1] = 63, bias[0] = -100.5f;
+    assert_int_equal(check(&q, err, sizeof(err)), ENGINE_ERR_INVALID);
+    bias[0] = NAN;
+    assert_int_equal(check(&q, err, sizeof(err)), ENGINE_ERR_INVALID);
+    bias[0] = 0.0f;
+    bad = q, bad.n_bias = ENGINE_MAX_BIAS + 1;
+    assert_int_equal(check(&bad, err, sizeof(err)), ENGINE_ERR_INVALID);
+    bad = q, bad.bias = NULL;
+    assert_int_equal(check(&bad, err, sizeof(err)), ENGINE_ERR_INVALID);
+    bad = q, bad.grammar_kind = (engine_grammar_kind_t)6;
+    assert_int_equal(check(&bad, err, sizeof(err)), ENGINE_ERR_INVALID);
+    bad = q, bad.grammar_len = 0;
+    assert_int_equal(check(&bad, err, sizeof(err)), ENGINE_ERR_INVALID);
+    assert_non_null(strstr(err, "grammar"));
+    bad = q, bad.grammar_kind = ENGINE_GRAMMAR_JSON_OBJECT, bad.grammar = NULL, bad.grammar_len = 0;
+    assert_int_equal(check(&bad, err, sizeof(err)), ENGINE_OK);
+    /* an engine without grammar support refuses, naming why */
+    assert_int_equal(engine_request_check_grammar(NULL, &q, err, sizeof(err)), ENGINE_ERR_INVALID);
+    assert_non_null(strstr(err, "structured output"));
+    bad = q, bad.grammar_kind = ENGINE_GRAMMAR_NONE;
+    assert_int_equal(engine_request_check_grammar(NULL, &bad, err, sizeof(err)), ENGINE_OK);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_context_and_cache),
         cmocka_unit_test(test_fields),
+        cmocka_unit_test(test_output_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -299,6 +299,83 @@ static void test_stop_holdback(void **state) {
     assert_int_equal(sampler_stop_holdback("", 0, stop, sl, 2), 0);
 }
 
+/* ---------------------------------------------------------------- logprobs, mask, bias */
+
+/* got is the float nearest the exact value ref (within one float ulp of it) */
+static bool float_of(float got, long double ref) {
+    const float f = (float)ref;
+    return fabsl((long double)got - ref) <= (long double)(nextafterf(fabsf(f), INFINITY) - fabsf(f));
+}
+
+/* logprobs equal a double-precision log-softmax of the same logits (computed here
+ * independently with long double and a full sort), chosen token always, top-k sorted
+ * descending with ties by lower id */
+static void test_logprobs(void **state) {
+    (void)state;
+    const int n = 4099; /* odd: not a multiple of 32 or of a vector width */
+    sampler_t *s = sampler_new(n);
+    float *x = malloc((size_t)n * sizeof(float));
+    int32_t *order = malloc((size_t)n * sizeof(int32_t));
+    sampler_rng_t r;
+    sampler_rng_seed(&r, 7);
+    for (int round = 0; round < 4; round++) {
+        for (int i = 0; i < n; i++) x[i] = (float)((sampler_rng_uniform(&r) - 0.5) * (round == 3 ? 60.0 : 12.0));
+        for (int i = 0; i < n; i += 97) x[i] = x[0]; /* ties: lower id first */
+        long double mx = x[0], sum = 0.0L;
+        for (int i = 1; i < n; i++) if (x[i] > mx) mx = x[i];
+        for (int i = 0; i < n; i++) sum += expl((long double)x[i] - mx);
+        const long double lse = mx + logl(sum);
+        for (int i = 0; i < n; i++) order[i] = i;
+        /* reference order: insertion of each index by (value desc, id asc) for the top 20 */
+        for (int k = 0; k < 20; k++) {
+            int best = k;
+            for (int i = k + 1; i < n; i++)
+                if (x[order[i]] > x[order[best]] || (x[order[i]] == x[order[best]] && order[i] < order[best])) best = i;
+            int32_t t = order[k];
+            order[k] = order[best];
+            order[best] = t;
+        }
+        engine_logprob_t top[ENGINE_MAX_TOP_LOGPROBS];
+        for (int chosen = 0; chosen < n; chosen += 511) {
+            float lp = sampler_logprobs(s, x, chosen, ENGINE_MAX_TOP_LOGPROBS, top);
+            assert_true(float_of(lp, (long double)x[chosen] - lse));
+            for (int k = 0; k < ENGINE_MAX_TOP_LOGPROBS; k++) {
+                assert_int_equal(top[k].id, order[k]);
+                assert_true(float_of(top[k].logprob, (long double)x[order[k]] - lse));
+            }
+        }
+        /* k = 0: only the chosen token */
+        float lp0 = sampler_logprobs(s, x, 3, 0, NULL);
+        assert_true(float_of(lp0, (long double)x[3] - lse));
+    }
+    free(x);
+    free(order);
+    sampler_free(s);
+}
+
+static void test_mask_bias(void **state) {
+    (void)state;
+    const int n = 70; /* 3 words, the last partial */
+    float x[70];
+    uint32_t mask[3] = {0x00000001u, 0xFFFFFFFFu, 0x20u}; /* tokens 0, 32..63, 69 */
+    for (int i = 0; i < n; i++) x[i] = (float)i;
+    sampler_apply_mask(x, n, mask);
+    for (int i = 0; i < n; i++) {
+        bool allowed = i == 0 || (i >= 32 && i < 64) || i == 69;
+        assert_true(allowed ? x[i] == (float)i : isinf(x[i]) && x[i] < 0);
+    }
+    int32_t ids[2] = {0, 33};
+    float b[2] = {100.0f, -5.0f};
+    sampler_apply_bias(x, n, ids, b, 2);
+    assert_true(x[0] == 100.0f && x[33] == 28.0f);
+    sampler_t *s = sampler_new(n);
+    sampler_params_t p = {.top_p = 1.0f};
+    sampler_rng_t r;
+    sampler_rng_seed(&r, 1);
+    assert_int_equal(sampler_sample(s, &p, x, NULL, 0, &r), 0); /* the bias wins greedy */
+    sampler_free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rng),
@@ -310,6 +387,8 @@ int main(void) {
         cmocka_unit_test(test_seeded_repro),
         cmocka_unit_test(test_stop_find),
         cmocka_unit_test(test_stop_holdback),
+        cmocka_unit_test(test_logprobs),
+        cmocka_unit_test(test_mask_bias),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "engine.h"
 #include "rng.h"
 
 /* ------------------------------------------------------------------ random data */
@@ -173,4 +174,28 @@ double testutil_nerr(const float *got, const double *ref, size_t n) {
         den += ref[i] * ref[i];
     }
     return den == 0 ? sqrt(num) : sqrt(num / den);
+}
+
+int testutil_engine_run(engine_t *e, const engine_request_t *q, int n, engine_result_t *r, char *err,
+                        size_t errlen) {
+    for (int i = 0; i < n; i++) {
+        char sub[384];
+        if (engine_submit(e, &q[i], sub, sizeof(sub)) != ENGINE_OK) {
+            snprintf(err, errlen, "submit %d: %s", i, sub);
+            return -1;
+        }
+    }
+    int got = 0;
+    while (got < n) {
+        engine_step(e);
+        got += (int)engine_poll(e, r + got, (size_t)(n - got));
+    }
+    for (int i = 0; i < n; i++) /* poll order is finish order: sort by id */
+        for (int j = i + 1; j < n; j++)
+            if (r[j].id < r[i].id) {
+                engine_result_t t = r[i];
+                r[i] = r[j];
+                r[j] = t;
+            }
+    return 0;
 }

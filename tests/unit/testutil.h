@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine.h"
+
 #define TESTUTIL_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf" /* scripts/fetch-model.sh */
 #define TESTUTIL_PYTHON ".cache/pyenv/bin/python"                /* scripts/setup.sh */
 #define TESTUTIL_SKIP 77                                         /* a test binary's "skipped" */
@@ -53,6 +55,13 @@ int testutil_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * tests/reference/<script> 'dir' <args>`, output in "<dir>.log". Returns 0; 77 when
  * the venv is missing (noted as a skip); 1 when the writer failed (its log is shown). */
 int testutil_write_gguf(const char *script, const char *dir, const char *args);
+
+/* ---- the engine */
+/* Submits the n requests (engine.h), steps until all have finished and leaves their
+ * results in res sorted by id (release each with engine_result_clear). 0, or -1 with
+ * err naming the request engine_submit refused. */
+int testutil_engine_run(engine_t *e, const engine_request_t *reqs, int n, engine_result_t *res, char *err,
+                        size_t errlen);
 
 /* ---- small helpers */
 void *testutil_xmalloc(size_t n); /* malloc that exits 1 with a message when memory runs out */

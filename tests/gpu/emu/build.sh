@@ -32,7 +32,7 @@ BASE_CFLAGS="$SAN -std=c11 -D_GNU_SOURCE -O2 -g -pthread -DKRILL_VERSION=\"emu\"
 # the reference side of emu_kernels: the CPU backend alone
 REF_CFLAGS="$BASE_CFLAGS -DKRILL_NO_BLAS"
 # the whole-backend programs: every engine file, the CUDA backend selected, no libraries
-ALL_CFLAGS="$BASE_CFLAGS -DKRILL_CUDA=1 -DKRILL_NO_BLAS -DKRILL_NO_PCRE2 -DKRILL_NO_JANSSON -I$inc"
+ALL_CFLAGS="$BASE_CFLAGS -DKRILL_CUDA=1 -DKRILL_NO_BLAS -DKRILL_NO_PCRE2 -DKRILL_NO_JANSSON -DKRILL_NO_LLGUIDANCE -I$inc"
 
 newer() { [ ! -f "$1" ] || [ -n "$(find "${@:2}" -newer "$1" 2>/dev/null | head -1)" ]; }
 job() {  # run "$@" in the background, at most JOBS at a time
