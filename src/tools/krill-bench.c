@@ -31,6 +31,7 @@ static void usage(FILE *f) {
             "      --kv-cache-tokens K   KV cache capacity (default: engine default)\n"
             "      --kv-dtype D          KV cache storage f16 | f32 (default: engine default)\n"
             "      --kv-overcommit X     admission overcommit (default: engine default)\n"
+            "      --cpu-weights W       cpu matmul weights auto | f32 | q8 | q4 (default auto)\n"
             "      --seed S              prompt generator seed (default 1)\n"
             "      --temperature T       sampling temperature of every request (default 0 = greedy)\n"
             "      --top-p P             nucleus sampling mass (default 1 = off; needs --temperature)\n"
@@ -49,7 +50,7 @@ typedef struct {
 
 static void argparse(int argc, char **argv, args_t *a) {
     enum { O_REQ = 256, O_PLEN, O_OLEN, O_BACKEND, O_THREADS, O_SEQS, O_MBT, O_KVT, O_KVD, O_OVER, O_SEED,
-           O_TEMP, O_TOPP, O_JSON };
+           O_TEMP, O_TOPP, O_JSON, O_CPUW };
     static const struct option lopts[] = {
         {"model", required_argument, NULL, 'm'},          {"requests", required_argument, NULL, O_REQ},
         {"prompt-len", required_argument, NULL, O_PLEN},  {"output-len", required_argument, NULL, O_OLEN},
@@ -59,7 +60,7 @@ static void argparse(int argc, char **argv, args_t *a) {
         {"kv-overcommit", required_argument, NULL, O_OVER}, {"seed", required_argument, NULL, O_SEED},
         {"temperature", required_argument, NULL, O_TEMP}, {"top-p", required_argument, NULL, O_TOPP},
         {"json", no_argument, NULL, O_JSON},              {"verbose", no_argument, NULL, 'v'},
-        CLI_OPTIONS_END};
+        {"cpu-weights", required_argument, NULL, O_CPUW}, CLI_OPTIONS_END};
     *a = (args_t){.n_req = -1, .plen = -1, .olen = -1, .seed = 1, .temperature = 0.0, .top_p = 1.0};
     engine_config_t *cfg = &a->cfg;
     engine_config_defaults(cfg);
@@ -81,6 +82,7 @@ static void argparse(int argc, char **argv, args_t *a) {
         case O_TEMP: a->temperature = cli_double("--temperature", optarg, 0, 2); break;
         case O_TOPP: a->top_p = cli_double("--top-p", optarg, 1e-6, 1); break;
         case O_JSON: a->json = true; break;
+        case O_CPUW: cfg->cpu_weights = optarg; break;
         case 'v': a->verbose = true; break;
         default: cli_default(c, usage);
         }
