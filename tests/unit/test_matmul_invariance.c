@@ -10,9 +10,16 @@
  *   batches), with and without bias, for shapes that do and do not split over threads
  *   (under SANITIZE=1 the two smaller shapes only).
  *
+ * - quantized: the same check through the backend with cpu_weights q8 and q4 (weights
+ *   loaded with load_matrix): rows alone with the plain C reference kernel
+ *   (KRILL_CPU_QMAT=ref, 1 thread) vs batches of 1..70 with the AVX2 and the best
+ *   kernel this CPU has, threads 1, 2, 3 — bitwise.
+ *
  * KRILL_BENCH_MATMUL=1 instead times our kernels against OpenBLAS sgemm (through the
  * backend, KRILL_CPU_MATMUL=openblas) on SmolLM2-135M's shapes (a benchmark: best of
- * KRILL_BENCH_REPS interleaved runs, threads from KRILL_BENCH_THREADS, default 1). */
+ * KRILL_BENCH_REPS interleaved runs, threads from KRILL_BENCH_THREADS, default 1);
+ * KRILL_BENCH_MATMUL=q4 or q8 times the quantized matmul on the same shapes (GB/s of
+ * weights read, integer GOP/s) next to a two-buffer copy loop (memory bandwidth). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+
+#include <pthread.h>
 
 #include "backend.h"
 #include "clock.h"
@@ -161,6 +170,79 @@ static void test_batch_invariance(void **state) {
     }
 }
 
+static backend_t *open_q(int threads, const char *weights, const char *kernel) {
+    char err[256];
+    if (kernel) setenv("KRILL_CPU_QMAT", kernel, 1);
+    backend_params_t p = {.n_threads = threads, .cpu_weights = weights};
+    backend_t *b = backend_open("cpu", &p, err, sizeof err);
+    unsetenv("KRILL_CPU_QMAT");
+    if (!b) fail_msg("backend_open (%s, %s): %s", weights, kernel ? kernel : "auto", err);
+    return b;
+}
+
+/* W (out, in) f32 -> a backend buffer in dt through load_matrix. */
+static void *load_q(backend_t *b, backend_dtype_t dt, const float *w, int out, int in) {
+    void *p = b->ops->alloc(b->ctx, backend_weight_bytes(dt, out, in));
+    assert_non_null(p);
+    if (b->ops->load_matrix(b->ctx, p, dt, GGUF_T_F32, w, out, in)) fail_msg("load_matrix: %s", b->ops->last_error(b->ctx));
+    return p;
+}
+
+static void test_quantized_batch_invariance(void **state) {
+    (void)state;
+    static const int shapes[][2] = {{64, 40}, {576, 200}, {1536, 104}, {576, 1000}};
+    static const int threads[] = {1, 2, 3};
+    static const char *kernels[] = {"avx2", NULL};
+    const size_t n_shapes = testutil_sanitize() ? 2 : sizeof shapes / sizeof shapes[0];
+    for (int q = 0; q < 2; q++) {
+        const char *wname = q ? "q4" : "q8";
+        const backend_dtype_t dt = q ? BACKEND_DT_Q4 : BACKEND_DT_Q8;
+        for (size_t s = 0; s < n_shapes; s++) {
+            const int in = shapes[s][0], out = shapes[s][1];
+            testutil_seed(9300 + s + 10 * q);
+            float *rows = malloc(sizeof(float) * POOL * in), *w = malloc(sizeof(float) * out * in);
+            float *bias = malloc(sizeof(float) * out), *alone = malloc(sizeof(float) * 2 * POOL * out);
+            float *x = malloc(sizeof(float) * POOL * in), *y = malloc(sizeof(float) * POOL * out);
+            testutil_fill(rows, (size_t)POOL * in, 1.0f);
+            testutil_fill(w, (size_t)out * in, 0.5f);
+            testutil_fill(bias, out, 1.0f);
+            backend_t *b1 = open_q(1, wname, "ref");
+            void *w1 = load_q(b1, dt, w, out, in);
+            for (int with_bias = 0; with_bias < 2; with_bias++)
+                for (int i = 0; i < POOL; i++)
+                    b1->ops->matmul(b1->ctx, alone + ((size_t)with_bias * POOL + i) * out, rows + (size_t)i * in, w1,
+                                    with_bias ? bias : NULL, 1, in, out);
+            assert_int_equal(b1->ops->synchronize(b1->ctx), 0);
+            b1->ops->free(b1->ctx, w1);
+            backend_close(b1);
+            for (size_t ki = 0; ki < sizeof kernels / sizeof kernels[0]; ki++)
+                for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
+                    backend_t *b = open_q(threads[ti], wname, kernels[ki]);
+                    void *wq = load_q(b, dt, w, out, in);
+                    for (int with_bias = 0; with_bias < 2; with_bias++)
+                        for (int n = 1; n <= POOL; n++) {
+                            for (int p = 0; p < n; p++)
+                                memcpy(x + (size_t)p * in, rows + (size_t)((p * 11 + n * 7) % POOL) * in,
+                                       sizeof(float) * in);
+                            b->ops->matmul(b->ctx, y, x, wq, with_bias ? bias : NULL, n, in, out);
+                            assert_int_equal(b->ops->synchronize(b->ctx), 0);
+                            for (int p = 0; p < n; p++) {
+                                const int i = (p * 11 + n * 7) % POOL;
+                                if (!bits_equal(y + (size_t)p * out, alone + ((size_t)with_bias * POOL + i) * out,
+                                                (size_t)out))
+                                    fail_msg("%s in=%d out=%d kernel=%s threads=%d bias=%d: row %d at position %d of "
+                                             "%d differs from the row alone (ref kernel)", wname, in, out,
+                                             kernels[ki] ? kernels[ki] : "auto", threads[ti], with_bias, i, p, n);
+                            }
+                        }
+                    b->ops->free(b->ctx, wq);
+                    backend_close(b);
+                }
+            free(rows), free(w), free(bias), free(alone), free(x), free(y);
+        }
+    }
+}
+
 static void test_bad_env(void **state) {
     (void)state;
     char err[256] = "";
@@ -170,6 +252,14 @@ static void test_bad_env(void **state) {
     unsetenv("KRILL_CPU_MATMUL");
     assert_null(b);
     assert_non_null(strstr(err, "KRILL_CPU_MATMUL"));
+    p.cpu_weights = "q3";
+    assert_null(backend_open("cpu", &p, err, sizeof err));
+    assert_non_null(strstr(err, "cpu_weights 'q3'"));
+    p.cpu_weights = "q4";
+    setenv("KRILL_CPU_QMAT", "sse2", 1);
+    assert_null(backend_open("cpu", &p, err, sizeof err));
+    unsetenv("KRILL_CPU_QMAT");
+    assert_non_null(strstr(err, "KRILL_CPU_QMAT"));
 }
 
 /* ------------------------------------------------------------------ benchmark */
@@ -214,11 +304,90 @@ static int bench(void) {
     return 0;
 }
 
+/* Copy loop over two 256 MiB buffers, split over `threads` threads: bytes read +
+ * written per second, best of 5 (the machine's usable memory bandwidth). */
+typedef struct {
+    char *dst;
+    const char *src;
+    size_t n;
+} copy_t;
+static void *copy_run(void *arg) {
+    copy_t *c = arg;
+    memcpy(c->dst, c->src, c->n);
+    return NULL;
+}
+static double copy_bandwidth(int threads) {
+    const size_t n = (size_t)256 << 20;
+    char *a = malloc(n), *b = malloc(n);
+    memset(a, 1, n), memset(b, 2, n);
+    double best = 1e9;
+    for (int rep = 0; rep < 5; rep++) {
+        pthread_t th[16];
+        copy_t c[16];
+        double t = clock_now_s();
+        for (int i = 0; i < threads; i++) {
+            c[i] = (copy_t){b + n / threads * i, a + n / threads * i, n / threads};
+            pthread_create(&th[i], NULL, copy_run, &c[i]);
+        }
+        for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
+        t = clock_now_s() - t;
+        if (t < best) best = t;
+    }
+    free(a), free(b);
+    return 2.0 * n / best * 1e-9;
+}
+
+static int bench_q(const char *weights) {
+    static const int shapes[][2] = {{576, 960}, {576, 576}, {576, 3072}, {1536, 576}, {576, 49152}};
+    static const int ns[] = {1, 4, 64, 512};
+    const int threads = (int)testutil_env_long("KRILL_BENCH_THREADS", 2, 1, 16);
+    const int reps = (int)testutil_env_long("KRILL_BENCH_REPS", 10, 1, 1000000);
+    const backend_dtype_t dt = !strcmp(weights, "q8") ? BACKEND_DT_Q8 : BACKEND_DT_Q4;
+    backend_t *b = open_q(threads, weights, NULL);
+    printf("bench %s (%s): %d thread(s), best of %d; copy loop %.1f GB/s (1 thread %.1f)\n", weights,
+           b->info.device, threads, reps, copy_bandwidth(threads), copy_bandwidth(1));
+    printf("%-12s %5s %10s %12s %12s\n", "in->out", "n", "us", "weights GB/s", "int GOP/s");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int in = shapes[s][0], out = shapes[s][1];
+        float *w = malloc(sizeof(float) * out * in), *x = malloc(sizeof(float) * 512 * in);
+        float *y = malloc(sizeof(float) * 512 * (size_t)out);
+        testutil_seed(1);
+        testutil_fill(w, (size_t)out * in, 0.5f);
+        testutil_fill(x, (size_t)512 * in, 1.0f);
+        void *wq = load_q(b, dt, w, out, in);
+        const double wbytes = (double)backend_weight_bytes(dt, out, in);
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+            const int n = ns[ni];
+            const double ops = 2.0 * n * in * out;
+            int iters = (int)(4e8 / ops);
+            if (iters < 1) iters = 1;
+            double best = 1e9;
+            for (int rep = 0; rep < reps; rep++) {
+                b->ops->matmul(b->ctx, y, x, wq, NULL, n, in, out);
+                double t = clock_now_s();
+                for (int it = 0; it < iters; it++) b->ops->matmul(b->ctx, y, x, wq, NULL, n, in, out);
+                t = (clock_now_s() - t) / iters;
+                if (t < best) best = t;
+            }
+            printf("%4d->%-6d %5d %10.1f %12.2f %12.1f\n", in, out, n, best * 1e6, wbytes / best * 1e-9,
+                   ops / best * 1e-9);
+            fflush(stdout);
+        }
+        b->ops->free(b->ctx, wq);
+        free(w), free(x), free(y);
+    }
+    backend_close(b);
+    return 0;
+}
+
 int main(void) {
-    if (getenv("KRILL_BENCH_MATMUL")) return bench();
+    const char *bm = getenv("KRILL_BENCH_MATMUL");
+    if (bm && (!strcmp(bm, "q4") || !strcmp(bm, "q8"))) return bench_q(bm);
+    if (bm) return bench();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_order_and_accuracy),
         cmocka_unit_test(test_batch_invariance),
+        cmocka_unit_test(test_quantized_batch_invariance),
         cmocka_unit_test(test_bad_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
