@@ -65,7 +65,7 @@ size_t backend_weight_bytes(backend_dtype_t t, int64_t rows, int64_t cols);
 
 typedef struct {
     int n_threads;          /* cpu: worker threads, 0 = online cores */
-    const char *dtype;      /* weights: cuda "bf16" | "f16"; cpu is always f32; NULL = defaults */
+    const char *dtype;      /* weights: cuda "bf16" | "f16" (cpu: cpu_weights); NULL = defaults */
     const char *kv_dtype;   /* KV cache: "f16" | "f32"; NULL = defaults.kv_dtype (f16 on both) */
     int device;             /* cuda device ordinal */
     const char *cpu_weights; /* cpu matmul weights: "f32" | "q8" | "q4" | "auto" (= q4); NULL = f32 */

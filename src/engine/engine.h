@@ -37,7 +37,7 @@ typedef enum {
 typedef struct {
     const char *model_path;
     const char *backend;        /* "auto" (default) | "cpu" | "cuda" */
-    const char *dtype;          /* cuda weights: "bf16" (default) | "f16"; cpu is always f32 */
+    const char *dtype;          /* cuda weights: "bf16" (default) | "f16"; cpu: cpu_weights below */
     int n_threads;              /* cpu backend threads; 0 = online cores */
     int context;                /* max tokens per sequence; 0 = the model's training context */
     int max_seqs;               /* sequences per step; 0 = the backend's default (backend.h's

@@ -43,6 +43,7 @@ typedef struct {
         char *name;             /* served model name: body.model, accepted request "model" values */
         char *backend;          /* auto | cpu | cuda */
         char *dtype;            /* bf16 | f16 */
+        char *cpu_weights;      /* auto | f32 | q8 | q4 */
         int context;            /* 0 = the model's */
         double gpu_memory_fraction;
         int threads;            /* cpu backend; 0 = online cores */
