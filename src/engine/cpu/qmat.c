@@ -98,8 +98,8 @@ static void requant(qmat_type_t t, const float *x, col_block_t *cb) {
         cb->d = quant_f32_to_f16(amax / 127.0f);
         const float d = quant_f16_to_f32(cb->d), id = d > 0.0f ? 1.0f / d : 0.0f;
         for (int k = 0; k < QMAT_BLOCK; k++) {
-            float v = rintf(x[k] * id);
-            cb->q[k] = v > 127.0f ? 127 : v < -127.0f ? -127 : (int)v;
+            const float v = rintf(x[k] * id); /* NaN (inf/nan weights) -> 0 */
+            cb->q[k] = v >= 127.0f ? 127 : v <= -127.0f ? -127 : v == v ? (int)v : 0;
         }
         cb->m = 0;
         return;
@@ -113,8 +113,8 @@ static void requant(qmat_type_t t, const float *x, col_block_t *cb) {
     cb->m = quant_f32_to_f16(mn);
     const float d = quant_f16_to_f32(cb->d), m = quant_f16_to_f32(cb->m), id = d > 0.0f ? 1.0f / d : 0.0f;
     for (int k = 0; k < QMAT_BLOCK; k++) {
-        float v = rintf((x[k] - m) * id);
-        cb->q[k] = v > 15.0f ? 15 : v < 0.0f ? 0 : (int)v;
+        const float v = rintf((x[k] - m) * id);
+        cb->q[k] = v >= 15.0f ? 15 : v > 0.0f ? (int)v : 0; /* NaN -> 0 */
     }
 }
 
