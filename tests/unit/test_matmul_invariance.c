@@ -120,6 +120,35 @@ static backend_t *open_cpu(int threads, const char *impl) {
 
 enum { POOL = 70 };
 
+/* Each of the POOL rows alone: alone[(bias? POOL : 0) + i] (one matmul of 1 row). */
+static void rows_alone(backend_t *b, float *alone, const float *rows, const void *w, const float *bias, int in,
+                       int out) {
+    for (int with_bias = 0; with_bias < 2; with_bias++)
+        for (int i = 0; i < POOL; i++)
+            b->ops->matmul(b->ctx, alone + ((size_t)with_bias * POOL + i) * out, rows + (size_t)i * in, w,
+                           with_bias ? bias : NULL, 1, in, out);
+    assert_int_equal(b->ops->synchronize(b->ctx), 0);
+}
+
+/* Batches n = 1..POOL through b: every row at every position gives its alone bits. */
+static void rows_batched(backend_t *b, const float *alone, const float *rows, const void *w, const float *bias, int in,
+                         int out, float *x, float *y, const char *what) {
+    for (int with_bias = 0; with_bias < 2; with_bias++)
+        for (int n = 1; n <= POOL; n++) {
+            /* position p holds row (p * 11 + n * 7) % POOL: every row visits many positions */
+            for (int p = 0; p < n; p++)
+                memcpy(x + (size_t)p * in, rows + (size_t)((p * 11 + n * 7) % POOL) * in, sizeof(float) * in);
+            b->ops->matmul(b->ctx, y, x, w, with_bias ? bias : NULL, n, in, out);
+            assert_int_equal(b->ops->synchronize(b->ctx), 0);
+            for (int p = 0; p < n; p++) {
+                const int i = (p * 11 + n * 7) % POOL;
+                if (!bits_equal(y + (size_t)p * out, alone + ((size_t)with_bias * POOL + i) * out, (size_t)out))
+                    fail_msg("%s in=%d out=%d bias=%d: row %d at position %d of %d differs from the row alone", what,
+                             in, out, with_bias, i, p, n);
+            }
+        }
+}
+
 static void test_batch_invariance(void **state) {
     (void)state;
     /* in: no tail / a tail; out: below and above a column tile, LM-head-like width */
@@ -139,32 +168,15 @@ static void test_batch_invariance(void **state) {
         testutil_fill(bias, out, 1.0f);
         /* each row alone (one thread, default kernel), with and without bias */
         backend_t *b1 = open_cpu(1, NULL);
-        for (int with_bias = 0; with_bias < 2; with_bias++)
-            for (int i = 0; i < POOL; i++)
-                b1->ops->matmul(b1->ctx, alone + ((size_t)with_bias * POOL + i) * out, rows + (size_t)i * in, w,
-                                with_bias ? bias : NULL, 1, in, out);
+        rows_alone(b1, alone, rows, w, bias, in, out);
         backend_close(b1);
         for (size_t ii = 0; ii < sizeof impls / sizeof impls[0]; ii++)
             for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
                 if (impls[ii] && ti != 1 && s > 1) continue; /* generic is slow: 2 threads for the large shapes */
                 backend_t *b = open_cpu(threads[ti], impls[ii]);
-                for (int with_bias = 0; with_bias < 2; with_bias++)
-                    for (int n = 1; n <= POOL; n++) {
-                        /* position p holds row (p * 11 + n * 7) % POOL: every row visits many positions */
-                        for (int p = 0; p < n; p++)
-                            memcpy(x + (size_t)p * in, rows + (size_t)((p * 11 + n * 7) % POOL) * in,
-                                   sizeof(float) * in);
-                        b->ops->matmul(b->ctx, y, x, w, with_bias ? bias : NULL, n, in, out);
-                        assert_int_equal(b->ops->synchronize(b->ctx), 0);
-                        for (int p = 0; p < n; p++) {
-                            const int i = (p * 11 + n * 7) % POOL;
-                            if (!bits_equal(y + (size_t)p * out, alone + ((size_t)with_bias * POOL + i) * out,
-                                            (size_t)out))
-                                fail_msg("in=%d out=%d impl=%s threads=%d bias=%d: row %d at position %d of %d "
-                                         "differs from the row alone", in, out, impls[ii] ? impls[ii] : "krill",
-                                         threads[ti], with_bias, i, p, n);
-                        }
-                    }
+                char what[64];
+                snprintf(what, sizeof what, "impl=%s threads=%d", impls[ii] ? impls[ii] : "krill", threads[ti]);
+                rows_batched(b, alone, rows, w, bias, in, out, x, y, what);
                 backend_close(b);
             }
         free(rows), free(w), free(bias), free(alone), free(x), free(y);
@@ -209,33 +221,17 @@ static void test_quantized_batch_invariance(void **state) {
             testutil_fill(bias, out, 1.0f);
             backend_t *b1 = open_q(1, wname, "ref");
             void *w1 = load_q(b1, dt, w, out, in);
-            for (int with_bias = 0; with_bias < 2; with_bias++)
-                for (int i = 0; i < POOL; i++)
-                    b1->ops->matmul(b1->ctx, alone + ((size_t)with_bias * POOL + i) * out, rows + (size_t)i * in, w1,
-                                    with_bias ? bias : NULL, 1, in, out);
-            assert_int_equal(b1->ops->synchronize(b1->ctx), 0);
+            rows_alone(b1, alone, rows, w1, bias, in, out);
             b1->ops->free(b1->ctx, w1);
             backend_close(b1);
             for (size_t ki = 0; ki < sizeof kernels / sizeof kernels[0]; ki++)
                 for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
                     backend_t *b = open_q(threads[ti], wname, kernels[ki]);
                     void *wq = load_q(b, dt, w, out, in);
-                    for (int with_bias = 0; with_bias < 2; with_bias++)
-                        for (int n = 1; n <= POOL; n++) {
-                            for (int p = 0; p < n; p++)
-                                memcpy(x + (size_t)p * in, rows + (size_t)((p * 11 + n * 7) % POOL) * in,
-                                       sizeof(float) * in);
-                            b->ops->matmul(b->ctx, y, x, wq, with_bias ? bias : NULL, n, in, out);
-                            assert_int_equal(b->ops->synchronize(b->ctx), 0);
-                            for (int p = 0; p < n; p++) {
-                                const int i = (p * 11 + n * 7) % POOL;
-                                if (!bits_equal(y + (size_t)p * out, alone + ((size_t)with_bias * POOL + i) * out,
-                                                (size_t)out))
-                                    fail_msg("%s in=%d out=%d kernel=%s threads=%d bias=%d: row %d at position %d of "
-                                             "%d differs from the row alone (ref kernel)", wname, in, out,
-                                             kernels[ki] ? kernels[ki] : "auto", threads[ti], with_bias, i, p, n);
-                            }
-                        }
+                    char what[96];
+                    snprintf(what, sizeof what, "%s kernel=%s threads=%d (alone: ref kernel)", wname,
+                             kernels[ki] ? kernels[ki] : "auto", threads[ti]);
+                    rows_batched(b, alone, rows, wq, bias, in, out, x, y, what);
                     b->ops->free(b->ctx, wq);
                     backend_close(b);
                 }

@@ -432,27 +432,20 @@ typedef struct {
     const float *x, *w, *bias;
     int n, in, out;
     matmul_cpu_impl_t impl;
-    int tile_cols, n_col_tiles, n_row_blocks, n_tasks;
-    bool cols_outer; /* task order: column tiles outer when W is the larger operand */
+    matmul_cpu_split_t split;
     atomic_int next;
 } mm_job_t;
+
+static void mm_task(void *arg, int r0, int r1, int c0, int c1) {
+    const mm_job_t *j = arg;
+    matmul_cpu_block(j->impl, j->y, j->out, j->x, j->in, j->w, j->bias, j->in, r0, r1, c0, c1);
+}
 
 static void mm_worker(void *arg, int ith, int nth) {
     (void)ith;
     (void)nth;
     mm_job_t *j = arg;
-    for (;;) {
-        const int t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (t >= j->n_tasks) break;
-        /* the smaller operand is re-read once per tile of the other: with W larger (LM
-         * head, long prefills of big models) each W tile is read from memory once */
-        const int rb = j->cols_outer ? t % j->n_row_blocks : t / j->n_col_tiles;
-        const int ct = j->cols_outer ? t / j->n_row_blocks : t % j->n_col_tiles;
-        const int r0 = rb * MATMUL_CPU_ROW_BLOCK, c0 = ct * j->tile_cols;
-        const int r1 = r0 + MATMUL_CPU_ROW_BLOCK < j->n ? r0 + MATMUL_CPU_ROW_BLOCK : j->n;
-        const int c1 = c0 + j->tile_cols < j->out ? c0 + j->tile_cols : j->out;
-        matmul_cpu_block(j->impl, j->y, j->out, j->x, j->in, j->w, j->bias, j->in, r0, r1, c0, c1);
-    }
+    matmul_cpu_take_tasks(&j->split, &j->next, mm_task, j);
 }
 
 #ifndef KRILL_NO_BLAS
@@ -497,16 +490,11 @@ static void cpu_matmul(void *ctx, float *y, const float *x, const void *w, const
         return;
     }
 #endif
-    j.n_row_blocks = (n + MATMUL_CPU_ROW_BLOCK - 1) / MATMUL_CPU_ROW_BLOCK;
-    j.tile_cols = matmul_cpu_tile_cols(in);
+    const int tile_cols = matmul_cpu_tile_cols(in);
     /* enough tasks to keep every thread busy on short batches (dynamic: a preempted
      * thread's share is taken by the others) */
     const int nth = pool_size(c->pool);
-    while (!small && j.tile_cols > 24 && j.n_row_blocks * ((out + j.tile_cols - 1) / j.tile_cols) < 4 * nth)
-        j.tile_cols -= 24;
-    j.n_col_tiles = (out + j.tile_cols - 1) / j.tile_cols;
-    j.n_tasks = j.n_col_tiles * j.n_row_blocks;
-    j.cols_outer = out > n;
+    matmul_cpu_split(&j.split, n, out, tile_cols, 24, nth, small);
     atomic_init(&j.next, 0);
     if (small) mm_worker(&j, 0, 1);
     else pool_run(c->pool, mm_worker, &j);

@@ -188,8 +188,7 @@ typedef struct {
     void *xq;
     bool uns;
     int n, in, out;
-    int tile_cols, n_col_tiles, n_row_blocks, n_tasks;
-    bool cols_outer;
+    matmul_cpu_split_t split;
     atomic_int next;
 } mm_job_t;
 
@@ -201,20 +200,16 @@ static void quant_worker(void *arg, int ith, int nth) {
         qmat_quantize_row(j->impl, (char *)j->xq + (size_t)r * xs, j->x + (size_t)r * j->in, j->in, j->uns);
 }
 
+static void mm_task(void *arg, int r0, int r1, int c0, int c1) {
+    const mm_job_t *j = arg;
+    qmat_block(j->impl, j->t, j->y, j->out, j->xq, j->w, j->bias, j->in, r0, r1, c0, c1);
+}
+
 static void mm_worker(void *arg, int ith, int nth) {
     (void)ith;
     (void)nth;
     mm_job_t *j = arg;
-    for (;;) {
-        const int t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (t >= j->n_tasks) break;
-        const int rb = j->cols_outer ? t % j->n_row_blocks : t / j->n_col_tiles;
-        const int ct = j->cols_outer ? t / j->n_row_blocks : t % j->n_col_tiles;
-        const int r0 = rb * MATMUL_CPU_ROW_BLOCK, c0 = ct * j->tile_cols;
-        const int r1 = r0 + MATMUL_CPU_ROW_BLOCK < j->n ? r0 + MATMUL_CPU_ROW_BLOCK : j->n;
-        const int c1 = c0 + j->tile_cols < j->out ? c0 + j->tile_cols : j->out;
-        qmat_block(j->impl, j->t, j->y, j->out, j->xq, j->w, j->bias, j->in, r0, r1, c0, c1);
-    }
+    matmul_cpu_take_tasks(&j->split, &j->next, mm_task, j);
 }
 
 int cpu_qmat_matmul(cpu_qmat_t *q, pool_t *pool, backend_dtype_t dt, float *y, const float *x, const void *w,
@@ -232,13 +227,8 @@ int cpu_qmat_matmul(cpu_qmat_t *q, pool_t *pool, backend_dtype_t dt, float *y, c
     int tc = (int)((128u << 10) / (col_bytes ? col_bytes : 1));
     tc -= tc % 16;
     if (tc < 16) tc = 16;
-    j.n_row_blocks = (n + MATMUL_CPU_ROW_BLOCK - 1) / MATMUL_CPU_ROW_BLOCK;
     const bool small = (int64_t)n * in * out < (1 << 17) || nth == 1;
-    while (!small && tc > 16 && j.n_row_blocks * ((out + tc - 1) / tc) < 4 * nth) tc -= 16;
-    j.tile_cols = tc;
-    j.n_col_tiles = (out + tc - 1) / tc;
-    j.n_tasks = j.n_col_tiles * j.n_row_blocks;
-    j.cols_outer = out > n;
+    matmul_cpu_split(&j.split, n, out, tc, 16, nth, small);
     atomic_init(&j.next, 0);
     if (small) mm_worker(&j, 0, 1);
     else pool_run(pool, mm_worker, &j);
