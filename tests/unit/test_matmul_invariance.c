@@ -120,6 +120,21 @@ static backend_t *open_cpu(int threads, const char *impl) {
 
 enum { POOL = 70 };
 
+/* Seeded rows (POOL, in), W (out, in), bias (out); alone (2 POOL, out), x, y scratch. */
+static void pool_data(uint64_t seed, int in, int out, float **rows, float **w, float **bias, float **alone, float **x,
+                      float **y) {
+    testutil_seed(seed);
+    *rows = testutil_xmalloc(sizeof(float) * POOL * in);
+    *w = testutil_xmalloc(sizeof(float) * out * in);
+    *bias = testutil_xmalloc(sizeof(float) * out);
+    *alone = testutil_xmalloc(sizeof(float) * 2 * POOL * out);
+    *x = testutil_xmalloc(sizeof(float) * POOL * in);
+    *y = testutil_xmalloc(sizeof(float) * POOL * out);
+    testutil_fill(*rows, (size_t)POOL * in, 1.0f);
+    testutil_fill(*w, (size_t)out * in, 0.5f);
+    testutil_fill(*bias, out, 1.0f);
+}
+
 /* Each of the POOL rows alone: alone[(bias? POOL : 0) + i] (one matmul of 1 row). */
 static void rows_alone(backend_t *b, float *alone, const float *rows, const void *w, const float *bias, int in,
                        int out) {
@@ -159,13 +174,8 @@ static void test_batch_invariance(void **state) {
     const size_t n_shapes = testutil_sanitize() ? 2 : sizeof shapes / sizeof shapes[0];
     for (size_t s = 0; s < n_shapes; s++) {
         const int in = shapes[s][0], out = shapes[s][1];
-        testutil_seed(9100 + s);
-        float *rows = malloc(sizeof(float) * POOL * in), *w = malloc(sizeof(float) * out * in);
-        float *bias = malloc(sizeof(float) * out), *alone = malloc(sizeof(float) * 2 * POOL * out);
-        float *x = malloc(sizeof(float) * POOL * in), *y = malloc(sizeof(float) * POOL * out);
-        testutil_fill(rows, (size_t)POOL * in, 1.0f);
-        testutil_fill(w, (size_t)out * in, 0.5f);
-        testutil_fill(bias, out, 1.0f);
+        float *rows, *w, *bias, *alone, *x, *y;
+        pool_data(9100 + s, in, out, &rows, &w, &bias, &alone, &x, &y);
         /* each row alone (one thread, default kernel), with and without bias */
         backend_t *b1 = open_cpu(1, NULL);
         rows_alone(b1, alone, rows, w, bias, in, out);
@@ -212,13 +222,8 @@ static void test_quantized_batch_invariance(void **state) {
         const backend_dtype_t dt = q ? BACKEND_DT_Q4 : BACKEND_DT_Q8;
         for (size_t s = 0; s < n_shapes; s++) {
             const int in = shapes[s][0], out = shapes[s][1];
-            testutil_seed(9300 + s + 10 * q);
-            float *rows = malloc(sizeof(float) * POOL * in), *w = malloc(sizeof(float) * out * in);
-            float *bias = malloc(sizeof(float) * out), *alone = malloc(sizeof(float) * 2 * POOL * out);
-            float *x = malloc(sizeof(float) * POOL * in), *y = malloc(sizeof(float) * POOL * out);
-            testutil_fill(rows, (size_t)POOL * in, 1.0f);
-            testutil_fill(w, (size_t)out * in, 0.5f);
-            testutil_fill(bias, out, 1.0f);
+            float *rows, *w, *bias, *alone, *x, *y;
+            pool_data(9300 + s + 10 * q, in, out, &rows, &w, &bias, &alone, &x, &y);
             backend_t *b1 = open_q(1, wname, "ref");
             void *w1 = load_q(b1, dt, w, out, in);
             rows_alone(b1, alone, rows, w1, bias, in, out);
@@ -260,6 +265,16 @@ static void test_bad_env(void **state) {
 }
 
 /* ------------------------------------------------------------------ benchmark */
+/* W (out, in), x (512, in) seeded; y (512, out). */
+static void bench_data(int in, int out, float **w, float **x, float **y) {
+    *w = testutil_xmalloc(sizeof(float) * out * in);
+    *x = testutil_xmalloc(sizeof(float) * 512 * in);
+    *y = testutil_xmalloc(sizeof(float) * 512 * (size_t)out);
+    testutil_seed(1);
+    testutil_fill(*w, (size_t)out * in, 0.5f);
+    testutil_fill(*x, (size_t)512 * in, 1.0f);
+}
+
 static int bench(void) {
     static const int shapes[][2] = {{576, 1728}, {576, 576}, {576, 3072}, {1536, 576}, {576, 49152}};
     static const int ns[] = {1, 2, 8, 64, 512};
@@ -270,11 +285,8 @@ static int bench(void) {
     printf("%-12s %5s %12s %12s %8s\n", "in->out", "n", "krill", "openblas", "ratio");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int in = shapes[s][0], out = shapes[s][1];
-        float *w = malloc(sizeof(float) * out * in), *x = malloc(sizeof(float) * 512 * in);
-        float *y = malloc(sizeof(float) * 512 * (size_t)out);
-        testutil_seed(1);
-        testutil_fill(w, (size_t)out * in, 0.5f);
-        testutil_fill(x, (size_t)512 * in, 1.0f);
+        float *w, *x, *y;
+        bench_data(in, out, &w, &x, &y);
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
             const int n = ns[ni];
             const double flop = 2.0 * n * in * out;
@@ -348,11 +360,8 @@ static int bench_q(const char *weights) {
            "cpu GOP/s");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int in = shapes[s][0], out = shapes[s][1];
-        float *w = malloc(sizeof(float) * out * in), *x = malloc(sizeof(float) * 512 * in);
-        float *y = malloc(sizeof(float) * 512 * (size_t)out);
-        testutil_seed(1);
-        testutil_fill(w, (size_t)out * in, 0.5f);
-        testutil_fill(x, (size_t)512 * in, 1.0f);
+        float *w, *x, *y;
+        bench_data(in, out, &w, &x, &y);
         void *wq = load_q(b, dt, w, out, in);
         const double wbytes = (double)backend_weight_bytes(dt, out, in);
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {

@@ -224,16 +224,6 @@ static void test_activation_quantization(void **state) {
 
 /* ---- every supported GGUF type through the new layouts */
 #define DATA "tests/data/quant/"
-static const struct {
-    const char *name;
-    gguf_ttype_t t;
-} TYPES[] = {
-    {"F32", GGUF_T_F32},   {"F16", GGUF_T_F16},   {"BF16", GGUF_T_BF16}, {"Q4_0", GGUF_T_Q4_0},
-    {"Q4_1", GGUF_T_Q4_1}, {"Q5_0", GGUF_T_Q5_0}, {"Q5_1", GGUF_T_Q5_1}, {"Q8_0", GGUF_T_Q8_0},
-    {"Q2_K", GGUF_T_Q2_K}, {"Q3_K", GGUF_T_Q3_K}, {"Q4_K", GGUF_T_Q4_K}, {"Q5_K", GGUF_T_Q5_K},
-    {"Q6_K", GGUF_T_Q6_K},
-};
-
 static void *slurp(const char *name, const char *ext, size_t *len) {
     char path[256];
     snprintf(path, sizeof path, DATA "%s.%s", name, ext);
@@ -244,19 +234,25 @@ static void *slurp(const char *name, const char *ext, size_t *len) {
 
 static void test_every_gguf_type(void **state) {
     (void)state;
-    for (size_t i = 0; i < sizeof TYPES / sizeof TYPES[0]; i++) {
+    /* every type quant.c dequantizes has a vector (test_quant checks the same list) */
+    int n_types = 0;
+    for (int ti_ = 0; ti_ < 64; ti_++) {
+        const gguf_ttype_t type = (gguf_ttype_t)ti_;
+        if (!quant_supported(type)) continue;
+        n_types++;
+        const char *name = quant_type_name(type);
         size_t rl, fl;
-        uint8_t *raw = slurp(TYPES[i].name, "raw", &rl);
-        float *ref = slurp(TYPES[i].name, "f32", &fl);
+        uint8_t *raw = slurp(name, "raw", &rl);
+        float *ref = slurp(name, "f32", &fl);
         const int n = (int)(fl / 4), rows = 8, cols = n / rows;
-        assert_int_equal(quant_row_bytes(TYPES[i].t, (int64_t)n), (int64_t)rl);
+        assert_int_equal(quant_row_bytes(type, (int64_t)n), (int64_t)rl);
         for (int ti = 0; ti < 2; ti++) {
             const qmat_type_t t = (qmat_type_t)ti;
             void *w = testutil_xmalloc(qmat_bytes(t, rows, cols));
-            assert_int_equal(qmat_pack(t, w, TYPES[i].t, raw, rows, cols, 0, 1), 0);
+            assert_int_equal(qmat_pack(t, w, type, raw, rows, cols, 0, 1), 0);
             float *got = testutil_xmalloc(sizeof(float) * n);
             for (int r = 0; r < rows; r++) qmat_dequant_row(t, w, cols, r, got + r * cols);
-            const bool exact = qmat_exact_from(t, TYPES[i].t);
+            const bool exact = qmat_exact_from(t, type);
             double max_err = 0;
             int nonfinite = 0;
             for (int b = 0; b < n / 32; b++) {
@@ -278,24 +274,24 @@ static void test_every_gguf_type(void **state) {
                 for (int j = 0; j < 32; j++) {
                     const double e = fabs((double)got[b * 32 + j] - x[j]);
                     if (e > bound)
-                        fail_msg("%s -> %s: element %d is %.9g, file value %.9g (bound %g)", TYPES[i].name,
+                        fail_msg("%s -> %s: element %d is %.9g, file value %.9g (bound %g)", name,
                                  t == QMAT_Q8 ? "q8" : "q4", b * 32 + j, got[b * 32 + j], x[j], bound);
                     if (e > max_err) max_err = e;
                 }
             }
             if (exact) /* equal values; Q4_0's d (q - 8) may be -0 where d q + m is +0 */
                 for (int e = 0; e < n; e++)
-                    if (!(got[e] == ref[e])) fail_msg("%s: element %d is %.9g, file %.9g", TYPES[i].name, e, got[e], ref[e]);
+                    if (!(got[e] == ref[e])) fail_msg("%s: element %d is %.9g, file %.9g", name, e, got[e], ref[e]);
             if (nonfinite) {
                 printf("  %-5s -> %s: %d blocks with inf/nan skipped, max |w - file| = %.3g elsewhere\n",
-                       TYPES[i].name, t == QMAT_Q8 ? "q8" : "q4", nonfinite, max_err);
+                       name, t == QMAT_Q8 ? "q8" : "q4", nonfinite, max_err);
                 free(got), free(w);
                 continue;
             }
             /* the matmul through the packed form, against f32 of what was packed */
             const int nx = 3;
             float x[3 * 256];
-            testutil_seed(77 + i);
+            testutil_seed(77 + (uint64_t)ti_);
             testutil_fill(x, (size_t)nx * cols, 1.0f);
             const qmat_impl_t impl = QMAT_IMPL_AUTO;
             uint8_t *xq = quantize_rows(x, nx, cols, qmat_act_unsigned(impl, t));
@@ -305,14 +301,15 @@ static void test_every_gguf_type(void **state) {
             f32_ref(x, got, nx, cols, rows, xq, yd, bd);
             for (int e = 0; e < nx * rows; e++)
                 if (!(fabs(y[e] - yd[e]) <= bd[e]))
-                    fail_msg("%s -> %s: y[%d] = %.9g, f32 %.9g, bound %g", TYPES[i].name, t == QMAT_Q8 ? "q8" : "q4",
+                    fail_msg("%s -> %s: y[%d] = %.9g, f32 %.9g, bound %g", name, t == QMAT_Q8 ? "q8" : "q4",
                              e, y[e], yd[e], bd[e]);
-            printf("  %-5s -> %s: %s, max |w - file| = %.3g\n", TYPES[i].name, t == QMAT_Q8 ? "q8" : "q4",
+            printf("  %-5s -> %s: %s, max |w - file| = %.3g\n", name, t == QMAT_Q8 ? "q8" : "q4",
                    exact ? "exact" : "re-quantized", max_err);
             free(xq), free(got), free(w);
         }
         free(raw), free(ref);
     }
+    assert_true(n_types >= 13);
 }
 
 static void test_layout_sizes(void **state) {
