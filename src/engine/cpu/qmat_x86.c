@@ -22,10 +22,12 @@ qmat_block_fn qmat_x86_kernel(qmat_impl_t impl);
 #define QK(name) qk_avx2_##name
 #define QK_DOT4(a, u, s) _mm256_add_epi32((a), _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1)))
 #define QK_Q8_UNSIGNED 0
+#define QK_G_MAX 1
 #include "qmat_tile.inc"
 #undef QK
 #undef QK_DOT4
 #undef QK_Q8_UNSIGNED
+#undef QK_G_MAX
 
 /* ---- AVX-VNNI (VEX vpdpbusd) */
 #pragma GCC push_options
@@ -33,10 +35,12 @@ qmat_block_fn qmat_x86_kernel(qmat_impl_t impl);
 #define QK(name) qk_avxvnni_##name
 #define QK_DOT4(a, u, s) _mm256_dpbusd_avx_epi32((a), (u), (s))
 #define QK_Q8_UNSIGNED 1
+#define QK_G_MAX 1
 #include "qmat_tile.inc"
 #undef QK
 #undef QK_DOT4
 #undef QK_Q8_UNSIGNED
+#undef QK_G_MAX
 #pragma GCC pop_options
 
 /* ---- AVX512-VNNI (EVEX vpdpbusd on ymm: 32 vector registers) */
@@ -45,10 +49,12 @@ qmat_block_fn qmat_x86_kernel(qmat_impl_t impl);
 #define QK(name) qk_avx512vnni_##name
 #define QK_DOT4(a, u, s) _mm256_dpbusd_epi32((a), (u), (s))
 #define QK_Q8_UNSIGNED 1
+#define QK_G_MAX 2
 #include "qmat_tile.inc"
 #undef QK
 #undef QK_DOT4
 #undef QK_Q8_UNSIGNED
+#undef QK_G_MAX
 #pragma GCC pop_options
 
 qmat_block_fn qmat_x86_kernel(qmat_impl_t impl) {
