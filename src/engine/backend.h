@@ -68,7 +68,7 @@ typedef struct {
     const char *dtype;      /* weights: cuda "bf16" | "f16" (cpu: cpu_weights); NULL = defaults */
     const char *kv_dtype;   /* KV cache: "f16" | "f32"; NULL = defaults.kv_dtype (f16 on both) */
     int device;             /* cuda device ordinal */
-    const char *cpu_weights; /* cpu matmul weights: "f32" | "q8" | "q4" | "auto" (= q4); NULL = f32 */
+    const char *cpu_weights; /* cpu matmul weights: "f32" | "q8" | "q4" | "auto" (= f32 today); NULL = f32 */
 } backend_params_t;
 
 typedef struct {

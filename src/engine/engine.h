@@ -55,8 +55,8 @@ typedef struct {
     double gpu_memory_fraction; /* cuda: fraction of free memory for weights+activations+KV; 0 = 0.9 */
     int max_queue;              /* waiting requests accepted before ENGINE_ERR_BUSY; 0 = unbounded */
     uint64_t seed;              /* base for requests without a seed; 0 = random per engine */
-    const char *cpu_weights;    /* cpu matmul weights: "auto" (default: q4, docs/engine.md) | "f32" |
-                                   "q8" | "q4"; NULL or "" = "auto" */
+    const char *cpu_weights;    /* cpu matmul weights: "auto" (default; today f32, docs/engine.md) |
+                                   "f32" | "q8" | "q4"; NULL or "" = "auto" */
 } engine_config_t;
 
 typedef struct {

@@ -12,7 +12,7 @@
  * and 7) and the f32 cache (threads 1 vs 2, budget 24). With KRILL_CPU_MATMUL=openblas
  * this test fails at the first sampled step (every logit differs in the last bits).
  * Quantized weights (cpu_weights, src/engine/cpu/qmat.h) keep the same property: q4
- * (the default "auto") alone with the AVX2 kernel vs mixed with the best kernel this
+ * alone with the AVX2 kernel vs mixed with the best kernel this
  * CPU has (threads 2 vs 3, budgets 24 and 7), and q8 (threads 1 vs 2).
  *
  * Skips (exit 77) when the default model is absent, and under SANITIZE=1 (minutes
@@ -249,7 +249,7 @@ static void check_quantized(const char *weights, int t_alone, int t_mixed, int b
 
 static void test_q4_weights(void **state) {
     (void)state;
-    check_quantized("auto", 2, 3, 1);
+    check_quantized("q4", 2, 3, 1);
 }
 
 static void test_q8_weights(void **state) {

@@ -2,17 +2,16 @@
  * against the committed transformers references (tests/data/greedy/greedy.json: 24
  * prompts, up to 64 greedy tokens each, transformers fp32 on the same GGUF's weights).
  *
- * - teacher-forced parity (the bar for cpu_weights=auto, issue 14: >= 95 %): each case's
- *   prompt + reference output as one prefill through the model with f32, auto (q4) and
- *   q8 weights; at every generated position the argmax must equal transformers' next
- *   token on >= 95 % of the positions (f32: all of them). Also printed: the max
- *   |logit - f32 logit| and the largest relative L2 error of a position's logit row.
- * - free-running parity (printed, not asserted): the 24 prompts as one batch through
- *   the engine with auto and q8; a case's tokens count as identical up to its first
- *   difference from the reference. One flipped near-tie changes the whole rest of a
- *   case, so this figure is far below the teacher-forced one for any inexact model
- *   (8-bit activations: ~2 % relative logit error); test_engine asserts it is 100 %
- *   for f32 weights.
+ * - free-running greedy parity (the rule for cpu_weights=auto, issue 14: the most
+ *   compact layout that keeps >= 95 % identical): the 24 prompts as one batch through
+ *   the engine; a case's tokens count as identical up to its first difference from the
+ *   reference (after it the continuations are not comparable). auto must keep >= 95 %;
+ *   q4 and q8 are printed (8-bit activations: ~50 %, which is why auto is f32 today).
+ * - teacher-forced parity: each case's prompt + reference output as one prefill
+ *   through the model with f32, q4 and q8 weights; at every generated position the
+ *   argmax must equal transformers' next token on >= 95 % of the positions (f32: all).
+ *   Also printed: the max |logit - f32 logit| and the largest relative L2 error of a
+ *   position's logit row.
  *
  * Printed figures are what docs/engine.md reports. Skipped without the default model
  * and under SANITIZE=1 (minutes there; test_qmatmul covers the kernels). */
@@ -118,13 +117,14 @@ static void test_free_running(void **state) {
     (void)state;
     cases_t c;
     cases_load(&c);
-    static const char *modes[] = {"auto", "q8"};
+    static const char *modes[] = {"auto", "q4", "q8"};
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
         int total = 0;
         const int same = greedy_identical(&c, modes[m], &total);
         printf("  free-running greedy, cpu_weights=%s: %d of %d reference tokens identical before each case's "
                "first difference (%.2f %%)\n", modes[m], same, total, 100.0 * same / total);
         assert_true(total > 0);
+        if (!strcmp(modes[m], "auto")) assert_true(same * 100 >= 95 * total);
     }
     cases_free(&c);
 }
@@ -153,7 +153,7 @@ static void test_teacher_forced(void **state) {
     char err[512];
     gguf_t *g = gguf_open(TESTUTIL_MODEL, err, sizeof err);
     if (!g) fail_msg("gguf_open: %s", err);
-    static const char *modes[] = {"f32", "auto", "q8"};
+    static const char *modes[] = {"f32", "q4", "q8"};
     model_t *m[3];
     for (int k = 0; k < 3; k++) {
         model_params_t mp = {.backend = "cpu", .n_threads = 2, .max_batch_tokens = 1024, .max_seqs = 1,

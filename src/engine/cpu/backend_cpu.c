@@ -11,7 +11,7 @@
  *   not batch-invariant; kept for comparison (docs/engine.md, "Why our own matmul").
  * - Weights are f32 in the file's (out, in) row order (dequantized at load by
  *   quant.c; no packing, so embed gathers rows of the same table the LM head uses),
- *   activations f32 — or, with cpu_weights q8 / q4 / auto, matrices loaded through
+ *   activations f32 — or, with cpu_weights q8 / q4, matrices loaded through
  *   load_matrix are kept in qmat.h's integer layouts and multiplied with integer dot
  *   products (cpu_qmat.c); matmul and embed pick the path by the dtype load wrote at
  *   the weight's address (KRILL_CPU_QMAT forces a kernel: ref | avx2 | avxvnni |

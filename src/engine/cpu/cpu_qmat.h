@@ -19,8 +19,9 @@
 
 typedef struct cpu_qmat cpu_qmat_t;
 
-/* cpu_weights (NULL / "" / "f32" -> F32; "q8"; "q4" and "auto" -> Q4: the most compact
- * layout that keeps greedy parity, docs/engine.md) and the kernel KRILL_CPU_QMAT forces
+/* cpu_weights (NULL / "" / "f32" -> F32; "q8" -> Q8; "q4" -> Q4; "auto" -> the most
+ * compact layout that keeps free-running greedy parity with transformers: F32 until
+ * the activations are quantized finer than 8 bits, docs/engine.md) and the kernel KRILL_CPU_QMAT forces
  * ("auto" / unset -> QMAT_IMPL_AUTO; "ref" | "avx2" | "avxvnni" | "avx512vnni" when this
  * CPU runs it). 0, or -1 with a message naming the value and what to use. */
 int cpu_qmat_parse(const char *cpu_weights, backend_dtype_t *wdt, qmat_impl_t *impl, char *err, size_t errlen);
