@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/qmat.h"
 #include "err.h"
 
 size_t backend_dtype_size(backend_dtype_t t) {
@@ -15,8 +16,16 @@ size_t backend_dtype_size(backend_dtype_t t) {
     case BACKEND_DT_F32: return 4;
     case BACKEND_DT_F16: return 2;
     case BACKEND_DT_BF16: return 2;
+    case BACKEND_DT_Q8:
+    case BACKEND_DT_Q4: return 0; /* no per-element size: backend_weight_bytes */
     }
     return 0;
+}
+
+size_t backend_weight_bytes(backend_dtype_t t, int64_t rows, int64_t cols) {
+    if (t == BACKEND_DT_Q8 || t == BACKEND_DT_Q4) return qmat_bytes(t == BACKEND_DT_Q8 ? QMAT_Q8 : QMAT_Q4, rows, cols);
+    if (rows <= 0 || cols <= 0) return 0;
+    return (size_t)rows * (size_t)cols * backend_dtype_size(t);
 }
 
 const char *backend_dtype_name(backend_dtype_t t) {
@@ -24,6 +33,8 @@ const char *backend_dtype_name(backend_dtype_t t) {
     case BACKEND_DT_F32: return "f32";
     case BACKEND_DT_F16: return "f16";
     case BACKEND_DT_BF16: return "bf16";
+    case BACKEND_DT_Q8: return "q8";
+    case BACKEND_DT_Q4: return "q4";
     }
     return "unknown";
 }

@@ -43,12 +43,20 @@
 
 #include "gguf.h"
 
-typedef enum { BACKEND_DT_F32 = 0, BACKEND_DT_F16 = 1, BACKEND_DT_BF16 = 2 } backend_dtype_t;
+/* Q8 / Q4: the CPU backend's quantized matmul weights (src/engine/cpu/qmat.h: blocks of
+ * 32 along `in`, panels of 8 output rows; 288 / 160 bytes per 256 weights). They have no
+ * per-element size (backend_dtype_size 0): size them with backend_weight_bytes. */
+typedef enum {
+    BACKEND_DT_F32 = 0, BACKEND_DT_F16 = 1, BACKEND_DT_BF16 = 2, BACKEND_DT_Q8 = 3, BACKEND_DT_Q4 = 4
+} backend_dtype_t;
 
 size_t backend_dtype_size(backend_dtype_t t);
 const char *backend_dtype_name(backend_dtype_t t);
 /* "f32" | "f16" | "bf16" -> 0 and *out; -1 for anything else. */
 int backend_dtype_parse(const char *s, backend_dtype_t *out);
+/* Bytes of a (rows, cols) weight matrix in t; 0 when t's layout cannot hold that shape
+ * (Q8/Q4: rows % 8 or cols % 32). */
+size_t backend_weight_bytes(backend_dtype_t t, int64_t rows, int64_t cols);
 
 /* Limits the attention op supports on every backend (model_load checks them). */
 #define BACKEND_MAX_HEAD_DIM 256
@@ -57,9 +65,10 @@ int backend_dtype_parse(const char *s, backend_dtype_t *out);
 
 typedef struct {
     int n_threads;          /* cpu: worker threads, 0 = online cores */
-    const char *dtype;      /* weights: cuda "bf16" | "f16"; cpu is always f32; NULL = defaults */
+    const char *dtype;      /* weights: cuda "bf16" | "f16" (cpu: cpu_weights); NULL = defaults */
     const char *kv_dtype;   /* KV cache: "f16" | "f32"; NULL = defaults.kv_dtype (f16 on both) */
     int device;             /* cuda device ordinal */
+    const char *cpu_weights; /* cpu matmul weights: "f32" | "q8" | "q4" | "auto" (= f32 today); NULL = f32 */
 } backend_params_t;
 
 typedef struct {
@@ -156,7 +165,7 @@ typedef struct backend_ops {
     void (*swiglu)(void *ctx, float *out, const float *gu, int n, int ffn);
 
     /* ---- optional: NULL where a backend has nothing to do or cannot (the cpu table
-     * leaves them all NULL). Appended at the end so existing tables stay valid. ---- */
+     * fills reserve and load_matrix only). Appended at the end so existing tables stay valid. ---- */
     /* Called by model_load after the weights and before sizing the KV cache, with the
      * largest step: max_tokens per call, the widest matmul input (max of d_model, ffn,
      * n_heads*head_dim) and the attention geometry. The backend allocates its scratch
@@ -192,6 +201,15 @@ typedef struct backend_ops {
      * argmax and the Gumbel draw alike. Host twin: sampler_pick_masked. */
     void (*argmax_masked)(void *ctx, int32_t *out, const float *logits, int n, int vocab, const float *inv_temp,
                           const uint64_t *keys, const uint32_t *masks);
+    /* Converts a (rows, cols) GGUF matrix (host memory, any quant.h type) into dst
+     * (backend_weight_bytes(dst_type, rows, cols)), for the matmul weight and embedding
+     * dtypes the backend's info.weight_dtype allows (cpu: Q8 / Q4 with info Q8 / Q4, and
+     * every load_tensor type). The backend remembers the dtype it wrote at dst: matmul and
+     * embed read W in that dtype (so one model may mix Q4, Q8 and f32 matrices). Parts
+     * of one fused matrix (wq|wk|wv) go to consecutive offsets with the same dtype.
+     * NULL: load_tensor only. 0, or -1 (last_error says). */
+    int (*load_matrix)(void *ctx, void *dst, backend_dtype_t dst_type, gguf_ttype_t src_type, const void *src,
+                       int64_t rows, int64_t cols);
 } backend_ops_t;
 
 /* An open backend: the table, its context and what it chose. */

@@ -44,6 +44,7 @@ void engine_config_defaults(engine_config_t *cfg) {
     cfg->backend = "auto";
     cfg->dtype = "bf16";
     cfg->prefix_cache = true;
+    cfg->cpu_weights = "auto";
 }
 
 /* ---------------------------------------------------------------- model table */
@@ -138,7 +139,8 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
                          .kv_block_size = cfg->kv_block_size,
                          .kv_cache_tokens = cfg->kv_cache_tokens,
                          .gpu_memory_fraction = cfg->gpu_memory_fraction,
-                         .kv_dtype = cfg->kv_dtype && *cfg->kv_dtype ? cfg->kv_dtype : NULL};
+                         .kv_dtype = cfg->kv_dtype && *cfg->kv_dtype ? cfg->kv_dtype : NULL,
+                         .cpu_weights = cfg->cpu_weights && *cfg->cpu_weights ? cfg->cpu_weights : "auto"};
     if (!(e->model = model_load(e->g, &mp, sub, sizeof(sub)))) {
         err_set(err, errlen, "%s: %s", cfg->model_path, sub);
         goto fail;

@@ -37,7 +37,7 @@ typedef enum {
 typedef struct {
     const char *model_path;
     const char *backend;        /* "auto" (default) | "cpu" | "cuda" */
-    const char *dtype;          /* cuda weights: "bf16" (default) | "f16"; cpu is always f32 */
+    const char *dtype;          /* cuda weights: "bf16" (default) | "f16"; cpu: cpu_weights below */
     int n_threads;              /* cpu backend threads; 0 = online cores */
     int context;                /* max tokens per sequence; 0 = the model's training context */
     int max_seqs;               /* sequences per step; 0 = the backend's default (backend.h's
@@ -57,6 +57,8 @@ typedef struct {
     uint64_t seed;              /* base for requests without a seed; 0 = random per engine */
     bool prefix_cache;          /* automatic prefix caching: requests share the KV blocks of
                                    common prompt prefixes (default true; docs/engine-scheduling.md) */
+    const char *cpu_weights;    /* cpu matmul weights: "auto" (default; today f32, docs/engine.md) |
+                                   "f32" | "q8" | "q4"; NULL or "" = "auto" */
 } engine_config_t;
 
 typedef struct {

@@ -133,17 +133,39 @@ static int load_into(model_t *m, const gguf_t *g, const char *name, uint64_t ne0
                      backend_dtype_t dst_type, char *err, size_t errlen) {
     const gguf_tensor_t *t = want(g, name, ne0, ne1, err, errlen);
     if (!t) return -1;
-    if (m->ops->load_tensor(m->bctx, dst, dst_type, t->type, t->data, (int64_t)(ne0 * ne1))) {
+    const bool q = dst_type == BACKEND_DT_Q8 || dst_type == BACKEND_DT_Q4;
+    if (q ? m->ops->load_matrix(m->bctx, dst, dst_type, t->type, t->data, (int64_t)ne1, (int64_t)ne0)
+          : m->ops->load_tensor(m->bctx, dst, dst_type, t->type, t->data, (int64_t)(ne0 * ne1))) {
         err_set(err, errlen, "tensor '%s': %s", name, m->ops->last_error(m->bctx));
         return -1;
     }
     return 0;
 }
 
+/* The dtype matrix `name` (rows, cols) is kept in: info.weight_dtype, except under a
+ * quantized one (cpu_weights q8 / q4 / auto): Q4 keeps the file's Q4_0 / Q4_1 tensors
+ * in 4 bits (exactly) and every other type in Q8 (Q8_0 exactly, the rest re-quantized
+ * per block); a shape the layouts cannot hold stays f32. */
+static backend_dtype_t tensor_wdt(const model_t *m, const gguf_t *g, const char *name, int rows, int cols) {
+    const backend_dtype_t top = m->be->info.weight_dtype;
+    if ((top != BACKEND_DT_Q8 && top != BACKEND_DT_Q4) || !m->ops->load_matrix) return top;
+    if (!backend_weight_bytes(top, rows, cols)) return BACKEND_DT_F32;
+    const gguf_tensor_t *t = gguf_find_tensor(g, name);
+    if (top == BACKEND_DT_Q4 && t && (t->type == GGUF_T_Q4_0 || t->type == GGUF_T_Q4_1)) return BACKEND_DT_Q4;
+    return BACKEND_DT_Q8;
+}
+
+/* One dtype for a fused matrix (one matmul): the widest of its parts' (f32 > Q8 > Q4). */
+static backend_dtype_t fused_wdt(backend_dtype_t a, backend_dtype_t b) {
+    if (a == BACKEND_DT_F32 || b == BACKEND_DT_F32) return BACKEND_DT_F32;
+    if (a == BACKEND_DT_Q8 || b == BACKEND_DT_Q8) return BACKEND_DT_Q8;
+    return a;
+}
+
 static void *load_mat(model_t *m, const gguf_t *g, const char *name, int rows, int cols, char *err, size_t errlen) {
-    void *p = balloc(m, (size_t)rows * cols * m->wsize, &m->bytes_weights, err, errlen);
-    if (!p || load_into(m, g, name, (uint64_t)cols, (uint64_t)rows, p, m->be->info.weight_dtype, err, errlen))
-        return NULL;
+    const backend_dtype_t dt = tensor_wdt(m, g, name, rows, cols);
+    void *p = balloc(m, backend_weight_bytes(dt, rows, cols), &m->bytes_weights, err, errlen);
+    if (!p || load_into(m, g, name, (uint64_t)cols, (uint64_t)rows, p, dt, err, errlen)) return NULL;
     return p;
 }
 
@@ -231,7 +253,8 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
     }
     m->neox = !strcmp(hp->arch, "qwen2");
 
-    backend_params_t bp = {.n_threads = p->n_threads, .dtype = p->dtype, .kv_dtype = p->kv_dtype};
+    backend_params_t bp = {.n_threads = p->n_threads, .dtype = p->dtype, .kv_dtype = p->kv_dtype,
+                           .cpu_weights = p->cpu_weights};
     m->be = backend_open(p->backend, &bp, err, errlen);
     if (!m->be) goto fail;
     m->ops = m->be->ops;
@@ -266,19 +289,23 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
         err_set(err, errlen, "out of memory");
         goto fail;
     }
-    const backend_dtype_t wdt = m->be->info.weight_dtype;
+    backend_dtype_t wdt;
     for (int l = 0; l < hp->n_layers; l++) {
         layer_t *L = &m->layers[l];
         char nm[96];
 #define NAME(s) (snprintf(nm, sizeof nm, "blk.%d." s, l), nm)
         if (!(L->attn_norm = load_vec(m, g, NAME("attn_norm.weight"), d, err, errlen))) goto fail;
-        if (!(L->wqkv = balloc(m, (size_t)m->qkv_dim * d * m->wsize, &m->bytes_weights, err, errlen))) goto fail;
+        /* one NAME at a time: it writes nm */
+        wdt = tensor_wdt(m, g, NAME("attn_q.weight"), m->q_dim, d);
+        wdt = fused_wdt(wdt, tensor_wdt(m, g, NAME("attn_k.weight"), m->kv_dim, d));
+        wdt = fused_wdt(wdt, tensor_wdt(m, g, NAME("attn_v.weight"), m->kv_dim, d));
+        if (!(L->wqkv = balloc(m, backend_weight_bytes(wdt, m->qkv_dim, d), &m->bytes_weights, err, errlen))) goto fail;
         char *wq = L->wqkv;
         if (load_into(m, g, NAME("attn_q.weight"), (uint64_t)d, (uint64_t)m->q_dim, wq, wdt, err, errlen) ||
             load_into(m, g, NAME("attn_k.weight"), (uint64_t)d, (uint64_t)m->kv_dim,
-                      wq + (size_t)m->q_dim * d * m->wsize, wdt, err, errlen) ||
+                      wq + backend_weight_bytes(wdt, m->q_dim, d), wdt, err, errlen) ||
             load_into(m, g, NAME("attn_v.weight"), (uint64_t)d, (uint64_t)m->kv_dim,
-                      wq + (size_t)(m->q_dim + m->kv_dim) * d * m->wsize, wdt, err, errlen))
+                      wq + backend_weight_bytes(wdt, m->q_dim + m->kv_dim, d), wdt, err, errlen))
             goto fail;
         if (hp->qkv_bias) {
             if (!(L->bqkv = balloc(m, sizeof(float) * (size_t)m->qkv_dim, &m->bytes_weights, err, errlen))) goto fail;
@@ -291,10 +318,12 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
         }
         if (!(L->wo = load_mat(m, g, NAME("attn_output.weight"), d, m->q_dim, err, errlen))) goto fail;
         if (!(L->ffn_norm = load_vec(m, g, NAME("ffn_norm.weight"), d, err, errlen))) goto fail;
-        if (!(L->wgu = balloc(m, (size_t)2 * ffn * d * m->wsize, &m->bytes_weights, err, errlen))) goto fail;
+        wdt = tensor_wdt(m, g, NAME("ffn_gate.weight"), ffn, d);
+        wdt = fused_wdt(wdt, tensor_wdt(m, g, NAME("ffn_up.weight"), ffn, d));
+        if (!(L->wgu = balloc(m, backend_weight_bytes(wdt, 2 * ffn, d), &m->bytes_weights, err, errlen))) goto fail;
         if (load_into(m, g, NAME("ffn_gate.weight"), (uint64_t)d, (uint64_t)ffn, L->wgu, wdt, err, errlen) ||
             load_into(m, g, NAME("ffn_up.weight"), (uint64_t)d, (uint64_t)ffn,
-                      (char *)L->wgu + (size_t)ffn * d * m->wsize, wdt, err, errlen))
+                      (char *)L->wgu + backend_weight_bytes(wdt, ffn, d), wdt, err, errlen))
             goto fail;
         if (!(L->wdown = load_mat(m, g, NAME("ffn_down.weight"), d, ffn, err, errlen))) goto fail;
 #undef NAME

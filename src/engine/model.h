@@ -43,6 +43,7 @@ typedef struct {
     double gpu_memory_fraction;
     const char *kv_dtype;       /* KV cache storage "f16" | "f32"; NULL = the backend's default */
     int no_graphs;              /* 1: never replay decode steps from graphs (tests, debugging) */
+    const char *cpu_weights;    /* cpu matmul weights "auto" | "f32" | "q8" | "q4"; NULL = f32 */
 } model_params_t;
 
 /* Defaults applied by model_load for fields left 0 (max_batch_tokens and max_seqs

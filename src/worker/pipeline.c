@@ -288,6 +288,7 @@ void pipeline_engine_config(const config_t *cfg, engine_config_t *ec) {
     ec->model_path = cfg->model.path;
     ec->backend = cfg->model.backend;
     ec->dtype = cfg->model.dtype;
+    ec->cpu_weights = cfg->model.cpu_weights;
     ec->n_threads = cfg->model.threads;
     ec->context = cfg->model.context;
     ec->max_seqs = cfg->batching.max_seqs;

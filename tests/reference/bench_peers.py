@@ -28,8 +28,11 @@ over every request's generated ids, as krill-bench computes it).
 Usage (reference venv):
   /tmp/refvenv/bin/python tests/reference/bench_peers.py [--model M] [--requests 64]
       [--prompt-len 128] [--output-len 128] [--threads 2] [--skip transformers]
-      [--markdown]
+      [--cpu-weights auto|f32|q8|q4] [--rounds N] [--markdown]
 Prints one JSON line per run and a summary table (markdown with --markdown).
+--rounds N runs every engine N times, alternating (the engines' order reversed on
+every other round) so that a shared machine's load falls on all of them alike; the
+table gives each figure's median over the rounds and the 1-minute load average range.
 """
 import argparse
 import hashlib
@@ -257,6 +260,7 @@ def run_krill(a, n_req):
            "--shared-prefix-len", str(a.shared_prefix_len), "--prefix-cache", a.krill_prefix_cache]
     if a.max_seqs:
         cmd += ["--max-seqs", str(a.max_seqs)]
+    cmd += ["--cpu-weights", a.cpu_weights]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     r = json.loads(out.strip().splitlines()[-1])
     r["engine"] = "krill"
@@ -285,6 +289,8 @@ def main():
     ap.add_argument("--skip", nargs="*", default=[], help="krill | llama.cpp | transformers")
     ap.add_argument("--no-batch1", action="store_true", help="skip the batch-1 decode runs")
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--cpu-weights", default="auto", help="krill --cpu-weights (auto | f32 | q8 | q4)")
+    ap.add_argument("--rounds", type=int, default=1, help="alternating rounds; the table shows medians")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child == "llama.cpp":
@@ -292,22 +298,33 @@ def main():
     if a.child == "transformers":
         return child_transformers(a)
 
-    runs = {}
-    for n_req, tag in [(a.requests, "batch")] + ([] if a.no_batch1 else [(1, "batch1")]):
-        for peer in ["krill", "llama.cpp", "transformers"]:
-            if peer in a.skip or (peer == "transformers" and a.shared_prefix_len):
-                continue
-            t = time.time()
-            r = run_krill(a, n_req) if peer == "krill" else run_child(a, peer, n_req)
-            r["run"] = tag
-            r["load_avg_1m"] = os.getloadavg()[0]
-            runs[(peer, tag)] = r
-            print(json.dumps(r), flush=True)
-            print(f"# {peer} {tag}: {time.time() - t:.0f} s", file=sys.stderr, flush=True)
+    allruns = {}
+    for rnd in range(a.rounds):
+        order = ["krill", "llama.cpp", "transformers"]
+        if rnd % 2:
+            order.reverse()
+        for n_req, tag in [(a.requests, "batch")] + ([] if a.no_batch1 else [(1, "batch1")]):
+            for peer in order:
+                if peer in a.skip or (peer == "transformers" and a.shared_prefix_len):
+                    continue
+                t = time.time()
+                load0 = os.getloadavg()[0]
+                r = run_krill(a, n_req) if peer == "krill" else run_child(a, peer, n_req)
+                r["run"] = tag
+                r["round"] = rnd
+                r["load_avg_1m"] = os.getloadavg()[0]
+                r["load_avg_1m_start"] = load0
+                allruns.setdefault((peer, tag), []).append(r)
+                print(json.dumps(r), flush=True)
+                print(f"# {peer} {tag} round {rnd}: {time.time() - t:.0f} s", file=sys.stderr, flush=True)
 
     def g(peer, tag, key):
-        r = runs.get((peer, tag))
-        return r[key] if r else None
+        rs = [r[key] for r in allruns.get((peer, tag), []) if r.get(key) is not None]
+        return pct(rs, 50) if rs else None
+
+    loads = [r[k] for rr in allruns.values() for r in rr for k in ("load_avg_1m", "load_avg_1m_start")]
+    if loads:
+        print(f"# load average (1 min) during the runs: {min(loads):.1f} .. {max(loads):.1f}", flush=True)
 
     k = g("krill", "batch", "output_tok_per_s")
     rows = []
@@ -319,9 +336,13 @@ def main():
                      f"{g(peer, 'batch', 'total_tok_per_s'):.1f}", f"{g(peer, 'batch', 'ttft_ms_p50'):.0f}",
                      f"{g(peer, 'batch', 'tpot_ms_p50'):.1f}",
                      f"{g(peer, 'batch1', 'decode_tok_per_s_p50'):.1f}" if g(peer, "batch1", "decode_tok_per_s_p50") else "-",
-                     f"{g(peer, 'batch', 'peak_rss_mb'):.0f}"])
+                     (f"{g('krill', 'batch1', 'decode_tok_per_s_p50') / g(peer, 'batch1', 'decode_tok_per_s_p50'):.2f}x"
+                      if peer != "krill" and g(peer, "batch1", "decode_tok_per_s_p50")
+                      and g("krill", "batch1", "decode_tok_per_s_p50") else "1.00x" if peer == "krill" else "-"),
+                     f"{g(peer, 'batch', 'peak_rss_mb'):.0f}",
+                     f"{g(peer, 'batch1', 'peak_rss_mb'):.0f}" if g(peer, "batch1", "peak_rss_mb") else "-"])
     head = ["engine", "output tok/s", "krill / peer", "total tok/s", "TTFT p50 ms", "TPOT p50 ms",
-            "batch-1 decode tok/s", "peak RSS MB"]
+            "batch-1 decode tok/s", "krill / peer (batch 1)", "peak RSS MB", "batch-1 peak RSS MB"]
     if a.markdown:
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))

@@ -11,6 +11,9 @@
  * tokens follow from them. Run for the f16 cache (threads 2 vs 3, token budgets 24
  * and 7) and the f32 cache (threads 1 vs 2, budget 24). With KRILL_CPU_MATMUL=openblas
  * this test fails at the first sampled step (every logit differs in the last bits).
+ * Quantized weights (cpu_weights, src/engine/cpu/qmat.h) keep the same property: q4
+ * alone with the AVX2 kernel vs mixed with the best kernel this
+ * CPU has (threads 2 vs 3, budgets 24 and 7), and q8 (threads 1 vs 2).
  *
  * Skips (exit 77) when the default model is absent, and under SANITIZE=1 (minutes
  * under ASan; test_matmul_invariance and test_model's synthetic models run the same
@@ -34,6 +37,7 @@ static const int g_nseq = 6;
 static const int g_plen[MAX_SEQS] = {1, 5, 17, 33, 48, 70};
 static gguf_t *g_gguf;
 static int g_vocab;
+static const char *g_weights; /* cpu_weights of the next load (NULL: f32) */
 
 
 typedef struct {
@@ -51,7 +55,8 @@ typedef struct {
 static model_t *load(int threads, const char *kv) {
     char err[512];
     model_params_t mp = {.backend = "cpu", .n_threads = threads, .max_batch_tokens = 128, .max_seqs = MAX_SEQS,
-                         .kv_block_size = BS, .kv_cache_tokens = (int64_t)N_BLOCKS * BS, .kv_dtype = kv};
+                         .kv_block_size = BS, .kv_cache_tokens = (int64_t)N_BLOCKS * BS, .kv_dtype = kv,
+                         .cpu_weights = g_weights};
     model_t *m = model_load(g_gguf, &mp, err, sizeof err);
     if (!m) fail_msg("model_load: %s", err);
     g_vocab = model_hparams(m)->n_vocab;
@@ -218,6 +223,40 @@ static void test_f32_kv(void **state) {
     check_kv("f32", 1, 2, 0);
 }
 
+/* The alone run with the AVX2 kernel (when this CPU runs it), the mixed ones with the
+ * best (KRILL_CPU_QMAT is read when the model loads): kernels agree bitwise too. */
+static void check_quantized(const char *weights, int t_alone, int t_mixed, int both_budgets) {
+    g_weights = weights;
+    record_t ref;
+    memset(&ref, 0, sizeof ref);
+    setenv("KRILL_CPU_QMAT", "avx2", 1);
+    model_t *m = load(t_alone, NULL);
+    unsetenv("KRILL_CPU_QMAT");
+    run_alone(m, &ref);
+    model_free(m);
+    m = load(t_mixed, NULL);
+    char what[96];
+    snprintf(what, sizeof what, "%s weights, threads %d vs %d, budget 24", weights, t_alone, t_mixed);
+    run_mixed(m, &ref, 24, 3, what);
+    if (both_budgets) {
+        snprintf(what, sizeof what, "%s weights, threads %d vs %d, budget 7", weights, t_alone, t_mixed);
+        run_mixed(m, &ref, 7, 0, what);
+    }
+    model_free(m);
+    record_free(&ref);
+    g_weights = NULL;
+}
+
+static void test_q4_weights(void **state) {
+    (void)state;
+    check_quantized("q4", 2, 3, 1);
+}
+
+static void test_q8_weights(void **state) {
+    (void)state;
+    check_quantized("q8", 1, 2, 0);
+}
+
 int main(void) {
     if (!testutil_have_model()) return TESTUTIL_SKIP;
     if (testutil_sanitize()) {
@@ -234,6 +273,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f16_kv),
         cmocka_unit_test(test_f32_kv),
+        cmocka_unit_test(test_q4_weights),
+        cmocka_unit_test(test_q8_weights),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     gguf_close(g_gguf);

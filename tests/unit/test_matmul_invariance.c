@@ -10,9 +10,16 @@
  *   batches), with and without bias, for shapes that do and do not split over threads
  *   (under SANITIZE=1 the two smaller shapes only).
  *
+ * - quantized: the same check through the backend with cpu_weights q8 and q4 (weights
+ *   loaded with load_matrix): rows alone with the plain C reference kernel
+ *   (KRILL_CPU_QMAT=ref, 1 thread) vs batches of 1..70 with the AVX2 and the best
+ *   kernel this CPU has, threads 1, 2, 3 — bitwise.
+ *
  * KRILL_BENCH_MATMUL=1 instead times our kernels against OpenBLAS sgemm (through the
  * backend, KRILL_CPU_MATMUL=openblas) on SmolLM2-135M's shapes (a benchmark: best of
- * KRILL_BENCH_REPS interleaved runs, threads from KRILL_BENCH_THREADS, default 1). */
+ * KRILL_BENCH_REPS interleaved runs, threads from KRILL_BENCH_THREADS, default 1);
+ * KRILL_BENCH_MATMUL=q4 or q8 times the quantized matmul on the same shapes (GB/s of
+ * weights read, integer GOP/s) next to a two-buffer copy loop (memory bandwidth). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+
+#include <pthread.h>
+#include <time.h>
 
 #include "backend.h"
 #include "clock.h"
@@ -110,6 +120,50 @@ static backend_t *open_cpu(int threads, const char *impl) {
 
 enum { POOL = 70 };
 
+/* Seeded rows (POOL, in), W (out, in), bias (out); alone (2 POOL, out), x, y scratch. */
+static void pool_data(uint64_t seed, int in, int out, float **rows, float **w, float **bias, float **alone, float **x,
+                      float **y) {
+    testutil_seed(seed);
+    *rows = testutil_xmalloc(sizeof(float) * POOL * in);
+    *w = testutil_xmalloc(sizeof(float) * out * in);
+    *bias = testutil_xmalloc(sizeof(float) * out);
+    *alone = testutil_xmalloc(sizeof(float) * 2 * POOL * out);
+    *x = testutil_xmalloc(sizeof(float) * POOL * in);
+    *y = testutil_xmalloc(sizeof(float) * POOL * out);
+    testutil_fill(*rows, (size_t)POOL * in, 1.0f);
+    testutil_fill(*w, (size_t)out * in, 0.5f);
+    testutil_fill(*bias, out, 1.0f);
+}
+
+/* Each of the POOL rows alone: alone[(bias? POOL : 0) + i] (one matmul of 1 row). */
+static void rows_alone(backend_t *b, float *alone, const float *rows, const void *w, const float *bias, int in,
+                       int out) {
+    for (int with_bias = 0; with_bias < 2; with_bias++)
+        for (int i = 0; i < POOL; i++)
+            b->ops->matmul(b->ctx, alone + ((size_t)with_bias * POOL + i) * out, rows + (size_t)i * in, w,
+                           with_bias ? bias : NULL, 1, in, out);
+    assert_int_equal(b->ops->synchronize(b->ctx), 0);
+}
+
+/* Batches n = 1..POOL through b: every row at every position gives its alone bits. */
+static void rows_batched(backend_t *b, const float *alone, const float *rows, const void *w, const float *bias, int in,
+                         int out, float *x, float *y, const char *what) {
+    for (int with_bias = 0; with_bias < 2; with_bias++)
+        for (int n = 1; n <= POOL; n++) {
+            /* position p holds row (p * 11 + n * 7) % POOL: every row visits many positions */
+            for (int p = 0; p < n; p++)
+                memcpy(x + (size_t)p * in, rows + (size_t)((p * 11 + n * 7) % POOL) * in, sizeof(float) * in);
+            b->ops->matmul(b->ctx, y, x, w, with_bias ? bias : NULL, n, in, out);
+            assert_int_equal(b->ops->synchronize(b->ctx), 0);
+            for (int p = 0; p < n; p++) {
+                const int i = (p * 11 + n * 7) % POOL;
+                if (!bits_equal(y + (size_t)p * out, alone + ((size_t)with_bias * POOL + i) * out, (size_t)out))
+                    fail_msg("%s in=%d out=%d bias=%d: row %d at position %d of %d differs from the row alone", what,
+                             in, out, with_bias, i, p, n);
+            }
+        }
+}
+
 static void test_batch_invariance(void **state) {
     (void)state;
     /* in: no tail / a tail; out: below and above a column tile, LM-head-like width */
@@ -120,44 +174,74 @@ static void test_batch_invariance(void **state) {
     const size_t n_shapes = testutil_sanitize() ? 2 : sizeof shapes / sizeof shapes[0];
     for (size_t s = 0; s < n_shapes; s++) {
         const int in = shapes[s][0], out = shapes[s][1];
-        testutil_seed(9100 + s);
-        float *rows = malloc(sizeof(float) * POOL * in), *w = malloc(sizeof(float) * out * in);
-        float *bias = malloc(sizeof(float) * out), *alone = malloc(sizeof(float) * 2 * POOL * out);
-        float *x = malloc(sizeof(float) * POOL * in), *y = malloc(sizeof(float) * POOL * out);
-        testutil_fill(rows, (size_t)POOL * in, 1.0f);
-        testutil_fill(w, (size_t)out * in, 0.5f);
-        testutil_fill(bias, out, 1.0f);
+        float *rows, *w, *bias, *alone, *x, *y;
+        pool_data(9100 + s, in, out, &rows, &w, &bias, &alone, &x, &y);
         /* each row alone (one thread, default kernel), with and without bias */
         backend_t *b1 = open_cpu(1, NULL);
-        for (int with_bias = 0; with_bias < 2; with_bias++)
-            for (int i = 0; i < POOL; i++)
-                b1->ops->matmul(b1->ctx, alone + ((size_t)with_bias * POOL + i) * out, rows + (size_t)i * in, w,
-                                with_bias ? bias : NULL, 1, in, out);
+        rows_alone(b1, alone, rows, w, bias, in, out);
         backend_close(b1);
         for (size_t ii = 0; ii < sizeof impls / sizeof impls[0]; ii++)
             for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
                 if (impls[ii] && ti != 1 && s > 1) continue; /* generic is slow: 2 threads for the large shapes */
                 backend_t *b = open_cpu(threads[ti], impls[ii]);
-                for (int with_bias = 0; with_bias < 2; with_bias++)
-                    for (int n = 1; n <= POOL; n++) {
-                        /* position p holds row (p * 11 + n * 7) % POOL: every row visits many positions */
-                        for (int p = 0; p < n; p++)
-                            memcpy(x + (size_t)p * in, rows + (size_t)((p * 11 + n * 7) % POOL) * in,
-                                   sizeof(float) * in);
-                        b->ops->matmul(b->ctx, y, x, w, with_bias ? bias : NULL, n, in, out);
-                        assert_int_equal(b->ops->synchronize(b->ctx), 0);
-                        for (int p = 0; p < n; p++) {
-                            const int i = (p * 11 + n * 7) % POOL;
-                            if (!bits_equal(y + (size_t)p * out, alone + ((size_t)with_bias * POOL + i) * out,
-                                            (size_t)out))
-                                fail_msg("in=%d out=%d impl=%s threads=%d bias=%d: row %d at position %d of %d "
-                                         "differs from the row alone", in, out, impls[ii] ? impls[ii] : "krill",
-                                         threads[ti], with_bias, i, p, n);
-                        }
-                    }
+                char what[64];
+                snprintf(what, sizeof what, "impl=%s threads=%d", impls[ii] ? impls[ii] : "krill", threads[ti]);
+                rows_batched(b, alone, rows, w, bias, in, out, x, y, what);
                 backend_close(b);
             }
         free(rows), free(w), free(bias), free(alone), free(x), free(y);
+    }
+}
+
+static backend_t *open_q(int threads, const char *weights, const char *kernel) {
+    char err[256];
+    if (kernel) setenv("KRILL_CPU_QMAT", kernel, 1);
+    backend_params_t p = {.n_threads = threads, .cpu_weights = weights};
+    backend_t *b = backend_open("cpu", &p, err, sizeof err);
+    unsetenv("KRILL_CPU_QMAT");
+    if (!b) fail_msg("backend_open (%s, %s): %s", weights, kernel ? kernel : "auto", err);
+    return b;
+}
+
+/* W (out, in) f32 -> a backend buffer in dt through load_matrix. */
+static void *load_q(backend_t *b, backend_dtype_t dt, const float *w, int out, int in) {
+    void *p = b->ops->alloc(b->ctx, backend_weight_bytes(dt, out, in));
+    assert_non_null(p);
+    if (b->ops->load_matrix(b->ctx, p, dt, GGUF_T_F32, w, out, in)) fail_msg("load_matrix: %s", b->ops->last_error(b->ctx));
+    return p;
+}
+
+static void test_quantized_batch_invariance(void **state) {
+    (void)state;
+    static const int shapes[][2] = {{64, 40}, {576, 200}, {1536, 104}, {576, 1000}};
+    static const int threads[] = {1, 2, 3};
+    static const char *kernels[] = {"avx2", NULL};
+    const size_t n_shapes = testutil_sanitize() ? 2 : sizeof shapes / sizeof shapes[0];
+    for (int q = 0; q < 2; q++) {
+        const char *wname = q ? "q4" : "q8";
+        const backend_dtype_t dt = q ? BACKEND_DT_Q4 : BACKEND_DT_Q8;
+        for (size_t s = 0; s < n_shapes; s++) {
+            const int in = shapes[s][0], out = shapes[s][1];
+            float *rows, *w, *bias, *alone, *x, *y;
+            pool_data(9300 + s + 10 * q, in, out, &rows, &w, &bias, &alone, &x, &y);
+            backend_t *b1 = open_q(1, wname, "ref");
+            void *w1 = load_q(b1, dt, w, out, in);
+            rows_alone(b1, alone, rows, w1, bias, in, out);
+            b1->ops->free(b1->ctx, w1);
+            backend_close(b1);
+            for (size_t ki = 0; ki < sizeof kernels / sizeof kernels[0]; ki++)
+                for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
+                    backend_t *b = open_q(threads[ti], wname, kernels[ki]);
+                    void *wq = load_q(b, dt, w, out, in);
+                    char what[96];
+                    snprintf(what, sizeof what, "%s kernel=%s threads=%d (alone: ref kernel)", wname,
+                             kernels[ki] ? kernels[ki] : "auto", threads[ti]);
+                    rows_batched(b, alone, rows, wq, bias, in, out, x, y, what);
+                    b->ops->free(b->ctx, wq);
+                    backend_close(b);
+                }
+            free(rows), free(w), free(bias), free(alone), free(x), free(y);
+        }
     }
 }
 
@@ -170,9 +254,27 @@ static void test_bad_env(void **state) {
     unsetenv("KRILL_CPU_MATMUL");
     assert_null(b);
     assert_non_null(strstr(err, "KRILL_CPU_MATMUL"));
+    p.cpu_weights = "q3";
+    assert_null(backend_open("cpu", &p, err, sizeof err));
+    assert_non_null(strstr(err, "cpu_weights 'q3'"));
+    p.cpu_weights = "q4";
+    setenv("KRILL_CPU_QMAT", "sse2", 1);
+    assert_null(backend_open("cpu", &p, err, sizeof err));
+    unsetenv("KRILL_CPU_QMAT");
+    assert_non_null(strstr(err, "KRILL_CPU_QMAT"));
 }
 
 /* ------------------------------------------------------------------ benchmark */
+/* W (out, in), x (512, in) seeded; y (512, out). */
+static void bench_data(int in, int out, float **w, float **x, float **y) {
+    *w = testutil_xmalloc(sizeof(float) * out * in);
+    *x = testutil_xmalloc(sizeof(float) * 512 * in);
+    *y = testutil_xmalloc(sizeof(float) * 512 * (size_t)out);
+    testutil_seed(1);
+    testutil_fill(*w, (size_t)out * in, 0.5f);
+    testutil_fill(*x, (size_t)512 * in, 1.0f);
+}
+
 static int bench(void) {
     static const int shapes[][2] = {{576, 1728}, {576, 576}, {576, 3072}, {1536, 576}, {576, 49152}};
     static const int ns[] = {1, 2, 8, 64, 512};
@@ -183,11 +285,8 @@ static int bench(void) {
     printf("%-12s %5s %12s %12s %8s\n", "in->out", "n", "krill", "openblas", "ratio");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int in = shapes[s][0], out = shapes[s][1];
-        float *w = malloc(sizeof(float) * out * in), *x = malloc(sizeof(float) * 512 * in);
-        float *y = malloc(sizeof(float) * 512 * (size_t)out);
-        testutil_seed(1);
-        testutil_fill(w, (size_t)out * in, 0.5f);
-        testutil_fill(x, (size_t)512 * in, 1.0f);
+        float *w, *x, *y;
+        bench_data(in, out, &w, &x, &y);
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
             const int n = ns[ni];
             const double flop = 2.0 * n * in * out;
@@ -214,11 +313,94 @@ static int bench(void) {
     return 0;
 }
 
+/* Copy loop over two 256 MiB buffers, split over `threads` threads: bytes read +
+ * written per second, best of 5 (the machine's usable memory bandwidth). */
+typedef struct {
+    char *dst;
+    const char *src;
+    size_t n;
+} copy_t;
+static void *copy_run(void *arg) {
+    copy_t *c = arg;
+    memcpy(c->dst, c->src, c->n);
+    return NULL;
+}
+static double copy_bandwidth(int threads) {
+    const size_t n = (size_t)256 << 20;
+    char *a = malloc(n), *b = malloc(n);
+    memset(a, 1, n), memset(b, 2, n);
+    double best = 1e9;
+    for (int rep = 0; rep < 5; rep++) {
+        pthread_t th[16];
+        copy_t c[16];
+        double t = clock_now_s();
+        for (int i = 0; i < threads; i++) {
+            c[i] = (copy_t){b + n / threads * i, a + n / threads * i, n / threads};
+            pthread_create(&th[i], NULL, copy_run, &c[i]);
+        }
+        for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
+        t = clock_now_s() - t;
+        if (t < best) best = t;
+    }
+    free(a), free(b);
+    return 2.0 * n / best * 1e-9;
+}
+
+static int bench_q(const char *weights) {
+    static const int shapes[][2] = {{576, 960}, {576, 576}, {576, 3072}, {1536, 576}, {576, 49152}};
+    static const int ns[] = {1, 4, 64, 512};
+    const int threads = (int)testutil_env_long("KRILL_BENCH_THREADS", 2, 1, 16);
+    const int reps = (int)testutil_env_long("KRILL_BENCH_REPS", 10, 1, 1000000);
+    const backend_dtype_t dt = !strcmp(weights, "q8") ? BACKEND_DT_Q8 : BACKEND_DT_Q4;
+    backend_t *b = open_q(threads, weights, NULL);
+    printf("bench %s (%s): %d thread(s), best of %d; copy loop %.1f GB/s (1 thread %.1f)\n", weights,
+           b->info.device, threads, reps, copy_bandwidth(threads), copy_bandwidth(1));
+    /* cpu: per CPU-second of this process (what a shared machine leaves comparable) */
+    printf("%-12s %5s %10s %12s %12s %14s %14s\n", "in->out", "n", "us", "weights GB/s", "int GOP/s", "cpu GB/s",
+           "cpu GOP/s");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int in = shapes[s][0], out = shapes[s][1];
+        float *w, *x, *y;
+        bench_data(in, out, &w, &x, &y);
+        void *wq = load_q(b, dt, w, out, in);
+        const double wbytes = (double)backend_weight_bytes(dt, out, in);
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+            const int n = ns[ni];
+            const double ops = 2.0 * n * in * out;
+            int iters = (int)(4e8 / ops);
+            if (iters < 1) iters = 1;
+            double best = 1e9, best_cpu = 1e9;
+            for (int rep = 0; rep < reps; rep++) {
+                b->ops->matmul(b->ctx, y, x, wq, NULL, n, in, out);
+                struct timespec c0, c1;
+                clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+                double t = clock_now_s();
+                for (int it = 0; it < iters; it++) b->ops->matmul(b->ctx, y, x, wq, NULL, n, in, out);
+                t = (clock_now_s() - t) / iters;
+                clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+                const double tc = ((double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) * 1e-9) / iters;
+                if (t < best) best = t;
+                if (tc < best_cpu) best_cpu = tc;
+            }
+            printf("%4d->%-6d %5d %10.1f %12.2f %12.1f %14.2f %14.1f\n", in, out, n, best * 1e6, wbytes / best * 1e-9,
+                   ops / best * 1e-9, wbytes / best_cpu * 1e-9, ops / best_cpu * 1e-9);
+            fflush(stdout);
+        }
+        b->ops->free(b->ctx, wq);
+        free(w), free(x), free(y);
+    }
+    backend_close(b);
+    return 0;
+}
+
 int main(void) {
-    if (getenv("KRILL_BENCH_MATMUL")) return bench();
+    const char *bm = getenv("KRILL_BENCH_MATMUL");
+    if (bm && (!strcmp(bm, "q4") || !strcmp(bm, "q8"))) return bench_q(bm);
+    if (bm) return bench();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_order_and_accuracy),
         cmocka_unit_test(test_batch_invariance),
+        cmocka_unit_test(test_quantized_batch_invariance),
         cmocka_unit_test(test_bad_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,7 +11,11 @@
  *   not batch-invariant; kept for comparison (docs/engine.md, "Why our own matmul").
  * - Weights are f32 in the file's (out, in) row order (dequantized at load by
  *   quant.c; no packing, so embed gathers rows of the same table the LM head uses),
- *   activations f32. The KV cache is f16 by default (half the memory of f32; values
+ *   activations f32 — or, with cpu_weights q8 / q4, matrices loaded through
+ *   load_matrix are kept in qmat.h's integer layouts and multiplied with integer dot
+ *   products (cpu_qmat.c); matmul and embed pick the path by the dtype load wrote at
+ *   the weight's address (KRILL_CPU_QMAT forces a kernel: ref | avx2 | avxvnni |
+ *   avx512vnni). The KV cache is f16 by default (half the memory of f32; values
  *   rounded to nearest even) or f32 (kv_dtype "f32"). Attention accumulates in f32.
  * - Work too small to amortise a dispatch runs on the caller's thread.
  * - No allocation after init except alloc(); no locks inside ops apart from the
@@ -36,6 +40,9 @@
 #define CPU_AVX2 0
 #endif
 
+#include <malloc.h>
+
+#include "cpu_qmat.h"
 #include "err.h"
 #include "log.h"
 #include "matmul_cpu.h"
@@ -49,6 +56,8 @@ typedef struct {
     backend_dtype_t kv_dtype;
     matmul_cpu_impl_t mm_impl; /* krill kernels: AVX2 or generic (same bits) */
     bool mm_blas;              /* KRILL_CPU_MATMUL=openblas: sgemm, not batch-invariant */
+    backend_dtype_t wdt;       /* cpu_weights: F32, or the widest quantized layout allowed */
+    cpu_qmat_t *qm;            /* quantized weights: which buffer holds what, scratch */
     int failed;
     char err[256];
 } cpu_t;
@@ -88,9 +97,12 @@ static void *cpu_init(const backend_params_t *p, backend_info_t *info, char *err
             return NULL;
         }
     }
+    backend_dtype_t wdt;
+    qmat_impl_t qi;
+    if (cpu_qmat_parse(p->cpu_weights, &wdt, &qi, err, errlen)) return NULL;
     char sub[128] = "out of memory";
     cpu_t *c = calloc(1, sizeof *c);
-    if (!c || !(c->pool = pool_new(n, sub, sizeof sub))) {
+    if (!c || !(c->qm = cpu_qmat_new(qi)) || !(c->pool = pool_new(n, sub, sizeof sub))) {
         err_set(err, errlen, "cpu backend: %s", sub);
         cpu_destroy(c);
         return NULL;
@@ -98,6 +110,7 @@ static void *cpu_init(const backend_params_t *p, backend_info_t *info, char *err
     c->kv_dtype = kv;
     c->mm_impl = mm_impl;
     c->mm_blas = mm_blas;
+    c->wdt = wdt;
     /* With KRILL_CPU_MATMUL=openblas our pool splits every sgemm; OpenBLAS must not
      * start threads of its own. */
 #ifndef KRILL_NO_BLAS
@@ -105,9 +118,11 @@ static void *cpu_init(const backend_params_t *p, backend_info_t *info, char *err
 #endif
     memset(info, 0, sizeof *info);
     snprintf(info->name, sizeof info->name, "cpu");
-    snprintf(info->device, sizeof info->device, "cpu (%d thread%s, %s matmul)", n, n == 1 ? "" : "s",
-             mm_blas ? "OpenBLAS" : mm_impl == MATMUL_CPU_GENERIC || !matmul_cpu_has_avx2() ? "generic" : "AVX2");
-    info->weight_dtype = backend_cpu_ops()->defaults.weight_dtype;
+    snprintf(info->device, sizeof info->device, "cpu (%d thread%s, %s matmul%s%s%s)", n, n == 1 ? "" : "s",
+             mm_blas ? "OpenBLAS" : mm_impl == MATMUL_CPU_GENERIC || !matmul_cpu_has_avx2() ? "generic" : "AVX2",
+             wdt == BACKEND_DT_F32 ? "" : ", ", wdt == BACKEND_DT_F32 ? "" : backend_dtype_name(wdt),
+             wdt == BACKEND_DT_F32 ? "" : qi == QMAT_IMPL_AUTO ? " weights auto kernel" : " weights forced kernel");
+    info->weight_dtype = wdt;
     info->kv_dtype = kv;
     info->n_threads = n;
     return c;
@@ -117,6 +132,7 @@ static void cpu_destroy(void *vctx) {
     cpu_t *c = vctx;
     if (!c) return;
     pool_free(c->pool);
+    cpu_qmat_free(c->qm);
     free(c);
 }
 
@@ -135,7 +151,8 @@ static void *cpu_alloc(void *ctx, size_t bytes) {
 }
 
 static void cpu_free(void *ctx, void *buf) {
-    (void)ctx;
+    cpu_t *c = ctx;
+    if (buf) cpu_qmat_forget(c->qm, buf, malloc_usable_size(buf));
     free(buf);
 }
 
@@ -200,6 +217,36 @@ static int cpu_load_tensor(void *ctx, void *dst, backend_dtype_t dst_type, gguf_
     else pool_run(c->pool, load_worker, &j);
     if (atomic_load(&j.failed)) {
         cpu_fail(c, "cpu backend: dequantization failed");
+        return -1;
+    }
+    return 0;
+}
+
+static int cpu_load_matrix(void *ctx, void *dst, backend_dtype_t dst_type, gguf_ttype_t src_type, const void *src,
+                           int64_t rows, int64_t cols) {
+    cpu_t *c = ctx;
+    if (dst_type != BACKEND_DT_Q8 && dst_type != BACKEND_DT_Q4)
+        return cpu_load_tensor(ctx, dst, dst_type, src_type, src, rows * cols);
+    char msg[200];
+    if ((c->wdt != BACKEND_DT_Q8 && c->wdt != BACKEND_DT_Q4) || (c->wdt == BACKEND_DT_Q8 && dst_type == BACKEND_DT_Q4)) {
+        snprintf(msg, sizeof msg, "cpu backend: %s weights requested but cpu_weights is %s", backend_dtype_name(dst_type),
+                 backend_dtype_name(c->wdt));
+        cpu_fail(c, msg);
+        return -1;
+    }
+    if (cpu_qmat_load(c->qm, c->pool, dst, dst_type, src_type, src, rows, cols, msg, sizeof msg)) {
+        cpu_fail(c, msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int cpu_reserve(void *ctx, int max_tokens, int max_in, const backend_attn_t *a) {
+    cpu_t *c = ctx;
+    (void)a;
+    if (c->wdt == BACKEND_DT_F32) return 0;
+    if (cpu_qmat_reserve(c->qm, max_tokens, max_in)) {
+        cpu_fail(c, "cpu backend: out of memory (activation scratch)");
         return -1;
     }
     return 0;
@@ -322,6 +369,12 @@ static void rows_worker(void *arg, int ith, int nth) {
 }
 
 static void cpu_embed(void *ctx, float *out, const void *table, const int32_t *ids, int n, int dim) {
+    cpu_t *c = ctx;
+    const backend_dtype_t dt = cpu_qmat_lookup(c->qm, table);
+    if (dt != BACKEND_DT_F32) {
+        cpu_qmat_embed(c->pool, dt, out, table, ids, n, dim);
+        return;
+    }
     rows_job_t j = {out, table, ids, n, dim};
     cpu_par(ctx, rows_worker, &j, (int64_t)n * dim);
 }
@@ -379,27 +432,20 @@ typedef struct {
     const float *x, *w, *bias;
     int n, in, out;
     matmul_cpu_impl_t impl;
-    int tile_cols, n_col_tiles, n_row_blocks, n_tasks;
-    bool cols_outer; /* task order: column tiles outer when W is the larger operand */
+    matmul_cpu_split_t split;
     atomic_int next;
 } mm_job_t;
+
+static void mm_task(void *arg, int r0, int r1, int c0, int c1) {
+    const mm_job_t *j = arg;
+    matmul_cpu_block(j->impl, j->y, j->out, j->x, j->in, j->w, j->bias, j->in, r0, r1, c0, c1);
+}
 
 static void mm_worker(void *arg, int ith, int nth) {
     (void)ith;
     (void)nth;
     mm_job_t *j = arg;
-    for (;;) {
-        const int t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (t >= j->n_tasks) break;
-        /* the smaller operand is re-read once per tile of the other: with W larger (LM
-         * head, long prefills of big models) each W tile is read from memory once */
-        const int rb = j->cols_outer ? t % j->n_row_blocks : t / j->n_col_tiles;
-        const int ct = j->cols_outer ? t / j->n_row_blocks : t % j->n_col_tiles;
-        const int r0 = rb * MATMUL_CPU_ROW_BLOCK, c0 = ct * j->tile_cols;
-        const int r1 = r0 + MATMUL_CPU_ROW_BLOCK < j->n ? r0 + MATMUL_CPU_ROW_BLOCK : j->n;
-        const int c1 = c0 + j->tile_cols < j->out ? c0 + j->tile_cols : j->out;
-        matmul_cpu_block(j->impl, j->y, j->out, j->x, j->in, j->w, j->bias, j->in, r0, r1, c0, c1);
-    }
+    matmul_cpu_take_tasks(&j->split, &j->next, mm_task, j);
 }
 
 #ifndef KRILL_NO_BLAS
@@ -429,6 +475,12 @@ static void mm_blas_worker(void *arg, int ith, int nth) {
 
 static void cpu_matmul(void *ctx, float *y, const float *x, const void *w, const float *bias, int n, int in, int out) {
     cpu_t *c = ctx;
+    const backend_dtype_t wt = cpu_qmat_lookup(c->qm, w);
+    if (wt != BACKEND_DT_F32) {
+        if (cpu_qmat_matmul(c->qm, c->pool, wt, y, x, w, bias, n, in, out))
+            cpu_fail(c, "cpu backend: out of memory (activation scratch)");
+        return;
+    }
     mm_job_t j = {.y = y, .x = x, .w = w, .bias = bias, .n = n, .in = in, .out = out, .impl = c->mm_impl};
     const bool small = (int64_t)n * in * out < (1 << 18) || pool_size(c->pool) == 1;
 #ifndef KRILL_NO_BLAS
@@ -438,16 +490,11 @@ static void cpu_matmul(void *ctx, float *y, const float *x, const void *w, const
         return;
     }
 #endif
-    j.n_row_blocks = (n + MATMUL_CPU_ROW_BLOCK - 1) / MATMUL_CPU_ROW_BLOCK;
-    j.tile_cols = matmul_cpu_tile_cols(in);
+    const int tile_cols = matmul_cpu_tile_cols(in);
     /* enough tasks to keep every thread busy on short batches (dynamic: a preempted
      * thread's share is taken by the others) */
     const int nth = pool_size(c->pool);
-    while (!small && j.tile_cols > 24 && j.n_row_blocks * ((out + j.tile_cols - 1) / j.tile_cols) < 4 * nth)
-        j.tile_cols -= 24;
-    j.n_col_tiles = (out + j.tile_cols - 1) / j.tile_cols;
-    j.n_tasks = j.n_col_tiles * j.n_row_blocks;
-    j.cols_outer = out > n;
+    matmul_cpu_split(&j.split, n, out, tile_cols, 24, nth, small);
     atomic_init(&j.next, 0);
     if (small) mm_worker(&j, 0, 1);
     else pool_run(c->pool, mm_worker, &j);
@@ -909,6 +956,8 @@ static const backend_ops_t cpu_ops = {
     .kv_write = cpu_kv_write,
     .attention = cpu_attention,
     .swiglu = cpu_swiglu,
+    .reserve = cpu_reserve,
+    .load_matrix = cpu_load_matrix,
 };
 
 const backend_ops_t *backend_cpu_ops(void) { return &cpu_ops; }

@@ -30,6 +30,30 @@ int matmul_cpu_tile_cols(int in) {
     return c < 24 ? 24 : c;
 }
 
+void matmul_cpu_split(matmul_cpu_split_t *s, int n, int out, int tile_cols, int unit, int nth, bool small) {
+    s->n = n;
+    s->out = out;
+    s->n_row_blocks = (n + MATMUL_CPU_ROW_BLOCK - 1) / MATMUL_CPU_ROW_BLOCK;
+    s->tile_cols = tile_cols;
+    while (!small && s->tile_cols > unit && s->n_row_blocks * ((out + s->tile_cols - 1) / s->tile_cols) < 4 * nth)
+        s->tile_cols -= unit;
+    s->n_col_tiles = (out + s->tile_cols - 1) / s->tile_cols;
+    s->n_tasks = s->n_col_tiles * s->n_row_blocks;
+    s->cols_outer = out > n;
+}
+
+void matmul_cpu_take_tasks(const matmul_cpu_split_t *s, atomic_int *next, matmul_cpu_task_fn fn, void *arg) {
+    for (;;) {
+        const int t = atomic_fetch_add_explicit(next, 1, memory_order_relaxed);
+        if (t >= s->n_tasks) break;
+        const int rb = s->cols_outer ? t % s->n_row_blocks : t / s->n_col_tiles;
+        const int ct = s->cols_outer ? t / s->n_row_blocks : t % s->n_col_tiles;
+        const int r0 = rb * MATMUL_CPU_ROW_BLOCK, c0 = ct * s->tile_cols;
+        fn(arg, r0, r0 + MATMUL_CPU_ROW_BLOCK < s->n ? r0 + MATMUL_CPU_ROW_BLOCK : s->n, c0,
+           c0 + s->tile_cols < s->out ? c0 + s->tile_cols : s->out);
+    }
+}
+
 /* ------------------------------------------------------------------ portable C */
 
 /* The reference order for one element (matmul_cpu.h). */

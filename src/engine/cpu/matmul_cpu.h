@@ -23,6 +23,7 @@
 #ifndef KRILL_MATMUL_CPU_H
 #define KRILL_MATMUL_CPU_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 typedef enum {
@@ -45,5 +46,21 @@ void matmul_cpu_block(matmul_cpu_impl_t impl, float *y, int ldy, const float *x,
  * around 192 KiB, in L2). Performance only; the bits do not depend on them. */
 #define MATMUL_CPU_ROW_BLOCK 64
 int matmul_cpu_tile_cols(int in);
+
+/* A matmul of n rows x out columns as tasks of MATMUL_CPU_ROW_BLOCK rows x tile_cols
+ * columns, numbered so that the smaller operand is re-read once per tile of the other
+ * (column tiles outer when W is the larger: each W slice comes from memory once). Also
+ * used by the quantized matmul (cpu_qmat.c). */
+typedef struct {
+    int n, out, tile_cols, n_col_tiles, n_row_blocks, n_tasks;
+    bool cols_outer;
+} matmul_cpu_split_t;
+/* tile_cols: the widest tile (a multiple of unit); unless small, narrowed by unit while
+ * there would be fewer than 4 tasks per thread (nth threads; dynamic balance). */
+void matmul_cpu_split(matmul_cpu_split_t *s, int n, int out, int tile_cols, int unit, int nth, bool small);
+/* Takes tasks from *next (shared by the threads of one call) until none is left,
+ * calling fn(arg, r0, r1, c0, c1) for each (rows [r0, r1), columns [c0, c1)). */
+typedef void (*matmul_cpu_task_fn)(void *arg, int r0, int r1, int c0, int c1);
+void matmul_cpu_take_tasks(const matmul_cpu_split_t *s, atomic_int *next, matmul_cpu_task_fn fn, void *arg);
 
 #endif
