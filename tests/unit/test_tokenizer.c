@@ -286,6 +286,10 @@ static void test_gemma3(void **s) {
         printf("  %s missing (scripts/fetch-model.sh gemma3-270m): the Gemma 3 tokenizer is not checked\n", GEMMA3);
         skip();
     }
+    if (access(DATA "gemma3.meta", R_OK) != 0) {
+        printf("  %sgemma3.meta missing: run tests/reference/gen_gemma3_vectors.py (reference venv)\n", DATA);
+        skip();
+    }
     gguf_t *g;
     tokenizer_t *t = load(GEMMA3, &g);
     const struct {
