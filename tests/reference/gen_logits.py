@@ -47,6 +47,7 @@ import torch
 import transformers
 from transformers import AttentionInterface, AutoModelForCausalLM
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_synthetic  # noqa: E402
@@ -70,6 +71,9 @@ def f16kv_attention(module, query, key, value, attention_mask, **kwargs):
 
 
 AttentionInterface.register("krill_f16kv", f16kv_attention)
+# the mask sdpa gets (sliding windows included): a custom attention without a registered
+# mask function gets none, and sdpa's is_causal would ignore a model's sliding window
+AttentionMaskInterface.register("krill_f16kv", sdpa_mask)
 
 
 def both_variants(model, prompts):
@@ -115,8 +119,10 @@ def synthetic(outdir, tmp, only=None):
         rng = np.random.default_rng(1000 + spec["seed"])
         prompts = [rng.integers(0, make_synthetic.VOCAB, size=n).tolist() for n in SYN_LENGTHS]
         logits, logits16 = both_variants(model, prompts)
-        # transformers' GGUF loader ignores rope scaling and llama's sliding_window (mistral_swa)
-        if not spec.get("llama3") and not spec.get("hf_arch"):
+        # transformers' GGUF loader ignores rope scaling, llama's sliding_window (mistral_swa) and
+        # attention.key_length (qwen3/gemma3 with head_dim != d / heads: it falls back to the
+        # config class's default head_dim): those use the safetensors (same values) only
+        if not spec.get("llama3") and not spec.get("hf_arch") and spec["arch"] in ("llama", "qwen2"):
             gm = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=os.path.basename(path),
                                                       dtype=torch.float32).eval()
             for a, b in zip(logits, run_prompts(gm, prompts)):
