@@ -157,7 +157,8 @@ template <typename T, bool VECTOR>
 __global__ void __launch_bounds__(ATT_THREADS)
     attention_decode_kernel(float *out, float *part, const float *q, int q_stride, const T *kc, const T *vc,
                             const int32_t *pos, const int32_t *seq, const int32_t *table, int table_stride, int n,
-                            int n_heads, int n_kv_heads, int hd, int bs, float scale, int qt, int n_splits) {
+                            int n_heads, int n_kv_heads, int hd, int bs, float scale, int qt, int n_splits,
+                            int window) {
     constexpr int VEC = vec_of<T, VECTOR>::n;
     const int t = blockIdx.x, g = blockIdx.y, split = blockIdx.z;
     if (tile_uniform(pos, seq, n, t / qt, qt)) return; /* attention_prefill_kernel's token */
@@ -170,9 +171,9 @@ __global__ void __launch_bounds__(ATT_THREADS)
     float *sm = mx + G;           /* (G) running sum of exp */
     float *red = sm + G;          /* (4*VEC, P*items) P.V partials when P > 1 */
 
-    const int n_ctx = pos[t] + 1;
-    const int chunk = ceil_div(ceil_div(n_ctx, n_splits), DEC_CH) * DEC_CH;
-    const int p_begin = split * chunk, p_end = min(n_ctx, p_begin + chunk);
+    const int n_ctx = pos[t] + 1, p_lo = window > 0 ? max(0, n_ctx - window) : 0; /* sliding window */
+    const int chunk = ceil_div(ceil_div(n_ctx - p_lo, n_splits), DEC_CH) * DEC_CH;
+    const int p_begin = p_lo + split * chunk, p_end = min(n_ctx, p_begin + chunk);
     const int32_t *tab = table + (int64_t)seq[t] * table_stride;
     const float *qrow = q + (int64_t)t * q_stride + (int64_t)g * G * hd; /* heads g*G.. are contiguous */
     for (int i = tid; i < G * hd; i += ATT_THREADS) {
@@ -332,7 +333,7 @@ template <typename T>
 __global__ void __launch_bounds__(ATT_THREADS)
     attention_prefill_kernel(float *out, const float *q, int q_stride, const T *kc, const T *vc, const int32_t *pos,
                              const int32_t *seq, const int32_t *table, int table_stride, int n, int n_heads,
-                             int n_kv_heads, int hd, int bs, float scale, int qt) {
+                             int n_kv_heads, int hd, int bs, float scale, int qt, int window) {
     const int tile = blockIdx.x, g = blockIdx.y;
     if (!tile_uniform(pos, seq, n, tile, qt)) return;
     const int G = n_heads / n_kv_heads, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -356,7 +357,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
 #pragma unroll
     for (int k = 0; k < PRE_OUT; k++) a[k] = 0.0f;
 
-    for (int c0 = 0; c0 < n_ctx; c0 += PRE_CH) {
+    /* sliding window: row r sees positions p0 + r/G - window + 1 .. p0 + r/G */
+    for (int c0 = window > 0 ? max(0, p0 - window + 1) : 0; c0 < n_ctx; c0 += PRE_CH) {
         const int cnt = min(PRE_CH, n_ctx - c0);
         for (int i = tid; i < cnt * hd; i += ATT_THREADS) {
             const int j = i / hd, d = i % hd, p = c0 + j;
@@ -366,7 +368,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
         for (int i = tid; i < R * cnt; i += ATT_THREADS) {
             const int r = i / cnt, j = i % cnt;
             float s = -INFINITY;
-            if (c0 + j <= p0 + r / G) {
+            if (c0 + j <= p0 + r / G && (window <= 0 || c0 + j > p0 + r / G - window)) {
                 s = 0.0f;
                 const float *qr = qs + r * hd, *kr = kv + j * ld;
                 for (int d = 0; d < hd; d++) s += qr[d] * kr[d];
@@ -381,7 +383,9 @@ __global__ void __launch_bounds__(ATT_THREADS)
             if (lane < cnt) S[r * PRE_CH + lane] = e;
             const float sum = warp_sum(e);
             if (lane == 0) {
-                const float c = expf(m_old - m_new); /* 0 on the first chunk: position 0 is never masked */
+                /* 0 on a row's first chunk with keys; a chunk wholly outside a row's window
+                 * (m still -inf) leaves it untouched */
+                const float c = m_new == -INFINITY ? 1.0f : expf(m_old - m_new);
                 corr[r] = c;
                 mx[r] = m_new;
                 sm[r] = sm[r] * c + sum;
@@ -494,11 +498,13 @@ static cudaError_t attention_run(float *out, const float *q, int q_stride, const
     if (vector)
         attention_decode_kernel<T, true><<<dgrid, ATT_THREADS, dsm, s>>>(out, p->part, q, q_stride, kc, vc, pos, seq,
                                                                           table, table_stride, n, nh, nkv, hd,
-                                                                          p->block_size, p->scale, qt, splits);
+                                                                          p->block_size, p->scale, qt, splits,
+                                                                          p->window);
     else
         attention_decode_kernel<T, false><<<dgrid, ATT_THREADS, dsm, s>>>(out, p->part, q, q_stride, kc, vc, pos, seq,
                                                                            table, table_stride, n, nh, nkv, hd,
-                                                                           p->block_size, p->scale, qt, splits);
+                                                                           p->block_size, p->scale, qt, splits,
+                                                                           p->window);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
     if (splits > 1) {
@@ -508,7 +514,8 @@ static cudaError_t attention_run(float *out, const float *q, int q_stride, const
     }
     if (qt >= 2) {
         attention_prefill_kernel<T><<<dim3(ceil_div(n, qt), nkv), ATT_THREADS, prefill_smem(qt * G, hd), s>>>(
-            out, q, q_stride, kc, vc, pos, seq, table, table_stride, n, nh, nkv, hd, p->block_size, p->scale, qt);
+            out, q, q_stride, kc, vc, pos, seq, table, table_stride, n, nh, nkv, hd, p->block_size, p->scale, qt,
+            p->window);
         e = cudaGetLastError();
     }
     return e;

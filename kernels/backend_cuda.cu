@@ -579,13 +579,29 @@ static void cuda_attention(void *ctx, float *out, const float *q, int q_stride, 
         c->part_floats = (int64_t)(part_bytes / sizeof(float));
     }
     attention_plan_t p = {a->n_heads, a->n_kv_heads, a->head_dim, a->block_size, a->scale, (int)c->kvdt,
-                          c->n_sm,    c->part,      c->part_floats};
+                          c->n_sm,    c->part,      c->part_floats, a->window};
     LAUNCH(c, attention_launch(out, q, q_stride, kc, vc, pos, seq, block_table, table_stride, n, &p, c->stream));
 }
 
 static void cuda_swiglu(void *ctx, float *out, const float *gu, int n, int ffn) {
     cuda_t *c = (cuda_t *)ctx;
     LAUNCH(c, swiglu_launch(out, gu, n, ffn, c->stream));
+}
+
+static void cuda_head_norm(void *ctx, float *x, int n, int row_stride, int n_heads, int head_dim, const float *w,
+                           float eps) {
+    cuda_t *c = (cuda_t *)ctx;
+    LAUNCH(c, head_norm_launch(x, n, row_stride, n_heads, head_dim, w, eps, c->stream));
+}
+
+static void cuda_geglu(void *ctx, float *out, const float *gu, int n, int ffn) {
+    cuda_t *c = (cuda_t *)ctx;
+    LAUNCH(c, geglu_launch(out, gu, n, ffn, c->stream));
+}
+
+static void cuda_scale(void *ctx, float *x, int64_t n, float f) {
+    cuda_t *c = (cuda_t *)ctx;
+    LAUNCH(c, scale_launch(x, n, f, c->stream));
 }
 
 static void cuda_argmax(void *ctx, int32_t *out, const float *logits, int n, int vocab, const float *inv_temp,
@@ -707,6 +723,10 @@ static backend_ops_t make_ops(void) {
     o.argmax = cuda_argmax;
     o.get_stats = cuda_get_stats;
     o.argmax_masked = cuda_argmax_masked;
+    o.head_norm = cuda_head_norm;
+    o.geglu = cuda_geglu;
+    o.scale = cuda_scale;
+    o.attn_window = true;
     return o;
 }
 

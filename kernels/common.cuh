@@ -118,6 +118,7 @@ typedef struct {
     int n_sm;         /* multiprocessors on the device */
     float *part;      /* split-softmax scratch, attention_scratch_floats() floats */
     int64_t part_floats;
+    int window;       /* > 0: a query at position p sees positions p - window + 1 .. p only */
 } attention_plan_t;
 /* Floats of scratch the decode path needs for up to max_tokens tokens. */
 int64_t attention_scratch_floats(int max_tokens, int n_heads, int head_dim, int n_sm);
@@ -126,6 +127,15 @@ cudaError_t attention_init(int max_smem_optin);
 cudaError_t attention_launch(float *out, const float *q, int q_stride, const void *kc, const void *vc,
                              const int32_t *pos, const int32_t *seq, const int32_t *block_table, int table_stride,
                              int n, const attention_plan_t *p, cudaStream_t s);
+
+/* family.cu (gemma3, qwen3; backend.h): in place, each of the first n_heads heads of
+ * head_dim floats of each of n rows (row_stride apart) = h * rsqrt(mean(h^2) + eps) * w. */
+cudaError_t head_norm_launch(float *x, int n, int row_stride, int n_heads, int head_dim, const float *w, float eps,
+                             cudaStream_t s);
+/* out (n, ffn) = gelu_tanh(gu[:, :ffn]) * gu[:, ffn:]. */
+cudaError_t geglu_launch(float *out, const float *gu, int n, int ffn, cudaStream_t s);
+/* x (n) *= f. */
+cudaError_t scale_launch(float *x, int64_t n, float f, cudaStream_t s);
 }
 
 #endif

@@ -14,13 +14,16 @@
 #
 # Stages (each logged under DIR, summarised in DIR/summary.json and a table printed last):
 #   build   the engine, kernels/*.cu for this GPU's architecture, tests/gpu programs, krill-bench
-#   models  deterministic synthetic models (tests/gpu/write_models.py): SmolLM2-135M and
-#           Llama-3.2-1B shapes (+ a tiny one), as GGUF and as safetensors+config.json
+#   models  deterministic synthetic models (tests/gpu/write_models.py): SmolLM2-135M,
+#           Llama-3.2-1B and Gemma-3-270M shapes (+ a tiny one), as GGUF and as
+#           safetensors+config.json
 #   ops     every CUDA op vs the CPU backend over a table of shapes (tests/gpu/gpu_ops.c),
 #           plus roofline (HBM copy, cuBLAS bf16 GEMM) and op timings
 #   parity  Llama-1B shape: krill CUDA logits vs transformers on the GPU (bf16, and f32 for
 #           information), 32 x 64 positions: rel. error <= 2e-2 per position, greedy
-#           tokens identical >= 90%; SmolLM2 shape: krill CUDA vs krill CPU
+#           tokens identical >= 90%; SmolLM2 shape: krill CUDA vs krill CPU; Gemma-3
+#           shape (QK-norm, GeGLU, scaled embeddings, sliding window 128 crossed at 192
+#           positions): krill CPU vs transformers (when present), krill CUDA vs krill CPU
 #   bench   krill-bench --backend cuda (128-token prompts x 128 tokens, 4096 requests,
 #           ignore_eos) vs transformers' own batched generation on the same card;
 #           batch-1 ms/token; fraction of the GEMM roofline and of HBM bandwidth;
@@ -112,7 +115,7 @@ log "python (numpy): ${PY:-none} | python (torch+transformers): ${HF_PY:-none}"
 
 # ---------------------------------------------------------------- models (background)
 if [ -n "$PY" ]; then
-  if [ $QUICK = 1 ] || [ $CPU_ONLY = 1 ]; then WANT="tiny,smol"; else WANT="tiny,smol,llama1b"; fi
+  if [ $QUICK = 1 ] || [ $CPU_ONLY = 1 ]; then WANT="tiny,smol,gemma3"; else WANT="tiny,smol,llama1b,gemma3"; fi
   STAMP="$MODELS/.stamp-$(cat tests/gpu/write_models.py | md5sum | cut -c1-12)-${WANT//,/-}"
   if [ -f "$STAMP" ]; then
     log "models: reusing $MODELS"; MODELS_PID=""
@@ -290,6 +293,19 @@ else
     PARITY_EXTRA="--out $OUT/krill_cpu_smol.bin" parity smol-cpu smol cpu 4 32 ${refs[@]+"${refs[@]}"}
     if [ $CPU_ONLY = 0 ] && [ -f "$OUT/krill_cpu_smol.bin" ]; then
       parity smol-cuda-vs-cpu smol cuda 4 32 "$OUT/krill_cpu_smol.bin:krill-cpu" ${refs[@]+"${refs[@]}"}
+    fi
+  fi
+  if have_model gemma3; then
+    tokens gemma3 32768 4 192
+    log "parity: the Gemma-3 shape (gemma3 ops, sliding window) on the CPU backend, then CUDA vs CPU"
+    refs=()
+    if [ -n "$HF_PY" ]; then
+      dev=cpu; [ $CPU_ONLY = 0 ] && dev=cuda
+      rf=$(hf_logits gemma3 4 192 f32 $dev) && refs+=("$rf:transformers-f32")
+    fi
+    PARITY_EXTRA="--out $OUT/krill_cpu_gemma3.bin" parity gemma3-cpu gemma3 cpu 4 192 ${refs[@]+"${refs[@]}"}
+    if [ $CPU_ONLY = 0 ] && [ -f "$OUT/krill_cpu_gemma3.bin" ]; then
+      parity gemma3-cuda-vs-cpu gemma3 cuda 4 192 "$OUT/krill_cpu_gemma3.bin:krill-cpu" ${refs[@]+"${refs[@]}"}
     fi
   fi
 fi

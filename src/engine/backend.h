@@ -86,6 +86,8 @@ typedef struct {
     int head_dim;
     int block_size;   /* tokens per KV block */
     float scale;      /* softmax scale, 1/sqrt(head_dim) */
+    int window;       /* > 0: a query at position p attends to positions p - window + 1 .. p only
+                         (sliding-window layers); 0: to every earlier position */
 } backend_attn_t;
 
 /* Counters a backend may keep (get_stats below). A "step" is the work issued between
@@ -210,6 +212,21 @@ typedef struct backend_ops {
      * NULL: load_tensor only. 0, or -1 (last_error says). */
     int (*load_matrix)(void *ctx, void *dst, backend_dtype_t dst_type, gguf_ttype_t src_type, const void *src,
                        int64_t rows, int64_t cols);
+
+    /* ---- model families beyond llama (gemma3, qwen3; docs/models.md). NULL / false:
+     * model_load refuses a model that needs them, naming the op. ---- */
+    /* QK-norm, in place: each of the first n_heads heads of head_dim floats at the start
+     * of each of n rows (row i at x + i * row_stride) becomes h / sqrt(mean(h^2) + eps) * w
+     * (w (head_dim) f32). */
+    void (*head_norm)(void *ctx, float *x, int n, int row_stride, int n_heads, int head_dim, const float *w,
+                      float eps);
+    /* out (n, ffn) = gelu_tanh(gu[:, :ffn]) * gu[:, ffn:]   (GeGLU; gelu_tanh(x) =
+     * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), PyTorch's approximate="tanh"). */
+    void (*geglu)(void *ctx, float *out, const float *gu, int n, int ffn);
+    /* x (n) *= s, in place (gemma3's embeddings times sqrt(d_model)). */
+    void (*scale)(void *ctx, float *x, int64_t n, float s);
+    /* true: attention honours backend_attn_t.window (kv_write writes every position). */
+    bool attn_window;
 } backend_ops_t;
 
 /* An open backend: the table, its context and what it chose. */

@@ -7,6 +7,9 @@
  *     whether content is trimmed and whether BOS opens the text.
  *   - "[INST]" families (Llama-2, Mistral variants): user/assistant must alternate,
  *     an optional first system message is folded into a user turn.
+ *   - Gemma (<start_of_turn>role ... <end_of_turn>): its own renderer (render_gemma);
+ *     also chosen for a gemma3 file that carries no template.
+ *   - Qwen3: ChatML with its <think> handling of assistant turns (render_qwen3).
  * Rules kept:
  *   - the output is byte-for-byte what the model's Jinja template renders (checked
  *     against jinja2 / transformers vectors in tests/data/chat); where a template
@@ -32,8 +35,8 @@
 typedef enum { ROLE_SYSTEM = 0, ROLE_USER, ROLE_ASSISTANT, ROLE_TOOL } role_t;
 static const char *const role_names[] = {"system", "user", "assistant", "tool"};
 
-typedef enum { FAM_CHATML = 0, FAM_LLAMA3, FAM_LLAMA2, FAM_MISTRAL, FAM_ZEPHYR } family_t;
-static const char *const family_names[] = {"chatml", "llama3", "llama2", "mistral", "zephyr"};
+typedef enum { FAM_CHATML = 0, FAM_LLAMA3, FAM_LLAMA2, FAM_MISTRAL, FAM_ZEPHYR, FAM_GEMMA } family_t;
+static const char *const family_names[] = {"chatml", "llama3", "llama2", "mistral", "zephyr", "gemma"};
 
 /* Header families: open + role + close + content(+trim) + [eos] + end. */
 typedef struct {
@@ -93,8 +96,10 @@ static const inst_style_t INST_STYLES[] = {
 };
 
 struct chat {
-    const header_style_t *hs; /* exactly one of hs / is is set */
+    const header_style_t *hs; /* exactly one of hs / is / gemma is set */
     const inst_style_t *is;
+    bool gemma;               /* Gemma 2/3: render_gemma */
+    bool qwen3;               /* with hs = qwen2.5's: render_qwen3 */
     bool fallback;
     char *bos, *eos;
     char *default_system; /* chatml: inserted when messages[0] is not a system message */
@@ -270,6 +275,15 @@ static bool detect(chat_t *c, const char *t) {
         c->hs = header_style("chatml");
         return false;
     }
+    if (has(t, "<start_of_turn>") && has(t, "<end_of_turn>")) {
+        c->gemma = true;
+        return true;
+    }
+    if (has(t, "<|im_start|>") && has(t, "</think>") && has(t, "reasoning_content")) {
+        c->hs = header_style("qwen2.5");
+        c->qwen3 = true;
+        return true;
+    }
     if (has(t, "<|start_header_id|>") && has(t, "<|eot_id|>")) {
         c->hs = header_style("llama3");
         return true;
@@ -317,7 +331,7 @@ chat_t *chat_load_template(const char *tmpl, const char *bos, const char *eos, c
          * header, Qwen3 thinking blocks): render the base family and say so. */
         static const char *const inexact[] = {"Cutting Knowledge Date", "strftime_now", "<think>"};
         for (size_t i = 0; i < sizeof inexact / sizeof inexact[0]; i++)
-            if (has(tmpl, inexact[i])) {
+            if (has(tmpl, inexact[i]) && !c->qwen3) {
                 LOG_WARN("chat template has parts krill does not render; prompts may differ from the "
                          "model's Jinja template", "variant=%s feature=\"%s\"", chat_variant_name(c), inexact[i]);
                 break;
@@ -360,6 +374,13 @@ chat_t *chat_load(const gguf_t *g, char *err, size_t errlen) {
     bos = token_str(g, "tokenizer.ggml.bos_token_id");
     eos = token_str(g, "tokenizer.ggml.eos_token_id");
     if (!bos || !eos) goto oom;
+    if ((!tmpl || !*tmpl) && gguf_get_str(g, "general.architecture", &s, NULL, 0) == 0 && gguf_str_eq(s, "gemma3")) {
+        /* Gemma 3 GGUFs made from the base checkpoints carry no template; the family's
+         * turn format is the one the model was trained with (docs/chat.md) */
+        free(tmpl);
+        tmpl = xstrdup("<start_of_turn><end_of_turn>");
+        if (!tmpl) goto oom;
+    }
     c = chat_load_template(tmpl, bos, eos, err, errlen);
     free(tmpl);
     free(bos);
@@ -382,9 +403,11 @@ void chat_free(chat_t *c) {
 }
 
 const char *chat_family_name(const chat_t *c) {
-    return family_names[c->hs ? c->hs->family : c->is->family];
+    return family_names[c->gemma ? FAM_GEMMA : c->hs ? c->hs->family : c->is->family];
 }
-const char *chat_variant_name(const chat_t *c) { return c->hs ? c->hs->variant : c->is->variant; }
+const char *chat_variant_name(const chat_t *c) {
+    return c->gemma ? "gemma" : c->qwen3 ? "qwen3" : c->hs ? c->hs->variant : c->is->variant;
+}
 bool chat_is_fallback(const chat_t *c) { return c->fallback; }
 const char *chat_default_system(const chat_t *c) { return c->default_system; }
 
@@ -454,6 +477,112 @@ static int render_header(const chat_t *c, const engine_chat_msg_t *msgs, const r
         out_markup(o, s->end);
     }
     if (gen) out_markup(o, s->gen);
+    return 0;
+}
+
+/* Gemma's template: bos; a first system message's content + "\n\n" opens the first
+ * turn; then turns must alternate: even positions user, odd ones any other role;
+ * "<start_of_turn>" + role ("assistant" -> "model") + "\n" + content|trim +
+ * "<end_of_turn>\n"; the generation prompt is "<start_of_turn>model\n". */
+static int render_gemma(const chat_t *c, const engine_chat_msg_t *msgs, const role_t *roles, size_t n, bool gen,
+                        chat_out_t *o, char *err, size_t errlen) {
+    size_t first = roles[0] == ROLE_SYSTEM ? 1 : 0;
+    for (size_t i = first; i < n; i++)
+        if ((roles[i] == ROLE_USER) != ((i - first) % 2 == 0)) {
+            err_set(err, errlen, "chat: messages[%zu]: the gemma template needs roles alternating user/assistant/"
+                    "user/... (after an optional first system message); got '%s'", i, role_names[roles[i]]);
+            return -1;
+        }
+    out_markup(o, c->bos);
+    for (size_t i = first; i < n; i++) {
+        out_markup(o, "<start_of_turn>");
+        out_markup(o, roles[i] == ROLE_ASSISTANT ? "model" : role_names[roles[i]]);
+        out_markup(o, "\n");
+        if (first && i == first) {
+            chat_put_content(o, msgs[0].content, false);
+            out_markup(o, "\n\n");
+        }
+        chat_put_content(o, msgs[i].content, true);
+        out_markup(o, "<end_of_turn>\n");
+    }
+    if (gen) out_markup(o, "<start_of_turn>model\n");
+    return 0;
+}
+
+/* True when s starts with p / ends with q (byte strings). */
+static bool starts(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
+static bool ends(const char *s, const char *q) {
+    size_t a = strlen(s), b = strlen(q);
+    return a >= b && memcmp(s + a - b, q, b) == 0;
+}
+
+/* Appends s[0..n) with '\n' removed from the left (l) and/or right (r), as content. */
+static void put_nl_stripped(chat_out_t *o, const char *s, size_t n, bool l, bool r) {
+    while (l && n && *s == '\n') s++, n--;
+    while (r && n && s[n - 1] == '\n') n--;
+    size_t at = o->b.len;
+    buf_append(&o->b, s, n);
+    out_mark(o, at, o->b.len);
+}
+
+/* Qwen3's template without tools (krill messages carry no tool calls): ChatML turns;
+ * an assistant turn after the last real user query (one not wrapped in
+ * <tool_response>) shows its reasoning as "<think>\n" + r + "\n</think>\n\n" when
+ * it is the last message or has reasoning (the text before "</think>" in its content);
+ * tool results are grouped in user turns as qwen2.5's; no enable_thinking flag: the
+ * generation prompt is "<|im_start|>assistant\n" (thinking on, the template's default). */
+static int render_qwen3(const engine_chat_msg_t *msgs, const role_t *roles, size_t n, bool gen, chat_out_t *o) {
+    size_t last_query = n - 1;
+    for (size_t k = n; k-- > 0;)
+        if (roles[k] == ROLE_USER &&
+            !(starts(msgs[k].content, "<tool_response>") && ends(msgs[k].content, "</tool_response>"))) {
+            last_query = k;
+            break;
+        }
+    for (size_t i = 0; i < n; i++) {
+        const char *m = msgs[i].content;
+        if (roles[i] == ROLE_TOOL) {
+            if (i == 0 || roles[i - 1] != ROLE_TOOL) out_markup(o, "<|im_start|>user");
+            out_markup(o, "\n<tool_response>\n");
+            chat_put_content(o, m, false);
+            out_markup(o, "\n</tool_response>");
+            if (i + 1 == n || roles[i + 1] != ROLE_TOOL) out_markup(o, "<|im_end|>\n");
+            continue;
+        }
+        out_markup(o, "<|im_start|>");
+        out_markup(o, role_names[roles[i]]);
+        out_markup(o, "\n");
+        if (roles[i] != ROLE_ASSISTANT) {
+            chat_put_content(o, m, false);
+            out_markup(o, "<|im_end|>\n");
+            continue;
+        }
+        /* content.split('</think>'): reasoning = first part after its last <think>, the
+         * answer = the last part */
+        const char *close = strstr(m, "</think>"), *answer = m, *r = "";
+        size_t rlen = 0;
+        bool split = close != NULL;
+        if (split) {
+            const char *last = close;
+            for (const char *p = close; (p = strstr(p + 1, "</think>"));) last = p;
+            answer = last + 8;
+            r = m;
+            for (const char *p = m; (p = strstr(p, "<think>")) && p < close; p += 7) r = p + 7;
+            rlen = (size_t)(close - r);
+            while (rlen && r[rlen - 1] == '\n') rlen--; /* rstrip('\n') then lstrip('\n') */
+            while (rlen && *r == '\n') r++, rlen--;
+        }
+        if (i > last_query && (i + 1 == n || rlen > 0)) {
+            out_markup(o, "<think>\n");
+            put_nl_stripped(o, r, rlen, true, true);
+            out_markup(o, "\n</think>\n\n");
+            put_nl_stripped(o, answer, strlen(answer), true, false);
+        } else {
+            put_nl_stripped(o, answer, strlen(answer), split, false);
+        }
+        out_markup(o, "<|im_end|>\n");
+    }
+    if (gen) out_markup(o, "<|im_start|>assistant\n");
     return 0;
 }
 
@@ -539,7 +668,9 @@ int chat_render_spans(const chat_t *c, const engine_chat_msg_t *msgs, size_t n_m
         return -1;
     }
     if (parse_roles(msgs, n_msgs, roles, err, errlen) != 0) goto done;
-    if (c->hs) rc = render_header(c, msgs, roles, n_msgs, add_generation_prompt, &o, err, errlen);
+    if (c->gemma) rc = render_gemma(c, msgs, roles, n_msgs, add_generation_prompt, &o, err, errlen);
+    else if (c->qwen3) rc = render_qwen3(msgs, roles, n_msgs, add_generation_prompt, &o);
+    else if (c->hs) rc = render_header(c, msgs, roles, n_msgs, add_generation_prompt, &o, err, errlen);
     else rc = render_inst(c, msgs, roles, n_msgs, &o, err, errlen);
     if (rc != 0) goto done;
     /* buf_append of nothing: an empty rendering is still a valid string */

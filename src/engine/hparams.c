@@ -117,6 +117,14 @@ static int check_tensors(const ctx_t *c, const hparams_t *hp) {
         T("blk.%d.ffn_gate.weight", hp->d_model, hp->ffn_dim);
         T("blk.%d.ffn_up.weight", hp->d_model, hp->ffn_dim);
         T("blk.%d.ffn_down.weight", hp->ffn_dim, hp->d_model);
+        if (hp->qk_norm) {
+            T("blk.%d.attn_q_norm.weight", hp->head_dim, 0);
+            T("blk.%d.attn_k_norm.weight", hp->head_dim, 0);
+        }
+        if (hp->post_norms) {
+            T("blk.%d.post_attention_norm.weight", hp->d_model, 0);
+            T("blk.%d.post_ffw_norm.weight", hp->d_model, 0);
+        }
         if (hp->qkv_bias) {
             T("blk.%d.attn_q.bias", dq, 0);
             T("blk.%d.attn_k.bias", dkv, 0);
@@ -127,15 +135,41 @@ static int check_tensors(const ctx_t *c, const hparams_t *hp) {
     return 0;
 }
 
+/* What the architecture adds to the llama block: gemma3 (scaled embeddings, QK-norm,
+ * post-norms, GeGLU, local/global layers), qwen3 (QK-norm); a sliding window for any. */
+static int family(const ctx_t *c, hparams_t *hp) {
+    const bool gemma3 = !strcmp(hp->arch, "gemma3");
+    hp->neox = strcmp(hp->arch, "llama") != 0;
+    hp->qk_norm = gemma3 || !strcmp(hp->arch, "qwen3");
+    hp->post_norms = hp->geglu = gemma3;
+    hp->embd_scale = gemma3 ? sqrtf((float)hp->d_model) : 1.0f;
+    hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+    if (hp->qk_norm && hp->qkv_bias) {
+        err_set(c->err, c->errlen, "blk.0.attn_q.bias: architecture '%s' has no q/k/v biases", hp->arch);
+        return -1;
+    }
+    if (get_int(c, "attention.sliding_window", 1, MAX_CTX, false, &hp->sliding_window) == -2) return -1;
+    hp->swa_pattern = 0;
+    hp->rope_base_local = hp->rope_base;
+    if (gemma3) {
+        hp->swa_pattern = 6;
+        if (get_int(c, "attention.sliding_window_pattern", 1, MAX_LAYERS, false, &hp->swa_pattern) == -2) return -1;
+        hp->rope_base_local = 10000.0f;
+        if (hp->sliding_window == 0) hp->swa_pattern = 0;
+    }
+    return 0;
+}
+
 int hparams_load(const gguf_t *g, hparams_t *hp, char *err, size_t errlen) {
     memset(hp, 0, sizeof(*hp));
     gguf_str_t s;
     int rc = gguf_get_str(g, "general.architecture", &s, err, errlen);
     if (rc == -1) err_set(err, errlen, "general.architecture: missing (not a model file?)");
     if (rc != 0) return -1;
-    if (!gguf_str_eq(s, "llama") && !gguf_str_eq(s, "qwen2")) {
+    if (!gguf_str_eq(s, "llama") && !gguf_str_eq(s, "qwen2") && !gguf_str_eq(s, "qwen3") &&
+        !gguf_str_eq(s, "gemma3")) {
         char a[40];
-        err_set(err, errlen, "general.architecture '%s' is not supported (supported: llama, qwen2)",
+        err_set(err, errlen, "general.architecture '%s' is not supported (supported: " HPARAMS_SUPPORTED ")",
                gguf_str_copy(s, a, sizeof(a)));
         return -1;
     }
@@ -269,5 +303,11 @@ int hparams_load(const gguf_t *g, hparams_t *hp, char *err, size_t errlen) {
     }
     hp->tied_embeddings = gguf_find_tensor(g, "output.weight") == NULL;
     hp->qkv_bias = gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
+    if (family(&c, hp)) return -1;
     return check_tensors(&c, hp);
+}
+
+bool hparams_layer_local(const hparams_t *hp, int l) {
+    if (hp->sliding_window <= 0) return false;
+    return hp->swa_pattern <= 0 || l % hp->swa_pattern < hp->swa_pattern - 1;
 }

@@ -1,7 +1,8 @@
 /* hparams.h — model hyper-parameters of the llama family, read from GGUF metadata.
  * (Where this part sits among the others: docs/architecture.md.)
  *
- * Keys are "<arch>.<name>" with arch = general.architecture ("llama", "qwen2").
+ * Keys are "<arch>.<name>" with arch = general.architecture ("llama", "qwen2", "qwen3",
+ * "gemma3"; HPARAMS_SUPPORTED).
  * Every value is range-checked (positive, divisible where it must be, tensor shapes
  * agreeing); an error names the key. */
 #ifndef KRILL_HPARAMS_H
@@ -37,13 +38,31 @@ typedef struct {
     bool rope_freqs;          /* rope_freqs.weight (F32, rope_dim/2) present: llama.cpp's precomputed
                                  llama3 factors; rope_scaling is then HPARAMS_ROPE_LLAMA3 and the
                                  model divides each frequency by the tensor's value */
+    /* families beyond llama (gemma3, qwen3) and sliding-window attention */
+    bool qk_norm;             /* blk.N.attn_{q,k}_norm.weight (head_dim): RMSNorm per head on q and k */
+    bool post_norms;          /* gemma3: blk.N.post_attention_norm / post_ffw_norm on each sub-layer's output */
+    bool geglu;               /* gemma3: gelu_tanh(gate) * up instead of silu(gate) * up */
+    bool neox;                /* RoPE on pairs (j, j + rope_dim/2): qwen2, qwen3, gemma3 */
+    float embd_scale;         /* token embeddings are multiplied by this (gemma3: sqrt(d_model); else 1) */
+    float attn_scale;         /* softmax scale: 1/sqrt(head_dim) (gemma3 270M..12B: query_pre_attn_scalar = head_dim) */
+    int sliding_window;       /* <arch>.attention.sliding_window: a local layer attends to the last W positions
+                                 (its own included); 0 = every layer global */
+    int swa_pattern;          /* gemma3: every swa_pattern-th layer is global, the others local
+                                 (<arch>.attention.sliding_window_pattern, default 6 as llama.cpp);
+                                 0 = every layer local when sliding_window > 0 (Mistral style) */
+    float rope_base_local;    /* RoPE base of local layers, unscaled (gemma3: 10000 as llama.cpp; else rope_base) */
 } hparams_t;
 
-/* Supported architectures: "llama" and "qwen2". A llama3-scaled model states
+#define HPARAMS_SUPPORTED "llama, qwen2, qwen3, gemma3"
+
+/* Supported architectures: HPARAMS_SUPPORTED. A llama3-scaled model states
  * <arch>.rope.scaling.type = "llama3" with .factor, .low_freq_factor, .high_freq_factor
  * and .original_context_length, or ships rope_freqs.weight. "yarn"/"longrope" are
  * rejected. All tensors of every layer are checked for presence and shape. */
 
 int hparams_load(const gguf_t *g, hparams_t *hp, char *err, size_t errlen);
+
+/* True when layer l attends to a sliding window (hp->sliding_window positions). */
+bool hparams_layer_local(const hparams_t *hp, int l);
 
 #endif

@@ -1,5 +1,5 @@
-/* model.c — the llama-family forward pass (llama, qwen2), written once against the
- * backend table (backend.h); no backend #ifdefs here.
+/* model.c — the llama-family forward pass (llama, qwen2, qwen3, gemma3), written once
+ * against the backend table (backend.h); no backend #ifdefs here.
  *
  * Rules:
  * - Everything is allocated in model_load: weights, the KV cache, activations for
@@ -8,7 +8,12 @@
  *   any state, so a bad batch is refused without side effects.
  * - Weights as the file stores them, converted to the backend's weight dtype; q/k
  *   rows keep llama.cpp's GGUF order and RoPE is chosen to match it: adjacent pairs
- *   for "llama" (convert_hf_to_gguf permuted q/k), NEOX halves for "qwen2".
+ *   for "llama" (convert_hf_to_gguf permuted q/k), NEOX halves for the others.
+ * - Family parts (hparams.h): embeddings scaled (gemma3), QK-norm after the q/k/v
+ *   projection and before RoPE (qwen3, gemma3), post-norms on each sub-layer's output
+ *   before it joins the residual stream (gemma3; the GGUF stores Gemma's 1 + w, so
+ *   the plain rmsnorm applies), GeGLU (gemma3), and per layer either global
+ *   attention or a sliding window with its own RoPE frequencies (local layers).
  * - Residual stream x stays f32; each rmsnorm first adds the previous sub-layer's
  *   output (fused residual add). The final norm and the LM head run only for the
  *   requested logit rows, in chunks of at most logit_chunk rows.
@@ -38,6 +43,8 @@ typedef struct {
     float *ffn_norm;  /* (d_model) */
     void *wgu;        /* (2 ffn, d_model) gate | up */
     void *wdown;      /* (d_model, ffn) */
+    float *q_norm, *k_norm;              /* (head_dim) or NULL: QK-norm */
+    float *post_attn_norm, *post_ffn_norm; /* (d_model) or NULL: gemma3 */
 } layer_t;
 
 struct model {
@@ -50,6 +57,7 @@ struct model {
     int q_dim, kv_dim, qkv_dim;
     bool neox;
     backend_attn_t attn;
+    backend_attn_t attn_local; /* the local layers' geometry: attn with the sliding window */
     size_t wsize; /* bytes per weight element */
     size_t bytes_weights, bytes_kv, bytes_act;
 
@@ -58,6 +66,7 @@ struct model {
     void *lm_head;    /* (n_vocab, d_model): tok_embd when tied */
     float *out_norm;  /* (d_model) */
     float *inv_freq;  /* (rope_dim / 2) */
+    float *inv_freq_local; /* (rope_dim / 2) of local layers (== inv_freq when their bases agree) */
     layer_t *layers;  /* (n_layers) */
 
     /* KV cache: (n_layers, n_blocks, n_kv_heads, block_size, head_dim) each */
@@ -72,6 +81,8 @@ struct model {
     float *att;    /* (T, q_dim) */
     float *gu;     /* (T, 2 ffn) */
     float *act;    /* (T, ffn) */
+    float *post;   /* (T, d_model) post-normed sub-layer output (gemma3), else NULL */
+    const float *last; /* the last sub-layer's output, added into x by the final norm */
     float *rows_x, *rows_d, *rows_h; /* (logit_chunk, d_model) */
     float *logits;                   /* (logit_chunk, n_vocab) */
     int32_t *d_tokens, *d_pos, *d_seq, *d_rows; /* (T) */
@@ -217,6 +228,21 @@ static int rope_freqs(model_t *m, const gguf_t *g, float *inv, char *err, size_t
     return 0;
 }
 
+/* The ops the model's family needs beyond the llama set: a backend without them (or
+ * without a sliding window in its attention) refuses the model by name. */
+static int model_family_ops(model_t *m, char *err, size_t errlen) {
+    const hparams_t *hp = &m->hp;
+    const char *missing = NULL;
+    if (hp->qk_norm && !m->ops->head_norm) missing = "head_norm (QK-norm)";
+    else if (hp->geglu && !m->ops->geglu) missing = "geglu (GELU-tanh GeGLU)";
+    else if (hp->embd_scale != 1.0f && !m->ops->scale) missing = "scale (scaled embeddings)";
+    else if (hp->sliding_window > 0 && !m->ops->attn_window) missing = "windowed attention";
+    if (!missing) return 0;
+    err_set(err, errlen, "%s backend: the %s architecture needs the op %s, which this backend lacks (use the cpu "
+                        "backend)", m->be->info.name, hp->arch, missing);
+    return -1;
+}
+
 model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t errlen) {
     static const model_params_t defaults = {0};
     if (!p) p = &defaults;
@@ -247,11 +273,7 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
                BACKEND_MAX_GQA, hp->rope_dim);
         goto fail;
     }
-    if (strcmp(hp->arch, "llama") && strcmp(hp->arch, "qwen2")) {
-        err_set(err, errlen, "architecture '%s' is not supported (llama, qwen2)", hp->arch);
-        goto fail;
-    }
-    m->neox = !strcmp(hp->arch, "qwen2");
+    m->neox = hp->neox;
 
     backend_params_t bp = {.n_threads = p->n_threads, .dtype = p->dtype, .kv_dtype = p->kv_dtype,
                            .cpu_weights = p->cpu_weights};
@@ -259,6 +281,7 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
     if (!m->be) goto fail;
     m->ops = m->be->ops;
     m->bctx = m->be->ctx;
+    if (model_family_ops(m, err, errlen)) goto fail;
     /* sizes left at 0: what the backend asks for (its table's defaults) */
     m->max_tokens = p->max_batch_tokens > 0 ? p->max_batch_tokens : m->ops->defaults.max_batch_tokens;
     m->max_seqs = p->max_seqs > 0 ? p->max_seqs : m->ops->defaults.max_seqs;
@@ -271,7 +294,9 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
     m->kv_dim = hp->n_kv_heads * hp->head_dim;
     m->qkv_dim = m->q_dim + 2 * m->kv_dim;
     m->attn = (backend_attn_t){.n_heads = hp->n_heads, .n_kv_heads = hp->n_kv_heads, .head_dim = hp->head_dim,
-                               .block_size = m->block_size, .scale = 1.0f / sqrtf((float)hp->head_dim)};
+                               .block_size = m->block_size, .scale = hp->attn_scale};
+    m->attn_local = m->attn;
+    m->attn_local.window = hp->sliding_window;
 
     /* ---- weights */
     if (!(m->tok_embd = load_mat(m, g, "token_embd.weight", V, d, err, errlen))) goto fail;
@@ -283,6 +308,15 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
     if (!(m->inv_freq = balloc(m, sizeof(float) * (size_t)(hp->rope_dim / 2), &m->bytes_weights, err, errlen)))
         goto fail;
     m->ops->upload(m->bctx, m->inv_freq, inv, sizeof(float) * (size_t)(hp->rope_dim / 2));
+    m->inv_freq_local = m->inv_freq;
+    if (hp->swa_pattern > 0) { /* gemma3: local layers have their own base, unscaled */
+        for (int i = 0; i < hp->rope_dim / 2; i++)
+            inv[i] = 1.0f / powf(hp->rope_base_local, (float)(2 * i) / (float)hp->rope_dim);
+        if (!(m->inv_freq_local = balloc(m, sizeof(float) * (size_t)(hp->rope_dim / 2), &m->bytes_weights, err,
+                                         errlen)))
+            goto fail;
+        m->ops->upload(m->bctx, m->inv_freq_local, inv, sizeof(float) * (size_t)(hp->rope_dim / 2));
+    }
 
     m->layers = calloc((size_t)hp->n_layers, sizeof *m->layers);
     if (!m->layers) {
@@ -326,6 +360,13 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
                       (char *)L->wgu + backend_weight_bytes(wdt, ffn, d), wdt, err, errlen))
             goto fail;
         if (!(L->wdown = load_mat(m, g, NAME("ffn_down.weight"), d, ffn, err, errlen))) goto fail;
+        if (hp->qk_norm && (!(L->q_norm = load_vec(m, g, NAME("attn_q_norm.weight"), hp->head_dim, err, errlen)) ||
+                            !(L->k_norm = load_vec(m, g, NAME("attn_k_norm.weight"), hp->head_dim, err, errlen))))
+            goto fail;
+        if (hp->post_norms &&
+            (!(L->post_attn_norm = load_vec(m, g, NAME("post_attention_norm.weight"), d, err, errlen)) ||
+             !(L->post_ffn_norm = load_vec(m, g, NAME("post_ffw_norm.weight"), d, err, errlen))))
+            goto fail;
 #undef NAME
     }
 
@@ -342,6 +383,7 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
         !(m->att = balloc(m, T * m->q_dim * F, ab, err, errlen)) ||
         !(m->gu = balloc(m, T * 2 * ffn * F, ab, err, errlen)) ||
         !(m->act = balloc(m, T * ffn * F, ab, err, errlen)) ||
+        (hp->post_norms && !(m->post = balloc(m, T * d * F, ab, err, errlen))) ||
         !(m->rows_x = balloc(m, C * d * F, ab, err, errlen)) ||
         !(m->rows_d = balloc(m, C * d * F, ab, err, errlen)) ||
         !(m->rows_h = balloc(m, C * d * F, ab, err, errlen)) ||
@@ -567,26 +609,44 @@ static void issue_layers(model_t *m, int T, int tstride) {
     const hparams_t *hp = &m->hp;
     const int d = hp->d_model, ffn = hp->ffn_dim;
     o->embed(c, m->x, m->tok_embd, m->d_tokens, T, d);
+    if (hp->embd_scale != 1.0f) o->scale(c, m->x, (int64_t)T * d, hp->embd_scale);
     const float *delta = NULL; /* previous sub-layer output, added into x by the next norm */
     for (int l = 0; l < hp->n_layers; l++) {
         const layer_t *L = &m->layers[l];
+        const bool local = hparams_layer_local(hp, l);
+        const backend_attn_t *at = local ? &m->attn_local : &m->attn;
         char *kc = (char *)m->kcache + (size_t)l * m->kv_layer_bytes;
         char *vc = (char *)m->vcache + (size_t)l * m->kv_layer_bytes;
         o->rmsnorm(c, m->h, m->x, delta, L->attn_norm, T, d, hp->rms_eps);
         o->matmul(c, m->qkv, m->h, L->wqkv, L->bqkv, T, d, m->qkv_dim);
+        if (L->q_norm) {
+            o->head_norm(c, m->qkv, T, m->qkv_dim, hp->n_heads, hp->head_dim, L->q_norm, hp->rms_eps);
+            o->head_norm(c, m->qkv + m->q_dim, T, m->qkv_dim, hp->n_kv_heads, hp->head_dim, L->k_norm, hp->rms_eps);
+        }
         /* q heads then k heads are contiguous in a qkv row: one rope call rotates both */
         o->rope(c, m->qkv, T, m->qkv_dim, hp->n_heads + hp->n_kv_heads, hp->head_dim, hp->rope_dim, m->d_pos,
-                m->inv_freq, m->neox);
+                local ? m->inv_freq_local : m->inv_freq, m->neox);
         o->kv_write(c, kc, vc, m->qkv + m->q_dim, m->qkv + m->q_dim + m->kv_dim, m->qkv_dim, m->d_pos, m->d_seq,
-                    m->d_table, tstride, T, &m->attn);
-        o->attention(c, m->att, m->qkv, m->qkv_dim, kc, vc, m->d_pos, m->d_seq, m->d_table, tstride, T, &m->attn);
+                    m->d_table, tstride, T, at);
+        o->attention(c, m->att, m->qkv, m->qkv_dim, kc, vc, m->d_pos, m->d_seq, m->d_table, tstride, T, at);
         o->matmul(c, m->tmp, m->att, L->wo, NULL, T, m->q_dim, d);
-        o->rmsnorm(c, m->h, m->x, m->tmp, L->ffn_norm, T, d, hp->rms_eps);
+        delta = m->tmp;
+        if (L->post_attn_norm) {
+            o->rmsnorm(c, m->post, m->tmp, NULL, L->post_attn_norm, T, d, hp->rms_eps);
+            delta = m->post;
+        }
+        o->rmsnorm(c, m->h, m->x, delta, L->ffn_norm, T, d, hp->rms_eps);
         o->matmul(c, m->gu, m->h, L->wgu, NULL, T, d, 2 * ffn);
-        o->swiglu(c, m->act, m->gu, T, ffn);
+        if (hp->geglu) o->geglu(c, m->act, m->gu, T, ffn);
+        else o->swiglu(c, m->act, m->gu, T, ffn);
         o->matmul(c, m->tmp, m->act, L->wdown, NULL, T, ffn, d);
         delta = m->tmp;
+        if (L->post_ffn_norm) {
+            o->rmsnorm(c, m->post, m->tmp, NULL, L->post_ffn_norm, T, d, hp->rms_eps);
+            delta = m->post;
+        }
     }
+    m->last = delta;
 }
 
 /* Final norm + LM head for logit rows [r0, r0 + n) into m->logits (n, vocab). */
@@ -594,9 +654,9 @@ static void issue_head(model_t *m, int r0, int n) {
     const backend_ops_t *o = m->ops;
     void *c = m->bctx;
     const int d = m->hp.d_model;
-    /* the last layer's output (tmp) is added into x by the final norm; rows first */
+    /* the last layer's output (m->last) is added into x by the final norm; rows first */
     o->get_rows(c, m->rows_x, m->x, m->d_rows + r0, n, d);
-    o->get_rows(c, m->rows_d, m->tmp, m->d_rows + r0, n, d);
+    o->get_rows(c, m->rows_d, m->last, m->d_rows + r0, n, d);
     o->rmsnorm(c, m->rows_h, m->rows_x, m->rows_d, m->out_norm, n, d, m->hp.rms_eps);
     o->matmul(c, m->logits, m->rows_h, m->lm_head, NULL, n, d, m->hp.n_vocab);
 }

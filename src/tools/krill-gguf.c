@@ -185,6 +185,13 @@ int main(int argc, char **argv) {
                hp.arch, hp.n_layers, hp.d_model, hp.n_heads, hp.n_kv_heads, hp.head_dim, hp.ffn_dim, hp.n_vocab,
                hp.n_ctx_train, (double)hp.rope_base, hp.rope_dim, (double)hp.rms_eps, hp.tied_embeddings,
                hp.qkv_bias);
+        printf("hparams: qk_norm=%d post_norms=%d ffn_act=%s neox=%d embd_scale=%g attn_scale=%g "
+               "sliding_window=%d swa_pattern=%d rope_base_local=%g local_layers=", hp.qk_norm, hp.post_norms,
+               hp.geglu ? "gelu_tanh" : "silu", hp.neox, (double)hp.embd_scale, (double)hp.attn_scale,
+               hp.sliding_window, hp.swa_pattern, (double)hp.rope_base_local);
+        int n_local = 0;
+        for (int l = 0; l < hp.n_layers; l++) n_local += hparams_layer_local(&hp, l);
+        printf("%d/%d\n", n_local, hp.n_layers);
     } else {
         printf("hparams: not a supported model: %s\n", err);
     }

@@ -110,6 +110,31 @@ static void test_small_ops() {
         snprintf(shape, sizeof shape, "n=%d ffn=%d", n, f);
         check("swiglu", shape, nerr(o1.data(), o2.data(), o1.size()), 1e-6);
     }
+    /* model-family ops (gemma3, qwen3): QK-norm per head in place, GeGLU, scale */
+    static const int hn[][4] = {{3, 4, 256, 1536}, {2, 1, 32, 96}, {5, 6, 64, 640}}; /* n, heads, hd, stride */
+    for (auto &s : hn) {
+        const int n = s[0], h = s[1], hd = s[2], st = s[3];
+        rng_state = 17 + n + hd;
+        auto x = rnd((size_t)n * st, 3), w = rnd(hd, 1.5f);
+        auto x2 = x;
+        ck(head_norm_launch(x.data(), n, st, h, hd, w.data(), 1e-6f, nullptr), "head_norm");
+        cpu[0]->ops->head_norm(cpu[0]->ctx, x2.data(), n, st, h, hd, w.data(), 1e-6f);
+        snprintf(shape, sizeof shape, "n=%d heads=%d hd=%d stride=%d", n, h, hd, st);
+        check("head_norm", shape, nerr(x.data(), x2.data(), x.size()), 1e-6);
+    }
+    for (auto &s : sw) {
+        const int n = s[0], f = s[1];
+        rng_state = 19 + n + f;
+        auto gu = rnd((size_t)n * 2 * f, 6), o1 = nans((size_t)n * f), o2 = nans((size_t)n * f);
+        ck(geglu_launch(o1.data(), gu.data(), n, f, nullptr), "geglu");
+        cpu[0]->ops->geglu(cpu[0]->ctx, o2.data(), gu.data(), n, f);
+        snprintf(shape, sizeof shape, "n=%d ffn=%d", n, f);
+        check("geglu", shape, nerr(o1.data(), o2.data(), o1.size()), 1e-6);
+        auto x = rnd((size_t)n * f, 4), x2 = x;
+        ck(scale_launch(x.data(), (int64_t)n * f, 25.298221f, nullptr), "scale");
+        cpu[0]->ops->scale(cpu[0]->ctx, x2.data(), (int64_t)n * f, 25.298221f);
+        check("scale", shape, nerr(x.data(), x2.data(), x.size()), 0);
+    }
     /* embed (bf16, f16, f32 tables) and get_rows */
     for (int dt = 0; dt < 3; dt++) {
         const int n = 5, vocab = 40, dim = 67;
@@ -223,6 +248,7 @@ struct att_case {
     const char *name;
     int nh, nkv, hd, bs, n_seqs;
     int ctx[6], nq[6];
+    int window; /* sliding window (0: global attention) */
 };
 
 static const att_case cases[] = {
@@ -241,6 +267,11 @@ static const att_case cases[] = {
     {"hd32 G2 (P>1 partials)", 4, 2, 32, 16, 2, {100, 16}, {1, 16}},
     {"batch 1, one token", 16, 4, 64, 16, 1, {333}, {1}},
     {"first token (pos 0)", 8, 8, 128, 16, 2, {1, 1}, {1, 1}},
+    /* sliding windows (gemma3 local layers, Mistral style) */
+    {"window 6, ragged", 4, 2, 64, 16, 4, {40, 1, 37, 9}, {1, 1, 37, 5}, 6},
+    {"window 5, block 7", 4, 1, 32, 7, 3, {50, 13, 8}, {50, 1, 2}, 5},
+    {"window 40 > chunk", 8, 2, 64, 16, 2, {300, 120}, {1, 120}, 40},
+    {"gemma3 270M local W512", 4, 1, 256, 16, 3, {700, 520, 30}, {1, 9, 30}, 512},
 };
 
 static void run_case(const att_case &c, int kv_f32, int n_sm) {
@@ -264,7 +295,7 @@ static void run_case(const att_case &c, int kv_f32, int n_sm) {
     }
     const int nh_tok = (int)hpos.size(), stride = qd + 2 * kvd + 3;
     auto qkv = rnd((size_t)n * stride, 2), hkv = rnd((size_t)(nh_tok + 1) * stride, 2);
-    const backend_attn_t a = {nh, nkv, hd, bs, 1.0f / std::sqrt((float)hd)};
+    const backend_attn_t a = {nh, nkv, hd, bs, 1.0f / std::sqrt((float)hd), c.window};
     const size_t es = kv_f32 ? 4 : 2, cache = (size_t)total * nkv * bs * hd * es;
     std::vector<uint8_t> kc[2], vc[2];
     std::vector<float> out[2];
@@ -290,7 +321,7 @@ static void run_case(const att_case &c, int kv_f32, int n_sm) {
                        seq.data(), table.data(), mb, n, nkv, hd, bs, nullptr),
        "kv_write");
     std::vector<float> part(attention_scratch_floats(n, nh, hd, n_sm), NAN);
-    attention_plan_t p = {nh, nkv, hd, bs, a.scale, kdt, n_sm, part.data(), (int64_t)part.size()};
+    attention_plan_t p = {nh, nkv, hd, bs, a.scale, kdt, n_sm, part.data(), (int64_t)part.size(), c.window};
     ck(attention_launch(out[1].data(), qkv.data(), stride, kc[1].data(), vc[1].data(), pos.data(), seq.data(),
                         table.data(), mb, n, &p, nullptr),
        "attention");
@@ -309,8 +340,8 @@ static void run_case(const att_case &c, int kv_f32, int n_sm) {
     char shape[160];
     int maxctx = 0;
     for (int s = 0; s < S; s++) maxctx = c.ctx[s] > maxctx ? c.ctx[s] : maxctx;
-    snprintf(shape, sizeof shape, "%s: %d/%d hd=%d bs=%d n=%d ctx<=%d kv=%s sms=%d", c.name, nh, nkv, hd, bs, n, maxctx,
-             kv_f32 ? "f32" : "f16", n_sm);
+    snprintf(shape, sizeof shape, "%s: %d/%d hd=%d bs=%d n=%d ctx<=%d kv=%s sms=%d%s", c.name, nh, nkv, hd, bs, n,
+             maxctx, kv_f32 ? "f32" : "f16", n_sm, c.window ? " win" : "");
     check("kv_write", shape, memcmp(kc[0].data(), kc[1].data(), cache) || memcmp(vc[0].data(), vc[1].data(), cache), 0);
     check("attention", shape, nerr(out[1].data(), out[0].data(), out[0].size()), 2e-6);
 }

@@ -18,7 +18,12 @@ Shapes (--models, comma separated):
   smol     SmolLM2-135M: 30 layers, d 576, 9/3 heads, hd 64, ffn 1536, vocab 49152, rope 1e5
   llama1b  Llama-3.2-1B: 16 layers, d 2048, 32/8 heads, hd 64, ffn 8192, vocab 128256,
            rope 5e5 with llama3 scaling (factor 32, low 1, high 4, original 8192)
-All tied embeddings. Usage: write_models.py OUT [--models tiny,smol,llama1b] [--seed N]
+  gemma3   Gemma 3 270M's layers: 18 layers, d 640, 4/1 heads, hd 256, ffn 2048, rope 1e6
+           (local layers 1e4), QK-norm, post-norms, GeGLU, embeddings x sqrt(d), every 6th
+           layer global; vocab 32768 and sliding window 128 (not 262144 / 512) so that
+           the parity runs cross the window with logit files of a sane size. Gemma's
+           norms: the GGUF holds 1 + w (llama.cpp's converter), the safetensors w (f32).
+All tied embeddings. Usage: write_models.py OUT [--models tiny,smol,llama1b,gemma3] [--seed N]
 """
 import json
 import math
@@ -34,7 +39,10 @@ SHAPES = {
     "smol": dict(layers=30, d=576, heads=9, kv=3, ffn=1536, vocab=49152, rope=100000.0, ctx=8192, llama3=False),
     "llama1b": dict(layers=16, d=2048, heads=32, kv=8, ffn=8192, vocab=128256, rope=500000.0, ctx=131072,
                     llama3=True),
+    "gemma3": dict(layers=18, d=640, heads=4, kv=1, ffn=2048, vocab=32768, rope=1000000.0, ctx=32768, llama3=False,
+                   gemma3=True, head_dim=256, window=128),
 }
+GEMMA3_PATTERN, GEMMA3_LOCAL_BASE = 6, 10000.0  # llama.cpp's fixed gemma3 values
 LLAMA3 = dict(factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=8192)
 RMS_EPS = 1e-5
 # Weight scales: the residual branches (o_proj, down_proj) shrink with depth, as in
@@ -201,7 +209,9 @@ def spm_vocab(n):
 def write_model(out, name, seed):
     s = SHAPES[name]
     L, d, H, KV, F, V = s["layers"], s["d"], s["heads"], s["kv"], s["ffn"], s["vocab"]
-    hd = d // H
+    hd = s.get("head_dim", d // H)
+    gemma = s.get("gemma3", False)
+    arch = "gemma3" if gemma else "llama"
     rng = np.random.default_rng(seed + sum(map(ord, name)))
     t0 = time.time()
     hf, gg = [], []  # (hf name, shape, bits) and GGUF tensors
@@ -209,12 +219,15 @@ def write_model(out, name, seed):
     def mat(hf_name, gg_name, rows, cols, permute_heads=0, gain=GAIN_IN):
         w = bf16_random(rng, (rows, cols), cols, gain)
         hf.append((hf_name, "BF16", (rows, cols), w))
-        gw = permute_qk(w, permute_heads) if permute_heads else w
+        gw = permute_qk(w, permute_heads) if permute_heads and not gemma else w  # gemma3: NEOX, unpermuted
         gg.append((gg_name, T_BF16, (rows, cols), gw))
 
     def norm(hf_name, gg_name, n):
         w = bf16_near_one(rng, n)
-        hf.append((hf_name, "BF16", (n,), w))
+        if gemma:  # Gemma's (1 + w): the GGUF holds 1 + w, transformers w (exact in f32)
+            hf.append((hf_name, "F32", (n,), bf16_to_f32(w) - np.float32(1.0)))
+        else:
+            hf.append((hf_name, "BF16", (n,), w))
         gg.append((gg_name, T_F32, (n,), bf16_to_f32(w)))
 
     # the embedding (tied LM head): wider spread than 1/sqrt(d) so the logits have a
@@ -228,8 +241,16 @@ def write_model(out, name, seed):
         mat(p + "self_attn.q_proj.weight", b + "attn_q.weight", H * hd, d, H)
         mat(p + "self_attn.k_proj.weight", b + "attn_k.weight", KV * hd, d, KV)
         mat(p + "self_attn.v_proj.weight", b + "attn_v.weight", KV * hd, d)
+        if gemma:
+            norm(p + "self_attn.q_norm.weight", b + "attn_q_norm.weight", hd)
+            norm(p + "self_attn.k_norm.weight", b + "attn_k_norm.weight", hd)
         mat(p + "self_attn.o_proj.weight", b + "attn_output.weight", d, H * hd, gain=GAIN_OUT / math.sqrt(L))
-        norm(p + "post_attention_layernorm.weight", b + "ffn_norm.weight", d)
+        if gemma:
+            norm(p + "post_attention_layernorm.weight", b + "post_attention_norm.weight", d)
+            norm(p + "pre_feedforward_layernorm.weight", b + "ffn_norm.weight", d)
+            norm(p + "post_feedforward_layernorm.weight", b + "post_ffw_norm.weight", d)
+        else:
+            norm(p + "post_attention_layernorm.weight", b + "ffn_norm.weight", d)
         mat(p + "mlp.gate_proj.weight", b + "ffn_gate.weight", F, d)
         mat(p + "mlp.up_proj.weight", b + "ffn_up.weight", F, d)
         mat(p + "mlp.down_proj.weight", b + "ffn_down.weight", d, F, gain=GAIN_OUT / math.sqrt(L))
@@ -238,20 +259,21 @@ def write_model(out, name, seed):
         gg.append(("rope_freqs.weight", T_F32, (hd // 2,), llama3_rope_factors(hd, s["rope"])))
 
     toks, scores, types = spm_vocab(V)
+    a = arch
     kvs = [
-        ("general.architecture", VT_STR, "llama"),
+        ("general.architecture", VT_STR, arch),
         ("general.name", VT_STR, f"krill-synthetic-{name}"),
         ("general.alignment", VT_U32, ALIGN),
-        ("llama.block_count", VT_U32, L),
-        ("llama.context_length", VT_U32, s["ctx"]),
-        ("llama.embedding_length", VT_U32, d),
-        ("llama.feed_forward_length", VT_U32, F),
-        ("llama.attention.head_count", VT_U32, H),
-        ("llama.attention.head_count_kv", VT_U32, KV),
-        ("llama.rope.freq_base", VT_F32, s["rope"]),
-        ("llama.rope.dimension_count", VT_U32, hd),
-        ("llama.attention.layer_norm_rms_epsilon", VT_F32, RMS_EPS),
-        ("llama.vocab_size", VT_U32, V),
+        (f"{a}.block_count", VT_U32, L),
+        (f"{a}.context_length", VT_U32, s["ctx"]),
+        (f"{a}.embedding_length", VT_U32, d),
+        (f"{a}.feed_forward_length", VT_U32, F),
+        (f"{a}.attention.head_count", VT_U32, H),
+        (f"{a}.attention.head_count_kv", VT_U32, KV),
+        (f"{a}.rope.freq_base", VT_F32, s["rope"]),
+        (f"{a}.rope.dimension_count", VT_U32, hd),
+        (f"{a}.attention.layer_norm_rms_epsilon", VT_F32, RMS_EPS),
+        (f"{a}.vocab_size", VT_U32, V),
         ("tokenizer.ggml.model", VT_STR, "llama"),
         ("tokenizer.ggml.tokens", VT_ARR, (VT_STR, toks)),
         ("tokenizer.ggml.scores", VT_ARR, (VT_F32, scores)),
@@ -262,6 +284,9 @@ def write_model(out, name, seed):
         ("tokenizer.ggml.add_bos_token", VT_BOOL, True),
         ("tokenizer.ggml.add_eos_token", VT_BOOL, False),
     ]
+    if gemma:  # after the llama keys: the llama shapes' files stay byte-identical (tests/data/cuda/tiny.md5)
+        kvs += [(f"{a}.attention.key_length", VT_U32, hd), (f"{a}.attention.value_length", VT_U32, hd),
+                (f"{a}.attention.sliding_window", VT_U32, s["window"])]
     write_gguf(os.path.join(out, f"{name}.gguf"), kvs, gg)
 
     hf_dir = os.path.join(out, f"{name}-hf")
@@ -278,6 +303,17 @@ def write_model(out, name, seed):
     }
     if s["llama3"]:
         cfg["rope_scaling"] = dict(rope_type="llama3", **LLAMA3)
+    if gemma:
+        del cfg["rope_theta"]
+        cfg.update(architectures=["Gemma3ForCausalLM"], model_type="gemma3_text", hidden_activation="gelu_pytorch_tanh",
+                   query_pre_attn_scalar=hd, sliding_window=s["window"], final_logit_softcapping=None,
+                   attn_logit_softcapping=None,
+                   layer_types=["full_attention" if (i + 1) % GEMMA3_PATTERN == 0 else "sliding_attention"
+                                for i in range(L)],
+                   rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": s["rope"]},
+                                    "sliding_attention": {"rope_type": "default", "rope_theta": GEMMA3_LOCAL_BASE}})
+        for k in ("hidden_act", "mlp_bias"):
+            cfg.pop(k)
     with open(os.path.join(hf_dir, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
     n_params = sum(int(np.prod(t[2])) for t in hf)
@@ -289,7 +325,7 @@ def main():
     if not args or args[0] in ("-h", "--help"):
         print(__doc__)
         return 0 if args else 2
-    out, models, seed = args[0], ["tiny", "smol", "llama1b"], 1234
+    out, models, seed = args[0], ["tiny", "smol", "llama1b", "gemma3"], 1234
     i = 1
     while i < len(args):
         if args[i] == "--models" and i + 1 < len(args):

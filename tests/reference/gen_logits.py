@@ -47,6 +47,7 @@ import torch
 import transformers
 from transformers import AttentionInterface, AutoModelForCausalLM
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_synthetic  # noqa: E402
@@ -70,6 +71,9 @@ def f16kv_attention(module, query, key, value, attention_mask, **kwargs):
 
 
 AttentionInterface.register("krill_f16kv", f16kv_attention)
+# the mask sdpa gets (sliding windows included): a custom attention without a registered
+# mask function gets none, and sdpa's is_causal would ignore a model's sliding window
+AttentionMaskInterface.register("krill_f16kv", sdpa_mask)
 
 
 def both_variants(model, prompts):
@@ -104,16 +108,21 @@ def margins(rows):
     return (s[:, -1] - s[:, -2]).astype(np.float64)
 
 
-def synthetic(outdir, tmp):
+def synthetic(outdir, tmp, only=None):
     entries = []
     for name, spec in make_synthetic.MODELS.items():
+        if only and name not in only:
+            continue
         path = make_synthetic.build(name, spec, tmp, want_hf=True)
         hf_dir = os.path.join(tmp, name + ".hf")
         model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
         rng = np.random.default_rng(1000 + spec["seed"])
         prompts = [rng.integers(0, make_synthetic.VOCAB, size=n).tolist() for n in SYN_LENGTHS]
         logits, logits16 = both_variants(model, prompts)
-        if not spec.get("llama3"):
+        # transformers' GGUF loader ignores rope scaling, llama's sliding_window (mistral_swa) and
+        # attention.key_length (qwen3/gemma3 with head_dim != d / heads: it falls back to the
+        # config class's default head_dim): those use the safetensors (same values) only
+        if not spec.get("llama3") and not spec.get("hf_arch") and spec["arch"] in ("llama", "qwen2"):
             gm = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=os.path.basename(path),
                                                       dtype=torch.float32).eval()
             for a, b in zip(logits, run_prompts(gm, prompts)):
@@ -183,10 +192,23 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="tests/data/logits")
     ap.add_argument("--default-model", default="models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    ap.add_argument("--only", nargs="+", metavar="MODEL",
+                    help="regenerate only these synthetic models; the index keeps every other entry")
     a = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(2)
     os.makedirs(a.out, exist_ok=True)
+    if a.only:
+        with open(os.path.join(a.out, "index.json")) as f:
+            index = json.load(f)
+        with tempfile.TemporaryDirectory() as tmp:
+            new = {e["name"]: e for e in synthetic(a.out, tmp, a.only)}
+        kept = [new.pop(e["name"], e) for e in index["models"]]
+        index["models"] = kept + list(new.values())
+        with open(os.path.join(a.out, "index.json"), "w") as f:
+            json.dump(index, f, indent=1)
+            f.write("\n")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         index = {
             "about": "reference logits from transformers (torch fp32, CPU); see tests/reference/gen_logits.py",

@@ -35,6 +35,14 @@ Models (all vocab 256 with a byte-level "gpt2" token list, so tokenizers can loa
   llama_kq       d 256, MQA, K-quants Q2_K..Q6_K: gguf-py cannot quantize K types, so the
                  blocks are random bytes with scales chosen for sane magnitudes, which is a
                  valid tensor; the reference uses gguf-py's dequantization of them.
+  qwen3_qknorm   qwen3: QK-norm (RMSNorm per head on q and k), no biases, NEOX rope
+  mistral_swa    llama (Mistral style) with llama.attention.sliding_window = 7 on every
+                 layer; transformers' MistralForCausalLM with sliding_window = 7
+  gemma3_tiny    gemma3: 6 layers (0-4 local with window 6 and RoPE base 10000, 5 global
+                 with base 1e6, llama.cpp's fixed pattern of 6), QK-norm, post-norms,
+                 GeGLU (tanh GELU), embeddings times sqrt(d), tied. Gemma's RMSNorm
+                 multiplies by (1 + w): the GGUF stores 1 + w (as convert_hf_to_gguf
+                 does), the safetensors w.
 """
 import argparse
 import hashlib
@@ -71,7 +79,15 @@ MODELS = {
                      types={"attn_q": QT.Q4_K, "attn_k": QT.Q5_K, "attn_v": QT.Q6_K, "attn_output": QT.Q2_K,
                             "ffn_gate": QT.Q3_K, "ffn_up": QT.Q4_K, "ffn_down": QT.Q6_K, "token_embd": QT.Q6_K,
                             "output": QT.Q5_K}),
+    "qwen3_qknorm": dict(arch="qwen3", seed=7, d=64, heads=4, kv=2, head_dim=32, layers=2, ffn=96, tied=True,
+                         rope_base=1000000.0, eps=1e-6, types={}),
+    "mistral_swa": dict(arch="llama", seed=8, d=64, heads=4, kv=2, head_dim=16, layers=2, ffn=96, tied=False,
+                        rope_base=10000.0, eps=1e-5, types={}, window=7, hf_arch="mistral"),
+    "gemma3_tiny": dict(arch="gemma3", seed=9, d=64, heads=4, kv=1, head_dim=32, layers=6, ffn=96, tied=True,
+                        rope_base=1000000.0, eps=1e-6, types={}, window=6),
 }
+GEMMA3_PATTERN = 6           # llama.cpp: every 6th gemma3 layer is global
+GEMMA3_LOCAL_BASE = 10000.0  # llama.cpp: rope_freq_base_train_swa of gemma3
 # llama3 scaling parameters (small original context so that test positions cross it)
 LLAMA3 = dict(factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=32)
 N_CTX = 512
@@ -158,12 +174,23 @@ def gen_weights(spec):
             w[p + "q_bias"] = vec(H * hd, 0.0, 0.5)
             w[p + "k_bias"] = vec(KV * hd, 0.0, 0.5)
             w[p + "v_bias"] = vec(KV * hd, 0.0, 0.5)
+        if spec["arch"] in ("qwen3", "gemma3"):
+            base = 0.0 if spec["arch"] == "gemma3" else 1.0  # gemma: the weight is w in (1 + w)
+            w[p + "q_norm"] = vec(hd, base, 0.1)
+            w[p + "k_norm"] = vec(hd, base, 0.1)
         w[p + "o"] = mat(d, H * hd)
         w[p + "ffn_norm"] = vec(d, 1.0, 0.1)
+        if spec["arch"] == "gemma3":
+            for k in ("attn_norm", "ffn_norm"):
+                w[p + k] -= np.float32(1.0)
+            w[p + "post_attn_norm"] = vec(d, 0.0, 0.1)
+            w[p + "post_ffn_norm"] = vec(d, 0.0, 0.1)
         w[p + "gate"] = mat(F, d)
         w[p + "up"] = mat(F, d)
         w[p + "down"] = mat(d, F)
     w["norm"] = vec(d, 1.0, 0.1)
+    if spec["arch"] == "gemma3":
+        w["norm"] -= np.float32(1.0)
     if not spec["tied"]:
         w["lm_head"] = mat(VOCAB, d) * np.float32(4.0)
     return rng, w
@@ -202,6 +229,8 @@ def build(name, spec, outdir, want_hf):
     wr.add_rope_freq_base(spec["rope_base"])
     wr.add_layer_norm_rms_eps(spec["eps"])
     wr.add_vocab_size(VOCAB)
+    if spec.get("window"):
+        wr.add_sliding_window(spec["window"])
     if spec.get("llama3") == "meta":
         wr.add_string(f"{arch}.rope.scaling.type", "llama3")
         wr.add_float32(f"{arch}.rope.scaling.factor", LLAMA3["factor"])
@@ -218,10 +247,16 @@ def build(name, spec, outdir, want_hf):
 
     hf = {}  # HF name -> f32 values as the GGUF holds them (dequantized, un-permuted)
 
+    gemma = arch == "gemma3"
+
     def put(gname, hfname, value, kind, n_head=None):
         """kind: the GGUF tensor-name stem that selects a quant type."""
         qt = spec["types"].get(kind, spec["types"].get("*", QT.F32)) if value.ndim == 2 else QT.F32
         gval = permute(value, n_head) if n_head else value
+        if gemma and kind == "norm":  # Gemma's (1 + w): convert_hf_to_gguf stores 1 + w
+            wr.add_tensor(gname, (value + np.float32(1.0)).astype(np.float32))
+            hf[hfname] = value.astype(np.float32)
+            return
         if qt == QT.F32:
             wr.add_tensor(gname, gval.astype(np.float32))
             back = gval.astype(np.float32)
@@ -248,8 +283,17 @@ def build(name, spec, outdir, want_hf):
             put(b + "attn_q.bias", h + "self_attn.q_proj.bias", w[p + "q_bias"], "bias")
             put(b + "attn_k.bias", h + "self_attn.k_proj.bias", w[p + "k_bias"], "bias")
             put(b + "attn_v.bias", h + "self_attn.v_proj.bias", w[p + "v_bias"], "bias")
+        if p + "q_norm" in w:
+            put(b + "attn_q_norm.weight", h + "self_attn.q_norm.weight", w[p + "q_norm"], "norm")
+            put(b + "attn_k_norm.weight", h + "self_attn.k_norm.weight", w[p + "k_norm"], "norm")
         put(b + "attn_output.weight", h + "self_attn.o_proj.weight", w[p + "o"], "attn_output")
-        put(b + "ffn_norm.weight", h + "post_attention_layernorm.weight", w[p + "ffn_norm"], "norm")
+        if gemma:
+            put(b + "post_attention_norm.weight", h + "post_attention_layernorm.weight", w[p + "post_attn_norm"],
+                "norm")
+            put(b + "ffn_norm.weight", h + "pre_feedforward_layernorm.weight", w[p + "ffn_norm"], "norm")
+            put(b + "post_ffw_norm.weight", h + "post_feedforward_layernorm.weight", w[p + "post_ffn_norm"], "norm")
+        else:
+            put(b + "ffn_norm.weight", h + "post_attention_layernorm.weight", w[p + "ffn_norm"], "norm")
         put(b + "ffn_gate.weight", h + "mlp.gate_proj.weight", w[p + "gate"], "ffn_gate")
         put(b + "ffn_up.weight", h + "mlp.up_proj.weight", w[p + "up"], "ffn_up")
         put(b + "ffn_down.weight", h + "mlp.down_proj.weight", w[p + "down"], "ffn_down")
@@ -274,9 +318,11 @@ def write_hf(name, spec, tensors, d):
     rope = {"rope_type": "default", "rope_theta": spec["rope_base"]}
     if spec.get("llama3"):
         rope = dict(rope_type="llama3", rope_theta=spec["rope_base"], **LLAMA3)
+    hf_arch = spec.get("hf_arch", arch)
     cfg = {
-        "architectures": ["LlamaForCausalLM" if arch == "llama" else "Qwen2ForCausalLM"],
-        "model_type": arch,
+        "architectures": [{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+                           "mistral": "MistralForCausalLM", "gemma3": "Gemma3ForCausalLM"}[hf_arch]],
+        "model_type": "gemma3_text" if hf_arch == "gemma3" else hf_arch,
         "vocab_size": VOCAB,
         "hidden_size": spec["d"],
         "intermediate_size": spec["ffn"],
@@ -292,8 +338,21 @@ def write_hf(name, spec, tensors, d):
         "eos_token_id": 2,
         "torch_dtype": "float32",
     }
-    if arch == "llama":
+    if hf_arch == "mistral":
+        cfg.update(head_dim=spec["head_dim"], sliding_window=spec["window"])
+    elif arch == "llama":
         cfg.update(head_dim=spec["head_dim"], attention_bias=False, mlp_bias=False)
+    elif arch == "qwen3":
+        cfg.update(head_dim=spec["head_dim"], attention_bias=False, use_sliding_window=False)
+    elif arch == "gemma3":
+        n = spec["layers"]
+        cfg.update(head_dim=spec["head_dim"], hidden_activation="gelu_pytorch_tanh",
+                   query_pre_attn_scalar=spec["head_dim"], sliding_window=spec["window"],
+                   layer_types=["full_attention" if (i + 1) % GEMMA3_PATTERN == 0 else "sliding_attention"
+                                for i in range(n)],
+                   rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": spec["rope_base"]},
+                                    "sliding_attention": {"rope_type": "default", "rope_theta": GEMMA3_LOCAL_BASE}},
+                   final_logit_softcapping=None, attn_logit_softcapping=None, pad_token_id=0)
     else:
         assert spec["head_dim"] * spec["heads"] == spec["d"], "qwen2 in transformers derives head_dim"
         cfg.update(use_sliding_window=False)

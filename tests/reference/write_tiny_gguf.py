@@ -138,6 +138,7 @@ def main():
         "bad_shape.gguf": dict(shapes={"blk.1.ffn_up.weight": (95, 64)}),
         "bad_missing_tensor.gguf": dict(skip=("blk.1.attn_v.weight",)),
         "bad_missing_bias.gguf": dict(arch="qwen2", bias=True, skip=("blk.1.attn_k.bias",)),
+        "bad_qwen3_no_qknorm.gguf": dict(arch="qwen3"),  # qwen3 needs attn_{q,k}_norm
         "bad_yarn.gguf": dict(extra_kv={"{arch}.rope.scaling.type": ("yarn", V.STRING),
                                         "{arch}.rope.scaling.factor": (4.0, V.FLOAT32)}),
         "bad_tokens.gguf": dict(n_tokens=99),

@@ -15,9 +15,14 @@
  * alone with the AVX2 kernel vs mixed with the best kernel this
  * CPU has (threads 2 vs 3, budgets 24 and 7), and q8 (threads 1 vs 2).
  *
- * Skips (exit 77) when the default model is absent, and under SANITIZE=1 (minutes
- * under ASan; test_matmul_invariance and test_model's synthetic models run the same
- * code there). */
+ * The same checks run on the synthetic model-family models (make_synthetic.py, written
+ * at test time): gemma3_tiny (QK-norm, GeGLU, scaled embeddings, post-norms, sliding
+ * window 6 on local layers), qwen3_qknorm and mistral_swa (window 7 on every layer):
+ * the new ops and windowed attention are batch-invariant bitwise too.
+ *
+ * The default model's part skips (exit 77 at the end) when the model is absent; all
+ * of it under SANITIZE=1 (minutes under ASan; test_matmul_invariance and test_model's
+ * synthetic models run the same code there). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -213,14 +218,43 @@ static void check_kv(const char *kv, int t_alone, int t_mixed, int both_budgets)
     record_free(&ref);
 }
 
+static void open_model(const char *path) {
+    char err[512];
+    g_gguf = gguf_open(path, err, sizeof err);
+    if (!g_gguf) fail_msg("%s: %s", path, err);
+}
+
 static void test_f16_kv(void **state) {
     (void)state;
+    TESTUTIL_NEED_MODEL();
+    open_model(TESTUTIL_MODEL);
     check_kv(NULL, 2, 3, 1);
+    gguf_close(g_gguf);
 }
 
 static void test_f32_kv(void **state) {
     (void)state;
+    TESTUTIL_NEED_MODEL();
+    open_model(TESTUTIL_MODEL);
     check_kv("f32", 1, 2, 0);
+    gguf_close(g_gguf);
+}
+
+#define FAMILY_MODELS "gemma3_tiny qwen3_qknorm mistral_swa"
+static char g_syn[1024];
+
+static void test_families(void **state) {
+    (void)state;
+    static const char *const names[] = {"gemma3_tiny", "qwen3_qknorm", "mistral_swa"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/%s.gguf", g_syn, names[i]);
+        open_model(path);
+        printf("  %s\n", names[i]);
+        check_kv(NULL, 2, 3, 1);
+        check_kv("f32", 1, 2, 0);
+        gguf_close(g_gguf);
+    }
 }
 
 /* The alone run with the AVX2 kernel (when this CPU runs it), the mixed ones with the
@@ -258,25 +292,20 @@ static void test_q8_weights(void **state) {
 }
 
 int main(void) {
-    if (!testutil_have_model()) return TESTUTIL_SKIP;
     if (testutil_sanitize()) {
-        printf("SKIP: default model not run under SANITIZE=1 (minutes under ASan; test_matmul_invariance covers the "
+        printf("SKIP: not run under SANITIZE=1 (minutes under ASan; test_matmul_invariance covers the "
                "kernels there)\n");
         return TESTUTIL_SKIP;
     }
-    char err[512];
-    g_gguf = gguf_open(TESTUTIL_MODEL, err, sizeof err);
-    if (!g_gguf) {
-        fprintf(stderr, "%s: %s\n", TESTUTIL_MODEL, err);
-        return 1;
-    }
+    snprintf(g_syn, sizeof g_syn, "%s/models/synthetic-invariance", testutil_build_dir());
+    int wrote = testutil_write_gguf("make_synthetic.py", g_syn, "--only " FAMILY_MODELS);
+    if (wrote) return wrote; /* 77: no venv (noted), 1: the writer failed */
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_families),
         cmocka_unit_test(test_f16_kv),
         cmocka_unit_test(test_f32_kv),
         cmocka_unit_test(test_q4_weights),
         cmocka_unit_test(test_q8_weights),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    gguf_close(g_gguf);
-    return rc;
+    return testutil_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

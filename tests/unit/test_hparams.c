@@ -133,7 +133,8 @@ static void test_bad_models(void **state) {
     static const struct {
         const char *file, *msg;
     } bad[] = {
-        {"bad_arch.gguf", "'gpt2' is not supported"},
+        {"bad_arch.gguf", "general.architecture 'gpt2' is not supported (supported: llama, qwen2, qwen3, gemma3)"},
+        {"bad_qwen3_no_qknorm.gguf", "tensor 'blk.0.attn_q_norm.weight' is missing"},
         {"bad_no_block_count.gguf", "llama.block_count: missing"},
         {"bad_kv_heads.gguf", "not a multiple of 3 kv heads"},
         {"bad_shape.gguf", "'blk.1.ffn_up.weight' has shape [64, 95, 1, 1]"},

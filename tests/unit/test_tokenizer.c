@@ -276,6 +276,67 @@ static void test_smollm_docs_special(void **s) {
 }
 
 /* Special ids and the end-of-generation set as llama.cpp reports them. */
+/* Gemma 3 270M's SentencePiece vocabulary (262,144 tokens, no space prefix, byte
+ * fallback, user-defined whitespace runs) against llama.cpp; skipped without the file
+ * (scripts/fetch-model.sh gemma3-270m; Google's Gemma terms, never committed). */
+#define GEMMA3 "models/gemma-3-270m-q4_k_m.gguf"
+static void test_gemma3(void **s) {
+    (void)s;
+    if (access(GEMMA3, R_OK) != 0) {
+        printf("  %s missing (scripts/fetch-model.sh gemma3-270m): the Gemma 3 tokenizer is not checked\n", GEMMA3);
+        skip();
+    }
+    if (access(DATA "gemma3.meta", R_OK) != 0) {
+        printf("  %sgemma3.meta missing: run tests/reference/gen_gemma3_vectors.py (reference venv)\n", DATA);
+        skip();
+    }
+    gguf_t *g;
+    tokenizer_t *t = load(GEMMA3, &g);
+    const struct {
+        const texts_t *tx;
+        const char *file;
+        bool special;
+    } sets[] = {{&F.corpus, DATA "corpus.gemma3.ids", false},
+                {&F.corpus, DATA "corpus.gemma3.special.ids", true},
+                {&F.docs, DATA "docs.gemma3.ids", false}};
+    size_t bad = 0;
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+        idlist_t ref = read_ids(sets[i].file);
+        assert_int_equal(ref.count, sets[i].tx->count);
+        bad += compare(t, sets[i].tx, 0, sets[i].tx->count, &ref, 0, sets[i].special, sets[i].file + strlen(DATA));
+        ids_free(&ref);
+    }
+    blob_t b = read_file(DATA "gemma3.meta");
+    long n_vocab = -1, bos = -1, eos = -1, eot = -1, add_bos = -1;
+    sscanf(strstr(b.buf, "n_vocab "), "n_vocab %ld", &n_vocab);
+    sscanf(strstr(b.buf, "\nbos "), "\nbos %ld", &bos);
+    sscanf(strstr(b.buf, "\neos "), "\neos %ld", &eos);
+    sscanf(strstr(b.buf, "\neot "), "\neot %ld", &eot);
+    sscanf(strstr(b.buf, "\nadd_bos "), "\nadd_bos %ld", &add_bos);
+    assert_int_equal(tokenizer_n_vocab(t), n_vocab);
+    assert_int_equal(tokenizer_bos(t), bos);
+    assert_int_equal(tokenizer_eos(t), eos);
+    assert_int_equal(tokenizer_eot(t), eot);
+    assert_int_equal(tokenizer_add_bos_default(t), add_bos);
+    assert_string_equal(tokenizer_token_str(t, tokenizer_eot(t)), "<end_of_turn>");
+    /* llama.cpp's end-of-generation set, exactly */
+    int n_want = 0;
+    for (char *q = strstr(b.buf, "\neog ") + 5;; n_want++) {
+        char *e;
+        long id = strtol(q, &e, 10);
+        if (e == q) break;
+        assert_true(tokenizer_is_eog(t, (int32_t)id));
+        q = e;
+    }
+    int n_got = 0;
+    for (int32_t id = 0; id < tokenizer_n_vocab(t); id++) n_got += tokenizer_is_eog(t, id);
+    assert_int_equal(n_got, n_want);
+    free(b.buf);
+    tokenizer_free(t);
+    gguf_close(g);
+    assert_int_equal(bad, 0);
+}
+
 static void test_smollm_meta(void **s) {
     (void)s;
     blob_t b = read_file(DATA "smollm.meta");
@@ -818,6 +879,7 @@ int main(void) {
         cmocka_unit_test(test_smollm_docs),
         cmocka_unit_test(test_smollm_docs_special),
         cmocka_unit_test(test_smollm_meta),
+        cmocka_unit_test(test_gemma3),
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_stream_multibyte),
         cmocka_unit_test(test_stream_invalid),

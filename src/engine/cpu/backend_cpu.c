@@ -43,6 +43,7 @@
 #include <malloc.h>
 
 #include "cpu_qmat.h"
+#include "backend_cpu_family.h"
 #include "err.h"
 #include "log.h"
 #include "matmul_cpu.h"
@@ -268,6 +269,8 @@ static void cpu_par(cpu_t *c, pool_fn_t fn, void *arg, int64_t work) {
     if (work < 16384 || pool_size(c->pool) == 1) fn(arg, 0, 1);
     else pool_run(c->pool, fn, arg);
 }
+
+void backend_cpu_par(void *ctx, pool_fn_t fn, void *arg, int64_t work) { cpu_par(ctx, fn, arg, work); }
 
 #if CPU_AVX2
 static inline float hsum256(__m256 v) {
@@ -796,11 +799,21 @@ static inline void att_pv2(float *acca, float ca, const float *pa, float *accb, 
     }
 }
 
+/* Sliding window: scores of the chunk's first `lo` keys (before the row's window) become
+ * -inf, so they weigh exactly 0 whatever the rest of the batch is. */
+static inline void att_window_mask(float *s, int lo, int W) {
+    for (int k = 0; W && k < lo && k < ATT_CHUNK; k++) s[k] = -INFINITY;
+}
+
 /* Attention for query tokens t0..t0+nt-1 (one sequence, consecutive positions) and kv head g. */
 static void att_tile(const att_job_t *j, int t0, int nt, int g) {
     const backend_attn_t *a = j->a;
     const int hd = a->head_dim, G = a->n_heads / a->n_kv_heads, bs = a->block_size;
     const int rows = nt * G, p_first = j->pos[t0], p_last = j->pos[t0 + nt - 1];
+    /* sliding window: row r sees positions >= p_first + r / G - W + 1; keys start at the
+     * block holding the first row's lowest one, so chunk boundaries stay those from 0 */
+    const int W = a->window > 0 ? a->window : 0;
+    const int p_start = W && p_first - W + 1 > 0 ? (p_first - W + 1) / bs * bs : 0;
     const int32_t *tab = j->table + (size_t)j->seq[t0] * j->table_stride;
     float q[ATT_MAX_ROWS][BACKEND_MAX_HEAD_DIM] __attribute__((aligned(32)));
     float acc[ATT_MAX_ROWS][BACKEND_MAX_HEAD_DIM] __attribute__((aligned(32)));
@@ -817,7 +830,7 @@ static void att_tile(const att_job_t *j, int t0, int nt, int g) {
         l[r] = 0.0f;
     }
     int cnt;
-    for (int p0 = 0; p0 <= p_last; p0 += cnt) {
+    for (int p0 = p_start; p0 <= p_last; p0 += cnt) {
         const int blk_pos = p0 % bs;
         cnt = p_last + 1 - p0;
         if (cnt > ATT_CHUNK) cnt = ATT_CHUNK;
@@ -829,13 +842,16 @@ static void att_tile(const att_job_t *j, int t0, int nt, int g) {
         }
         kv_load(vf, j->vc, v_index(a, blk, g, blk_pos), cnt * hd, j->dt); /* rows contiguous in a block */
         /* keys row r may see in this chunk: positions <= its own; non-decreasing in r */
-        int r = 0;
+        int r = 0, r_end = rows;
         while (r < rows && p_first + r / G - p0 + 1 <= 0) r++;
-        for (; r < rows; r += 2) {
+        /* window: rows whose lowest visible position is past this chunk skip it */
+        while (W && r_end > r && p_first + (r_end - 1) / G - W + 1 >= p0 + cnt) r_end--;
+        for (; r < r_end; r += 2) {
             int va = p_first + r / G - p0 + 1;
             if (va > cnt) va = cnt;
-            if (r + 1 == rows) {
+            if (r + 1 == r_end) {
                 att_scores1(q[r], (const float(*)[ATT_CHUNK])kt, hd, sa);
+                att_window_mask(sa, p_first + r / G - W + 1 - p0, W);
                 float ca = att_softmax(sa, va, &m[r], &l[r]);
                 att_pv1(acc[r], ca, sa, vf, va, hd, hd);
                 break;
@@ -843,6 +859,8 @@ static void att_tile(const att_job_t *j, int t0, int nt, int g) {
             int vb = p_first + (r + 1) / G - p0 + 1;
             if (vb > cnt) vb = cnt;
             att_scores2(q[r], q[r + 1], (const float(*)[ATT_CHUNK])kt, hd, sa, sb);
+            att_window_mask(sa, p_first + r / G - W + 1 - p0, W);
+            att_window_mask(sb, p_first + (r + 1) / G - W + 1 - p0, W);
             float ca = att_softmax(sa, va, &m[r], &l[r]);
             float cb = att_softmax(sb, vb, &m[r + 1], &l[r + 1]);
             att_pv2(acc[r], ca, sa, acc[r + 1], cb, sb, vf, vb, hd); /* vb >= va; sa is 0 past va */
@@ -958,6 +976,10 @@ static const backend_ops_t cpu_ops = {
     .swiglu = cpu_swiglu,
     .reserve = cpu_reserve,
     .load_matrix = cpu_load_matrix,
+    .head_norm = ops_family_head_norm,
+    .geglu = ops_family_geglu,
+    .scale = ops_family_scale,
+    .attn_window = true,
 };
 
 const backend_ops_t *backend_cpu_ops(void) { return &cpu_ops; }

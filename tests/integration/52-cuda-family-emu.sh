@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# 52-cuda-family-emu.sh — the model families beyond llama on the WHOLE emulated CUDA
+# backend (kernels/backend_cuda.cu + every kernel over the fake CUDA runtime, as 51):
+# tests/gpu/gpu_parity.c runs model.c on the synthetic gemma3_tiny (QK-norm, GeGLU,
+# scaled embeddings, post-norms, sliding window 6 on local layers with their own RoPE
+# base), qwen3_qknorm and mistral_swa (window 7 on every layer) models of
+# tests/reference/make_synthetic.py, prefill and decode paths (graphs included), with
+# f32 weights against krill's CPU backend: every greedy token equal, every position's
+# logits within 1e-3 relative. The kernels themselves against their CPU twins:
+# 50-cuda-kernels-emu.sh (head_norm, geglu, scale, windowed attention cases).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${KRILL_BUILD:-build}/emu
+tests/gpu/emu/build.sh "$out" all
+rc=$?
+[ $rc -ne 0 ] && exit $rc
+py=.cache/pyenv/bin/python
+"$py" -c "import gguf, numpy" 2>/dev/null || { echo "SKIP: the test venv (.cache/pyenv with gguf) is missing"; exit 77; }
+models="$out/family-models"
+"$py" tests/reference/make_synthetic.py "$models" --only gemma3_tiny qwen3_qknorm mistral_swa >/dev/null || exit 1
+# 3 sequences x 40 tokens of the 256-token vocabulary (positions beyond both windows)
+"$py" -c "import numpy as np; np.random.default_rng(52).integers(0, 256, size=120).astype('<i4').tofile('$models/tokens_3x40.i32')"
+export KRILL_EMU_SMS=8
+for m in gemma3_tiny qwen3_qknorm mistral_swa; do
+  P=("$out/emu_gpu_parity" --model "$models/$m.gguf" --tokens "$models/tokens_3x40.i32" --seqs 3 --len 40)
+  "${P[@]}" --backend cpu --dtype f32 --out "$out/$m-cpu.f32" >"$out/$m-cpu.log" 2>&1 ||
+    { cat "$out/$m-cpu.log"; echo "FAIL: $m on the cpu backend"; exit 1; }
+  "${P[@]}" --backend cuda --dtype f32 --ref "$out/$m-cpu.f32:krill-cpu" --min-agree 1.0 --max-rel 1e-3 \
+    >"$out/$m-cuda.log" 2>&1 || { cat "$out/$m-cuda.log"; echo "FAIL: $m: emulated CUDA differs from the CPU backend"; exit 1; }
+  grep -E "prefill|decode" "$out/$m-cuda.log" | sed "s/^/  $m: /" | head -4
+done
+echo "PASS: gemma3, qwen3 and the sliding window on the emulated CUDA backend match the CPU backend"
