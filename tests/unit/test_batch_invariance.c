@@ -283,12 +283,18 @@ static void check_quantized(const char *weights, int t_alone, int t_mixed, int b
 
 static void test_q4_weights(void **state) {
     (void)state;
+    TESTUTIL_NEED_MODEL();
+    open_model(TESTUTIL_MODEL);
     check_quantized("q4", 2, 3, 1);
+    gguf_close(g_gguf);
 }
 
 static void test_q8_weights(void **state) {
     (void)state;
+    TESTUTIL_NEED_MODEL();
+    open_model(TESTUTIL_MODEL);
     check_quantized("q8", 1, 2, 0);
+    gguf_close(g_gguf);
 }
 
 int main(void) {
