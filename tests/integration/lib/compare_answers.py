@@ -7,7 +7,9 @@ Each file holds result lines (plain, or `krill-results --envelope` objects). For
 custom_id (only those in EXPECT when given) both sides must have exactly one answer,
 equal in: status_code, error code and param (errors), object, choices (text or message
 content, finish_reason) and usage. Fields that differ by nature are ignored: ids,
-request_id, created, the "krill" object (worker, timings). Prints a summary line and
+request_id, created, the "krill" object (worker, timings), and
+usage.prompt_tokens_details.cached_tokens (how much of the prompt the prefix cache held
+depends on what the engine saw before, not on the answer). Prints a summary line and
 exits 1 on any difference.
 """
 import argparse
@@ -38,7 +40,9 @@ def essence(v):
     e = {"status": r.get("status_code")}
     if r.get("status_code") == 200:
         e["object"] = b.get("object")
-        e["usage"] = b.get("usage")
+        u = dict(b.get("usage") or {})
+        u.pop("prompt_tokens_details", None)
+        e["usage"] = u
         e["choices"] = [{"text": c.get("text"), "content": (c.get("message") or {}).get("content"),
                          "finish_reason": c.get("finish_reason")} for c in b.get("choices", [])]
     else:
