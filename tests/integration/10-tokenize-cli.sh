@@ -30,7 +30,7 @@ check() { # name, condition result
 
 # the parity corpus, line by line, plain and with special tokens
 "$T" -m "$M" --lines <"$D/corpus.txt" >"$tmp/plain.ids"; r=$?
-[ $r -eq 0 ] && cmp -s "$tmp/plain.ids" "$D/corpus.smollm.ids"; check "--lines == llama.cpp ($(wc -l <"$D/corpus.txt") lines)" $?
+[ $r -eq 0 ] && cmp -s "$tmp/plain.ids" "$D/corpus.smollm.ids"; r=$?; check "--lines == llama.cpp ($(wc -l <"$D/corpus.txt") lines)" $r
 "$T" -m "$M" --lines --special <"$D/corpus.txt" | cmp -s - "$D/corpus.smollm.special.ids"; check "--lines --special == llama.cpp" $?
 
 # empty input, empty lines, a last line without newline, no BOS unless --bos

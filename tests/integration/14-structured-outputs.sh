@@ -65,10 +65,12 @@ PY
   check "schema $name: valid JSON for the schema, finish stop ($out)" $r
 done
 
-# any JSON object
-gen object "Describe a cat as JSON." --json-object
+# any JSON object (a prompt this small model answers with a closed object: asked to
+# "describe a cat as JSON" it repeats keys until max_tokens, which is the model's doing)
+gen object "Give a JSON object with a cat's name and age." --json-object
 "$PY" -c 'import json,sys; v=json.loads(open(sys.argv[1]).read()); assert isinstance(v, dict)' "$tmp/object.out" 2>/dev/null && finished_stop object
-check "json_object: a JSON object, finish stop ($(head -c 200 "$tmp/object.out" | tr '\n' ' '))" $?
+r=$?
+check "json_object: a JSON object, finish stop ($(head -c 200 "$tmp/object.out" | tr '\n' ' '))" $r
 
 # regexes, a choice list, a Lark grammar: re.fullmatch on the output
 fullmatch() { # NAME REGEX
@@ -76,26 +78,31 @@ fullmatch() { # NAME REGEX
 }
 gen phone "Give me a phone number." --regex '\+?[0-9]{1,3} [0-9]{3}-[0-9]{4}'
 fullmatch phone '\+?[0-9]{1,3} [0-9]{3}-[0-9]{4}' && finished_stop phone
-check "regex: phone number ($(cat "$tmp/phone.out"))" $?
+r=$?
+check "regex: phone number ($(cat "$tmp/phone.out"))" $r
 gen email "What is a typical email address?" --regex '[a-z]{1,10}@[a-z]{1,10}\.(com|org)'
 fullmatch email '[a-z]{1,10}@[a-z]{1,10}\.(com|org)' && finished_stop email
-check "regex: email ($(cat "$tmp/email.out"))" $?
+r=$?
+check "regex: email ($(cat "$tmp/email.out"))" $r
 gen choice "Is the sky green? Answer yes or no." --choice '["yes", "no", "I do not know"]'
 fullmatch choice '(yes|no|I do not know)' && finished_stop choice
-check "choice: one of the strings ($(cat "$tmp/choice.out"))" $?
+r=$?
+check "choice: one of the strings ($(cat "$tmp/choice.out"))" $r
 cat >"$tmp/g.lark" <<'LARK'
 start: "Answer: " ANSWER "."
 ANSWER: /(true|false)/
 LARK
 gen lark "Is water wet?" --lark "$tmp/g.lark"
 fullmatch lark 'Answer: (true|false)\.' && finished_stop lark
-check "lark: grammar's language ($(cat "$tmp/lark.out"))" $?
+r=$?
+check "lark: grammar's language ($(cat "$tmp/lark.out"))" $r
 
 # max_tokens inside the grammar: finish length, the text a prefix (possibly incomplete JSON)
 "$B/krill-generate" -m "$M" --threads 2 -n 3 --chat "JSON please" --json-schema tests/data/schemas/nested.json \
   >"$tmp/short.out" 2>"$tmp/short.err"
 grep -q "finish length" "$tmp/short.err"
-check "max_tokens reached inside the grammar: finish length ($(cat "$tmp/short.out" | tr '\n' ' '))" $?
+r=$?
+check "max_tokens reached inside the grammar: finish length ($(cat "$tmp/short.out" | tr '\n' ' '))" $r
 
 # grammars that do not compile: exit 1 with the compiler's message, nothing generated
 bad() { # NAME PATTERN ARGS...

@@ -61,7 +61,8 @@ lines = [json.loads(l[len("logprob "):]) for l in open(sys.argv[1]) if l.startsw
 assert lines and all(t["logprob"] <= 0 and math.isfinite(t["logprob"]) for t in lines)
 assert all(len(t["top"]) == 3 for t in lines)
 PY
-check "a choice list: one of the strings, logprobs of what was chosen ($(cat "$tmp/c.out"))" $?
+r=$?
+check "a choice list: one of the strings, logprobs of what was chosen ($(cat "$tmp/c.out"))" $r
 
 "$B/krill-generate" -m "$M" -p x --logprobs 21 >"$tmp/d.out" 2>"$tmp/d.err"
 rc=$?

@@ -32,7 +32,8 @@ SCHEMAS = {
                 "required": ["zip", "code"], "additionalProperties": False},
     "anyof": {"type": "object", "properties": {"value": {"anyOf": [{"type": "integer"}, {"type": "boolean"}]}},
               "required": ["value"], "additionalProperties": False},
-    "const": {"type": "object", "properties": {"kind": {"const": "point"}, "x": {"type": "number"}},
+    "const": {"type": "object", "properties": {"kind": {"const": "point"},
+                                               "x": {"type": "number", "minimum": -1000, "maximum": 1000}},
               "required": ["kind", "x"], "additionalProperties": False},
     "optional": {"type": "object", "properties": {"title": {"type": "string", "maxLength": 30},
                                                   "year": {"type": "integer"}, "note": {"type": "string", "maxLength": 20}},
@@ -63,7 +64,9 @@ for i, (name, s) in enumerate(SCHEMAS.items()):
         r = dict(r, custom_id=cid)
         reqs.append(r)
         schemas[cid] = s
-for cid, body in (("js-obj-chat", {"messages": [{"role": "user", "content": "Give a JSON object about a dog."}],
+# (an unbounded number or an open-ended "about a dog" lets this small model write digits or
+# keys until max_tokens: the schemas bound what the test means to check, the model's style)
+for cid, body in (("js-obj-chat", {"messages": [{"role": "user", "content": "Give a JSON object with a cat's name and age."}],
                                     "response_format": {"type": "json_object"}}),
                   ("js-obj-so", {"prompt": "A JSON object:", "structured_outputs": {"json_object": True}})):
     reqs.append({"custom_id": cid, "body": dict(body, max_tokens=200, temperature=0)})
