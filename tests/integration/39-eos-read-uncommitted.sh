@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # 39-eos-read-uncommitted: what a reader that does not read_committed sees. With
-# delivery.mode exactly_once and 5 s transactions, the worker is killed -9 while its
+# delivery.mode exactly_once and 20 s transactions, the worker is killed -9 while its
 # open transaction holds answers, and restarted with the same worker.id (which aborts
 # that transaction). A read_committed reader sees every request answered once; a
 # read_uncommitted reader sees the same records plus extras, and the extras are exactly
@@ -17,17 +17,20 @@ readers_start
   >"$T/results-ru.jsonl" 2>"$T/results-ru.err" &
 RU_PID=$!
 WORKER_SETS=(--set model.path="$TINY" --set worker.id=eu --set delivery.mode=exactly_once
-             --set delivery.transaction_ms=5000 --set delivery.transaction_timeout_ms=10000)
+             --set delivery.transaction_ms=20000 --set delivery.transaction_timeout_ms=60000)
 worker_start w0
-feed_start 50 0.5
+feed_start 20 1  # ~40 s of feeding: two 20 s transactions see answers arrive
 wait_assigned w0
-# Kill in the middle of a transaction: less than 2 s after the committed reader last
-# saw a commit (they come every 5 s), once 20 answers wait uncommitted.
+# Kill in the middle of a transaction: 1.5-8 s after the committed reader last saw a
+# commit (they come every 20 s; with 5 s ones a kill "just after" a commit sometimes hit
+# a commit already on its way to the coordinator, and nothing was aborted), once 20
+# answers wait uncommitted.
 last=0 tchange=0
-for _ in $(seq 1 600); do
+for _ in $(seq 1 900); do
   ru=$(wc -l <"$T/results-ru.jsonl"); rc=$(wc -l <"$T/results.jsonl"); now=$(date +%s%3N)
   [ "$rc" != "$last" ] && { last=$rc; tchange=$now; }
-  [ "$rc" -gt 0 ] && [ "$ru" -ge $((rc + 20)) ] && [ $((now - tchange)) -lt 2000 ] && break
+  age=$((now - tchange))
+  [ "$rc" -gt 0 ] && [ "$ru" -ge $((rc + 20)) ] && [ $age -ge 1500 ] && [ $age -lt 8000 ] && break
   sleep 0.1
 done
 kill9 w0
