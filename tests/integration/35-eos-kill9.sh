@@ -7,13 +7,9 @@
 # answered once (its 400 result and/or exactly one DLQ record). KRILL_TEST_SEED
 # reproduces the kill moments.
 source tests/integration/lib/common.sh
-need_bins
-tiny_model
 test_seed
 N=2000 BAD=200 QH=64
-broker_start 4
-gen --valid $((N - BAD)) --malformed $BAD --seed 35 --max-tokens 2 --prefix e9
-readers_start
+eos_begin $((N - BAD)) 35 e9 2 --malformed $BAD
 WORKER_SETS=(--set model.path="$TINY" --set worker.queue_high=$QH --set worker.queue_low=$((QH / 2))
              --set worker.id=eos --set delivery.mode=exactly_once --set delivery.transaction_timeout_ms=10000)
 n=$(python3 -c "import json,sys; print(sum(1 for l in open(sys.argv[1]) if json.loads(l)['custom_id']))" "$T/expect.jsonl")

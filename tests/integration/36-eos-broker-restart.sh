@@ -7,12 +7,8 @@
 # supervisor (Kubernetes, compose `restart:`) would — any other exit status fails.
 # A read_committed reader sees lost 0, dup 0, and the last worker stops cleanly.
 source tests/integration/lib/common.sh
-need_bins
-tiny_model
 N=1500
-broker_start 4
-gen --valid $N --seed 36 --max-tokens 3 --prefix eb
-readers_start
+eos_begin $N 36 eb 3
 WORKER_SETS=(--set model.path="$TINY" --set worker.id=eb --set delivery.mode=exactly_once)
 worker_start w0
 cur=w0 restarts=0

@@ -6,12 +6,8 @@
 # (delivery.transaction_timeout_ms, 10 s here: until then its offsets are "unstable" and
 # the survivor waits for them). A read_committed reader sees lost 0, dup 0.
 source tests/integration/lib/common.sh
-need_bins
-tiny_model
 N=1500
-broker_start 4
-gen --valid $N --seed 37 --max-tokens 3 --prefix et
-readers_start
+eos_begin $N 37 et 3
 WORKER_SETS=(--set model.path="$TINY" --set batching.max_seqs=16 --set delivery.mode=exactly_once
              --set delivery.transaction_timeout_ms=10000)
 worker_start w0

@@ -6,12 +6,8 @@
 # member (session timeout 6 s). Then the zombie resumes (SIGCONT): it is fenced, commits
 # nothing and exits 4. A read_committed reader sees lost 0, dup 0.
 source tests/integration/lib/common.sh
-need_bins
-tiny_model
 N=1500
-broker_start 4
-gen --valid $N --seed 38 --max-tokens 3 --prefix ez
-readers_start
+eos_begin $N 38 ez 3
 WORKER_SETS=(--set model.path="$TINY" --set delivery.mode=exactly_once --set delivery.transaction_timeout_ms=20000)
 worker_start w0 --set worker.id=zz
 feed_start 50 1

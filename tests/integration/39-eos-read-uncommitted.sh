@@ -7,12 +7,8 @@
 # the aborted answers: records the committed reader never sees, each one a first try of
 # a request whose committed answer came later — so its duplicates are exactly them.
 source tests/integration/lib/common.sh
-need_bins
-tiny_model
 N=800
-broker_start 4
-gen --valid $N --seed 39 --max-tokens 2 --prefix eu
-readers_start
+eos_begin $N 39 eu 2
 "$B/krill-results" -q -b "$BROKERS" -t krill.results --from-beginning --envelope -X isolation.level=read_uncommitted \
   >"$T/results-ru.jsonl" 2>"$T/results-ru.err" &
 RU_PID=$!

@@ -150,6 +150,19 @@ worker_stop() {
   unset "WPID[$1]"
 }
 
+# eos_begin N SEED PREFIX MAX_TOKENS [GEN ARGS...]: the opening the exactly-once tests
+# share: the tools, the tiny model, a 4-partition broker, N valid requests (plus what
+# the extra gen arguments ask for) and the two readers started.
+eos_begin() {
+  local n=$1 seed=$2 prefix=$3 max_tokens=$4
+  shift 4
+  need_bins
+  tiny_model
+  broker_start 4
+  gen --valid "$n" --seed "$seed" --max-tokens "$max_tokens" --prefix "$prefix" "$@"
+  readers_start
+}
+
 # Readers that follow the results and DLQ topics from the beginning into files.
 readers_start() {
   "$B/krill-results" -q -b "$BROKERS" -t krill.results --from-beginning --envelope >"$T/results.jsonl" 2>"$T/results.err" &
