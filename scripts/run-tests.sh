@@ -5,7 +5,9 @@
 # tests/integration/NN-*.sh, in lexical order, each NN used once (the guard
 # integration-numbers fails otherwise). Exit status 77 means "skipped: prerequisites
 # missing" (the test prints why); a skip is shown and never counted as a pass.
-# KRILL_TEST_FILTER=regex runs only matching tests.
+# KRILL_TEST_FILTER=regex runs only matching tests. Each integration test runs under a
+# wall-clock limit (KRILL_TEST_TIMEOUT seconds, default 1200): a hung test fails with
+# rc=124 instead of holding the whole run.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -26,7 +28,9 @@ run_one() {  # name, command...
   elif [ $rc -eq 77 ]; then
     skipped=$((skipped + 1)); printf '  SKIP  %-40s %s\n' "$name" "$(grep -m1 -i 'skip' "$log" | cut -c1-100)"
   else
-    failed=$((failed + 1)); failures+=("$name"); printf '  FAIL  %-40s %4ss (rc=%s, log: %s)\n' "$name" "$dt" "$rc" "$log"
+    failed=$((failed + 1)); failures+=("$name")
+    [ $rc -eq 124 ] && echo "timed out after ${KRILL_TEST_TIMEOUT:-1200} s (KRILL_TEST_TIMEOUT)" >>"$log"
+    printf '  FAIL  %-40s %4ss (rc=%s, log: %s)\n' "$name" "$dt" "$rc" "$log"
     tail -n 25 "$log" | sed 's/^/        | /'
   fi
 }
@@ -49,7 +53,7 @@ if [ -d tests/integration ]; then
   run_one integration-numbers integration_numbers_unique
   for t in tests/integration/[0-9]*.sh; do
     [ -f "$t" ] || continue
-    run_one "$(basename "$t" .sh)" bash "$t"
+    run_one "$(basename "$t" .sh)" timeout -k 20 "${KRILL_TEST_TIMEOUT:-1200}" bash "$t"
   done
 fi
 echo

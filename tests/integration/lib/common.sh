@@ -32,6 +32,10 @@ cleanup() {
   [ -n "${DLQ_PID:-}" ] && kill -TERM "$DLQ_PID" 2>/dev/null
   # a feeder still running (the test failed mid-stream): stop its enqueue, then it
   if [ -n "${FEED_PID:-}" ]; then pkill -TERM -P "$FEED_PID" 2>/dev/null; kill -TERM "$FEED_PID" 2>/dev/null; fi
+  # any other background job a test started (an extra reader, a stats poller): the wait
+  # below would otherwise block on it forever when the test fails before stopping it
+  local j
+  for j in $(jobs -p); do kill -TERM "$j" 2>/dev/null; done
   wait 2>/dev/null
   [ "$KAFKA_UP" = 1 ] && scripts/kafka-local.sh stop >/dev/null 2>&1
   if [ "${KRILL_KEEP_TMP:-0}" = 1 ]; then echo "kept $T"; else rm -rf "$T"; fi
