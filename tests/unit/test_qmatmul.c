@@ -1,21 +1,27 @@
 /* test_qmatmul.c — the quantized CPU matmul (src/engine/cpu/qmat.h).
  *
  * - order: weights built from known integers and f16 scales (as ggml Q8_0 / Q4_1
- *   blocks, which map exactly), activations quantized by qmat_quantize_row; this file
- *   re-derives every output from those integers in qmat.h's documented order (exact
- *   int32 block sums, then fmaf(d_w * d_x, I, acc) [+ fmaf(m_w, s_x, acc)]) and every
+ *   blocks, which map exactly), activations quantized by qmat_quantize_row (two int8
+ *   planes); this file re-derives every output from those integers in qmat.h's
+ *   documented order (exact int32 block sums I = 256 I1 + I2, then
+ *   fmaf(d_w * d_x, I, acc) [+ fmaf(m_w, s_x, acc)]) and every
  *   kernel this CPU runs (ref, avx2, avxvnni, avx512vnni) must give the same bits,
  *   over shapes that cover every register tile (1..4 rows, 1..2 panels) and edge.
  * - accuracy vs f32: the same y computed in double from the unquantized activations
- *   differs by at most  sum_b 0.5 * d_x[b] * sum_k |w_k|  (activation rounding) plus
- *   1e-5 of sum |x||w| (float rounding) — checked per element.
+ *   differs by at most  sum_b d_x[b] * sum_k |w_k|  (d_x = amax/127/256: the second
+ *   plane's rounding, half a step, or a whole one where it clamps at 127) plus 1e-5 of
+ *   sum |x||w| (float rounding) — checked per element; the test also prints the worst
+ *   error relative to that bound and to one-plane 8-bit rounding (256 d_x / 2).
  * - every supported GGUF type (tests/data/quant vectors, as 8 rows): packing into q8
  *   and q4 then qmat_dequant_row gives the file's values bit for bit where the types
  *   map (Q8_0 -> q8, Q4_0/Q4_1 -> q4; Q4_0's -0 may read +0), else within half a step of the block's new
  *   scale (q8: amax/254, q4: (max-min)/30, + f16 rounding of scale and min, relative
  *   2^-11 and absolute 2^-25 for subnormal scales); and the
  *   matmul through each packed form stays within the bound above plus that error.
- * - activation quantization: |q| <= 127, d = amax/127, s = d * sum(q), unsigned = q+128. */
+ * - activation quantization: |q1|, |q2| <= 127, d_x = amax/127/256,
+ *   |x - d_x (256 q1 + q2)| <= d_x, s = d_x * sum(256 q1 + q2), unsigned = q + 128, and
+ *   the AVX2 quantizer gives the reference's bytes exactly (zeros, outliers, ties).
+ * - throughput: each kernel's integer GOP/s on a model-sized matmul (printed). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "cpu/qmat.h"
@@ -95,11 +102,14 @@ static float order_ref(const known_t *k, qmat_type_t t, const uint8_t *xrow, boo
     const uint8_t *q = (const uint8_t *)(sx + nb);
     float acc = 0.0f;
     for (int b = 0; b < nb; b++) {
-        int32_t I = 0;
+        int32_t I1 = 0, I2 = 0;
         for (int j = 0; j < 32; j++) {
-            const int qx = uns ? (int)q[b * 32 + j] - 128 : (int8_t)q[b * 32 + j];
-            I += k->q[(size_t)c * k->cols + b * 32 + j] * qx;
+            const uint8_t *q1 = q + b * 64, *q2 = q1 + 32;
+            const int x1 = uns ? (int)q1[j] - 128 : (int8_t)q1[j], x2 = uns ? (int)q2[j] - 128 : (int8_t)q2[j];
+            I1 += k->q[(size_t)c * k->cols + b * 32 + j] * x1;
+            I2 += k->q[(size_t)c * k->cols + b * 32 + j] * x2;
         }
+        const int32_t I = 256 * I1 + I2;
         acc = fmaf(k->d[c * nb + b] * dx[b], (float)I, acc);
         if (t == QMAT_Q4) acc = fmaf(k->m[c * nb + b], sx[b], acc);
     }
@@ -123,7 +133,7 @@ static void f32_ref(const float *x, const float *w, int n, int in, int out, cons
                     mag += fabs((double)x[(size_t)r * in + kk] * w[(size_t)c * in + kk]);
                     wsum += fabs(w[(size_t)c * in + kk]);
                 }
-                b += 0.5 * dx[bl] * wsum;
+                b += dx[bl] * wsum;
             }
             y[(size_t)r * out + c] = s;
             bound[(size_t)r * out + c] = b * (1 + 1e-6) + 1e-5 * mag + 1e-30;
@@ -197,29 +207,108 @@ static void test_kernels_order_and_bound(void **state) {
 static void test_activation_quantization(void **state) {
     (void)state;
     testutil_seed(55);
-    const int in = 96;
-    float x[96];
-    testutil_fill(x, 96, 3.0f);
-    memset(x + 32, 0, 32 * sizeof(float)); /* an all-zero block */
-    uint8_t s[1024], u[1024];
-    qmat_quantize_row(QMAT_IMPL_REF, s, x, in, false);
-    qmat_quantize_row(QMAT_IMPL_REF, u, x, in, true);
-    const float *d = (const float *)s, *sx = d + 3;
-    for (int b = 0; b < 3; b++) {
+    enum { IN = 256, NB = IN / 32 };
+    float x[IN];
+    testutil_fill(x, IN, 3.0f);
+    memset(x + 32, 0, 32 * sizeof(float));                        /* an all-zero block */
+    for (int j = 64; j < 96; j++) x[j] = (float)(j % 9 - 4) * 0.5f; /* ties: x / d on .5 */
+    x[100] = 1e4f;                                                 /* an outlier */
+    for (int j = 128; j < 160; j++) x[j] = 1e-38f * (float)(j % 5); /* below the 1e-30 floor */
+    uint8_t s[2048], u[2048], v[2048];
+    qmat_quantize_row(QMAT_IMPL_REF, s, x, IN, false);
+    qmat_quantize_row(QMAT_IMPL_REF, u, x, IN, true);
+    const float *d = (const float *)s, *sx = d + NB;
+    for (int b = 0; b < NB; b++) {
         float amax = 0;
         int sum = 0;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b * 32 + j]));
-        assert_true(d[b] == amax / 127.0f);
+        assert_true(d[b] == amax / 127.0f / 256.0f);
+        const uint8_t *q1 = s + 8 * NB + b * 64, *q2 = q1 + 32;
         for (int j = 0; j < 32; j++) {
-            const int q = (int8_t)s[24 + b * 32 + j];
-            assert_true(q >= -127 && q <= 127);
-            assert_int_equal(u[24 + b * 32 + j], q + 128);
-            if (amax > 0) assert_true(fabsf(x[b * 32 + j] - q * d[b]) <= 0.5f * d[b] * 1.0001f);
-            sum += q;
+            const int a = (int8_t)q1[j], c = (int8_t)q2[j];
+            assert_true(a >= -127 && a <= 127 && c >= -127 && c <= 127);
+            assert_int_equal(u[8 * NB + b * 64 + j], a + 128);
+            assert_int_equal(u[8 * NB + b * 64 + 32 + j], c + 128);
+            if (amax > 1e-30f) assert_true(fabsf(x[b * 32 + j] - (float)(256 * a + c) * d[b]) <= d[b] * 1.0001f);
+            sum += 256 * a + c;
         }
         assert_true(sx[b] == d[b] * (float)sum);
     }
     assert_true(d[1] == 0.0f);
+    /* every quantizer gives the reference's bytes, on this row and on random ones */
+    for (size_t ii = 0; ii < N_IMPLS; ii++) {
+        if (!qmat_impl_available(IMPLS[ii])) continue;
+        for (int rep = 0; rep < 200; rep++) {
+            if (rep) {
+                testutil_fill(x, IN, rep % 2 ? 0.01f : 50.0f);
+                for (int j = rep % 7; j < IN; j += 13) x[j] *= 30.0f;
+            }
+            for (int un = 0; un < 2; un++) {
+                qmat_quantize_row(QMAT_IMPL_REF, s, x, IN, un);
+                memset(v, 0xa5, sizeof v);
+                qmat_quantize_row(IMPLS[ii], v, x, IN, un);
+                if (memcmp(s, v, 8 * NB + 2 * IN))
+                    fail_msg("quantizer of %s differs from the reference (row %d, unsigned %d)",
+                             qmat_impl_name(IMPLS[ii]), rep, un);
+            }
+        }
+    }
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Integer GOP/s of each kernel (2 planes x 2 ops per weight x activation pair) on
+ * the default model's FFN shape, batch 64: what docs/engine.md quotes. */
+static void test_kernel_throughput(void **state) {
+    (void)state;
+    enum { N = 64, IN = 576, OUT = 1536 };
+    testutil_seed(4);
+    float *x = testutil_xmalloc(sizeof(float) * N * IN), *y = testutil_xmalloc(sizeof(float) * N * OUT);
+    testutil_fill(x, (size_t)N * IN, 1.0f);
+    for (int ti = 0; ti < 2; ti++) {
+        const qmat_type_t t = (qmat_type_t)ti;
+        known_t k;
+        known_make(&k, OUT, IN, t);
+        void *w = testutil_xmalloc(qmat_bytes(t, OUT, IN));
+        assert_int_equal(qmat_pack(t, w, k.type, k.raw, OUT, IN, 0, OUT / 8), 0);
+        for (size_t ii = 0; ii < N_IMPLS; ii++) {
+            const qmat_impl_t impl = IMPLS[ii];
+            if (!qmat_impl_available(impl) || (impl == QMAT_IMPL_REF && testutil_sanitize())) continue;
+            uint8_t *xq = quantize_rows(x, N, IN, qmat_act_unsigned(impl, t));
+            const int reps = impl == QMAT_IMPL_REF ? 1 : 20;
+            double best = 1e30;
+            for (int rep = 0; rep < reps; rep++) {
+                const double t0 = now_s();
+                qmat_block(impl, t, y, OUT, xq, w, NULL, IN, 0, N, 0, OUT);
+                const double dt = now_s() - t0;
+                if (dt < best) best = dt;
+            }
+            const double ops = 2.0 * 2.0 * N * IN * OUT;
+            printf("  %-10s %s %dx%dx%d: %8.1f us, %6.1f int GOP/s (two planes; %6.1f GMAC/s of x*W)\n",
+                   qmat_impl_name(impl), t == QMAT_Q8 ? "q8" : "q4", N, IN, OUT, best * 1e6, ops / best * 1e-9,
+                   ops / 4 / best * 1e-9);
+            free(xq);
+        }
+        /* the quantizer's rows per second (AVX2 vs C) */
+        uint8_t *xq = testutil_xmalloc(qmat_act_bytes(IN) * N);
+        for (int ii = 0; ii < 2; ii++) {
+            const qmat_impl_t impl = ii ? QMAT_IMPL_AUTO : QMAT_IMPL_REF;
+            const double t0 = now_s();
+            for (int rep = 0; rep < 20; rep++)
+                for (int r = 0; r < N; r++)
+                    qmat_quantize_row(impl, xq + r * qmat_act_bytes(IN), x + (size_t)r * IN, IN, false);
+            if (ti == 0)
+                printf("  quantizer %-4s: %.1f ns per %d-float row\n", ii ? "auto" : "ref",
+                       (now_s() - t0) / (20.0 * N) * 1e9, IN);
+        }
+        free(xq), free(w);
+        known_free(&k);
+    }
+    free(x), free(y);
 }
 
 /* ---- every supported GGUF type through the new layouts */
@@ -333,6 +422,7 @@ int main(void) {
         cmocka_unit_test(test_activation_quantization),
         cmocka_unit_test(test_kernels_order_and_bound),
         cmocka_unit_test(test_every_gguf_type),
+        cmocka_unit_test(test_kernel_throughput),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -219,7 +219,7 @@ void qmat_dequant_row(qmat_type_t t, const void *w, int64_t cols, int64_t r, flo
 
 size_t qmat_act_bytes(int in) {
     const size_t nb = (size_t)in / QMAT_BLOCK;
-    return (nb * 2 * sizeof(float) + (size_t)in + 63) & ~(size_t)63;
+    return (nb * 2 * sizeof(float) + 2 * (size_t)in + 63) & ~(size_t)63;
 }
 
 bool qmat_act_unsigned(qmat_impl_t impl, qmat_type_t t) {
@@ -227,25 +227,41 @@ bool qmat_act_unsigned(qmat_impl_t impl, qmat_type_t t) {
     return t == QMAT_Q8 && (impl == QMAT_IMPL_AVXVNNI || impl == QMAT_IMPL_AVX512VNNI);
 }
 
-void qmat_quantize_row(qmat_impl_t impl, void *dst, const float *x, int in, bool unsigned_q) {
-    (void)impl; /* one portable version (the compiler vectorises it): the same bits for every kernel */
+/* qmat_x86.c: the AVX2 quantizer (the same bits as quantize_ref); NULL when not built. */
+typedef void (*qmat_quant_fn)(void *dst, const float *x, int in, bool unsigned_q);
+qmat_quant_fn qmat_x86_quantizer(void);
+
+/* qmat.h's two planes, in plain C: the definition the AVX2 version keeps bit for bit. */
+static void quantize_ref(void *dst, const float *x, int in, bool unsigned_q) {
     const int nb = in / QMAT_BLOCK;
     float *dx = dst, *sx = dx + nb;
     uint8_t *q = (uint8_t *)(sx + nb);
     for (int b = 0; b < nb; b++) {
         const float *xb = x + b * QMAT_BLOCK;
+        uint8_t *q1 = q + (size_t)b * 2 * QMAT_BLOCK, *q2 = q1 + QMAT_BLOCK;
         float amax = 0.0f;
         for (int k = 0; k < QMAT_BLOCK; k++) amax = fmaxf(amax, fabsf(xb[k]));
-        const float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        const float d1 = amax / 127.0f, id = amax > 1e-30f ? 127.0f / amax : 0.0f, id2 = id * 256.0f;
         int s = 0;
         for (int k = 0; k < QMAT_BLOCK; k++) {
-            const int v = (int)rintf(xb[k] * id); /* |v| <= 127: |x| <= amax */
-            s += v;
-            q[b * QMAT_BLOCK + k] = (uint8_t)(unsigned_q ? v + 128 : (int8_t)v);
+            const float v1 = rintf(xb[k] * id);      /* |v1| <= 127: |x| <= amax */
+            const float r = xb[k] - d1 * v1;         /* |r| <= ~d1/2 */
+            const float v2 = fminf(fmaxf(rintf(r * id2), -127.0f), 127.0f);
+            const int i1 = (int)v1, i2 = (int)v2;
+            s += 256 * i1 + i2;
+            q1[k] = (uint8_t)(unsigned_q ? i1 + 128 : (int8_t)i1);
+            q2[k] = (uint8_t)(unsigned_q ? i2 + 128 : (int8_t)i2);
         }
-        dx[b] = d;
-        sx[b] = d * (float)s;
+        dx[b] = d1 * (1.0f / 256.0f);
+        sx[b] = dx[b] * (float)s; /* |s| <= 32 * 32639 < 2^24: exact */
     }
+}
+
+void qmat_quantize_row(qmat_impl_t impl, void *dst, const float *x, int in, bool unsigned_q) {
+    /* built only into x86-64-v3 builds, which need AVX2 to run at all */
+    const qmat_quant_fn f = impl == QMAT_IMPL_REF ? NULL : qmat_x86_quantizer();
+    if (f) f(dst, x, in, unsigned_q);
+    else quantize_ref(dst, x, in, unsigned_q);
 }
 
 /* ------------------------------------------------------------------ reference */
@@ -262,11 +278,15 @@ static void block_ref(qmat_type_t t, float *y, int ldy, const void *xq, const vo
             float acc = 0.0f;
             for (int b = 0; b < nb; b++) {
                 const uint8_t *blk = (const uint8_t *)w + ((size_t)p * (size_t)nb + (size_t)b) * bb;
-                int32_t isum = 0;
+                const uint8_t *q1 = q + (size_t)b * 2 * QMAT_BLOCK, *q2 = q1 + QMAT_BLOCK;
+                int32_t i1 = 0, i2 = 0;
                 for (int k = 0; k < QMAT_BLOCK; k++) {
-                    const int qx = unsigned_q ? (int)q[b * QMAT_BLOCK + k] - 128 : (int8_t)q[b * QMAT_BLOCK + k];
-                    isum += packed_q(t, blk, cc, k) * qx;
+                    const int x1 = unsigned_q ? (int)q1[k] - 128 : (int8_t)q1[k];
+                    const int x2 = unsigned_q ? (int)q2[k] - 128 : (int8_t)q2[k];
+                    i1 += packed_q(t, blk, cc, k) * x1;
+                    i2 += packed_q(t, blk, cc, k) * x2;
                 }
+                const int32_t isum = 256 * i1 + i2; /* exact: qmat.h's bound */
                 const float dw = quant_f16_to_f32(rd16(blk + 2 * cc));
                 acc = fmaf(dw * dx[b], (float)isum, acc);
                 if (t == QMAT_Q4) acc = fmaf(quant_f16_to_f32(rd16(blk + 16 + 2 * cc)), sx[b], acc);
