@@ -68,13 +68,16 @@ typedef struct {
     const char *dtype;      /* weights: cuda "bf16" | "f16" (cpu: cpu_weights); NULL = defaults */
     const char *kv_dtype;   /* KV cache: "f16" | "f32"; NULL = defaults.kv_dtype (f16 on both) */
     int device;             /* cuda device ordinal */
-    const char *cpu_weights; /* cpu matmul weights: "f32" | "q8" | "q4" | "auto" (= f32 today); NULL = f32 */
+    const char *cpu_weights; /* cpu matmul weights: "f32" | "q8" | "q4" | "auto" (by GGUF type); NULL = f32 */
 } backend_params_t;
 
 typedef struct {
     char name[16];                /* "cpu" | "cuda" */
     char device[128];             /* "cpu (2 threads)", "NVIDIA H100 80GB HBM3" */
     backend_dtype_t weight_dtype; /* matmul weights and the embedding table */
+    bool weight_by_type;          /* cpu_weights auto: each matrix in the layout its GGUF type
+                                     maps onto (model.c tensor_wdt), weight_dtype the most
+                                     compact one allowed */
     backend_dtype_t kv_dtype;
     int n_threads;                /* cpu threads used (1 for cuda) */
 } backend_info_t;

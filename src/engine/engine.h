@@ -57,7 +57,7 @@ typedef struct {
     uint64_t seed;              /* base for requests without a seed; 0 = random per engine */
     bool prefix_cache;          /* automatic prefix caching: requests share the KV blocks of
                                    common prompt prefixes (default true; docs/engine-scheduling.md) */
-    const char *cpu_weights;    /* cpu matmul weights: "auto" (default; today f32, docs/engine.md) |
+    const char *cpu_weights;    /* cpu matmul weights: "auto" (default: q4 / q8 / f32 by the file's types, docs/engine.md) |
                                    "f32" | "q8" | "q4"; NULL or "" = "auto" */
 } engine_config_t;
 

@@ -154,15 +154,23 @@ static int load_into(model_t *m, const gguf_t *g, const char *name, uint64_t ne0
 }
 
 /* The dtype matrix `name` (rows, cols) is kept in: info.weight_dtype, except under a
- * quantized one (cpu_weights q8 / q4 / auto): Q4 keeps the file's Q4_0 / Q4_1 tensors
- * in 4 bits (exactly) and every other type in Q8 (Q8_0 exactly, the rest re-quantized
- * per block); a shape the layouts cannot hold stays f32. */
+ * quantized one (cpu_weights q8 / q4): Q4 keeps the file's Q4_0 / Q4_1 tensors in 4
+ * bits (exactly) and every other type in Q8 (Q8_0 exactly, the rest re-quantized per
+ * block); auto (info.weight_by_type) keeps only what maps exactly: Q4_0 / Q4_1 -> Q4,
+ * Q8_0 -> Q8, every other type (f32, f16, bf16, Q5, K-quants) f32 — re-quantizing
+ * costs parity (docs/engine.md, Quantized weights). A shape the layouts cannot hold
+ * stays f32. */
 static backend_dtype_t tensor_wdt(const model_t *m, const gguf_t *g, const char *name, int rows, int cols) {
     const backend_dtype_t top = m->be->info.weight_dtype;
     if ((top != BACKEND_DT_Q8 && top != BACKEND_DT_Q4) || !m->ops->load_matrix) return top;
     if (!backend_weight_bytes(top, rows, cols)) return BACKEND_DT_F32;
     const gguf_tensor_t *t = gguf_find_tensor(g, name);
-    if (top == BACKEND_DT_Q4 && t && (t->type == GGUF_T_Q4_0 || t->type == GGUF_T_Q4_1)) return BACKEND_DT_Q4;
+    const bool q4_src = t && (t->type == GGUF_T_Q4_0 || t->type == GGUF_T_Q4_1);
+    if (m->be->info.weight_by_type) {
+        if (q4_src) return BACKEND_DT_Q4;
+        return t && t->type == GGUF_T_Q8_0 ? BACKEND_DT_Q8 : BACKEND_DT_F32;
+    }
+    if (top == BACKEND_DT_Q4 && q4_src) return BACKEND_DT_Q4;
     return BACKEND_DT_Q8;
 }
 

@@ -99,8 +99,9 @@ static void *cpu_init(const backend_params_t *p, backend_info_t *info, char *err
         }
     }
     backend_dtype_t wdt;
+    bool by_type;
     qmat_impl_t qi;
-    if (cpu_qmat_parse(p->cpu_weights, &wdt, &qi, err, errlen)) return NULL;
+    if (cpu_qmat_parse(p->cpu_weights, &wdt, &by_type, &qi, err, errlen)) return NULL;
     char sub[128] = "out of memory";
     cpu_t *c = calloc(1, sizeof *c);
     if (!c || !(c->qm = cpu_qmat_new(qi)) || !(c->pool = pool_new(n, sub, sizeof sub))) {
@@ -121,9 +122,10 @@ static void *cpu_init(const backend_params_t *p, backend_info_t *info, char *err
     snprintf(info->name, sizeof info->name, "cpu");
     snprintf(info->device, sizeof info->device, "cpu (%d thread%s, %s matmul%s%s%s)", n, n == 1 ? "" : "s",
              mm_blas ? "OpenBLAS" : mm_impl == MATMUL_CPU_GENERIC || !matmul_cpu_has_avx2() ? "generic" : "AVX2",
-             wdt == BACKEND_DT_F32 ? "" : ", ", wdt == BACKEND_DT_F32 ? "" : backend_dtype_name(wdt),
+             wdt == BACKEND_DT_F32 ? "" : ", ", wdt == BACKEND_DT_F32 ? "" : by_type ? "auto" : backend_dtype_name(wdt),
              wdt == BACKEND_DT_F32 ? "" : qi == QMAT_IMPL_AUTO ? " weights auto kernel" : " weights forced kernel");
     info->weight_dtype = wdt;
+    info->weight_by_type = by_type;
     info->kv_dtype = kv;
     info->n_threads = n;
     return c;

@@ -48,14 +48,19 @@ void cpu_qmat_free(cpu_qmat_t *q) {
     free(q);
 }
 
-int cpu_qmat_parse(const char *cpu_weights, backend_dtype_t *wdt, qmat_impl_t *impl, char *err, size_t errlen) {
+int cpu_qmat_parse(const char *cpu_weights, backend_dtype_t *wdt, bool *by_type, qmat_impl_t *impl, char *err,
+                   size_t errlen) {
     const char *cw = cpu_weights;
     *wdt = BACKEND_DT_F32;
-    /* "auto": f32. With 8-bit activations q4 and q8 agree with transformers on 97.4 %
-     * of teacher-forced tokens but only 50 % of free-running ones, and flip the default
-     * model's "capital of France" answer (tests/integration/22) */
-    if (cw && *cw && strcmp(cw, "f32") && strcmp(cw, "auto")) {
-        if (!strcmp(cw, "q8")) *wdt = BACKEND_DT_Q8;
+    *by_type = false;
+    /* "auto": by type (Q4_0/Q4_1 -> q4, Q8_0 -> q8, the rest f32). With two-plane
+     * activations (qmat.h) q4 keeps free-running greedy parity (test_qparity; with one
+     * 8-bit plane it was 50 %) */
+    if (cw && *cw && strcmp(cw, "f32")) {
+        if (!strcmp(cw, "auto")) {
+            *wdt = BACKEND_DT_Q4;
+            *by_type = true;
+        } else if (!strcmp(cw, "q8")) *wdt = BACKEND_DT_Q8;
         else if (!strcmp(cw, "q4")) *wdt = BACKEND_DT_Q4;
         else {
             err_set(err, errlen, "cpu backend: cpu_weights '%s' is not known: use \"auto\", \"f32\", \"q8\" or \"q4\"", cw);

@@ -19,12 +19,14 @@
 
 typedef struct cpu_qmat cpu_qmat_t;
 
-/* cpu_weights (NULL / "" / "f32" -> F32; "q8" -> Q8; "q4" -> Q4; "auto" -> the most
- * compact layout that keeps free-running greedy parity with transformers: F32 until
- * the activations are quantized finer than 8 bits, docs/engine.md) and the kernel KRILL_CPU_QMAT forces
+/* cpu_weights (NULL / "" / "f32" -> F32; "q8" -> Q8; "q4" -> Q4; "auto" -> Q4 with
+ * *by_type set: each matrix in the most compact layout that keeps free-running greedy
+ * parity with transformers, chosen from its GGUF type by model.c's tensor_wdt,
+ * docs/engine.md) and the kernel KRILL_CPU_QMAT forces
  * ("auto" / unset -> QMAT_IMPL_AUTO; "ref" | "avx2" | "avxvnni" | "avx512vnni" when this
  * CPU runs it). 0, or -1 with a message naming the value and what to use. */
-int cpu_qmat_parse(const char *cpu_weights, backend_dtype_t *wdt, qmat_impl_t *impl, char *err, size_t errlen);
+int cpu_qmat_parse(const char *cpu_weights, backend_dtype_t *wdt, bool *by_type, qmat_impl_t *impl, char *err,
+                   size_t errlen);
 
 /* impl: the kernel every matmul uses (qmat_impl_available(impl) checked by the caller).
  * NULL when out of memory. */
