@@ -117,9 +117,10 @@ static const config_key_t KEYS[] = {
     K("model.dtype", CONFIG_ENUM, 0, 0, "\"bf16\"", "bf16|f16", F(model, dtype), NULL,
       "CUDA weight type (the CPU backend: model.cpu_weights)."),
     K("model.cpu_weights", CONFIG_ENUM, 0, 0, "\"auto\"", "auto|f32|q8|q4", F(model, cpu_weights), NULL,
-      "CPU matmul weights: q4 keeps the file's Q4_0/Q4_1 tensors in 4 bits and the rest in 8 (integer dot "
-      "products, 8-bit activations); q8 all in 8 bits; f32 dequantized (exact, 5x the memory); auto = f32 "
-      "for now: 8-bit activations lose free-running greedy parity (docs/engine.md, Quantized weights)."),
+      "CPU matmul weights: auto keeps what maps exactly in integers (Q4_0/Q4_1 tensors 4-bit, Q8_0 8-bit, "
+      "every other type f32; integer dot products with two-plane 8-bit activations, greedy parity with "
+      "transformers kept); q4 the file's Q4_0/Q4_1 in 4 bits and the rest re-quantized to 8; q8 all in 8 "
+      "bits; f32 dequantized (exact, 5x the memory) (docs/engine.md, Quantized weights)."),
     K("model.context", CONFIG_INT, 0, 1048576, "0", NULL, F(model, context), NULL,
       "Max tokens per sequence; 0 = the model's training context."),
     K("model.gpu_memory_fraction", CONFIG_DOUBLE, 0.05, 1.0, "0.9", NULL, F(model, gpu_memory_fraction), NULL,

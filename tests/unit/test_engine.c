@@ -57,8 +57,8 @@ static engine_t *open_engine(const char *path, int max_seqs, int max_batch, int6
     cfg.kv_cache_tokens = kv_tokens;
     cfg.kv_overcommit = overcommit;
     cfg.seed = 1234;
-    /* exact token parity is a property of the f32 path (also what cpu_weights "auto"
-     * is today); test_qparity measures q4 / q8 against the same references */
+    /* exact token parity is a property of the f32 path; test_qparity measures auto
+     * (q4 / q8 by type), q4 and q8 against the same references */
     cfg.cpu_weights = "f32";
     char err[512];
     engine_t *e = engine_open(&cfg, err, sizeof(err));

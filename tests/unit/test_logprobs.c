@@ -5,8 +5,10 @@
  * alternatives must agree within 1e-3 (ids compared where the reference's neighbouring
  * values are more than 2e-3 apart, so a near-tie may swap). A position where the
  * greedy choice itself is a near-tie (gap < 1e-3) ends that prompt's comparison (the
- * continuations may then differ). The engine runs on the CPU with an f32 KV cache,
- * the precision of the reference; all prompts are submitted together (a batch).
+ * continuations may then differ). The engine runs on the CPU with an f32 KV cache and
+ * f32 weights (cpu_weights "f32", not the default auto: this tests the logprob math at
+ * the reference's precision, not the quantized weights, whose logits move by ~0.04 —
+ * test_qparity measures that); all prompts are submitted together (a batch).
  * Until those vectors are generated (they need the reference venv) that part skips; the
  * first generated position is checked in any case against the full-vocabulary fp32
  * logits gen_logits.py committed in tests/data/logits (12 prompts, top 20).
@@ -36,6 +38,7 @@ static engine_t *open_engine(void) {
     cfg.model_path = TESTUTIL_MODEL;
     cfg.backend = "cpu";
     cfg.kv_dtype = "f32";
+    cfg.cpu_weights = "f32"; /* the logprob math at the reference's precision (above) */
     cfg.context = 512;
     cfg.seed = 1;
     char err[512];

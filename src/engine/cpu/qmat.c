@@ -4,7 +4,7 @@
  * element is computed in; every kernel keeps it exactly.
  *
  * Rules: integer sums are exact (int32; no kernel saturates: |q_w| <= 15 or 128,
- * |q_x| <= 127), the float steps are the ones qmat.h lists, in that order, with
+ * |q1|, |q2| <= 127, I = 256 I1 + I2 within qmat.h's bound), the float steps are the ones qmat.h lists, in that order, with
  * fmaf() and plain f32 products (-std=c11 keeps -ffp-contract=off). No allocation
  * except one scratch row set per qmat_pack call (load time). */
 #include "qmat.h"

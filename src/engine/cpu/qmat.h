@@ -1,7 +1,7 @@
 /* qmat.h — the CPU backend's quantized weight layouts and integer matmul kernels:
  * (Where this part sits among the others: docs/architecture.md, docs/engine.md.)
  * y (n, out) = x (n, in) W^T (+ bias) with W held as 8-bit (q8) or 4-bit (q4) blocks
- * and x quantized to 8 bits per row per block of 32 inside the matmul.
+ * and x quantized to two int8 planes per row per block of 32 inside the matmul.
  *
  * Layouts (W (out, in): out a multiple of QMAT_COLS, in a multiple of QMAT_BLOCK).
  * W's rows (the output columns c) are grouped in panels of 8; panel p holds columns
@@ -15,17 +15,30 @@
  * multiply-add per column (vpmaddubsw+vpmaddwd or vpdpbusd) with no horizontal sums;
  * q4 packs step v in the low nibbles and step v + 4 in the high ones.
  *
- * Activations (qmat_quantize_row): per block of 32, d = amax / 127, q = rint(x * (127 /
- * amax)) in -127..127 (round to nearest even), s = d * sum(q). Stored as int8, or as
- * q + 128 (uint8) for the q8 kernels on VNNI (vpdpbusd wants the unsigned operand).
+ * Activations (qmat_quantize_row), per row per block of 32 x[k], in f32 steps without
+ * fma (the AVX2 quantizer and the plain C one give the same bytes):
+ *   amax = max |x[k]|;  d1 = amax / 127;  id = amax > 1e-30 ? 127 / amax : 0
+ *   q1[k] = rint(x[k] * id)                       in -127..127 (round to nearest even)
+ *   r[k]  = x[k] - d1 * q1[k]                     (|r| <= ~d1 / 2)
+ *   q2[k] = clamp(rint(r[k] * (id * 256)), -127, 127)
+ *   d_x = d1 / 256,  s_x = d_x * (float)sum_k (256 q1[k] + q2[k])  (sum exact: < 2^24)
+ * so x[k] ~= d_x * (256 q1[k] + q2[k]) within d_x (half a step, a whole one where q2
+ * clamps): 15-16 bits per value instead of 8. Row layout: f32 d_x[nb] | f32 s_x[nb] |
+ * per block int8 q1[32] then q2[32] (or q + 128 as uint8 for the q8 kernels on VNNI:
+ * vpdpbusd wants the unsigned operand); qmat_act_bytes(in) in all.
  *
  * The order every element is computed in (what makes it batch-invariant): for each
- * block b in order, I = the exact integer sum over the block of q_w * q_x, then
+ * block b in order, I1 = sum_k q_w q1, I2 = sum_k q_w q2 and I = 256 I1 + I2, exact in
+ * int32: |I| <= 32 * 128 * 127 * 257 = 133,689,344 (q8, |q_w| <= 128) or
+ * 32 * 15 * 127 * 257 = 15,666,720 (q4) < 2^31, and with unsigned activations the
+ * intermediate 256 (I1 + 128 s_w) + I2 + 128 s_w stays under 32 * 128 * 255 * 257 <
+ * 2^29 (the kernels subtract 32896 s_w after). Then
  *   acc = fmaf(d_w * d_x, (float)I, acc)            (acc starts at +0)
  *   q4 only: acc = fmaf(m_w, s_x, acc)
  * and y = bias ? acc + bias[c] : acc. Integer sums are exact in any order, so the
  * plain C reference, the AVX2, AVX-VNNI and AVX512-VNNI kernels give the same bits,
- * whatever rows and columns a call or a thread covers. */
+ * whatever rows and columns a call or a thread covers. (float)I rounds (|I| may pass
+ * 2^24): a relative 2^-24, below the activations' 2^-15. */
 #ifndef KRILL_QMAT_H
 #define KRILL_QMAT_H
 
@@ -73,7 +86,8 @@ void qmat_dequant_row(qmat_type_t t, const void *w, int64_t cols, int64_t r, flo
 
 /* Bytes of one quantized activation row of `in` floats. */
 size_t qmat_act_bytes(int in);
-/* x (in floats) -> dst (qmat_act_bytes(in)); unsigned: store q + 128. */
+/* x (in floats) -> dst (qmat_act_bytes(in)), the two planes above; unsigned: store
+ * q + 128. impl REF: the plain C version, else the AVX2 one where built (same bytes). */
 void qmat_quantize_row(qmat_impl_t impl, void *dst, const float *x, int in, bool unsigned_q);
 /* Whether the q8 kernels of impl want unsigned activations (qmat_quantize_row). */
 bool qmat_act_unsigned(qmat_impl_t impl, qmat_type_t t);
