@@ -13,7 +13,8 @@
  * this test fails at the first sampled step (every logit differs in the last bits).
  * Quantized weights (cpu_weights, src/engine/cpu/qmat.h) keep the same property: q4
  * alone with the AVX2 kernel vs mixed with the best kernel this
- * CPU has (threads 2 vs 3, budgets 24 and 7), and q8 (threads 1 vs 2).
+ * CPU has (threads 2 vs 3, budgets 24 and 7), q8 (threads 1 vs 2) and auto, the
+ * default (q4 layers + q8 embedding / tied head on the default model; threads 1 vs 3).
  *
  * The same checks run on the synthetic model-family models (make_synthetic.py, written
  * at test time): gemma3_tiny (QK-norm, GeGLU, scaled embeddings, post-norms, sliding
@@ -297,6 +298,14 @@ static void test_q8_weights(void **state) {
     gguf_close(g_gguf);
 }
 
+static void test_auto_weights(void **state) {
+    (void)state;
+    TESTUTIL_NEED_MODEL();
+    open_model(TESTUTIL_MODEL);
+    check_quantized("auto", 1, 3, 0);
+    gguf_close(g_gguf);
+}
+
 int main(void) {
     if (testutil_sanitize()) {
         printf("SKIP: not run under SANITIZE=1 (minutes under ASan; test_matmul_invariance covers the "
@@ -312,6 +321,7 @@ int main(void) {
         cmocka_unit_test(test_f32_kv),
         cmocka_unit_test(test_q4_weights),
         cmocka_unit_test(test_q8_weights),
+        cmocka_unit_test(test_auto_weights),
     };
     return testutil_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
