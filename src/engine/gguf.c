@@ -564,6 +564,16 @@ void gguf_release_data(const gguf_t *g) {
     (void)madvise((void *)(g->base + start), g->size - start, MADV_DONTNEED);
 }
 
+void gguf_release_tensor(const gguf_t *g, const gguf_tensor_t *t) {
+    if (!g || !t || !g->mapped) return;
+    const long ps = sysconf(_SC_PAGESIZE);
+    const uint8_t *p = t->data;
+    if (ps <= 0 || p < g->base || p > g->base + g->size || t->nbytes > (uint64_t)(g->base + g->size - p)) return;
+    const size_t page = (size_t)ps, off = (size_t)(p - g->base);
+    const size_t start = (off + page - 1) / page * page, end = (off + (size_t)t->nbytes) / page * page;
+    if (end > start) (void)madvise((void *)(g->base + start), end - start, MADV_DONTNEED);
+}
+
 void gguf_close(gguf_t *g) {
     if (!g) return;
     if (g->str_idx)

@@ -73,6 +73,10 @@ void gguf_close(gguf_t *g); /* accepts NULL */
  * from the file if read again. The header (metadata, vocabulary) stays. No-op for
  * gguf_open_mem and on failure. */
 void gguf_release_data(const gguf_t *g);
+/* The same for one tensor's data (the pages wholly inside it), as soon as it has been
+ * converted: loading then never holds the whole file and the weights at once (peak
+ * RSS). No-op for gguf_open_mem, a tensor of another handle and on failure. */
+void gguf_release_tensor(const gguf_t *g, const gguf_tensor_t *t);
 
 uint32_t gguf_version(const gguf_t *g);
 uint64_t gguf_alignment(const gguf_t *g);

@@ -150,6 +150,7 @@ static int load_into(model_t *m, const gguf_t *g, const char *name, uint64_t ne0
         err_set(err, errlen, "tensor '%s': %s", name, m->ops->last_error(m->bctx));
         return -1;
     }
+    gguf_release_tensor(g, t); /* converted: its file pages may go (peak RSS at load) */
     return 0;
 }
 
