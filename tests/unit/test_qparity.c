@@ -12,7 +12,8 @@
  *   through the model with f32, auto, q4 and q8 weights; at every generated position
  *   the argmax must equal transformers' next token on >= 95 % of the positions (f32: all).
  *   Also printed: the max |logit - f32 logit| and the largest relative L2 error of a
- *   position's logit row.
+ *   position's logit row. auto's logits must be bitwise q4's here (the same layout
+ *   per tensor for this file's types).
  *
  * Printed figures are what docs/engine.md reports. Skipped without the default model
  * and under SANITIZE=1 (minutes there; test_qmatmul covers the kernels). */
@@ -172,6 +173,9 @@ static void test_teacher_forced(void **state) {
         memcpy(tok + c.n_prompt[i], c.want[i], sizeof(int32_t) * (c.n_want[i] - 1));
         float *lg[NM];
         for (int k = 0; k < NM; k++) lg[k] = forward_all(m[k], tok, n, V);
+        /* this file's matrices are Q4_1 (-> q4) and a Q8_0 embedding (-> q8) under both
+         * auto and q4: the same layouts, so the same bits (model.c tensor_wdt) */
+        assert_memory_equal(lg[1], lg[2], sizeof(float) * (size_t)n * V);
         for (int p = c.n_prompt[i] - 1; p < n; p++) {
             const int32_t next = c.want[i][p - c.n_prompt[i] + 1];
             positions++;
