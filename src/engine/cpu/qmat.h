@@ -60,7 +60,7 @@ typedef enum {
     QMAT_IMPL_REF,       /* plain C: the reference the tests compare against */
     QMAT_IMPL_AVX2,      /* vpmaddubsw + vpmaddwd (x86-64-v3) */
     QMAT_IMPL_AVXVNNI,   /* vpdpbusd, VEX (AVX-VNNI) */
-    QMAT_IMPL_AVX512VNNI /* vpdpbusd, EVEX on ymm (AVX512-VNNI + VL) */
+    QMAT_IMPL_AVX512VNNI /* vpdpbusd, EVEX on zmm (16-column lanes) + ymm (AVX512-VNNI + BW + VL) */
 } qmat_impl_t;
 
 /* True when this build and this CPU (/proc/cpuinfo's flags, via cpuid) run impl. */

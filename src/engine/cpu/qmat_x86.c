@@ -1,7 +1,8 @@
 /* qmat_x86.c — the x86 kernels of qmat.h: the tile code of qmat_tile.inc compiled
  * three times, for AVX2 (vpmaddubsw + vpmaddwd, the build's x86-64-v3 baseline),
- * AVX-VNNI and AVX512-VNNI (vpdpbusd on ymm, through GCC target pragmas so that the
- * binary still runs on CPUs without them; qmat.c picks one at run time from cpuid).
+ * AVX-VNNI (vpdpbusd on ymm) and AVX512-VNNI (vpdpbusd on zmm tiles of 16 / 32
+ * columns, ymm for an 8-column rest), through GCC target pragmas so that the binary
+ * still runs on CPUs without them; qmat.c picks one at run time from cpuid.
  *
  * The three compute the same exact int32 block sums (no saturation: q4 pairs are at
  * most 2 * 15 * 127, q8 pairs 2 * 128 * 127 after sign transfer, for either plane) and
@@ -46,18 +47,20 @@ qmat_quant_fn qmat_x86_quantizer(void);
 #undef QK_G_MAX
 #pragma GCC pop_options
 
-/* ---- AVX512-VNNI (EVEX vpdpbusd on ymm: 32 vector registers) */
+/* ---- AVX512-VNNI (EVEX vpdpbusd: zmm tiles, QK_ZMM; 32 vector registers) */
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
 #define QK(name) qk_avx512vnni_##name
 #define QK_DOT4(a, u, s) _mm256_dpbusd_epi32((a), (u), (s))
 #define QK_Q8_UNSIGNED 1
 #define QK_G_MAX 2
+#define QK_ZMM 1
 #include "qmat_tile.inc"
 #undef QK
 #undef QK_DOT4
 #undef QK_Q8_UNSIGNED
 #undef QK_G_MAX
+#undef QK_ZMM
 #pragma GCC pop_options
 
 /* ---- the activation quantizer (AVX2): qmat.c's quantize_ref step for step. max is
