@@ -501,6 +501,9 @@ static void test_files(void **state) {
     check_valid(g, 3);
     gguf_release_data(g); /* pages dropped: everything reads the same from the file */
     check_valid(g, 3);
+    for (size_t i = 0; i < gguf_n_tensors(g); i++) gguf_release_tensor(g, gguf_tensor_at(g, i)); /* likewise */
+    gguf_release_tensor(g, NULL);
+    check_valid(g, 3);
     gguf_close(g);
 
     snprintf(path, sizeof(path), "%s/short.gguf", tmpdir);
