@@ -2,7 +2,8 @@
  * (Where this part sits among the others: docs/architecture.md.)
  *
  * Memory (docs/engine.md): weights are dequantized once at load into the backend's
- * weight dtype (cpu: f32), wq|wk|wv fused into one (q_dim + 2 kv_dim, d_model) matrix
+ * weight dtype (cpu: f32; cuda with gpu_weights native: supported GGUF matrices kept
+ * as they are, docs/cuda.md), wq|wk|wv fused into one (q_dim + 2 kv_dim, d_model) matrix
  * and gate|up into one (2 ffn, d_model) matrix; activations are allocated once for
  * max_batch_tokens; the KV cache holds model_kv_blocks() blocks of kv_block_size
  * tokens for every layer. Nothing is allocated by model_forward.
