@@ -602,18 +602,26 @@ static void cuda_matmul(void *ctx, float *y, const float *x, const void *w, cons
     cuda_t *c = (cuda_t *)ctx;
     if (c->failed) return;
     step_start(c);
-    const int q = qweights_find(c->qw, w, out, in);
-    if (q == -2) {
+    qweights_part_t parts[4]; /* a fused matrix has at most 3 */
+    const int np = qweights_parts(c->qw, w, out, in, parts, 4);
+    if (np < 0) {
         cu_fail(c, __FILE__, __LINE__, "matmul", "the native weight records at w are not one matrix of this shape");
         return;
     }
-    if (q >= 0) {
+    if (np > 0) { /* one launch per part, each writing its columns of y */
         const size_t row16 = (size_t)in * 2, ws = (size_t)out * row16 < QW_SCRATCH ? (size_t)out * row16 : QW_SCRATCH;
         if (n > 8 && (!ensure(c, &c->xs, &c->xs_bytes, (size_t)n * in * 2, "matmul") ||
                       !ensure(c, &c->qws, &c->qws_bytes, c->capturing || ws < row16 ? row16 : ws, "matmul")))
             return;
-        const char *why = qmatmul_launch(c->cublas, y, x, w, q, bias, c->xs, c->qws, c->qws_bytes, n, in, out, c->stream);
-        if (why) cu_fail(c, __FILE__, __LINE__, "matmul", why);
+        int64_t r0 = 0;
+        for (int i = 0; i < np; r0 += parts[i++].rows) {
+            const char *why = qmatmul_launch(c->cublas, y + r0, out, x, parts[i].p, parts[i].qt, bias ? bias + r0 : NULL,
+                                             c->xs, c->qws, c->qws_bytes, n, in, (int)parts[i].rows, c->stream);
+            if (why) {
+                cu_fail(c, __FILE__, __LINE__, "matmul", why);
+                return;
+            }
+        }
         return;
     }
     if (c->wdt != BACKEND_DT_F32 && !ensure(c, &c->xs, &c->xs_bytes, (size_t)n * in * 2, "matmul")) return;

@@ -129,15 +129,17 @@ cudaError_t attention_launch(float *out, const float *q, int q_stride, const voi
                              int n, const attention_plan_t *p, cudaStream_t s);
 
 /* qmatmul.cu: matmuls over the native GGUF layouts of gpuq.h; qt is a gpuq_type_t.
- * y (n, out) = x (n, in) W^T (+ bias): n <= 8 (x 16-byte aligned) the dequantizing
- * GEMV, else W's rows dequantized to bf16 into ws (ws_bytes, at least one row) a chunk
- * at a time and cuBLAS; xs: n*in bf16 scratch. NULL on success, else why. */
-const char *qmatmul_launch(cublasHandle_t h, float *y, const float *x, const void *w, int qt, const float *bias,
-                           void *xs, void *ws, size_t ws_bytes, int n, int in, int out, cudaStream_t s);
+ * y (n, out; rows ldy >= out apart) = x (n, in) W^T (+ bias): n <= 8 (x 16-byte
+ * aligned) the dequantizing GEMV, else W's rows dequantized to bf16 into ws (ws_bytes,
+ * at least one row) a chunk at a time and cuBLAS; xs: n*in bf16 scratch. NULL on
+ * success, else why. */
+const char *qmatmul_launch(cublasHandle_t h, float *y, int ldy, const float *x, const void *w, int qt,
+                           const float *bias, void *xs, void *ws, size_t ws_bytes, int n, int in, int out,
+                           cudaStream_t s);
 /* The two halves on their own (tests): the GEMV for n in 1..8, and dst (rows, in) bf16 =
  * the first rows of W, bit-exact with quant_dequantize_bf16 of the original blocks. */
 cudaError_t qmatmul_gemv_launch(float *y, const float *x, const void *w, int qt, const float *bias, int n, int in,
-                                int out, cudaStream_t s);
+                                int out, int ldy, cudaStream_t s);
 cudaError_t qmatmul_dequant_launch(void *dst, const void *w, int qt, int in, int rows, cudaStream_t s);
 
 /* family.cu (gemma3, qwen3; backend.h): in place, each of the first n_heads heads of

@@ -17,7 +17,8 @@
  *   amortises but a decode batch of 9-128 rows pays: a fused MMA kernel is the
  *   follow-up (docs/cuda.md).
  * Shape rules: in is a whole number of the type's blocks (gpuq_row_bytes != 0); x is
- * 16-byte aligned for the GEMV (else the GEMM path runs). */
+ * 16-byte aligned for the GEMV (else the GEMM path runs). y has a row stride ldy >= out:
+ * one part of a fused matrix of mixed types writes its columns of the whole output. */
 #include "common.cuh"
 #include "qweights.cuh"
 
@@ -27,7 +28,7 @@
 template <int Q, int N>
 __global__ void __launch_bounds__(QMM_WARPS * 32)
     qmatmul_gemv_kernel(float *__restrict__ y, const float *__restrict__ x, const uint8_t *__restrict__ w,
-                        size_t row_bytes, const float *__restrict__ bias, int in, int out) {
+                        size_t row_bytes, const float *__restrict__ bias, int in, int out, int ldy) {
     const int lane = threadIdx.x & 31, o = blockIdx.x * QMM_WARPS + (threadIdx.x >> 5);
     if (o >= out) return;
     const uint8_t *wr = w + (size_t)o * row_bytes;
@@ -55,8 +56,15 @@ __global__ void __launch_bounds__(QMM_WARPS * 32)
 #pragma unroll
     for (int r = 0; r < N; r++) {
         const float v = warp_sum(acc[r]);
-        if (lane == 0) y[(int64_t)r * out + o] = v + (bias ? bias[o] : 0.0f);
+        if (lane == 0) y[(int64_t)r * ldy + o] = v + (bias ? bias[o] : 0.0f);
     }
+}
+
+/* y (n rows of ldy) [:, :out] += bias (out). */
+__global__ void qmatmul_bias_kernel(float *__restrict__ y, const float *__restrict__ bias, int n, int out, int ldy) {
+    const int64_t total = (int64_t)n * out;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
+        y[(i / out) * ldy + i % out] += bias[i % out];
 }
 
 /* dst (rows, in) bf16 = the rows of W, 8 weights per thread. */
@@ -81,17 +89,17 @@ __global__ void qmatmul_dequant_kernel(__nv_bfloat16 *__restrict__ dst, const ui
 
 template <int Q>
 static cudaError_t qmatmul_gemv_run(float *y, const float *x, const uint8_t *w, size_t rb, const float *bias, int n,
-                                    int in, int out, cudaStream_t s) {
+                                    int in, int out, int ldy, cudaStream_t s) {
     const dim3 grid(ceil_div(out, QMM_WARPS)), block(QMM_WARPS * 32);
     switch (n) {
-    case 1: qmatmul_gemv_kernel<Q, 1><<<grid, block, 0, s>>>(y, x, w, rb, bias, in, out); break;
-    case 2: qmatmul_gemv_kernel<Q, 2><<<grid, block, 0, s>>>(y, x, w, rb, bias, in, out); break;
-    case 3: qmatmul_gemv_kernel<Q, 3><<<grid, block, 0, s>>>(y, x, w, rb, bias, in, out); break;
-    case 4: qmatmul_gemv_kernel<Q, 4><<<grid, block, 0, s>>>(y, x, w, rb, bias, in, out); break;
-    case 5: qmatmul_gemv_kernel<Q, 5><<<grid, block, 0, s>>>(y, x, w, rb, bias, in, out); break;
-    case 6: qmatmul_gemv_kernel<Q, 6><<<grid, block, 0, s>>>(y, x, w, rb, bias, in, out); break;
-    case 7: qmatmul_gemv_kernel<Q, 7><<<grid, block, 0, s>>>(y, x, w, rb, bias, in, out); break;
-    case 8: qmatmul_gemv_kernel<Q, 8><<<grid, block, 0, s>>>(y, x, w, rb, bias, in, out); break;
+    case 1: qmatmul_gemv_kernel<Q, 1><<<grid, block, 0, s>>>(y, x, w, rb, bias, in, out, ldy); break;
+    case 2: qmatmul_gemv_kernel<Q, 2><<<grid, block, 0, s>>>(y, x, w, rb, bias, in, out, ldy); break;
+    case 3: qmatmul_gemv_kernel<Q, 3><<<grid, block, 0, s>>>(y, x, w, rb, bias, in, out, ldy); break;
+    case 4: qmatmul_gemv_kernel<Q, 4><<<grid, block, 0, s>>>(y, x, w, rb, bias, in, out, ldy); break;
+    case 5: qmatmul_gemv_kernel<Q, 5><<<grid, block, 0, s>>>(y, x, w, rb, bias, in, out, ldy); break;
+    case 6: qmatmul_gemv_kernel<Q, 6><<<grid, block, 0, s>>>(y, x, w, rb, bias, in, out, ldy); break;
+    case 7: qmatmul_gemv_kernel<Q, 7><<<grid, block, 0, s>>>(y, x, w, rb, bias, in, out, ldy); break;
+    case 8: qmatmul_gemv_kernel<Q, 8><<<grid, block, 0, s>>>(y, x, w, rb, bias, in, out, ldy); break;
     default: return cudaErrorInvalidValue;
     }
     return cudaGetLastError();
@@ -106,16 +114,16 @@ static cudaError_t qmatmul_dequant_run(void *dst, const uint8_t *w, size_t rb, i
 }
 
 extern "C" cudaError_t qmatmul_gemv_launch(float *y, const float *x, const void *w, int qt, const float *bias, int n,
-                                           int in, int out, cudaStream_t s) {
+                                           int in, int out, int ldy, cudaStream_t s) {
     const size_t rb = gpuq_row_bytes((gpuq_type_t)qt, in);
-    if (!rb || n < 1 || n > 8 || out < 1) return cudaErrorInvalidValue;
+    if (!rb || n < 1 || n > 8 || out < 1 || ldy < out) return cudaErrorInvalidValue;
     const uint8_t *wb = (const uint8_t *)w;
     switch (qt) {
-    case GPUQ_Q8_0: return qmatmul_gemv_run<GPUQ_Q8_0>(y, x, wb, rb, bias, n, in, out, s);
-    case GPUQ_Q4_0: return qmatmul_gemv_run<GPUQ_Q4_0>(y, x, wb, rb, bias, n, in, out, s);
-    case GPUQ_Q4_1: return qmatmul_gemv_run<GPUQ_Q4_1>(y, x, wb, rb, bias, n, in, out, s);
-    case GPUQ_Q4_K: return qmatmul_gemv_run<GPUQ_Q4_K>(y, x, wb, rb, bias, n, in, out, s);
-    case GPUQ_Q6_K: return qmatmul_gemv_run<GPUQ_Q6_K>(y, x, wb, rb, bias, n, in, out, s);
+    case GPUQ_Q8_0: return qmatmul_gemv_run<GPUQ_Q8_0>(y, x, wb, rb, bias, n, in, out, ldy, s);
+    case GPUQ_Q4_0: return qmatmul_gemv_run<GPUQ_Q4_0>(y, x, wb, rb, bias, n, in, out, ldy, s);
+    case GPUQ_Q4_1: return qmatmul_gemv_run<GPUQ_Q4_1>(y, x, wb, rb, bias, n, in, out, ldy, s);
+    case GPUQ_Q4_K: return qmatmul_gemv_run<GPUQ_Q4_K>(y, x, wb, rb, bias, n, in, out, ldy, s);
+    case GPUQ_Q6_K: return qmatmul_gemv_run<GPUQ_Q6_K>(y, x, wb, rb, bias, n, in, out, ldy, s);
     }
     return cudaErrorInvalidValue;
 }
@@ -135,14 +143,15 @@ extern "C" cudaError_t qmatmul_dequant_launch(void *dst, const void *w, int qt, 
     return cudaErrorInvalidValue;
 }
 
-extern "C" const char *qmatmul_launch(cublasHandle_t h, float *y, const float *x, const void *w, int qt,
+extern "C" const char *qmatmul_launch(cublasHandle_t h, float *y, int ldy, const float *x, const void *w, int qt,
                                       const float *bias, void *xs, void *ws, size_t ws_bytes, int n, int in, int out,
                                       cudaStream_t s) {
     if (n <= 0 || out <= 0) return NULL;
+    if (ldy < out) return "qmatmul: ldy < out";
     const size_t rb = gpuq_row_bytes((gpuq_type_t)qt, in);
     if (!rb) return "qmatmul: in is not a whole number of the weight type's blocks";
     if (n <= 8 && (uintptr_t)x % 16 == 0)
-        return qmatmul_gemv_launch(y, x, w, qt, bias, n, in, out, s) == cudaSuccess ? NULL
+        return qmatmul_gemv_launch(y, x, w, qt, bias, n, in, out, ldy, s) == cudaSuccess ? NULL
                                                                                     : "qmatmul_gemv_kernel launch failed";
     const int64_t chunk = (int64_t)(ws_bytes / ((size_t)in * 2));
     if (chunk < 1) return "qmatmul: the dequantization scratch is smaller than one row";
@@ -153,10 +162,15 @@ extern "C" const char *qmatmul_launch(cublasHandle_t h, float *y, const float *x
         if (qmatmul_dequant_launch(ws, (const uint8_t *)w + (size_t)r0 * rb, qt, in, rows, s) != cudaSuccess)
             return "qmatmul_dequant_kernel launch failed";
         const cublasStatus_t st = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, in, &one, ws, CUDA_R_16BF, in, xs,
-                                               CUDA_R_16BF, in, &zero, y + r0, CUDA_R_32F, out, CUBLAS_COMPUTE_32F,
+                                               CUDA_R_16BF, in, &zero, y + r0, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F,
                                                CUBLAS_GEMM_DEFAULT);
         if (st != CUBLAS_STATUS_SUCCESS) return cublasGetStatusString(st);
     }
-    if (bias && bias_add_launch(y, bias, n, out, s) != cudaSuccess) return "bias_add_kernel launch failed";
+    if (bias) {
+        const int64_t total = (int64_t)n * out;
+        const unsigned blocks = (unsigned)(total / 256 + 1 > 65535 ? 65535 : total / 256 + 1);
+        qmatmul_bias_kernel<<<blocks, 256, 0, s>>>(y, bias, n, out, ldy);
+        if (cudaGetLastError() != cudaSuccess) return "qmatmul_bias_kernel launch failed";
+    }
     return NULL;
 }

@@ -57,18 +57,19 @@ int qweights_add(qweights_t *q, const void *p, int qt, int64_t rows, int64_t col
     return 0;
 }
 
-int qweights_find(const qweights_t *q, const void *p, int64_t rows, int64_t cols) {
-    if (!q || !q->n) return -1;
+int qweights_parts(const qweights_t *q, const void *p, int64_t rows, int64_t cols, qweights_part_t *parts, int max) {
+    if (!q || !q->n) return 0;
     int i = qweights_lower(q, (uintptr_t)p);
-    if (i == q->n || q->r[i].p != (uintptr_t)p) return -1;
-    const int qt = q->r[i].qt;
+    if (i == q->n || q->r[i].p != (uintptr_t)p) return 0;
+    int n = 0;
     int64_t have = 0;
     for (uintptr_t at = (uintptr_t)p; have < rows; i++) {
-        if (i == q->n || q->r[i].p != at || q->r[i].qt != qt || q->r[i].cols != cols) return -2;
+        if (i == q->n || q->r[i].p != at || q->r[i].cols != cols || n == max) return -1;
+        parts[n++] = (qweights_part_t){(const void *)at, q->r[i].qt, q->r[i].rows};
         have += q->r[i].rows;
         at += q->r[i].bytes;
     }
-    return have == rows ? qt : -2;
+    return have == rows ? n : -1;
 }
 
 bool qweights_has(const qweights_t *q, const void *p) {

@@ -6,8 +6,8 @@
  * Rules: host-side bookkeeping only, touched at load time and once per matmul call
  * (a binary search); no device calls. A record is keyed by the exact address the
  * matrix was written to; parts of a fused matrix (wq|wk|wv) are records at
- * consecutive addresses, and qweights_find walks them to check that a matmul of
- * `out` rows reads one type throughout. Plain C interface (backend_cuda.cu, tests). */
+ * consecutive addresses, possibly of different types (Q4_K_M's Q6_K attn_v), and
+ * qweights_parts walks them so that matmul runs one kernel per part. Plain C interface (backend_cuda.cu, tests). */
 #ifndef KRILL_KERNELS_QWEIGHTS_H
 #define KRILL_KERNELS_QWEIGHTS_H
 
@@ -25,11 +25,16 @@ qweights_t *qweights_new(void);        /* NULL when out of memory */
 void qweights_free(qweights_t *q);     /* accepts NULL */
 /* Records a (rows, cols) matrix of gpuq type qt written at p (bytes long). 0 | -1 (OOM). */
 int qweights_add(qweights_t *q, const void *p, int qt, int64_t rows, int64_t cols, size_t bytes);
-/* The gpuq type of the matrix of `rows` rows x `cols` starting at p: the record at p
- * and the ones right after it, all of that type and width, summing to rows. -1 when
- * p holds no native matrix; -2 when the records there do not make one such matrix
- * (mixed types, another width, too few rows). */
-int qweights_find(const qweights_t *q, const void *p, int64_t rows, int64_t cols);
+typedef struct {
+    const void *p; /* where the part starts */
+    int qt;        /* its gpuq_type_t */
+    int64_t rows;
+} qweights_part_t;
+/* The parts of the (rows, cols) matrix starting at p: the record at p and the ones
+ * right after it, each cols wide, summing to rows; at most max of them. Returns how
+ * many; 0 when p holds no native matrix; -1 when the records there do not make one
+ * (another width, too few rows, more than max parts). */
+int qweights_parts(const qweights_t *q, const void *p, int64_t rows, int64_t cols, qweights_part_t *parts, int max);
 /* True when p starts a native matrix: the fused ops (which take 16-bit weights) use
  * this to hand such a matrix to the native matmul instead. */
 bool qweights_has(const qweights_t *q, const void *p);

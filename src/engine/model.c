@@ -175,8 +175,7 @@ static backend_dtype_t tensor_wdt(const model_t *m, const gguf_t *g, const char 
 }
 
 /* One dtype for a fused matrix (one matmul): the widest of its parts' (f32 > Q8 > Q4);
- * native parts of different GGUF types (Q4_K_M's Q6_K attn_v beside Q4_K q and k) make
- * the whole matrix top (bf16): one native matmul reads one type. */
+ * a native part beside a part of another dtype makes the whole matrix top (bf16). */
 static backend_dtype_t fused_wdt(backend_dtype_t a, backend_dtype_t b, backend_dtype_t top) {
     if (backend_dtype_gpuq(a) >= 0 || backend_dtype_gpuq(b) >= 0) return a == b ? a : top;
     if (a == BACKEND_DT_F32 || b == BACKEND_DT_F32) return BACKEND_DT_F32;
@@ -191,6 +190,31 @@ static void *load_mat(model_t *m, const gguf_t *g, const char *name, int rows, i
     if (embedding && backend_dtype_gpuq(dt) >= 0) dt = m->be->info.weight_dtype;
     void *p = balloc(m, backend_weight_bytes(dt, rows, cols), &m->bytes_weights, err, errlen);
     if (!p || load_into(m, g, name, (uint64_t)cols, (uint64_t)rows, p, dt, err, errlen)) return NULL;
+    return p;
+}
+
+/* A fused matrix (one matmul) of n parts stacked by rows (wq|wk|wv, gate|up), parts at
+ * consecutive offsets: one dtype for all (fused_wdt), except when every part is native:
+ * then each keeps its own GGUF type (Q4_K_M's Q6_K attn_v beside Q4_K q and k), and
+ * the backend's matmul reads the matrix part by part. */
+static void *load_fused(model_t *m, const gguf_t *g, char names[][96], const int *rows, int n, int cols, char *err,
+                        size_t errlen) {
+    backend_dtype_t dt[3], common = BACKEND_DT_F32;
+    bool all_native = true;
+    for (int i = 0; i < n; i++) {
+        dt[i] = tensor_wdt(m, g, names[i], rows[i], cols);
+        all_native = all_native && backend_dtype_gpuq(dt[i]) >= 0;
+        common = i ? fused_wdt(common, dt[i], m->be->info.weight_dtype) : dt[i];
+    }
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++) {
+        if (!all_native) dt[i] = common;
+        bytes += backend_weight_bytes(dt[i], rows[i], cols);
+    }
+    char *p = balloc(m, bytes, &m->bytes_weights, err, errlen);
+    if (!p) return NULL;
+    for (size_t i = 0, off = 0; i < (size_t)n; off += backend_weight_bytes(dt[i], rows[i], cols), i++)
+        if (load_into(m, g, names[i], (uint64_t)cols, (uint64_t)rows[i], p + off, dt[i], err, errlen)) return NULL;
     return p;
 }
 
@@ -373,24 +397,17 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
         err_set(err, errlen, "out of memory");
         goto fail;
     }
-    backend_dtype_t wdt;
     for (int l = 0; l < hp->n_layers; l++) {
         layer_t *L = &m->layers[l];
         char nm[96];
 #define NAME(s) (snprintf(nm, sizeof nm, "blk.%d." s, l), nm)
         if (!(L->attn_norm = load_vec(m, g, NAME("attn_norm.weight"), d, err, errlen))) goto fail;
-        /* one NAME at a time: it writes nm */
-        wdt = tensor_wdt(m, g, NAME("attn_q.weight"), m->q_dim, d);
-        wdt = fused_wdt(wdt, tensor_wdt(m, g, NAME("attn_k.weight"), m->kv_dim, d), m->be->info.weight_dtype);
-        wdt = fused_wdt(wdt, tensor_wdt(m, g, NAME("attn_v.weight"), m->kv_dim, d), m->be->info.weight_dtype);
-        if (!(L->wqkv = balloc(m, backend_weight_bytes(wdt, m->qkv_dim, d), &m->bytes_weights, err, errlen))) goto fail;
-        char *wq = L->wqkv;
-        if (load_into(m, g, NAME("attn_q.weight"), (uint64_t)d, (uint64_t)m->q_dim, wq, wdt, err, errlen) ||
-            load_into(m, g, NAME("attn_k.weight"), (uint64_t)d, (uint64_t)m->kv_dim,
-                      wq + backend_weight_bytes(wdt, m->q_dim, d), wdt, err, errlen) ||
-            load_into(m, g, NAME("attn_v.weight"), (uint64_t)d, (uint64_t)m->kv_dim,
-                      wq + backend_weight_bytes(wdt, m->q_dim + m->kv_dim, d), wdt, err, errlen))
-            goto fail;
+        char parts[3][96];
+        const int qkv_rows[3] = {m->q_dim, m->kv_dim, m->kv_dim}, gu_rows[2] = {ffn, ffn};
+        snprintf(parts[0], sizeof parts[0], "blk.%d.attn_q.weight", l);
+        snprintf(parts[1], sizeof parts[1], "blk.%d.attn_k.weight", l);
+        snprintf(parts[2], sizeof parts[2], "blk.%d.attn_v.weight", l);
+        if (!(L->wqkv = load_fused(m, g, parts, qkv_rows, 3, d, err, errlen))) goto fail;
         if (hp->qkv_bias) {
             if (!(L->bqkv = balloc(m, sizeof(float) * (size_t)m->qkv_dim, &m->bytes_weights, err, errlen))) goto fail;
             if (load_into(m, g, NAME("attn_q.bias"), (uint64_t)m->q_dim, 1, L->bqkv, BACKEND_DT_F32, err, errlen) ||
@@ -402,13 +419,9 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
         }
         if (!(L->wo = load_mat(m, g, NAME("attn_output.weight"), d, m->q_dim, false, err, errlen))) goto fail;
         if (!(L->ffn_norm = load_vec(m, g, NAME("ffn_norm.weight"), d, err, errlen))) goto fail;
-        wdt = tensor_wdt(m, g, NAME("ffn_gate.weight"), ffn, d);
-        wdt = fused_wdt(wdt, tensor_wdt(m, g, NAME("ffn_up.weight"), ffn, d), m->be->info.weight_dtype);
-        if (!(L->wgu = balloc(m, backend_weight_bytes(wdt, 2 * ffn, d), &m->bytes_weights, err, errlen))) goto fail;
-        if (load_into(m, g, NAME("ffn_gate.weight"), (uint64_t)d, (uint64_t)ffn, L->wgu, wdt, err, errlen) ||
-            load_into(m, g, NAME("ffn_up.weight"), (uint64_t)d, (uint64_t)ffn,
-                      (char *)L->wgu + backend_weight_bytes(wdt, ffn, d), wdt, err, errlen))
-            goto fail;
+        snprintf(parts[0], sizeof parts[0], "blk.%d.ffn_gate.weight", l);
+        snprintf(parts[1], sizeof parts[1], "blk.%d.ffn_up.weight", l);
+        if (!(L->wgu = load_fused(m, g, parts, gu_rows, 2, d, err, errlen))) goto fail;
         if (!(L->wdown = load_mat(m, g, NAME("ffn_down.weight"), d, ffn, false, err, errlen))) goto fail;
         if (hp->qk_norm && (!(L->q_norm = load_vec(m, g, NAME("attn_q_norm.weight"), hp->head_dim, err, errlen)) ||
                             !(L->k_norm = load_vec(m, g, NAME("attn_k_norm.weight"), hp->head_dim, err, errlen))))

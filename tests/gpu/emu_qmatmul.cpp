@@ -8,7 +8,8 @@
  *   the original blocks (its GEMM is cuBLAS: integration test 51 runs it, through the
  *   fake runtime, in tests/gpu/gpu_ops_native.c).
  * Every gpuq type; shapes with in not a multiple of the 1024 weights a warp covers per
- * unrolled step, out not a multiple of the 8 rows per block, with and without bias. */
+ * unrolled step, out not a multiple of the 8 rows per block, with and without bias, y
+ * rows wider than out (a part of a fused matrix of mixed types). */
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -95,15 +96,24 @@ extern "C" int emu_qmatmul_run(int *checks) {
             printf("  %-4s %-10s %-62s err %-10zu tol 0\n", bad ? "FAIL" : "PASS", "qdequant", shape, bad);
             for (int with_bias = 0; with_bias < 2; with_bias++) {
                 const float *bp = with_bias ? bias.data() : nullptr;
-                std::vector<float> y((size_t)n * out, NAN), yr((size_t)n * out), yb((size_t)n * out, NAN);
-                e = qmatmul_gemv_launch(y.data(), x.data(), pk.data(), q, bp, n, in, out, nullptr);
+                /* with bias: y rows 3 floats wider (ldy, a part of a fused matrix): the
+                 * extra columns must stay untouched (NaN) */
+                const int ldy = with_bias ? out + 3 : out;
+                std::vector<float> yw((size_t)n * ldy, NAN), y((size_t)n * out), yr((size_t)n * out),
+                    yb((size_t)n * out, NAN);
+                e = qmatmul_gemv_launch(yw.data(), x.data(), pk.data(), q, bp, n, in, out, ldy, nullptr);
+                size_t pad = 0;
+                for (int r = 0; r < n; r++) {
+                    memcpy(&y[(size_t)r * out], &yw[(size_t)r * ldy], sizeof(float) * out);
+                    for (int c = out; c < ldy; c++) pad += !std::isnan(yw[(size_t)r * ldy + c]);
+                }
                 ref_gemv(yr.data(), x.data(), wf.data(), bp, n, in, out);
                 const char *why = matmul_launch(nullptr, yb.data(), x.data(), wb.data(), KDT_BF16, bp, nullptr, n, in,
                                                 out, nullptr);
-                const size_t b1 = e != cudaSuccess ? 1 : count_diff(y.data(), yr.data(), y.size() * 4);
+                const size_t b1 = e != cudaSuccess ? 1 : count_diff(y.data(), yr.data(), y.size() * 4) + pad;
                 const size_t b2 = why ? 1 : count_diff(y.data(), yb.data(), y.size() * 4);
                 snprintf(shape, sizeof shape, "%s n=%d in=%d out=%d%s (= C ref | = bf16 GEMV)",
-                         gpuq_name((gpuq_type_t)q), n, in, out, with_bias ? " +bias" : "");
+                         gpuq_name((gpuq_type_t)q), n, in, out, with_bias ? " +bias ldy+3" : "");
                 *checks += 2;
                 fails += (b1 != 0) + (b2 != 0);
                 printf("  %-4s %-10s %-62s err %zu | %zu tol 0\n", b1 || b2 ? "FAIL" : "PASS", "qgemv", shape, b1, b2);

@@ -14,7 +14,8 @@
  *                emulator gets 0; on a GPU the GEMM of n > 8 rows may be split into
  *                row chunks, which can change cuBLAS's algorithm.
  * Shapes: n = 1..8 (the GEMV) and > 8 (dequantize + cuBLAS), with and without bias,
- * out not a multiple of 8, a fused matrix of two parts loaded at consecutive offsets,
+ * out not a multiple of 8, fused matrices of parts loaded at consecutive offsets (of
+ * one type, and of mixed types: each part its own kernel, writing its columns of y),
  * and weight_native true for a native matrix, false for a bf16 one. */
 
 static uint8_t *native_rand_blocks(gguf_ttype_t t, int64_t rows, int64_t cols, uint64_t seed) {
@@ -26,18 +27,24 @@ static uint8_t *native_rand_blocks(gguf_ttype_t t, int64_t rows, int64_t cols, u
     return raw;
 }
 
-/* out rows of type t as parts of part_rows[0..n_parts) rows loaded one after another. */
-static void run_native(gguf_ttype_t t, int n, int in, int out, int with_bias, int n_parts, const int *part_rows) {
-    const backend_dtype_t gdt = (backend_dtype_t)backend_dtype_native(t);
-    char shape[120];
-    snprintf(shape, sizeof shape, "%s n=%d in=%d out=%d%s%s", quant_type_name(t), n, in, out,
-             with_bias ? " +bias" : "", n_parts > 1 ? " fused" : "");
+/* A matrix of n_parts parts stacked by rows (part p: pt[p] blocks, rows[p] rows),
+ * loaded one after another at consecutive offsets, as model.c loads wq|wk|wv. */
+static void run_native(int n, int in, int with_bias, int n_parts, const gguf_ttype_t *pt, const int *rows) {
+    int out = 0;
+    char shape[120], types[48] = "";
+    for (int p = 0; p < n_parts; p++) {
+        out += rows[p];
+        snprintf(types + strlen(types), sizeof types - strlen(types), "%s%s", p ? "+" : "", quant_type_name(pt[p]));
+    }
+    snprintf(shape, sizeof shape, "%s n=%d in=%d out=%d%s%s", types, n, in, out, with_bias ? " +bias" : "",
+             n_parts > 1 ? " fused" : "");
     if (quick && (double)n * in * out > QUICK_WORK) {
         add_result("qmatmul", shape, NAN, 0, "SKIPPED");
         return;
     }
-    const int64_t sb = quant_row_bytes(t, in);
-    uint8_t *raw = native_rand_blocks(t, out, in, 900 + (uint64_t)t * 17 + (uint64_t)n * 5 + (uint64_t)in + out);
+    uint8_t *raw[3];
+    for (int p = 0; p < n_parts; p++)
+        raw[p] = native_rand_blocks(pt[p], rows[p], in, 900 + (uint64_t)pt[p] * 17 + (uint64_t)n * 5 + (uint64_t)in + p);
     float *x = testutil_xmalloc(sizeof(float) * n * in), *bias = testutil_xmalloc(sizeof(float) * out);
     testutil_fill(x, (size_t)n * in, 1.0f);
     testutil_fill(bias, out, 1.0f);
@@ -47,20 +54,22 @@ static void run_native(gguf_ttype_t t, int n, int in, int out, int with_bias, in
         y[k] = NULL;
         if (k == 2 && gpu->info.weight_dtype != BACKEND_DT_BF16) break;
         float *dx = up(b, x, sizeof(float) * n * in), *db = up(b, bias, sizeof(float) * out);
-        void *dw;
-        if (k == 1) {
-            dw = dalloc(b, backend_weight_bytes(gdt, out, in));
-            for (int p = 0, r0 = 0; p < n_parts; r0 += part_rows[p++])
-                if (b->ops->load_matrix(b->ctx, (char *)dw + backend_weight_bytes(gdt, r0, in), gdt, t,
-                                        raw + (size_t)r0 * sb, part_rows[p], in))
-                    die_backend(b, "load_matrix");
-            if (!b->ops->weight_native(b->ctx, dw)) add_result("qmatmul", shape, INFINITY, 0, "FAIL");
-        } else {
-            const backend_dtype_t dt = k == 0 ? BACKEND_DT_F32 : BACKEND_DT_BF16;
-            dw = dalloc(b, (size_t)out * in * backend_dtype_size(dt));
-            if (b->ops->load_tensor(b->ctx, dw, dt, t, raw, (int64_t)out * in)) die_backend(b, "load_tensor");
-            if (k == 2 && b->ops->weight_native(b->ctx, dw)) add_result("qmatmul", shape, INFINITY, 0, "FAIL");
+        size_t bytes = 0;
+        for (int p = 0; p < n_parts; p++) {
+            const backend_dtype_t dt = k == 1 ? (backend_dtype_t)backend_dtype_native(pt[p])
+                                              : k == 0 ? BACKEND_DT_F32 : BACKEND_DT_BF16;
+            bytes += backend_weight_bytes(dt, rows[p], in);
         }
+        char *dw = dalloc(b, bytes);
+        for (int p = 0, off = 0; p < n_parts; p++) {
+            const backend_dtype_t dt = k == 1 ? (backend_dtype_t)backend_dtype_native(pt[p])
+                                              : k == 0 ? BACKEND_DT_F32 : BACKEND_DT_BF16;
+            const int rc = k == 1 ? b->ops->load_matrix(b->ctx, dw + off, dt, pt[p], raw[p], rows[p], in)
+                                  : b->ops->load_tensor(b->ctx, dw + off, dt, pt[p], raw[p], (int64_t)rows[p] * in);
+            if (rc) die_backend(b, k == 1 ? "load_matrix" : "load_tensor");
+            off += (int)backend_weight_bytes(dt, rows[p], in);
+        }
+        if (k && b->ops->weight_native(b->ctx, dw) != (k == 1)) add_result("qmatmul", shape, INFINITY, 0, "FAIL");
         float *dy = poisoned(b, sizeof(float) * n * out);
         const int old = k == 2 ? matmul_set_gemv_max_n(8) : 0;
         b->ops->matmul(b->ctx, dy, dx, dw, with_bias ? db : NULL, n, in, out);
@@ -72,7 +81,8 @@ static void run_native(gguf_ttype_t t, int n, int in, int out, int with_bias, in
     check("qmatmul", shape, nerr(y[1], y[0], (size_t)n * out), 1.5e-2);
     if (y[2]) check("qmatmul=bf16", shape, nerr(y[1], y[2], (size_t)n * out), 1e-6);
     for (int k = 0; k < 3; k++) free(y[k]);
-    free(raw), free(x), free(bias);
+    for (int p = 0; p < n_parts; p++) free(raw[p]);
+    free(x), free(bias);
 }
 
 static void test_native(void) {
@@ -88,12 +98,22 @@ static void test_native(void) {
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             const int n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
             if (!backend_weight_bytes((backend_dtype_t)backend_dtype_native(types[ti]), out, in)) continue;
-            for (int b = 0; b < 2; b++) run_native(types[ti], n, in, out, b, 1, &out);
+            for (int b = 0; b < 2; b++) run_native(n, in, b, 1, &types[ti], &out);
         }
-    /* wq|wk|wv style: two parts of one type at consecutive offsets, one matmul */
-    static const int parts[] = {24, 40};
+    /* wq|wk|wv style: parts at consecutive offsets, one matmul; of one type, and mixed
+     * as Q4_K_M mixes them (Q6_K attn_v beside Q4_K q and k) */
+    static const int parts[] = {24, 40, 16};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
-        run_native(types[ti], 2, 512, 64, 1, 2, parts);
-        run_native(types[ti], 12, 512, 64, 0, 2, parts);
+        const gguf_ttype_t same[2] = {types[ti], types[ti]};
+        run_native(2, 512, 1, 2, same, parts);
+        run_native(12, 512, 0, 2, same, parts);
+    }
+    static const gguf_ttype_t mixed[3] = {GGUF_T_Q4_K, GGUF_T_Q4_K, GGUF_T_Q6_K};
+    static const gguf_ttype_t legacy[3] = {GGUF_T_Q8_0, GGUF_T_Q4_0, GGUF_T_Q4_1};
+    for (int b = 0; b < 2; b++) {
+        run_native(3, 512, b, 3, mixed, parts);
+        run_native(20, 512, b, 3, mixed, parts);
+        run_native(1, 256, b, 3, legacy, parts);
+        run_native(9, 256, b, 3, legacy, parts);
     }
 }
