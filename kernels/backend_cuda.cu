@@ -19,11 +19,16 @@
  *   recorded with file:line; later compute ops are skipped; synchronize()/download()
  *   return -1 and last_error() says what happened. Only alloc() failing for lack of
  *   memory is not sticky (it returns NULL, the caller decides).
+ * - Native weights (model.gpu_weights = native; docs/cuda.md): load_matrix repacks a
+ *   Q8_0 / Q4_0 / Q4_1 / Q4_K / Q6_K matrix on the host (gpuq.c) into staging and records
+ *   it (qweights.h); matmul looks w up there and runs qmatmul.cu for it, the bf16 path
+ *   otherwise. The bf16 scratch of its large-batch path is sized by reserve().
  * - Step timing (get_stats): an event at the first op after a download and one at the
  *   next download give the device-busy time of the step and the idle gap before it. */
 extern "C" {
 #include "backend.h"
 #include "err.h"
+#include "gpuq.h"
 #include "log.h"
 #include "quant.h"
 }
@@ -33,6 +38,7 @@ extern "C" {
 #include <unistd.h>
 
 #include "common.cuh"
+#include "qweights.h"
 
 #define STAGE_HALF ((size_t)32 << 20) /* bytes per half of the pinned staging */
 #define ARENA_CHUNK ((size_t)16 << 20)
@@ -40,6 +46,7 @@ extern "C" {
 #define ARENA_ALIGN 256
 #define CUBLAS_WS ((size_t)32 << 20)
 #define MAX_GRAPHS 128
+#define QW_SCRATCH ((size_t)256 << 20) /* at most this much bf16 scratch for native matmuls of > 8 rows */
 
 typedef struct arena_chunk {
     char *base;
@@ -67,6 +74,9 @@ typedef struct {
 
     void *xs;               /* 16-bit copy of a matmul input */
     size_t xs_bytes;
+    qweights_t *qw;         /* which buffers hold native GGUF weights */
+    void *qws;              /* bf16 rows of a native matrix (n > 8), QW_SCRATCH at most */
+    size_t qws_bytes;
     float *part;            /* attention split partials */
     int64_t part_floats;
 
@@ -188,6 +198,11 @@ static void *cuda_init(const backend_params_t *p, backend_info_t *info, char *er
         return NULL;
     }
     c->device = p->device;
+    if (!(c->qw = qweights_new())) {
+        free(c);
+        err_set(err, errlen, "cuda backend: out of host memory");
+        return NULL;
+    }
     c->wdt = wdt;
     c->kvdt = kvdt;
     cudaDeviceProp prop;
@@ -265,6 +280,8 @@ static void cuda_destroy(void *vctx) {
     if (c->cublas) cublasDestroy(c->cublas);
     cudaFree(c->cublas_ws);
     cudaFree(c->xs);
+    cudaFree(c->qws);
+    qweights_free(c->qw);
     cudaFree(c->part);
     for (arena_chunk_t *a = c->chunks, *next; a; a = next) {
         next = a->next;
@@ -318,6 +335,7 @@ static void *cuda_alloc(void *ctx, size_t bytes) {
 static void cuda_free(void *ctx, void *buf) {
     cuda_t *c = (cuda_t *)ctx;
     if (!buf) return;
+    qweights_forget(c->qw, buf); /* the address may come back holding bf16 */
     for (arena_chunk_t **pp = &c->chunks; *pp; pp = &(*pp)->next) {
         arena_chunk_t *a = *pp;
         if ((char *)buf < a->base || (char *)buf >= a->base + ARENA_CHUNK) continue;
@@ -484,6 +502,44 @@ static int cuda_load_tensor(void *ctx, void *dst, backend_dtype_t dst_type, gguf
     return 0;
 }
 
+/* A matrix for matmul: GQ* dtypes are repacked (gpuq.c) a chunk of rows at a time into
+ * staging and recorded as native; the others are load_tensor's. */
+static int cuda_load_matrix(void *ctx, void *dst, backend_dtype_t dst_type, gguf_ttype_t src_type, const void *src,
+                            int64_t rows, int64_t cols) {
+    cuda_t *c = (cuda_t *)ctx;
+    const int q = backend_dtype_gpuq(dst_type);
+    if (q < 0) {
+        qweights_forget(c->qw, dst);
+        return cuda_load_tensor(ctx, dst, dst_type, src_type, src, rows * cols);
+    }
+    if (!not_capturing(c, "load_matrix", __LINE__) || c->failed) return -1;
+    const size_t rb = gpuq_row_bytes((gpuq_type_t)q, cols);
+    const int64_t sb = quant_row_bytes(src_type, cols);
+    if (gpuq_from_gguf(src_type) != q || !rb || sb <= 0 || rows <= 0 || rb > STAGE_HALF) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "cannot keep a %lld x %lld %s matrix as %s", (long long)rows, (long long)cols,
+                 quant_type_name(src_type), backend_dtype_name(dst_type));
+        cu_fail(c, __FILE__, __LINE__, "load_matrix", msg);
+        return -1;
+    }
+    const int64_t chunk = (int64_t)(STAGE_HALF / rb);
+    for (int64_t r = 0; r < rows; r += chunk) {
+        const int64_t k = rows - r < chunk ? rows - r : chunk;
+        char *st = stage_take(c, (size_t)k * rb);
+        gpuq_repack((gpuq_type_t)q, (const uint8_t *)src + r * sb, st, k, cols);
+        if (!CU_OK(c, cudaMemcpyAsync((char *)dst + (size_t)r * rb, st, (size_t)k * rb, cudaMemcpyHostToDevice,
+                                      c->stream)))
+            return -1;
+    }
+    if (qweights_add(c->qw, dst, q, rows, cols, (size_t)rows * rb)) {
+        cu_fail(c, __FILE__, __LINE__, "load_matrix", "out of host memory");
+        return -1;
+    }
+    return 0;
+}
+
+static bool cuda_weight_native(void *ctx, const void *w) { return qweights_has(((cuda_t *)ctx)->qw, w); }
+
 /* Scratch that grows outside graph capture only (reserve() sizes it up front). */
 static bool ensure(cuda_t *c, void **buf, size_t *have, size_t need, const char *what) {
     if (need <= *have) return true;
@@ -505,7 +561,10 @@ static int cuda_reserve(void *ctx, int max_tokens, int max_in, const backend_att
     cuda_t *c = (cuda_t *)ctx;
     if (!not_capturing(c, "reserve", __LINE__) || c->failed) return -1;
     size_t xs_need = (size_t)max_tokens * max_in * 2, part_bytes = (size_t)c->part_floats * sizeof(float);
-    if (c->wdt != BACKEND_DT_F32 && !ensure(c, &c->xs, &c->xs_bytes, xs_need, "reserve")) return -1;
+    const int64_t qe = qweights_max_elems(c->qw);
+    if ((c->wdt != BACKEND_DT_F32 || qe) && !ensure(c, &c->xs, &c->xs_bytes, xs_need, "reserve")) return -1;
+    if (qe && !ensure(c, &c->qws, &c->qws_bytes, (size_t)qe * 2 < QW_SCRATCH ? (size_t)qe * 2 : QW_SCRATCH, "reserve"))
+        return -1;
     const int64_t pf = attention_scratch_floats(max_tokens, a->n_heads, a->head_dim, c->n_sm);
     if (!ensure(c, (void **)&c->part, &part_bytes, (size_t)pf * sizeof(float), "reserve")) return -1;
     c->part_floats = (int64_t)(part_bytes / sizeof(float));
@@ -543,6 +602,28 @@ static void cuda_matmul(void *ctx, float *y, const float *x, const void *w, cons
     cuda_t *c = (cuda_t *)ctx;
     if (c->failed) return;
     step_start(c);
+    qweights_part_t parts[4]; /* a fused matrix has at most 3 */
+    const int np = qweights_parts(c->qw, w, out, in, parts, 4);
+    if (np < 0) {
+        cu_fail(c, __FILE__, __LINE__, "matmul", "the native weight records at w are not one matrix of this shape");
+        return;
+    }
+    if (np > 0) { /* one launch per part, each writing its columns of y */
+        const size_t row16 = (size_t)in * 2, ws = (size_t)out * row16 < QW_SCRATCH ? (size_t)out * row16 : QW_SCRATCH;
+        if (n > 8 && (!ensure(c, &c->xs, &c->xs_bytes, (size_t)n * in * 2, "matmul") ||
+                      !ensure(c, &c->qws, &c->qws_bytes, c->capturing || ws < row16 ? row16 : ws, "matmul")))
+            return;
+        int64_t r0 = 0;
+        for (int i = 0; i < np; r0 += parts[i++].rows) {
+            const char *why = qmatmul_launch(c->cublas, y + r0, out, x, parts[i].p, parts[i].qt, bias ? bias + r0 : NULL,
+                                             c->xs, c->qws, c->qws_bytes, n, in, (int)parts[i].rows, c->stream);
+            if (why) {
+                cu_fail(c, __FILE__, __LINE__, "matmul", why);
+                return;
+            }
+        }
+        return;
+    }
     if (c->wdt != BACKEND_DT_F32 && !ensure(c, &c->xs, &c->xs_bytes, (size_t)n * in * 2, "matmul")) return;
     const char *why = matmul_launch(c->cublas, y, x, w, (int)c->wdt, bias, c->xs, n, in, out, c->stream);
     if (why) cu_fail(c, __FILE__, __LINE__, "matmul", why);
@@ -727,6 +808,8 @@ static backend_ops_t make_ops(void) {
     o.geglu = cuda_geglu;
     o.scale = cuda_scale;
     o.attn_window = true;
+    o.load_matrix = cuda_load_matrix;
+    o.weight_native = cuda_weight_native;
     return o;
 }
 

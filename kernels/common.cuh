@@ -128,6 +128,20 @@ cudaError_t attention_launch(float *out, const float *q, int q_stride, const voi
                              const int32_t *pos, const int32_t *seq, const int32_t *block_table, int table_stride,
                              int n, const attention_plan_t *p, cudaStream_t s);
 
+/* qmatmul.cu: matmuls over the native GGUF layouts of gpuq.h; qt is a gpuq_type_t.
+ * y (n, out; rows ldy >= out apart) = x (n, in) W^T (+ bias): n <= 8 (x 16-byte
+ * aligned) the dequantizing GEMV, else W's rows dequantized to bf16 into ws (ws_bytes,
+ * at least one row) a chunk at a time and cuBLAS; xs: n*in bf16 scratch. NULL on
+ * success, else why. */
+const char *qmatmul_launch(cublasHandle_t h, float *y, int ldy, const float *x, const void *w, int qt,
+                           const float *bias, void *xs, void *ws, size_t ws_bytes, int n, int in, int out,
+                           cudaStream_t s);
+/* The two halves on their own (tests): the GEMV for n in 1..8, and dst (rows, in) bf16 =
+ * the first rows of W, bit-exact with quant_dequantize_bf16 of the original blocks. */
+cudaError_t qmatmul_gemv_launch(float *y, const float *x, const void *w, int qt, const float *bias, int n, int in,
+                                int out, int ldy, cudaStream_t s);
+cudaError_t qmatmul_dequant_launch(void *dst, const void *w, int qt, int in, int rows, cudaStream_t s);
+
 /* family.cu (gemma3, qwen3; backend.h): in place, each of the first n_heads heads of
  * head_dim floats of each of n rows (row_stride apart) = h * rsqrt(mean(h^2) + eps) * w. */
 cudaError_t head_norm_launch(float *x, int n, int row_stride, int n_heads, int head_dim, const float *w, float eps,

@@ -10,6 +10,7 @@
 
 #include "cpu/qmat.h"
 #include "err.h"
+#include "gpuq.h"
 
 size_t backend_dtype_size(backend_dtype_t t) {
     switch (t) {
@@ -17,7 +18,12 @@ size_t backend_dtype_size(backend_dtype_t t) {
     case BACKEND_DT_F16: return 2;
     case BACKEND_DT_BF16: return 2;
     case BACKEND_DT_Q8:
-    case BACKEND_DT_Q4: return 0; /* no per-element size: backend_weight_bytes */
+    case BACKEND_DT_Q4:
+    case BACKEND_DT_GQ8_0:
+    case BACKEND_DT_GQ4_0:
+    case BACKEND_DT_GQ4_1:
+    case BACKEND_DT_GQ4_K:
+    case BACKEND_DT_GQ6_K: return 0; /* no per-element size: backend_weight_bytes */
     }
     return 0;
 }
@@ -25,7 +31,18 @@ size_t backend_dtype_size(backend_dtype_t t) {
 size_t backend_weight_bytes(backend_dtype_t t, int64_t rows, int64_t cols) {
     if (t == BACKEND_DT_Q8 || t == BACKEND_DT_Q4) return qmat_bytes(t == BACKEND_DT_Q8 ? QMAT_Q8 : QMAT_Q4, rows, cols);
     if (rows <= 0 || cols <= 0) return 0;
+    const int q = backend_dtype_gpuq(t);
+    if (q >= 0) return (size_t)rows * gpuq_row_bytes((gpuq_type_t)q, cols);
     return (size_t)rows * (size_t)cols * backend_dtype_size(t);
+}
+
+int backend_dtype_gpuq(backend_dtype_t t) {
+    return t >= BACKEND_DT_GQ8_0 && t <= BACKEND_DT_GQ6_K ? (int)(t - BACKEND_DT_GQ8_0) : -1;
+}
+
+int backend_dtype_native(gguf_ttype_t src) {
+    const int q = gpuq_from_gguf(src);
+    return q < 0 ? -1 : BACKEND_DT_GQ8_0 + q;
 }
 
 const char *backend_dtype_name(backend_dtype_t t) {
@@ -35,6 +52,11 @@ const char *backend_dtype_name(backend_dtype_t t) {
     case BACKEND_DT_BF16: return "bf16";
     case BACKEND_DT_Q8: return "q8";
     case BACKEND_DT_Q4: return "q4";
+    case BACKEND_DT_GQ8_0: return "gq8_0";
+    case BACKEND_DT_GQ4_0: return "gq4_0";
+    case BACKEND_DT_GQ4_1: return "gq4_1";
+    case BACKEND_DT_GQ4_K: return "gq4_k";
+    case BACKEND_DT_GQ6_K: return "gq6_k";
     }
     return "unknown";
 }

@@ -46,8 +46,12 @@
 /* Q8 / Q4: the CPU backend's quantized matmul weights (src/engine/cpu/qmat.h: blocks of
  * 32 along `in`, panels of 8 output rows; 288 / 160 bytes per 256 weights). They have no
  * per-element size (backend_dtype_size 0): size them with backend_weight_bytes. */
+/* GQ8_0 .. GQ6_K: the CUDA backend's native GGUF matmul weights (model.gpu_weights =
+ * native; src/engine/gpuq.h: the file's Q8_0 / Q4_0 / Q4_1 / Q4_K / Q6_K blocks
+ * repacked, not requantized), in gpuq_type_t order; sized with backend_weight_bytes too. */
 typedef enum {
-    BACKEND_DT_F32 = 0, BACKEND_DT_F16 = 1, BACKEND_DT_BF16 = 2, BACKEND_DT_Q8 = 3, BACKEND_DT_Q4 = 4
+    BACKEND_DT_F32 = 0, BACKEND_DT_F16 = 1, BACKEND_DT_BF16 = 2, BACKEND_DT_Q8 = 3, BACKEND_DT_Q4 = 4,
+    BACKEND_DT_GQ8_0 = 5, BACKEND_DT_GQ4_0 = 6, BACKEND_DT_GQ4_1 = 7, BACKEND_DT_GQ4_K = 8, BACKEND_DT_GQ6_K = 9
 } backend_dtype_t;
 
 size_t backend_dtype_size(backend_dtype_t t);
@@ -55,8 +59,12 @@ const char *backend_dtype_name(backend_dtype_t t);
 /* "f32" | "f16" | "bf16" -> 0 and *out; -1 for anything else. */
 int backend_dtype_parse(const char *s, backend_dtype_t *out);
 /* Bytes of a (rows, cols) weight matrix in t; 0 when t's layout cannot hold that shape
- * (Q8/Q4: rows % 8 or cols % 32). */
+ * (Q8/Q4: rows % 8 or cols % 32; GQ*: cols not a whole number of the type's blocks). */
 size_t backend_weight_bytes(backend_dtype_t t, int64_t rows, int64_t cols);
+/* The native dtype (GQ*) that keeps GGUF type src as it is, or -1 when none does. */
+int backend_dtype_native(gguf_ttype_t src);
+/* The gpuq_type_t of a GQ* dtype, -1 for any other. */
+int backend_dtype_gpuq(backend_dtype_t t);
 
 /* Limits the attention op supports on every backend (model_load checks them). */
 #define BACKEND_MAX_HEAD_DIM 256
@@ -230,6 +238,13 @@ typedef struct backend_ops {
     void (*scale)(void *ctx, float *x, int64_t n, float s);
     /* true: attention honours backend_attn_t.window (kv_write writes every position). */
     bool attn_window;
+
+    /* ---- native GGUF weights on the device (model.gpu_weights; docs/cuda.md). NULL:
+     * the backend has none, and load_matrix takes no GQ* dtype. ---- */
+    /* True when w starts a matrix load_matrix wrote in a GQ* dtype: matmul reads it
+     * natively; an op that only takes 16-bit weights (a fused norm/glu matmul) must
+     * fall back to matmul for it. */
+    bool (*weight_native)(void *ctx, const void *w);
 } backend_ops_t;
 
 /* An open backend: the table, its context and what it chose. */

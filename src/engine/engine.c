@@ -45,6 +45,7 @@ void engine_config_defaults(engine_config_t *cfg) {
     cfg->dtype = "bf16";
     cfg->prefix_cache = true;
     cfg->cpu_weights = "auto";
+    cfg->gpu_weights = "auto";
 }
 
 /* ---------------------------------------------------------------- model table */
@@ -140,7 +141,8 @@ engine_t *engine_open(const engine_config_t *cfg, char *err, size_t errlen) {
                          .kv_cache_tokens = cfg->kv_cache_tokens,
                          .gpu_memory_fraction = cfg->gpu_memory_fraction,
                          .kv_dtype = cfg->kv_dtype && *cfg->kv_dtype ? cfg->kv_dtype : NULL,
-                         .cpu_weights = cfg->cpu_weights && *cfg->cpu_weights ? cfg->cpu_weights : "auto"};
+                         .cpu_weights = cfg->cpu_weights && *cfg->cpu_weights ? cfg->cpu_weights : "auto",
+                         .gpu_weights = cfg->gpu_weights && *cfg->gpu_weights ? cfg->gpu_weights : "auto"};
     if (!(e->model = model_load(e->g, &mp, sub, sizeof(sub)))) {
         err_set(err, errlen, "%s: %s", cfg->model_path, sub);
         goto fail;

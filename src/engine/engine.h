@@ -59,6 +59,9 @@ typedef struct {
                                    common prompt prefixes (default true; docs/engine-scheduling.md) */
     const char *cpu_weights;    /* cpu matmul weights: "auto" (default: q4 / q8 / f32 by the file's types, docs/engine.md) |
                                    "f32" | "q8" | "q4"; NULL or "" = "auto" */
+    const char *gpu_weights;    /* device matmul weights: "auto" (default) | "bf16" | "native" (the
+                                   file's Q8_0/Q4_0/Q4_1/Q4_K/Q6_K kept on the GPU, docs/cuda.md);
+                                   NULL or "" = "auto"; the cpu backend refuses "native" */
 } engine_config_t;
 
 typedef struct {

@@ -6,7 +6,9 @@
  *   max_batch_tokens rows, index buffers, the logits staging for one chunk of rows.
  *   model_forward allocates nothing and validates the whole batch before touching
  *   any state, so a bad batch is refused without side effects.
- * - Weights as the file stores them, converted to the backend's weight dtype; q/k
+ * - Weights as the file stores them, converted to the backend's weight dtype, or with
+ *   gpu_weights native (model_gpu_weights) the supported GGUF matrices kept as they are
+ *   on the device (the embedding table stays in the weight dtype); q/k
  *   rows keep llama.cpp's GGUF order and RoPE is chosen to match it: adjacent pairs
  *   for "llama" (convert_hf_to_gguf permuted q/k), NEOX halves for the others.
  * - Family parts (hparams.h): embeddings scaled (gemma3), QK-norm after the q/k/v
@@ -59,6 +61,7 @@ struct model {
     backend_attn_t attn;
     backend_attn_t attn_local; /* the local layers' geometry: attn with the sliding window */
     size_t wsize; /* bytes per weight element */
+    bool native;  /* gpu_weights: matmul weights kept in the file's GGUF types (GQ* dtypes) */
     size_t bytes_weights, bytes_kv, bytes_act;
 
     /* weights */
@@ -144,7 +147,7 @@ static int load_into(model_t *m, const gguf_t *g, const char *name, uint64_t ne0
                      backend_dtype_t dst_type, char *err, size_t errlen) {
     const gguf_tensor_t *t = want(g, name, ne0, ne1, err, errlen);
     if (!t) return -1;
-    const bool q = dst_type == BACKEND_DT_Q8 || dst_type == BACKEND_DT_Q4;
+    const bool q = dst_type == BACKEND_DT_Q8 || dst_type == BACKEND_DT_Q4 || backend_dtype_gpuq(dst_type) >= 0;
     if (q ? m->ops->load_matrix(m->bctx, dst, dst_type, t->type, t->data, (int64_t)ne1, (int64_t)ne0)
           : m->ops->load_tensor(m->bctx, dst, dst_type, t->type, t->data, (int64_t)(ne0 * ne1))) {
         err_set(err, errlen, "tensor '%s': %s", name, m->ops->last_error(m->bctx));
@@ -163,6 +166,11 @@ static int load_into(model_t *m, const gguf_t *g, const char *name, uint64_t ne0
  * stays f32. */
 static backend_dtype_t tensor_wdt(const model_t *m, const gguf_t *g, const char *name, int rows, int cols) {
     const backend_dtype_t top = m->be->info.weight_dtype;
+    if (m->native) { /* the file's type when the device keeps it natively, else top */
+        const gguf_tensor_t *t = gguf_find_tensor(g, name);
+        const int nd = t ? backend_dtype_native(t->type) : -1;
+        return nd >= 0 && backend_weight_bytes((backend_dtype_t)nd, rows, cols) ? (backend_dtype_t)nd : top;
+    }
     if ((top != BACKEND_DT_Q8 && top != BACKEND_DT_Q4) || !m->ops->load_matrix) return top;
     if (!backend_weight_bytes(top, rows, cols)) return BACKEND_DT_F32;
     const gguf_tensor_t *t = gguf_find_tensor(g, name);
@@ -175,17 +183,47 @@ static backend_dtype_t tensor_wdt(const model_t *m, const gguf_t *g, const char 
     return BACKEND_DT_Q8;
 }
 
-/* One dtype for a fused matrix (one matmul): the widest of its parts' (f32 > Q8 > Q4). */
-static backend_dtype_t fused_wdt(backend_dtype_t a, backend_dtype_t b) {
+/* One dtype for a fused matrix (one matmul): the widest of its parts' (f32 > Q8 > Q4);
+ * a native part beside a part of another dtype makes the whole matrix top (bf16). */
+static backend_dtype_t fused_wdt(backend_dtype_t a, backend_dtype_t b, backend_dtype_t top) {
+    if (backend_dtype_gpuq(a) >= 0 || backend_dtype_gpuq(b) >= 0) return a == b ? a : top;
     if (a == BACKEND_DT_F32 || b == BACKEND_DT_F32) return BACKEND_DT_F32;
     if (a == BACKEND_DT_Q8 || b == BACKEND_DT_Q8) return BACKEND_DT_Q8;
     return a;
 }
 
-static void *load_mat(model_t *m, const gguf_t *g, const char *name, int rows, int cols, char *err, size_t errlen) {
-    const backend_dtype_t dt = tensor_wdt(m, g, name, rows, cols);
+/* embedding: the table embed() reads, never native (a gather reads few rows). */
+static void *load_mat(model_t *m, const gguf_t *g, const char *name, int rows, int cols, bool embedding, char *err,
+                      size_t errlen) {
+    backend_dtype_t dt = tensor_wdt(m, g, name, rows, cols);
+    if (embedding && backend_dtype_gpuq(dt) >= 0) dt = m->be->info.weight_dtype;
     void *p = balloc(m, backend_weight_bytes(dt, rows, cols), &m->bytes_weights, err, errlen);
     if (!p || load_into(m, g, name, (uint64_t)cols, (uint64_t)rows, p, dt, err, errlen)) return NULL;
+    return p;
+}
+
+/* A fused matrix (one matmul) of n parts stacked by rows (wq|wk|wv, gate|up), parts at
+ * consecutive offsets: one dtype for all (fused_wdt), except when every part is native:
+ * then each keeps its own GGUF type (Q4_K_M's Q6_K attn_v beside Q4_K q and k), and
+ * the backend's matmul reads the matrix part by part. */
+static void *load_fused(model_t *m, const gguf_t *g, char names[][96], const int *rows, int n, int cols, char *err,
+                        size_t errlen) {
+    backend_dtype_t dt[3], common = BACKEND_DT_F32;
+    bool all_native = true;
+    for (int i = 0; i < n; i++) {
+        dt[i] = tensor_wdt(m, g, names[i], rows[i], cols);
+        all_native = all_native && backend_dtype_gpuq(dt[i]) >= 0;
+        common = i ? fused_wdt(common, dt[i], m->be->info.weight_dtype) : dt[i];
+    }
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++) {
+        if (!all_native) dt[i] = common;
+        bytes += backend_weight_bytes(dt[i], rows[i], cols);
+    }
+    char *p = balloc(m, bytes, &m->bytes_weights, err, errlen);
+    if (!p) return NULL;
+    for (size_t i = 0, off = 0; i < (size_t)n; off += backend_weight_bytes(dt[i], rows[i], cols), i++)
+        if (load_into(m, g, names[i], (uint64_t)cols, (uint64_t)rows[i], p + off, dt[i], err, errlen)) return NULL;
     return p;
 }
 
@@ -233,6 +271,41 @@ static int rope_freqs(model_t *m, const gguf_t *g, float *inv, char *err, size_t
             }
             inv[i] = f;
         }
+    }
+    return 0;
+}
+
+/* model.gpu_weights: "native" keeps the file's Q8_0 / Q4_0 / Q4_1 / Q4_K / Q6_K matmul
+ * weights as they are on a backend that can (weight_native; refused elsewhere); "auto"
+ * does so when the weight-dtype copy of every tensor would take more than 90% of the
+ * device memory the model may use (gpu_memory_fraction of what is free): the other 10%
+ * are the least left for the KV cache and activations. Whether native also pays off
+ * for models that fit in bf16 (its GEMV reads ~3.5x fewer bytes per token) is a
+ * crossover owed to a GPU run (docs/cuda.md); until then auto only goes native when
+ * bf16 cannot run at all. "bf16": never (the weight dtype, despite the name f16 too). */
+static int model_gpu_weights(model_t *m, const gguf_t *g, const model_params_t *p, bool device_mem, size_t free0,
+                             char *err, size_t errlen) {
+    const char *w = p->gpu_weights && *p->gpu_weights ? p->gpu_weights : "auto";
+    if (strcmp(w, "auto") && strcmp(w, "bf16") && strcmp(w, "native")) {
+        err_set(err, errlen, "gpu_weights '%s': use \"auto\", \"bf16\" or \"native\"", w);
+        return -1;
+    }
+    const bool can = m->ops->weight_native && m->ops->load_matrix;
+    if (!strcmp(w, "native")) {
+        if (!can) {
+            err_set(err, errlen, "gpu_weights \"native\": the %s backend keeps no native GGUF weights (a CUDA "
+                                 "option; the cpu backend's quantized weights are cpu_weights)", m->be->info.name);
+            return -1;
+        }
+        m->native = true;
+    } else if (!strcmp(w, "auto") && can && device_mem) {
+        double bytes = 0;
+        for (size_t i = 0; i < gguf_n_tensors(g); i++) {
+            const gguf_tensor_t *t = gguf_tensor_at(g, i);
+            bytes += (double)t->ne[0] * (double)t->ne[1] * (double)t->ne[2] * (double)t->ne[3] * (double)m->wsize;
+        }
+        const double frac = p->gpu_memory_fraction > 0 ? p->gpu_memory_fraction : 0.9;
+        m->native = bytes > 0.9 * frac * (double)free0;
     }
     return 0;
 }
@@ -297,6 +370,7 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
     m->wsize = backend_dtype_size(m->be->info.weight_dtype);
     size_t dev_free0 = 0, dev_total = 0;
     const bool device_mem = m->ops->mem_info(m->bctx, &dev_free0, &dev_total) == 0;
+    if (model_gpu_weights(m, g, p, device_mem, dev_free0, err, errlen)) goto fail;
 
     const int d = hp->d_model, ffn = hp->ffn_dim, V = hp->n_vocab;
     m->q_dim = hp->n_heads * hp->head_dim;
@@ -308,9 +382,9 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
     m->attn_local.window = hp->sliding_window;
 
     /* ---- weights */
-    if (!(m->tok_embd = load_mat(m, g, "token_embd.weight", V, d, err, errlen))) goto fail;
+    if (!(m->tok_embd = load_mat(m, g, "token_embd.weight", V, d, true, err, errlen))) goto fail;
     if (hp->tied_embeddings) m->lm_head = m->tok_embd;
-    else if (!(m->lm_head = load_mat(m, g, "output.weight", V, d, err, errlen))) goto fail;
+    else if (!(m->lm_head = load_mat(m, g, "output.weight", V, d, false, err, errlen))) goto fail;
     if (!(m->out_norm = load_vec(m, g, "output_norm.weight", d, err, errlen))) goto fail;
     float inv[BACKEND_MAX_HEAD_DIM / 2];
     if (rope_freqs(m, g, inv, err, errlen)) goto fail;
@@ -332,24 +406,17 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
         err_set(err, errlen, "out of memory");
         goto fail;
     }
-    backend_dtype_t wdt;
     for (int l = 0; l < hp->n_layers; l++) {
         layer_t *L = &m->layers[l];
         char nm[96];
 #define NAME(s) (snprintf(nm, sizeof nm, "blk.%d." s, l), nm)
         if (!(L->attn_norm = load_vec(m, g, NAME("attn_norm.weight"), d, err, errlen))) goto fail;
-        /* one NAME at a time: it writes nm */
-        wdt = tensor_wdt(m, g, NAME("attn_q.weight"), m->q_dim, d);
-        wdt = fused_wdt(wdt, tensor_wdt(m, g, NAME("attn_k.weight"), m->kv_dim, d));
-        wdt = fused_wdt(wdt, tensor_wdt(m, g, NAME("attn_v.weight"), m->kv_dim, d));
-        if (!(L->wqkv = balloc(m, backend_weight_bytes(wdt, m->qkv_dim, d), &m->bytes_weights, err, errlen))) goto fail;
-        char *wq = L->wqkv;
-        if (load_into(m, g, NAME("attn_q.weight"), (uint64_t)d, (uint64_t)m->q_dim, wq, wdt, err, errlen) ||
-            load_into(m, g, NAME("attn_k.weight"), (uint64_t)d, (uint64_t)m->kv_dim,
-                      wq + backend_weight_bytes(wdt, m->q_dim, d), wdt, err, errlen) ||
-            load_into(m, g, NAME("attn_v.weight"), (uint64_t)d, (uint64_t)m->kv_dim,
-                      wq + backend_weight_bytes(wdt, m->q_dim + m->kv_dim, d), wdt, err, errlen))
-            goto fail;
+        char parts[3][96];
+        const int qkv_rows[3] = {m->q_dim, m->kv_dim, m->kv_dim}, gu_rows[2] = {ffn, ffn};
+        snprintf(parts[0], sizeof parts[0], "blk.%d.attn_q.weight", l);
+        snprintf(parts[1], sizeof parts[1], "blk.%d.attn_k.weight", l);
+        snprintf(parts[2], sizeof parts[2], "blk.%d.attn_v.weight", l);
+        if (!(L->wqkv = load_fused(m, g, parts, qkv_rows, 3, d, err, errlen))) goto fail;
         if (hp->qkv_bias) {
             if (!(L->bqkv = balloc(m, sizeof(float) * (size_t)m->qkv_dim, &m->bytes_weights, err, errlen))) goto fail;
             if (load_into(m, g, NAME("attn_q.bias"), (uint64_t)m->q_dim, 1, L->bqkv, BACKEND_DT_F32, err, errlen) ||
@@ -359,16 +426,12 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
                           BACKEND_DT_F32, err, errlen))
                 goto fail;
         }
-        if (!(L->wo = load_mat(m, g, NAME("attn_output.weight"), d, m->q_dim, err, errlen))) goto fail;
+        if (!(L->wo = load_mat(m, g, NAME("attn_output.weight"), d, m->q_dim, false, err, errlen))) goto fail;
         if (!(L->ffn_norm = load_vec(m, g, NAME("ffn_norm.weight"), d, err, errlen))) goto fail;
-        wdt = tensor_wdt(m, g, NAME("ffn_gate.weight"), ffn, d);
-        wdt = fused_wdt(wdt, tensor_wdt(m, g, NAME("ffn_up.weight"), ffn, d));
-        if (!(L->wgu = balloc(m, backend_weight_bytes(wdt, 2 * ffn, d), &m->bytes_weights, err, errlen))) goto fail;
-        if (load_into(m, g, NAME("ffn_gate.weight"), (uint64_t)d, (uint64_t)ffn, L->wgu, wdt, err, errlen) ||
-            load_into(m, g, NAME("ffn_up.weight"), (uint64_t)d, (uint64_t)ffn,
-                      (char *)L->wgu + backend_weight_bytes(wdt, ffn, d), wdt, err, errlen))
-            goto fail;
-        if (!(L->wdown = load_mat(m, g, NAME("ffn_down.weight"), d, ffn, err, errlen))) goto fail;
+        snprintf(parts[0], sizeof parts[0], "blk.%d.ffn_gate.weight", l);
+        snprintf(parts[1], sizeof parts[1], "blk.%d.ffn_up.weight", l);
+        if (!(L->wgu = load_fused(m, g, parts, gu_rows, 2, d, err, errlen))) goto fail;
+        if (!(L->wdown = load_mat(m, g, NAME("ffn_down.weight"), d, ffn, false, err, errlen))) goto fail;
         if (hp->qk_norm && (!(L->q_norm = load_vec(m, g, NAME("attn_q_norm.weight"), hp->head_dim, err, errlen)) ||
                             !(L->k_norm = load_vec(m, g, NAME("attn_k_norm.weight"), hp->head_dim, err, errlen))))
             goto fail;
@@ -472,10 +535,10 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
     }
     LOG_INFO("model loaded", "arch=%s layers=%d d_model=%d vocab=%d backend=%s device=\"%s\" weights_mb=%zu "
              "kv_blocks=%lld kv_block_size=%d kv_tokens=%lld kv_mb=%zu kv_dtype=%s act_mb=%zu graphs=%s "
-             "device_argmax=%s", hp->arch, hp->n_layers, d, V, m->be->info.name, m->be->info.device,
+             "device_argmax=%s gpu_weights=%s", hp->arch, hp->n_layers, d, V, m->be->info.name, m->be->info.device,
              m->bytes_weights >> 20, (long long)m->n_blocks, m->block_size, (long long)m->n_blocks * m->block_size,
              m->bytes_kv >> 20, backend_dtype_name(m->be->info.kv_dtype), m->bytes_act >> 20,
-             m->graphs ? "on" : "off", m->ops->argmax ? "yes" : "no");
+             m->graphs ? "on" : "off", m->ops->argmax ? "yes" : "no", m->native ? "native" : "dtype");
     return m;
 fail:
     model_free(m);

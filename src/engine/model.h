@@ -2,7 +2,8 @@
  * (Where this part sits among the others: docs/architecture.md.)
  *
  * Memory (docs/engine.md): weights are dequantized once at load into the backend's
- * weight dtype (cpu: f32), wq|wk|wv fused into one (q_dim + 2 kv_dim, d_model) matrix
+ * weight dtype (cpu: f32; cuda with gpu_weights native: supported GGUF matrices kept
+ * as they are, docs/cuda.md), wq|wk|wv fused into one (q_dim + 2 kv_dim, d_model) matrix
  * and gate|up into one (2 ffn, d_model) matrix; activations are allocated once for
  * max_batch_tokens; the KV cache holds model_kv_blocks() blocks of kv_block_size
  * tokens for every layer. Nothing is allocated by model_forward.
@@ -44,6 +45,10 @@ typedef struct {
     const char *kv_dtype;       /* KV cache storage "f16" | "f32"; NULL = the backend's default */
     int no_graphs;              /* 1: never replay decode steps from graphs (tests, debugging) */
     const char *cpu_weights;    /* cpu matmul weights "auto" | "f32" | "q8" | "q4"; NULL = f32 */
+    const char *gpu_weights;    /* device matmul weights "auto" | "bf16" | "native"; NULL = auto: native
+                                   keeps the file's Q8_0/Q4_0/Q4_1/Q4_K/Q6_K matrices as they are
+                                   (docs/cuda.md, "Device weight formats"); a backend without
+                                   native weights (cpu) refuses "native" and ignores the others */
 } model_params_t;
 
 /* Defaults applied by model_load for fields left 0 (max_batch_tokens and max_seqs

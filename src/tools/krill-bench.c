@@ -37,6 +37,7 @@ static void usage(FILE *f) {
             "      --kv-dtype D          KV cache storage f16 | f32 (default: engine default)\n"
             "      --kv-overcommit X     admission overcommit (default: engine default)\n"
             "      --cpu-weights W       cpu matmul weights auto | f32 | q8 | q4 (default auto)\n"
+            "      --gpu-weights W       cuda matmul weights auto | bf16 | native (default auto)\n"
             "      --seed S              prompt generator seed (default 1)\n"
             "      --temperature T       sampling temperature of every request (default 0 = greedy)\n"
             "      --top-p P             nucleus sampling mass (default 1 = off; needs --temperature)\n"
@@ -61,7 +62,7 @@ typedef struct {
 
 static void argparse(int argc, char **argv, args_t *a) {
     enum { O_REQ = 256, O_PLEN, O_OLEN, O_BACKEND, O_THREADS, O_SEQS, O_MBT, O_KVT, O_KVD, O_OVER, O_SEED,
-           O_TEMP, O_TOPP, O_JSON, O_SHARED, O_PREFIX, O_SCHEMA, O_CPUW };
+           O_TEMP, O_TOPP, O_JSON, O_SHARED, O_PREFIX, O_SCHEMA, O_CPUW, O_GPUW };
     static const struct option lopts[] = {
         {"model", required_argument, NULL, 'm'},          {"requests", required_argument, NULL, O_REQ},
         {"prompt-len", required_argument, NULL, O_PLEN},  {"output-len", required_argument, NULL, O_OLEN},
@@ -73,7 +74,8 @@ static void argparse(int argc, char **argv, args_t *a) {
         {"json", no_argument, NULL, O_JSON},              {"verbose", no_argument, NULL, 'v'},
         {"shared-prefix-len", required_argument, NULL, O_SHARED}, {"prefix-cache", required_argument, NULL, O_PREFIX},
         {"json-schema", required_argument, NULL, O_SCHEMA},
-        {"cpu-weights", required_argument, NULL, O_CPUW}, CLI_OPTIONS_END};
+        {"cpu-weights", required_argument, NULL, O_CPUW},
+        {"gpu-weights", required_argument, NULL, O_GPUW}, CLI_OPTIONS_END};
     *a = (args_t){.n_req = -1, .plen = -1, .olen = -1, .seed = 1, .temperature = 0.0, .top_p = 1.0};
     engine_config_t *cfg = &a->cfg;
     engine_config_defaults(cfg);
@@ -102,6 +104,7 @@ static void argparse(int argc, char **argv, args_t *a) {
             break;
         case O_SCHEMA: a->schema = cli_file("--json-schema", optarg, &a->schema_len); break;
         case O_CPUW: cfg->cpu_weights = optarg; break;
+        case O_GPUW: cfg->gpu_weights = optarg; break;
         case 'v': a->verbose = true; break;
         default: cli_default(c, usage);
         }

@@ -35,6 +35,7 @@ static void usage(FILE *f) {
             "      --threads N       cpu threads (default: online cores)\n"
             "      --context N       context length (default: the model's)\n"
             "      --cpu-weights W   cpu matmul weights auto | f32 | q8 | q4 (default auto)\n"
+            "      --gpu-weights W   cuda matmul weights auto | bf16 | native (default auto)\n"
             "  -v, --verbose         engine log at info level on stderr\n"
             "  -h, --help            this text\n"
             "      --version         print the version\n",
@@ -51,7 +52,7 @@ typedef struct {
 
 static void argparse(int argc, char **argv, args_t *a) {
     enum { O_CHAT = 256, O_SYSTEM, O_TEMP, O_TOPP, O_TOPK, O_MINP, O_SEED, O_STOP, O_IGNORE_EOS, O_BACKEND,
-           O_THREADS, O_CONTEXT, O_JSON_SCHEMA, O_JSON_OBJECT, O_REGEX, O_CHOICE, O_LARK, O_LOGPROBS, O_CPUW };
+           O_THREADS, O_CONTEXT, O_JSON_SCHEMA, O_JSON_OBJECT, O_REGEX, O_CHOICE, O_LARK, O_LOGPROBS, O_CPUW, O_GPUW };
     static const struct option lopts[] = {
         {"model", required_argument, NULL, 'm'},         {"prompt", required_argument, NULL, 'p'},
         {"chat", required_argument, NULL, O_CHAT},       {"system", required_argument, NULL, O_SYSTEM},
@@ -65,6 +66,7 @@ static void argparse(int argc, char **argv, args_t *a) {
         {"regex", required_argument, NULL, O_REGEX},     {"choice", required_argument, NULL, O_CHOICE},
         {"lark", required_argument, NULL, O_LARK},       {"logprobs", required_argument, NULL, O_LOGPROBS},
         {"cpu-weights", required_argument, NULL, O_CPUW},
+        {"gpu-weights", required_argument, NULL, O_GPUW},
         CLI_OPTIONS_END};
     *a = (args_t){.rq = {.id = 1, .max_tokens = 128, .top_p = 1.0f}};
     engine_config_defaults(&a->cfg);
@@ -93,6 +95,7 @@ static void argparse(int argc, char **argv, args_t *a) {
         case O_THREADS: a->cfg.n_threads = (int)cli_long("--threads", optarg, 0, 1024); break;
         case O_CONTEXT: a->cfg.context = (int)cli_long("--context", optarg, 2, 1 << 24); break;
         case O_CPUW: a->cfg.cpu_weights = optarg; break;
+        case O_GPUW: a->cfg.gpu_weights = optarg; break;
         case 'v': a->verbose = true; break;
         case O_JSON_SCHEMA:
         case O_JSON_OBJECT:

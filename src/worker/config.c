@@ -121,6 +121,11 @@ static const config_key_t KEYS[] = {
       "every other type f32; integer dot products with two-plane 8-bit activations, greedy parity with "
       "transformers kept); q4 the file's Q4_0/Q4_1 in 4 bits and the rest re-quantized to 8; q8 all in 8 "
       "bits; f32 dequantized (exact, 5x the memory) (docs/engine.md, Quantized weights)."),
+    K("model.gpu_weights", CONFIG_ENUM, 0, 0, "\"auto\"", "auto|bf16|native", F(model, gpu_weights), NULL,
+      "CUDA matmul weights: native keeps the file's Q8_0/Q4_0/Q4_1/Q4_K/Q6_K matrices as they are on the GPU "
+      "(dequantized in the kernels; a 70B Q4_K_M fits one H200); bf16 dequantizes them (model.dtype); auto = "
+      "native only when the bf16 copy would not fit in gpu_memory_fraction of the free memory. The CPU backend "
+      "refuses native (docs/cuda.md, Device weight formats)."),
     K("model.context", CONFIG_INT, 0, 1048576, "0", NULL, F(model, context), NULL,
       "Max tokens per sequence; 0 = the model's training context."),
     K("model.gpu_memory_fraction", CONFIG_DOUBLE, 0.05, 1.0, "0.9", NULL, F(model, gpu_memory_fraction), NULL,

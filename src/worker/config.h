@@ -46,6 +46,7 @@ typedef struct {
         char *backend;          /* auto | cpu | cuda */
         char *dtype;            /* bf16 | f16 */
         char *cpu_weights;      /* auto | f32 | q8 | q4 */
+        char *gpu_weights;      /* auto | bf16 | native */
         int context;            /* 0 = the model's */
         double gpu_memory_fraction;
         int threads;            /* cpu backend; 0 = online cores */

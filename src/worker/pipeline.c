@@ -289,6 +289,7 @@ void pipeline_engine_config(const config_t *cfg, engine_config_t *ec) {
     ec->backend = cfg->model.backend;
     ec->dtype = cfg->model.dtype;
     ec->cpu_weights = cfg->model.cpu_weights;
+    ec->gpu_weights = cfg->model.gpu_weights;
     ec->n_threads = cfg->model.threads;
     ec->context = cfg->model.context;
     ec->max_seqs = cfg->batching.max_seqs;

@@ -24,6 +24,7 @@ extern "C" {
 }
 
 static int n_fail, n_checks;
+extern "C" int emu_qmatmul_run(int *checks);
 static uint64_t rng_state;
 static uint64_t rng_next() {
     uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
@@ -379,6 +380,7 @@ int main(int argc, char **argv) {
     att_case smol = {"SmolLM2 G3 hd64", 9, 3, 64, 16, 3, {300, 129, 2}, {1, 1, 1}};
     run_case(smol, 0, 132);
     run_case(smol, 0, 2);
+    n_fail += emu_qmatmul_run(&n_checks); /* native GGUF weights: tests/gpu/emu_qmatmul.cpp */
     printf("emu_kernels: %d checks, %d failed, %ld launches\n", n_checks, n_fail, emu_launches);
     backend_close(cpu[0]);
     backend_close(cpu[1]);

@@ -313,6 +313,9 @@ static void test_matmul(void) {
     matmul_set_gemv_max_n(def);
 }
 
+/* native GGUF weights (qmatmul): its own file, compiled here (see its header) */
+#include "gpu_ops_native.c"
+
 static void llama3_inv_freq(float *inv, int rope_dim, double base) {
     /* rope base 500000 with llama3 scaling (factor 32, low 1, high 4, original 8192) */
     const double factor = 32, lo = 1, hi = 4, orig = 8192, pi = 3.14159265358979323846;
@@ -910,7 +913,7 @@ static void usage(FILE *f) {
     fprintf(f, "usage: gpu_ops [--dtype bf16|f16|f32] [--kv f16|f32] [--bench] [--only OP] [--quick] [--json FILE]\n"
                "Checks every CUDA backend op against the CPU backend; --bench adds roofline and op timings.\n"
                "--only takes a comma-separated list of: load_tensor embed rmsnorm matmul rope swiglu argmax\n"
-               "attention graph. --quick skips the largest cases (for the CPU emulator).\n"
+               "attention graph native. --quick skips the largest cases (for the CPU emulator).\n"
                "Exit: 0 all passed, 1 failure, 77 no GPU.\n");
 }
 
@@ -958,7 +961,7 @@ int main(int argc, char **argv) {
     struct { const char *name; void (*fn)(void); } tests[] = {
         {"load_tensor", test_load_tensor}, {"embed", test_embed_get_rows}, {"rmsnorm", test_rmsnorm},
         {"matmul", test_matmul}, {"rope", test_rope}, {"swiglu", test_swiglu}, {"argmax", test_argmax},
-        {"attention", test_attention}, {"graph", test_graphs}};
+        {"attention", test_attention}, {"graph", test_graphs}, {"native", test_native}};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         /* --only takes a comma-separated list of test names */
         bool run = !only;

@@ -146,6 +146,7 @@ static int run_all(run_t *r, int p0, int p1, float *out, float *scratch) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: gpu_parity --model M.gguf --tokens T.bin --seqs S --len L [--backend cuda|cpu] [--dtype bf16|f16]\n"
+               "                  [--gpu-weights auto|bf16|native]\n"
                "                  [--ref FILE[:NAME]]... [--out FILE] [--max-rel 2e-2] [--min-agree 0.9]\n"
                "                  [--json FILE] [--threads N] [--out-decode FILE] [--no-graphs]\n"
                "Compares krill's logits (prefill and decode paths) with reference logits (S, L, vocab) f32.\n");
@@ -157,7 +158,7 @@ int main(int argc, char **argv) {
     int no_graphs = 0;
     char *refs[4];
     int n_refs = 0;
-    const char *backend = "cuda", *dtype = "bf16", *json_path = NULL;
+    const char *backend = "cuda", *dtype = "bf16", *json_path = NULL, *gpu_weights = NULL;
     int S = 0, L = 0, threads = 0;
     double max_rel = 2e-2, min_agree = 0.9;
     for (int i = 1; i < argc; i++) {
@@ -181,6 +182,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--out-decode")) out_dec_path = v;
         else if (!strcmp(a, "--backend")) backend = v;
         else if (!strcmp(a, "--dtype")) dtype = v;
+        else if (!strcmp(a, "--gpu-weights")) gpu_weights = v;
         else if (!strcmp(a, "--json")) json_path = v;
         else if (!strcmp(a, "--seqs")) S = (int)cli_long(a, v, 1, 1 << 20);
         else if (!strcmp(a, "--len")) L = (int)cli_long(a, v, 2, 1 << 20);
@@ -218,7 +220,7 @@ int main(int argc, char **argv) {
     const int max_tokens = L > 256 ? L : 256;
     model_params_t mp = {.backend = backend, .dtype = dtype, .n_threads = threads, .max_batch_tokens = max_tokens,
                          .max_seqs = S, .kv_block_size = bs, .kv_cache_tokens = (int64_t)S * mb * bs,
-                         .gpu_memory_fraction = 0.5, .no_graphs = no_graphs};
+                         .gpu_memory_fraction = 0.5, .no_graphs = no_graphs, .gpu_weights = gpu_weights};
     double t0 = clock_now_ms();
     model_t *m = model_load(g, &mp, err, sizeof err);
     if (!m) {

@@ -8,7 +8,13 @@
 #      "tiny" model (prefill and decode paths) against transformers f32 logits committed
 #      in tests/data/cuda (tests/reference/gen_cuda_vectors.sh);
 #   3. padded decode buckets replayed from graphs vs eager, device argmax vs logits, vs
-#      the CPU backend (below).
+#      the CPU backend (below);
+#   4. native GGUF weights (model.gpu_weights = native, docs/cuda.md): gpu_ops' native
+#      checks (in 1.), then model.c on synthetic models whose matmul weights are all
+#      native types (tests/gpu/write_native_models.py) against the same models with
+#      gpu_weights bf16: the prefill logits within 1e-5 relative (the kernels form the
+#      bf16 path's weights bit for bit; only the LM head's few rows take the native GEMV
+#      where bf16 takes cuBLAS), greedy tokens all equal, decode within gpu_parity's gate.
 # It cannot show races, real cuBLAS behaviour or speed: scripts/gpu-check.sh on a GPU does.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -31,7 +37,7 @@ if [ "$want" != "$got" ]; then
   exit 1
 fi
 export KRILL_EMU_SMS=8
-"$out/emu_gpu_ops" --quick --only load_tensor,embed,rmsnorm,matmul,rope,swiglu,argmax,graph || exit 1
+"$out/emu_gpu_ops" --quick --only load_tensor,embed,rmsnorm,matmul,rope,swiglu,argmax,graph,native || exit 1
 "$out/emu_gpu_parity" --model "$models/tiny.gguf" --tokens tests/data/cuda/tokens_4x32.i32 --seqs 4 --len 32 \
   --backend cuda --ref tests/data/cuda/tiny_hf_f32_4x32.f32:transformers-f32 || exit 1
 # 3. decode steps of 3 sequences padded to the graph bucket of 4 (scratch KV block),
@@ -47,6 +53,25 @@ grep -q "graphs: 0 captured, 0 replays" "$out/p-eager.log" || { echo "FAIL: --no
 cmp -s "$out/graph3.f32" "$out/eager3.f32" || { echo "FAIL: graph-replayed padded decode logits differ from the eager steps"; exit 1; }
 "${P[@]}" --backend cuda --dtype f32 --ref "$out/cpu3.f32:krill-cpu" --min-agree 1.0 --max-rel 1e-3 >"$out/p-f32.log" 2>&1 ||
   { cat "$out/p-f32.log"; echo "FAIL: CUDA f32 greedy tokens differ from the CPU backend's"; exit 1; }
+# 4. native weights: bf16 vs native on the all-native synthetic models
+nm="$out/native-models"
+"$py" tests/gpu/write_native_models.py "$nm" >/dev/null || { echo "FAIL: write_native_models.py"; exit 1; }
+"$py" -c "import numpy as np; np.random.default_rng(51).integers(0, 256, size=96).astype('<i4').tofile('$nm/tok.i32')"
+for spec in native_legacy:3:32 native_k:2:16; do
+  IFS=: read -r m S L <<<"$spec"
+  P=("$out/emu_gpu_parity" --model "$nm/$m.gguf" --tokens "$nm/tok.i32" --seqs "$S" --len "$L" --backend cuda)
+  "${P[@]}" --gpu-weights bf16 --out "$nm/$m-bf16.f32" >"$nm/$m-bf16.log" 2>&1 || { cat "$nm/$m-bf16.log"; echo "FAIL: $m bf16"; exit 1; }
+  "${P[@]}" --gpu-weights native --out "$nm/$m-native.f32" --ref "$nm/$m-bf16.f32:cuda-bf16" --min-agree 1.0 \
+    --max-rel 1e-2 >"$nm/$m-native.log" 2>&1 || { cat "$nm/$m-native.log"; echo "FAIL: $m native vs bf16"; exit 1; }
+  grep -q "gpu_weights=native" "$nm/$m-native.log" || { echo "FAIL: $m did not load native weights"; exit 1; }
+  "$py" - "$nm/$m-native.f32" "$nm/$m-bf16.f32" <<'PY' || { echo "FAIL: $m native prefill logits differ from bf16"; exit 1; }
+import sys, numpy as np
+a, b = (np.fromfile(f, dtype="<f4").reshape(-1, 256) for f in sys.argv[1:3])
+r = np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)
+print(f"  native vs bf16 prefill logits: rel median {np.median(r):.3g} max {r.max():.3g}")
+sys.exit(0 if r.max() <= 1e-5 else 1)
+PY
+done
 nogpu=$(KRILL_EMU_DEVICES=0 "$out/emu_gpu_ops" --only rmsnorm); rc=$?
 [ $rc = 77 ] && grep -q "^no GPU:" <<<"$nogpu" || { echo "FAIL: without a device gpu_ops must say 'no GPU:' and exit 77 (rc $rc)"; exit 1; }
 echo "PASS: the emulated CUDA backend matches the CPU backend and transformers"

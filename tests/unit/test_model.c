@@ -475,6 +475,35 @@ static int bench(void) {
     return 0;
 }
 
+/* model.gpu_weights on the cpu backend: auto and bf16 load (no effect there), native
+ * is refused naming cpu_weights, anything else is refused naming the choices. */
+static void test_gpu_weights_cpu(void **state) {
+    (void)state;
+    char path[1200], err[512];
+    snprintf(path, sizeof path, "%s/llama_q.gguf", syn_dir);
+    gguf_t *g = gguf_open(path, err, sizeof err);
+    assert_non_null(g);
+    static const struct {
+        const char *value;
+        const char *error; /* NULL: loads */
+    } cases[] = {{NULL, NULL}, {"auto", NULL}, {"bf16", NULL}, {"native", "keeps no native GGUF weights"},
+                 {"q4", "use \"auto\", \"bf16\" or \"native\""}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        model_params_t mp = {.backend = "cpu", .n_threads = 1, .max_batch_tokens = 8, .max_seqs = 2,
+                             .kv_block_size = 4, .kv_cache_tokens = 16, .gpu_weights = cases[i].value};
+        err[0] = 0;
+        model_t *m = model_load(g, &mp, err, sizeof err);
+        if (!cases[i].error) {
+            if (!m) fail_msg("gpu_weights %s: %s", cases[i].value ? cases[i].value : "NULL", err);
+        } else {
+            assert_null(m);
+            if (!strstr(err, cases[i].error)) fail_msg("gpu_weights %s: error '%s'", cases[i].value, err);
+        }
+        model_free(m);
+    }
+    gguf_close(g);
+}
+
 /* ------------------------------------------------------------------ main */
 
 int main(void) {
@@ -490,6 +519,7 @@ int main(void) {
     if (wrote) return wrote; /* 77: no venv (noted), 1: the writer failed (its log shown) */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_batches),
+        cmocka_unit_test(test_gpu_weights_cpu),
         cmocka_unit_test(test_synthetic),
         cmocka_unit_test(test_default_model),
     };

@@ -39,7 +39,7 @@ job() {  # run "$@" in the background, at most JOBS at a time
   while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
   "$@" &
 }
-hdrs=("$root/kernels/common.cuh" "$root/tests/gpu/emu/cuda_emu.h" "$root"/src/engine/*.h "$root"/src/engine/cpu/*.h
+hdrs=("$root/kernels/common.cuh" "$root/kernels/qweights.cuh" "$root/kernels/qweights.h" "$root/tests/gpu/emu/cuda_emu.h" "$root"/src/engine/*.h "$root"/src/engine/cpu/*.h
       "$root"/src/common/*.h)
 cxx() {  # object, source
   newer "$1" "$2" "${hdrs[@]}" && { rm -f "$1"; job g++ $CXXFLAGS -c "$2" -o "$1"; }
@@ -67,8 +67,9 @@ done
 cxx "$out/emu.o" tests/gpu/emu/emu.cpp
 cxx "$out/emu_stubs.o" tests/gpu/emu/emu_stubs.cpp
 cxx "$out/emu_kernels.o" tests/gpu/emu_kernels.cpp
+cxx "$out/emu_qmatmul.o" tests/gpu/emu_qmatmul.cpp
 ref_objs=()
-for src in src/engine/backend.c src/engine/cpu/*.c src/engine/quant.c src/engine/gguf.c src/engine/sampler.c src/common/*.c; do
+for src in src/engine/backend.c src/engine/cpu/*.c src/engine/quant.c src/engine/gpuq.c src/engine/gguf.c src/engine/sampler.c src/common/*.c; do
   o="$out/r_$(basename "$src" .c).o"
   ccomp "$o" "$REF_CFLAGS" "$src"
   ref_objs+=("$o")
@@ -82,14 +83,14 @@ if [ "$what" = all ]; then
     ccomp "$o" "$ALL_CFLAGS" "$src"
     all_objs+=("$o")
   done
-  ccomp "$out/gpu_ops.o" "$ALL_CFLAGS" tests/gpu/gpu_ops.c tests/unit/testutil.h
+  ccomp "$out/gpu_ops.o" "$ALL_CFLAGS" tests/gpu/gpu_ops.c tests/unit/testutil.h tests/gpu/gpu_ops_native.c
   ccomp "$out/gpu_parity.o" "$ALL_CFLAGS" tests/gpu/gpu_parity.c tests/unit/testutil.h
   ccomp "$out/testutil.o" "$ALL_CFLAGS" tests/unit/testutil.c tests/unit/testutil.h
 fi
 fail=0
 while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || fail=1; done
 [ $fail = 0 ] || { echo "build.sh: a compile failed (see above)" >&2; exit 1; }
-g++ $SAN -pthread "${k_objs[@]}" "$out/emu.o" "$out/emu_stubs.o" "$out/emu_kernels.o" "${ref_objs[@]}" -lm -o "$out/emu_kernels"
+g++ $SAN -pthread "${k_objs[@]}" "$out/emu.o" "$out/emu_stubs.o" "$out/emu_kernels.o" "$out/emu_qmatmul.o" "${ref_objs[@]}" -lm -o "$out/emu_kernels"
 if [ "$what" = all ]; then
   whole=("${k_objs[@]}" "$out/k_backend_cuda.o" "$out/emu.o" "$out/fake_cudart.o" "${all_objs[@]}")
   g++ $SAN -pthread "$out/gpu_ops.o" "$out/testutil.o" "${whole[@]}" -lm -o "$out/emu_gpu_ops"
