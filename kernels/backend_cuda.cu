@@ -723,6 +723,8 @@ static int cuda_graph_end(void *ctx, int key) {
     }
     graph_slot_t *g = graph_find(c, key);
     CHECK(g != NULL);
+    size_t nodes = 0; /* kernel nodes per step: what the fused ops cut (docs/cuda.md) */
+    if (cudaGraphGetNodes(graph, NULL, &nodes) == cudaSuccess) c->stats.graph_nodes = nodes;
     e = cudaGraphInstantiate(&g->exec, graph, 0);
     cudaGraphDestroy(graph);
     if (!CU_OK(c, e)) {

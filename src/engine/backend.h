@@ -98,6 +98,7 @@ typedef struct {
     double idle_ms;            /* device idle from one step's end to the next step's first op */
     uint64_t graph_captures;   /* graphs instantiated */
     uint64_t graph_replays;    /* steps launched from a captured graph */
+    uint64_t graph_nodes;      /* nodes (kernels, library calls) of the last graph captured */
 } backend_stats_t;
 
 /* What a backend asks for when the caller leaves a setting at 0 / NULL. The engine and

@@ -539,6 +539,7 @@ void model_get_stats(const model_t *m, model_stats_t *st) {
         st->idle_ms = bs.idle_ms;
         st->graph_captures = bs.graph_captures;
         st->graph_replays = bs.graph_replays;
+        st->graph_nodes = bs.graph_nodes;
     }
 }
 
