@@ -487,11 +487,11 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
     }
     LOG_INFO("model loaded", "arch=%s layers=%d d_model=%d vocab=%d backend=%s device=\"%s\" weights_mb=%zu "
              "kv_blocks=%lld kv_block_size=%d kv_tokens=%lld kv_mb=%zu kv_dtype=%s act_mb=%zu graphs=%s "
-             "device_argmax=%s fused_matmuls=%d/%d fused_rope=%s", hp->arch, hp->n_layers, d, V, m->be->info.name, m->be->info.device,
-             m->bytes_weights >> 20, (long long)m->n_blocks, m->block_size, (long long)m->n_blocks * m->block_size,
-             m->bytes_kv >> 20, backend_dtype_name(m->be->info.kv_dtype), m->bytes_act >> 20,
-             m->graphs ? "on" : "off", m->ops->argmax ? "yes" : "no", m->n_fused, 4 * hp->n_layers,
-             m->fz_rope ? "yes" : "no");
+             "device_argmax=%s fused_matmuls=%d/%d fused_rope=%s", hp->arch, hp->n_layers, d, V, m->be->info.name,
+             m->be->info.device, m->bytes_weights >> 20, (long long)m->n_blocks, m->block_size,
+             (long long)m->n_blocks * m->block_size, m->bytes_kv >> 20, backend_dtype_name(m->be->info.kv_dtype),
+             m->bytes_act >> 20, m->graphs ? "on" : "off", m->ops->argmax ? "yes" : "no", m->n_fused,
+             4 * hp->n_layers, m->fz_rope ? "yes" : "no");
     return m;
 fail:
     model_free(m);
