@@ -697,6 +697,60 @@ static void cuda_argmax_masked(void *ctx, int32_t *out, const float *logits, int
     LAUNCH(c, argmax_masked_launch(out, logits, n, vocab, inv_temp, keys, masks, c->stream));
 }
 
+/* ------------------------------------------------------------------ fused ops */
+
+/* The fused ops' common start: false (nothing to do) after an earlier failure, or when
+ * the weights are not 16-bit (a contract violation: model.c checks weight_fusable) or
+ * the 16-bit scratch cannot hold n x in elements. */
+static bool fused_begin(cuda_t *c, int n, int in, const char *what) {
+    if (c->failed) return false;
+    step_start(c);
+    if (c->wdt != BACKEND_DT_F16 && c->wdt != BACKEND_DT_BF16) {
+        cu_fail(c, __FILE__, __LINE__, what, "fused ops take 16-bit weights only");
+        return false;
+    }
+    return ensure(c, &c->xs, &c->xs_bytes, (size_t)n * in * 2, what);
+}
+
+static void fused_matmul(cuda_t *c, float *y, const void *w, const float *bias, int n, int in, int out, int acc,
+                         const char *what) {
+    const char *why = matmul_ex_launch(c->cublas, y, NULL, c->xs, w, (int)c->wdt, bias, NULL, n, in, out, acc, c->stream);
+    if (why) cu_fail(c, __FILE__, __LINE__, what, why);
+}
+
+static void cuda_norm_matmul(void *ctx, float *y, float *x, const float *add, const float *norm_w, float eps,
+                             const void *w, const float *bias, int n, int in, int out) {
+    cuda_t *c = (cuda_t *)ctx;
+    if (!fused_begin(c, n, in, "norm_matmul")) return;
+    if (!CU_OK(c, norm_round_launch(c->xs, (int)c->wdt, x, add, norm_w, n, in, eps, c->stream))) return;
+    fused_matmul(c, y, w, bias, n, in, out, 0, "norm_matmul");
+}
+
+static void cuda_qkv_rope_kv(void *ctx, float *qkv, const float *bias, int n, int rope_dim, const int32_t *pos,
+                             const float *inv_freq, bool neox, void *kc, void *vc, const int32_t *seq,
+                             const int32_t *block_table, int table_stride, const backend_attn_t *a) {
+    cuda_t *c = (cuda_t *)ctx;
+    CHECK(rope_dim <= a->head_dim && rope_dim % 2 == 0);
+    LAUNCH(c, qkv_rope_kv_launch(qkv, bias, n, a->n_heads, a->n_kv_heads, a->head_dim, rope_dim, pos, inv_freq,
+                                 neox ? 1 : 0, kc, vc, (int)c->kvdt, seq, block_table, table_stride, a->block_size,
+                                 c->stream));
+}
+
+static void cuda_glu_matmul(void *ctx, float *y, const float *gu, bool gelu, const void *w, int n, int ffn, int out,
+                            bool accumulate) {
+    cuda_t *c = (cuda_t *)ctx;
+    if (!fused_begin(c, n, ffn, "glu_matmul")) return;
+    if (!CU_OK(c, glu_round_launch(c->xs, (int)c->wdt, gu, n, ffn, gelu ? 1 : 0, c->stream))) return;
+    fused_matmul(c, y, w, NULL, n, ffn, out, accumulate ? 1 : 0, "glu_matmul");
+}
+
+static void cuda_matmul_res(void *ctx, float *y, const float *x, const void *w, int n, int in, int out) {
+    cuda_t *c = (cuda_t *)ctx;
+    if (!fused_begin(c, n, in, "matmul_res")) return;
+    const char *why = matmul_ex_launch(c->cublas, y, x, NULL, w, (int)c->wdt, NULL, c->xs, n, in, out, 1, c->stream);
+    if (why) cu_fail(c, __FILE__, __LINE__, "matmul_res", why);
+}
+
 /* ------------------------------------------------------------------ graphs */
 
 static graph_slot_t *graph_find(cuda_t *c, int key) {
@@ -750,6 +804,8 @@ static int cuda_graph_end(void *ctx, int key) {
     }
     graph_slot_t *g = graph_find(c, key);
     CHECK(g != NULL);
+    size_t nodes = 0; /* kernel nodes per step: what the fused ops cut (docs/cuda.md) */
+    if (cudaGraphGetNodes(graph, NULL, &nodes) == cudaSuccess) c->stats.graph_nodes = nodes;
     e = cudaGraphInstantiate(&g->exec, graph, 0);
     cudaGraphDestroy(graph);
     if (!CU_OK(c, e)) {
@@ -768,7 +824,7 @@ static int cuda_get_stats(void *ctx, backend_stats_t *st) {
 
 /* ------------------------------------------------------------------ table */
 
-static backend_ops_t make_ops(void) {
+static backend_ops_t make_ops(bool fused) {
     backend_ops_t o;
     memset(&o, 0, sizeof o);
     o.name = "cuda";
@@ -810,9 +866,20 @@ static backend_ops_t make_ops(void) {
     o.attn_window = true;
     o.load_matrix = cuda_load_matrix;
     o.weight_native = cuda_weight_native;
+    if (fused) {
+        o.norm_matmul = cuda_norm_matmul;
+        o.qkv_rope_kv = cuda_qkv_rope_kv;
+        o.glu_matmul = cuda_glu_matmul;
+        o.matmul_res = cuda_matmul_res;
+    }
     return o;
 }
 
-static const backend_ops_t cuda_ops = make_ops();
+static const backend_ops_t cuda_ops = make_ops(true), cuda_ops_unfused = make_ops(false);
 
-extern "C" const backend_ops_t *backend_cuda_ops(void) { return &cuda_ops; }
+/* KRILL_CUDA_FUSED=0: the table without the fused ops, so model.c issues the unfused
+ * sequence (a switch for measuring and bisecting; docs/cuda.md). */
+extern "C" const backend_ops_t *backend_cuda_ops(void) {
+    const char *e = getenv("KRILL_CUDA_FUSED");
+    return e && !strcmp(e, "0") ? &cuda_ops_unfused : &cuda_ops;
+}

@@ -44,6 +44,15 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(flo
     return __float2bfloat16_rn(x);
 }
 
+/* GELU with the tanh approximation (PyTorch's approximate="tanh"); geglu_kernel and the
+ * fused glu_round_kernel share it, so the fused GeGLU is the unfused one bit for bit. */
+__device__ __forceinline__ float gelu_tanh(float x) {
+    const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
+    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
+/* silu(g) * u as swiglu_kernel writes it (expf, full precision). */
+__device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
 /* ---------------------------------------------------------------- reductions */
 __device__ __forceinline__ float warp_sum(float v) {
     for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
@@ -91,6 +100,11 @@ cudaError_t bias_add_launch(float *y, const float *bias, int n, int out, cudaStr
  * elements for the rounded x. NULL on success, else a static description. */
 const char *matmul_launch(cublasHandle_t h, float *y, const float *x, const void *w, int wdt, const float *bias,
                           void *xs, int n, int in, int out, cudaStream_t s);
+/* matmul_launch generalised for the fused ops (kernels/fused.cu): x16 (NULL or n*in
+ * elements of wdt, 16-bit weights only) replaces x as the already-rounded input; acc:
+ * y += x W^T (bias must be NULL) instead of y = x W^T (+ bias). */
+const char *matmul_ex_launch(cublasHandle_t h, float *y, const float *x, const void *x16, const void *w, int wdt,
+                             const float *bias, void *xs, int n, int in, int out, int acc, cudaStream_t s);
 /* Batches of at most n rows (0..8) take the GEMV kernel instead of cuBLAS; the default
  * is KRILL_CUDA_GEMV_MAX_N or 1 (0: always cuBLAS). Returns the previous limit. */
 int matmul_set_gemv_max_n(int n);
@@ -150,6 +164,23 @@ cudaError_t head_norm_launch(float *x, int n, int row_stride, int n_heads, int h
 cudaError_t geglu_launch(float *out, const float *gu, int n, int ffn, cudaStream_t s);
 /* x (n) *= f. */
 cudaError_t scale_launch(float *x, int64_t n, float f, cudaStream_t s);
+
+/* fused.cu — producers of the matmul's 16-bit input and the attention's inputs in one
+ * kernel each (backend.h's fused ops). xs: n*dim (n*ffn) elements of dt (KDT_F16 |
+ * KDT_BF16). */
+/* if add: x += add; xs = round_dt(x * rsqrt(mean(x^2) + eps) * w): rmsnorm + convert. */
+cudaError_t norm_round_launch(void *xs, int dt, float *x, const float *add, const float *w, int n, int dim, float eps,
+                              cudaStream_t s);
+/* xs (n, ffn) = round_dt(glu(gu[:, :ffn]) * gu[:, ffn:]), glu = gelu_tanh if gelu else silu. */
+cudaError_t glu_round_launch(void *xs, int dt, const float *gu, int n, int ffn, int gelu, cudaStream_t s);
+/* qkv (n, (n_heads + 2 n_kv_heads) * head_dim) rows q | k | v: adds bias (NULL = none),
+ * rotates q and k (rope_launch's rule), writes the rotated q back in place and the k, v
+ * rows into the paged caches kc, vc of type kdt (kv_write_launch's layout and rounding).
+ * The k and v columns of qkv are left as they were. */
+cudaError_t qkv_rope_kv_launch(float *qkv, const float *bias, int n, int n_heads, int n_kv_heads, int head_dim,
+                               int rope_dim, const int32_t *pos, const float *inv_freq, int neox, void *kc, void *vc,
+                               int kdt, const int32_t *seq, const int32_t *block_table, int table_stride,
+                               int block_size, cudaStream_t s);
 }
 
 #endif

@@ -28,11 +28,6 @@ extern "C" cudaError_t head_norm_launch(float *x, int n, int row_stride, int n_h
     return cudaGetLastError();
 }
 
-__device__ __forceinline__ float gelu_tanh(float x) {
-    const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
-    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
-}
-
 __global__ void geglu_kernel(float *out, const float *gu, int64_t total, int ffn) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t r = i / ffn, c = i % ffn;

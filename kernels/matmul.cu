@@ -28,6 +28,12 @@
  * and multiplies them with the N rows of x (read as f32 from L1/L2: x is at most a few
  * tens of KB, W streams through once); per-lane sums are reduced with warp shuffles.
  *
+ * matmul_ex_launch is the general form the fused ops use (kernels/fused.cu): x may come
+ * already rounded to 16 bits (x16: no convert pass, the GEMV widens it instead of
+ * rounding it; the same values either way), and acc accumulates into y (cuBLAS beta = 1,
+ * the GEMV's epilogue y += v): the residual add fused into the matmul, one f32 rounding
+ * of y + (x W^T) exactly like the separate y += tmp it replaces.
+ *
  * Parallelisation of the helpers: convert_kernel is a grid-stride loop over the
  * elements (memory-bound, coalesced); bias_add_kernel likewise over n*out. */
 #include <cublas_v2.h>
@@ -87,10 +93,27 @@ template <typename T> __device__ __forceinline__ void unpack8(uint4 u, float (&f
     }
 }
 
-template <typename T, int N>
+/* N rows of x at element k, widened to f32 as the matmul's 16-bit input: f32 x is
+ * rounded to T here (the cuBLAS path's convert_kernel, the same RNE), 16-bit x (already
+ * rounded by a fused producer, kernels/fused.cu) is widened as it is. */
+template <typename T>
+__device__ __forceinline__ void gemv_x8(const float *x, int k, float (&xs)[8]) {
+    const float4 a = __ldg((const float4 *)(x + k)), b = __ldg((const float4 *)(x + k + 4));
+    const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+    for (int e = 0; e < 8; e++) xs[e] = to_f32(from_f32<T>(v[e]));
+}
+template <typename T>
+__device__ __forceinline__ void gemv_x8(const T *x, int k, float (&xs)[8]) {
+    unpack8<T>(__ldg((const uint4 *)(x + k)), xs);
+}
+
+/* X: float (rounded to T in the kernel) or T (rounded by the producer). acc: y += the
+ * product (the residual stream, fused; bias must be NULL) instead of y = product + bias. */
+template <typename T, typename X, int N>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
-    gemv_kernel(float *__restrict__ y, const float *__restrict__ x, const T *__restrict__ w,
-                const float *__restrict__ bias, int in, int out) {
+    gemv_kernel(float *__restrict__ y, const X *__restrict__ x, const T *__restrict__ w,
+                const float *__restrict__ bias, int in, int out, int acc_y) {
     const int lane = threadIdx.x & 31, o = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
     if (o >= out) return;
     const T *wr = w + (int64_t)o * in;
@@ -112,11 +135,10 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
                 unpack8<T>(wv[u], wf);
 #pragma unroll
                 for (int r = 0; r < N; r++) {
-                    const float4 a = __ldg((const float4 *)(x + (int64_t)r * in + k));
-                    const float4 b = __ldg((const float4 *)(x + (int64_t)r * in + k + 4));
-                    const float xs[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+                    float xs[8];
+                    gemv_x8<T>(x + (int64_t)r * in, k, xs);
 #pragma unroll
-                    for (int e = 0; e < 8; e++) acc[r] += wf[e] * to_f32(from_f32<T>(xs[e]));
+                    for (int e = 0; e < 8; e++) acc[r] += wf[e] * xs[e];
                 }
             }
         }
@@ -124,23 +146,25 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
 #pragma unroll
     for (int r = 0; r < N; r++) {
         const float v = warp_sum(acc[r]);
-        if (lane == 0) y[(int64_t)r * out + o] = v + (bias ? bias[o] : 0.0f);
+        if (lane != 0) continue;
+        float *yo = y + (int64_t)r * out + o;
+        *yo = acc_y ? *yo + v : v + (bias ? bias[o] : 0.0f);
     }
 }
 
-template <typename T>
-static cudaError_t gemv_run(float *y, const float *x, const T *w, const float *bias, int n, int in, int out,
+template <typename T, typename X>
+static cudaError_t gemv_run(float *y, const X *x, const T *w, const float *bias, int n, int in, int out, int acc,
                             cudaStream_t s) {
     const dim3 grid(ceil_div(out, GEMV_WARPS)), block(GEMV_WARPS * 32);
     switch (n) {
-    case 1: gemv_kernel<T, 1><<<grid, block, 0, s>>>(y, x, w, bias, in, out); break;
-    case 2: gemv_kernel<T, 2><<<grid, block, 0, s>>>(y, x, w, bias, in, out); break;
-    case 3: gemv_kernel<T, 3><<<grid, block, 0, s>>>(y, x, w, bias, in, out); break;
-    case 4: gemv_kernel<T, 4><<<grid, block, 0, s>>>(y, x, w, bias, in, out); break;
-    case 5: gemv_kernel<T, 5><<<grid, block, 0, s>>>(y, x, w, bias, in, out); break;
-    case 6: gemv_kernel<T, 6><<<grid, block, 0, s>>>(y, x, w, bias, in, out); break;
-    case 7: gemv_kernel<T, 7><<<grid, block, 0, s>>>(y, x, w, bias, in, out); break;
-    case 8: gemv_kernel<T, 8><<<grid, block, 0, s>>>(y, x, w, bias, in, out); break;
+    case 1: gemv_kernel<T, X, 1><<<grid, block, 0, s>>>(y, x, w, bias, in, out, acc); break;
+    case 2: gemv_kernel<T, X, 2><<<grid, block, 0, s>>>(y, x, w, bias, in, out, acc); break;
+    case 3: gemv_kernel<T, X, 3><<<grid, block, 0, s>>>(y, x, w, bias, in, out, acc); break;
+    case 4: gemv_kernel<T, X, 4><<<grid, block, 0, s>>>(y, x, w, bias, in, out, acc); break;
+    case 5: gemv_kernel<T, X, 5><<<grid, block, 0, s>>>(y, x, w, bias, in, out, acc); break;
+    case 6: gemv_kernel<T, X, 6><<<grid, block, 0, s>>>(y, x, w, bias, in, out, acc); break;
+    case 7: gemv_kernel<T, X, 7><<<grid, block, 0, s>>>(y, x, w, bias, in, out, acc); break;
+    case 8: gemv_kernel<T, X, 8><<<grid, block, 0, s>>>(y, x, w, bias, in, out, acc); break;
     default: return cudaErrorInvalidValue;
     }
     return cudaGetLastError();
@@ -166,25 +190,46 @@ extern "C" cudaError_t bias_add_launch(float *y, const float *bias, int n, int o
     return cudaGetLastError();
 }
 
-/* Runs the whole matmul on handle's stream s. xs: scratch for n*in 16-bit elements
- * (unused for f32 weights). NULL on success, else a static description. */
+/* The GEMV for 16-bit weights: x f32 (x16 NULL) or x16 already rounded to wdt. */
+static cudaError_t gemv_any(float *y, const float *x, const void *x16, const void *w, int wdt, const float *bias, int n,
+                            int in, int out, int acc, cudaStream_t s) {
+    if (wdt == KDT_F16)
+        return x16 ? gemv_run(y, (const __half *)x16, (const __half *)w, bias, n, in, out, acc, s)
+                   : gemv_run(y, x, (const __half *)w, bias, n, in, out, acc, s);
+    return x16 ? gemv_run(y, (const __nv_bfloat16 *)x16, (const __nv_bfloat16 *)w, bias, n, in, out, acc, s)
+               : gemv_run(y, x, (const __nv_bfloat16 *)w, bias, n, in, out, acc, s);
+}
+
 extern "C" const char *matmul_launch(cublasHandle_t h, float *y, const float *x, const void *w, int wdt,
                                      const float *bias, void *xs, int n, int in, int out, cudaStream_t s) {
+    return matmul_ex_launch(h, y, x, NULL, w, wdt, bias, xs, n, in, out, 0, s);
+}
+
+/* Runs the whole matmul on handle's stream s. xs: scratch for n*in 16-bit elements
+ * (unused for f32 weights and when x16 is given). NULL on success, else a static
+ * description. */
+extern "C" const char *matmul_ex_launch(cublasHandle_t h, float *y, const float *x, const void *x16, const void *w,
+                                        int wdt, const float *bias, void *xs, int n, int in, int out, int acc,
+                                        cudaStream_t s) {
     if (n <= 0 || out <= 0) return NULL;
-    const float one = 1.0f, zero = 0.0f;
+    if ((x16 && wdt == KDT_F32) || (acc && bias)) return "matmul_ex: x16 needs 16-bit weights; acc takes no bias";
+    /* acc: C = 1 * x W^T + 1 * C, one f32 rounding of (y + product) as in y += tmp */
+    const float one = 1.0f, zero = 0.0f, *beta = acc ? &one : &zero;
+    const void *xin = x16 ? x16 : (const void *)x;
     cublasStatus_t st;
     if (wdt == KDT_F32) {
-        st = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, CUDA_R_32F, in, x, CUDA_R_32F, in, &zero,
+        st = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, CUDA_R_32F, in, x, CUDA_R_32F, in, beta,
                           y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT);
-    } else if (n <= gemv_limit() && in % 8 == 0 && ((uintptr_t)w | (uintptr_t)x) % 16 == 0) {
-        const cudaError_t e = wdt == KDT_F16
-                                  ? gemv_run(y, x, (const __half *)w, bias, n, in, out, s)
-                                  : gemv_run(y, x, (const __nv_bfloat16 *)w, bias, n, in, out, s);
+    } else if (n <= gemv_limit() && in % 8 == 0 && ((uintptr_t)w | (uintptr_t)xin) % 16 == 0) {
+        const cudaError_t e = gemv_any(y, x, x16, w, wdt, bias, n, in, out, acc, s);
         return e == cudaSuccess ? NULL : "gemv_kernel launch failed";
     } else {
-        if (convert_launch(xs, wdt, x, (int64_t)n * in, s) != cudaSuccess) return "convert_kernel launch failed";
+        if (!x16) {
+            if (convert_launch(xs, wdt, x, (int64_t)n * in, s) != cudaSuccess) return "convert_kernel launch failed";
+            xin = xs;
+        }
         const cudaDataType_t t = wdt == KDT_F16 ? CUDA_R_16F : CUDA_R_16BF;
-        st = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, t, in, xs, t, in, &zero, y, CUDA_R_32F, out,
+        st = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, t, in, xin, t, in, beta, y, CUDA_R_32F, out,
                           CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     }
     if (st != CUBLAS_STATUS_SUCCESS) return cublasGetStatusString(st);

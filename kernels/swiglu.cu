@@ -9,7 +9,7 @@ __global__ void swiglu_kernel(float *out, const float *gu, int64_t total, int ff
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t r = i / ffn, c = i % ffn;
         const float g = gu[r * 2 * ffn + c], u = gu[r * 2 * ffn + ffn + c];
-        out[i] = g / (1.0f + expf(-g)) * u;
+        out[i] = silu_mul(g, u);
     }
 }
 

@@ -109,6 +109,7 @@ typedef struct {
     double idle_ms;            /* device idle from one step's end to the next step's first op */
     uint64_t graph_captures;   /* graphs instantiated */
     uint64_t graph_replays;    /* steps launched from a captured graph */
+    uint64_t graph_nodes;      /* nodes (kernels, library calls) of the last graph captured */
 } backend_stats_t;
 
 /* What a backend asks for when the caller leaves a setting at 0 / NULL. The engine and
@@ -245,6 +246,32 @@ typedef struct backend_ops {
      * natively; an op that only takes 16-bit weights (a fused norm/glu matmul) must
      * fall back to matmul for it. */
     bool (*weight_native)(void *ctx, const void *w);
+
+    /* ---- fused ops: fewer kernels per layer (docs/cuda.md, "Fused ops"). Optional: NULL =
+     * not provided, and model.c issues the unfused sequence each one replaces (the cpu
+     * table leaves them NULL). Each computes what that sequence computes, with the
+     * numerics docs/cuda.md states. W must be in info.weight_dtype and 16-bit (f16 /
+     * bf16): model.c asks one predicate per matrix (model.c's weight_fusable) first. ---- */
+    /* rmsnorm(h, x, add, norm_w) then matmul(y, h, W, bias): if add, x += add (written
+     * back); y (n, out) = (x / sqrt(mean(x^2) + eps) * norm_w) W^T (+ bias), the normed
+     * rows going to the matmul as its 16-bit input directly (h is never stored). */
+    void (*norm_matmul)(void *ctx, float *y, float *x, const float *add, const float *norm_w, float eps, const void *w,
+                        const float *bias, int n, int in, int out);
+    /* The rows of qkv (n, (n_heads + 2 n_kv_heads) * head_dim) are q | k | v heads:
+     * adds bias (NULL = none) to each row, rotates q and k as rope() does, writes the
+     * rotated q back in place and k, v into the layer's caches kc, vc as kv_write() does.
+     * The k and v columns of qkv are left unspecified. */
+    void (*qkv_rope_kv)(void *ctx, float *qkv, const float *bias, int n, int rope_dim, const int32_t *pos,
+                        const float *inv_freq, bool neox, void *kc, void *vc, const int32_t *seq,
+                        const int32_t *block_table, int table_stride, const backend_attn_t *a);
+    /* swiglu() (geglu() when gelu) then matmul() without bias: y (n, out) = glu(gu) W^T
+     * (gu (n, 2 ffn), W (out, ffn)); accumulate: y += glu(gu) W^T instead (the residual
+     * add of the sub-layer output, as matmul_res). */
+    void (*glu_matmul)(void *ctx, float *y, const float *gu, bool gelu, const void *w, int n, int ffn, int out,
+                       bool accumulate);
+    /* matmul() then the residual add: y (n, out) += x (n, in) W^T, the f32 sum y + (x W^T)
+     * rounded once, as `tmp = x W^T; y += tmp` rounds it. */
+    void (*matmul_res)(void *ctx, float *y, const float *x, const void *w, int n, int in, int out);
 } backend_ops_t;
 
 /* An open backend: the table, its context and what it chose. */

@@ -17,7 +17,10 @@
  *   the plain rmsnorm applies), GeGLU (gemma3), and per layer either global
  *   attention or a sliding window with its own RoPE frequencies (local layers).
  * - Residual stream x stays f32; each rmsnorm first adds the previous sub-layer's
- *   output (fused residual add). The final norm and the LM head run only for the
+ *   output (fused residual add), or, with the backend's fused ops (backend.h), the
+ *   sub-layer's last matmul adds it (matmul_res, glu_matmul). Whether a matmul takes a
+ *   fused op is decided per matrix by weight_fusable; without the ops (the cpu backend)
+ *   the sequence is the unfused one. The final norm and the LM head run only for the
  *   requested logit rows, in chunks of at most logit_chunk rows.
  * - Decode-only batches on a backend with graphs are padded to a bucket and replayed
  *   from a graph (model.h): the padded rows use token 0, position 0, their own block
@@ -47,6 +50,8 @@ typedef struct {
     void *wdown;      /* (d_model, ffn) */
     float *q_norm, *k_norm;              /* (head_dim) or NULL: QK-norm */
     float *post_attn_norm, *post_ffn_norm; /* (d_model) or NULL: gemma3 */
+    /* which matmuls take the backend's fused ops (weight_fusable and the op present) */
+    bool fz_qkv, fz_o, fz_gu, fz_down;
 } layer_t;
 
 struct model {
@@ -99,6 +104,8 @@ struct model {
     float *h_row;                    /* (n_vocab) host row for argmax without a backend op */
     int32_t *h_tok, *h_pos, *h_seq, *h_rows; /* (max_seqs) padded decode batch */
     bool graphs;                     /* decode steps replayed from graphs */
+    bool fz_rope;                    /* qkv_rope_kv replaces bias + rope + kv_write */
+    int n_fused;                     /* matmuls (all layers) that take a fused op */
     int32_t scratch_block;           /* KV block of the padding rows (graphs) */
 
     void **bufs; /* every backend buffer, freed by model_free */
@@ -190,6 +197,16 @@ static backend_dtype_t fused_wdt(backend_dtype_t a, backend_dtype_t b, backend_d
     if (a == BACKEND_DT_F32 || b == BACKEND_DT_F32) return BACKEND_DT_F32;
     if (a == BACKEND_DT_Q8 || b == BACKEND_DT_Q8) return BACKEND_DT_Q8;
     return a;
+}
+
+/* Whether matrix w may go through the backend's fused ops (backend.h: norm_matmul,
+ * glu_matmul, matmul_res read 16-bit weights): the one place that decides it, per
+ * matrix. Weights in info.weight_dtype f16 / bf16 qualify; native GGUF matrices
+ * (weight_native) do not. A weight format the fused ops learn to read is added here. */
+static bool weight_fusable(const model_t *m, const void *w) {
+    const backend_dtype_t top = m->be->info.weight_dtype;
+    if (top != BACKEND_DT_F16 && top != BACKEND_DT_BF16) return false;
+    return !(m->ops->weight_native && m->ops->weight_native(m->bctx, w));
 }
 
 /* embedding: the table embed() reads, never native (a gather reads few rows). */
@@ -426,12 +443,18 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
                           BACKEND_DT_F32, err, errlen))
                 goto fail;
         }
+        L->fz_qkv = m->ops->norm_matmul && weight_fusable(m, L->wqkv);
         if (!(L->wo = load_mat(m, g, NAME("attn_output.weight"), d, m->q_dim, false, err, errlen))) goto fail;
+        /* the residual add moves into wo's matmul unless a post-norm comes between */
+        L->fz_o = m->ops->matmul_res && !hp->post_norms && weight_fusable(m, L->wo);
         if (!(L->ffn_norm = load_vec(m, g, NAME("ffn_norm.weight"), d, err, errlen))) goto fail;
         snprintf(parts[0], sizeof parts[0], "blk.%d.ffn_gate.weight", l);
         snprintf(parts[1], sizeof parts[1], "blk.%d.ffn_up.weight", l);
         if (!(L->wgu = load_fused(m, g, parts, gu_rows, 2, d, err, errlen))) goto fail;
+        L->fz_gu = m->ops->norm_matmul && weight_fusable(m, L->wgu);
         if (!(L->wdown = load_mat(m, g, NAME("ffn_down.weight"), d, ffn, false, err, errlen))) goto fail;
+        L->fz_down = m->ops->glu_matmul && weight_fusable(m, L->wdown);
+        m->n_fused += L->fz_qkv + L->fz_o + L->fz_gu + L->fz_down;
         if (hp->qk_norm && (!(L->q_norm = load_vec(m, g, NAME("attn_q_norm.weight"), hp->head_dim, err, errlen)) ||
                             !(L->k_norm = load_vec(m, g, NAME("attn_k_norm.weight"), hp->head_dim, err, errlen))))
             goto fail;
@@ -475,6 +498,8 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
         }
     }
     m->graphs = !p->no_graphs && m->ops->graph_begin && m->ops->graph_end && m->ops->graph_replay;
+    /* QK-norm sits between the projection and RoPE: those models keep the unfused ops */
+    m->fz_rope = m->ops->qkv_rope_kv && !hp->qk_norm;
 
     /* ---- KV cache */
     const size_t kv_es = backend_dtype_size(m->be->info.kv_dtype);
@@ -535,10 +560,11 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
     }
     LOG_INFO("model loaded", "arch=%s layers=%d d_model=%d vocab=%d backend=%s device=\"%s\" weights_mb=%zu "
              "kv_blocks=%lld kv_block_size=%d kv_tokens=%lld kv_mb=%zu kv_dtype=%s act_mb=%zu graphs=%s "
-             "device_argmax=%s gpu_weights=%s", hp->arch, hp->n_layers, d, V, m->be->info.name, m->be->info.device,
-             m->bytes_weights >> 20, (long long)m->n_blocks, m->block_size, (long long)m->n_blocks * m->block_size,
-             m->bytes_kv >> 20, backend_dtype_name(m->be->info.kv_dtype), m->bytes_act >> 20,
-             m->graphs ? "on" : "off", m->ops->argmax ? "yes" : "no", m->native ? "native" : "dtype");
+             "device_argmax=%s gpu_weights=%s fused_matmuls=%d/%d fused_rope=%s", hp->arch, hp->n_layers, d, V,
+             m->be->info.name, m->be->info.device, m->bytes_weights >> 20, (long long)m->n_blocks, m->block_size,
+             (long long)m->n_blocks * m->block_size, m->bytes_kv >> 20, backend_dtype_name(m->be->info.kv_dtype),
+             m->bytes_act >> 20, m->graphs ? "on" : "off", m->ops->argmax ? "yes" : "no",
+             m->native ? "native" : "dtype", m->n_fused, 4 * hp->n_layers, m->fz_rope ? "yes" : "no");
     return m;
 fail:
     model_free(m);
@@ -586,6 +612,7 @@ void model_get_stats(const model_t *m, model_stats_t *st) {
         st->idle_ms = bs.idle_ms;
         st->graph_captures = bs.graph_captures;
         st->graph_replays = bs.graph_replays;
+        st->graph_nodes = bs.graph_nodes;
     }
 }
 
@@ -689,30 +716,57 @@ static void issue_layers(model_t *m, int T, int tstride) {
         const backend_attn_t *at = local ? &m->attn_local : &m->attn;
         char *kc = (char *)m->kcache + (size_t)l * m->kv_layer_bytes;
         char *vc = (char *)m->vcache + (size_t)l * m->kv_layer_bytes;
-        o->rmsnorm(c, m->h, m->x, delta, L->attn_norm, T, d, hp->rms_eps);
-        o->matmul(c, m->qkv, m->h, L->wqkv, L->bqkv, T, d, m->qkv_dim);
+        /* a fused qkv_rope_kv adds the bias itself */
+        const float *bqkv = m->fz_rope ? NULL : L->bqkv;
+        if (L->fz_qkv) {
+            o->norm_matmul(c, m->qkv, m->x, delta, L->attn_norm, hp->rms_eps, L->wqkv, bqkv, T, d, m->qkv_dim);
+        } else {
+            o->rmsnorm(c, m->h, m->x, delta, L->attn_norm, T, d, hp->rms_eps);
+            o->matmul(c, m->qkv, m->h, L->wqkv, bqkv, T, d, m->qkv_dim);
+        }
         if (L->q_norm) {
             o->head_norm(c, m->qkv, T, m->qkv_dim, hp->n_heads, hp->head_dim, L->q_norm, hp->rms_eps);
             o->head_norm(c, m->qkv + m->q_dim, T, m->qkv_dim, hp->n_kv_heads, hp->head_dim, L->k_norm, hp->rms_eps);
         }
-        /* q heads then k heads are contiguous in a qkv row: one rope call rotates both */
-        o->rope(c, m->qkv, T, m->qkv_dim, hp->n_heads + hp->n_kv_heads, hp->head_dim, hp->rope_dim, m->d_pos,
-                local ? m->inv_freq_local : m->inv_freq, m->neox);
-        o->kv_write(c, kc, vc, m->qkv + m->q_dim, m->qkv + m->q_dim + m->kv_dim, m->qkv_dim, m->d_pos, m->d_seq,
-                    m->d_table, tstride, T, at);
+        const float *inv_freq = local ? m->inv_freq_local : m->inv_freq;
+        if (m->fz_rope) {
+            o->qkv_rope_kv(c, m->qkv, L->bqkv, T, hp->rope_dim, m->d_pos, inv_freq, m->neox, kc, vc, m->d_seq,
+                           m->d_table, tstride, at);
+        } else {
+            /* q heads then k heads are contiguous in a qkv row: one rope call rotates both */
+            o->rope(c, m->qkv, T, m->qkv_dim, hp->n_heads + hp->n_kv_heads, hp->head_dim, hp->rope_dim, m->d_pos,
+                    inv_freq, m->neox);
+            o->kv_write(c, kc, vc, m->qkv + m->q_dim, m->qkv + m->q_dim + m->kv_dim, m->qkv_dim, m->d_pos, m->d_seq,
+                        m->d_table, tstride, T, at);
+        }
         o->attention(c, m->att, m->qkv, m->qkv_dim, kc, vc, m->d_pos, m->d_seq, m->d_table, tstride, T, at);
-        o->matmul(c, m->tmp, m->att, L->wo, NULL, T, m->q_dim, d);
-        delta = m->tmp;
+        if (L->fz_o) { /* x += att Wo^T: nothing left for the next norm to add */
+            o->matmul_res(c, m->x, m->att, L->wo, T, m->q_dim, d);
+            delta = NULL;
+        } else {
+            o->matmul(c, m->tmp, m->att, L->wo, NULL, T, m->q_dim, d);
+            delta = m->tmp;
+        }
         if (L->post_attn_norm) {
             o->rmsnorm(c, m->post, m->tmp, NULL, L->post_attn_norm, T, d, hp->rms_eps);
             delta = m->post;
         }
-        o->rmsnorm(c, m->h, m->x, delta, L->ffn_norm, T, d, hp->rms_eps);
-        o->matmul(c, m->gu, m->h, L->wgu, NULL, T, d, 2 * ffn);
-        if (hp->geglu) o->geglu(c, m->act, m->gu, T, ffn);
-        else o->swiglu(c, m->act, m->gu, T, ffn);
-        o->matmul(c, m->tmp, m->act, L->wdown, NULL, T, ffn, d);
-        delta = m->tmp;
+        if (L->fz_gu) {
+            o->norm_matmul(c, m->gu, m->x, delta, L->ffn_norm, hp->rms_eps, L->wgu, NULL, T, d, 2 * ffn);
+        } else {
+            o->rmsnorm(c, m->h, m->x, delta, L->ffn_norm, T, d, hp->rms_eps);
+            o->matmul(c, m->gu, m->h, L->wgu, NULL, T, d, 2 * ffn);
+        }
+        if (L->fz_down) { /* without a post-norm the output joins the residual stream here */
+            const bool into_x = !L->post_ffn_norm;
+            o->glu_matmul(c, into_x ? m->x : m->tmp, m->gu, hp->geglu, L->wdown, T, ffn, d, into_x);
+            delta = into_x ? NULL : m->tmp;
+        } else {
+            if (hp->geglu) o->geglu(c, m->act, m->gu, T, ffn);
+            else o->swiglu(c, m->act, m->gu, T, ffn);
+            o->matmul(c, m->tmp, m->act, L->wdown, NULL, T, ffn, d);
+            delta = m->tmp;
+        }
         if (L->post_ffn_norm) {
             o->rmsnorm(c, m->post, m->tmp, NULL, L->post_ffn_norm, T, d, hp->rms_eps);
             delta = m->post;
@@ -726,10 +780,11 @@ static void issue_head(model_t *m, int r0, int n) {
     const backend_ops_t *o = m->ops;
     void *c = m->bctx;
     const int d = m->hp.d_model;
-    /* the last layer's output (m->last) is added into x by the final norm; rows first */
+    /* the last layer's output (m->last) is added into x by the final norm; rows first
+     * (m->last is NULL when a fused matmul already added it) */
     o->get_rows(c, m->rows_x, m->x, m->d_rows + r0, n, d);
-    o->get_rows(c, m->rows_d, m->last, m->d_rows + r0, n, d);
-    o->rmsnorm(c, m->rows_h, m->rows_x, m->rows_d, m->out_norm, n, d, m->hp.rms_eps);
+    if (m->last) o->get_rows(c, m->rows_d, m->last, m->d_rows + r0, n, d);
+    o->rmsnorm(c, m->rows_h, m->rows_x, m->last ? m->rows_d : NULL, m->out_norm, n, d, m->hp.rms_eps);
     o->matmul(c, m->logits, m->rows_h, m->lm_head, NULL, n, d, m->hp.n_vocab);
 }
 

@@ -114,6 +114,7 @@ bool model_device_argmax(const model_t *m);
  * Engine thread only (the backend updates them in model_forward). */
 typedef struct {
     uint64_t steps, graph_captures, graph_replays;
+    uint64_t graph_nodes; /* nodes of the last graph captured (kernels per step) */
     double busy_ms, idle_ms;
 } model_stats_t;
 void model_get_stats(const model_t *m, model_stats_t *st);

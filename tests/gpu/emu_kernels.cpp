@@ -347,6 +347,122 @@ static void run_case(const att_case &c, int kv_f32, int n_sm) {
     check("attention", shape, nerr(out[1].data(), out[0].data(), out[0].size()), 2e-6);
 }
 
+/* ---------------------------------------------------------------- fused ops
+ * Each fused kernel (kernels/fused.cu, matmul_ex_launch) against the unfused kernel
+ * sequence it replaces: the same f32 operations in the same order, so bit for bit
+ * (mismatching elements are counted; tolerance 0). */
+static int bits_differ(const void *a, const void *b, size_t bytes) { return memcmp(a, b, bytes) != 0; }
+static int count_diff(const float *a, const float *b, size_t n) {
+    int d = 0;
+    for (size_t i = 0; i < n; i++) d += memcmp(&a[i], &b[i], 4) != 0;
+    return d;
+}
+
+static void test_fused() {
+    char shape[160];
+    /* norm_round = rmsnorm + convert (residual add written back included) */
+    static const int rn[][2] = {{1, 576}, {3, 1000}, {2, 5}, {4, 2048}, {1, 3}};
+    for (int dt = KDT_F16; dt <= KDT_BF16; dt++)
+        for (auto &s : rn)
+            for (int add = 0; add < 2; add++) {
+                const int n = s[0], d = s[1];
+                rng_state = 31 + n + d + dt;
+                auto x = rnd((size_t)n * d, 3), a = rnd((size_t)n * d, 2), w = rnd(d, 1.5f);
+                auto x2 = x, h = nans((size_t)n * d);
+                std::vector<uint16_t> got((size_t)n * d, 0xffff), want((size_t)n * d, 0);
+                ck(norm_round_launch(got.data(), dt, x.data(), add ? a.data() : nullptr, w.data(), n, d, 1e-5f, nullptr),
+                   "norm_round");
+                ck(rmsnorm_launch(h.data(), x2.data(), add ? a.data() : nullptr, w.data(), n, d, 1e-5f, nullptr), "rmsnorm");
+                ck(convert_launch(want.data(), dt, h.data(), (int64_t)n * d, nullptr), "convert");
+                snprintf(shape, sizeof shape, "n=%d dim=%d%s -> %s (vs rmsnorm + convert)", n, d, add ? " +residual" : "",
+                         backend_dtype_name((backend_dtype_t)dt));
+                check("norm_round", shape, bits_differ(got.data(), want.data(), got.size() * 2) + count_diff(x.data(), x2.data(), x.size()), 0);
+            }
+    /* glu_round = swiglu / geglu + convert */
+    static const int sw[][2] = {{1, 1536}, {3, 13}, {2, 300}};
+    for (int dt = KDT_F16; dt <= KDT_BF16; dt++)
+        for (int gelu = 0; gelu < 2; gelu++)
+            for (auto &s : sw) {
+                const int n = s[0], f = s[1];
+                rng_state = 37 + n + f + dt;
+                auto gu = rnd((size_t)n * 2 * f, 6), act = nans((size_t)n * f);
+                std::vector<uint16_t> got((size_t)n * f, 0xffff), want((size_t)n * f, 0);
+                ck(glu_round_launch(got.data(), dt, gu.data(), n, f, gelu, nullptr), "glu_round");
+                ck(gelu ? geglu_launch(act.data(), gu.data(), n, f, nullptr) : swiglu_launch(act.data(), gu.data(), n, f, nullptr),
+                   "glu");
+                ck(convert_launch(want.data(), dt, act.data(), (int64_t)n * f, nullptr), "convert");
+                snprintf(shape, sizeof shape, "n=%d ffn=%d %s -> %s (vs %s + convert)", n, f, gelu ? "geglu" : "swiglu",
+                         backend_dtype_name((backend_dtype_t)dt), gelu ? "geglu" : "swiglu");
+                check("glu_round", shape, bits_differ(got.data(), want.data(), got.size() * 2), 0);
+            }
+    /* qkv_rope_kv = bias_add + rope + kv_write: q rows in place, the caches */
+    struct qc { int n, nh, nkv, hd, rd, neox, bias, kv_f32, bs; };
+    static const qc qcs[] = {{3, 8, 2, 32, 32, 0, 0, 0, 16}, {5, 4, 4, 64, 64, 1, 1, 0, 7}, {1, 32, 8, 64, 64, 0, 0, 0, 16},
+                             {4, 6, 2, 80, 40, 1, 1, 1, 4}, {2, 2, 1, 6, 2, 0, 1, 1, 4}, {3, 9, 3, 128, 96, 0, 1, 0, 32}};
+    for (const qc &c : qcs) {
+        const int qd = c.nh * c.hd, kvd = c.nkv * c.hd, row = qd + 2 * kvd, S = c.n;
+        rng_state = 41 + c.n * c.hd + c.nh;
+        auto qkv = rnd((size_t)c.n * row, 2), bias = rnd(row, 1);
+        std::vector<float> inv(c.rd / 2);
+        for (int i = 0; i < c.rd / 2; i++) inv[i] = (float)(1.0 / pow(500000.0, 2.0 * i / c.rd));
+        /* one token per sequence at a scattered position; each sequence owns 3 blocks */
+        const int mb = 3, blocks = S * mb;
+        std::vector<int32_t> pos(c.n), seq(c.n), table((size_t)S * mb);
+        for (int i = 0; i < c.n; i++) pos[i] = (int32_t)(rng_next() % (uint64_t)(mb * c.bs)), seq[i] = i;
+        pos[0] = mb * c.bs - 1;
+        for (int i = 0; i < S * mb; i++) table[i] = S * mb - 1 - i; /* blocks in reverse order */
+        const size_t es = c.kv_f32 ? 4 : 2, cache = (size_t)blocks * c.nkv * c.bs * c.hd * es;
+        const int kdt = c.kv_f32 ? KDT_F32 : KDT_F16;
+        std::vector<uint8_t> kc[2], vc[2];
+        for (int k = 0; k < 2; k++) kc[k].assign(cache, 0xa5), vc[k].assign(cache, 0x5a);
+        auto q2 = qkv;
+        ck(qkv_rope_kv_launch(qkv.data(), c.bias ? bias.data() : nullptr, c.n, c.nh, c.nkv, c.hd, c.rd, pos.data(),
+                              inv.data(), c.neox, kc[0].data(), vc[0].data(), kdt, seq.data(), table.data(), mb, c.bs,
+                              nullptr),
+           "qkv_rope_kv");
+        if (c.bias) ck(bias_add_launch(q2.data(), bias.data(), c.n, row, nullptr), "bias_add");
+        ck(rope_launch(q2.data(), c.n, row, c.nh + c.nkv, c.hd, c.rd, pos.data(), inv.data(), c.neox, nullptr), "rope");
+        ck(kv_write_launch(kc[1].data(), vc[1].data(), kdt, q2.data() + qd, q2.data() + qd + kvd, row, pos.data(),
+                           seq.data(), table.data(), mb, c.n, c.nkv, c.hd, c.bs, nullptr),
+           "kv_write");
+        int bad = bits_differ(kc[0].data(), kc[1].data(), cache) + bits_differ(vc[0].data(), vc[1].data(), cache);
+        for (int i = 0; i < c.n; i++) bad += count_diff(qkv.data() + (size_t)i * row, q2.data() + (size_t)i * row, qd);
+        snprintf(shape, sizeof shape, "n=%d %d/%d hd=%d rope_dim=%d %s%s kv=%s bs=%d (vs bias+rope+kv_write)", c.n, c.nh,
+                 c.nkv, c.hd, c.rd, c.neox ? "neox" : "norm", c.bias ? " +bias" : "", c.kv_f32 ? "f32" : "f16", c.bs);
+        check("qkv_rope_kv", shape, bad, 0);
+    }
+    /* the GEMV behind the fused matmuls: 16-bit input (x16) = rounding x itself, and
+     * the accumulate epilogue (y += x W^T) = a separate y + tmp */
+    const int def = matmul_set_gemv_max_n(8);
+    static const int mm[][3] = {{1, 256, 37}, {3, 520, 17}, {8, 2048, 9}, {1, 8, 5}};
+    for (int dt = KDT_F16; dt <= KDT_BF16; dt++)
+        for (auto &s : mm) {
+            const int n = s[0], in = s[1], out = s[2];
+            rng_state = 43 + n + in + out + dt;
+            auto x = rnd((size_t)n * in, 1), y0 = rnd((size_t)n * out, 4), b = rnd(out, 1);
+            std::vector<uint16_t> w((size_t)out * in), xs((size_t)n * in);
+            for (auto &v : w) v = dt == KDT_F16 ? quant_f32_to_f16(unif() * 0.5f) : quant_f32_to_bf16(unif() * 0.5f);
+            auto ref = nans((size_t)n * out), got = nans((size_t)n * out), acc = y0, acc_ref = y0;
+            const char *e1 = matmul_launch(nullptr, ref.data(), x.data(), w.data(), dt, b.data(), nullptr, n, in, out, nullptr);
+            ck(convert_launch(xs.data(), dt, x.data(), (int64_t)n * in, nullptr), "convert");
+            const char *e2 = matmul_ex_launch(nullptr, got.data(), nullptr, xs.data(), w.data(), dt, b.data(), nullptr, n, in,
+                                              out, 0, nullptr);
+            const char *e3 = matmul_ex_launch(nullptr, acc.data(), x.data(), nullptr, w.data(), dt, nullptr, nullptr, n, in,
+                                              out, 1, nullptr);
+            auto tmp = nans((size_t)n * out);
+            const char *e4 = matmul_launch(nullptr, tmp.data(), x.data(), w.data(), dt, nullptr, nullptr, n, in, out, nullptr);
+            for (size_t i = 0; i < acc_ref.size(); i++) acc_ref[i] += tmp[i];
+            const int err = (e1 || e2 || e3 || e4) ? 1 << 20 : 0;
+            snprintf(shape, sizeof shape, "n=%d in=%d out=%d %s: x16 input (vs rounding f32 x)", n, in, out,
+                     backend_dtype_name((backend_dtype_t)dt));
+            check("gemv_x16", shape, err + count_diff(got.data(), ref.data(), got.size()), 0);
+            snprintf(shape, sizeof shape, "n=%d in=%d out=%d %s: y += x W^T (vs y + tmp)", n, in, out,
+                     backend_dtype_name((backend_dtype_t)dt));
+            check("gemv_acc", shape, err + count_diff(acc.data(), acc_ref.data(), acc.size()), 0);
+        }
+    matmul_set_gemv_max_n(def);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         printf("usage: emu_kernels [--quick]\nRuns kernels/*.cu on the CPU emulator against the CPU backend.\n");
@@ -365,6 +481,7 @@ int main(int argc, char **argv) {
     }
     printf("emu_kernels: CUDA kernels on the CPU emulator vs the CPU backend\n");
     test_small_ops();
+    test_fused();
     for (const att_case &c : cases) {
         run_case(c, 0, 132); /* an H100's SM count: many splits for small batches */
         if (!quick) run_case(c, 1, 4);

@@ -909,11 +909,14 @@ static void write_json(const char *path, double secs) {
     fclose(json);
 }
 
+/* the fused ops' checks (test_fused): their own file, sharing this one's helpers */
+#include "gpu_ops_fused.c"
+
 static void usage(FILE *f) {
     fprintf(f, "usage: gpu_ops [--dtype bf16|f16|f32] [--kv f16|f32] [--bench] [--only OP] [--quick] [--json FILE]\n"
                "Checks every CUDA backend op against the CPU backend; --bench adds roofline and op timings.\n"
                "--only takes a comma-separated list of: load_tensor embed rmsnorm matmul rope swiglu argmax\n"
-               "attention graph native. --quick skips the largest cases (for the CPU emulator).\n"
+               "attention graph native fused. --quick skips the largest cases (for the CPU emulator).\n"
                "Exit: 0 all passed, 1 failure, 77 no GPU.\n");
 }
 
@@ -961,7 +964,8 @@ int main(int argc, char **argv) {
     struct { const char *name; void (*fn)(void); } tests[] = {
         {"load_tensor", test_load_tensor}, {"embed", test_embed_get_rows}, {"rmsnorm", test_rmsnorm},
         {"matmul", test_matmul}, {"rope", test_rope}, {"swiglu", test_swiglu}, {"argmax", test_argmax},
-        {"attention", test_attention}, {"graph", test_graphs}, {"native", test_native}};
+        {"attention", test_attention}, {"graph", test_graphs}, {"native", test_native},
+        {"fused", test_fused}};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         /* --only takes a comma-separated list of test names */
         bool run = !only;

@@ -297,8 +297,9 @@ int main(int argc, char **argv) {
     model_stats_t mst;
     model_get_stats(m, &mst);
     printf("  decode greedy ids (model_forward_argmax) vs argmax of decode logits: %d of %d differ; "
-           "graphs: %llu captured, %llu replays\n", id_bad, S * (L - half), (unsigned long long)mst.graph_captures,
-           (unsigned long long)mst.graph_replays);
+           "graphs: %llu captured, %llu replays, %llu nodes in the last\n", id_bad, S * (L - half),
+           (unsigned long long)mst.graph_captures, (unsigned long long)mst.graph_replays,
+           (unsigned long long)mst.graph_nodes);
     if (id_bad) fail = 1;
     free(r.ids);
     cmp_t self = compare(dec, pre, rows, vocab, max_rel);

@@ -9,7 +9,10 @@
 #      in tests/data/cuda (tests/reference/gen_cuda_vectors.sh);
 #   3. padded decode buckets replayed from graphs vs eager, device argmax vs logits, vs
 #      the CPU backend (below);
-#   4. native GGUF weights (model.gpu_weights = native, docs/cuda.md): gpu_ops' native
+#   4. the fused ops (backend.h, docs/cuda.md "Fused ops"): gpu_ops' "fused" checks, and the
+#      whole forward pass with them and without (KRILL_CUDA_FUSED=0), with the kernel
+#      nodes of a captured decode step counted.
+#   5. native GGUF weights (model.gpu_weights = native, docs/cuda.md): gpu_ops' native
 #      checks (in 1.), then model.c on synthetic models whose matmul weights are all
 #      native types (tests/gpu/write_native_models.py) against the same models with
 #      gpu_weights bf16: the prefill logits within 1e-5 relative (the kernels form the
@@ -37,7 +40,7 @@ if [ "$want" != "$got" ]; then
   exit 1
 fi
 export KRILL_EMU_SMS=8
-"$out/emu_gpu_ops" --quick --only load_tensor,embed,rmsnorm,matmul,rope,swiglu,argmax,graph,native || exit 1
+"$out/emu_gpu_ops" --quick --only load_tensor,embed,rmsnorm,matmul,rope,swiglu,argmax,graph,native,fused || exit 1
 "$out/emu_gpu_parity" --model "$models/tiny.gguf" --tokens tests/data/cuda/tokens_4x32.i32 --seqs 4 --len 32 \
   --backend cuda --ref tests/data/cuda/tiny_hf_f32_4x32.f32:transformers-f32 || exit 1
 # 3. decode steps of 3 sequences padded to the graph bucket of 4 (scratch KV block),
@@ -46,14 +49,39 @@ export KRILL_EMU_SMS=8
 #    logits (gpu_parity's own gate), and with f32 weights equal the CPU backend's.
 P=("$out/emu_gpu_parity" --model "$models/tiny.gguf" --tokens tests/data/cuda/tokens_4x32.i32 --seqs 3 --len 32)
 "${P[@]}" --backend cpu --dtype f32 --out "$out/cpu3.f32" >"$out/p-cpu.log" 2>&1 || { cat "$out/p-cpu.log"; exit 1; }
-"${P[@]}" --backend cuda --out-decode "$out/graph3.f32" >"$out/p-graph.log" 2>&1 || { cat "$out/p-graph.log"; exit 1; }
+"${P[@]}" --backend cuda --out "$out/graph3p.f32" --out-decode "$out/graph3.f32" >"$out/p-graph.log" 2>&1 || { cat "$out/p-graph.log"; exit 1; }
 grep -q "graphs: 1 captured, 30 replays" "$out/p-graph.log" || { echo "FAIL: padded decode steps were not replayed from a graph"; grep graphs "$out/p-graph.log"; exit 1; }
 "${P[@]}" --backend cuda --no-graphs --out-decode "$out/eager3.f32" >"$out/p-eager.log" 2>&1 || { cat "$out/p-eager.log"; exit 1; }
 grep -q "graphs: 0 captured, 0 replays" "$out/p-eager.log" || { echo "FAIL: --no-graphs still used graphs"; exit 1; }
 cmp -s "$out/graph3.f32" "$out/eager3.f32" || { echo "FAIL: graph-replayed padded decode logits differ from the eager steps"; exit 1; }
 "${P[@]}" --backend cuda --dtype f32 --ref "$out/cpu3.f32:krill-cpu" --min-agree 1.0 --max-rel 1e-3 >"$out/p-f32.log" 2>&1 ||
   { cat "$out/p-f32.log"; echo "FAIL: CUDA f32 greedy tokens differ from the CPU backend's"; exit 1; }
-# 4. native weights: bf16 vs native on the all-native synthetic models
+# 4. fused vs unfused, whole forward pass: the fused kernels do the same f32 operations in
+#    the same order and the fake cuBLAS rounds beta = 1 as y + product, once, like the
+#    unfused y += tmp: prefill and decode logits bitwise identical, at bucket 4 (cuBLAS
+#    path) and batch 1 (GEMV path). Nodes of the captured decode step (embedding +
+#    2 layers + head): the fused ops remove 4 nodes per layer on the cuBLAS path (the
+#    converts of the qkv, gate|up and down inputs; rope + kv_write become one kernel) and
+#    1 on the GEMV path (rope + kv_write), plus one get_rows in the head (the last
+#    layer's output is already in x).
+nodes() { sed -n 's/.*replays, \([0-9]*\) nodes in the last.*/\1/p' "$1"; }
+grep -q "fused_matmuls=8/8 fused_rope=yes" "$out/p-graph.log" || { echo "FAIL: the tiny model did not take the fused ops"; exit 1; }
+KRILL_CUDA_FUSED=0 "${P[@]}" --backend cuda --out "$out/unf3p.f32" --out-decode "$out/unf3.f32" >"$out/p-unf.log" 2>&1 ||
+  { cat "$out/p-unf.log"; exit 1; }
+grep -q "fused_matmuls=0/8 fused_rope=no" "$out/p-unf.log" || { echo "FAIL: KRILL_CUDA_FUSED=0 left fused ops on"; exit 1; }
+cmp -s "$out/graph3p.f32" "$out/unf3p.f32" && cmp -s "$out/graph3.f32" "$out/unf3.f32" ||
+  { echo "FAIL: logits with the fused ops differ from the unfused ops' (3 sequences, bucket 4)"; exit 1; }
+f4=$(nodes "$out/p-graph.log"); u4=$(nodes "$out/p-unf.log")
+P1=("$out/emu_gpu_parity" --model "$models/tiny.gguf" --tokens tests/data/cuda/tokens_4x32.i32 --seqs 1 --len 32 --backend cuda)
+"${P1[@]}" --out "$out/f1p.f32" --out-decode "$out/f1.f32" >"$out/p-f1.log" 2>&1 || { cat "$out/p-f1.log"; exit 1; }
+KRILL_CUDA_FUSED=0 "${P1[@]}" --out "$out/u1p.f32" --out-decode "$out/u1.f32" >"$out/p-u1.log" 2>&1 || { cat "$out/p-u1.log"; exit 1; }
+cmp -s "$out/f1p.f32" "$out/u1p.f32" && cmp -s "$out/f1.f32" "$out/u1.f32" ||
+  { echo "FAIL: logits with the fused ops differ from the unfused ops' (batch 1, GEMV)"; exit 1; }
+f1=$(nodes "$out/p-f1.log"); u1=$(nodes "$out/p-u1.log")
+echo "  graph nodes per decode step (tiny, 2 layers): bucket 4 $u4 unfused -> $f4 fused; batch 1 $u1 -> $f1"
+[ -n "$f4" ] && [ -n "$u1" ] && [ $((u4 - f4)) = 9 ] && [ $((u1 - f1)) = 3 ] ||
+  { echo "FAIL: expected 9 (bucket 4) and 3 (batch 1) fewer nodes with the fused ops"; exit 1; }
+# 5. native weights: bf16 vs native on the all-native synthetic models
 nm="$out/native-models"
 "$py" tests/gpu/write_native_models.py "$nm" >/dev/null || { echo "FAIL: write_native_models.py"; exit 1; }
 "$py" -c "import numpy as np; np.random.default_rng(51).integers(0, 256, size=96).astype('<i4').tofile('$nm/tok.i32')"

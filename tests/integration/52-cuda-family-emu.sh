@@ -7,7 +7,8 @@
 # tests/reference/make_synthetic.py, prefill and decode paths (graphs included), with
 # f32 weights against krill's CPU backend: every greedy token equal, every position's
 # logits within 1e-3 relative. The kernels themselves against their CPU twins:
-# 50-cuda-kernels-emu.sh (head_norm, geglu, scale, windowed attention cases).
+# 50-cuda-kernels-emu.sh (head_norm, geglu, scale, windowed attention cases). Then the
+# fused ops on these paths, fused vs unfused (below).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${KRILL_BUILD:-build}/emu
@@ -28,5 +29,21 @@ for m in gemma3_tiny qwen3_qknorm mistral_swa; do
   "${P[@]}" --backend cuda --dtype f32 --ref "$out/$m-cpu.f32:krill-cpu" --min-agree 1.0 --max-rel 1e-3 \
     >"$out/$m-cuda.log" 2>&1 || { cat "$out/$m-cuda.log"; echo "FAIL: $m: emulated CUDA differs from the CPU backend"; exit 1; }
   grep -E "prefill|decode" "$out/$m-cuda.log" | sed "s/^/  $m: /" | head -4
+done
+# The fused ops (backend.h, docs/cuda.md "Fused ops") on the family paths, bf16 weights
+# (the fused ops take 16-bit weights): gemma3's GeGLU into its post-norm (glu_matmul
+# without the residual accumulate), norm_matmul adding the post-normed output, QK-norm
+# keeping rope + kv_write unfused; mistral_swa's qkv_rope_kv before windowed attention.
+# Prefill and decode logits bitwise identical with and without (KRILL_CUDA_FUSED=0).
+for m in gemma3_tiny mistral_swa; do
+  P=("$out/emu_gpu_parity" --model "$models/$m.gguf" --tokens "$models/tokens_3x40.i32" --seqs 3 --len 40 --backend cuda)
+  "${P[@]}" --out "$out/$m-fz.f32" --out-decode "$out/$m-fzd.f32" >"$out/$m-fz.log" 2>&1 ||
+    { cat "$out/$m-fz.log"; echo "FAIL: $m with the fused ops"; exit 1; }
+  KRILL_CUDA_FUSED=0 "${P[@]}" --out "$out/$m-unf.f32" --out-decode "$out/$m-unfd.f32" >"$out/$m-unf.log" 2>&1 ||
+    { cat "$out/$m-unf.log"; echo "FAIL: $m without the fused ops"; exit 1; }
+  grep -q "fused_matmuls=0/" "$out/$m-fz.log" && { echo "FAIL: $m took no fused op"; exit 1; }
+  cmp -s "$out/$m-fz.f32" "$out/$m-unf.f32" && cmp -s "$out/$m-fzd.f32" "$out/$m-unfd.f32" ||
+    { echo "FAIL: $m: logits with the fused ops differ from the unfused ops'"; exit 1; }
+  echo "  $m: fused = unfused bit for bit ($(grep -o 'fused_matmuls=[0-9/]* fused_rope=[a-z]*' "$out/$m-fz.log"))"
 done
 echo "PASS: gemma3, qwen3 and the sliding window on the emulated CUDA backend match the CPU backend"

@@ -243,6 +243,11 @@ cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t *g) {
     capturing = nullptr;
     return cudaSuccess;
 }
+cudaError_t cudaGraphGetNodes(cudaGraph_t g, cudaGraphNode_t *nodes, size_t *num) {
+    if (nodes) return cudaErrorInvalidValue; /* only the count is emulated */
+    *num = g->ops.size();
+    return cudaSuccess;
+}
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long) {
     *e = new CUgraphExec_st{g->ops};
     return cudaSuccess;
