@@ -39,7 +39,7 @@ job() {  # run "$@" in the background, at most JOBS at a time
   while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
   "$@" &
 }
-hdrs=("$root/kernels/common.cuh" "$root/tests/gpu/emu/cuda_emu.h" "$root"/src/engine/*.h "$root"/src/engine/cpu/*.h
+hdrs=("$root/kernels/common.cuh" "$root/kernels/attention.cuh" "$root/tests/gpu/emu/cuda_emu.h" "$root/tests/gpu/emu/wmma_emu.h" "$root"/src/engine/*.h "$root"/src/engine/cpu/*.h
       "$root"/src/common/*.h)
 cxx() {  # object, source
   newer "$1" "$2" "${hdrs[@]}" && { rm -f "$1"; job g++ $CXXFLAGS -c "$2" -o "$1"; }
