@@ -24,27 +24,27 @@
 #include "attention.cuh"
 
 #define ADEC_THREADS 128
-#define ADEC_HG 8     /* query heads per block: HG x VEC accumulators per lane */
+#define ADEC_HG 8     /* most query heads per block: HG x VEC accumulators per lane */
 #define ADEC_UNROLL 4 /* positions per group per step: 2 x 4 16-byte loads in flight per lane */
 #define ADEC_CH 64    /* split lengths are multiples of this */
 
 /* Weight of a partial whose running max is m when the merged max is M (0 for empty). */
 __device__ __forceinline__ float attn_decode_weight(float m, float M) { return m == -INFINITY ? 0.0f : expf(m - M); }
 
-template <typename T>
-__global__ void __launch_bounds__(ADEC_THREADS)
+template <typename T, int HG>
+__global__ void __launch_bounds__(ADEC_THREADS, HG <= 4 ? 4 : 2) /* <= 128 registers for HG <= 4: 4 blocks per SM */
     attn_decode_kernel(float *out, float *part, const float *q, int q_stride, const T *kc, const T *vc,
                        const int32_t *pos, const int32_t *seq, const int32_t *table, int table_stride, int n,
                        int n_heads, int n_kv_heads, int hd, int bs, float scale, int qt, int n_splits, int window) {
     constexpr int VEC = 16 / (int)sizeof(T);
-    const int t = blockIdx.x, split = blockIdx.z, G = n_heads / n_kv_heads, n_hg = ceil_div(G, ADEC_HG);
-    const int g = blockIdx.y / n_hg, h0 = (blockIdx.y % n_hg) * ADEC_HG, nhb = min(ADEC_HG, G - h0);
+    const int t = blockIdx.x, split = blockIdx.z, G = n_heads / n_kv_heads, n_hg = ceil_div(G, HG);
+    const int g = blockIdx.y / n_hg, h0 = (blockIdx.y % n_hg) * HG, nhb = min(HG, G - h0);
     if (tile_uniform(pos, seq, n, t / qt, qt)) return; /* a prefill kernel's token */
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int L = hd / VEC, gpw = 32 / L, grp = warp * gpw + lane / L, gl = lane % L, n_groups = 4 * gpw;
     extern __shared__ float smem[];
-    float *qs = smem;                 /* (ADEC_HG, hd) query * scale */
-    float *red = qs + ADEC_HG * hd;   /* (4 warps, ADEC_HG, hd + 2): acc, m, l per warp */
+    float *qs = smem;                 /* (HG, hd) query * scale */
+    float *red = qs + HG * hd;        /* (4 warps, HG, hd + 2): acc, m, l per warp */
 
     const int n_ctx = pos[t] + 1, p_lo = window > 0 ? max(0, n_ctx - window) : 0;
     const int chunk = ceil_div(ceil_div(n_ctx - p_lo, n_splits), ADEC_CH) * ADEC_CH;
@@ -55,9 +55,9 @@ __global__ void __launch_bounds__(ADEC_THREADS)
     for (int i = tid; i < nhb * hd; i += ADEC_THREADS) qs[i] = qrow[i] * scale;
     __syncthreads();
 
-    float acc[ADEC_HG][VEC], m[ADEC_HG], l[ADEC_HG];
+    float acc[HG][VEC], m[HG], l[HG];
 #pragma unroll
-    for (int h = 0; h < ADEC_HG; h++) {
+    for (int h = 0; h < HG; h++) {
         m[h] = -INFINITY, l[h] = 0.0f;
 #pragma unroll
         for (int e = 0; e < VEC; e++) acc[h][e] = 0.0f;
@@ -80,7 +80,7 @@ __global__ void __launch_bounds__(ADEC_THREADS)
             }
         }
 #pragma unroll
-        for (int h = 0; h < ADEC_HG; h++) {
+        for (int h = 0; h < HG; h++) {
             if (h >= nhb) break; /* uniform across the block */
             const float *qh = qs + h * hd + gl * VEC;
             float s[ADEC_UNROLL];
@@ -115,7 +115,7 @@ __global__ void __launch_bounds__(ADEC_THREADS)
     /* merge the groups of each warp (lanes gl of groups lane / L hold the same slice) */
     for (int off = L; off < 32; off <<= 1) {
 #pragma unroll
-        for (int h = 0; h < ADEC_HG; h++) {
+        for (int h = 0; h < HG; h++) {
             if (h >= nhb) break;
             const float mo = __shfl_xor_sync(0xffffffffu, m[h], off), lo = __shfl_xor_sync(0xffffffffu, l[h], off);
             const float M = fmaxf(m[h], mo), a = attn_decode_weight(m[h], M), b = attn_decode_weight(mo, M);
@@ -130,9 +130,9 @@ __global__ void __launch_bounds__(ADEC_THREADS)
     }
     if (lane < L) {
 #pragma unroll
-        for (int h = 0; h < ADEC_HG; h++) {
+        for (int h = 0; h < HG; h++) {
             if (h >= nhb) break;
-            float *r = red + (warp * ADEC_HG + h) * (hd + 2);
+            float *r = red + (warp * HG + h) * (hd + 2);
 #pragma unroll
             for (int e = 0; e < VEC; e++) r[gl * VEC + e] = acc[h][e];
             if (gl == 0) r[hd] = m[h], r[hd + 1] = l[h];
@@ -144,10 +144,10 @@ __global__ void __launch_bounds__(ADEC_THREADS)
     for (int i = tid; i < nhb * hd; i += ADEC_THREADS) {
         const int h = i / hd, d = i % hd;
         float M = -INFINITY;
-        for (int w = 0; w < 4; w++) M = fmaxf(M, red[(w * ADEC_HG + h) * (hd + 2) + hd]);
+        for (int w = 0; w < 4; w++) M = fmaxf(M, red[(w * HG + h) * (hd + 2) + hd]);
         float a = 0.0f, sum = 0.0f;
         for (int w = 0; w < 4; w++) {
-            const float *r = red + (w * ADEC_HG + h) * (hd + 2), wt = attn_decode_weight(r[hd], M);
+            const float *r = red + (w * HG + h) * (hd + 2), wt = attn_decode_weight(r[hd], M);
             a += wt * r[d];
             sum += wt * r[hd + 1];
         }
@@ -178,20 +178,41 @@ cudaError_t attn_decode_launch(float *out, float *part, const float *q, int q_st
                                int kdt, const int32_t *pos, const int32_t *seq, const int32_t *table,
                                int table_stride, int n, int n_heads, int n_kv_heads, int hd, int bs, float scale,
                                int qt, int n_splits, int window, cudaStream_t s) {
-    const int G = n_heads / n_kv_heads;
-    const dim3 grid(n, n_kv_heads * ceil_div(G, ADEC_HG), n_splits);
+    const int G = n_heads / n_kv_heads, hg = G <= 1 ? 1 : G <= 4 ? 4 : ADEC_HG;
+    const dim3 grid(n, n_kv_heads * ceil_div(G, hg), n_splits);
     const size_t sm = attn_decode_smem(hd);
-    if (kdt == KDT_F16)
-        attn_decode_kernel<__half><<<grid, ADEC_THREADS, sm, s>>>(out, part, q, q_stride, (const __half *)kc,
-                                                                  (const __half *)vc, pos, seq, table, table_stride, n,
-                                                                  n_heads, n_kv_heads, hd, bs, scale, qt, n_splits,
-                                                                  window);
-    else if (kdt == KDT_F32)
-        attn_decode_kernel<float><<<grid, ADEC_THREADS, sm, s>>>(out, part, q, q_stride, (const float *)kc,
-                                                                 (const float *)vc, pos, seq, table, table_stride, n,
-                                                                 n_heads, n_kv_heads, hd, bs, scale, qt, n_splits,
-                                                                 window);
-    else
+    if (kdt == KDT_F16) {
+        const __half *k = (const __half *)kc, *v = (const __half *)vc;
+        if (hg == 1)
+            attn_decode_kernel<__half, 1><<<grid, ADEC_THREADS, sm, s>>>(out, part, q, q_stride, k, v, pos, seq, table,
+                                                                         table_stride, n, n_heads, n_kv_heads, hd, bs,
+                                                                         scale, qt, n_splits, window);
+        else if (hg == 4)
+            attn_decode_kernel<__half, 4><<<grid, ADEC_THREADS, sm, s>>>(out, part, q, q_stride, k, v, pos, seq, table,
+                                                                         table_stride, n, n_heads, n_kv_heads, hd, bs,
+                                                                         scale, qt, n_splits, window);
+        else
+            attn_decode_kernel<__half, ADEC_HG><<<grid, ADEC_THREADS, sm, s>>>(out, part, q, q_stride, k, v, pos, seq,
+                                                                               table, table_stride, n, n_heads,
+                                                                               n_kv_heads, hd, bs, scale, qt, n_splits,
+                                                                               window);
+    } else if (kdt == KDT_F32) {
+        const float *k = (const float *)kc, *v = (const float *)vc;
+        if (hg == 1)
+            attn_decode_kernel<float, 1><<<grid, ADEC_THREADS, sm, s>>>(out, part, q, q_stride, k, v, pos, seq, table,
+                                                                        table_stride, n, n_heads, n_kv_heads, hd, bs,
+                                                                        scale, qt, n_splits, window);
+        else if (hg == 4)
+            attn_decode_kernel<float, 4><<<grid, ADEC_THREADS, sm, s>>>(out, part, q, q_stride, k, v, pos, seq, table,
+                                                                        table_stride, n, n_heads, n_kv_heads, hd, bs,
+                                                                        scale, qt, n_splits, window);
+        else
+            attn_decode_kernel<float, ADEC_HG><<<grid, ADEC_THREADS, sm, s>>>(out, part, q, q_stride, k, v, pos, seq,
+                                                                              table, table_stride, n, n_heads,
+                                                                              n_kv_heads, hd, bs, scale, qt, n_splits,
+                                                                              window);
+    } else {
         return cudaErrorInvalidValue;
+    }
     return cudaGetLastError();
 }

@@ -82,7 +82,7 @@ if [ "$what" = all ]; then
     ccomp "$o" "$ALL_CFLAGS" "$src"
     all_objs+=("$o")
   done
-  ccomp "$out/gpu_ops.o" "$ALL_CFLAGS" tests/gpu/gpu_ops.c tests/unit/testutil.h
+  ccomp "$out/gpu_ops.o" "$ALL_CFLAGS" tests/gpu/gpu_ops.c tests/unit/testutil.h tests/gpu/gpu_ops_attn.c
   ccomp "$out/gpu_parity.o" "$ALL_CFLAGS" tests/gpu/gpu_parity.c tests/unit/testutil.h
   ccomp "$out/testutil.o" "$ALL_CFLAGS" tests/unit/testutil.c tests/unit/testutil.h
 fi
