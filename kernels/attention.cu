@@ -22,6 +22,12 @@
  * All three are launched for every call (the early exits cost a few microseconds);
  * the prefill kernel is skipped only when QT < 2 or n < 2.
  *
+ * Those CUDA-core kernels are the fallbacks since issue 17: attention_choose (below, the
+ * one place that picks) sends decode tokens to attn_decode.cu (flash-decoding) and
+ * uniform tiles to attn_prefill_tc.cu (tensor cores, tiles of 64 / G tokens) wherever
+ * those apply, and keeps these kernels for the rest (f32 caches in the prefill, head
+ * sizes without 16-byte rows, sm_89 at head_dim 256, a plan with cc = 0).
+ *
  * Numerics: q is scaled by `scale` first (as the CPU does), q.k and the softmax run in
  * f32 with expf, K/V are widened to f32 on load; the output is acc / sum. The order of
  * additions differs from the CPU's, so results agree to f32 rounding (~1e-6 relative),

@@ -289,7 +289,10 @@ static bool host_tile_uniform(const std::vector<int32_t> &pos, const std::vector
  * (attn_decode.cu where it applies; attn_prefill_tc.cu for f16 caches with head_dim a
  * multiple of 16). Rows the tensor-core prefill wrote are checked on their own with the
  * tolerance of f16-rounded q and p (attn_prefill_tc.cu); every other row at 2e-6. */
+static const char *only; /* --only SUBSTR: attention cases whose name contains it */
+
 static void run_case(const att_case &c, int kv_f32, int n_sm, int cc = 0) {
+    if (only && !strstr(c.name, only)) return;
     const int nh = c.nh, nkv = c.nkv, hd = c.hd, bs = c.bs, qd = nh * hd, kvd = nkv * hd, S = c.n_seqs;
     int n = 0, mb = 0, total = 3;
     for (int s = 0; s < S; s++) {
@@ -381,10 +384,19 @@ static void run_case(const att_case &c, int kv_f32, int n_sm, int cc = 0) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: emu_kernels [--quick]\nRuns kernels/*.cu on the CPU emulator against the CPU backend.\n");
+        printf("usage: emu_kernels [--quick] [--only SUBSTR]\nRuns kernels/*.cu on the CPU emulator against the CPU "
+               "backend; --only: just the attention cases whose name contains SUBSTR.\n");
         return 0;
     }
-    const bool quick = argc > 1 && !strcmp(argv[1], "--quick");
+    bool quick = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = true;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else {
+            fprintf(stderr, "emu_kernels: unknown argument %s (--help)\n", argv[i]);
+            return 2;
+        }
+    }
     char err[256];
     for (int k = 0; k < 2; k++) {
         backend_params_t p = {};
@@ -396,7 +408,7 @@ int main(int argc, char **argv) {
         }
     }
     printf("emu_kernels: CUDA kernels on the CPU emulator vs the CPU backend\n");
-    test_small_ops();
+    if (!only) test_small_ops();
     for (const att_case &c : cases) {
         run_case(c, 0, 132); /* an H100's SM count: many splits for small batches */
         if (!quick) run_case(c, 1, 4);
