@@ -22,11 +22,17 @@
  * All three are launched for every call (the early exits cost a few microseconds);
  * the prefill kernel is skipped only when QT < 2 or n < 2.
  *
+ * Those CUDA-core kernels are the fallbacks since issue 17: attention_choose (below, the
+ * one place that picks) sends decode tokens to attn_decode.cu (flash-decoding) and
+ * uniform tiles to attn_prefill_tc.cu (tensor cores, tiles of 64 / G tokens) wherever
+ * those apply, and keeps these kernels for the rest (f32 caches in the prefill, head
+ * sizes without 16-byte rows, sm_89 at head_dim 256, a plan with cc = 0).
+ *
  * Numerics: q is scaled by `scale` first (as the CPU does), q.k and the softmax run in
  * f32 with expf, K/V are widened to f32 on load; the output is acc / sum. The order of
  * additions differs from the CPU's, so results agree to f32 rounding (~1e-6 relative),
  * not bit for bit. */
-#include "common.cuh"
+#include "attention.cuh"
 
 #define ATT_THREADS 128 /* 4 warps per block in every attention kernel */
 #define DEC_CH 64       /* positions per chunk in the decode kernel (2 per lane in the softmax) */
@@ -71,43 +77,6 @@ extern "C" cudaError_t kv_write_launch(void *kc, void *vc, int kdt, const float 
         return cudaErrorInvalidValue;
     return cudaGetLastError();
 }
-
-/* ---------------------------------------------------------------- shared helpers */
-
-/* Tile `tile` = tokens [tile*qt, tile*qt + qt) of n. True when it holds at least two
- * tokens, all of one sequence at consecutive positions. */
-__device__ __forceinline__ bool tile_uniform(const int32_t *pos, const int32_t *seq, int n, int tile, int qt) {
-    if (qt < 2) return false;
-    const int t0 = tile * qt, t1 = min(t0 + qt, n);
-    if (t1 - t0 < 2) return false;
-    const int s0 = seq[t0], p0 = pos[t0];
-    for (int t = t0 + 1; t < t1; t++)
-        if (seq[t] != s0 || pos[t] != p0 + (t - t0)) return false;
-    return true;
-}
-
-/* Loads VEC consecutive cache elements as f32: 16-byte loads for the vector variants. */
-__device__ __forceinline__ void load_vec(const __half *p, float (&f)[8]) {
-    union {
-        uint4 u;
-        __half2 h2[4];
-    } v; /* a union, not a pointer cast: reading a uint4 through __half2* breaks aliasing rules */
-    v.u = *(const uint4 *)p;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const float2 x = __half22float2(v.h2[i]);
-        f[2 * i] = x.x;
-        f[2 * i + 1] = x.y;
-    }
-}
-__device__ __forceinline__ void load_vec(const float *p, float (&f)[4]) {
-    const float4 x = *(const float4 *)p;
-    f[0] = x.x, f[1] = x.y, f[2] = x.z, f[3] = x.w;
-}
-template <typename T> __device__ __forceinline__ void load_vec(const T *p, float (&f)[1]) { f[0] = to_f32(*p); }
-
-/* Elements per 16-byte vector of T, or 1 for the scalar variant. */
-template <typename T, bool VECTOR> struct vec_of { static constexpr int n = VECTOR ? 16 / (int)sizeof(T) : 1; };
 
 /* ---------------------------------------------------------------- decode path */
 
@@ -478,7 +447,25 @@ extern "C" cudaError_t attention_init(int max_smem_optin) {
     e = smem_attr(e, attention_decode_kernel<float, false>, d);
     e = smem_attr(e, attention_prefill_kernel<__half>, p);
     e = smem_attr(e, attention_prefill_kernel<float>, p);
+    if (e == cudaSuccess) e = attn_prefill_tc_init(max_smem_optin);
     return e;
+}
+
+/* Which kernels serve a call: the one place that chooses (attention.cuh). */
+typedef struct {
+    bool tc_prefill;  /* uniform tiles: attn_prefill_tc.cu (else attention_prefill_kernel) */
+    bool fast_decode; /* other tokens: attn_decode.cu (else attention_decode_kernel) */
+    int qt;           /* tokens per tile (1: no prefill kernel) */
+} attention_choice_t;
+
+static attention_choice_t attention_choose(const attention_plan_t *p, int n, const void *kc, const void *vc) {
+    attention_choice_t c;
+    const int G = p->n_heads / p->n_kv_heads;
+    const bool aligned = ((uintptr_t)kc | (uintptr_t)vc) % 16 == 0;
+    c.tc_prefill = p->cc > 0 && aligned && attn_prefill_tc_applies(p->cc, p->kdt, p->head_dim, p->max_smem);
+    c.fast_decode = p->cc > 0 && attn_decode_applies(p->kdt, p->head_dim, kc, vc);
+    c.qt = n < 2 ? 1 : c.tc_prefill ? attn_prefill_tc_qt(G) : prefill_qt(G, p->head_dim);
+    return c;
 }
 
 template <typename T>
@@ -486,26 +473,33 @@ static cudaError_t attention_run(float *out, const float *q, int q_stride, const
                                  const int32_t *seq, const int32_t *table, int table_stride, int n,
                                  const attention_plan_t *p, cudaStream_t s) {
     const int hd = p->head_dim, nh = p->n_heads, nkv = p->n_kv_heads, G = nh / nkv;
-    const int qt = n >= 2 ? prefill_qt(G, hd) : 1;
+    const attention_choice_t ch = attention_choose(p, n, kc, vc);
+    const int qt = ch.qt;
     int splits = decode_splits(n, nkv, p->n_sm);
     while (splits > 1 && (int64_t)n * nh * splits * (hd + 2) > p->part_floats) splits--;
-    /* vector loads: a power-of-two number (<= 32) of 16-byte vectors per row, aligned bases */
-    const int vec = 16 / (int)sizeof(T), nv = hd / vec;
-    const bool vector = hd % vec == 0 && nv <= 32 && (nv & (nv - 1)) == 0 &&
-                        ((uintptr_t)kc | (uintptr_t)vc) % 16 == 0;
-    const dim3 dgrid(n, nkv, splits);
-    const size_t dsm = decode_smem(G, hd, vector ? vec : 1);
-    if (vector)
-        attention_decode_kernel<T, true><<<dgrid, ATT_THREADS, dsm, s>>>(out, p->part, q, q_stride, kc, vc, pos, seq,
-                                                                          table, table_stride, n, nh, nkv, hd,
-                                                                          p->block_size, p->scale, qt, splits,
-                                                                          p->window);
-    else
-        attention_decode_kernel<T, false><<<dgrid, ATT_THREADS, dsm, s>>>(out, p->part, q, q_stride, kc, vc, pos, seq,
-                                                                           table, table_stride, n, nh, nkv, hd,
-                                                                           p->block_size, p->scale, qt, splits,
-                                                                           p->window);
-    cudaError_t e = cudaGetLastError();
+    cudaError_t e;
+    if (ch.fast_decode) {
+        e = attn_decode_launch(out, p->part, q, q_stride, kc, vc, p->kdt, pos, seq, table, table_stride, n, nh, nkv, hd,
+                               p->block_size, p->scale, qt, splits, p->window, s);
+    } else {
+        /* vector loads: a power-of-two number (<= 32) of 16-byte vectors per row, aligned bases */
+        const int vec = 16 / (int)sizeof(T), nv = hd / vec;
+        const bool vector = hd % vec == 0 && nv <= 32 && (nv & (nv - 1)) == 0 &&
+                            ((uintptr_t)kc | (uintptr_t)vc) % 16 == 0;
+        const dim3 dgrid(n, nkv, splits);
+        const size_t dsm = decode_smem(G, hd, vector ? vec : 1);
+        if (vector)
+            attention_decode_kernel<T, true><<<dgrid, ATT_THREADS, dsm, s>>>(out, p->part, q, q_stride, kc, vc, pos,
+                                                                              seq, table, table_stride, n, nh, nkv, hd,
+                                                                              p->block_size, p->scale, qt, splits,
+                                                                              p->window);
+        else
+            attention_decode_kernel<T, false><<<dgrid, ATT_THREADS, dsm, s>>>(out, p->part, q, q_stride, kc, vc, pos,
+                                                                               seq, table, table_stride, n, nh, nkv,
+                                                                               hd, p->block_size, p->scale, qt, splits,
+                                                                               p->window);
+        e = cudaGetLastError();
+    }
     if (e != cudaSuccess) return e;
     if (splits > 1) {
         attention_combine_kernel<<<dim3(n, nh), hd >= 128 ? 128 : 32 * ceil_div(hd, 32), 0, s>>>(out, p->part, pos, seq,
@@ -513,10 +507,16 @@ static cudaError_t attention_run(float *out, const float *q, int q_stride, const
         if ((e = cudaGetLastError()) != cudaSuccess) return e;
     }
     if (qt >= 2) {
-        attention_prefill_kernel<T><<<dim3(ceil_div(n, qt), nkv), ATT_THREADS, prefill_smem(qt * G, hd), s>>>(
-            out, q, q_stride, kc, vc, pos, seq, table, table_stride, n, nh, nkv, hd, p->block_size, p->scale, qt,
-            p->window);
-        e = cudaGetLastError();
+        if (ch.tc_prefill) {
+            /* tc_prefill implies an f16 cache (attn_prefill_tc_applies) */
+            e = attn_prefill_tc_launch(out, q, q_stride, (const __half *)kc, (const __half *)vc, pos, seq, table,
+                                       table_stride, n, nh, nkv, hd, p->block_size, p->scale, qt, p->window, s);
+        } else {
+            attention_prefill_kernel<T><<<dim3(ceil_div(n, qt), nkv), ATT_THREADS, prefill_smem(qt * G, hd), s>>>(
+                out, q, q_stride, kc, vc, pos, seq, table, table_stride, n, nh, nkv, hd, p->block_size, p->scale, qt,
+                p->window);
+            e = cudaGetLastError();
+        }
     }
     return e;
 }

@@ -660,7 +660,8 @@ static void cuda_attention(void *ctx, float *out, const float *q, int q_stride, 
         c->part_floats = (int64_t)(part_bytes / sizeof(float));
     }
     attention_plan_t p = {a->n_heads, a->n_kv_heads, a->head_dim, a->block_size, a->scale, (int)c->kvdt,
-                          c->n_sm,    c->part,      c->part_floats, a->window};
+                          c->n_sm,    c->part,      c->part_floats, a->window,
+                          c->cc,      c->smem_optin};
     LAUNCH(c, attention_launch(out, q, q_stride, kc, vc, pos, seq, block_table, table_stride, n, &p, c->stream));
 }
 

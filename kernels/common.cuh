@@ -133,6 +133,9 @@ typedef struct {
     float *part;      /* split-softmax scratch, attention_scratch_floats() floats */
     int64_t part_floats;
     int window;       /* > 0: a query at position p sees positions p - window + 1 .. p only */
+    int cc;           /* compute capability (major * 10 + minor); 0: only the CUDA-core kernels
+                         of attention.cu (tests use it to keep checking them) */
+    int max_smem;     /* opt-in shared memory per block (cudaDevAttrMaxSharedMemoryPerBlockOptin) */
 } attention_plan_t;
 /* Floats of scratch the decode path needs for up to max_tokens tokens. */
 int64_t attention_scratch_floats(int max_tokens, int n_heads, int head_dim, int n_sm);

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <vector>
 
+#include "attention.cuh"
 #include "common.cuh"
 
 extern "C" {
@@ -275,7 +276,24 @@ static const att_case cases[] = {
     {"gemma3 270M local W512", 4, 1, 256, 16, 3, {700, 520, 30}, {1, 9, 30}, 512},
 };
 
-static void run_case(const att_case &c, int kv_f32, int n_sm) {
+/* The host twin of tile_uniform (attention.cuh): token tile of qt is a prefill tile. */
+static bool host_tile_uniform(const std::vector<int32_t> &pos, const std::vector<int32_t> &seq, int n, int tile, int qt) {
+    if (qt < 2) return false;
+    const int t0 = tile * qt, t1 = std::min(t0 + qt, n);
+    if (t1 - t0 < 2) return false;
+    for (int t = t0 + 1; t < t1; t++)
+        if (seq[t] != seq[t0] || pos[t] != pos[t0] + (t - t0)) return false;
+    return true;
+}
+
+/* cc 0: the CUDA-core kernels of attention.cu only; cc 90: attention_choose's pick
+ * (attn_decode.cu where it applies; attn_prefill_tc.cu for f16 caches with head_dim a
+ * multiple of 16). Rows the tensor-core prefill wrote are checked on their own with the
+ * tolerance of f16-rounded q and p (attn_prefill_tc.cu); every other row at 2e-6. */
+static const char *only; /* --only SUBSTR: attention cases whose name contains it */
+
+static void run_case(const att_case &c, int kv_f32, int n_sm, int cc = 0) {
+    if (only && !strstr(c.name, only)) return;
     const int nh = c.nh, nkv = c.nkv, hd = c.hd, bs = c.bs, qd = nh * hd, kvd = nkv * hd, S = c.n_seqs;
     int n = 0, mb = 0, total = 3;
     for (int s = 0; s < S; s++) {
@@ -322,7 +340,9 @@ static void run_case(const att_case &c, int kv_f32, int n_sm) {
                        seq.data(), table.data(), mb, n, nkv, hd, bs, nullptr),
        "kv_write");
     std::vector<float> part(attention_scratch_floats(n, nh, hd, n_sm), NAN);
-    attention_plan_t p = {nh, nkv, hd, bs, a.scale, kdt, n_sm, part.data(), (int64_t)part.size(), c.window};
+    const int max_smem = 227 << 10;
+    attention_plan_t p = {nh, nkv, hd, bs, a.scale, kdt, n_sm, part.data(), (int64_t)part.size(), c.window,
+                          cc, max_smem};
     ck(attention_launch(out[1].data(), qkv.data(), stride, kc[1].data(), vc[1].data(), pos.data(), seq.data(),
                         table.data(), mb, n, &p, nullptr),
        "attention");
@@ -341,10 +361,26 @@ static void run_case(const att_case &c, int kv_f32, int n_sm) {
     char shape[160];
     int maxctx = 0;
     for (int s = 0; s < S; s++) maxctx = c.ctx[s] > maxctx ? c.ctx[s] : maxctx;
-    snprintf(shape, sizeof shape, "%s: %d/%d hd=%d bs=%d n=%d ctx<=%d kv=%s sms=%d%s", c.name, nh, nkv, hd, bs, n,
-             maxctx, kv_f32 ? "f32" : "f16", n_sm, c.window ? " win" : "");
+    snprintf(shape, sizeof shape, "%s: %d/%d hd=%d bs=%d n=%d ctx<=%d kv=%s sms=%d%s%s", c.name, nh, nkv, hd, bs, n,
+             maxctx, kv_f32 ? "f32" : "f16", n_sm, c.window ? " win" : "", cc ? " new" : "");
     check("kv_write", shape, memcmp(kc[0].data(), kc[1].data(), cache) || memcmp(vc[0].data(), vc[1].data(), cache), 0);
-    check("attention", shape, nerr(out[1].data(), out[0].data(), out[0].size()), 2e-6);
+    const bool tc = cc && attn_prefill_tc_applies(cc, kdt, hd, max_smem);
+    if (!tc) {
+        check(cc && attn_decode_applies(kdt, hd, kc[1].data(), vc[1].data()) ? "att_dec" : "attention", shape,
+              nerr(out[1].data(), out[0].data(), out[0].size()), 2e-6);
+        return;
+    }
+    /* split the rows: tensor-core prefill tiles vs the decode kernel's tokens */
+    const int qt = n >= 2 ? attn_prefill_tc_qt(nh / nkv) : 1;
+    std::vector<float> got[2], ref[2];
+    for (int t = 0; t < n; t++) {
+        const int k = host_tile_uniform(pos, seq, n, t / qt, qt);
+        got[k].insert(got[k].end(), out[1].begin() + (size_t)t * qd, out[1].begin() + (size_t)(t + 1) * qd);
+        ref[k].insert(ref[k].end(), out[0].begin() + (size_t)t * qd, out[0].begin() + (size_t)(t + 1) * qd);
+    }
+    const char *dec = attn_decode_applies(kdt, hd, kc[1].data(), vc[1].data()) ? "att_dec" : "attention";
+    if (!got[0].empty()) check(dec, shape, nerr(got[0].data(), ref[0].data(), got[0].size()), 2e-6);
+    if (!got[1].empty()) check("att_tc", shape, nerr(got[1].data(), ref[1].data(), got[1].size()), 1e-3);
 }
 
 /* ---------------------------------------------------------------- fused ops
@@ -465,10 +501,19 @@ static void test_fused() {
 
 int main(int argc, char **argv) {
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: emu_kernels [--quick]\nRuns kernels/*.cu on the CPU emulator against the CPU backend.\n");
+        printf("usage: emu_kernels [--quick] [--only SUBSTR]\nRuns kernels/*.cu on the CPU emulator against the CPU "
+               "backend; --only: just the attention cases whose name contains SUBSTR.\n");
         return 0;
     }
-    const bool quick = argc > 1 && !strcmp(argv[1], "--quick");
+    bool quick = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = true;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else {
+            fprintf(stderr, "emu_kernels: unknown argument %s (--help)\n", argv[i]);
+            return 2;
+        }
+    }
     char err[256];
     for (int k = 0; k < 2; k++) {
         backend_params_t p = {};
@@ -480,8 +525,10 @@ int main(int argc, char **argv) {
         }
     }
     printf("emu_kernels: CUDA kernels on the CPU emulator vs the CPU backend\n");
-    test_small_ops();
-    test_fused();
+    if (!only) {
+        test_small_ops();
+        test_fused();
+    }
     for (const att_case &c : cases) {
         run_case(c, 0, 132); /* an H100's SM count: many splits for small batches */
         if (!quick) run_case(c, 1, 4);
@@ -497,7 +544,31 @@ int main(int argc, char **argv) {
     att_case smol = {"SmolLM2 G3 hd64", 9, 3, 64, 16, 3, {300, 129, 2}, {1, 1, 1}};
     run_case(smol, 0, 132);
     run_case(smol, 0, 2);
-    n_fail += emu_qmatmul_run(&n_checks); /* native GGUF weights: tests/gpu/emu_qmatmul.cpp */
+    /* issue 17: attn_decode.cu and attn_prefill_tc.cu (cc 90) on every case above, then
+     * the shapes they were built for: GQA 1/4/8, head_dim 64/128, chunked prefill after
+     * prior context, windows, ragged batches, 1 / a few / many splits */
+    for (const att_case &c : cases) run_case(c, 0, 132, 90); /* f32 caches: the f32 runs below */
+    static const att_case tc_cases[] = {
+        {"tc prefill G1 hd64", 4, 4, 64, 16, 1, {150}, {150}},
+        {"tc prefill G4 hd128", 8, 2, 128, 16, 1, {130}, {130}},
+        {"tc prefill G8 hd128 chunk", 16, 2, 128, 16, 2, {200, 70}, {70, 3}},
+        {"tc chunk after ctx G4 hd64", 16, 4, 64, 16, 2, {260, 90}, {90, 1}},
+        {"tc ragged mix G4 hd64", 8, 2, 64, 16, 5, {100, 1, 47, 300, 19}, {37, 1, 47, 1, 19}},
+        {"tc window 48 G4 hd64", 8, 2, 64, 16, 3, {200, 90, 5}, {120, 1, 5}, 48},
+        {"tc window 100 G8 hd128", 16, 2, 128, 32, 2, {260, 33}, {70, 33}, 100},
+        {"tc G3 hd64 (padded rows)", 9, 3, 64, 16, 2, {100, 40}, {100, 1}},
+        {"tc G32 hd64", 32, 1, 64, 16, 2, {80, 9}, {9, 1}},
+        {"tc hd256 G2", 4, 2, 256, 16, 2, {90, 20}, {70, 1}},
+        {"tc hd16 odd blocks", 4, 1, 16, 7, 2, {75, 12}, {60, 12}},
+        {"dec long G8 hd128", 16, 2, 128, 16, 3, {1500, 700, 64}, {1, 1, 1}},
+        {"dec long G4 hd64 window", 8, 2, 64, 16, 3, {1200, 600, 30}, {1, 1, 1}, 257},
+    };
+    for (const att_case &c : tc_cases) {
+        run_case(c, 0, 132, 90);            /* many splits */
+        if (!quick) run_case(c, 0, 1, 90);  /* one: no combine */
+        if (!quick) run_case(c, 1, 16, 90); /* f32 cache (a few splits): CUDA-core prefill, attn_decode f32 */
+    }
+    if (!only) n_fail += emu_qmatmul_run(&n_checks); /* native GGUF weights: tests/gpu/emu_qmatmul.cpp */
     printf("emu_kernels: %d checks, %d failed, %ld launches\n", n_checks, n_fail, emu_launches);
     backend_close(cpu[0]);
     backend_close(cpu[1]);

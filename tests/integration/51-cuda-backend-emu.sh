@@ -2,8 +2,10 @@
 # 51-cuda-backend-emu.sh — the WHOLE CUDA backend (kernels/backend_cuda.cu + every kernel)
 # on the CPU emulator with a fake CUDA runtime (tests/gpu/emu/fake_cudart.cpp: deferred
 # in-order execution, graph capture/replay, pinned vs pageable copies):
-#   1. tests/gpu/gpu_ops.c — the GPU op-test program itself — for every op but attention
-#      (50-cuda-kernels-emu.sh covers the attention kernels), --quick shapes;
+#   1. tests/gpu/gpu_ops.c — the GPU op-test program itself — for every op, --quick
+#      shapes (attention: the small cases of gpu_ops_attn.c through the glue's plan,
+#      cc 9.0 as the fake runtime reports, so flash-decoding and the tensor-core
+#      prefill; 50-cuda-kernels-emu.sh covers every attention kernel in depth);
 #   2. tests/gpu/gpu_parity.c — model.c over the emulated CUDA backend on the synthetic
 #      "tiny" model (prefill and decode paths) against transformers f32 logits committed
 #      in tests/data/cuda (tests/reference/gen_cuda_vectors.sh);
@@ -40,7 +42,7 @@ if [ "$want" != "$got" ]; then
   exit 1
 fi
 export KRILL_EMU_SMS=8
-"$out/emu_gpu_ops" --quick --only load_tensor,embed,rmsnorm,matmul,rope,swiglu,argmax,graph,native,fused || exit 1
+"$out/emu_gpu_ops" --quick --only load_tensor,embed,rmsnorm,matmul,rope,swiglu,argmax,attention,graph,native,fused || exit 1
 "$out/emu_gpu_parity" --model "$models/tiny.gguf" --tokens tests/data/cuda/tokens_4x32.i32 --seqs 4 --len 32 \
   --backend cuda --ref tests/data/cuda/tiny_hf_f32_4x32.f32:transformers-f32 || exit 1
 # 3. decode steps of 3 sequences padded to the graph bucket of 4 (scratch KV block),

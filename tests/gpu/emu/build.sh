@@ -39,7 +39,7 @@ job() {  # run "$@" in the background, at most JOBS at a time
   while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
   "$@" &
 }
-hdrs=("$root/kernels/common.cuh" "$root/kernels/qweights.cuh" "$root/kernels/qweights.h" "$root/tests/gpu/emu/cuda_emu.h" "$root"/src/engine/*.h "$root"/src/engine/cpu/*.h
+hdrs=("$root/kernels/common.cuh" "$root/kernels/qweights.cuh" "$root/kernels/qweights.h" "$root/kernels/attention.cuh" "$root/tests/gpu/emu/wmma_emu.h" "$root/tests/gpu/emu/cuda_emu.h" "$root"/src/engine/*.h "$root"/src/engine/cpu/*.h
       "$root"/src/common/*.h)
 cxx() {  # object, source
   newer "$1" "$2" "${hdrs[@]}" && { rm -f "$1"; job g++ $CXXFLAGS -c "$2" -o "$1"; }
@@ -83,7 +83,7 @@ if [ "$what" = all ]; then
     ccomp "$o" "$ALL_CFLAGS" "$src"
     all_objs+=("$o")
   done
-  ccomp "$out/gpu_ops.o" "$ALL_CFLAGS" tests/gpu/gpu_ops.c tests/unit/testutil.h tests/gpu/gpu_ops_native.c tests/gpu/gpu_ops_fused.c
+  ccomp "$out/gpu_ops.o" "$ALL_CFLAGS" tests/gpu/gpu_ops.c tests/unit/testutil.h tests/gpu/gpu_ops_native.c tests/gpu/gpu_ops_fused.c tests/gpu/gpu_ops_attn.c
   ccomp "$out/gpu_parity.o" "$ALL_CFLAGS" tests/gpu/gpu_parity.c tests/unit/testutil.h
   ccomp "$out/testutil.o" "$ALL_CFLAGS" tests/unit/testutil.c tests/unit/testutil.h
 fi

@@ -27,6 +27,7 @@
 #include <cmath>
 #include <cstddef>
 #include <functional>
+#include <type_traits>
 
 using std::max;
 using std::min;
@@ -77,5 +78,7 @@ emu_launch_t<F> emu_launcher(F f, dim3 g, dim3 b, size_t smem = 0, cudaStream_t 
     (void)s;
     return emu_launch_t<F>{f, g, b, smem};
 }
+
+#include "wmma_emu.h" /* nvcuda::wmma: fragment semantics (mma.h is empty outside nvcc) */
 
 #endif

@@ -10,7 +10,7 @@ src = open(sys.argv[1], encoding="utf-8").read()
 launch = re.compile(r"([A-Za-z_]\w*(?:<[^<>;]*>)?)<<<(.*?)>>>\(", re.S)
 # a generic lambda lets the kernel template deduce its arguments, as a launch does
 out, n = launch.subn(lambda m: f"emu_launcher([](auto... a_) {{ {m.group(1)}(a_...); }}, {m.group(2)})(", src)
-out, k = re.subn(r"extern\s+__shared__\s+float\s+(\w+)\[\];", r"float *\1 = (float *)emu_dyn_smem();", out)
+out, k = re.subn(r"extern\s+__shared__\s+(?:__align__\(\d+\)\s+)?float\s+(\w+)\[\];", r"float *\1 = (float *)emu_dyn_smem();", out)
 if "<<<" in out or "extern __shared__" in out:
     sys.exit(f"emu-prep.py: {sys.argv[1]}: a launch or shared declaration was not rewritten")
 with open(sys.argv[2], "w", encoding="utf-8") as f:

@@ -101,6 +101,19 @@ uint3 emu_block_idx() { return cur_block; }
 dim3 emu_block_dim() { return cur_bdim; }
 dim3 emu_grid_dim() { return cur_gdim; }
 void __syncthreads() { arrive(block_bar); }
+void __syncwarp(unsigned) { arrive(warps[cur->linear / 32].bar); }
+int emu_lane() { return cur->linear % 32; }
+void emu_wmma_check(const void *p, unsigned ldm, size_t elem_bytes, const char *what) {
+    const char *c = (const char *)p, *base = dyn.data();
+    if (ldm * elem_bytes % 16) {
+        fprintf(stderr, "emu: %s with ldm %u (%zu-byte elements): not a multiple of 16 bytes\n", what, ldm, elem_bytes);
+        abort();
+    }
+    if (c >= base && c < base + dyn.size() && (c - base) % 32) {
+        fprintf(stderr, "emu: %s at shared offset %td: not 32-byte aligned\n", what, c - base);
+        abort();
+    }
+}
 void *emu_dyn_smem() { return dyn.data(); }
 
 float emu_shfl_xor_f(float v, int m) {
