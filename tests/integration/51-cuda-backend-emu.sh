@@ -8,7 +8,8 @@
 #      "tiny" model (prefill and decode paths) against transformers f32 logits committed
 #      in tests/data/cuda (tests/reference/gen_cuda_vectors.sh);
 #   3. padded decode buckets replayed from graphs vs eager, device argmax vs logits, vs
-#      the CPU backend (below).
+#      the CPU backend (below); 4. a bucket wider than the logits chunk (graph without
+#      the head, head in chunks after the replay) vs eager.
 # It cannot show races, real cuBLAS behaviour or speed: scripts/gpu-check.sh on a GPU does.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -47,6 +48,17 @@ grep -q "graphs: 0 captured, 0 replays" "$out/p-eager.log" || { echo "FAIL: --no
 cmp -s "$out/graph3.f32" "$out/eager3.f32" || { echo "FAIL: graph-replayed padded decode logits differ from the eager steps"; exit 1; }
 "${P[@]}" --backend cuda --dtype f32 --ref "$out/cpu3.f32:krill-cpu" --min-agree 1.0 --max-rel 1e-3 >"$out/p-f32.log" 2>&1 ||
   { cat "$out/p-f32.log"; echo "FAIL: CUDA f32 greedy tokens differ from the CPU backend's"; exit 1; }
+# 4. a decode bucket wider than the LM head's logits chunk (20 sequences -> bucket 32,
+#    head chunks of 8 rows): the layers are captured and replayed, the head runs after
+#    the replay chunk by chunk; logits bitwise identical to the eager steps.
+"$py" tests/gpu/hf_reference.py tokens --out "$out/tokens_20x8.i32" --seqs 20 --len 8 --vocab 2048 || exit 1
+W=("$out/emu_gpu_parity" --model "$models/tiny.gguf" --tokens "$out/tokens_20x8.i32" --seqs 20 --len 8 --backend cuda)
+"${W[@]}" --logit-chunk 8 --out-decode "$out/wide-graph.f32" >"$out/p-wide.log" 2>&1 || { cat "$out/p-wide.log"; exit 1; }
+grep -q "graphs: 1 captured, 6 replays" "$out/p-wide.log" ||
+  { echo "FAIL: a decode bucket wider than the logits chunk was not replayed from a graph"; grep graphs "$out/p-wide.log"; exit 1; }
+"${W[@]}" --no-graphs --out-decode "$out/wide-eager.f32" >"$out/p-wide-eager.log" 2>&1 || { cat "$out/p-wide-eager.log"; exit 1; }
+cmp -s "$out/wide-graph.f32" "$out/wide-eager.f32" ||
+  { echo "FAIL: the wide bucket's chunked head after a graph replay differs from the eager steps"; exit 1; }
 nogpu=$(KRILL_EMU_DEVICES=0 "$out/emu_gpu_ops" --only rmsnorm); rc=$?
 [ $rc = 77 ] && grep -q "^no GPU:" <<<"$nogpu" || { echo "FAIL: without a device gpu_ops must say 'no GPU:' and exit 77 (rc $rc)"; exit 1; }
 echo "PASS: the emulated CUDA backend matches the CPU backend and transformers"
