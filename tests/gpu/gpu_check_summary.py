@@ -157,7 +157,7 @@ def gpu_check_summary_build(out):
 
     def figure(fid, label, value, unit, goal, sid, extra=None):
         f = {"id": fid, "label": label, "value": value, "unit": unit,
-             "goal": None if goal is None else f"{goal[0]} {goal[1]:g}{unit if unit != 'tok/s' else ''}",
+             "goal": None if goal is None else f"{goal[0]} {gpu_check_summary_fmt(float(goal[1]), unit)}",
              "status": gpu_check_summary_goal(value, goal), "step": sid}
         if value is None:
             f["why"] = why(sid)
@@ -257,7 +257,7 @@ def gpu_check_summary_markdown(s):
         elif f["id"] == "parity_rel_max":
             meas = f"{f['value']:.4f}"
         else:
-            meas = gpu_check_summary_fmt(f["value"], f["unit"].replace("tok/s", "tok/s"))
+            meas = gpu_check_summary_fmt(f["value"], f["unit"])
         goal = f["goal"] or "—"
         if f["id"].endswith("fraction") and f["goal"]:
             goal = ">= 50 %"
