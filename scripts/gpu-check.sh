@@ -98,7 +98,11 @@ step_done() {
 
 # background jobs (model writers, nvidia-smi): stopped by their own ids at exit
 BG=() KB_NOTE=""
-cleanup() { local p; for p in ${BG[@]+"${BG[@]}"}; do kill "$p" 2>/dev/null; done; }
+cleanup() {  # each job and its children (a writer's subshell runs python)
+  local p
+  for p in ${BG[@]+"${BG[@]}"}; do pkill -TERM -P "$p" 2>/dev/null; kill "$p" 2>/dev/null; done
+  return 0
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -161,10 +165,11 @@ else
   GROUPS_=("smol" "llama1b" "llama1b-q4_0,llama1b-q8_0" "llama7b-q4_k")
 fi
 rm -f "$MODELS"/.done-* 2>/dev/null
+WRITERS=()   # the writer's process id per group
 if [ -n "$PY" ]; then
   for g in "${GROUPS_[@]}"; do
     ( "$PY" tests/gpu/write_models.py "$MODELS" --models "$g" && touch "$MODELS/.done-$g" ) >"$OUT/models-${g//,/_}.log" 2>&1 &
-    BG+=($!)
+    BG+=($!) WRITERS+=($!)
   done
 fi
 # model_ready NAME: waits (up to the time left) for the group that writes NAME
@@ -249,13 +254,14 @@ build_all() {
 }
 step build "${GPU_CHECK_BUILD_BUDGET_S:-240}" 30 -- bash -c "$(declare -f build_all); build_all" >"$OUT/build.log" 2>&1
 step_done build - "$(tail -1 "$OUT/build.log")"
-HAVE_BUILD=0; [ $STEP_RC = 0 ] && HAVE_BUILD=1
+HAVE_BUILD=0 BUILD_WHY="the build did not complete ($(tail -1 "$OUT/steps.tsv" | cut -f2))"
+[ $STEP_RC = 0 ] && HAVE_BUILD=1
 [ -z "$NVCC" ] && [ $HAVE_BUILD = 1 ] && record build-cuda skip 0 0 - "no nvcc (PATH, CUDA_HOME, /usr/local/cuda): the engine was built without CUDA"
 
 # ---------------------------------------------------------------- helpers for the GPU steps
 gpu_why() {  # why a GPU step cannot run, or nothing
   if [ $DRY = 1 ]; then echo "no GPU (${NO_GPU_WHY})"
-  elif [ $HAVE_BUILD = 0 ]; then echo "the build failed"
+  elif [ $HAVE_BUILD = 0 ]; then echo "$BUILD_WHY"
   elif [ -z "$NVCC" ]; then echo "built without CUDA (no nvcc)"
   fi
 }
@@ -355,7 +361,7 @@ if [ $DRY = 1 ]; then
   # the CPU backend on the tiny models, one per weight type: the files load and run
   for m in tiny tiny-q4_0 tiny-q8_0 tiny-q4_k; do
     id="cpu-$m"
-    if [ $HAVE_BUILD = 0 ]; then record "$id" skip 0 30 - "the build failed"; continue; fi
+    if [ $HAVE_BUILD = 0 ]; then record "$id" skip 0 30 - "$BUILD_WHY"; continue; fi
     model_ready "$m" || { record "$id" skip 0 30 - "$MODEL_WHY"; continue; }
     step "$id" 30 5 -- "$B/krill-bench" --model "$MODELS/$m.gguf" --backend cpu --requests 8 --prompt-len 16 \
       --output-len 8 --json >"$OUT/bench_$id.json" 2>"$OUT/bench_$id.log"
@@ -385,10 +391,12 @@ for m in llama1b-q4_0 llama1b-q8_0 llama7b-q4_k tiny-q4_0 tiny-q8_0 tiny-q4_k; d
 done
 
 # ---------------------------------------------------------------- models status, summary
-for g in "${GROUPS_[@]}"; do
-  if [ -f "$MODELS/.done-$g" ]; then record "models-${g//,/_}" pass 0 0 - "$(grep -h wrote "$OUT/models-${g//,/_}.log" | tr '\n' ';')"
-  elif [ -z "$PY" ]; then record "models-${g//,/_}" skip 0 0 - "no python3 with numpy"
-  else record "models-${g//,/_}" fail 0 0 - "not written: $(tail -1 "$OUT/models-${g//,/_}.log" 2>/dev/null)"; fi
+for i in "${!GROUPS_[@]}"; do
+  g=${GROUPS_[$i]} id="models-${GROUPS_[$i]//,/_}"
+  if [ -f "$MODELS/.done-$g" ]; then record "$id" pass 0 0 - "$(grep -h wrote "$OUT/models-${g//,/_}.log" | tr '\n' ';')"
+  elif [ -z "$PY" ]; then record "$id" skip 0 0 - "no python3 with numpy"
+  elif kill -0 "${WRITERS[$i]}" 2>/dev/null; then record "$id" skip 0 0 - "still writing when the budget ran out (stopped)"
+  else record "$id" fail 0 0 - "not written: $(tail -1 "$OUT/models-${g//,/_}.log" 2>/dev/null)"; fi
 done
 cleanup
 log "summary"

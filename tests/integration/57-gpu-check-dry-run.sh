@@ -9,7 +9,8 @@
 #      unshare are available, else directly: the bare build (CUDA compiled, not run),
 #      the tiny models in bf16 / Q4_0 / Q8_0 / Q4_K run by krill-bench on the CPU
 #      backend, the ops and parity steps through the CPU emulator of the CUDA backend
-#      (--emu), every GPU step skipped with its reason, the summary written.
+#      (--emu), every GPU step skipped with its reason, the summary written;
+#   3. a budget too small for the build: skips with reasons, a summary, no waiting.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 build=${KRILL_BUILD:-build}
@@ -68,4 +69,18 @@ for b in bad:
     print("FAIL:", b)
 sys.exit(1 if bad else 0)
 PY
+# 3. a budget too small for the build: every step is skipped with its reason, the
+#    summary is still written, nothing waits (the model writer is stopped at exit)
+tight="$build/gpu-check-tight"
+rm -rf "$tight"
+t0=$SECONDS
+PYTHON="$py" timeout 120 scripts/gpu-check.sh --dry-run --out "$tight" --budget 20 >"$tight.log" 2>&1
+rc=$?
+[ $rc = 77 ] || { cat "$tight.log"; echo "FAIL: with a 20 s budget gpu-check.sh exited $rc (want 77: nothing failed)"; exit 1; }
+grep -q "^build	skip	.*time budget spent" "$tight/steps.tsv" ||
+  { cat "$tight/steps.tsv"; echo "FAIL: the build was not skipped for want of time"; exit 1; }
+grep -q "^cpu-tiny	skip	.*the build did not complete (skip)" "$tight/steps.tsv" ||
+  { cat "$tight/steps.tsv"; echo "FAIL: the steps after a skipped build do not say why"; exit 1; }
+[ -f "$tight/summary.md" ] || { echo "FAIL: no summary after a tight budget"; exit 1; }
+[ $((SECONDS - t0)) -lt 60 ] || { echo "FAIL: a 20 s budget took $((SECONDS - t0)) s"; exit 1; }
 echo "PASS: gpu-check.sh --dry-run builds bare, runs its CPU-side steps and writes the summary"
