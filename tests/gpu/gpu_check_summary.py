@@ -14,7 +14,7 @@ Inputs in DIR (written by gpu-check.sh):
   models.tsv   GGUF name, bytes (the weights a batch-1 step streams with native weights)
   ops.json     gpu_ops --json (every op vs the CPU backend)
   parity_*.json gpu_parity --json; copybw.json {"gbs": read+write GB/s, "method": ...};
-  bench_<id>.json krill-bench --json of step <id>
+  bench_<id>.json krill-bench --json of step <id>; smi_<id>.csv nvidia-smi utilisation samples
 Goals (issue 17): Llama-1B shape >= 45,000 output tok/s, SmolLM2 shape >= 100,000;
 batch 1: Llama-1B <= 0.8 ms/token (bf16) and <= 0.4 ms (Q4), SmolLM2 <= 0.4 ms; the
 7B shape with Q4_K weights at batch 1 streams its weights at >= 50 % of the copy
@@ -79,6 +79,16 @@ def gpu_check_summary_num(v):
     except (TypeError, ValueError):
         return None
     return x if x == x and abs(x) != float("inf") else None
+
+
+def gpu_check_summary_util(path):
+    """Mean of nvidia-smi's utilisation samples (one percentage a line), or None."""
+    try:
+        with open(path) as f:
+            v = [x for x in (gpu_check_summary_num(line) for line in f) if x is not None]
+    except OSError:
+        return None
+    return sum(v) / len(v) if v else None
 
 
 def gpu_check_summary_goal(value, goal):
@@ -200,6 +210,9 @@ def gpu_check_summary_build(out):
         v = gpu_check_summary_num(b.get("output_tok_per_s"))
         extra = {k: b[k] for k in ("tpot_ms_p50", "ttft_ms_p50", "mean_seqs_per_step", "graph_captures",
                                    "graph_replays", "gpu_idle_ms", "gpu_busy_ms") if k in b}
+        util = gpu_check_summary_util(os.path.join(out, f"smi_{sid}.csv"))
+        if util is not None:
+            extra["gpu_utilisation_pct"] = util
         figure(sid, f"offline throughput, {label}", v, " tok/s", goal, sid, extra)
 
     # batch 1
@@ -258,6 +271,17 @@ def gpu_check_summary_markdown(s):
             meas = f"{f['value']:.4f}"
         else:
             meas = gpu_check_summary_fmt(f["value"], f["unit"])
+            notes = []
+            if f["id"].startswith("tput-") and gpu_check_summary_num(f.get("tpot_ms_p50")) is not None:
+                notes.append(f"TPOT p50 {f['tpot_ms_p50']:.3g} ms")
+            if gpu_check_summary_num(f.get("mean_seqs_per_step")) is not None:
+                notes.append(f"{f['mean_seqs_per_step']:.0f} seqs/step")
+            if f["id"].startswith("b1-") and gpu_check_summary_num(f.get("bytes_per_token")):
+                notes.append(f"{f['weights']} weights, {f['bytes_per_token'] / 1e9:.2f} GB a token")
+            if gpu_check_summary_num(f.get("gpu_utilisation_pct")) is not None:
+                notes.append(f"GPU util. {f['gpu_utilisation_pct']:.0f} %")
+            if notes:
+                meas += " (" + ", ".join(notes) + ")"
         goal = f["goal"] or "—"
         if f["id"].endswith("fraction") and f["goal"]:
             goal = ">= 50 %"

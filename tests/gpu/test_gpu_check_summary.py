@@ -79,6 +79,7 @@ def test_full_run(d):
         {"name": "transformers-bf16", "pass": True, "prefill": {"rel_max": 0.012, "agree": 0.97},
          "decode": {"rel_max": 0.014, "agree": 0.96}}], "pass": True}))
     write(d, "bench_tput-1b-256.json", bench(35000.0, 7.2))
+    write(d, "smi_tput-1b-256.csv", "90\n94\n[N/A]\n")
     write(d, "bench_tput-1b-1024.json", bench(48000.0, 20.0))
     write(d, "bench_tput-smol-256.json", bench(45000.0, 5.5))
     write(d, "bench_tput-smol-1024.json", bench(99000.0, 15.0))
@@ -101,6 +102,7 @@ def test_full_run(d):
     check(fig(s, "tput-smol-1024")["status"] == "missed" and fig(s, "tput-smol-1024")["value"] == 99000.0,
           "SmolLM2 goal 100,000: 99,000 missed")
     check(fig(s, "tput-1b-1024")["graph_replays"] == 900, "bench extras kept")
+    check(fig(s, "tput-1b-256")["gpu_utilisation_pct"] == 92.0, "nvidia-smi samples averaged, junk lines left out")
     check(fig(s, "b1-1b-bf16")["status"] == "met" and fig(s, "b1-smol-bf16")["status"] == "missed",
           "batch 1: 0.75 <= 0.8 met, SmolLM2 0.5 > 0.4 missed")
     check(fig(s, "b1-1b-q4_0")["status"] == "met" and fig(s, "b1-1b-q8_0")["status"] == "no goal", "Q4_0 / Q8_0")
@@ -117,7 +119,10 @@ def test_full_run(d):
     check(fig(s, "ops_failed")["value"] == 2.0 and fig(s, "ops_failed")["status"] == "missed",
           "a failed and an unsupported op miss the ops goal (the table comes from ops.json though the step failed)")
     check(s["counts"]["fail"] == 1 and s["counts"]["pass"] == 12, f"step counts {s['counts']}")
-    for needle in ("| offline throughput, Llama-1B shape, 1024 seqs / 8192 tokens | 48,000 tok/s | >= 45,000 tok/s | met |",
+    for needle in ("| offline throughput, Llama-1B shape, 1024 seqs / 8192 tokens | 48,000 tok/s (TPOT p50 20 ms, 250 seqs/step) "
+                   "| >= 45,000 tok/s | met |",
+                   "| offline throughput, Llama-1B shape, 256 seqs / 2048 tokens | 35,000 tok/s (TPOT p50 7.2 ms, 250 seqs/step, "
+                   "GPU util. 92 %) | >= 45,000 tok/s | missed |",
                    "| batch 1, 7B shape, Q4_K weights (native): weight stream / copy bandwidth | 50.0 % | >= 50 % | met |",
                    "| matmul | 2 | 1 | 1 | 0 | 2.00 |", "### gpu-check: NVIDIA H200, 2026-12-03 04:00 UTC, commit abc1234",
                    "| ops | fail | 40 / 120 |"):
