@@ -86,13 +86,16 @@ step() {
   timeout -k 5 "$STEP_T" "$@"
   STEP_RC=$? STEP_S=$((SECONDS - t))
 }
-# step_done ID FILE DETAIL: records pass / timeout / fail from STEP_RC (skips are recorded)
+# step_done ID FILE DETAIL [LOG]: records pass / timeout / fail from STEP_RC (skips are
+# recorded already); a failure quotes the last line of LOG
 step_done() {
+  local tail=""
+  [ -n "${4:-}" ] && [ -s "$4" ] && tail="; $(tail -1 "$4" | cut -c1-200)"
   case $STEP_RC in
     200) ;;
     0) record "$1" pass "$STEP_S" "$STEP_T" "$2" "$3" ;;
-    124|137) record "$1" timeout "$STEP_S" "$STEP_T" - "stopped at its time limit ($STEP_T s); $3" ;;
-    *) record "$1" fail "$STEP_S" "$STEP_T" - "exit $STEP_RC; $3" ;;
+    124|137) record "$1" timeout "$STEP_S" "$STEP_T" - "stopped at its time limit ($STEP_T s); $3$tail" ;;
+    *) record "$1" fail "$STEP_S" "$STEP_T" - "exit $STEP_RC; $3$tail" ;;
   esac
 }
 
@@ -290,7 +293,8 @@ kbench() {
     record "$id" unsupported "$STEP_S" "$STEP_T" - "not supported by this build: $(grep -m1 -i gpu_weights "$OUT/bench_$id.log" | cut -c1-200)"
     return
   fi
-  step_done "$id" "bench_$id.json" "$what$(grep -o '"output_tok_per_s":[0-9.]*' "$OUT/bench_$id.json" 2>/dev/null | cut -c1-32 | sed 's/^/; /')"
+  step_done "$id" "bench_$id.json" "$what$(grep -o '"output_tok_per_s":[0-9.]*' "$OUT/bench_$id.json" 2>/dev/null | cut -c1-32 | sed 's/^/; /')" \
+    "$OUT/bench_$id.log"
 }
 
 # ---------------------------------------------------------------- copy bandwidth
@@ -298,7 +302,7 @@ if [ $DRY = 1 ]; then record copybw skip 0 30 - "no GPU (${NO_GPU_WHY})"
 elif [ -z "$HF_PY" ]; then record copybw skip 0 30 - "no python3 with torch (the ops step's roofline is used when it has one)"
 else
   step copybw 30 5 -- "$HF_PY" tests/gpu/hf_reference.py copybw --out "$OUT/copybw.json" >"$OUT/copybw.log" 2>&1
-  step_done copybw copybw.json "$(tail -1 "$OUT/copybw.log")"
+  step_done copybw copybw.json "$(tail -1 "$OUT/copybw.log")" "$OUT/copybw.log"
 fi
 
 # ---------------------------------------------------------------- ops
@@ -345,7 +349,7 @@ if [ $DRY = 1 ] && [ -n "$EMU" ] && [ -x "$EMU/emu_gpu_parity" ] && [ $HAVE_BUIL
   if model_ready tiny; then
     export -f parity_run parity_emu; export OUT MODELS B PY HF_PY EMU
     step parity 120 20 -- bash -c parity_emu >"$OUT/parity.log" 2>&1
-    step_done parity parity.json "$(grep -E '^  (prefill|decode) +vs (transformers|krill-cpu)' "$OUT/parity.log" | tr -s ' ' | tr '\n' ';' | cut -c1-250)"
+    step_done parity parity.json "$(grep -E '^  (prefill|decode) +vs (transformers|krill-cpu)' "$OUT/parity.log" | tr -s ' ' | tr '\n' ';' | cut -c1-250)" "$OUT/parity.log"
   else record parity skip 0 120 - "$MODEL_WHY"; fi
 elif [ -n "$(gpu_why)" ]; then record parity skip 0 120 - "$(gpu_why)"
 elif [ -z "$HF_PY" ]; then record parity skip 0 120 - "no python3 with torch + transformers + safetensors"
@@ -353,7 +357,7 @@ elif ! model_ready llama1b; then record parity skip 0 120 - "$MODEL_WHY"
 else
   export -f parity_run parity_gpu; export OUT MODELS B PY HF_PY
   step parity 120 30 -- bash -c parity_gpu >"$OUT/parity.log" 2>&1
-  step_done parity parity.json "$(grep -E '^  (prefill|decode) +vs (transformers|krill-cpu)' "$OUT/parity.log" | tr -s ' ' | tr '\n' ';' | cut -c1-250)"
+  step_done parity parity.json "$(grep -E '^  (prefill|decode) +vs (transformers|krill-cpu)' "$OUT/parity.log" | tr -s ' ' | tr '\n' ';' | cut -c1-250)" "$OUT/parity.log"
 fi
 
 # ---------------------------------------------------------------- throughput and batch 1
@@ -365,7 +369,8 @@ if [ $DRY = 1 ]; then
     model_ready "$m" || { record "$id" skip 0 30 - "$MODEL_WHY"; continue; }
     step "$id" 30 5 -- "$B/krill-bench" --model "$MODELS/$m.gguf" --backend cpu --requests 8 --prompt-len 16 \
       --output-len 8 --json >"$OUT/bench_$id.json" 2>"$OUT/bench_$id.log"
-    step_done "$id" "bench_$id.json" "krill-bench --backend cpu, 8 x (16 + 8) tokens$(grep -o '"output_tok_per_s":[0-9.]*' "$OUT/bench_$id.json" 2>/dev/null | sed 's/^/; /')"
+    step_done "$id" "bench_$id.json" "krill-bench --backend cpu, 8 x (16 + 8) tokens$(grep -o '"output_tok_per_s":[0-9.]*' "$OUT/bench_$id.json" 2>/dev/null | sed 's/^/; /')" \
+      "$OUT/bench_$id.log"
   done
 fi
 N_REQ=4096
