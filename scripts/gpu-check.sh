@@ -89,13 +89,13 @@ step() {
 # step_done ID FILE DETAIL [LOG]: records pass / timeout / fail from STEP_RC (skips are
 # recorded already); a failure quotes the last line of LOG
 step_done() {
-  local tail=""
-  [ -n "${4:-}" ] && [ -s "$4" ] && tail="; $(tail -1 "$4" | cut -c1-200)"
+  local msg=$3
+  [ -n "${4:-}" ] && [ -s "$4" ] && msg="${msg:+$msg; }$(tail -1 "$4" | cut -c1-200)"
   case $STEP_RC in
     200) ;;
     0) record "$1" pass "$STEP_S" "$STEP_T" "$2" "$3" ;;
-    124|137) record "$1" timeout "$STEP_S" "$STEP_T" - "stopped at its time limit ($STEP_T s); $3$tail" ;;
-    *) record "$1" fail "$STEP_S" "$STEP_T" - "exit $STEP_RC; $3$tail" ;;
+    124|137) record "$1" timeout "$STEP_S" "$STEP_T" - "stopped at its time limit ($STEP_T s)${msg:+; $msg}" ;;
+    *) record "$1" fail "$STEP_S" "$STEP_T" - "exit $STEP_RC${msg:+; $msg}" ;;
   esac
 }
 
