@@ -829,10 +829,11 @@ static backend_ops_t make_ops(bool fused) {
     backend_ops_t o;
     memset(&o, 0, sizeof o);
     o.name = "cuda";
-    /* a step wide enough to fill the GPU: 256 sequences x 2048 tokens ran the 1B shape
-     * at ~35k tok/s on an H200 (docs/benchmarks.md, run 1); bf16 weights, f16 KV */
-    o.defaults.max_seqs = 256;
-    o.defaults.max_batch_tokens = 2048;
+    /* a step wide enough to fill the GPU: 512-1024 sequences x 8192 tokens ran both
+     * shapes 28-41 % faster than 256 x 2048 on an H200 (docs/benchmarks.md, run 2), at
+     * 2-3x the time per output token; bf16 weights, f16 KV */
+    o.defaults.max_seqs = 512;
+    o.defaults.max_batch_tokens = 8192;
     o.defaults.weight_dtype = BACKEND_DT_BF16;
     o.defaults.kv_dtype = BACKEND_DT_F16;
     o.device_count = cuda_device_count;

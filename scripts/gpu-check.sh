@@ -1,100 +1,142 @@
 #!/usr/bin/env bash
-# gpu-check.sh — ONE command that checks and measures krill's CUDA backend on a bare
-# Linux machine with an NVIDIA GPU, in a few minutes, without network access.
+# gpu-check.sh — ONE run that builds, checks and measures krill's CUDA backend on a bare
+# NVIDIA machine (nvcc, python3 with PyTorch + transformers; no network, none of krill's
+# Debian packages, the repository copied without models/) in about 8 minutes.
 #
-#   scripts/gpu-check.sh [--out DIR] [--cpu-only] [--quick] [--skip-bench] [--models-dir DIR]
+#   scripts/gpu-check.sh [--out DIR] [--budget SECONDS] [--dry-run] [--models-dir DIR] [--emu DIR]
 #
-# Needs: nvcc (CUDA 12/13; PATH, $CUDA_HOME or /usr/local/cuda), a C compiler, and a
-# python3 with numpy; for the transformers parts also torch, transformers and
-# safetensors. Needs NONE of krill's Debian packages: the engine is built here with
-# plain cc/nvcc and the fallbacks -DKRILL_NO_BLAS (threaded dot-product sgemm instead
-# of OpenBLAS) and -DKRILL_NO_PCRE2 (SentencePiece vocabularies only, which is what
-# the synthetic models carry); files that still need a missing library are reported
-# and left out, and what depended on them is reported NOT RUN, never passed.
-#
-# Stages (each logged under DIR, summarised in DIR/summary.json and a table printed last):
-#   build   the engine, kernels/*.cu for this GPU's architecture, tests/gpu programs, krill-bench
-#   models  deterministic synthetic models (tests/gpu/write_models.py): SmolLM2-135M,
-#           Llama-3.2-1B and Gemma-3-270M shapes (+ a tiny one), as GGUF and as
-#           safetensors+config.json
-#   ops     every CUDA op vs the CPU backend over a table of shapes (tests/gpu/gpu_ops.c),
-#           plus roofline (HBM copy, cuBLAS bf16 GEMM) and op timings
-#   parity  Llama-1B shape: krill CUDA logits vs transformers on the GPU (bf16, and f32 for
-#           information), 32 x 64 positions: rel. error <= 2e-2 per position, greedy
-#           tokens identical >= 90%; SmolLM2 shape: krill CUDA vs krill CPU; Gemma-3
-#           shape (QK-norm, GeGLU, scaled embeddings, sliding window 128 crossed at 192
-#           positions): krill CPU vs transformers (when present), krill CUDA vs krill CPU
-#   bench   krill-bench --backend cuda (128-token prompts x 128 tokens, 4096 requests,
-#           ignore_eos) vs transformers' own batched generation on the same card;
-#           batch-1 ms/token; fraction of the GEMM roofline and of HBM bandwidth;
-#           GPU utilisation sampled by nvidia-smi during the run
-# --cpu-only (automatic when no GPU is found, which is then printed as "no GPU: ...")
-# runs everything that needs no GPU: the build (CUDA compiled, not run), the model
-# writing, and the CPU-backend parity against transformers on the CPU when available.
-# Exit: 0 all checks passed; 1 a check failed; 77 no GPU (the CPU-side parts passed).
+# Steps, in this order; each runs under its own time limit (the smaller of its budget
+# and what is left of the total), and a step that no longer fits is SKIPPED with the
+# reason — nothing waits without a limit:
+#   build      engine + kernels/*.cu for this GPU's sm_XY, gpu_ops, gpu_parity, krill-bench
+#              (plain cc/nvcc, -DKRILL_NO_BLAS -DKRILL_NO_PCRE2 -DKRILL_NO_JANSSON)
+#   models     synthetic models (tests/gpu/write_models.py, numpy only), written in the
+#              background from the start: SmolLM2 and Llama-1B shapes (bf16 + transformers
+#              copy), Llama-1B in Q4_0 and Q8_0, the 7B shape in Q4_K
+#   copybw     device-to-device copy bandwidth (torch; read + write GB/s)
+#   ops        gpu_ops: every CUDA op vs the CPU backend; its table goes into the summary
+#   parity     Llama-1B shape: krill CUDA vs transformers bf16 on the GPU, 32 x 64 positions
+#   tput-*     krill-bench, 4 096 requests x (128 + 128) tokens, ignore_eos: Llama-1B and
+#              SmolLM2 shapes at 256 seqs / 2048 tokens and at 1024 / 8192
+#   b1-*       batch 1 (one request, 128 + 128 tokens), ms per output token: Llama-1B bf16,
+#              SmolLM2 bf16, Llama-1B Q4_0 and Q8_0 and 7B Q4_K with native quantized
+#              weights (KRILL_MODEL_GPU_WEIGHTS=native; "not supported by this build" when
+#              the binary has no such setting — the 7B then runs with bf16 weights)
+#   summary    tests/gpu/gpu_check_summary.py: DIR/summary.json and DIR/summary.md (a
+#              table for docs/benchmarks.md: card, date, commit, each figure next to its goal)
+# --dry-run (automatic when no GPU is found): everything a CPU can do — the build (CUDA
+# compiled, not run), tiny models in every weight type, krill-bench on the CPU backend
+# for each, every GPU step recorded as skipped, the summary. --emu DIR adds the CPU
+# emulator's gpu_ops / gpu_parity (tests/gpu/emu/build.sh DIR all) for the ops and parity
+# steps. --budget: total seconds (default 480, env GPU_CHECK_BUDGET_S); the build's own
+# limit is 240 s (env GPU_CHECK_BUILD_BUDGET_S: a slow CPU); GPU_CHECK_JOBS: parallel compiles.
+# Exit: 0 no step failed; 1 a step failed; 77 no GPU (dry run, its steps passed); 2 usage.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-OUT="$ROOT/build/gpu-check"
-CPU_ONLY=0 QUICK=0 SKIP_BENCH=0 MODELS_DIR=""
+OUT="$ROOT/build/gpu-check" DRY=0 MODELS_DIR="" EMU=""
+BUDGET=${GPU_CHECK_BUDGET_S:-480}
 while [ $# -gt 0 ]; do
   case "$1" in
-    --out) OUT=$2; shift 2 ;;
-    --cpu-only|--dry-run) CPU_ONLY=1; shift ;;
-    --quick) QUICK=1; shift ;;
-    --skip-bench) SKIP_BENCH=1; shift ;;
-    --models-dir) MODELS_DIR=$2; shift 2 ;;
-    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --out) OUT=${2:?--out needs a directory}; shift 2 ;;
+    --budget) BUDGET=${2:?--budget needs seconds}; shift 2 ;;
+    --dry-run|--cpu-only) DRY=1; shift ;;
+    --models-dir) MODELS_DIR=${2:?--models-dir needs a directory}; shift 2 ;;
+    --emu) EMU=${2:?--emu needs the emulator build directory}; shift 2 ;;
+    -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --version) echo "gpu-check $(cat "$ROOT/VERSION")"; exit 0 ;;
     *) echo "gpu-check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
+case "$BUDGET" in ''|*[!0-9]*) echo "gpu-check: --budget must be whole seconds, not '$BUDGET'" >&2; exit 2 ;; esac
 mkdir -p "$OUT" || { echo "gpu-check: cannot create $OUT" >&2; exit 2; }
 OUT=$(cd "$OUT" && pwd)
-B="$OUT/build"; MODELS=${MODELS_DIR:-$OUT/models}
-mkdir -p "$B/obj" "$MODELS"
+B="$OUT/build" MODELS=${MODELS_DIR:-$OUT/models}
+mkdir -p "$B/obj" "$MODELS" || exit 2
+: >"$OUT/steps.tsv"; : >"$OUT/env.tsv"; : >"$OUT/models.tsv"
 T0=$SECONDS
-BUDGET=${GPU_CHECK_BUDGET_S:-340}   # transformers' time limits shrink to end within ~6 minutes
-RES="$OUT/results.tsv"; : >"$RES"
-log() { printf '[%3ds] %s\n' $((SECONDS - T0)) "$*"; }
-left() { echo $((BUDGET - (SECONDS - T0))); }
-# record STAGE CHECK STATUS DETAIL   (STATUS: PASS | FAIL | NOT-RUN | INFO)
-record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RES"; log "$3 $1/$2: $4"; }
+RESERVE=15   # kept back for the summary
+exec 3>&1    # the console: progress lines go there even while a step's output is redirected
+log() { printf '[%3ds] %s\n' $((SECONDS - T0)) "$*" >&3; }
+left() { echo $((BUDGET - RESERVE - (SECONDS - T0))); }
+clean() { tr '\t\n' '  ' <<<"$*" | sed 's/ *$//' | cut -c1-300; }
+# record ID STATUS SECONDS BUDGET FILE REASON   (STATUS: pass fail skip timeout unsupported)
+record() {
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5:--}" "$(clean "$6")" >>"$OUT/steps.tsv"
+  log "$2 $1 (${3}s of ${4}s): $6"
+}
+env_set() { printf '%s\t%s\n' "$1" "$(clean "$2")" >>"$OUT/env.tsv"; }
+
+# step ID BUDGET MIN -- command...: runs the command under min(BUDGET, left) seconds when
+# at least MIN are left, else records a skip. Sets STEP_RC (124 = timed out, 200 =
+# skipped) and STEP_S; the caller records the outcome (or step_done does).
+STEP_RC=0 STEP_S=0 STEP_T=0
+step() {
+  local id=$1 budget=$2 min=$3; shift 4
+  local l; l=$(left)
+  STEP_T=$(( budget < l ? budget : l ))
+  if [ "$STEP_T" -lt "$min" ]; then
+    STEP_RC=200 STEP_S=0
+    record "$id" skip 0 "$budget" - "time budget spent: ${l}s left of ${BUDGET}s, the step needs at least ${min}s"
+    return
+  fi
+  log "$id: up to ${STEP_T}s"
+  local t=$SECONDS
+  timeout -k 5 "$STEP_T" "$@"
+  STEP_RC=$? STEP_S=$((SECONDS - t))
+}
+# step_done ID FILE DETAIL [LOG]: records pass / timeout / fail from STEP_RC (skips are
+# recorded already); a failure quotes the last line of LOG
+step_done() {
+  local msg=$3
+  [ -n "${4:-}" ] && [ -s "$4" ] && msg="${msg:+$msg; }$(tail -1 "$4" | cut -c1-200)"
+  case $STEP_RC in
+    200) ;;
+    0) record "$1" pass "$STEP_S" "$STEP_T" "$2" "$3" ;;
+    124|137) record "$1" timeout "$STEP_S" "$STEP_T" - "stopped at its time limit ($STEP_T s)${msg:+; $msg}" ;;
+    *) record "$1" fail "$STEP_S" "$STEP_T" - "exit $STEP_RC${msg:+; $msg}" ;;
+  esac
+}
+
+# background jobs (model writers, nvidia-smi): stopped by their own ids at exit
+BG=() KB_NOTE=""
+cleanup() {  # each job and its children (a writer's subshell runs python)
+  local p
+  for p in ${BG[@]+"${BG[@]}"}; do pkill -TERM -P "$p" 2>/dev/null; kill "$p" 2>/dev/null; done
+  return 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- detect
-JOBS=$(nproc 2>/dev/null || echo 4)
-GPU_NAME="" GPU_CC="" GPU_MEM="" NO_GPU_WHY=""
+JOBS=${GPU_CHECK_JOBS:-$(nproc 2>/dev/null || echo 4)}
+GPU_NAME="" GPU_CC="" GPU_MEM="" DRIVER="" NO_GPU_WHY=""
 if command -v nvidia-smi >/dev/null 2>&1; then
-  q=$(nvidia-smi --query-gpu=name,compute_cap,memory.total --format=csv,noheader 2>&1 | head -1)
+  q=$(timeout 20 nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv,noheader 2>&1 | head -1)
   if [ -n "$q" ] && ! grep -qi 'fail\|error\|no devices' <<<"$q"; then
-    GPU_NAME=$(cut -d, -f1 <<<"$q" | sed 's/^ *//;s/ *$//')
-    GPU_CC=$(cut -d, -f2 <<<"$q" | tr -d ' ')
-    GPU_MEM=$(cut -d, -f3 <<<"$q" | sed 's/^ *//')
+    IFS=, read -r GPU_NAME GPU_CC GPU_MEM DRIVER <<<"$q"
+    GPU_NAME=$(echo $GPU_NAME) GPU_CC=$(echo $GPU_CC) GPU_MEM=$(echo $GPU_MEM) DRIVER=$(echo $DRIVER)
   else
     NO_GPU_WHY="nvidia-smi: ${q:-no output}"
   fi
 else
   NO_GPU_WHY="nvidia-smi not found (no NVIDIA driver)"
 fi
-if [ -z "$GPU_NAME" ]; then
-  echo "no GPU: $NO_GPU_WHY — running the CPU-side checks only"
-  CPU_ONLY=1
-fi
+[ -z "$GPU_NAME" ] && [ $DRY = 0 ] && { echo "no GPU: $NO_GPU_WHY — dry run (the CPU-side steps only)"; DRY=1; }
+[ $DRY = 1 ] && [ -n "$GPU_NAME" ] && NO_GPU_WHY="--dry-run"
 
 NVCC=""
 for c in "${CUDA_HOME:-/nonexistent}/bin/nvcc" "$(command -v nvcc 2>/dev/null)" /usr/local/cuda/bin/nvcc "$ROOT/.cache/cuda/bin/nvcc"; do
   [ -n "$c" ] && [ -x "$c" ] && { NVCC=$c; break; }
 done
 CUDA_DIR=${NVCC%/bin/nvcc}
-if [ -n "$GPU_CC" ]; then ARCH=${CUDA_ARCH:-${GPU_CC/./}}; else ARCH=${CUDA_ARCH:-80}; fi
-
+if [ -n "$GPU_CC" ]; then ARCH=${CUDA_ARCH:-${GPU_CC/./}}; else ARCH=${CUDA_ARCH:-90}; fi
 CC=${CC:-cc}
 command -v "$CC" >/dev/null 2>&1 || CC=gcc
 MARCH=""
 grep -q ' avx2 ' /proc/cpuinfo 2>/dev/null && grep -q ' fma ' /proc/cpuinfo && grep -q ' f16c ' /proc/cpuinfo && MARCH="-march=x86-64-v3"
-
-has_py() { "$1" -c "import $2" >/dev/null 2>&1; }
+has_py() { timeout 60 "$1" -c "import $2" >/dev/null 2>&1; }
 PY=""
 for c in ${PYTHON:-} python3 "$ROOT/.cache/pyenv/bin/python"; do
   command -v "$c" >/dev/null 2>&1 && has_py "$c" numpy && { PY=$c; break; }
@@ -103,53 +145,73 @@ HF_PY=""
 for c in ${HF_PYTHON:-} $PY python3; do
   command -v "$c" >/dev/null 2>&1 && has_py "$c" "torch, transformers, safetensors, numpy" && { HF_PY=$c; break; }
 done
-log "gpu: ${GPU_NAME:-none}${GPU_CC:+ (sm_$ARCH, $GPU_MEM)} | nvcc: ${NVCC:-none} | cc: $CC $MARCH | jobs: $JOBS"
+SUM_PY=python3; command -v python3 >/dev/null 2>&1 || SUM_PY=$PY
+log "gpu: ${GPU_NAME:-none}${GPU_CC:+ (sm_$ARCH, $GPU_MEM)} | nvcc: ${NVCC:-none} | cc: $CC $MARCH | jobs: $JOBS | budget ${BUDGET}s"
 log "python (numpy): ${PY:-none} | python (torch+transformers): ${HF_PY:-none}"
-{
-  echo "date: $(date -u +%FT%TZ)"; echo "host: $(uname -a)"; echo "gpu: $GPU_NAME $GPU_CC $GPU_MEM"
-  [ -n "$NVCC" ] && "$NVCC" --version | tail -2
-  [ -n "$HF_PY" ] && "$HF_PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-  command -v nvidia-smi >/dev/null && nvidia-smi 2>&1 | head -15
-  git -C "$ROOT" log -1 --oneline 2>/dev/null
-} >"$OUT/environment.txt" 2>&1
+env_set card "$GPU_NAME"; env_set sm "${GPU_CC:+$ARCH}"; env_set memory "$GPU_MEM"; env_set driver "$DRIVER"
+env_set nvcc "$([ -n "$NVCC" ] && "$NVCC" --version 2>/dev/null | grep -o 'release [0-9.]*' | cut -d' ' -f2)"
+if [ -n "$HF_PY" ]; then
+  env_set torch "$(timeout 60 "$HF_PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)"
+  env_set transformers "$(timeout 60 "$HF_PY" -c 'import transformers; print(transformers.__version__)' 2>/dev/null)"
+fi
+env_set commit "$(git -C "$ROOT" log -1 --format=%h 2>/dev/null || echo "not a git checkout")"
+env_set date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+env_set mode "$([ $DRY = 1 ] && echo "dry run: ${NO_GPU_WHY}" || echo gpu)"
+env_set budget_s "$BUDGET"
+{ uname -a; [ -n "$GPU_NAME" ] && timeout 20 nvidia-smi 2>&1 | head -15; } >"$OUT/environment.txt" 2>&1
 
 # ---------------------------------------------------------------- models (background)
-if [ -n "$PY" ]; then
-  if [ $QUICK = 1 ] || [ $CPU_ONLY = 1 ]; then WANT="tiny,smol,gemma3"; else WANT="tiny,smol,llama1b,gemma3"; fi
-  STAMP="$MODELS/.stamp-$(cat tests/gpu/write_models.py | md5sum | cut -c1-12)-${WANT//,/-}"
-  if [ -f "$STAMP" ]; then
-    log "models: reusing $MODELS"; MODELS_PID=""
-  else
-    ( "$PY" tests/gpu/write_models.py "$MODELS" --models "$WANT" && touch "$STAMP" ) >"$OUT/models.log" 2>&1 &
-    MODELS_PID=$!
-  fi
+# one writer per group, in parallel; each touches DIR/.done-<group> when it is through
+if [ $DRY = 1 ]; then
+  GROUPS_=("tiny,tiny-q4_0,tiny-q8_0,tiny-q4_k")
 else
-  MODELS_PID=""
+  GROUPS_=("smol" "llama1b" "llama1b-q4_0,llama1b-q8_0" "llama7b-q4_k")
 fi
+rm -f "$MODELS"/.done-* 2>/dev/null
+WRITERS=()   # the writer's process id per group
+if [ -n "$PY" ]; then
+  for g in "${GROUPS_[@]}"; do
+    ( "$PY" tests/gpu/write_models.py "$MODELS" --models "$g" && touch "$MODELS/.done-$g" ) >"$OUT/models-${g//,/_}.log" 2>&1 &
+    BG+=($!) WRITERS+=($!)
+  done
+fi
+# model_ready NAME: waits (up to the time left) for the group that writes NAME
+model_ready() {
+  local g want=$1
+  for g in "${GROUPS_[@]}"; do
+    case ",$g," in *",$want,"*) ;; *) continue ;; esac
+    while [ ! -f "$MODELS/.done-$g" ] && [ "$(left)" -gt 0 ]; do
+      jobs -rp | grep -q . || break   # every writer has exited
+      sleep 1
+    done
+    [ -f "$MODELS/.done-$g" ] && return 0
+    MODEL_WHY="model $want not written ($(tail -1 "$OUT/models-${g//,/_}.log" 2>/dev/null | cut -c1-150))"
+    return 1
+  done
+  MODEL_WHY="model $want is not written in this mode"
+  return 1
+}
 
 # ---------------------------------------------------------------- build
-log "build: engine + kernels (sm_$ARCH) with -DKRILL_NO_BLAS -DKRILL_NO_PCRE2, no pkg-config libraries"
 VERSION=$(cat VERSION)
 CFLAGS="-std=c11 -D_GNU_SOURCE -O2 -g -pthread -fno-strict-aliasing -Wall -Wextra -Isrc -Isrc/common -Isrc/engine
         -DKRILL_VERSION=\"$VERSION\" -DKRILL_NO_BLAS -DKRILL_NO_PCRE2 -DKRILL_NO_JANSSON $MARCH"
 LIBS="-lm -lpthread -ldl -lrt"
-# structured outputs: llguidance's static library when scripts/build-llguidance.sh built
-# it (or it was copied along in .cache); else the engine is built without it
 LLG=".cache/llguidance/1.9.1"
 if [ -f "$LLG/lib/libllguidance.a" ] && [ -f "$LLG/include/llguidance.h" ]; then
-  CFLAGS="$CFLAGS -I$LLG/include"; LIBS="$LIBS $ROOT/$LLG/lib/libllguidance.a -ldl -lgcc_s"; HAVE_LLG=1
+  CFLAGS="$CFLAGS -I$LLG/include"; LIBS="$LIBS $ROOT/$LLG/lib/libllguidance.a -ldl -lgcc_s"
 else
-  CFLAGS="$CFLAGS -DKRILL_NO_LLGUIDANCE"; HAVE_LLG=0
+  CFLAGS="$CFLAGS -DKRILL_NO_LLGUIDANCE"
 fi
+CU_LINK="" NVFLAGS=""
 if [ -n "$NVCC" ]; then
   CFLAGS="$CFLAGS -DKRILL_CUDA=1 -I$CUDA_DIR/include"
-  # cuBLAS/cudart: the toolkit's lib64 (or lib), or NVIDIA's pip wheels next to torch
   CULIB=""
   for d in "$CUDA_DIR/lib64" "$CUDA_DIR/lib" "$CUDA_DIR/targets/x86_64-linux/lib"; do
     ls "$d"/libcublas.so* >/dev/null 2>&1 && { CULIB=$d; break; }
   done
-  if [ -z "$CULIB" ] && [ -n "$HF_PY" ]; then
-    CULIB=$("$HF_PY" - <<'PY' 2>/dev/null
+  if [ -z "$CULIB" ] && [ -n "$HF_PY" ]; then  # cuBLAS from NVIDIA's pip wheels next to torch
+    CULIB=$(timeout 60 "$HF_PY" - <<'PY' 2>/dev/null
 import glob, os, site
 for s in site.getsitepackages():
     for d in glob.glob(os.path.join(s, "nvidia", "**", "lib"), recursive=True):
@@ -167,11 +229,9 @@ PY
   NVFLAGS="-O3 -std=c++17 -Isrc -Isrc/common -Isrc/engine -Ikernels --expt-relaxed-constexpr -Xcompiler -fPIC
            -gencode arch=compute_$ARCH,code=sm_$ARCH"
   [ -d "$CUDA_DIR/include/cccl" ] && NVFLAGS="$NVFLAGS -I$CUDA_DIR/include/cccl"
-else
-  CU_LINK=""
 fi
-export CC CFLAGS NVCC NVFLAGS B
-compile_one() {  # source -> $B/obj/<name>.o ; writes <name>.log
+export CC CFLAGS NVCC NVFLAGS B JOBS ARCH CU_LINK LIBS
+compile_one() {  # source -> $B/obj/<name>.o ; prints the source when it fails
   local src=$1 name; name=$(echo "$src" | tr '/' '_'); name=${name%.*}
   case "$src" in
     *.cu) "$NVCC" $NVFLAGS -c "$src" -o "$B/obj/$name.o" >"$B/obj/$name.log" 2>&1 ;;
@@ -179,316 +239,177 @@ compile_one() {  # source -> $B/obj/<name>.o ; writes <name>.log
   esac || { rm -f "$B/obj/$name.o"; echo "$src"; }
 }
 export -f compile_one
-rm -f "$B"/obj/*.o
-SRCS=$(ls src/common/*.c src/engine/*.c src/engine/cpu/*.c; [ -n "$NVCC" ] && ls kernels/*.cu)
-FAILED=$(printf '%s\n' $SRCS | xargs -P "$JOBS" -I{} bash -c 'compile_one {}')
-n_src=$(printf '%s\n' $SRCS | wc -l)
-if [ -n "$FAILED" ]; then
-  record build sources FAIL "$(echo "$FAILED" | wc -l)/$n_src files did not compile: $(echo $FAILED) (logs: $B/obj/*.log)"
-else
-  record build sources PASS "$n_src files (engine + $(ls kernels/*.cu 2>/dev/null | wc -l) CUDA files for sm_$ARCH)"
-fi
-ar rcs "$B/libkrill_engine.a" "$B"/obj/*.o 2>/dev/null
-link() {  # name, main source [, more sources] -> $B/name
-  local name=$1 src=$2; shift 2
-  if [ ! -f "$src" ]; then record build "$name" NOT-RUN "$src does not exist yet"; return 1; fi
-  if $CC $CFLAGS "$src" "$@" "$B/libkrill_engine.a" $CU_LINK $LIBS -o "$B/$name" >"$B/$name.log" 2>&1; then
-    record build "$name" PASS "linked"; return 0
-  fi
-  record build "$name" FAIL "$(grep -m1 -E 'error|undefined' "$B/$name.log" | cut -c1-150) (log: $B/$name.log)"; return 1
+build_all() {
+  rm -f "$B"/obj/*.o "$B"/gpu_ops "$B"/gpu_parity "$B"/krill-bench
+  local srcs failed
+  srcs=$(ls src/common/*.c src/engine/*.c src/engine/cpu/*.c; [ -n "$NVCC" ] && ls kernels/*.cu)
+  failed=$(printf '%s\n' $srcs | xargs -P "$JOBS" -I{} bash -c 'compile_one {}')
+  [ -n "$failed" ] && { echo "did not compile: $(echo $failed) (logs: $B/obj/*.log)"; return 1; }
+  ar rcs "$B/libkrill_engine.a" "$B"/obj/*.o || return 1
+  local t
+  for t in "gpu_ops tests/gpu/gpu_ops.c tests/unit/testutil.c" "gpu_parity tests/gpu/gpu_parity.c tests/unit/testutil.c" \
+           "krill-bench src/tools/krill-bench.c src/tools/bench_load.c"; do
+    set -- $t
+    $CC $CFLAGS "${@:2}" "$B/libkrill_engine.a" $CU_LINK $LIBS -o "$B/$1" >"$B/$1.log" 2>&1 ||
+      { echo "linking $1: $(grep -m1 -E 'error|undefined' "$B/$1.log" | cut -c1-150) (log: $B/$1.log)"; return 1; }
+  done
+  echo "$(printf '%s\n' $srcs | wc -l) sources ($(ls kernels/*.cu 2>/dev/null | wc -l) CUDA files for sm_$ARCH${NVCC:+, nvcc $NVCC}), gpu_ops, gpu_parity, krill-bench"
 }
-HAVE_OPS=0 HAVE_PARITY=0 HAVE_BENCH=0
-if [ -n "$NVCC" ]; then link gpu_ops tests/gpu/gpu_ops.c tests/unit/testutil.c && HAVE_OPS=1
-else record build gpu_ops NOT-RUN "no nvcc found (PATH, CUDA_HOME, /usr/local/cuda)"; fi
-if [ -f src/engine/model.c ]; then link gpu_parity tests/gpu/gpu_parity.c tests/unit/testutil.c && HAVE_PARITY=1
-else record build gpu_parity NOT-RUN "src/engine/model.c does not exist yet (the forward pass)"; fi
-link krill-bench src/tools/krill-bench.c src/tools/bench_load.c && HAVE_BENCH=1
-log "build done"
+step build "${GPU_CHECK_BUILD_BUDGET_S:-240}" 30 -- bash -c "$(declare -f build_all); build_all" >"$OUT/build.log" 2>&1
+step_done build - "$(tail -1 "$OUT/build.log")"
+HAVE_BUILD=0 BUILD_WHY="the build did not complete ($(tail -1 "$OUT/steps.tsv" | cut -f2))"
+[ $STEP_RC = 0 ] && HAVE_BUILD=1
+[ -z "$NVCC" ] && [ $HAVE_BUILD = 1 ] && record build-cuda skip 0 0 - "no nvcc (PATH, CUDA_HOME, /usr/local/cuda): the engine was built without CUDA"
 
-# ---------------------------------------------------------------- wait for the models
-if [ -n "$MODELS_PID" ]; then
-  wait "$MODELS_PID" && record models write PASS "$(grep -h wrote "$OUT/models.log" | tr '\n' ';')" \
-    || record models write FAIL "see $OUT/models.log"
-elif [ -z "$PY" ]; then
-  record models write NOT-RUN "no python3 with numpy"
+# ---------------------------------------------------------------- helpers for the GPU steps
+gpu_why() {  # why a GPU step cannot run, or nothing
+  if [ $DRY = 1 ]; then echo "no GPU (${NO_GPU_WHY})"
+  elif [ $HAVE_BUILD = 0 ]; then echo "$BUILD_WHY"
+  elif [ -z "$NVCC" ]; then echo "built without CUDA (no nvcc)"
+  fi
+}
+# gpu_weights_supported: the binary knows model.gpu_weights / KRILL_MODEL_GPU_WEIGHTS
+gpu_weights_supported() { grep -aq -e KRILL_MODEL_GPU_WEIGHTS -e gpu_weights "$B/krill-bench" 2>/dev/null; }
+SMI_PID=""
+smi_start() {
+  command -v nvidia-smi >/dev/null || return 0
+  nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 200 >"$OUT/smi_$1.csv" 2>/dev/null &
+  SMI_PID=$!; BG+=($SMI_PID)
+}
+smi_stop() { [ -n "$SMI_PID" ] && kill "$SMI_PID" 2>/dev/null; wait "$SMI_PID" 2>/dev/null; SMI_PID=""; }
+# kbench ID MODEL BUDGET REQUESTS MAX_SEQS MAX_BATCH_TOKENS [VAR=VALUE ...]: one krill-bench run
+kbench() {
+  local id=$1 model=$2 budget=$3 req=$4 seqs=$5 mbt=$6; shift 6
+  local why; why=$(gpu_why)
+  [ -n "$why" ] && { record "$id" skip 0 "$budget" - "$why"; return; }
+  model_ready "$model" || { record "$id" skip 0 "$budget" - "$MODEL_WHY"; return; }
+  local what="${KB_NOTE}$req requests, max_seqs $seqs, max_batch_tokens $mbt${*:+, $*}"
+  smi_start "$id"
+  step "$id" "$budget" 10 -- env "$@" "$B/krill-bench" --model "$MODELS/$model.gguf" --backend cuda --requests "$req" \
+    --prompt-len 128 --output-len 128 --max-seqs "$seqs" --max-batch-tokens "$mbt" --json \
+    >"$OUT/bench_$id.json" 2>"$OUT/bench_$id.log"
+  smi_stop
+  if [ $STEP_RC != 0 ] && [ $STEP_RC != 200 ] && grep -qi 'gpu_weights' "$OUT/bench_$id.log"; then
+    record "$id" unsupported "$STEP_S" "$STEP_T" - "not supported by this build: $(grep -m1 -i gpu_weights "$OUT/bench_$id.log" | cut -c1-200)"
+    return
+  fi
+  step_done "$id" "bench_$id.json" "$what$(grep -o '"output_tok_per_s":[0-9.]*' "$OUT/bench_$id.json" 2>/dev/null | cut -c1-32 | sed 's/^/; /')" \
+    "$OUT/bench_$id.log"
+}
+
+# ---------------------------------------------------------------- copy bandwidth
+if [ $DRY = 1 ]; then record copybw skip 0 30 - "no GPU (${NO_GPU_WHY})"
+elif [ -z "$HF_PY" ]; then record copybw skip 0 30 - "no python3 with torch (the ops step's roofline is used when it has one)"
+else
+  step copybw 30 5 -- "$HF_PY" tests/gpu/hf_reference.py copybw --out "$OUT/copybw.json" >"$OUT/copybw.log" 2>&1
+  step_done copybw copybw.json "$(tail -1 "$OUT/copybw.log")" "$OUT/copybw.log"
 fi
-have_model() { [ -f "$MODELS/$1.gguf" ]; }
 
 # ---------------------------------------------------------------- ops
-run_ops() {  # tag, args...
-  local tag=$1; shift
-  timeout 200 "$B/gpu_ops" --json "$OUT/ops_$tag.json" "$@" >"$OUT/ops_$tag.log" 2>&1
-  local rc=$?
-  local line; line=$(grep -m1 '^gpu_ops:.*checks' "$OUT/ops_$tag.log")
-  case $rc in
-    0) record ops "$tag" PASS "$line" ;;
-    77) record ops "$tag" NOT-RUN "$(grep -m1 'no GPU' "$OUT/ops_$tag.log")" ;;
-    124) record ops "$tag" FAIL "timed out (log: $OUT/ops_$tag.log)" ;;
-    *) record ops "$tag" FAIL "${line:-exit $rc} — $(grep -E '^  (FAIL|UNSUPPORTED)' "$OUT/ops_$tag.log" | head -3 | tr -s ' ' | tr '\n' ';') (log: $OUT/ops_$tag.log)" ;;
-  esac
-}
-if [ $HAVE_OPS = 1 ] && [ $CPU_ONLY = 0 ]; then
-  log "ops: every CUDA op vs the CPU backend"
-  if [ $SKIP_BENCH = 1 ]; then run_ops bf16; else run_ops bf16 --bench; fi
-  run_ops f16-weights --dtype f16 --only matmul
-  run_ops f32-exact --dtype f32 --kv f32 --only attention
-elif [ $HAVE_OPS = 1 ]; then
-  run_ops bf16 --only rmsnorm   # proves the program runs and says "no GPU"
+OPS_BIN="$B/gpu_ops" OPS_ARGS=()
+[ -n "$EMU" ] && export KRILL_EMU_SMS=${KRILL_EMU_SMS:-8}   # the emulator: a small GPU runs faster
+if [ $DRY = 1 ] && [ -n "$EMU" ] && [ -x "$EMU/emu_gpu_ops" ]; then
+  OPS_BIN="$EMU/emu_gpu_ops" OPS_ARGS=(--quick --only rmsnorm,swiglu,argmax,graph); why=""
 else
-  record ops all NOT-RUN "gpu_ops not built"
+  why=$(gpu_why)
+fi
+if [ -n "$why" ]; then record ops skip 0 120 - "$why"
+else
+  step ops 120 20 -- "$OPS_BIN" --json "$OUT/ops.json" ${OPS_ARGS[@]+"${OPS_ARGS[@]}"} >"$OUT/ops.log" 2>&1
+  line=$(grep -m1 '^gpu_ops:.*checks' "$OUT/ops.log")
+  case $STEP_RC in
+    77) record ops skip "$STEP_S" "$STEP_T" - "$(grep -m1 'no GPU' "$OUT/ops.log")" ;;
+    0|124|137|200) step_done ops ops.json "$line" ;;
+    *) step_done ops - "${line:-no summary line} — $(grep -E '^  (FAIL|UNSUPPORTED)' "$OUT/ops.log" | head -3 | tr -s ' ' | tr '\n' ';')" ;;
+  esac
 fi
 
 # ---------------------------------------------------------------- parity
-TOK="$HF_PY"; [ -z "$TOK" ] && TOK="$PY"
-parity() {  # tag, model, backend, seqs, len, refs..., [--out FILE] via PARITY_EXTRA
-  local tag=$1 model=$2 be=$3 S=$4 L=$5; shift 5
+# parity_run MODEL BACKEND S L REF...: gpu_parity under the parity step's limit
+parity_run() {
+  local model=$1 be=$2 S=$3 L=$4 bin=$5; shift 5
   local refs=() r
   for r in "$@"; do refs+=(--ref "$r"); done
-  timeout 240 "$B/gpu_parity" --model "$MODELS/$model.gguf" --tokens "$OUT/tok_${model}_${S}x$L.bin" --seqs "$S" \
-    --len "$L" --backend "$be" --json "$OUT/parity_$tag.json" "${refs[@]}" ${PARITY_EXTRA:-} >"$OUT/parity_$tag.log" 2>&1
-  local rc=$?
-  local d; d=$(grep -E '^  (prefill|decode)' "$OUT/parity_$tag.log" | sed 's/  */ /g' | tr '\n' ';' | cut -c1-400)
-  case $rc in
-    0) record parity "$tag" PASS "$d" ;;
-    77) record parity "$tag" NOT-RUN "$(grep -m1 'no GPU' "$OUT/parity_$tag.log")" ;;
-    *) record parity "$tag" FAIL "${d:-exit $rc: $(tail -1 "$OUT/parity_$tag.log")} (log: $OUT/parity_$tag.log)" ;;
-  esac
+  "$bin" --model "$MODELS/$model.gguf" --tokens "$OUT/tok_${model}_${S}x$L.bin" --seqs "$S" --len "$L" \
+    --backend "$be" --json "$OUT/parity.json" "${refs[@]}"
 }
-tokens() {  # model vocab S L
-  [ -f "$OUT/tok_$1_$3x$4.bin" ] || "$TOK" tests/gpu/hf_reference.py tokens --out "$OUT/tok_$1_$3x$4.bin" --seqs "$3" --len "$4" --vocab "$2"
+parity_gpu() {  # tokens, transformers bf16 logits on the GPU, then krill CUDA against them
+  "$PY" tests/gpu/hf_reference.py tokens --out "$OUT/tok_llama1b_32x64.bin" --seqs 32 --len 64 --vocab 128256 || return 1
+  "$HF_PY" tests/gpu/hf_reference.py logits --model "$MODELS/llama1b-hf" --tokens "$OUT/tok_llama1b_32x64.bin" \
+    --seqs 32 --len 64 --out "$OUT/hf_llama1b_bf16.bin" --dtype bf16 --device cuda || { echo "transformers forward failed"; return 1; }
+  parity_run llama1b cuda 32 64 "$B/gpu_parity" "$OUT/hf_llama1b_bf16.bin:transformers-bf16"
 }
-hf_logits() {  # model S L dtype device -> file
-  local f="$OUT/hf_$1_$2x$3_$4.bin"
-  [ -f "$f" ] || timeout 200 "$HF_PY" tests/gpu/hf_reference.py logits --model "$MODELS/$1-hf" --tokens "$OUT/tok_$1_$2x$3.bin" \
-    --seqs "$2" --len "$3" --out "$f" --dtype "$4" --device "$5" >"$OUT/hf_$1_$4.log" 2>&1 || { rm -f "$f"; return 1; }
-  echo "$f"
+parity_emu() {  # the emulated CUDA backend vs krill's CPU backend on the tiny model
+  "$PY" tests/gpu/hf_reference.py tokens --out "$OUT/tok_tiny_4x16.bin" --seqs 4 --len 16 --vocab 2048 || return 1
+  "$B/gpu_parity" --model "$MODELS/tiny.gguf" --tokens "$OUT/tok_tiny_4x16.bin" --seqs 4 --len 16 --backend cpu \
+    --out "$OUT/krill_cpu_tiny.bin" || return 1
+  parity_run tiny cuda 4 16 "$EMU/emu_gpu_parity" "$OUT/krill_cpu_tiny.bin:krill-cpu"
 }
-if [ $HAVE_PARITY = 0 ]; then
-  record parity all NOT-RUN "gpu_parity not built (needs src/engine/model.c)"
-elif [ -z "$TOK" ]; then
-  record parity all NOT-RUN "no python3 with numpy for the token lists"
+if [ $DRY = 1 ] && [ -n "$EMU" ] && [ -x "$EMU/emu_gpu_parity" ] && [ $HAVE_BUILD = 1 ] && [ -n "$PY" ]; then
+  if model_ready tiny; then
+    export -f parity_run parity_emu; export OUT MODELS B PY HF_PY EMU
+    step parity 120 20 -- bash -c parity_emu >"$OUT/parity.log" 2>&1
+    step_done parity parity.json "$(grep -E '^  (prefill|decode) +vs (transformers|krill-cpu)' "$OUT/parity.log" | tr -s ' ' | tr '\n' ';' | cut -c1-250)" "$OUT/parity.log"
+  else record parity skip 0 120 - "$MODEL_WHY"; fi
+elif [ -n "$(gpu_why)" ]; then record parity skip 0 120 - "$(gpu_why)"
+elif [ -z "$HF_PY" ]; then record parity skip 0 120 - "no python3 with torch + transformers + safetensors"
+elif ! model_ready llama1b; then record parity skip 0 120 - "$MODEL_WHY"
 else
-  if [ $CPU_ONLY = 0 ] && have_model llama1b; then
-    tokens llama1b 128256 32 64
-    if [ -n "$HF_PY" ]; then
-      log "parity: transformers (GPU) logits for the Llama-1B shape"
-      rb=$(hf_logits llama1b 32 64 bf16 cuda) && rf=$(hf_logits llama1b 32 64 f32 cuda)
-      if [ -n "${rb:-}" ] && [ -n "${rf:-}" ]; then
-        parity llama1b-vs-transformers llama1b cuda 32 64 "$rb:transformers-bf16" "$rf:transformers-f32"
-      else
-        record parity llama1b-vs-transformers FAIL "transformers forward failed (log: $OUT/hf_llama1b_*.log)"
-      fi
-    else
-      record parity llama1b-vs-transformers NOT-RUN "no python3 with torch+transformers+safetensors"
-    fi
-  fi
-  if have_model smol; then
-    tokens smol 49152 4 32
-    log "parity: krill CPU backend on the SmolLM2 shape"
-    refs=()
-    if [ -n "$HF_PY" ]; then
-      dev=cpu; [ $CPU_ONLY = 0 ] && dev=cuda
-      rf=$(hf_logits smol 4 32 f32 $dev) && refs+=("$rf:transformers-f32")
-    fi
-    PARITY_EXTRA="--out $OUT/krill_cpu_smol.bin" parity smol-cpu smol cpu 4 32 ${refs[@]+"${refs[@]}"}
-    if [ $CPU_ONLY = 0 ] && [ -f "$OUT/krill_cpu_smol.bin" ]; then
-      parity smol-cuda-vs-cpu smol cuda 4 32 "$OUT/krill_cpu_smol.bin:krill-cpu" ${refs[@]+"${refs[@]}"}
-    fi
-  fi
-  if have_model gemma3; then
-    tokens gemma3 32768 4 192
-    log "parity: the Gemma-3 shape (gemma3 ops, sliding window) on the CPU backend, then CUDA vs CPU"
-    refs=()
-    if [ -n "$HF_PY" ]; then
-      dev=cpu; [ $CPU_ONLY = 0 ] && dev=cuda
-      rf=$(hf_logits gemma3 4 192 f32 $dev) && refs+=("$rf:transformers-f32")
-    fi
-    PARITY_EXTRA="--out $OUT/krill_cpu_gemma3.bin" parity gemma3-cpu gemma3 cpu 4 192 ${refs[@]+"${refs[@]}"}
-    if [ $CPU_ONLY = 0 ] && [ -f "$OUT/krill_cpu_gemma3.bin" ]; then
-      parity gemma3-cuda-vs-cpu gemma3 cuda 4 192 "$OUT/krill_cpu_gemma3.bin:krill-cpu" ${refs[@]+"${refs[@]}"}
-    fi
-  fi
+  export -f parity_run parity_gpu; export OUT MODELS B PY HF_PY
+  step parity 120 30 -- bash -c parity_gpu >"$OUT/parity.log" 2>&1
+  step_done parity parity.json "$(grep -E '^  (prefill|decode) +vs (transformers|krill-cpu)' "$OUT/parity.log" | tr -s ' ' | tr '\n' ';' | cut -c1-250)" "$OUT/parity.log"
 fi
 
-# ---------------------------------------------------------------- bench
-if [ $SKIP_BENCH = 1 ]; then
-  record bench all NOT-RUN "--skip-bench"
-elif [ $CPU_ONLY = 1 ]; then
-  if [ $HAVE_BENCH = 1 ] && have_model tiny; then
-    timeout 60 "$B/krill-bench" --model "$MODELS/tiny.gguf" --backend cpu --requests 64 --prompt-len 32 --output-len 16 \
-      --json >"$OUT/bench_krill_cpu_tiny.json" 2>"$OUT/bench_krill_cpu_tiny.log" \
-      && record bench krill-cpu-smoke PASS "tiny model on the CPU: $(grep -o '"output_tok_per_s":[0-9.]*' "$OUT/bench_krill_cpu_tiny.json")" \
-      || record bench krill-cpu-smoke FAIL "log: $OUT/bench_krill_cpu_tiny.log"
-  fi
-  record bench all NOT-RUN "no GPU"
-elif ! have_model llama1b; then
-  record bench all NOT-RUN "no Llama-1B model (--quick)"
-else
-  N_REQ=4096
-  SMI_PID=""
-  smi_start() { nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 200 >"$OUT/smi_$1.csv" 2>/dev/null & SMI_PID=$!; }
-  smi_stop() { [ -n "$SMI_PID" ] && kill "$SMI_PID" 2>/dev/null; wait "$SMI_PID" 2>/dev/null; SMI_PID=""; }
-  # krill-bench TAG MODEL REQUESTS MAX_SEQS MAX_BATCH_TOKENS [VAR=VALUE ...] [-- OPTIONS]: one run
-  # (128-token prompts x 128 generated, ignore_eos) -> bench_krill_TAG.json
-  kbench() {  # ... [VAR=VALUE ...] [-- krill-bench options]
-    local tag=$1 model=$2 req=$3 seqs=$4 mbt=$5; shift 5
-    local envs=() extra=()
-    while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
-    [ "${1:-}" = "--" ] && { shift; extra=("$@"); }
-    local what="$req requests, max_seqs $seqs, max_batch_tokens $mbt${envs[*]:+, ${envs[*]}}${extra[*]:+, ${extra[*]}}"
-    log "bench: krill $tag ($what)"
-    smi_start "krill_$tag"
-    env ${envs[@]+"${envs[@]}"} timeout 120 "$B/krill-bench" --model "$MODELS/$model.gguf" --backend cuda --requests "$req" \
-      --prompt-len 128 --output-len 128 --max-seqs "$seqs" --max-batch-tokens "$mbt" ${extra[@]+"${extra[@]}"} --json \
-      >"$OUT/bench_krill_$tag.json" 2>"$OUT/bench_krill_$tag.log"
-    local rc=$?; smi_stop
-    if [ $rc = 0 ]; then
-      record bench "krill-$tag" PASS "$(grep -o '"output_tok_per_s":[0-9.]*' "$OUT/bench_krill_$tag.json" | cut -c1-32) $(grep -o '"tpot_ms_p50":[0-9.]*' "$OUT/bench_krill_$tag.json" | cut -c1-22) ($what)"
-    else
-      rm -f "$OUT/bench_krill_$tag.json"; record bench "krill-$tag" FAIL "exit $rc ($what; log: $OUT/bench_krill_$tag.log)"
-    fi
-  }
-  # transformers' batched generation on the same card and workload, time-limited
-  hbench() {  # tag model time_limit
-    log "bench: transformers $1 (time limit ${3}s)"
-    smi_start "hf_$1"
-    timeout $(($3 + 90)) "$HF_PY" tests/gpu/hf_reference.py bench --model "$MODELS/$2-hf" --requests $N_REQ --prompt 128 \
-      --gen 128 --time-limit "$3" --out "$OUT/bench_hf_$1.json" >"$OUT/bench_hf_$1.log" 2>&1
-    local rc=$?; smi_stop
-    [ $rc = 0 ] && record bench "transformers-$1" PASS "$(grep -o '"generated_tokens_per_s": [0-9.]*' "$OUT/bench_hf_$1.json" | cut -c1-40) $(grep -o '"method": "[^"]*"' "$OUT/bench_hf_$1.json")" \
-      || record bench "transformers-$1" FAIL "exit $rc (log: $OUT/bench_hf_$1.log)"
-  }
-  if [ $HAVE_BENCH = 1 ]; then
-    # Llama-1B shape: the default admission and a large one (512 / 8192 measured in
-    # between on the H200, docs/benchmarks.md); batch 1 with the single-row GEMV
-    # (default) and with cuBLAS only
-    kbench 1b llama1b $N_REQ 256 2048
-    kbench 1b-s1024 llama1b $N_REQ 1024 8192
-    kbench 1b-b1 llama1b 1 1 2048
-    # sampled decode: temperature alone is drawn on the device (Gumbel-max), top-p rows
-    # download their logits and sample on the engine thread: 1 024 / 512 requests, so a
-    # slow host sampler still ends in time
-    kbench 1b-temp1 llama1b 1024 256 2048 -- --temperature 1.0
-    kbench 1b-topp llama1b 512 256 2048 -- --temperature 0.7 --top-p 0.9
-    kbench 1b-b1-cublas llama1b 1 1 2048 KRILL_CUDA_GEMV_MAX_N=0
-    # constrained decoding: every request under a JSON Schema that admits all 128 tokens
-    # (grammar masks on CPU threads during the forward pass, logits downloaded for them)
-    if [ $HAVE_LLG = 1 ]; then
-      kbench 1b-schema llama1b 1024 256 2048 -- --json-schema tests/data/bench/records.schema.json
-    else
-      record bench krill-1b-schema NOT-RUN "no llguidance in $LLG (scripts/build-llguidance.sh)"
-    fi
-    have_model smol && {
-      kbench smol smol $N_REQ 256 2048
-      kbench smol-s1024 smol $N_REQ 1024 8192
-      kbench smol-b1 smol 1 1 2048
-      kbench smol-b1-cublas smol 1 1 2048 KRILL_CUDA_GEMV_MAX_N=0
-    }
-  else
-    record bench krill NOT-RUN "krill-bench not built"
-  fi
-  if [ -n "$HF_PY" ]; then
-    # what is left of the budget, shared by the two shapes (each call loads a model,
-    # measures batch 1 and warms up for ~30 s besides its time limit)
-    tl=$(( ($(left) - 80) / 2 )); [ $tl -gt 100 ] && tl=100; [ $tl -lt 20 ] && tl=20
-    hbench 1b llama1b $tl
-    if have_model smol; then
-      tl=$(( $(left) - 45 )); [ $tl -gt 60 ] && tl=60; [ $tl -lt 15 ] && tl=15
-      hbench smol smol $tl
-    fi
-  else
-    record bench transformers NOT-RUN "no python3 with torch+transformers"
-  fi
+# ---------------------------------------------------------------- throughput and batch 1
+if [ $DRY = 1 ]; then
+  # the CPU backend on the tiny models, one per weight type: the files load and run
+  for m in tiny tiny-q4_0 tiny-q8_0 tiny-q4_k; do
+    id="cpu-$m"
+    if [ $HAVE_BUILD = 0 ]; then record "$id" skip 0 30 - "$BUILD_WHY"; continue; fi
+    model_ready "$m" || { record "$id" skip 0 30 - "$MODEL_WHY"; continue; }
+    step "$id" 30 5 -- "$B/krill-bench" --model "$MODELS/$m.gguf" --backend cpu --requests 8 --prompt-len 16 \
+      --output-len 8 --json >"$OUT/bench_$id.json" 2>"$OUT/bench_$id.log"
+    step_done "$id" "bench_$id.json" "krill-bench --backend cpu, 8 x (16 + 8) tokens$(grep -o '"output_tok_per_s":[0-9.]*' "$OUT/bench_$id.json" 2>/dev/null | sed 's/^/; /')" \
+      "$OUT/bench_$id.log"
+  done
 fi
+N_REQ=4096
+kbench tput-1b-256 llama1b 50 $N_REQ 256 2048
+kbench tput-1b-1024 llama1b 50 $N_REQ 1024 8192
+kbench tput-smol-256 smol 40 $N_REQ 256 2048
+kbench tput-smol-1024 smol 40 $N_REQ 1024 8192
+kbench b1-1b-bf16 llama1b 30 1 1 2048
+kbench b1-smol-bf16 smol 30 1 1 2048
+if [ -z "$(gpu_why)" ] && ! gpu_weights_supported; then
+  NATIVE_WHY="not supported by this build: krill-bench knows no model.gpu_weights / KRILL_MODEL_GPU_WEIGHTS"
+  record b1-1b-q4_0 unsupported 0 30 - "$NATIVE_WHY"
+  record b1-1b-q8_0 unsupported 0 30 - "$NATIVE_WHY"
+  # the 7B Q4_K file still runs, with its weights dequantized to bf16 (the summary says so)
+  KB_NOTE="weights as bf16 (native: not supported by this build); " kbench b1-7b-q4_k llama7b-q4_k 90 1 1 2048
+else
+  kbench b1-1b-q4_0 llama1b-q4_0 30 1 1 2048 KRILL_MODEL_GPU_WEIGHTS=native
+  kbench b1-1b-q8_0 llama1b-q8_0 30 1 1 2048 KRILL_MODEL_GPU_WEIGHTS=native
+  kbench b1-7b-q4_k llama7b-q4_k 90 1 1 2048 KRILL_MODEL_GPU_WEIGHTS=native
+fi
+for m in llama1b-q4_0 llama1b-q8_0 llama7b-q4_k tiny-q4_0 tiny-q8_0 tiny-q4_k; do
+  [ -f "$MODELS/$m.gguf" ] && printf '%s\t%s\n' "$m" "$(stat -c %s "$MODELS/$m.gguf")" >>"$OUT/models.tsv"
+done
 
-# ---------------------------------------------------------------- summary
-SUMMARY_PY=python3; command -v python3 >/dev/null 2>&1 || SUMMARY_PY=$PY
-OUT="$OUT" GPU_NAME="$GPU_NAME" ARCH="$ARCH" CPU_ONLY=$CPU_ONLY ELAPSED=$((SECONDS - T0)) "$SUMMARY_PY" - <<'PY'
-import json, os
-out = os.environ["OUT"]
-def load(name):
-    try:
-        with open(os.path.join(out, name)) as f:
-            return json.load(f)
-    except Exception:
-        return None
-rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(out, "results.tsv")) if l.strip()]
-ops = load("ops_bf16.json") or {}
-def util(tag):
-    try:
-        v = [float(x) for x in open(os.path.join(out, f"smi_{tag}.csv")) if x.strip()]
-        return sum(v) / len(v) if v else None
-    except Exception:
-        return None
-# parameters of the two shapes (tied embeddings counted once): decode streams all bf16
-# weights once per step and does 2 FLOPs per parameter per token
-PARAMS = {"1b": 1235814400, "smol": 134515008}
-perf = {}
-if ops.get("copy_gbs"): perf["hbm_copy_gbs"] = ops["copy_gbs"]
-if ops.get("gemm_tflops"): perf["cublas_bf16_tflops"] = ops["gemm_tflops"]
-for shape, P in PARAMS.items():
-    runs = {}
-    for tag in (shape, shape + "-s512", shape + "-s1024"):
-        b = load(f"bench_krill_{tag}.json")
-        if b and b.get("output_tok_per_s"):
-            runs[tag] = b
-    if runs:
-        best = max(runs, key=lambda t: runs[t]["output_tok_per_s"])
-        bk = runs[best]
-        tps = bk["output_tok_per_s"]
-        perf[f"{shape}_krill_tok_per_s"] = tps
-        perf[f"{shape}_krill_config"] = f"{best}: max_seqs {bk.get('max_seqs')}, max_batch_tokens {bk.get('max_batch_tokens')}"
-        if shape in runs and best != shape:
-            perf[f"{shape}_krill_tok_per_s_default_admission"] = runs[shape]["output_tok_per_s"]
-        if ops.get("gemm_tflops"):
-            perf[f"{shape}_krill_fraction_of_gemm_roofline"] = 2 * P * tps / (ops["gemm_tflops"] * 1e12)
-        steps = bk["steps"] / bk["wall_s"] if bk.get("steps") and bk.get("wall_s") else None
-        if steps:
-            perf[f"{shape}_krill_steps_per_s"] = steps
-            if ops.get("copy_gbs"):
-                perf[f"{shape}_krill_fraction_of_hbm_weight_stream"] = steps * 2 * P / (ops["copy_gbs"] * 1e9)
-        if bk.get("mean_seqs_per_step"): perf[f"{shape}_krill_mean_seqs_per_step"] = bk["mean_seqs_per_step"]
-        if bk.get("gpu_busy_ms") and bk.get("gpu_idle_ms") is not None:
-            perf[f"{shape}_krill_gpu_idle_fraction"] = bk["gpu_idle_ms"] / (bk["gpu_busy_ms"] + bk["gpu_idle_ms"])
-        u = util("krill_" + best)
-        if u is not None: perf[f"{shape}_krill_mean_gpu_utilisation_pct"] = u
-    bh = load(f"bench_hf_{shape}.json") or {}
-    if bh.get("generated_tokens_per_s"):
-        perf[f"{shape}_transformers_tok_per_s"] = bh["generated_tokens_per_s"]
-        perf[f"{shape}_transformers_method"] = f"{bh.get('method')}, {bh.get('completed_requests')} requests in {bh.get('seconds', 0):.0f} s"
-        if runs: perf[f"{shape}_krill_over_transformers"] = perf[f"{shape}_krill_tok_per_s"] / bh["generated_tokens_per_s"]
-        u = util("hf_" + shape)
-        if u is not None: perf[f"{shape}_transformers_mean_gpu_utilisation_pct"] = u
-    for tag in ("temp1", "topp"):
-        bt = load(f"bench_krill_{shape}-{tag}.json") or {}
-        if bt.get("output_tok_per_s"):
-            perf[f"{shape}_krill_sampled_{tag}_tok_per_s"] = bt["output_tok_per_s"]
-    for tag in ("b1", "b1-cublas"):
-        b1 = load(f"bench_krill_{shape}-{tag}.json") or {}
-        if b1.get("tpot_ms_p50"):
-            perf[f"{shape}_krill_{tag.replace('-', '_')}_ms_per_token"] = b1["tpot_ms_p50"]
-            if tag == "b1" and ops.get("copy_gbs"):
-                perf[f"{shape}_krill_b1_fraction_of_hbm"] = 2 * P / (b1["tpot_ms_p50"] * 1e-3) / (ops["copy_gbs"] * 1e9)
-    if bh.get("batch1_ms_per_token"): perf[f"{shape}_transformers_b1_ms_per_token"] = bh["batch1_ms_per_token"]
-status = [r[2] for r in rows]
-summary = {"gpu": os.environ["GPU_NAME"] or None, "sm": os.environ["ARCH"], "cpu_only": os.environ["CPU_ONLY"] == "1",
-           "seconds": int(os.environ["ELAPSED"]), "checks": [dict(zip(("stage", "check", "status", "detail"), r)) for r in rows],
-           "performance": perf, "passed": status.count("PASS"), "failed": status.count("FAIL"),
-           "not_run": status.count("NOT-RUN")}
-with open(os.path.join(out, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=1)
-print()
-print(f"==== gpu-check: {os.environ['GPU_NAME'] or 'no GPU'} | {summary['seconds']} s | logs and summary.json in {out}")
-for r in rows:
-    d = r[3] if len(r[3]) <= 120 else r[3][:117] + "..."
-    print(f"  {r[2]:<8} {r[0]:<7} {r[1]:<26} {d}")
-if perf:
-    print("  performance:")
-    for k, v in perf.items():
-        print(f"    {k:<44} {v:.4g}" if isinstance(v, float) else f"    {k:<44} {v}")
-print(f"  => {summary['passed']} passed, {summary['failed']} failed, {summary['not_run']} not run")
-PY
-fails=$(cut -f3 "$RES" | grep -c '^FAIL$')
-if [ "$fails" -gt 0 ]; then exit 1; fi
-if [ $CPU_ONLY = 1 ] && [ -z "$GPU_NAME" ]; then echo "no GPU: $NO_GPU_WHY (CPU-side checks passed)"; exit 77; fi
+# ---------------------------------------------------------------- models status, summary
+for i in "${!GROUPS_[@]}"; do
+  g=${GROUPS_[$i]} id="models-${GROUPS_[$i]//,/_}"
+  if [ -f "$MODELS/.done-$g" ]; then record "$id" pass 0 0 - "$(grep -h wrote "$OUT/models-${g//,/_}.log" | tr '\n' ';')"
+  elif [ -z "$PY" ]; then record "$id" skip 0 0 - "no python3 with numpy"
+  elif kill -0 "${WRITERS[$i]}" 2>/dev/null; then record "$id" skip 0 0 - "still writing when the budget ran out (stopped)"
+  else record "$id" fail 0 0 - "not written: $(tail -1 "$OUT/models-${g//,/_}.log" 2>/dev/null)"; fi
+done
+cleanup
+log "summary"
+if ! timeout 60 "$SUM_PY" tests/gpu/gpu_check_summary.py "$OUT"; then
+  echo "gpu-check: the summary failed (tests/gpu/gpu_check_summary.py); raw results in $OUT/steps.tsv" >&2
+  exit 1
+fi
+log "done: $OUT/summary.json, $OUT/summary.md"
+grep -q "	fail	" "$OUT/steps.tsv" && exit 1
+[ $DRY = 1 ] && [ -z "$GPU_NAME" ] && { echo "no GPU: $NO_GPU_WHY (the CPU-side steps passed)"; exit 77; }
 exit 0

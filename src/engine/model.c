@@ -26,7 +26,10 @@
  *   from a graph (model.h): the padded rows use token 0, position 0, their own block
  *   table row pointing at the scratch KV block (one block past the n_blocks the
  *   scheduler manages), and the table stride is the caller's max_blocks, so that every
- *   pointer and size the graph captured depends on the bucket only.
+ *   pointer and size the graph captured depends on the bucket only. A bucket wider
+ *   than the logits chunk is graphed too: the graph then holds the layers only and
+ *   the head runs after the replay, chunk by chunk, each chunk taken before the next
+ *   overwrites the logits buffer.
  * - The only wait in a step is the download of its logits or sampled ids. */
 #include "err.h"
 #include "model.h"
@@ -469,6 +472,7 @@ model_t *model_load(const gguf_t *g, const model_params_t *p, char *err, size_t 
     const size_t T = (size_t)m->max_tokens, F = sizeof(float);
     m->logit_chunk = m->max_seqs < m->max_tokens ? m->max_seqs : m->max_tokens;
     if ((int64_t)m->logit_chunk * V > ((int64_t)32 << 20)) m->logit_chunk = (int)(((int64_t)32 << 20) / V);
+    if (p->logit_chunk > 0 && p->logit_chunk < m->logit_chunk) m->logit_chunk = p->logit_chunk;
     if (m->logit_chunk < 1) m->logit_chunk = 1;
     const size_t C = (size_t)m->logit_chunk;
     size_t *ab = &m->bytes_act;
@@ -683,7 +687,8 @@ static void fill_table(model_t *m, const model_batch_t *b, int stride, int n_row
 }
 
 /* The graph bucket for a decode-only batch of n sequences, or 0 when the batch is not
- * one (or is larger than any bucket the buffers allow). */
+ * one (or is larger than any bucket the buffers allow). The logits chunk does not cap
+ * it: forward() graphs the layers of a wider bucket and runs its head in chunks. */
 static int decode_bucket(const model_t *m, const model_batch_t *b) {
     const int n = b->n_tokens;
     if (!m->graphs || b->n_seqs != n || b->n_logits != n) return 0;
@@ -691,7 +696,6 @@ static int decode_bucket(const model_t *m, const model_batch_t *b) {
         if (b->seq[i] != i || b->logit_rows[i] != i) return 0;
     int lim = m->max_seqs;
     if (m->max_tokens < lim) lim = m->max_tokens;
-    if (m->logit_chunk < lim) lim = m->logit_chunk;
     if (n > lim || n > 4096) return 0; /* keys are B * 65536 + stride */
     static const int small[] = {1, 2, 4, 8, 16, 32, 48, 64, 96, 128};
     int B = 0;
@@ -832,6 +836,22 @@ static int take_rows(model_t *m, int n, float *logits, int32_t *ids, const float
     return 0;
 }
 
+/* The head for logit rows [0, n_rows) in chunks of logit_chunk rows, each chunk
+ * taken (downloaded or reduced to ids) before the next overwrites m->logits. */
+static int head_chunks(model_t *m, int n_rows, float *logits, int32_t *ids, const float *itemp,
+                       const uint64_t *keys, const uint32_t *masks) {
+    const size_t V = (size_t)m->hp.n_vocab;
+    for (int r0 = 0; r0 < n_rows; r0 += m->logit_chunk) {
+        int n = n_rows - r0 < m->logit_chunk ? n_rows - r0 : m->logit_chunk;
+        issue_head(m, r0, n);
+        if (take_rows(m, n, logits ? logits + (size_t)r0 * V : NULL, logits ? NULL : ids + r0,
+                      itemp ? itemp + r0 : NULL, itemp ? keys + r0 : NULL,
+                      masks ? masks + (size_t)r0 * ((V + 31) / 32) : NULL))
+            return -1;
+    }
+    return 0;
+}
+
 static int forward(model_t *m, const model_batch_t *b, float *logits, int32_t *ids, const float *itemp,
                    const uint64_t *keys, const uint32_t *masks, void (*ready)(void *), void *rctx) {
     m->err[0] = 0;
@@ -844,7 +864,6 @@ static int forward(model_t *m, const model_batch_t *b, float *logits, int32_t *i
     const backend_ops_t *o = m->ops;
     void *c = m->bctx;
     const int T = b->n_tokens;
-    const size_t V = (size_t)m->hp.n_vocab;
     const int B = decode_bucket(m, b);
     if (B > 0) {
         /* padded decode step: fixed stride, padding rows on the scratch block */
@@ -866,17 +885,20 @@ static int forward(model_t *m, const model_batch_t *b, float *logits, int32_t *i
         o->upload(c, m->d_table, m->h_table, (size_t)B * stride * 4);
         /* a graph is keyed by bucket and stride: both fix every size it captured */
         const int key = B * 65536 + (stride & 0xffff);
+        const bool head_in_graph = B <= m->logit_chunk; /* else: layers in the graph, head in chunks */
         if (stride >= 65536 || o->graph_replay(c, key) != 1) {
             const bool cap = stride < 65536 && o->graph_begin(c, key) == 0;
             issue_layers(m, B, stride);
-            issue_head(m, 0, B);
+            if (head_in_graph) issue_head(m, 0, B);
             if (cap && o->graph_end(c, key)) {
                 err_set(m->err, sizeof m->err, "%s backend: graph capture: %s", m->be->info.name, o->last_error(c));
                 return -1;
             }
         }
         if (masks && ready) ready(rctx); /* the forward pass is issued: the masks may be read now */
-        if (take_rows(m, T, logits, ids, itemp, keys, masks) == 0 && o->synchronize(c) == 0) return 0;
+        const int taken = head_in_graph ? take_rows(m, T, logits, ids, itemp, keys, masks)
+                                        : head_chunks(m, T, logits, ids, itemp, keys, masks);
+        if (taken == 0 && o->synchronize(c) == 0) return 0;
         err_set(m->err, sizeof m->err, "%s backend: %s", m->be->info.name, o->last_error(c));
         return -1;
     }
@@ -890,15 +912,9 @@ static int forward(model_t *m, const model_batch_t *b, float *logits, int32_t *i
     if (b->n_logits > 0) o->upload(c, m->d_rows, b->logit_rows, (size_t)b->n_logits * 4);
     issue_layers(m, T, cols);
     if (masks && ready) ready(rctx);
-    /* final norm + LM head, only for the requested rows */
-    for (int r0 = 0; r0 < b->n_logits; r0 += m->logit_chunk) {
-        int n = b->n_logits - r0 < m->logit_chunk ? b->n_logits - r0 : m->logit_chunk;
-        issue_head(m, r0, n);
-        if (take_rows(m, n, logits ? logits + (size_t)r0 * V : NULL, logits ? NULL : ids + r0,
-                      itemp ? itemp + r0 : NULL, itemp ? keys + r0 : NULL,
-                      masks ? masks + (size_t)r0 * ((V + 31) / 32) : NULL))
-            break;
-    }
+    /* final norm + LM head, only for the requested rows; a failed chunk leaves the
+     * backend's sticky error for synchronize() to report */
+    (void)head_chunks(m, b->n_logits, logits, ids, itemp, keys, masks);
     if (o->synchronize(c)) {
         err_set(m->err, sizeof m->err, "%s backend: %s", m->be->info.name, o->last_error(c));
         return -1;

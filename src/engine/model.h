@@ -44,6 +44,8 @@ typedef struct {
     double gpu_memory_fraction;
     const char *kv_dtype;       /* KV cache storage "f16" | "f32"; NULL = the backend's default */
     int no_graphs;              /* 1: never replay decode steps from graphs (tests, debugging) */
+    int logit_chunk;            /* rows per LM-head chunk; 0 = as many as 128 MiB of f32 logits
+                                 * hold (tests set a few rows to run wide decode buckets in chunks) */
     const char *cpu_weights;    /* cpu matmul weights "auto" | "f32" | "q8" | "q4"; NULL = f32 */
     const char *gpu_weights;    /* device matmul weights "auto" | "bf16" | "native"; NULL = auto: native
                                    keeps the file's Q8_0/Q4_0/Q4_1/Q4_K/Q6_K matrices as they are

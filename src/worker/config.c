@@ -140,9 +140,10 @@ static const config_key_t KEYS[] = {
       "Base seed for requests without one; 0 = random per start."),
 
     K("batching.max_seqs", CONFIG_INT, 0, 65536, "0", NULL, F(batching, max_seqs), NULL,
-      "Sequences per engine step; 0 = backend default (cpu 64, cuda 256)."),
-    K("batching.max_batch_tokens", CONFIG_INT, 16, 1048576, "2048", NULL, F(batching, max_batch_tokens), NULL,
-      "Tokens per engine step (long prompts are prefilled in chunks of this size)."),
+      "Sequences per engine step; 0 = backend default (cpu 64, cuda 512)."),
+    K("batching.max_batch_tokens", CONFIG_INT, 0, 1048576, "0", NULL, F(batching, max_batch_tokens), NULL,
+      "Tokens per engine step (long prompts are prefilled in chunks of this size); 0 = backend default "
+      "(cpu 512, cuda 8192)."),
     K("batching.max_wait_ms", CONFIG_INT, 0, 10000, "0", NULL, F(batching, max_wait_ms), NULL,
       "How long an idle engine waits after the first request arrives to gather a fuller first batch."),
     K("batching.prefix_cache", CONFIG_BOOL, 0, 0, "true", NULL, F(batching, prefix_cache), NULL,
@@ -714,6 +715,13 @@ int config_validate(const config_t *c, char *err, size_t errlen) {
     if (!strcmp(c->delivery.mode, "exactly_once") && c->delivery.transaction_timeout_ms < 2 * c->delivery.transaction_ms) {
         err_set(err, errlen, "delivery.transaction_timeout_ms (%d) must be at least twice delivery.transaction_ms (%d)",
                  c->delivery.transaction_timeout_ms, c->delivery.transaction_ms);
+        return -1;
+    }
+    /* 0 leaves the step's token budget to the backend (backend_defaults_t); under 16
+     * tokens a prompt would be prefilled a few tokens at a time */
+    if (c->batching.max_batch_tokens != 0 && c->batching.max_batch_tokens < 16) {
+        err_set(err, errlen, "batching.max_batch_tokens: %d is too small; use 0 (the backend's default) or at least 16",
+                 c->batching.max_batch_tokens);
         return -1;
     }
     if (c->stats.interval_ms != 0 && c->stats.interval_ms < 100) {

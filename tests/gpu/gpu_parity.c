@@ -14,7 +14,9 @@
  * Greedy ids: the decode steps are run again through model_forward_argmax (the
  * device's argmax where the backend has one, padded graph buckets on CUDA); every id
  * must equal the argmax of the decode logits (gate: exact). --no-graphs runs the
- * decode steps eagerly (to compare the two with --out-decode).
+ * decode steps eagerly (to compare the two with --out-decode); --logit-chunk N caps the
+ * LM head's chunk at N rows, so a decode bucket wider than N is graphed without its
+ * head, which then runs in chunks after the replay.
  * Exit: 0 gates met, 1 not met or error, 77 no GPU for --backend cuda. */
 #include <math.h>
 #include <stdbool.h>
@@ -148,7 +150,7 @@ static void usage(FILE *f) {
     fprintf(f, "usage: gpu_parity --model M.gguf --tokens T.bin --seqs S --len L [--backend cuda|cpu] [--dtype bf16|f16]\n"
                "                  [--gpu-weights auto|bf16|native]\n"
                "                  [--ref FILE[:NAME]]... [--out FILE] [--max-rel 2e-2] [--min-agree 0.9]\n"
-               "                  [--json FILE] [--threads N] [--out-decode FILE] [--no-graphs]\n"
+               "                  [--json FILE] [--threads N] [--out-decode FILE] [--no-graphs] [--logit-chunk N]\n"
                "Compares krill's logits (prefill and decode paths) with reference logits (S, L, vocab) f32.\n");
 }
 
@@ -159,7 +161,7 @@ int main(int argc, char **argv) {
     char *refs[4];
     int n_refs = 0;
     const char *backend = "cuda", *dtype = "bf16", *json_path = NULL, *gpu_weights = NULL;
-    int S = 0, L = 0, threads = 0;
+    int S = 0, L = 0, threads = 0, logit_chunk = 0;
     double max_rel = 2e-2, min_agree = 0.9;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -187,6 +189,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--seqs")) S = (int)cli_long(a, v, 1, 1 << 20);
         else if (!strcmp(a, "--len")) L = (int)cli_long(a, v, 2, 1 << 20);
         else if (!strcmp(a, "--threads")) threads = (int)cli_long(a, v, 0, 1024);
+        else if (!strcmp(a, "--logit-chunk")) logit_chunk = (int)cli_long(a, v, 1, 1 << 20);
         else if (!strcmp(a, "--max-rel")) max_rel = cli_double(a, v, 0, 1e300);
         else if (!strcmp(a, "--min-agree")) min_agree = cli_double(a, v, 0, 1);
         else {
@@ -220,7 +223,8 @@ int main(int argc, char **argv) {
     const int max_tokens = L > 256 ? L : 256;
     model_params_t mp = {.backend = backend, .dtype = dtype, .n_threads = threads, .max_batch_tokens = max_tokens,
                          .max_seqs = S, .kv_block_size = bs, .kv_cache_tokens = (int64_t)S * mb * bs,
-                         .gpu_memory_fraction = 0.5, .no_graphs = no_graphs, .gpu_weights = gpu_weights};
+                         .gpu_memory_fraction = 0.5, .no_graphs = no_graphs, .gpu_weights = gpu_weights,
+                         .logit_chunk = logit_chunk};
     double t0 = clock_now_ms();
     model_t *m = model_load(g, &mp, err, sizeof err);
     if (!m) {

@@ -11,6 +11,9 @@
           greedy tokens each (EOS disabled): generate_batch (continuous batching) when
           the installed transformers has it, else generate() with the largest static
           batch that fits; writes throughput and batch-1 time per output token as JSON.
+  copybw  --out JSON
+          device-to-device copy bandwidth (torch, 1 GiB, median of 20): the ceiling the
+          batch-1 weight stream is compared with
 
 Reads weights written by tests/gpu/write_models.py (bf16 safetensors + config.json).
 No network: everything is local.
@@ -156,6 +159,32 @@ def cmd_bench(a):
     return 0
 
 
+def cmd_copybw(a):
+    """Device-to-device copy bandwidth: median of 20 copies of a 1 GiB buffer, timed with
+    CUDA events after 3 warm-ups; GB/s counts the bytes read plus those written (gpu_ops'
+    roofline convention): the rate at which the memory moves bytes either way."""
+    import torch
+    n = 1 << 30
+    src = torch.ones(n, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    times = []
+    for i in range(23):
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record()
+        dst.copy_(src)
+        e1.record()
+        e1.synchronize()
+        if i >= 3:
+            times.append(e0.elapsed_time(e1))
+    ms = sorted(times)[len(times) // 2]
+    gbs = 2 * n / (ms * 1e-3) / 1e9
+    with open(a.out, "w") as f:
+        json.dump({"gbs": gbs, "ms": ms, "bytes": n, "device": torch.cuda.get_device_name(),
+                   "method": "torch copy_ of 1 GiB, median of 20, read + write bytes"}, f)
+    print(f"copy bandwidth: {gbs:.0f} GB/s (read + write), 1 GiB in {ms:.3f} ms")
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -184,8 +213,10 @@ def main():
     b.add_argument("--static", action="store_true", help="skip generate_batch")
     b.add_argument("--chunk", type=int, default=128, help="requests in the first generate_batch call")
     b.add_argument("--out", required=True)
+    c = sub.add_parser("copybw")
+    c.add_argument("--out", required=True)
     a = p.parse_args()
-    return {"tokens": cmd_tokens, "logits": cmd_logits, "bench": cmd_bench}[a.cmd](a)
+    return {"tokens": cmd_tokens, "logits": cmd_logits, "bench": cmd_bench, "copybw": cmd_copybw}[a.cmd](a)
 
 
 if __name__ == "__main__":

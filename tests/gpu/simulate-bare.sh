@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# simulate-bare.sh [gpu-check.sh args] — runs scripts/gpu-check.sh --cpu-only as if on a
+# simulate-bare.sh [gpu-check.sh args] — runs scripts/gpu-check.sh --dry-run as if on a
 # bare GPU machine: in a private mount namespace (root + unshare), every header of
 # krill's Debian libraries is replaced by one that fails with #error, and pkg-config
 # always fails. Proves that the gpu-check build path needs none of them.
@@ -19,5 +19,5 @@ exec unshare -m --propagation private bash -c '
   done
   command -v pkg-config >/dev/null && mount --bind "$tmp/pkg-config" "$(command -v pkg-config)"
   echo "simulate-bare: library headers replaced by #error, pkg-config disabled"
-  "$0" --cpu-only "$@"
+  "$0" --dry-run "$@"
 ' "$root/scripts/gpu-check.sh" "$@"

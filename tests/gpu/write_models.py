@@ -23,7 +23,21 @@ Shapes (--models, comma separated):
            layer global; vocab 32768 and sliding window 128 (not 262144 / 512) so that
            the parity runs cross the window with logit files of a sane size. Gemma's
            norms: the GGUF holds 1 + w (llama.cpp's converter), the safetensors w (f32).
-All tied embeddings. Usage: write_models.py OUT [--models tiny,smol,llama1b,gemma3] [--seed N]
+  llama7b  Llama-2-7B: 32 layers, d 4096, 32/32 heads, hd 128, ffn 11008, vocab 32000, rope 1e4
+           (quantized only: see below)
+All tied embeddings.
+
+Quantized models, named <shape>-<type> with type q4_0, q8_0 or q4_k (e.g. llama1b-q4_0,
+llama7b-q4_k): GGUF only (no transformers copy), every matrix (the tied embedding too)
+in that GGUF block type, norms f32. Their blocks are random bytes with the f16 scales
+set so that the weights' spread matches the bf16 models' (nothing is quantized from
+floats: a 7B model is written in seconds with numpy alone, no gguf package). They are
+for speed and for running the quantized-weight paths, not for parity with transformers.
+Block layouts (ggml): Q4_0 = f16 d + 16 bytes of nibble pairs (x = d * (q - 8)); Q8_0 =
+f16 d + 32 int8 (x = d * q); Q4_K = f16 d, f16 dmin, 12 bytes of 6-bit sub-block
+scales/mins, 128 bytes of nibbles per 256 values (x = d * sc * q - dmin * m).
+
+Usage: write_models.py OUT [--models tiny,smol,llama1b,gemma3,llama1b-q4_0,...] [--seed N]
 """
 import json
 import math
@@ -39,6 +53,8 @@ SHAPES = {
     "smol": dict(layers=30, d=576, heads=9, kv=3, ffn=1536, vocab=49152, rope=100000.0, ctx=8192, llama3=False),
     "llama1b": dict(layers=16, d=2048, heads=32, kv=8, ffn=8192, vocab=128256, rope=500000.0, ctx=131072,
                     llama3=True),
+    "llama7b": dict(layers=32, d=4096, heads=32, kv=32, ffn=11008, vocab=32000, rope=10000.0, ctx=4096,
+                    llama3=False, quantized_only=True),
     "gemma3": dict(layers=18, d=640, heads=4, kv=1, ffn=2048, vocab=32768, rope=1000000.0, ctx=32768, llama3=False,
                    gemma3=True, head_dim=256, window=128),
 }
@@ -56,6 +72,9 @@ GAIN_EMB = float(os.environ.get("KRILL_GAIN_EMB", "1.0"))
 GGUF_MAGIC = 0x46554747
 VT_U32, VT_I32, VT_F32, VT_BOOL, VT_STR, VT_ARR, VT_U64 = 4, 5, 6, 7, 8, 9, 10
 T_F32, T_BF16 = 0, 30
+# GGUF block types: (ggml type id, values per block, bytes per block, rms of the
+# integer factor that multiplies d, so d = wanted rms / that)
+QTYPES = {"q4_0": (2, 32, 18, 4.6), "q8_0": (8, 32, 34, 73.9), "q4_k": (12, 256, 144, 250.0)}
 ALIGN = 32
 
 
@@ -140,6 +159,23 @@ def bf16_random(rng, shape, fan_in, gain=1.0):
     return ((bits & 0x807F) | (exp << 7)).reshape(shape)
 
 
+def quant_random(rng, qtype, rows, cols, fan_in, gain=1.0):
+    """Random GGUF blocks of qtype for a (rows, cols) matrix: random quant bytes, f16
+    scales sized so the rms is about that of bf16_random's weights (0.4 x bound)."""
+    tid, qk, bs, spread = QTYPES[qtype]
+    if cols % qk:
+        raise ValueError(f"{qtype}: a row of {cols} values is not a whole number of {qk}-value blocks")
+    nb = rows * (cols // qk)
+    blocks = np.frombuffer(rng.bytes(nb * bs), dtype=np.uint8).reshape(nb, bs).copy()
+    d = np.float16(0.4 * gain / math.sqrt(fan_in) / spread)
+    # the scale varies a little per block (x 0.75 .. 1.25), as a real quantizer's does
+    ds = (d * (0.75 + 0.5 * rng.random(nb, dtype=np.float32))).astype(np.float16)
+    blocks[:, 0:2] = ds.view(np.uint8).reshape(nb, 2)
+    if qtype == "q4_k":  # dmin: about the mean of sc * q, so the sub-blocks centre near 0
+        blocks[:, 2:4] = (ds.astype(np.float32) * 7.5).astype(np.float16).view(np.uint8).reshape(nb, 2)
+    return tid, blocks.reshape(rows, (cols // qk) * bs)
+
+
 def bf16_near_one(rng, n):
     """Norm weights: bf16-exact values in [0.75, 1.25)."""
     f = (1.0 + (rng.random(n, dtype=np.float32) - 0.5) * 0.5).astype(np.float32)
@@ -207,16 +243,25 @@ def spm_vocab(n):
 
 
 def write_model(out, name, seed):
+    name, _, qtype = name.partition("-")
     s = SHAPES[name]
+    if s.get("quantized_only") and not qtype:
+        raise ValueError(f"{name} is written quantized only: {', '.join(name + '-' + q for q in QTYPES)}")
     L, d, H, KV, F, V = s["layers"], s["d"], s["heads"], s["kv"], s["ffn"], s["vocab"]
     hd = s.get("head_dim", d // H)
     gemma = s.get("gemma3", False)
     arch = "gemma3" if gemma else "llama"
-    rng = np.random.default_rng(seed + sum(map(ord, name)))
+    rng = np.random.default_rng(seed + sum(map(ord, name)) + sum(map(ord, qtype)))
     t0 = time.time()
     hf, gg = [], []  # (hf name, shape, bits) and GGUF tensors
+    fname = f"{name}-{qtype}" if qtype else name
 
-    def mat(hf_name, gg_name, rows, cols, permute_heads=0, gain=GAIN_IN):
+    def mat(hf_name, gg_name, rows, cols, permute_heads=0, gain=GAIN_IN, fan_in=None):
+        if qtype:  # random blocks: no row order to permute, no transformers copy
+            tid, blocks = quant_random(rng, qtype, rows, cols, fan_in or cols, gain)
+            hf.append((hf_name, None, (rows, cols), None))
+            gg.append((gg_name, tid, (rows, cols), blocks))
+            return
         w = bf16_random(rng, (rows, cols), cols, gain)
         hf.append((hf_name, "BF16", (rows, cols), w))
         gw = permute_qk(w, permute_heads) if permute_heads and not gemma else w  # gemma3: NEOX, unpermuted
@@ -232,9 +277,12 @@ def write_model(out, name, seed):
 
     # the embedding (tied LM head): wider spread than 1/sqrt(d) so the logits have a
     # clear top token, as trained models do
-    emb = bf16_random(rng, (V, d), 64, GAIN_EMB)
-    hf.append(("model.embed_tokens.weight", "BF16", (V, d), emb))
-    gg.append(("token_embd.weight", T_BF16, (V, d), emb))
+    if qtype:
+        mat("model.embed_tokens.weight", "token_embd.weight", V, d, gain=GAIN_EMB, fan_in=64)
+    else:
+        emb = bf16_random(rng, (V, d), 64, GAIN_EMB)
+        hf.append(("model.embed_tokens.weight", "BF16", (V, d), emb))
+        gg.append(("token_embd.weight", T_BF16, (V, d), emb))
     for i in range(L):
         p, b = f"model.layers.{i}.", f"blk.{i}."
         norm(p + "input_layernorm.weight", b + "attn_norm.weight", d)
@@ -262,7 +310,7 @@ def write_model(out, name, seed):
     a = arch
     kvs = [
         ("general.architecture", VT_STR, arch),
-        ("general.name", VT_STR, f"krill-synthetic-{name}"),
+        ("general.name", VT_STR, f"krill-synthetic-{fname}"),
         ("general.alignment", VT_U32, ALIGN),
         (f"{a}.block_count", VT_U32, L),
         (f"{a}.context_length", VT_U32, s["ctx"]),
@@ -287,7 +335,12 @@ def write_model(out, name, seed):
     if gemma:  # after the llama keys: the llama shapes' files stay byte-identical (tests/data/cuda/tiny.md5)
         kvs += [(f"{a}.attention.key_length", VT_U32, hd), (f"{a}.attention.value_length", VT_U32, hd),
                 (f"{a}.attention.sliding_window", VT_U32, s["window"])]
-    write_gguf(os.path.join(out, f"{name}.gguf"), kvs, gg)
+    write_gguf(os.path.join(out, f"{fname}.gguf"), kvs, gg)
+    n_params = sum(int(np.prod(t[2])) for t in hf)
+    if qtype:
+        print(f"wrote {fname}: {n_params / 1e6:.1f}M parameters ({qtype}, "
+              f"{os.path.getsize(os.path.join(out, fname + '.gguf')) / 1e9:.2f} GB) in {time.time() - t0:.1f}s", flush=True)
+        return
 
     hf_dir = os.path.join(out, f"{name}-hf")
     os.makedirs(hf_dir, exist_ok=True)
@@ -316,7 +369,6 @@ def write_model(out, name, seed):
             cfg.pop(k)
     with open(os.path.join(hf_dir, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
-    n_params = sum(int(np.prod(t[2])) for t in hf)
     print(f"wrote {name}: {n_params / 1e6:.1f}M parameters in {time.time() - t0:.1f}s", flush=True)
 
 
@@ -337,9 +389,13 @@ def main():
         else:
             print(f"write_models.py: unknown argument {args[i]!r}", file=sys.stderr)
             return 2
-    bad = [m for m in models if m not in SHAPES]
+    def known(m):
+        shape, _, q = m.partition("-")
+        return shape in SHAPES and (q in QTYPES if q else not SHAPES[shape].get("quantized_only"))
+    bad = [m for m in models if not known(m)]
     if bad:
-        print(f"write_models.py: unknown model {bad[0]!r}: use {', '.join(SHAPES)}", file=sys.stderr)
+        print(f"write_models.py: unknown model {bad[0]!r}: use {', '.join(s for s in SHAPES if s != 'llama7b')}, "
+              f"or <shape>-<{'|'.join(QTYPES)}>", file=sys.stderr)
         return 2
     os.makedirs(out, exist_ok=True)
     for m in models:

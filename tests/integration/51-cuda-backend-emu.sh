@@ -20,6 +20,8 @@
 #      gpu_weights bf16: the prefill logits within 1e-5 relative (the kernels form the
 #      bf16 path's weights bit for bit; only the LM head's few rows take the native GEMV
 #      where bf16 takes cuBLAS), greedy tokens all equal, decode within gpu_parity's gate.
+#   6. a bucket wider than the logits chunk (graph without the head, head in chunks after
+#      the replay) vs eager.
 # It cannot show races, real cuBLAS behaviour or speed: scripts/gpu-check.sh on a GPU does.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -102,6 +104,17 @@ print(f"  native vs bf16 prefill logits: rel median {np.median(r):.3g} max {r.ma
 sys.exit(0 if r.max() <= 1e-5 else 1)
 PY
 done
+# 6. a decode bucket wider than the LM head's logits chunk (20 sequences -> bucket 32,
+#    head chunks of 8 rows): the layers are captured and replayed, the head runs after
+#    the replay chunk by chunk; logits bitwise identical to the eager steps.
+"$py" tests/gpu/hf_reference.py tokens --out "$out/tokens_20x8.i32" --seqs 20 --len 8 --vocab 2048 || exit 1
+W=("$out/emu_gpu_parity" --model "$models/tiny.gguf" --tokens "$out/tokens_20x8.i32" --seqs 20 --len 8 --backend cuda)
+"${W[@]}" --logit-chunk 8 --out-decode "$out/wide-graph.f32" >"$out/p-wide.log" 2>&1 || { cat "$out/p-wide.log"; exit 1; }
+grep -q "graphs: 1 captured, 6 replays" "$out/p-wide.log" ||
+  { echo "FAIL: a decode bucket wider than the logits chunk was not replayed from a graph"; grep graphs "$out/p-wide.log"; exit 1; }
+"${W[@]}" --no-graphs --out-decode "$out/wide-eager.f32" >"$out/p-wide-eager.log" 2>&1 || { cat "$out/p-wide-eager.log"; exit 1; }
+cmp -s "$out/wide-graph.f32" "$out/wide-eager.f32" ||
+  { echo "FAIL: the wide bucket's chunked head after a graph replay differs from the eager steps"; exit 1; }
 nogpu=$(KRILL_EMU_DEVICES=0 "$out/emu_gpu_ops" --only rmsnorm); rc=$?
 [ $rc = 77 ] && grep -q "^no GPU:" <<<"$nogpu" || { echo "FAIL: without a device gpu_ops must say 'no GPU:' and exit 77 (rc $rc)"; exit 1; }
 echo "PASS: the emulated CUDA backend matches the CPU backend and transformers"

@@ -382,8 +382,8 @@ static void test_open(void **state) {
     if (cuda) {
         const backend_ops_t *cu = backend_find("cuda", err, sizeof err);
         assert_non_null(cu);
-        assert_int_equal(cu->defaults.max_seqs, 256);
-        assert_int_equal(cu->defaults.max_batch_tokens, 2048);
+        assert_int_equal(cu->defaults.max_seqs, 512);
+        assert_int_equal(cu->defaults.max_batch_tokens, 8192);
     }
     assert_null(backend_find("tpu", err, sizeof err));
     assert_non_null(strstr(err, "unknown backend"));

@@ -159,15 +159,16 @@ static void test_cross_checks(void **state) {
         {"input.default_max_tokens=5000", "input.default_max_tokens"},
         {"stats.interval_ms=50", "stats.interval_ms"},
         {"kafka.topic_results=krill.requests", "kafka.topic_results"},
+        {"batching.max_batch_tokens=8", "batching.max_batch_tokens"}, /* 0 = backend default, else >= 16 */
         {"kafka.topic_dlq=other", NULL},
     };
-    for (size_t i = 0; i < 5; i++) {
+    for (size_t i = 0; i < 6; i++) {
         config_t *c = config_new();
-        if (i == 4) {
+        if (i == 5) {
             assert_int_equal(config_set(c, "kafka.topic_requests=x,other", err, sizeof err), 0);
         }
         assert_int_equal(config_set(c, bad[i][0], err, sizeof err), 0);
-        if (i == 4) expect_err(config_validate(c, err, sizeof err), err, "kafka.topic_dlq", "request topic");
+        if (i == 5) expect_err(config_validate(c, err, sizeof err), err, "kafka.topic_dlq", "request topic");
         else expect_err(config_validate(c, err, sizeof err), err, bad[i][1], NULL);
         config_free(c);
     }
