@@ -174,6 +174,27 @@ size_t attn_decode_smem(int head_dim) {
     return sizeof(float) * (size_t)(ADEC_HG * head_dim + 4 * ADEC_HG * (head_dim + 2));
 }
 
+/* One instantiation per (cache type, query heads per block). */
+template <typename T>
+static void attn_decode_go(int hg, dim3 grid, size_t sm, cudaStream_t s, float *out, float *part, const float *q,
+                           int q_stride, const void *kc, const void *vc, const int32_t *pos, const int32_t *seq,
+                           const int32_t *table, int table_stride, int n, int n_heads, int n_kv_heads, int hd, int bs,
+                           float scale, int qt, int n_splits, int window) {
+    const T *k = (const T *)kc, *v = (const T *)vc;
+    if (hg == 1)
+        attn_decode_kernel<T, 1><<<grid, ADEC_THREADS, sm, s>>>(out, part, q, q_stride, k, v, pos, seq, table,
+                                                                table_stride, n, n_heads, n_kv_heads, hd, bs, scale, qt,
+                                                                n_splits, window);
+    else if (hg == 4)
+        attn_decode_kernel<T, 4><<<grid, ADEC_THREADS, sm, s>>>(out, part, q, q_stride, k, v, pos, seq, table,
+                                                                table_stride, n, n_heads, n_kv_heads, hd, bs, scale, qt,
+                                                                n_splits, window);
+    else
+        attn_decode_kernel<T, ADEC_HG><<<grid, ADEC_THREADS, sm, s>>>(out, part, q, q_stride, k, v, pos, seq, table,
+                                                                      table_stride, n, n_heads, n_kv_heads, hd, bs,
+                                                                      scale, qt, n_splits, window);
+}
+
 cudaError_t attn_decode_launch(float *out, float *part, const float *q, int q_stride, const void *kc, const void *vc,
                                int kdt, const int32_t *pos, const int32_t *seq, const int32_t *table,
                                int table_stride, int n, int n_heads, int n_kv_heads, int hd, int bs, float scale,
@@ -181,38 +202,13 @@ cudaError_t attn_decode_launch(float *out, float *part, const float *q, int q_st
     const int G = n_heads / n_kv_heads, hg = G <= 1 ? 1 : G <= 4 ? 4 : ADEC_HG;
     const dim3 grid(n, n_kv_heads * ceil_div(G, hg), n_splits);
     const size_t sm = attn_decode_smem(hd);
-    if (kdt == KDT_F16) {
-        const __half *k = (const __half *)kc, *v = (const __half *)vc;
-        if (hg == 1)
-            attn_decode_kernel<__half, 1><<<grid, ADEC_THREADS, sm, s>>>(out, part, q, q_stride, k, v, pos, seq, table,
-                                                                         table_stride, n, n_heads, n_kv_heads, hd, bs,
-                                                                         scale, qt, n_splits, window);
-        else if (hg == 4)
-            attn_decode_kernel<__half, 4><<<grid, ADEC_THREADS, sm, s>>>(out, part, q, q_stride, k, v, pos, seq, table,
-                                                                         table_stride, n, n_heads, n_kv_heads, hd, bs,
-                                                                         scale, qt, n_splits, window);
-        else
-            attn_decode_kernel<__half, ADEC_HG><<<grid, ADEC_THREADS, sm, s>>>(out, part, q, q_stride, k, v, pos, seq,
-                                                                               table, table_stride, n, n_heads,
-                                                                               n_kv_heads, hd, bs, scale, qt, n_splits,
-                                                                               window);
-    } else if (kdt == KDT_F32) {
-        const float *k = (const float *)kc, *v = (const float *)vc;
-        if (hg == 1)
-            attn_decode_kernel<float, 1><<<grid, ADEC_THREADS, sm, s>>>(out, part, q, q_stride, k, v, pos, seq, table,
-                                                                        table_stride, n, n_heads, n_kv_heads, hd, bs,
-                                                                        scale, qt, n_splits, window);
-        else if (hg == 4)
-            attn_decode_kernel<float, 4><<<grid, ADEC_THREADS, sm, s>>>(out, part, q, q_stride, k, v, pos, seq, table,
-                                                                        table_stride, n, n_heads, n_kv_heads, hd, bs,
-                                                                        scale, qt, n_splits, window);
-        else
-            attn_decode_kernel<float, ADEC_HG><<<grid, ADEC_THREADS, sm, s>>>(out, part, q, q_stride, k, v, pos, seq,
-                                                                              table, table_stride, n, n_heads,
-                                                                              n_kv_heads, hd, bs, scale, qt, n_splits,
-                                                                              window);
-    } else {
+    if (kdt == KDT_F16)
+        attn_decode_go<__half>(hg, grid, sm, s, out, part, q, q_stride, kc, vc, pos, seq, table, table_stride, n,
+                               n_heads, n_kv_heads, hd, bs, scale, qt, n_splits, window);
+    else if (kdt == KDT_F32)
+        attn_decode_go<float>(hg, grid, sm, s, out, part, q, q_stride, kc, vc, pos, seq, table, table_stride, n,
+                              n_heads, n_kv_heads, hd, bs, scale, qt, n_splits, window);
+    else
         return cudaErrorInvalidValue;
-    }
     return cudaGetLastError();
 }

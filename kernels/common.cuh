@@ -77,6 +77,37 @@ __device__ __forceinline__ float block_sum(float v) {
     return v;
 }
 
+/* RMSNorm's first pass over one row, shared by rmsnorm_kernel and norm_round_kernel
+ * (so both get the same float): if ar, xr += ar (written back: the residual stream);
+ * returns s = 1 / sqrt(mean(xr^2) + eps), the squares summed per thread (float4 when
+ * VEC == 4) then by block_sum. Every thread of the block calls it. */
+template <int VEC>
+__device__ __forceinline__ float rms_scale(float *xr, const float *ar, int dim, float eps) {
+    float ss = 0.0f;
+    if (VEC == 4) {
+        for (int i = threadIdx.x * 4; i < dim; i += blockDim.x * 4) {
+            float4 v = *(const float4 *)(xr + i);
+            if (ar) {
+                const float4 a = *(const float4 *)(ar + i);
+                v.x += a.x, v.y += a.y, v.z += a.z, v.w += a.w;
+                *(float4 *)(xr + i) = v;
+            }
+            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+        }
+    } else {
+        for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+            float v = xr[i];
+            if (ar) {
+                v += ar[i];
+                xr[i] = v;
+            }
+            ss += v * v;
+        }
+    }
+    ss = block_sum(ss);
+    return 1.0f / sqrtf(ss / (float)dim + eps);
+}
+
 /* ---------------------------------------------------------------- launchers */
 /* Every pointer is device memory; every launcher returns cudaGetLastError(). */
 extern "C" {

@@ -14,29 +14,7 @@ __global__ void rmsnorm_kernel(float *out, float *x, const float *add, const flo
     float *xr = x + row * dim;
     float *orow = out + row * dim;
     const float *ar = add ? add + row * dim : nullptr;
-    float ss = 0.0f;
-    if (VEC == 4) {
-        for (int i = threadIdx.x * 4; i < dim; i += blockDim.x * 4) {
-            float4 v = *(const float4 *)(xr + i);
-            if (ar) {
-                const float4 a = *(const float4 *)(ar + i);
-                v.x += a.x, v.y += a.y, v.z += a.z, v.w += a.w;
-                *(float4 *)(xr + i) = v;
-            }
-            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-        }
-    } else {
-        for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-            float v = xr[i];
-            if (ar) {
-                v += ar[i];
-                xr[i] = v;
-            }
-            ss += v * v;
-        }
-    }
-    ss = block_sum(ss);
-    const float s = 1.0f / sqrtf(ss / (float)dim + eps);
+    const float s = rms_scale<VEC>(xr, ar, dim, eps);
     if (VEC == 4) {
         for (int i = threadIdx.x * 4; i < dim; i += blockDim.x * 4) {
             const float4 v = *(const float4 *)(xr + i), g = *(const float4 *)(w + i);

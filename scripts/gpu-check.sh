@@ -20,8 +20,8 @@
 #              SmolLM2 shapes at 256 seqs / 2048 tokens and at 1024 / 8192
 #   b1-*       batch 1 (one request, 128 + 128 tokens), ms per output token: Llama-1B bf16,
 #              SmolLM2 bf16, Llama-1B Q4_0 and Q8_0 and 7B Q4_K with native quantized
-#              weights (KRILL_MODEL_GPU_WEIGHTS=native; "not supported by this build" when
-#              the binary has no such setting — the 7B then runs with bf16 weights)
+#              weights (krill-bench --gpu-weights native; "not supported by this build" when
+#              the binary has no such option — the 7B then runs with bf16 weights)
 #   summary    tests/gpu/gpu_check_summary.py: DIR/summary.json and DIR/summary.md (a
 #              table for docs/benchmarks.md: card, date, commit, each figure next to its goal)
 # --dry-run (automatic when no GPU is found): everything a CPU can do — the build (CUDA
@@ -268,8 +268,8 @@ gpu_why() {  # why a GPU step cannot run, or nothing
   elif [ -z "$NVCC" ]; then echo "built without CUDA (no nvcc)"
   fi
 }
-# gpu_weights_supported: the binary knows model.gpu_weights / KRILL_MODEL_GPU_WEIGHTS
-gpu_weights_supported() { grep -aq -e KRILL_MODEL_GPU_WEIGHTS -e gpu_weights "$B/krill-bench" 2>/dev/null; }
+# gpu_weights_supported: this krill-bench takes --gpu-weights (model.gpu_weights)
+gpu_weights_supported() { "$B/krill-bench" --help 2>/dev/null | grep -q -e '--gpu-weights'; }
 SMI_PID=""
 smi_start() {
   command -v nvidia-smi >/dev/null || return 0
@@ -277,7 +277,7 @@ smi_start() {
   SMI_PID=$!; BG+=($SMI_PID)
 }
 smi_stop() { [ -n "$SMI_PID" ] && kill "$SMI_PID" 2>/dev/null; wait "$SMI_PID" 2>/dev/null; SMI_PID=""; }
-# kbench ID MODEL BUDGET REQUESTS MAX_SEQS MAX_BATCH_TOKENS [VAR=VALUE ...]: one krill-bench run
+# kbench ID MODEL BUDGET REQUESTS MAX_SEQS MAX_BATCH_TOKENS [KRILL-BENCH OPTION ...]: one krill-bench run
 kbench() {
   local id=$1 model=$2 budget=$3 req=$4 seqs=$5 mbt=$6; shift 6
   local why; why=$(gpu_why)
@@ -285,8 +285,8 @@ kbench() {
   model_ready "$model" || { record "$id" skip 0 "$budget" - "$MODEL_WHY"; return; }
   local what="${KB_NOTE}$req requests, max_seqs $seqs, max_batch_tokens $mbt${*:+, $*}"
   smi_start "$id"
-  step "$id" "$budget" 10 -- env "$@" "$B/krill-bench" --model "$MODELS/$model.gguf" --backend cuda --requests "$req" \
-    --prompt-len 128 --output-len 128 --max-seqs "$seqs" --max-batch-tokens "$mbt" --json \
+  step "$id" "$budget" 10 -- "$B/krill-bench" --model "$MODELS/$model.gguf" --backend cuda --requests "$req" \
+    --prompt-len 128 --output-len 128 --max-seqs "$seqs" --max-batch-tokens "$mbt" --json "$@" \
     >"$OUT/bench_$id.json" 2>"$OUT/bench_$id.log"
   smi_stop
   if [ $STEP_RC != 0 ] && [ $STEP_RC != 200 ] && grep -qi 'gpu_weights' "$OUT/bench_$id.log"; then
@@ -381,15 +381,15 @@ kbench tput-smol-1024 smol 40 $N_REQ 1024 8192
 kbench b1-1b-bf16 llama1b 30 1 1 2048
 kbench b1-smol-bf16 smol 30 1 1 2048
 if [ -z "$(gpu_why)" ] && ! gpu_weights_supported; then
-  NATIVE_WHY="not supported by this build: krill-bench knows no model.gpu_weights / KRILL_MODEL_GPU_WEIGHTS"
+  NATIVE_WHY="not supported by this build: krill-bench takes no --gpu-weights"
   record b1-1b-q4_0 unsupported 0 30 - "$NATIVE_WHY"
   record b1-1b-q8_0 unsupported 0 30 - "$NATIVE_WHY"
   # the 7B Q4_K file still runs, with its weights dequantized to bf16 (the summary says so)
   KB_NOTE="weights as bf16 (native: not supported by this build); " kbench b1-7b-q4_k llama7b-q4_k 90 1 1 2048
 else
-  kbench b1-1b-q4_0 llama1b-q4_0 30 1 1 2048 KRILL_MODEL_GPU_WEIGHTS=native
-  kbench b1-1b-q8_0 llama1b-q8_0 30 1 1 2048 KRILL_MODEL_GPU_WEIGHTS=native
-  kbench b1-7b-q4_k llama7b-q4_k 90 1 1 2048 KRILL_MODEL_GPU_WEIGHTS=native
+  kbench b1-1b-q4_0 llama1b-q4_0 30 1 1 2048 --gpu-weights native
+  kbench b1-1b-q8_0 llama1b-q8_0 30 1 1 2048 --gpu-weights native
+  kbench b1-7b-q4_k llama7b-q4_k 90 1 1 2048 --gpu-weights native
 fi
 for m in llama1b-q4_0 llama1b-q8_0 llama7b-q4_k tiny-q4_0 tiny-q8_0 tiny-q4_k; do
   [ -f "$MODELS/$m.gguf" ] && printf '%s\t%s\n' "$m" "$(stat -c %s "$MODELS/$m.gguf")" >>"$OUT/models.tsv"

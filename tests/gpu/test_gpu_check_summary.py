@@ -61,9 +61,9 @@ def test_full_run(d):
         ("tput-smol-1024", "pass", 20, 40, "bench_tput-smol-1024.json", "4096 requests"),
         ("b1-1b-bf16", "pass", 8, 30, "bench_b1-1b-bf16.json", "1 request"),
         ("b1-smol-bf16", "pass", 8, 30, "bench_b1-smol-bf16.json", "1 request"),
-        ("b1-1b-q4_0", "pass", 8, 30, "bench_b1-1b-q4_0.json", "1 request, KRILL_MODEL_GPU_WEIGHTS=native"),
-        ("b1-1b-q8_0", "pass", 8, 30, "bench_b1-1b-q8_0.json", "1 request, KRILL_MODEL_GPU_WEIGHTS=native"),
-        ("b1-7b-q4_k", "pass", 40, 90, "bench_b1-7b-q4_k.json", "1 request, KRILL_MODEL_GPU_WEIGHTS=native"),
+        ("b1-1b-q4_0", "pass", 8, 30, "bench_b1-1b-q4_0.json", "1 request, --gpu-weights native"),
+        ("b1-1b-q8_0", "pass", 8, 30, "bench_b1-1b-q8_0.json", "1 request, --gpu-weights native"),
+        ("b1-7b-q4_k", "pass", 40, 90, "bench_b1-7b-q4_k.json", "1 request, --gpu-weights native"),
     ]
     write(d, "steps.tsv", "".join("\t".join(str(x) for x in r) + "\n" for r in steps))
     write(d, "models.tsv", "llama1b-q4_0\t700000000\nllama7b-q4_k\t3800000000\nbroken line\n")
