@@ -17,9 +17,12 @@
 #   5. native GGUF weights (model.gpu_weights = native, docs/cuda.md): gpu_ops' native
 #      checks (in 1.), then model.c on synthetic models whose matmul weights are all
 #      native types (tests/gpu/write_native_models.py) against the same models with
-#      gpu_weights bf16: the prefill logits within 1e-5 relative (the kernels form the
-#      bf16 path's weights bit for bit; only the LM head's few rows take the native GEMV
-#      where bf16 takes cuBLAS), greedy tokens all equal, decode within gpu_parity's gate.
+#      gpu_weights bf16, path by path: prefill logits vs bf16 prefill, decode logits vs
+#      bf16 decode, each within 1e-5 relative with every argmax equal (the kernels form
+#      the bf16 path's weights bit for bit; only the LM head's few rows take the native
+#      GEMV where bf16 takes cuBLAS). Decode is not compared with prefill here: the
+#      tensor-core prefill attention rounds q and p to f16 (docs/cuda.md), so the two
+#      paths differ by ~3e-3 on these tiny random models whichever the weights.
 #   6. a bucket wider than the logits chunk (graph without the head, head in chunks after
 #      the replay) vs eager.
 # It cannot show races, real cuBLAS behaviour or speed: scripts/gpu-check.sh on a GPU does.
@@ -92,16 +95,21 @@ nm="$out/native-models"
 for spec in native_legacy:3:32 native_k:2:16; do
   IFS=: read -r m S L <<<"$spec"
   P=("$out/emu_gpu_parity" --model "$nm/$m.gguf" --tokens "$nm/tok.i32" --seqs "$S" --len "$L" --backend cuda)
-  "${P[@]}" --gpu-weights bf16 --out "$nm/$m-bf16.f32" >"$nm/$m-bf16.log" 2>&1 || { cat "$nm/$m-bf16.log"; echo "FAIL: $m bf16"; exit 1; }
-  "${P[@]}" --gpu-weights native --out "$nm/$m-native.f32" --ref "$nm/$m-bf16.f32:cuda-bf16" --min-agree 1.0 \
-    --max-rel 1e-2 >"$nm/$m-native.log" 2>&1 || { cat "$nm/$m-native.log"; echo "FAIL: $m native vs bf16"; exit 1; }
+  "${P[@]}" --gpu-weights bf16 --out "$nm/$m-bf16.f32" --out-decode "$nm/$m-bf16-dec.f32" >"$nm/$m-bf16.log" 2>&1 ||
+    { cat "$nm/$m-bf16.log"; echo "FAIL: $m bf16"; exit 1; }
+  "${P[@]}" --gpu-weights native --out "$nm/$m-native.f32" --out-decode "$nm/$m-native-dec.f32" >"$nm/$m-native.log" 2>&1 ||
+    { cat "$nm/$m-native.log"; echo "FAIL: $m native"; exit 1; }
   grep -q "gpu_weights=native" "$nm/$m-native.log" || { echo "FAIL: $m did not load native weights"; exit 1; }
-  "$py" - "$nm/$m-native.f32" "$nm/$m-bf16.f32" <<'PY' || { echo "FAIL: $m native prefill logits differ from bf16"; exit 1; }
+  "$py" - "$nm/$m" <<'PY' || { echo "FAIL: $m native logits differ from bf16"; exit 1; }
 import sys, numpy as np
-a, b = (np.fromfile(f, dtype="<f4").reshape(-1, 256) for f in sys.argv[1:3])
-r = np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)
-print(f"  native vs bf16 prefill logits: rel median {np.median(r):.3g} max {r.max():.3g}")
-sys.exit(0 if r.max() <= 1e-5 else 1)
+ok = True
+for path, suf in (("prefill", ""), ("decode", "-dec")):
+    a, b = (np.fromfile(f"{sys.argv[1]}-{w}{suf}.f32", dtype="<f4").reshape(-1, 256) for w in ("native", "bf16"))
+    r = np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)
+    same = int((a.argmax(1) == b.argmax(1)).sum())
+    print(f"  native vs bf16 {path} logits: rel median {np.median(r):.3g} max {r.max():.3g}, argmax equal {same}/{len(a)}")
+    ok = ok and r.max() <= 1e-5 and same == len(a)
+sys.exit(0 if ok else 1)
 PY
 done
 # 6. a decode bucket wider than the LM head's logits chunk (20 sequences -> bucket 32,
