@@ -80,7 +80,8 @@ ifneq ($(filter -march%,$(EXTRA_CFLAGS)),)
 else
   CFLAGS += -march=x86-64-v3 -mtune=native
 endif
-LDLIBS := $(PKG_LIBS) -lm -lpthread
+# -ldl: backend_module.c dlopens the CUDA module
+LDLIBS := $(PKG_LIBS) -lm -lpthread -ldl
 # llguidance (constrained decoding): a Rust static library that scripts/build-llguidance.sh
 # builds into .cache once; a Rust staticlib also needs libdl, libpthread, libm and libgcc_s.
 LLG_VERSION := 1.9.1
@@ -94,12 +95,14 @@ ifeq ($(SANITIZE),1)
 endif
 
 ifeq ($(USE_CUDA),1)
-  # the C side links the CUDA backend (backend_cuda_ops) only once kernels/ has one
+  # the C side has a "cuda" backend (the module below, dlopen'd by backend.c) only once
+  # kernels/ has one
   CFLAGS += $(if $(wildcard kernels/*.cu),-DKRILL_CUDA=1)
   NVCCFLAGS := -O3 -std=c++17 -Isrc -Isrc/common -Isrc/engine -Ikernels --expt-relaxed-constexpr \
                $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
                -Xcompiler -Wall,-Wextra,-Werror,-fPIC $(if $(wildcard $(CUDA_DIR)/include/cccl),-I$(CUDA_DIR)/include/cccl)
-  LDLIBS += -L$(CUDA_DIR)/lib64 -L$(CUDA_DIR)/lib -Wl,-rpath,$(CUDA_DIR)/lib -lcublasLt -lcublas -lcudart -lstdc++
+  # only the CUDA module links these: a program maps them when it loads the module
+  CUDA_LIBS := -L$(CUDA_DIR)/lib64 -L$(CUDA_DIR)/lib -Wl,-rpath,$(CUDA_DIR)/lib -lcublasLt -lcublas -lcudart -lstdc++
 endif
 
 # ---------------------------------------------------------------- sources
@@ -112,21 +115,30 @@ TEST_SRC   := $(wildcard tests/unit/test_*.c)
 CU_SRC     := $(if $(filter 1,$(USE_CUDA)),$(wildcard kernels/*.cu))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+comma := ,
 ENGINE_LIB := $(BUILD)/libkrill_engine.a
 WORKER_LIB := $(BUILD)/libkrill_worker.a
 TOOLS_LIB  := $(BUILD)/libkrill_tools.a
-ENGINE_OBJ := $(call obj,$(COMMON_SRC) $(ENGINE_SRC)) $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRC))
+ENGINE_OBJ := $(call obj,$(COMMON_SRC) $(ENGINE_SRC))
+CU_OBJ     := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRC))
+# The CUDA backend is a shared module that backend.c dlopens on first use (a CPU run
+# never maps cudart/cuBLAS): build/lib/ beside the programs (src/engine/backend_module.h
+# has the search). It resolves the engine functions it calls from the program, so every
+# program exports those (the dynamic list scripts/module-syms.sh writes).
+CUDA_MODULE := $(if $(CU_SRC),$(BUILD)/lib/libkrill-cuda.so)
+CUDA_SYMS  := $(if $(CU_SRC),$(BUILD)/libkrill-cuda.syms)
+PROG_LDFLAGS := $(if $(CU_SRC),-Wl$(comma)--dynamic-list=$(CUDA_SYMS))
 WORKER_OBJ := $(call obj,$(WORKER_SRC))
 TOOLS      := $(patsubst src/tools/%.c,$(BUILD)/%,$(TOOL_SRC))
 WORKER_BIN := $(if $(wildcard src/worker/main.c),$(BUILD)/krill-worker)
 TESTS      := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 
-build: banner $(LINK_LIBS) $(TOOLS) $(WORKER_BIN) $(TESTS)
+build: banner $(LINK_LIBS) $(CUDA_MODULE) $(TOOLS) $(WORKER_BIN) $(TESTS)
 
 ok = $(if $(1),✓,✗)
 banner:
 	@echo "krill $(VERSION): build=$(BUILD) cc=$(CC) sanitize=$(SANITIZE)" \
-	  "| $(call ok,$(filter 1,$(USE_CUDA))) cuda$(if $(filter 1,$(USE_CUDA)), ($(NVCC); sm_$(subst $() $(),/sm_,$(CUDA_ARCH))))" \
+	  "| $(call ok,$(filter 1,$(USE_CUDA))) cuda$(if $(filter 1,$(USE_CUDA)), ($(NVCC); sm_$(subst $() $(),/sm_,$(CUDA_ARCH)); module $(CUDA_MODULE)))" \
 	  "| $(call ok,$(findstring openblas,$(PKG_LIBS))) openblas | $(call ok,$(findstring rdkafka,$(PKG_LIBS))) librdkafka" \
 	  "| $(call ok,$(shell command -v clang 2>/dev/null)) clang (fuzz)"
 	@[ -n "$(PKG_LIBS)" ] || { echo "missing libraries: pkg-config cannot find $(PKGS); run scripts/setup.sh" >&2; exit 1; }
@@ -153,20 +165,26 @@ $(WORKER_LIB): $(WORKER_OBJ)
 $(TOOLS_LIB): $(call obj,$(TOOLS_LIB_SRC))
 	@rm -f $@; ar rcs $@ $^
 
+$(CUDA_MODULE): $(CU_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -pthread $^ $(CUDA_LIBS) -o $@
+$(CUDA_SYMS): $(CU_OBJ) $(ENGINE_LIB) scripts/module-syms.sh
+	@scripts/module-syms.sh $(CU_OBJ) -- $(ENGINE_LIB) >$@.tmp && mv $@.tmp $@
+
 LINK_LIBS := $(if $(WORKER_OBJ),$(WORKER_LIB)) $(ENGINE_LIB)
 .PRECIOUS: $(BUILD)/obj/%.o
 
-$(BUILD)/krill-%: $(BUILD)/obj/src/tools/krill-%.o $(TOOLS_LIB) $(LINK_LIBS)
-	$(CC) $(LDFLAGS) $< $(TOOLS_LIB) $(LINK_LIBS) $(LDLIBS) -o $@
+$(BUILD)/krill-%: $(BUILD)/obj/src/tools/krill-%.o $(TOOLS_LIB) $(LINK_LIBS) $(CUDA_SYMS)
+	$(CC) $(LDFLAGS) $(PROG_LDFLAGS) $< $(TOOLS_LIB) $(LINK_LIBS) $(LDLIBS) -o $@
 
-$(BUILD)/krill-worker: $(BUILD)/obj/src/worker/main.o $(LINK_LIBS)
-	$(CC) $(LDFLAGS) $< $(LINK_LIBS) $(LDLIBS) -o $@
+$(BUILD)/krill-worker: $(BUILD)/obj/src/worker/main.o $(LINK_LIBS) $(CUDA_SYMS)
+	$(CC) $(LDFLAGS) $(PROG_LDFLAGS) $< $(LINK_LIBS) $(LDLIBS) -o $@
 
 # every unit test links the shared test helpers (tests/unit/testutil.h)
 TESTUTIL_OBJ := $(call obj,tests/unit/testutil.c)
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTUTIL_OBJ) $(TOOLS_LIB) $(LINK_LIBS)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTUTIL_OBJ) $(TOOLS_LIB) $(LINK_LIBS) $(CUDA_SYMS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $< $(TESTUTIL_OBJ) $(TOOLS_LIB) $(LINK_LIBS) $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS) $(PROG_LDFLAGS) $< $(TESTUTIL_OBJ) $(TOOLS_LIB) $(LINK_LIBS) $(LDLIBS) -o $@
 
 check-test:
 	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) scripts/run-tests.sh

@@ -1,6 +1,7 @@
 #!/bin/sh
 # runtime-packages.sh — the Debian/Ubuntu packages owning the shared libraries that the
-# given binaries load (ldd + dpkg -S; /usr-merged paths tried both ways). Used by
+# given binaries and shared modules (libkrill-cuda.so) load (ldd + dpkg -S; /usr-merged
+# paths tried both ways). Used by
 # compose/Dockerfile to install exactly the run-time libraries in the run stage.
 set -eu
 ldd "$@" | awk '$2 == "=>" && $3 ~ /^\// {print $3}' | sort -u | while read -r lib; do

@@ -239,21 +239,37 @@ compile_one() {  # source -> $B/obj/<name>.o ; prints the source when it fails
   esac || { rm -f "$B/obj/$name.o"; echo "$src"; }
 }
 export -f compile_one
+# The CUDA backend is a shared module, as in the Makefile's build: $B/lib/libkrill-cuda.so
+# (linked with cuBLAS/cudart), which the programs in $B find in lib/ beside them and
+# dlopen; they export the engine symbols it uses (scripts/module-syms.sh's dynamic list).
 build_all() {
-  rm -f "$B"/obj/*.o "$B"/gpu_ops "$B"/gpu_parity "$B"/krill-bench
+  rm -rf "$B"/obj/*.o "$B"/gpu_ops "$B"/gpu_parity "$B"/krill-bench "$B"/lib "$B"/libkrill-cuda.syms
   local srcs failed
   srcs=$(ls src/common/*.c src/engine/*.c src/engine/cpu/*.c; [ -n "$NVCC" ] && ls kernels/*.cu)
   failed=$(printf '%s\n' $srcs | xargs -P "$JOBS" -I{} bash -c 'compile_one {}')
   [ -n "$failed" ] && { echo "did not compile: $(echo $failed) (logs: $B/obj/*.log)"; return 1; }
-  ar rcs "$B/libkrill_engine.a" "$B"/obj/*.o || return 1
+  local c_objs=() cu_objs=() o
+  for o in "$B"/obj/*.o; do
+    case "$o" in "$B"/obj/kernels_*) cu_objs+=("$o") ;; *) c_objs+=("$o") ;; esac
+  done
+  ar rcs "$B/libkrill_engine.a" "${c_objs[@]}" || return 1
+  local prog_ld=""
+  if [ ${#cu_objs[@]} -gt 0 ]; then
+    mkdir -p "$B/lib"
+    $CC -shared -pthread "${cu_objs[@]}" $CU_LINK -o "$B/lib/libkrill-cuda.so" >"$B/libkrill-cuda.log" 2>&1 ||
+      { echo "linking libkrill-cuda.so: $(grep -m1 -E 'error|undefined' "$B/libkrill-cuda.log" | cut -c1-150) (log: $B/libkrill-cuda.log)"; return 1; }
+    scripts/module-syms.sh "${cu_objs[@]}" -- "$B/libkrill_engine.a" >"$B/libkrill-cuda.syms" || return 1
+    prog_ld="-Wl,--dynamic-list=$B/libkrill-cuda.syms"
+  fi
   local t
   for t in "gpu_ops tests/gpu/gpu_ops.c tests/unit/testutil.c" "gpu_parity tests/gpu/gpu_parity.c tests/unit/testutil.c" \
            "krill-bench src/tools/krill-bench.c src/tools/bench_load.c"; do
     set -- $t
-    $CC $CFLAGS "${@:2}" "$B/libkrill_engine.a" $CU_LINK $LIBS -o "$B/$1" >"$B/$1.log" 2>&1 ||
+    # gpu_ops calls cudart/cuBLAS itself (its roofline benchmarks); the others only through the module
+    $CC $CFLAGS $prog_ld "${@:2}" "$B/libkrill_engine.a" $([ "$1" = gpu_ops ] && echo "$CU_LINK") $LIBS -o "$B/$1" >"$B/$1.log" 2>&1 ||
       { echo "linking $1: $(grep -m1 -E 'error|undefined' "$B/$1.log" | cut -c1-150) (log: $B/$1.log)"; return 1; }
   done
-  echo "$(printf '%s\n' $srcs | wc -l) sources ($(ls kernels/*.cu 2>/dev/null | wc -l) CUDA files for sm_$ARCH${NVCC:+, nvcc $NVCC}), gpu_ops, gpu_parity, krill-bench"
+  echo "$(printf '%s\n' $srcs | wc -l) sources ($(ls kernels/*.cu 2>/dev/null | wc -l) CUDA files for sm_$ARCH${NVCC:+, nvcc $NVCC}${NVCC:+, module lib/libkrill-cuda.so}), gpu_ops, gpu_parity, krill-bench"
 }
 step build "${GPU_CHECK_BUILD_BUDGET_S:-240}" 30 -- bash -c "$(declare -f build_all); build_all" >"$OUT/build.log" 2>&1
 step_done build - "$(tail -1 "$OUT/build.log")"

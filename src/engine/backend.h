@@ -6,7 +6,8 @@
  * registry: the only place that knows which backends exist (and the only #ifdef
  * KRILL_CUDA). Each backend's table carries its own defaults (backend_defaults_t), so
  * nothing outside a backend decides by its name. The CPU backend lives in
- * src/engine/cpu/, the CUDA backend in kernels/ (docs/engine.md, docs/cuda.md).
+ * src/engine/cpu/, the CUDA backend in kernels/, built into a shared module that
+ * backend.c loads on first use (docs/engine.md, docs/cuda.md).
  *
  * Rules every backend keeps:
  * - Buffers come from ops->alloc and are opaque to the caller except for pointer
@@ -282,20 +283,25 @@ typedef struct {
 } backend_t;
 
 /* The table `name` stands for: "cpu" | "cuda" | "auto" (the first backend built into
- * this binary with a device present: cuda, else cpu). Opens nothing; the defaults of
- * what backend_open(name) would open. NULL with a message in err ("backend 'cuda':
- * not built ...", "unknown backend ..."). */
+ * this binary with a device present: cuda, else cpu). Opens no device; the defaults of
+ * what backend_open(name) would open. The CUDA table lives in a shared module
+ * (libkrill-cuda.so, backend_module.h) loaded by the first call that needs it: "cuda",
+ * or "auto" where the NVIDIA driver library is present. NULL with a message in err
+ * ("backend 'cuda': not built ...", "... cannot load the module ...", "unknown backend
+ * ..."); "auto" falls back to cpu when the module cannot load. */
 const backend_ops_t *backend_find(const char *name, char *err, size_t errlen);
-/* True when `name` ("cpu" | "cuda") is built into this binary (whether a device is
- * present is another matter: ops->device_count()). */
+/* True when `name` ("cpu" | "cuda") is built into this binary and its table can be had
+ * (for cuda: the module loads, which this call tries). Whether a device is present is
+ * another matter: ops->device_count(). */
 bool backend_available(const char *name);
 
 /* Opens backend_find(name). NULL with a message in err. */
 backend_t *backend_open(const char *name, const backend_params_t *p, char *err, size_t errlen);
 void backend_close(backend_t *b); /* accepts NULL */
 
-/* The tables, defined by each backend (src/engine/cpu/backend_cpu.c,
- * kernels/backend_cuda.cu: linked only when KRILL_CUDA is defined). Outside the
+/* The tables, defined by each backend (src/engine/cpu/backend_cpu.c;
+ * kernels/backend_cuda.cu: the entry point of libkrill-cuda.so, which backend.c looks
+ * up with dlsym, or linked into the program under KRILL_CUDA_STATIC). Outside the
  * backends themselves, reach them only through backend_find / backend_open. */
 const backend_ops_t *backend_cpu_ops(void);
 const backend_ops_t *backend_cuda_ops(void);

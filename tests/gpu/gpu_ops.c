@@ -1,8 +1,10 @@
 /* gpu_ops.c — every CUDA backend op against the CPU backend over a table of shapes
  * (llama.cpp's test-backend-ops idea), plus roofline and op benchmarks (--bench).
  *
- * Builds without cmocka (plain C + the engine library + cudart/cuBLAS), so
- * scripts/gpu-check.sh can build it on a bare GPU machine. Exit status: 0 all passed,
+ * Builds without cmocka (plain C + the engine library + cudart/cuBLAS, which the
+ * roofline benchmarks call directly; the backend itself comes from the libkrill-cuda.so
+ * module, or is linked in by the emulator's build), so scripts/gpu-check.sh can build it
+ * on a bare GPU machine. Exit status: 0 all passed,
  * 1 a failure, 77 no GPU ("no GPU: ..." on stdout).
  *
  * Method: seeded random inputs are uploaded to both backends; outputs are poisoned
@@ -13,6 +15,7 @@
  * matmul tolerance covers only the bf16 (f16) rounding of the activations. An op the
  * CUDA table does not provide is reported UNSUPPORTED and counted as a failure of
  * coverage, never as a pass. */
+#include <dlfcn.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -30,7 +33,29 @@
 #include "sampler.h"
 #include "../unit/testutil.h"
 
-int matmul_set_gemv_max_n(int n); /* kernels/matmul.cu (common.cuh is C++) */
+/* kernels/matmul.cu's GEMV threshold (common.cuh is C++): linked in where the backend is
+ * (the emulator's static build); otherwise looked up in the module that holds the cuda
+ * table (libkrill-cuda.so, which backend.c dlopens RTLD_LOCAL) by find_gemv_knob. */
+int matmul_set_gemv_max_n(int n) __attribute__((weak));
+static int (*set_gemv_max_n)(int);
+
+static void find_gemv_knob(const backend_ops_t *ops) {
+    if (matmul_set_gemv_max_n) {
+        set_gemv_max_n = matmul_set_gemv_max_n;
+        return;
+    }
+    Dl_info di = {0};
+    void *init, *h = NULL, *f = NULL;
+    memcpy(&init, &ops->init, sizeof init);
+    if (dladdr(init, &di) && di.dli_fname) h = dlopen(di.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+    if (h) f = dlsym(h, "matmul_set_gemv_max_n");
+    if (!f) {
+        fprintf(stderr, "gpu_ops: matmul_set_gemv_max_n is neither linked in nor in %s\n",
+                di.dli_fname ? di.dli_fname : "the cuda module");
+        exit(1);
+    }
+    memcpy(&set_gemv_max_n, &f, sizeof f);
+}
 
 #define KRILL_GPU_OPS_VERSION "gpu_ops " KRILL_VERSION
 
@@ -304,13 +329,13 @@ static void test_matmul(void) {
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int b = 0; b < 2; b++) run_matmul(shapes[s][0], shapes[s][1], shapes[s][2], b, true);
     /* the GEMV kernel serves n = 1 by default but is written for n <= 8: all of those */
-    const int def = matmul_set_gemv_max_n(8);
+    const int def = set_gemv_max_n(8);
     mm_tag = " GEMV n<=8";
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         if (shapes[s][0] > 1 && shapes[s][0] <= 8 && shapes[s][1] % 8 == 0)
             for (int b = 0; b < 2; b++) run_matmul(shapes[s][0], shapes[s][1], shapes[s][2], b, true);
     mm_tag = "";
-    matmul_set_gemv_max_n(def);
+    set_gemv_max_n(def);
 }
 
 /* native GGUF weights (qmatmul): its own file, compiled here (see its header) */
@@ -667,11 +692,11 @@ static void bench_matmul(void) {
             free(hx);
             const double ms = time_op(mm_fn, &a, n >= 256 ? 20 : 50);
             if (n <= 8) { /* the same shape forced through the GEMV and through cuBLAS */
-                const int def = matmul_set_gemv_max_n(8);
+                const int def = set_gemv_max_n(8);
                 const double ms_gemv = time_op(mm_fn, &a, 50);
-                matmul_set_gemv_max_n(0);
+                set_gemv_max_n(0);
                 const double ms_blas = time_op(mm_fn, &a, 50);
-                matmul_set_gemv_max_n(def);
+                set_gemv_max_n(def);
                 const double by = we * backend_dtype_size(gpu->info.weight_dtype) + (double)n * (w[i].in * 6 + w[i].out * 4);
                 char s2[120];
                 snprintf(s2, sizeof s2, "%s n=%d GEMV vs cuBLAS", w[i].name, n);
@@ -751,8 +776,14 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    char err[512];
+    char err[1024];
     const backend_ops_t *cu = NULL;
+    if (!backend_available("cuda")) { /* not built, or its module does not load: an error, not "no GPU" */
+        backend_find("cuda", err, sizeof err);
+        fprintf(stderr, "gpu_ops: %s\n", err);
+        return 1;
+    }
+    find_gemv_knob(backend_find("cuda", err, sizeof err)); /* before the device: a CPU machine checks it too */
     backend_params_t gp = {.dtype = dtype, .kv_dtype = kv};
     gpu = backend_open("cuda", &gp, err, sizeof err);
     if (!gpu) {

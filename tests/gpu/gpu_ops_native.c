@@ -71,9 +71,9 @@ static void run_native(int n, int in, int with_bias, int n_parts, const gguf_tty
         }
         if (k && b->ops->weight_native(b->ctx, dw) != (k == 1)) add_result("qmatmul", shape, INFINITY, 0, "FAIL");
         float *dy = poisoned(b, sizeof(float) * n * out);
-        const int old = k == 2 ? matmul_set_gemv_max_n(8) : 0;
+        const int old = k == 2 ? set_gemv_max_n(8) : 0;
         b->ops->matmul(b->ctx, dy, dx, dw, with_bias ? db : NULL, n, in, out);
-        if (k == 2) matmul_set_gemv_max_n(old);
+        if (k == 2) set_gemv_max_n(old);
         y[k] = testutil_xmalloc(sizeof(float) * n * out);
         down(b, y[k], dy, sizeof(float) * n * out);
         dfree(b, dx), dfree(b, db), dfree(b, dw), dfree(b, dy);

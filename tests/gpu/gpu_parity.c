@@ -204,7 +204,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (!strcmp(backend, "cuda")) {
-        char e2[256];
+        char e2[1024];
+        if (!backend_available("cuda")) { /* not built, or its module does not load: an error, not "no GPU" */
+            backend_find("cuda", e2, sizeof e2);
+            fprintf(stderr, "gpu_parity: %s\n", e2);
+            return 1;
+        }
         backend_t *probe = backend_open("cuda", NULL, e2, sizeof e2);
         if (!probe) {
             printf("no GPU: %s\n", e2);

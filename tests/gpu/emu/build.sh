@@ -31,8 +31,10 @@ CXXFLAGS="$SAN -std=c++17 -O2 -g -w -include $root/tests/gpu/emu/cuda_emu.h -I$r
 BASE_CFLAGS="$SAN -std=c11 -D_GNU_SOURCE -O2 -g -pthread -DKRILL_VERSION=\"emu\" -I$root/src -I$root/src/engine -I$root/src/common"
 # the reference side of emu_kernels: the CPU backend alone
 REF_CFLAGS="$BASE_CFLAGS -DKRILL_NO_BLAS"
-# the whole-backend programs: every engine file, the CUDA backend selected, no libraries
-ALL_CFLAGS="$BASE_CFLAGS -DKRILL_CUDA=1 -DKRILL_NO_BLAS -DKRILL_NO_PCRE2 -DKRILL_NO_JANSSON -DKRILL_NO_LLGUIDANCE -I$inc"
+# the whole-backend programs: every engine file, the CUDA backend selected and linked in
+# (KRILL_CUDA_STATIC: backend.c takes backend_cuda_ops from the program, not from the
+# libkrill-cuda.so module a real build dlopens), no libraries
+ALL_CFLAGS="$BASE_CFLAGS -DKRILL_CUDA=1 -DKRILL_CUDA_STATIC=1 -DKRILL_NO_BLAS -DKRILL_NO_PCRE2 -DKRILL_NO_JANSSON -DKRILL_NO_LLGUIDANCE -I$inc"
 
 newer() { [ ! -f "$1" ] || [ -n "$(find "${@:2}" -newer "$1" 2>/dev/null | head -1)" ]; }
 job() {  # run "$@" in the background, at most JOBS at a time
@@ -69,7 +71,7 @@ cxx "$out/emu_stubs.o" tests/gpu/emu/emu_stubs.cpp
 cxx "$out/emu_kernels.o" tests/gpu/emu_kernels.cpp
 cxx "$out/emu_qmatmul.o" tests/gpu/emu_qmatmul.cpp
 ref_objs=()
-for src in src/engine/backend.c src/engine/cpu/*.c src/engine/quant.c src/engine/gpuq.c src/engine/gguf.c src/engine/sampler.c src/common/*.c; do
+for src in src/engine/backend.c src/engine/backend_module.c src/engine/cpu/*.c src/engine/quant.c src/engine/gpuq.c src/engine/gguf.c src/engine/sampler.c src/common/*.c; do
   o="$out/r_$(basename "$src" .c).o"
   ccomp "$o" "$REF_CFLAGS" "$src"
   ref_objs+=("$o")
@@ -90,9 +92,9 @@ fi
 fail=0
 while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || fail=1; done
 [ $fail = 0 ] || { echo "build.sh: a compile failed (see above)" >&2; exit 1; }
-g++ $SAN -pthread "${k_objs[@]}" "$out/emu.o" "$out/emu_stubs.o" "$out/emu_kernels.o" "$out/emu_qmatmul.o" "${ref_objs[@]}" -lm -o "$out/emu_kernels"
+g++ $SAN -pthread "${k_objs[@]}" "$out/emu.o" "$out/emu_stubs.o" "$out/emu_kernels.o" "$out/emu_qmatmul.o" "${ref_objs[@]}" -lm -ldl -o "$out/emu_kernels"
 if [ "$what" = all ]; then
   whole=("${k_objs[@]}" "$out/k_backend_cuda.o" "$out/emu.o" "$out/fake_cudart.o" "${all_objs[@]}")
-  g++ $SAN -pthread "$out/gpu_ops.o" "$out/testutil.o" "${whole[@]}" -lm -o "$out/emu_gpu_ops"
-  g++ $SAN -pthread "$out/gpu_parity.o" "$out/testutil.o" "${whole[@]}" -lm -o "$out/emu_gpu_parity"
+  g++ $SAN -pthread "$out/gpu_ops.o" "$out/testutil.o" "${whole[@]}" -lm -ldl -o "$out/emu_gpu_ops"
+  g++ $SAN -pthread "$out/gpu_parity.o" "$out/testutil.o" "${whole[@]}" -lm -ldl -o "$out/emu_gpu_parity"
 fi
