@@ -16,12 +16,26 @@
 #include "log.h"
 #include "quant.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 /* ------------------------------------------------------------------ x86 kernels */
 
 /* qmat_x86.c: one entry per instruction set; NULL when not built. */
 typedef void (*qmat_block_fn)(qmat_type_t t, float *y, int ldy, const void *xq, const void *w, const float *bias,
                               int in, int r0, int r1, int c0, int c1);
 qmat_block_fn qmat_x86_kernel(qmat_impl_t impl);
+
+#if defined(__x86_64__)
+/* AVX-VNNI (VEX vpdpbusd): CPUID.(EAX=7, ECX=1):EAX bit 4, read directly because
+ * __builtin_cpu_supports("avxvnni") is missing from older compilers (clang 14, the
+ * fuzz build's); the VEX encoding also needs what AVX2 needs (YMM state). */
+static bool cpu_has_avxvnni(void) {
+    unsigned a, b, c, d;
+    return __builtin_cpu_supports("avx2") && __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 4) & 1u);
+}
+#endif
 
 bool qmat_impl_available(qmat_impl_t impl) {
     switch (impl) {
@@ -34,7 +48,7 @@ bool qmat_impl_available(qmat_impl_t impl) {
     __builtin_cpu_init();
     switch (impl) {
     case QMAT_IMPL_AVX2: return __builtin_cpu_supports("avx2");
-    case QMAT_IMPL_AVXVNNI: return __builtin_cpu_supports("avxvnni");
+    case QMAT_IMPL_AVXVNNI: return cpu_has_avxvnni();
     case QMAT_IMPL_AVX512VNNI:
         return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("avx512bw");
