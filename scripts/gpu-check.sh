@@ -20,8 +20,7 @@
 #              SmolLM2 shapes at 256 seqs / 2048 tokens and at 1024 / 8192
 #   b1-*       batch 1 (one request, 128 + 128 tokens), ms per output token: Llama-1B bf16,
 #              SmolLM2 bf16, Llama-1B Q4_0 and Q8_0 and 7B Q4_K with native quantized
-#              weights (krill-bench --gpu-weights native; "not supported by this build" when
-#              the binary has no such option — the 7B then runs with bf16 weights)
+#              weights (krill-bench --gpu-weights native)
 #   summary    tests/gpu/gpu_check_summary.py: DIR/summary.json and DIR/summary.md (a
 #              table for docs/benchmarks.md: card, date, commit, each figure next to its goal)
 # --dry-run (automatic when no GPU is found): everything a CPU can do — the build (CUDA
@@ -61,7 +60,7 @@ exec 3>&1    # the console: progress lines go there even while a step's output i
 log() { printf '[%3ds] %s\n' $((SECONDS - T0)) "$*" >&3; }
 left() { echo $((BUDGET - RESERVE - (SECONDS - T0))); }
 clean() { tr '\t\n' '  ' <<<"$*" | sed 's/ *$//' | cut -c1-300; }
-# record ID STATUS SECONDS BUDGET FILE REASON   (STATUS: pass fail skip timeout unsupported)
+# record ID STATUS SECONDS BUDGET FILE REASON   (STATUS: pass fail skip timeout)
 record() {
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5:--}" "$(clean "$6")" >>"$OUT/steps.tsv"
   log "$2 $1 (${3}s of ${4}s): $6"
@@ -100,7 +99,7 @@ step_done() {
 }
 
 # background jobs (model writers, nvidia-smi): stopped by their own ids at exit
-BG=() KB_NOTE=""
+BG=()
 cleanup() {  # each job and its children (a writer's subshell runs python)
   local p
   for p in ${BG[@]+"${BG[@]}"}; do pkill -TERM -P "$p" 2>/dev/null; kill "$p" 2>/dev/null; done
@@ -284,8 +283,6 @@ gpu_why() {  # why a GPU step cannot run, or nothing
   elif [ -z "$NVCC" ]; then echo "built without CUDA (no nvcc)"
   fi
 }
-# gpu_weights_supported: this krill-bench takes --gpu-weights (model.gpu_weights)
-gpu_weights_supported() { "$B/krill-bench" --help 2>/dev/null | grep -q -e '--gpu-weights'; }
 SMI_PID=""
 smi_start() {
   command -v nvidia-smi >/dev/null || return 0
@@ -299,16 +296,12 @@ kbench() {
   local why; why=$(gpu_why)
   [ -n "$why" ] && { record "$id" skip 0 "$budget" - "$why"; return; }
   model_ready "$model" || { record "$id" skip 0 "$budget" - "$MODEL_WHY"; return; }
-  local what="${KB_NOTE}$req requests, max_seqs $seqs, max_batch_tokens $mbt${*:+, $*}"
+  local what="$req requests, max_seqs $seqs, max_batch_tokens $mbt${*:+, $*}"
   smi_start "$id"
   step "$id" "$budget" 10 -- "$B/krill-bench" --model "$MODELS/$model.gguf" --backend cuda --requests "$req" \
     --prompt-len 128 --output-len 128 --max-seqs "$seqs" --max-batch-tokens "$mbt" --json "$@" \
     >"$OUT/bench_$id.json" 2>"$OUT/bench_$id.log"
   smi_stop
-  if [ $STEP_RC != 0 ] && [ $STEP_RC != 200 ] && grep -qi 'gpu_weights' "$OUT/bench_$id.log"; then
-    record "$id" unsupported "$STEP_S" "$STEP_T" - "not supported by this build: $(grep -m1 -i gpu_weights "$OUT/bench_$id.log" | cut -c1-200)"
-    return
-  fi
   step_done "$id" "bench_$id.json" "$what$(grep -o '"output_tok_per_s":[0-9.]*' "$OUT/bench_$id.json" 2>/dev/null | cut -c1-32 | sed 's/^/; /')" \
     "$OUT/bench_$id.log"
 }
@@ -396,17 +389,9 @@ kbench tput-smol-256 smol 40 $N_REQ 256 2048
 kbench tput-smol-1024 smol 40 $N_REQ 1024 8192
 kbench b1-1b-bf16 llama1b 30 1 1 2048
 kbench b1-smol-bf16 smol 30 1 1 2048
-if [ -z "$(gpu_why)" ] && ! gpu_weights_supported; then
-  NATIVE_WHY="not supported by this build: krill-bench takes no --gpu-weights"
-  record b1-1b-q4_0 unsupported 0 30 - "$NATIVE_WHY"
-  record b1-1b-q8_0 unsupported 0 30 - "$NATIVE_WHY"
-  # the 7B Q4_K file still runs, with its weights dequantized to bf16 (the summary says so)
-  KB_NOTE="weights as bf16 (native: not supported by this build); " kbench b1-7b-q4_k llama7b-q4_k 90 1 1 2048
-else
-  kbench b1-1b-q4_0 llama1b-q4_0 30 1 1 2048 --gpu-weights native
-  kbench b1-1b-q8_0 llama1b-q8_0 30 1 1 2048 --gpu-weights native
-  kbench b1-7b-q4_k llama7b-q4_k 90 1 1 2048 --gpu-weights native
-fi
+kbench b1-1b-q4_0 llama1b-q4_0 30 1 1 2048 --gpu-weights native
+kbench b1-1b-q8_0 llama1b-q8_0 30 1 1 2048 --gpu-weights native
+kbench b1-7b-q4_k llama7b-q4_k 90 1 1 2048 --gpu-weights native
 for m in llama1b-q4_0 llama1b-q8_0 llama7b-q4_k tiny-q4_0 tiny-q8_0 tiny-q4_k; do
   [ -f "$MODELS/$m.gguf" ] && printf '%s\t%s\n' "$m" "$(stat -c %s "$MODELS/$m.gguf")" >>"$OUT/models.tsv"
 done
